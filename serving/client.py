@@ -1,0 +1,276 @@
+"""Python client for TF-Serving-protocol servers (the built-in server or ``tensorflow_model_server``).
+
+>>> client = ServingClient("localhost:8500")                       # gRPC
+>>> client = ServingClient("localhost:8501", protocol="rest")      # REST
+>>> client.recommend("retrieval", ["42"], k=10)                    # [[("50", 3.1), ...]]
+
+Calls have a deadline (``timeout_s``) and retry on UNAVAILABLE (server starting, draining, or a
+replica restart) with exponential backoff; other errors raise :class:`ServingClientError` at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from tfrs_lab.export import signatures as sig_names
+
+from .errors import code_from_number
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_HTTP_TO_CODE = {
+    400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED, 403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND, 409: grpc.StatusCode.ABORTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    499: grpc.StatusCode.CANCELLED, 501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+class ServingClientError(Exception):
+    """A call failed: ``code`` is the gRPC status code (mapped from HTTP for REST)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ServingClient:
+    """gRPC or REST client with deadlines, retries and message-size limits.
+
+    Args:
+        target: ``host:port`` (gRPC port 8500 / REST port 8501 by convention).
+        protocol: ``"grpc"`` or ``"rest"``.
+        timeout_s: deadline of each attempt.
+        retries: extra attempts after an UNAVAILABLE answer (0 = no retry).
+        backoff_s: first retry delay; doubles each attempt (with jitter) up to ``max_backoff_s``.
+        max_message_bytes: gRPC send/receive limit.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        protocol: str = "grpc",
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        backoff_s: float = 0.1,
+        max_backoff_s: float = 2.0,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        if protocol not in ("grpc", "rest"):
+            raise ValueError(f"protocol must be 'grpc' or 'rest', got {protocol!r}")
+        if timeout_s <= 0 or retries < 0 or backoff_s < 0:
+            raise ValueError("timeout_s must be > 0, retries and backoff_s >= 0")
+        self.target = target
+        self.protocol = protocol
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._channel: grpc.Channel | None = None
+        if protocol == "grpc":
+            self._channel = grpc.insecure_channel(
+                target,
+                options=[
+                    ("grpc.max_send_message_length", max_message_bytes),
+                    ("grpc.max_receive_message_length", max_message_bytes),
+                ],
+            )
+            self._predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+            self._model_stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def close(self) -> None:
+        """Close the gRPC channel."""
+        if self._channel is not None:
+            self._channel.close()
+
+    def __enter__(self) -> "ServingClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def _with_retries(self, fn: Callable[[], T]) -> T:
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except ServingClientError as e:
+                if e.code != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    raise
+                sleep = min(delay, self.max_backoff_s) * (0.5 + random.random() / 2)
+                logger.info("%s unavailable (%s); retry %d/%d in %.2fs", self.target, e.message, attempt + 1, self.retries, sleep)
+                time.sleep(sleep)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _grpc(self, method: Callable[..., T], request: Any) -> T:
+        def call() -> T:
+            try:
+                return method(request, timeout=self.timeout_s)
+            except grpc.RpcError as e:
+                raise ServingClientError(e.code(), e.details() or "") from None
+
+        return self._with_retries(call)
+
+    def _rest(self, method: str, path: str, body: Any = None) -> Any:
+        url = f"http://{self.target}{path}"
+        data = None if body is None else json.dumps(body).encode("utf-8")
+
+        def call() -> Any:
+            req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                    return json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                payload = e.read()
+                try:
+                    message = json.loads(payload).get("error", "")
+                except (ValueError, AttributeError):
+                    message = payload.decode("utf-8", "replace")[:500]
+                raise ServingClientError(_HTTP_TO_CODE.get(e.code, grpc.StatusCode.UNKNOWN), message) from None
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+                reason = getattr(e, "reason", e)
+                code = grpc.StatusCode.DEADLINE_EXCEEDED if isinstance(reason, TimeoutError) else grpc.StatusCode.UNAVAILABLE
+                raise ServingClientError(code, f"cannot reach {url}: {reason}") from None
+
+        return self._with_retries(call)
+
+    @staticmethod
+    def _url(model: str, version: int | None, label: str | None) -> str:
+        path = f"/v1/models/{model}"
+        if version is not None:
+            path += f"/versions/{version}"
+        elif label:
+            path += f"/labels/{label}"
+        return path
+
+    @staticmethod
+    def _spec(spec: Any, model: str, version: int | None, label: str | None, signature_name: str | None = None) -> None:
+        spec.name = model
+        if version is not None:
+            spec.version.value = version
+        elif label:
+            spec.version_label = label
+        if signature_name:
+            spec.signature_name = signature_name
+
+    # -- API -------------------------------------------------------------------------------------
+
+    def predict(
+        self,
+        model: str,
+        inputs: Mapping[str, Any],
+        *,
+        signature_name: str = sig_names.SERVING_DEFAULT,
+        version: int | None = None,
+        label: str | None = None,
+        output_filter: Sequence[str] = (),
+    ) -> dict[str, np.ndarray]:
+        """Predict on named inputs (array-likes; strings as ``str`` or ``bytes``) -> named outputs."""
+        if self.protocol == "grpc":
+            request = predict_pb2.PredictRequest()
+            self._spec(request.model_spec, model, version, label, signature_name)
+            for alias, value in inputs.items():
+                request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+            request.output_filter.extend(output_filter)
+            response = self._grpc(self._predict_stub.Predict, request)
+            return {alias: tf.make_ndarray(t) for alias, t in response.outputs.items()}
+        body: dict[str, Any] = {"signature_name": signature_name, "inputs": {k: _jsonable(v) for k, v in inputs.items()}}
+        if output_filter:
+            body["output_filter"] = list(output_filter)
+        outputs = self._rest("POST", self._url(model, version, label) + ":predict", body)["outputs"]
+        if not isinstance(outputs, dict):
+            outputs = {(output_filter[0] if output_filter else "output"): outputs}
+        return {k: np.array(v, dtype=object if _is_strings(v) else None) for k, v in outputs.items()}
+
+    def recommend(
+        self, model: str, user_ids: Sequence[str], *, k: int | None = None, version: int | None = None, label: str | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Top movies per user from a retrieval model's ``serving_default``: ``[[(movie_id, score)]]``."""
+        outputs = self.predict(model, {sig_names.USER_ID: np.array(list(user_ids), dtype=object)}, version=version, label=label)
+        if sig_names.MOVIE_IDS not in outputs or sig_names.SCORES not in outputs:
+            raise ServingClientError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"model {model} did not return {sig_names.MOVIE_IDS}/{sig_names.SCORES}; is it a retrieval model?",
+            )
+        result = []
+        for ids, scores in zip(outputs[sig_names.MOVIE_IDS], outputs[sig_names.SCORES]):
+            row = [(_text(i), float(s)) for i, s in zip(ids, scores)]
+            result.append(row[:k] if k else row)
+        return result
+
+    def model_status(self, model: str, *, version: int | None = None, label: str | None = None) -> list[dict[str, Any]]:
+        """Version states: ``[{"version": 1, "state": "AVAILABLE", "error_code": "OK", "error_message": ""}]``."""
+        if self.protocol == "grpc":
+            request = get_model_status_pb2.GetModelStatusRequest()
+            self._spec(request.model_spec, model, version, label)
+            response = self._grpc(self._model_stub.GetModelStatus, request)
+            return [
+                {
+                    "version": s.version,
+                    "state": get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
+                    "error_code": code_from_number(s.status.error_code).name,
+                    "error_message": s.status.error_message,
+                }
+                for s in response.model_version_status
+            ]
+        body = self._rest("GET", self._url(model, version, label))
+        return [
+            {"version": int(s["version"]), "state": s["state"], "error_code": s["status"]["error_code"],
+             "error_message": s["status"].get("error_message", "")}
+            for s in body["model_version_status"]
+        ]
+
+    def signature_defs(self, model: str, *, version: int | None = None, label: str | None = None) -> dict[str, Any]:
+        """``GetModelMetadata``: the model's signature_def map as JSON-style dicts."""
+        from google.protobuf import json_format
+
+        if self.protocol == "grpc":
+            request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+            self._spec(request.model_spec, model, version, label)
+            response = self._grpc(self._predict_stub.GetModelMetadata, request)
+            sig_map = get_model_metadata_pb2.SignatureDefMap()
+            response.metadata["signature_def"].Unpack(sig_map)
+            return json_format.MessageToDict(sig_map, preserving_proto_field_name=True).get("signature_def", {})
+        body = self._rest("GET", self._url(model, version, label) + "/metadata")
+        return body["metadata"]["signature_def"]["signature_def"]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _is_strings(value: Any) -> bool:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return isinstance(value, (str, dict))
+
+
+def _jsonable(value: Any) -> Any:
+    array = np.asarray(value)
+    if array.dtype == object or array.dtype.kind in ("S", "U"):
+        return np.vectorize(_text, otypes=[object])(array).tolist() if array.size else array.tolist()
+    return array.tolist()

@@ -1,0 +1,288 @@
+"""The built-in TF-Serving-protocol server: gRPC ``PredictionService`` / ``ModelService`` on the
+official ``tensorflow_serving.apis`` stubs, the REST API (see ``rest.py``), gRPC health checks,
+Prometheus metrics and graceful drain.
+
+Use :class:`ModelServer` from Python, or ``python -m tfrs_lab.serving.start`` from a shell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    prediction_service_pb2_grpc,
+    status_pb2,
+)
+
+
+from . import inference
+from .config import BatchingParameters, ConfigError, ModelConfig, MonitoringConfig, model_config_from_proto
+from .errors import ServingError, code_number, invalid_argument
+from .metrics import Metrics
+from .model_manager import ModelManager
+from .servable import Servable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServerOptions:
+    """Settings of :class:`ModelServer` (TF Serving flag names in brackets).
+
+    ``grpc_port`` / ``rest_port``: 0 picks a free port, ``None`` disables that front end.
+    """
+
+    host: str = "0.0.0.0"
+    grpc_port: int | None = 8500  # --port
+    rest_port: int | None = 8501  # --rest_api_port
+    max_workers: int = 16  # --grpc_max_threads / --rest_api_num_threads
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # --grpc_max_message_size (send and receive)
+    poll_interval_s: float = 1.0  # --file_system_poll_wait_seconds
+    warmup: bool = True  # --enable_model_warmup
+    batching: BatchingParameters | None = None  # --enable_batching + --batching_parameters_file
+    monitoring: MonitoringConfig = dataclasses.field(default_factory=MonitoringConfig)
+    rest_timeout_s: float = 30.0  # --rest_api_timeout_in_ms
+
+
+def _spec_args(spec: Any) -> tuple[str, int | None, str | None]:
+    choice = spec.WhichOneof("version_choice")
+    version = spec.version.value if choice == "version" else None
+    label = spec.version_label if choice == "version_label" else None
+    if not spec.name:
+        raise invalid_argument("Missing ModelSpec name: set model_spec.name to the served model's name")
+    return spec.name, version, label
+
+
+class ModelServer:
+    """Serves models over TF Serving's gRPC and REST APIs.
+
+    ``start()`` loads every model (warm-up included) before binding the ports, like
+    ``tensorflow_model_server``; ``stop()`` drains in-flight requests.
+    """
+
+    def __init__(self, models: Sequence[ModelConfig], options: ServerOptions | None = None) -> None:
+        self.options = options or ServerOptions()
+        self.metrics = Metrics()
+        batcher_factory: Callable[[Any], Any] | None = None
+        if self.options.batching is not None:
+            from .batching import make_batcher_factory
+
+            batcher_factory = make_batcher_factory(self.options.batching)
+        self.manager = ModelManager(
+            models,
+            poll_interval_s=self.options.poll_interval_s,
+            warmup=self.options.warmup,
+            batcher_factory=batcher_factory,
+            metrics=self.metrics,
+        )
+        self.health = health.HealthServicer()
+        self._grpc: grpc.Server | None = None
+        self._rest: Any = None
+        self._rest_thread: threading.Thread | None = None
+        self.grpc_port: int | None = None
+        self.rest_port: int | None = None
+        self._stopped = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> "ModelServer":
+        """Load models, then start the gRPC and REST front ends. Returns ``self``."""
+        self.manager.start()
+        opts = self.options
+        if opts.grpc_port is not None:
+            self._grpc = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=opts.max_workers, thread_name_prefix="grpc"),
+                options=[
+                    ("grpc.max_send_message_length", opts.max_message_bytes),
+                    ("grpc.max_receive_message_length", opts.max_message_bytes),
+                    ("grpc.so_reuseport", 0),
+                ],
+            )
+            prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self), self._grpc)
+            model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self), self._grpc)
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+            port = self._grpc.add_insecure_port(f"{opts.host}:{opts.grpc_port}")
+            if port == 0:
+                self.manager.stop()
+                raise OSError(f"cannot bind gRPC port {opts.host}:{opts.grpc_port}; choose a free --port")
+            self.grpc_port = port
+            self._grpc.start()
+        if opts.rest_port is not None:
+            from .rest import make_rest_server
+
+            self._rest = make_rest_server(self, opts.host, opts.rest_port)
+            self.rest_port = self._rest.server_address[1]
+            self._rest_thread = threading.Thread(
+                target=self._rest.serve_forever, kwargs={"poll_interval": 0.2}, name="rest", daemon=True
+            )
+            self._rest_thread.start()
+        for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        logger.info("serving %s on gRPC port %s, REST port %s", self.manager.available(), self.grpc_port, self.rest_port)
+        return self
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop accepting requests, let in-flight ones finish (up to ``grace_s``), unload models."""
+        if self._stopped.is_set():
+            return
+        self.health.enter_graceful_shutdown()
+        if self._rest is not None:
+            self._rest.drain(grace_s)
+        if self._grpc is not None:
+            self._grpc.stop(grace_s).wait(grace_s + 1)
+        if self._rest is not None:
+            self._rest.shutdown()
+            self._rest.server_close()
+        self.manager.stop()
+        self._stopped.set()
+        logger.info("server stopped")
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until :meth:`stop` has run (or ``timeout_s``); True when stopped."""
+        return self._stopped.wait(timeout_s)
+
+    def __enter__(self) -> "ModelServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- request plumbing shared by gRPC and REST -----------------------------------------------
+
+    def handle(self, api: str, entrypoint: str, model: str, fn: Callable[[], tuple[T, Servable | None]]) -> T:
+        """Run ``fn``, recording metrics; raises :class:`ServingError` on failure."""
+        started = time.monotonic()
+        status, version = "OK", ""
+        try:
+            result, servable = fn()
+            if servable is not None:
+                version = str(servable.version)
+            return result
+        except ServingError as e:
+            status = e.code.name
+            raise
+        except Exception as e:  # request boundary: an unexpected bug answers INTERNAL, never kills the server
+            logger.exception("internal error in %s for model %s", api, model)
+            status = "INTERNAL"
+            raise ServingError(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}") from e
+        finally:
+            self.metrics.observe(
+                model=model, version=version, api=api, entrypoint=entrypoint, status=status,
+                seconds=time.monotonic() - started,
+            )
+
+    def resolve(self, spec: Any) -> Servable:
+        """The servable for a request ModelSpec."""
+        name, version, label = _spec_args(spec)
+        return self.manager.resolve(name, version, label)
+
+    def model_status(self, request: get_model_status_pb2.GetModelStatusRequest) -> get_model_status_pb2.GetModelStatusResponse:
+        """``GetModelStatus`` on the manager."""
+        name, version, label = _spec_args(request.model_spec)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for st in self.manager.status(name, version, label):
+            entry = response.model_version_status.add(version=st.version, state=int(st.state))
+            if st.error is not None:
+                entry.status.CopyFrom(status_pb2.StatusProto(error_code=code_number(st.error.code), error_message=st.error.message))
+            else:
+                entry.status.CopyFrom(status_pb2.StatusProto(error_code=0))
+        return response
+
+    def reload_config(self, request: model_management_pb2.ReloadConfigRequest) -> model_management_pb2.ReloadConfigResponse:
+        """``HandleReloadConfigRequest``: replace the served models."""
+        config = request.config
+        if config.WhichOneof("config") != "model_config_list":
+            raise invalid_argument("ReloadConfigRequest.config must hold a model_config_list")
+        try:
+            models = [model_config_from_proto(c) for c in config.model_config_list.config]
+        except ConfigError as e:
+            raise invalid_argument(str(e)) from e
+        self.manager.reload_config(models)
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.error_code = 0
+        return response
+
+
+class _GrpcBase:
+    def __init__(self, server: ModelServer) -> None:
+        self._server = server
+
+    def _run(self, context: grpc.ServicerContext, api: str, model: str, fn: Callable[[], tuple[T, Servable | None]]) -> T:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the request was processed")
+        try:
+            return self._server.handle(api, "GRPC", model, fn)
+        except ServingError as e:
+            error = e
+        context.abort(error.code, error.message)
+        raise AssertionError("unreachable: context.abort raises")
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer, _GrpcBase):
+    """``tensorflow.serving.PredictionService``."""
+
+    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        def fn() -> tuple[Any, Servable]:
+            s = self._server.resolve(request.model_spec)
+            return inference.predict(s, request), s
+
+        return self._run(context, "predict", request.model_spec.name, fn)
+
+    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        def fn() -> tuple[Any, Servable]:
+            s = self._server.resolve(request.model_spec)
+            return inference.metadata(s, request), s
+
+        return self._run(context, "get_model_metadata", request.model_spec.name, fn)
+
+    def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        def fn() -> tuple[Any, Servable]:
+            s = self._server.resolve(request.model_spec)
+            return inference.classify(s, request), s
+
+        return self._run(context, "classify", request.model_spec.name, fn)
+
+    def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        def fn() -> tuple[Any, Servable]:
+            s = self._server.resolve(request.model_spec)
+            return inference.regress(s, request), s
+
+        return self._run(context, "regress", request.model_spec.name, fn)
+
+    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        def fn() -> tuple[Any, Servable]:
+            if not request.tasks:
+                raise invalid_argument("Tasks field is empty.")
+            s = self._server.resolve(request.tasks[0].model_spec)
+            return inference.multi_inference(s, request), s
+
+        name = request.tasks[0].model_spec.name if request.tasks else ""
+        return self._run(context, "multi_inference", name, fn)
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _GrpcBase):
+    """``tensorflow.serving.ModelService``."""
+
+    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._run(context, "get_model_status", request.model_spec.name,
+                         lambda: (self._server.model_status(request), None))
+
+    def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._run(context, "reload_config", "", lambda: (self._server.reload_config(request), None))

@@ -1,0 +1,207 @@
+"""``python -m tfrs_lab.serving.start``: serve exported models over TF Serving's gRPC/REST APIs.
+
+    python -m tfrs_lab.serving.start --model retrieval=runs/r1/export/retrieval --port 8500 --rest-port 8501
+
+``--engine auto`` runs ``tensorflow_model_server`` from ``PATH`` when it is installed and no model
+needs custom ops (ScaNN exports do), else the built-in server; ``tfserving`` / ``builtin`` force one.
+SIGTERM/SIGINT drain in-flight requests before exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from .config import (
+    ConfigError,
+    ModelConfig,
+    MonitoringConfig,
+    load_batching_parameters,
+    load_model_config_file,
+    load_monitoring_config,
+    parse_model_flag,
+    to_model_server_config_text,
+)
+
+logger = logging.getLogger(__name__)
+
+TF_SERVING_BINARY = "tensorflow_model_server"
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    p = _Parser(prog="python -m tfrs_lab.serving.start", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="model name and export base path")
+    p.add_argument("--model-config-file", help="text ModelServerConfig (see configs/serving/models.config)")
+    p.add_argument("--port", type=int, default=8500, help="gRPC port")
+    p.add_argument("--rest-port", type=int, default=8501, help="REST port (0 = any free port, -1 = off)")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind")
+    p.add_argument("--engine", choices=("auto", "tfserving", "builtin"), default="auto")
+    p.add_argument("--batching-parameters-file", help="enables batching (see configs/serving/batching.config)")
+    p.add_argument("--monitoring-config-file", help="Prometheus endpoint (see configs/serving/monitoring.config)")
+    p.add_argument("--poll-seconds", type=float, default=1.0, help="file-system poll interval (0 = off)")
+    p.add_argument("--max-message-bytes", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--threads", type=int, default=16, help="request threads (built-in engine)")
+    p.add_argument("--no-warmup", action="store_true", help="skip warm-up replay")
+    p.add_argument("--grace-seconds", type=float, default=10.0, help="drain time on SIGTERM")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def needs_custom_ops(config: ModelConfig) -> set[str]:
+    """Custom ops (e.g. ``Scann>ScannSearchBatched``) used by any version the policy would load."""
+    from .servable import custom_ops, list_versions, read_saved_model_proto
+
+    ops: set[str] = set()
+    for version in config.wanted_versions(list_versions(config.base_path)):
+        ops |= custom_ops(read_saved_model_proto(os.path.join(config.base_path, str(version))))
+    return ops
+
+
+def choose_engine(engine: str, models: Sequence[ModelConfig]) -> str:
+    """Resolve ``auto`` to ``tfserving`` or ``builtin``; refuse ``tfserving`` for custom ops."""
+    if engine == "builtin":
+        return "builtin"
+    binary = shutil.which(TF_SERVING_BINARY)
+    ops = {m.name: needs_custom_ops(m) for m in models}
+    blocked = {n: o for n, o in ops.items() if o}
+    if engine == "tfserving":
+        if binary is None:
+            raise ConfigError(f"--engine tfserving: {TF_SERVING_BINARY} is not on PATH; install TF Serving or use --engine builtin")
+        if blocked:
+            raise ConfigError(
+                "--engine tfserving cannot load models with custom ops "
+                + "; ".join(f"{n}: {', '.join(sorted(o))}" for n, o in blocked.items())
+                + ": export the brute_force variant or use --engine builtin"
+            )
+        return "tfserving"
+    if binary is None:
+        logger.info("%s not on PATH: using the built-in server", TF_SERVING_BINARY)
+        return "builtin"
+    if blocked:
+        logger.info("models %s need custom ops: using the built-in server", sorted(blocked))
+        return "builtin"
+    return "tfserving"
+
+
+def tfserving_command(args: argparse.Namespace, models: Sequence[ModelConfig], config_path: str) -> list[str]:
+    """The ``tensorflow_model_server`` command line for these flags."""
+    cmd = [
+        shutil.which(TF_SERVING_BINARY) or TF_SERVING_BINARY,
+        f"--port={args.port}",
+        f"--model_config_file={config_path}",
+        f"--file_system_poll_wait_seconds={max(0, int(round(args.poll_seconds)))}",
+        f"--grpc_max_threads={args.threads}",
+    ]
+    if args.rest_port >= 0:
+        cmd.append(f"--rest_api_port={args.rest_port}")
+    if args.batching_parameters_file:
+        cmd += ["--enable_batching=true", f"--batching_parameters_file={os.path.abspath(args.batching_parameters_file)}"]
+    if args.monitoring_config_file:
+        cmd.append(f"--monitoring_config_file={os.path.abspath(args.monitoring_config_file)}")
+    if not args.no_warmup:
+        cmd.append("--enable_model_warmup=true")
+    return cmd
+
+
+def _run_tfserving(args: argparse.Namespace, models: Sequence[ModelConfig]) -> int:
+    with tempfile.TemporaryDirectory(prefix="tfrs_serving_") as tmp:
+        config_path = os.path.join(tmp, "models.config")
+        with open(config_path, "w", encoding="utf-8") as f:
+            f.write(to_model_server_config_text(models))
+        cmd = tfserving_command(args, models, config_path)
+        logger.info("running %s", " ".join(cmd))
+        proc = subprocess.Popen(cmd)
+
+        def forward(signum: int, _frame: Any) -> None:
+            proc.send_signal(signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        return proc.wait()
+
+
+def _run_builtin(args: argparse.Namespace, models: Sequence[ModelConfig]) -> int:
+    from .server import ModelServer, ServerOptions
+
+    batching = load_batching_parameters(args.batching_parameters_file) if args.batching_parameters_file else None
+    monitoring = load_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file else MonitoringConfig()
+    options = ServerOptions(
+        host=args.host,
+        grpc_port=args.port,
+        rest_port=None if args.rest_port < 0 else args.rest_port,
+        max_workers=args.threads,
+        max_message_bytes=args.max_message_bytes,
+        poll_interval_s=args.poll_seconds,
+        warmup=not args.no_warmup,
+        batching=batching,
+        monitoring=monitoring,
+    )
+    server = ModelServer(models, options)
+    server.start()
+    print(f"serving {', '.join(m.name for m in models)}: gRPC {args.host}:{server.grpc_port}, REST {args.host}:{server.rest_port}", flush=True)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("signal %d: draining for up to %.0fs", signum, args.grace_seconds)
+        import threading
+
+        threading.Thread(target=server.stop, args=(args.grace_seconds,), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not server.wait(timeout_s=1.0):
+        pass
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the launcher; returns the exit code (2 for configuration errors)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        models = [parse_model_flag(m) for m in args.model]
+        if args.model_config_file:
+            models += load_model_config_file(args.model_config_file)
+        if not models:
+            raise ConfigError("no models: pass --model NAME=PATH or --model-config-file FILE")
+        names = [m.name for m in models]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"model names must be unique, got {names}")
+        for m in models:
+            if not os.path.isdir(m.base_path):
+                raise ConfigError(f"model {m.name}: base path {m.base_path} does not exist; pass the export dir holding <version>/ subdirs")
+        engine = choose_engine(args.engine, models)
+        if engine == "tfserving":
+            return _run_tfserving(args, models)
+        return _run_builtin(args, models)
+    except (ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

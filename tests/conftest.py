@@ -1,0 +1,32 @@
+"""Shared fixtures: small seeded synthetic MovieLens data, prepared once per test session."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+import tfrs_lab  # noqa: F401  (sets TF_USE_LEGACY_KERAS before any TensorFlow import)
+from tfrs_lab.data.movielens import MovieLensData, load_movielens
+from tfrs_lab.data.synthetic import SyntheticSpec
+
+#: The small spec every fast test uses (about 3k ratings).
+SMALL_SPEC = SyntheticSpec(num_users=120, num_movies=80, ratings_per_user=25, seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_spec() -> SyntheticSpec:
+    """The spec behind :func:`synthetic_data`."""
+    return SMALL_SPEC
+
+
+@pytest.fixture(scope="session")
+def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """The session's TFDS data folder holding the prepared synthetic data."""
+    return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(synthetic_spec: SyntheticSpec, synthetic_data_dir: pathlib.Path) -> MovieLensData:
+    """``load_movielens("synthetic", ...)`` with :data:`SMALL_SPEC` (prepared through real TFDS)."""
+    return load_movielens("synthetic", synthetic=synthetic_spec, data_dir=synthetic_data_dir)

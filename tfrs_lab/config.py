@@ -1,0 +1,346 @@
+"""Typed, validated configuration: frozen keyword-only dataclasses loaded from YAML.
+
+Loading rules (DESIGN.md §6):
+
+* ``load_config(task, files, overrides)`` starts from the dataclass defaults, overlays each YAML
+  file in order, then each ``--set a.b=c`` override (the value is parsed as YAML, so ``3``,
+  ``0.1``, ``true``, ``[64, 32]`` and ``null`` work).
+* Unknown keys and invalid values raise :class:`ConfigError` naming the dotted path and the fix,
+  e.g. ``model.embedding_dim must be > 0, got 0``.
+* ``dump_config`` writes the resolved config back as YAML (the run directory's ``config.yaml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the dotted path and the fix."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+    """Size of the synthetic MovieLens-format data set (``data.dataset: synthetic``)."""
+
+    num_users: int = 600
+    num_movies: int = 400
+    ratings_per_user: int = 40
+    num_clusters: int = 8
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where ratings come from and how they are split (DESIGN.md §4)."""
+
+    dataset: str = "movielens/100k-ratings"
+    data_zip: str | None = None
+    data_dir: str | None = None
+    split: Literal["hash", "leave-last-out"] = "hash"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrievalModelConfig:
+    """Two-tower retrieval model.
+
+    ``embedding_dim`` is the size of the final query/candidate vectors; ``tower_layers`` are the
+    hidden Dense sizes applied to the concatenated features before the final projection.
+    """
+
+    embedding_dim: int = 64
+    id_embedding_dim: int = 64
+    feature_embedding_dim: int = 16
+    tower_layers: tuple[int, ...] = ()
+    query_features: tuple[str, ...] = ("timestamp", "age", "gender", "occupation", "history")
+    history_length: int = 20
+    candidate_features: tuple[str, ...] = ("title", "genres")
+    normalize: bool = True
+    temperature: float = 0.1
+    remove_accidental_hits: bool = True
+    logq_correction: bool = True
+    timestamp_buckets: int = 100
+    title_vocab_size: int = 10_000
+    title_max_tokens: int = 16
+    l2_regularization: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimisation settings. ``epochs`` is the maximum; early stopping may end sooner."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 0.001
+    optimizer: Literal["adam", "adagrad", "sgd"] = "adam"
+    early_stopping_patience: int = 3
+    seed: int = 42
+    shuffle_buffer: int = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """Full-catalogue evaluation. ``batch_size`` is queries scored per matrix product."""
+
+    ks: tuple[int, ...] = (10, 50, 100)
+    batch_size: int = 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScannConfig:
+    """ScaNN index settings; ``0`` means "choose from the catalogue size" (see export.index)."""
+
+    num_leaves: int = 0
+    num_leaves_to_search: int = 0
+    num_reordering_candidates: int = 0
+    dimensions_per_block: int = 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """What the exporter writes under ``<output_dir>/export/<model_name>/<version>/``."""
+
+    model_name: str = "retrieval"
+    version: int = 1
+    index: Literal["scann", "brute_force"] = "scann"
+    k: int = 100
+    max_exclude: int = 500
+    verify: bool = True
+    scann: ScannConfig = field(default_factory=ScannConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrievalConfig:
+    """The whole configuration of a ``train retrieval`` run."""
+
+    task: Literal["retrieval"] = "retrieval"
+    output_dir: str = "runs/retrieval"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: RetrievalModelConfig = field(default_factory=RetrievalModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+TASK_CONFIGS: dict[str, type] = {"retrieval": RetrievalConfig}
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+_QUERY_FEATURES = ("timestamp", "age", "gender", "occupation", "history")
+_CANDIDATE_FEATURES = ("title", "genres")
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Checks ``value`` against the annotation ``tp``; returns it converted (lists -> tuples)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{path} must be a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, path)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{path} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{path} must not be null")
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list, got {value!r}")
+        item_tp = typing.get_args(tp)[0]
+        return tuple(_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {_type_name(tp)} at {path}")  # programming error
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigError(
+                f"unknown config key '{where}': valid keys here are {', '.join(sorted(names))}"
+            )
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            where = f"{prefix}.{f.name}" if prefix else f.name
+            kwargs[f.name] = _coerce(values[f.name], hints[f.name], where)
+    return cls(**kwargs)
+
+
+def _positive(value: float, path: str, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        op = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{path} must be {op}, got {value}")
+
+
+def validate(cfg: RetrievalConfig) -> RetrievalConfig:
+    """Checks value ranges that types alone cannot express. Returns ``cfg`` unchanged."""
+    m, t, e, x = cfg.model, cfg.train, cfg.eval, cfg.export
+    for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim", "timestamp_buckets", "history_length",
+                 "title_vocab_size", "title_max_tokens"):
+        _positive(getattr(m, name), f"model.{name}")
+    for i, size in enumerate(m.tower_layers):
+        _positive(size, f"model.tower_layers[{i}]")
+    _positive(m.temperature, "model.temperature")
+    _positive(m.l2_regularization, "model.l2_regularization", allow_zero=True)
+    for name, allowed in (("query_features", _QUERY_FEATURES), ("candidate_features", _CANDIDATE_FEATURES)):
+        for feat in getattr(m, name):
+            if feat not in allowed:
+                raise ConfigError(f"model.{name} has unknown feature '{feat}': choose from {', '.join(allowed)}")
+    if t.epochs <= 0:
+        raise ConfigError(f"train.epochs must be > 0, got {t.epochs} (use --epochs N with N >= 1)")
+    _positive(t.batch_size, "train.batch_size")
+    _positive(t.learning_rate, "train.learning_rate")
+    _positive(t.early_stopping_patience, "train.early_stopping_patience", allow_zero=True)
+    _positive(t.shuffle_buffer, "train.shuffle_buffer")
+    if not e.ks:
+        raise ConfigError("eval.ks must list at least one cut-off, e.g. [10, 50, 100]")
+    for i, k in enumerate(e.ks):
+        _positive(k, f"eval.ks[{i}]")
+    _positive(e.batch_size, "eval.batch_size")
+    if not x.model_name or "/" in x.model_name or x.model_name.startswith("."):
+        raise ConfigError(f"export.model_name must be a plain directory name, got {x.model_name!r}")
+    _positive(x.version, "export.version")
+    _positive(x.k, "export.k")
+    _positive(x.max_exclude, "export.max_exclude", allow_zero=True)
+    for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
+        _positive(getattr(x.scann, name), f"export.scann.{name}", allow_zero=True)
+    _positive(x.scann.dimensions_per_block, "export.scann.dimensions_per_block")
+    if x.scann.num_leaves and x.scann.num_leaves_to_search > x.scann.num_leaves:
+        raise ConfigError(
+            f"export.scann.num_leaves_to_search ({x.scann.num_leaves_to_search}) must be <= "
+            f"export.scann.num_leaves ({x.scann.num_leaves})"
+        )
+    s = cfg.data.synthetic
+    for name in ("num_users", "num_movies", "ratings_per_user", "num_clusters"):
+        _positive(getattr(s, name), f"data.synthetic.{name}")
+    return cfg
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist: pass an existing YAML file to --config")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}".replace("\n", " ")) from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"model.embedding_dim=32"`` -> ``{"model": {"embedding_dim": 32}}`` (value parsed as YAML)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set expects KEY=VALUE with a dotted key, e.g. model.embedding_dim=32; got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from e
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def default_config_file(task: str) -> Path:
+    """``configs/<task>.yaml`` of this checkout."""
+    return CONFIG_DIR / f"{task}.yaml"
+
+
+def load_config(
+    task: str,
+    files: Sequence[str | os.PathLike] = (),
+    overrides: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> RetrievalConfig:
+    """Resolves the config of ``task``: defaults < each file in ``files`` < ``extra`` < ``overrides``.
+
+    ``extra`` carries values from dedicated CLI flags (``--epochs``, ``--split`` …) as a nested dict.
+    """
+    if task not in TASK_CONFIGS:
+        raise ConfigError(f"unknown task '{task}': choose one of {', '.join(TASK_CONFIGS)}")
+    merged: dict[str, Any] = {}
+    for f in files:
+        merged = _merge(merged, _read_yaml(f))
+    if extra:
+        merged = _merge(merged, extra)
+    for o in overrides:
+        merged = _merge(merged, parse_override(o))
+    if merged.get("task", task) != task:
+        raise ConfigError(f"task: the config is for '{merged['task']}' but you ran '{task}'")
+    return validate(_build(TASK_CONFIGS[task], merged))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain YAML-friendly dict of a config (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def dump_config(cfg: Any, path: str | os.PathLike) -> None:
+    """Writes the resolved config as YAML (loadable again with ``--config``)."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,53 @@
+"""Data layer: MovieLens through TFDS (online or from a local archive), synthetic data, splits.
+
+Importing this package is cheap: TensorFlow and TFDS are imported only when data is loaded.
+"""
+
+from tfrs_lab.data.movielens import (
+    DATA_DIR_ENV,
+    GENRE_NAMES,
+    MOVIE_KEYS,
+    NUM_GENRES,
+    RATING_KEYS,
+    SUPPORTED_DATASETS,
+    SYNTHETIC,
+    USER_FEATURE_KEYS,
+    DataError,
+    MovieLensData,
+    default_data_dir,
+    load_movielens,
+)
+from tfrs_lab.data.splits import (
+    SPLIT_NAMES,
+    Split,
+    hash_buckets,
+    hash_split,
+    leave_last_out_split,
+    make_split,
+    sequence_order,
+)
+from tfrs_lab.data.synthetic import SyntheticSpec, write_synthetic_zip
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DataError",
+    "GENRE_NAMES",
+    "MOVIE_KEYS",
+    "MovieLensData",
+    "NUM_GENRES",
+    "RATING_KEYS",
+    "SPLIT_NAMES",
+    "SUPPORTED_DATASETS",
+    "SYNTHETIC",
+    "Split",
+    "SyntheticSpec",
+    "USER_FEATURE_KEYS",
+    "default_data_dir",
+    "hash_buckets",
+    "hash_split",
+    "leave_last_out_split",
+    "load_movielens",
+    "make_split",
+    "sequence_order",
+    "write_synthetic_zip",
+]

@@ -1,0 +1,1 @@
+"""Full-catalogue evaluation of trained models."""

@@ -1,0 +1,28 @@
+"""Names shared by the exporter and by anything that serves or queries exported models.
+
+Keep these the single source of truth: ``serving/`` imports them (DESIGN.md §3), tests import them.
+"""
+
+SERVING_DEFAULT = "serving_default"
+"""Retrieval: ``user_id`` (string [batch]) -> ``movie_ids`` (string [batch, k]), ``scores`` (float32 [batch, k])."""
+
+QUERY_FEATURES = "query_with_features"
+"""Retrieval: every query feature given explicitly (user_id, timestamp, demographics, history) -> movie_ids, scores."""
+
+EXCLUDE_SEEN = "recommend_excluding"
+"""Retrieval: ``user_id`` [batch] + ``exclude_movie_ids`` (string [batch, m], '' = padding) -> movie_ids, scores."""
+
+# Input / output tensor names.
+USER_ID = "user_id"
+MOVIE_ID = "movie_id"
+EXCLUDE_MOVIE_IDS = "exclude_movie_ids"
+TIMESTAMP = "timestamp"
+HISTORY_MOVIE_IDS = "history_movie_ids"
+MOVIE_IDS = "movie_ids"
+SCORES = "scores"
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+"""File name of TF Serving warm-up records under ``<version>/assets.extra/``."""
+
+MOVIE_TITLES_FILE = "movie_titles.tsv"
+"""``<version>/assets.extra/movie_titles.tsv``: one ``movie_id<TAB>title`` line per catalogue movie."""

@@ -1,0 +1,61 @@
+"""Evaluation of a retrieval model on a split, per DESIGN.md §4 (full catalogue, no sampling)."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_lab.data.features import Vocabularies, movie_rows
+from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
+
+
+def query_embeddings(model, columns: dict[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
+    """float32 [n, d] query vectors for rating rows given as raw columns (all length n)."""
+    n = len(columns["user_id"])
+    out = []
+    for s in range(0, n, batch_size):
+        batch = {k: tf.constant(v[s : s + batch_size]) for k, v in columns.items()}
+        out.append(model.query_embedding(batch).numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.hp.embedding_dim), np.float32)
+
+
+def seen_lists(users: np.ndarray, history_users: np.ndarray, history_items: np.ndarray) -> list[np.ndarray]:
+    """For each entry of ``users``, the catalogue rows that user has in the history (int arrays)."""
+    order = np.argsort(history_users, kind="stable")
+    sorted_users, sorted_items = history_users[order], history_items[order]
+    starts = np.searchsorted(sorted_users, users, side="left")
+    stops = np.searchsorted(sorted_users, users, side="right")
+    return [sorted_items[a:b] for a, b in zip(starts, stops)]
+
+
+def evaluate(
+    model,
+    vocab: Vocabularies,
+    columns: dict[str, np.ndarray],
+    *,
+    protocol: str,
+    ks: tuple[int, ...],
+    history: dict[str, np.ndarray] | None = None,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Metrics of ``model`` on the rating rows ``columns``.
+
+    Args:
+      columns: raw feature columns of the evaluated rows (one query per row; its movie is the target).
+      protocol: ``"hash"`` -> ``hit_rate@K`` (seen not excluded); ``"leave-last-out"`` ->
+        ``recall@K``, ``ndcg@K``, ``mrr`` with ``history`` (raw ``user_id``/``movie_id`` columns of
+        the user's earlier rows) excluded from the ranking.
+    """
+    targets = movie_rows(vocab, columns["movie_id"])
+    keep = targets >= 0  # ratings of movies missing from the catalogue cannot be ranked
+    columns = {k: v[keep] for k, v in columns.items()}
+    queries = query_embeddings(model, columns)
+    items = model.catalogue_embeddings()
+    exclude = None
+    if protocol == "leave-last-out":
+        if history is None:
+            raise ValueError("leave-last-out evaluation needs the users' history to exclude")
+        exclude = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
+        exclude = [e[e >= 0] for e in exclude]
+    ranks = target_ranks(queries, items, targets[keep], exclude=exclude, batch_size=batch_size)
+    return hit_rate(ranks, ks) if protocol == "hash" else ranking_metrics(ranks, ks)
