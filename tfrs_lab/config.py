@@ -27,6 +27,28 @@ class ConfigError(ValueError):
     """An invalid configuration; the message names the dotted path and the fix."""
 
 
+def positive(value: float, path: str, *, allow_zero: bool = False) -> None:
+    """Raises ``ConfigError("<path> must be > 0, got <value>")`` (``>= 0`` with ``allow_zero``)."""
+    if value < 0 or (value == 0 and not allow_zero):
+        op = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{path} must be {op}, got {value}")
+
+
+def check_choices(values: Sequence[str], allowed: Sequence[str], path: str) -> None:
+    """Raises ``ConfigError`` naming the first of ``values`` that is not in ``allowed``."""
+    for v in values:
+        if v not in allowed:
+            raise ConfigError(f"{path} has unknown value '{v}': choose from {', '.join(allowed)}")
+
+
+# Each section validates its own ranges in ``validate(path)``; ``load_config`` calls it on every
+# section it builds, with the section's dotted path, so messages read "model.embedding_dim must be > 0".
+
+
+RETRIEVAL_QUERY_FEATURES = ("timestamp", "age", "gender", "occupation", "history")
+RETRIEVAL_CANDIDATE_FEATURES = ("title", "genres")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SyntheticConfig:
     """Size of the synthetic MovieLens-format data set (``data.dataset: synthetic``)."""
@@ -36,6 +58,10 @@ class SyntheticConfig:
     ratings_per_user: int = 40
     num_clusters: int = 8
     seed: int = 0
+
+    def validate(self, path: str) -> None:
+        for name in ("num_users", "num_movies", "ratings_per_user", "num_clusters"):
+            positive(getattr(self, name), f"{path}.{name}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +99,17 @@ class RetrievalModelConfig:
     title_max_tokens: int = 16
     l2_regularization: float = 0.0
 
+    def validate(self, path: str) -> None:
+        for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim", "timestamp_buckets",
+                     "history_length", "title_vocab_size", "title_max_tokens"):
+            positive(getattr(self, name), f"{path}.{name}")
+        for i, size in enumerate(self.tower_layers):
+            positive(size, f"{path}.tower_layers[{i}]")
+        positive(self.temperature, f"{path}.temperature")
+        positive(self.l2_regularization, f"{path}.l2_regularization", allow_zero=True)
+        check_choices(self.query_features, RETRIEVAL_QUERY_FEATURES, f"{path}.query_features")
+        check_choices(self.candidate_features, RETRIEVAL_CANDIDATE_FEATURES, f"{path}.candidate_features")
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -86,6 +123,14 @@ class TrainConfig:
     seed: int = 42
     shuffle_buffer: int = 1_000_000
 
+    def validate(self, path: str) -> None:
+        if self.epochs <= 0:
+            raise ConfigError(f"{path}.epochs must be > 0, got {self.epochs} (use --epochs N with N >= 1)")
+        positive(self.batch_size, f"{path}.batch_size")
+        positive(self.learning_rate, f"{path}.learning_rate")
+        positive(self.early_stopping_patience, f"{path}.early_stopping_patience", allow_zero=True)
+        positive(self.shuffle_buffer, f"{path}.shuffle_buffer")
+
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
@@ -93,6 +138,13 @@ class EvalConfig:
 
     ks: tuple[int, ...] = (10, 50, 100)
     batch_size: int = 1024
+
+    def validate(self, path: str) -> None:
+        if not self.ks:
+            raise ConfigError(f"{path}.ks must list at least one cut-off, e.g. [10, 50, 100]")
+        for i, k in enumerate(self.ks):
+            positive(k, f"{path}.ks[{i}]")
+        positive(self.batch_size, f"{path}.batch_size")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +155,14 @@ class ScannConfig:
     num_leaves_to_search: int = 0
     num_reordering_candidates: int = 0
     dimensions_per_block: int = 2
+
+    def validate(self, path: str) -> None:
+        for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
+            positive(getattr(self, name), f"{path}.{name}", allow_zero=True)
+        positive(self.dimensions_per_block, f"{path}.dimensions_per_block")
+        if self.num_leaves and self.num_leaves_to_search > self.num_leaves:
+            raise ConfigError(f"{path}.num_leaves_to_search ({self.num_leaves_to_search}) must be <= "
+                              f"{path}.num_leaves ({self.num_leaves})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +176,13 @@ class ExportConfig:
     max_exclude: int = 500
     verify: bool = True
     scann: ScannConfig = field(default_factory=ScannConfig)
+
+    def validate(self, path: str) -> None:
+        if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
+            raise ConfigError(f"{path}.model_name must be a plain directory name, got {self.model_name!r}")
+        positive(self.version, f"{path}.version")
+        positive(self.k, f"{path}.k")
+        positive(self.max_exclude, f"{path}.max_exclude", allow_zero=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,10 +199,9 @@ class RetrievalConfig:
 
 
 TASK_CONFIGS: dict[str, type] = {"retrieval": RetrievalConfig}
+"""Task name -> its top-level config class. A task module adds its own entry here."""
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
-_QUERY_FEATURES = ("timestamp", "age", "gender", "occupation", "history")
-_CANDIDATE_FEATURES = ("title", "genres")
 
 
 # --------------------------------------------------------------------------- building
@@ -203,57 +269,10 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
         if f.name in values:
             where = f"{prefix}.{f.name}" if prefix else f.name
             kwargs[f.name] = _coerce(values[f.name], hints[f.name], where)
-    return cls(**kwargs)
-
-
-def _positive(value: float, path: str, *, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
-        op = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{path} must be {op}, got {value}")
-
-
-def validate(cfg: RetrievalConfig) -> RetrievalConfig:
-    """Checks value ranges that types alone cannot express. Returns ``cfg`` unchanged."""
-    m, t, e, x = cfg.model, cfg.train, cfg.eval, cfg.export
-    for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim", "timestamp_buckets", "history_length",
-                 "title_vocab_size", "title_max_tokens"):
-        _positive(getattr(m, name), f"model.{name}")
-    for i, size in enumerate(m.tower_layers):
-        _positive(size, f"model.tower_layers[{i}]")
-    _positive(m.temperature, "model.temperature")
-    _positive(m.l2_regularization, "model.l2_regularization", allow_zero=True)
-    for name, allowed in (("query_features", _QUERY_FEATURES), ("candidate_features", _CANDIDATE_FEATURES)):
-        for feat in getattr(m, name):
-            if feat not in allowed:
-                raise ConfigError(f"model.{name} has unknown feature '{feat}': choose from {', '.join(allowed)}")
-    if t.epochs <= 0:
-        raise ConfigError(f"train.epochs must be > 0, got {t.epochs} (use --epochs N with N >= 1)")
-    _positive(t.batch_size, "train.batch_size")
-    _positive(t.learning_rate, "train.learning_rate")
-    _positive(t.early_stopping_patience, "train.early_stopping_patience", allow_zero=True)
-    _positive(t.shuffle_buffer, "train.shuffle_buffer")
-    if not e.ks:
-        raise ConfigError("eval.ks must list at least one cut-off, e.g. [10, 50, 100]")
-    for i, k in enumerate(e.ks):
-        _positive(k, f"eval.ks[{i}]")
-    _positive(e.batch_size, "eval.batch_size")
-    if not x.model_name or "/" in x.model_name or x.model_name.startswith("."):
-        raise ConfigError(f"export.model_name must be a plain directory name, got {x.model_name!r}")
-    _positive(x.version, "export.version")
-    _positive(x.k, "export.k")
-    _positive(x.max_exclude, "export.max_exclude", allow_zero=True)
-    for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
-        _positive(getattr(x.scann, name), f"export.scann.{name}", allow_zero=True)
-    _positive(x.scann.dimensions_per_block, "export.scann.dimensions_per_block")
-    if x.scann.num_leaves and x.scann.num_leaves_to_search > x.scann.num_leaves:
-        raise ConfigError(
-            f"export.scann.num_leaves_to_search ({x.scann.num_leaves_to_search}) must be <= "
-            f"export.scann.num_leaves ({x.scann.num_leaves})"
-        )
-    s = cfg.data.synthetic
-    for name in ("num_users", "num_movies", "ratings_per_user", "num_clusters"):
-        _positive(getattr(s, name), f"data.synthetic.{name}")
-    return cfg
+    obj = cls(**kwargs)
+    if prefix and hasattr(obj, "validate"):
+        obj.validate(prefix)
+    return obj
 
 
 # --------------------------------------------------------------------------- loading
@@ -325,7 +344,7 @@ def load_config(
         merged = _merge(merged, parse_override(o))
     if merged.get("task", task) != task:
         raise ConfigError(f"task: the config is for '{merged['task']}' but you ran '{task}'")
-    return validate(_build(TASK_CONFIGS[task], merged))
+    return _build(TASK_CONFIGS[task], merged)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Examples::
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any, Sequence
 
@@ -16,12 +17,22 @@ from tfrs_lab.cli import ArgumentParser, configure_logging, run_cli
 
 logger = logging.getLogger(__name__)
 
-TASKS = ("retrieval",)
+TRAINERS: dict[str, str] = {
+    "retrieval": "tfrs_lab.training.retrieval:train_retrieval",
+}
+"""Task -> ``module:function`` taking ``(config, output_dir)`` and returning the metrics written to
+``metrics.json``. The task's config class is registered in ``tfrs_lab.config.TASK_CONFIGS``."""
+
+
+def trainer(task: str):
+    """The training function of ``task`` (imported lazily: TensorFlow loads only when needed)."""
+    module, _, name = TRAINERS[task].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tfrs_lab.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("task", choices=TASKS, help="what to train")
+    p.add_argument("task", choices=tuple(TRAINERS), help="what to train")
     p.add_argument("--config", action="append", default=None, metavar="FILE",
                    help="YAML config; repeatable, later files overlay earlier ones (default: configs/<task>.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -65,9 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = args.config if args.config else [default_config_file(args.task)]
         cfg = load_config(args.task, files, args.overrides, extra=_flag_overrides(args))
         output_dir = rundir.check_output_dir(cfg.output_dir, overwrite=args.overwrite)
-        from tfrs_lab.training.retrieval import train_retrieval
-
-        metrics = train_retrieval(cfg, output_dir)
+        metrics = trainer(args.task)(cfg, output_dir)
         print(f"run directory: {output_dir}")
         for key, value in metrics.items():
             if isinstance(value, float):

@@ -32,7 +32,7 @@ def test_resolved_config_round_trips(tmp_path):
     ("train.epochs=0", "train.epochs must be > 0"),
     ("data.split=random", "data.split must be one of hash, leave-last-out"),
     ("model.temperature=warm", "model.temperature must be a number"),
-    ("model.query_features=[mood]", "model.query_features has unknown feature 'mood'"),
+    ("model.query_features=[mood]", "model.query_features has unknown value 'mood'"),
     ("export.index=annoy", "export.index must be one of scann, brute_force"),
     ("nodots", "--set expects KEY=VALUE"),
 ])
