@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from .config import BatchingParameters
+from . import deadline
 from .errors import ServingError, invalid_argument
 from .tensors import Signature
 
@@ -32,6 +33,10 @@ class _Task:
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     result: dict[str, np.ndarray] | None = None
     error: ServingError | None = None
+    deadline: float | None = None  # time.monotonic(); expired tasks are dropped, never run
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
 
     def key(self) -> tuple[tuple[str, tuple[int | None, ...], str], ...]:
         return tuple((k, tuple(t.shape[1:]), t.dtype.name) for k, t in sorted(self.tensors.items()))
@@ -73,7 +78,8 @@ class Batcher:
             )
         if self._closed.is_set():
             raise ServingError(grpc.StatusCode.UNAVAILABLE, "Batcher is shut down; the model version was unloaded")
-        task = _Task(tensors=tensors, rows=rows)
+        deadline.check("before the request was queued for batching")
+        task = _Task(tensors=tensors, rows=rows, deadline=deadline.current())
         try:
             self._queue.put_nowait(task)
         except queue.Full:
@@ -81,7 +87,9 @@ class Batcher:
                 grpc.StatusCode.UNAVAILABLE,
                 "The batch scheduling queue to which this task was submitted is full",
             ) from None
-        task.done.wait()
+        left = deadline.remaining()
+        if not task.done.wait(timeout=None if left is None else max(0.0, left)):
+            raise deadline.exceeded("while waiting for a batch")  # the worker drops the expired task
         if task.error is not None:
             raise task.error
         assert task.result is not None
@@ -122,6 +130,16 @@ class Batcher:
             self._execute(batch, rows)
 
     def _execute(self, batch: list[_Task], rows: int) -> None:
+        now = time.monotonic()
+        expired = [t for t in batch if t.expired(now)]
+        if expired:
+            for task in expired:
+                task.error = deadline.exceeded("while waiting for a batch")
+                task.done.set()
+            batch = [t for t in batch if not t.expired(now)]
+            rows = sum(t.rows for t in batch)
+            if not batch:
+                return
         try:
             if len(batch) == 1:
                 batch[0].result = self._call(self._signature, batch[0].tensors)

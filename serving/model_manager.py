@@ -159,7 +159,8 @@ class ModelManager:
         self._set_configs(configs)
         for model in retired:
             for version, servable in model.servables.items():
-                logger.info("unloading model %s version %d (removed from config)", model.config.name, version)
+                logger.info("unloading model %s version %d (removed from config)", model.config.name, version,
+                            extra={"event": "unload", "model": model.config.name, "version": version})
                 servable.close()
         self.poll_once()
 
@@ -210,7 +211,8 @@ class ModelManager:
                 for version in [v for v in model.servables if v not in wanted]:
                     servable = model.servables.pop(version)
                     model.status[version] = VersionStatus(version, State.END)
-                    logger.info("retired model %s version %d", config.name, version)
+                    logger.info("retired model %s version %d", config.name, version,
+                                extra={"event": "retire", "model": config.name, "version": version})
                     servable.close()
 
     def _load(self, model: _Model, version: int, path: str, fingerprint: tuple[Any, ...]) -> None:
@@ -236,7 +238,8 @@ class ModelManager:
             return
         if self._metrics:
             self._metrics.observe_load(model=name, status=error.code.name)
-        logger.error("model %s version %d failed to load: %s", name, version, error.message)
+        logger.error("model %s version %d failed to load: %s", name, version, error.message,
+                     extra={"event": "load_failed", "model": name, "version": version, "code": error.code.name})
         with self._lock:
             model.status[version] = VersionStatus(version, State.END, error)
             model.failed[version] = fingerprint

@@ -22,6 +22,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from tfrs_lab.export import signatures as sig_names
 
+from . import deadline
 from .errors import ServingError, failed_precondition, invalid_argument
 from .tensors import Signature, build_signature, check_output_filter, error_for_tf
 
@@ -156,6 +157,7 @@ class Servable:
         if batcher is not None:
             outputs = batcher.run(tensors)
         else:
+            deadline.check("before the model was called")
             outputs = call_signature(signature, tensors)
         return {a: outputs[a] for a in aliases}
 
@@ -235,6 +237,8 @@ def load_servable(
     logger.info(
         "loaded model %s version %d from %s in %.2fs (%d warm-up requests)",
         name, version, path, time.monotonic() - started, servable.warmup_count,
+        extra={"event": "load", "model": name, "version": version, "path": path,
+               "load_seconds": round(time.monotonic() - started, 3), "warmup_requests": servable.warmup_count},
     )
     return servable
 

@@ -26,7 +26,7 @@ from tensorflow_serving.apis import (
 )
 
 
-from . import inference
+from . import deadline, inference
 from .config import BatchingParameters, ConfigError, ModelConfig, MonitoringConfig, model_config_from_proto
 from .errors import ServingError, code_number, invalid_argument
 from .metrics import Metrics
@@ -182,10 +182,14 @@ class ModelServer:
             status = "INTERNAL"
             raise ServingError(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}") from e
         finally:
+            seconds = time.monotonic() - started
             self.metrics.observe(
-                model=model, version=version, api=api, entrypoint=entrypoint, status=status,
-                seconds=time.monotonic() - started,
+                model=model, version=version, api=api, entrypoint=entrypoint, status=status, seconds=seconds,
             )
+            if logger.isEnabledFor(logging.DEBUG):  # access log: --log-level DEBUG (--log-format json)
+                logger.debug("%s %s %s -> %s in %.2f ms", entrypoint, api, model, status, seconds * 1e3, extra={
+                    "event": "request", "model": model, "version": version, "api": api,
+                    "entrypoint": entrypoint, "status": status, "latency_ms": round(seconds * 1e3, 3)})
 
     def resolve(self, spec: Any) -> Servable:
         """The servable for a request ModelSpec."""
@@ -228,7 +232,8 @@ class _GrpcBase:
         if remaining is not None and remaining <= 0:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded before the request was processed")
         try:
-            return self._server.handle(api, "GRPC", model, fn)
+            with deadline.scope(remaining):
+                return self._server.handle(api, "GRPC", model, fn)
         except ServingError as e:
             error = e
         context.abort(error.code, error.message)

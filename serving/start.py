@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from .logs import FORMATS
+from .logs import configure as configure_logging
 from .config import (
     ConfigError,
     ModelConfig,
@@ -31,7 +33,7 @@ from .config import (
     to_model_server_config_text,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("tfrs_lab.serving.start" if __name__ == "__main__" else __name__)
 
 TF_SERVING_BINARY = "tensorflow_model_server"
 
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-warmup", action="store_true", help="skip warm-up replay")
     p.add_argument("--grace-seconds", type=float, default=10.0, help="drain time on SIGTERM")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-format", choices=FORMATS, default="text", help="json: one JSON object per line (for log shippers)")
     return p
 
 
@@ -178,10 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         models = [parse_model_flag(m) for m in args.model]
         if args.model_config_file:

@@ -30,3 +30,14 @@ def synthetic_data_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path
 def synthetic_data(synthetic_spec: SyntheticSpec, synthetic_data_dir: pathlib.Path) -> MovieLensData:
     """``load_movielens("synthetic", ...)`` with :data:`SMALL_SPEC` (prepared through real TFDS)."""
     return load_movielens("synthetic", synthetic=synthetic_spec, data_dir=synthetic_data_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_data_cache(tmp_path_factory: pytest.TempPathFactory):
+    """CLI tests prepare data under the default cache: keep it inside the session's temp dir,
+    never in the user's ``~/.cache``."""
+    from tfrs_lab.data.movielens import DATA_DIR_ENV
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(DATA_DIR_ENV, str(tmp_path_factory.mktemp("default-data-cache")))
+        yield

@@ -198,7 +198,200 @@ class RetrievalConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
-TASK_CONFIGS: dict[str, type] = {"retrieval": RetrievalConfig}
+# --------------------------------------------------------------------------- sequential task
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialDataConfig(DataConfig):
+    """``DataConfig`` for next-item models: only the leave-last-out protocol applies."""
+
+    split: Literal["hash", "leave-last-out"] = "leave-last-out"
+
+    def validate(self, path: str) -> None:
+        if self.split != "leave-last-out":
+            raise ConfigError(f"{path}.split must be leave-last-out for the sequential task, got {self.split}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialModelConfig:
+    """Next-item model over a user's history (SASRec-style transformer or GRU baseline)."""
+
+    architecture: Literal["transformer", "gru"] = "transformer"
+    max_length: int = 200
+    embedding_dim: int = 64
+    num_blocks: int = 2
+    num_heads: int = 1
+    dropout: float = 0.2
+    loss: Literal["softmax", "sampled_softmax"] = "softmax"
+    num_negatives: int = 256
+    logq_correction: bool = True
+    l2_regularization: float = 0.0
+
+    def validate(self, path: str) -> None:
+        if self.max_length < 2:
+            raise ConfigError(f"{path}.max_length must be >= 2, got {self.max_length}")
+        for name in ("embedding_dim", "num_blocks", "num_heads", "num_negatives"):
+            positive(getattr(self, name), f"{path}.{name}")
+        if self.embedding_dim % self.num_heads:
+            raise ConfigError(f"{path}.num_heads ({self.num_heads}) must divide {path}.embedding_dim "
+                              f"({self.embedding_dim})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}")
+        positive(self.l2_regularization, f"{path}.l2_regularization", allow_zero=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialTrainConfig(TrainConfig):
+    """``TrainConfig`` with the sequential task's defaults."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    early_stopping_patience: int = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialEvalConfig(EvalConfig):
+    ks: tuple[int, ...] = (10, 50)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialExportConfig(ExportConfig):
+    model_name: str = "sequential"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialConfig:
+    """The whole configuration of a ``train sequential`` run."""
+
+    task: Literal["sequential"] = "sequential"
+    output_dir: str = "runs/sequential"
+    data: SequentialDataConfig = field(default_factory=SequentialDataConfig)
+    model: SequentialModelConfig = field(default_factory=SequentialModelConfig)
+    train: SequentialTrainConfig = field(default_factory=SequentialTrainConfig)
+    eval: SequentialEvalConfig = field(default_factory=SequentialEvalConfig)
+    export: SequentialExportConfig = field(default_factory=SequentialExportConfig)
+
+
+# --------------------------------------------------------------------------- ranking task
+
+RANKING_ARCHITECTURES = ("mf", "gmf", "mlp", "neumf", "dcn")
+RANKING_FEATURES = ("timestamp", "age", "gender", "occupation", "zip", "genres", "title")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankingModelConfig:
+    """Ranking model (``tfrs_lab.models.ranking``): architecture, objective and regularisation.
+
+    ``features`` are DCN's side features; ``mlp_layers`` the towers of ``mlp`` / ``neumf``;
+    ``cross_low_rank: 0`` means full-rank cross layers. ``embedding_l2`` is per-example L2 on the
+    looked-up embedding rows and biases; ``kernel_l2`` L2 on dense and cross kernels.
+    """
+
+    architecture: str = "mf"
+    objective: Literal["explicit", "implicit"] = "explicit"
+    embedding_dim: int = 32
+    mlp_layers: tuple[int, ...] = (64, 32, 16)
+    cross_layers: int = 2
+    cross_low_rank: int = 0
+    deep_layers: tuple[int, ...] = (128, 64)
+    features: tuple[str, ...] = ("timestamp", "age", "gender", "occupation", "zip", "genres")
+    feature_embedding_dim: int = 8
+    timestamp_buckets: int = 100
+    zip_buckets: int = 1000
+    dropout: float = 0.0
+    embedding_l2: float = 0.0
+    kernel_l2: float = 0.0
+    use_biases: bool = True
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+    neumf_pretrain: bool = False
+    neumf_alpha: float = 0.5
+
+    def validate(self, path: str) -> None:
+        check_choices((self.architecture,), RANKING_ARCHITECTURES, f"{path}.architecture")
+        for name in ("embedding_dim", "feature_embedding_dim", "timestamp_buckets", "zip_buckets"):
+            positive(getattr(self, name), f"{path}.{name}")
+        for name in ("mlp_layers", "deep_layers"):
+            for i, size in enumerate(getattr(self, name)):
+                positive(size, f"{path}.{name}[{i}]")
+        if self.architecture in ("mlp", "neumf") and not self.mlp_layers:
+            raise ConfigError(f"{path}.mlp_layers must list at least one layer size for {self.architecture}")
+        positive(self.cross_layers, f"{path}.cross_layers", allow_zero=True)
+        positive(self.cross_low_rank, f"{path}.cross_low_rank", allow_zero=True)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}")
+        positive(self.embedding_l2, f"{path}.embedding_l2", allow_zero=True)
+        positive(self.kernel_l2, f"{path}.kernel_l2", allow_zero=True)
+        if not self.rating_max > self.rating_min:
+            raise ConfigError(f"{path}.rating_max ({self.rating_max}) must be > {path}.rating_min "
+                              f"({self.rating_min}): the rating range is empty")
+        if not 0.0 <= self.neumf_alpha <= 1.0:
+            raise ConfigError(f"{path}.neumf_alpha must be in [0, 1], got {self.neumf_alpha}")
+        check_choices(self.features, RANKING_FEATURES, f"{path}.features")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NegativeSamplingConfig:
+    """Negatives drawn per training positive for the implicit objective, fresh every epoch."""
+
+    count: int = 4
+    distribution: Literal["uniform", "popularity"] = "uniform"
+    exclude_seen: bool = True
+
+    def validate(self, path: str) -> None:
+        if self.count < 1:
+            raise ConfigError(f"{path}.count must be >= 1 negative per positive, got {self.count}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankingTrainConfig(TrainConfig):
+    """``TrainConfig`` plus the learning-rate schedule and the implicit objective's negatives.
+
+    ``lr_schedule``: ``constant``; ``cosine`` (decays to ``min_learning_rate`` over ``epochs``);
+    ``plateau`` (multiplies by ``lr_decay_factor`` after each epoch without validation improvement).
+    """
+
+    lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    lr_decay_factor: float = 0.5
+    min_learning_rate: float = 1e-5
+    negatives: NegativeSamplingConfig = field(default_factory=NegativeSamplingConfig)
+
+    def validate(self, path: str) -> None:
+        super().validate(path)
+        if not 0.0 < self.lr_decay_factor < 1.0:
+            raise ConfigError(f"{path}.lr_decay_factor must be in (0, 1), got {self.lr_decay_factor}")
+        positive(self.min_learning_rate, f"{path}.min_learning_rate", allow_zero=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankingExportConfig:
+    """What the exporter writes under ``<output_dir>/export/<model_name>/<version>/``."""
+
+    model_name: str = "ranking"
+    version: int = 1
+    verify: bool = True
+
+    def validate(self, path: str) -> None:
+        if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
+            raise ConfigError(f"{path}.model_name must be a plain directory name, got {self.model_name!r}")
+        positive(self.version, f"{path}.version")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankingConfig:
+    """The whole configuration of a ``train ranking`` run."""
+
+    task: Literal["ranking"] = "ranking"
+    output_dir: str = "runs/ranking"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: RankingModelConfig = field(default_factory=RankingModelConfig)
+    train: RankingTrainConfig = field(default_factory=RankingTrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    export: RankingExportConfig = field(default_factory=RankingExportConfig)
+
+
+TASK_CONFIGS: dict[str, type] = {"retrieval": RetrievalConfig, "sequential": SequentialConfig,
+                                 "ranking": RankingConfig}
 """Task name -> its top-level config class. A task module adds its own entry here."""
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 

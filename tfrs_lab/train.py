@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 TRAINERS: dict[str, str] = {
     "retrieval": "tfrs_lab.training.retrieval:train_retrieval",
+    "sequential": "tfrs_lab.training.sequential:train_sequential",
+    "ranking": "tfrs_lab.training.ranking:train_ranking",
 }
 """Task -> ``module:function`` taking ``(config, output_dir)`` and returning the metrics written to
 ``metrics.json``. The task's config class is registered in ``tfrs_lab.config.TASK_CONFIGS``."""

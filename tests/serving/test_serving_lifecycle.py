@@ -15,6 +15,7 @@ from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.serving.client import ServingClient, ServingClientError
 from tfrs_lab.serving.config import BatchingParameters, ModelConfig
+from tfrs_lab.serving.errors import ServingError
 
 from serving_fixtures import install_version, make_server, predict_request
 
@@ -197,3 +198,43 @@ def test_stop_drains_in_flight_requests(model_store, tmp_path):
     server.stop(grace_s=5)
     t.join(timeout=10)
     assert len(results) == 1 and len(results[0][0]) > 0
+
+
+def test_deadline_drops_a_batched_request_that_ran_out_of_time(model_store, tmp_path):
+    """A request whose deadline passes while it waits for its batch answers DEADLINE_EXCEEDED and is
+    never run; the server keeps serving."""
+    from tfrs_lab.serving import deadline
+
+    base = str(tmp_path / "retrieval")
+    install_version(model_store["table_v1"], base, 1)
+    server = make_server([ModelConfig(name="retrieval", base_path=base)], poll_interval_s=0,
+                         batching=BatchingParameters(max_batch_size=8, batch_timeout_micros=600_000, num_batch_threads=1))
+    try:
+        servable = server.manager.resolve("retrieval")
+        signature = servable.signature(sig.SERVING_DEFAULT)
+        calls = []
+        batcher = servable._batchers[sig.SERVING_DEFAULT]
+        real_call = batcher._call
+        batcher._call = lambda s, t: (calls.append(int(t[sig.USER_ID].shape[0])), real_call(s, t))[1]
+        started = time.monotonic()
+        with deadline.scope(0.1):
+            with pytest.raises(ServingError) as e:
+                servable.run(signature, {sig.USER_ID: tf.constant(["1"])})
+        assert time.monotonic() - started < 0.5  # answered at its deadline, not after the batch timeout
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED and "batch" in e.value.message
+        with deadline.scope(0.0):
+            with pytest.raises(ServingError) as e:
+                servable.run(signature, {sig.USER_ID: tf.constant(["1"])})
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert _wait_for(lambda: not batcher._queue.qsize(), 5)
+        time.sleep(0.8)  # past the batch timeout: the expired task was dropped, not run
+        assert calls == []
+        with ServingClient(f"127.0.0.1:{server.grpc_port}", timeout_s=0.1, retries=0) as client:
+            with pytest.raises(ServingClientError) as e:
+                client.recommend("retrieval", ["1"])
+            assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        with ServingClient(f"127.0.0.1:{server.grpc_port}", timeout_s=10, retries=0) as client:
+            assert len(client.recommend("retrieval", ["1"])[0]) == 5
+        assert calls == [1]
+    finally:
+        server.stop(grace_s=1)

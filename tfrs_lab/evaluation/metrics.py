@@ -51,18 +51,48 @@ def target_ranks(
     for start in range(0, len(targets), batch_size):
         stop = min(start + batch_size, len(targets))
         scores = queries[start:stop] @ items.T  # [B, N]
-        rows = np.arange(stop - start)
-        target_scores = scores[rows, targets[start:stop]]
-        if exclude is not None:
-            lists = [np.asarray(e, dtype=np.int64) for e in exclude[start:stop]]
-            counts = np.fromiter((len(e) for e in lists), dtype=np.int64, count=len(lists))
-            if counts.sum():
-                scores[np.repeat(rows, counts), np.concatenate(lists)] = -np.inf
-                scores[rows, targets[start:stop]] = target_scores
-        not_lower = scores >= target_scores[:, None]
-        # ">=" counts the target itself once: subtract it (it was never excluded: its score is finite).
-        ranks[start:stop] = not_lower.sum(axis=1) - 1
+        ranks[start:stop] = ranks_from_scores(
+            scores, targets[start:stop], None if exclude is None else exclude[start:stop])
     return ranks
+
+
+def ranks_from_scores(
+    scores: np.ndarray,
+    targets: np.ndarray,
+    exclude: Sequence[np.ndarray] | None = None,
+) -> np.ndarray:
+    """Ranks (0-based, pessimistic on ties) of each row's target in a score matrix.
+
+    For scorers that do not factorise into query and item vectors (NeuMF, DCN): the caller scores
+    a block of queries against the whole catalogue and passes the block here. :func:`target_ranks`
+    uses the same function, so both share one tie and exclusion rule.
+
+    Args:
+      scores: float [B, N] scores of every catalogue item for each query (modified in place when
+        ``exclude`` is given).
+      targets: int [B] column of each row's target.
+      exclude: optional length-B sequence of int arrays: columns removed from row b's ranking
+        (its seen items). The target itself is never removed.
+
+    Returns:
+      int64 [B] ranks.
+    """
+    targets = np.asarray(targets, dtype=np.int64)
+    if scores.ndim != 2 or targets.shape != (scores.shape[0],):
+        raise ValueError(f"scores {scores.shape} must be [B, N] with one target per row, got {targets.shape}")
+    rows = np.arange(len(targets))
+    target_scores = scores[rows, targets]
+    if exclude is not None:
+        if len(exclude) != len(targets):
+            raise ValueError(f"exclude must have one entry per row ({len(targets)}), got {len(exclude)}")
+        lists = [np.asarray(e, dtype=np.int64) for e in exclude]
+        counts = np.fromiter((len(e) for e in lists), dtype=np.int64, count=len(lists))
+        if counts.sum():
+            scores[np.repeat(rows, counts), np.concatenate(lists)] = -np.inf
+            scores[rows, targets] = target_scores
+    not_lower = scores >= target_scores[:, None]
+    # ">=" counts the target itself once: subtract it (it was never excluded: its score is finite).
+    return (not_lower.sum(axis=1) - 1).astype(np.int64)
 
 
 def hit_rate(ranks: np.ndarray, ks: Iterable[int]) -> dict[str, float]:

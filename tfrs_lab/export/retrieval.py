@@ -23,10 +23,8 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +34,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.native_logs import quiet_native_stderr
+from tfrs_lab.staging import staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -175,14 +174,21 @@ class RetrievalServer(tf.Module):
 
 def _warmup_records(path: Path, user_ids: list[str], model_name: str) -> None:
     """Writes TF Serving warm-up records (PredictionLog of Predict requests on ``serving_default``)."""
+    write_warmup_records(path, model_name, [{sig.USER_ID: user_ids[:1]}, {sig.USER_ID: user_ids[:8]}])
+
+
+def write_warmup_records(path: Path, model_name: str, requests: list[dict[str, list]],
+                         signature_name: str = sig.SERVING_DEFAULT) -> None:
+    """Writes one PredictionLog per entry of ``requests`` (input name -> string values) to ``path``."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for batch in (user_ids[:1], user_ids[:8]):
+        for inputs in requests:
             request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=sig.SERVING_DEFAULT))
-            request.inputs[sig.USER_ID].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
+            for name, values in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.string))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
 
@@ -190,22 +196,26 @@ def _warmup_records(path: Path, user_ids: list[str], model_name: str) -> None:
 _VERIFY_SCRIPT = """
 import json, os, sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1"); os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-path, needs_scann, users = sys.argv[1], sys.argv[2] == "1", json.loads(sys.argv[3])
+path, needs_scann, inputs = sys.argv[1], sys.argv[2] == "1", json.loads(sys.argv[3])
+signature = sys.argv[4] if len(sys.argv) > 4 else "serving_default"
 if needs_scann:
     import scann  # registers the Scann ops before loading
 import tensorflow as tf
 loaded = tf.saved_model.load(path)
-out = loaded.signatures["serving_default"](user_id=tf.constant(users))
+out = loaded.signatures[signature](**{k: tf.constant(v, dtype=tf.string) for k, v in inputs.items()})
 print(json.dumps({"movie_ids": [[m.decode() for m in row] for row in out["movie_ids"].numpy()],
                   "scores": out["scores"].numpy().tolist(),
                   "scann_imported": "scann" in sys.modules}))
 """
 
 
-def answer_in_fresh_process(path: Path, user_ids: list[str], *, import_scann: bool, timeout: float = 300) -> dict:
-    """Loads the SavedModel at ``path`` in a new Python process and returns its answer for ``user_ids``."""
+def answer_in_fresh_process(path: Path, user_ids: list[str] | None = None, *, import_scann: bool, timeout: float = 300,
+                            inputs: dict[str, list] | None = None, signature: str = sig.SERVING_DEFAULT) -> dict:
+    """Loads the SavedModel at ``path`` in a new Python process and returns its answer for ``user_ids``
+    (or for ``inputs``: input name -> string values, nested lists for [batch, n] inputs) on ``signature``."""
+    inputs = {sig.USER_ID: user_ids} if inputs is None else inputs
     proc = subprocess.run(
-        [sys.executable, "-c", _VERIFY_SCRIPT, str(path), "1" if import_scann else "0", json.dumps(user_ids)],
+        [sys.executable, "-c", _VERIFY_SCRIPT, str(path), "1" if import_scann else "0", json.dumps(inputs), signature],
         capture_output=True, text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-5:]
@@ -246,9 +256,7 @@ def export_retrieval(
     server = RetrievalServer(model, index, k=k, max_exclude=fetch - k, user_table=user_table,
                              popular=item_ids[order], popular_scores=popularity[order])
     version_dir = Path(export_base) / model_name / str(version)
-    version_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.partial-", dir=version_dir.parent))
-    try:
+    with staged_directory(version_dir) as tmp:
         options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
         tf.saved_model.save(server, str(tmp), options=options, signatures={
             sig.SERVING_DEFAULT: server.serve,
@@ -265,12 +273,6 @@ def export_retrieval(
             here_ids = [[m.decode() for m in row] for row in here[sig.MOVIE_IDS].numpy()]
             if fresh["movie_ids"] != here_ids:
                 raise RuntimeError("the reloaded model answers differently from the in-memory model")
-        if version_dir.exists():
-            shutil.rmtree(version_dir)
-        tmp.rename(version_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     recall = None
     if settings.kind == "scann" and len(recall_queries):
         recall_index = build_index(item_vectors, np.arange(len(item_ids)).astype(str), settings, 10)

@@ -26,3 +26,27 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 
 MOVIE_TITLES_FILE = "movie_titles.tsv"
 """``<version>/assets.extra/movie_titles.tsv``: one ``movie_id<TAB>title`` line per catalogue movie."""
+
+# Sequential (next-item) models.
+HISTORY = "history"
+"""Sequential ``serving_default`` input: string [batch, L] movie ids, oldest first, newest last; ''
+pads (anywhere, any amount); unknown ids are ignored; longer than the model's ``max_length`` is fine."""
+
+RECOMMEND_FOR_USER = "recommend_for_user"
+"""Sequential: ``user_id`` (string [batch]) -> movie_ids, scores, from the user's history stored in the model."""
+
+# Ranking models.
+RATING = "rating"
+"""Explicit ranking ``serving_default`` output: float32 [batch] predicted rating, clipped to the rating range."""
+
+SCORE = "score"
+"""Implicit ranking ``serving_default`` output: float32 [batch] logit (higher = more likely to watch)."""
+
+SCORE_WITH_FEATURES = "score_with_features"
+"""Ranking: ``user_id``, ``movie_id`` and every user/context feature explicit (each [batch]) -> rating or score."""
+
+RERANK = "rerank"
+"""Ranking: ``user_id`` (string [batch]) + ``candidate_movie_ids`` (string [batch, n], '' pads) ->
+``movie_ids`` (string [batch, n], best first, '' pads last) and ``scores`` (float32 [batch, n], -inf for pads)."""
+
+CANDIDATE_MOVIE_IDS = "candidate_movie_ids"

@@ -7,38 +7,24 @@ plus optional title (mean of word embeddings) and genres (multi-hot projection).
 concatenates its parts, applies ``tower_layers`` Dense(ReLU) layers and a final linear projection
 to ``embedding_dim``; vectors are L2-normalised when ``normalize`` is set (cosine similarity).
 
-All encoding of raw values (string ids, ages, labels, timestamps) happens inside the model with
-lookup layers built from :class:`tfrs_lab.data.features.Vocabularies`-like arrays, so the training
-pipeline and the exported SavedModel share one encoding path. Unknown ids and values map to a
+All encoding of raw values (string ids, ages, labels, timestamps) happens inside the model, with
+lookup layers and the shared encoders of :mod:`tfrs_lab.models.features` built from
+:class:`tfrs_lab.data.features.Vocabularies`-like arrays, so the training pipeline and the
+exported SavedModel share one encoding path. Unknown ids and values map to a
 reserved out-of-vocabulary index (0) and never raise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfrs_lab.config import RetrievalModelConfig
 
-@dataclass(frozen=True, kw_only=True)
-class RetrievalHyperparameters:
-    """Architecture knobs (a subset of ``config.RetrievalModelConfig``)."""
-
-    embedding_dim: int = 64
-    id_embedding_dim: int = 64
-    feature_embedding_dim: int = 16
-    tower_layers: tuple[int, ...] = ()
-    query_features: tuple[str, ...] = ("timestamp", "age", "gender", "occupation", "history")
-    history_length: int = 20
-    candidate_features: tuple[str, ...] = ("title", "genres")
-    normalize: bool = True
-    temperature: float = 0.1
-    remove_accidental_hits: bool = True
-    logq_correction: bool = True
-    l2_regularization: float = 0.0
+from tfrs_lab.models.features import USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder
 
 
 def _tower(layers: Sequence[int], out_dim: int, l2: float, name: str) -> tf.keras.Sequential:
@@ -57,12 +43,12 @@ class RetrievalModel(tfrs.Model):
     movies rated just before, most recent first, '' padding).
     """
 
-    def __init__(self, vocab, hp: RetrievalHyperparameters) -> None:
+    def __init__(self, vocab, hp: RetrievalModelConfig) -> None:
         """``vocab`` is a ``tfrs_lab.data.features.Vocabularies`` (duck-typed: models never import data)."""
         super().__init__()
         self.hp = hp
         d, f = hp.id_embedding_dim, hp.feature_embedding_dim
-        q, c = set(hp.query_features), set(hp.candidate_features)
+        q = set(hp.query_features)
         reg = tf.keras.regularizers.l2(hp.l2_regularization) if hp.l2_regularization else None
         # --- vocabularies (saved with the model)
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)
@@ -70,34 +56,12 @@ class RetrievalModel(tfrs.Model):
         self.movie_ids = tf.constant(list(vocab.movie_ids), dtype=tf.string)  # [M]
         # --- query tower
         self.user_embedding = tf.keras.layers.Embedding(vocab.num_users, d, embeddings_regularizer=reg)
-        self.use_time = "timestamp" in q
-        if self.use_time:
-            self.ts_mean, self.ts_std = float(vocab.timestamp_mean), float(vocab.timestamp_std)
-            self.ts_min, self.ts_max = float(vocab.timestamp_min), float(vocab.timestamp_max)
-            self.time_buckets = tf.keras.layers.Discretization(bin_boundaries=list(vocab.timestamp_boundaries))
-            self.time_embedding = tf.keras.layers.Embedding(len(vocab.timestamp_boundaries) + 1, f)
-        self.use_demographics = bool(vocab.has_user_features) and bool(q & {"age", "gender", "occupation"})
-        self.demographics = tuple(sorted(q & {"age", "gender", "occupation"})) if self.use_demographics else ()
-        if "age" in self.demographics:
-            self.age_lookup = tf.keras.layers.IntegerLookup(
-                vocabulary=[int(a) for a in vocab.age_values], mask_token=None)
-            self.age_embedding = tf.keras.layers.Embedding(len(vocab.age_values) + 1, f)
-        if "gender" in self.demographics:
-            self.gender_embedding = tf.keras.layers.Embedding(3, f)
-        if "occupation" in self.demographics:
-            self.occupation_embedding = tf.keras.layers.Embedding(vocab.num_occupations + 1, f)
+        self.user_features = UserFeatureEncoder(vocab, [n for n in hp.query_features if n in USER_FEATURES], f)
         self.use_history = "history" in q
         self.query_tower = _tower(hp.tower_layers, hp.embedding_dim, hp.l2_regularization, "query_tower")
         # --- candidate tower
         self.movie_embedding = tf.keras.layers.Embedding(vocab.num_movies, d, embeddings_regularizer=reg)
-        self.use_title = "title" in c
-        if self.use_title:
-            self.title_tokens = tf.constant(vocab.title_tokens, dtype=tf.int32)  # [M + 1, L]
-            self.title_embedding = tf.keras.layers.Embedding(vocab.title_vocab_size, f, mask_zero=True)
-        self.use_genres = "genres" in c
-        if self.use_genres:
-            self.genres = tf.constant(vocab.genres, dtype=tf.float32)  # [M + 1, G]
-            self.genre_projection = tf.keras.layers.Dense(f, use_bias=False)
+        self.movie_features = MovieFeatureEncoder(vocab, hp.candidate_features, f)
         self.candidate_tower = _tower(hp.tower_layers, hp.embedding_dim, hp.l2_regularization, "candidate_tower")
         # --- task
         counts = np.asarray(vocab.item_counts, dtype=np.float64) + 1.0
@@ -113,22 +77,7 @@ class RetrievalModel(tfrs.Model):
 
     def query_embedding(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Query vectors float32 [B, embedding_dim] from raw query features (see class docstring)."""
-        parts = [self.user_embedding(self.user_lookup(features["user_id"]))]
-        if self.use_time:
-            ts = tf.cast(features["timestamp"], tf.float32)
-            ts = tf.clip_by_value(ts, self.ts_min, self.ts_max)  # serving time outside the training range
-            parts.append(tf.expand_dims((ts - self.ts_mean) / self.ts_std, -1))
-            parts.append(self.time_embedding(self.time_buckets(ts)))
-        if "age" in self.demographics:
-            age = tf.cast(features["bucketized_user_age"], tf.int64)
-            parts.append(self.age_embedding(self.age_lookup(age)))
-        if "gender" in self.demographics:
-            g = tf.cast(features["user_gender"], tf.int64)
-            parts.append(self.gender_embedding(tf.where((g == 0) | (g == 1), g + 1, 0)))
-        if "occupation" in self.demographics:
-            o = tf.cast(features["user_occupation_label"], tf.int64)
-            n = self.occupation_embedding.input_dim - 1
-            parts.append(self.occupation_embedding(tf.where((o >= 0) & (o < n), o + 1, 0)))
+        parts = [self.user_embedding(self.user_lookup(features["user_id"])), *self.user_features(features)]
         if self.use_history:
             parts.append(self._history_embedding(features["history"]))
         return self._finish(parts, self.query_tower)
@@ -143,14 +92,7 @@ class RetrievalModel(tfrs.Model):
 
     def candidate_embedding_from_index(self, movie_index: tf.Tensor) -> tf.Tensor:
         """Candidate vectors float32 [B, embedding_dim] from movie indices int64 [B] (0 = unknown)."""
-        parts = [self.movie_embedding(movie_index)]
-        if self.use_title:
-            tokens = tf.gather(self.title_tokens, movie_index)  # [B, L]
-            emb = self.title_embedding(tokens)  # [B, L, f]
-            mask = tf.cast(tf.expand_dims(tokens > 0, -1), tf.float32)
-            parts.append(tf.reduce_sum(emb * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0))
-        if self.use_genres:
-            parts.append(self.genre_projection(tf.gather(self.genres, movie_index)))
+        parts = [self.movie_embedding(movie_index), *self.movie_features(movie_index)]
         return self._finish(parts, self.candidate_tower)
 
     def candidate_embedding(self, movie_id: tf.Tensor) -> tf.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -11,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfrs_lab.config import ConfigError, RetrievalConfig, dump_config
+from tfrs_lab.config import ConfigError, RetrievalConfig, RetrievalModelConfig, dump_config
 from tfrs_lab.data.features import RAW_QUERY_FEATURES, Vocabularies, build_vocabularies
 from tfrs_lab.data.history import latest_history, recent_history
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
 from tfrs_lab.data.splits import Split, make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.export.retrieval import IndexSettings, export_retrieval
-from tfrs_lab.models.retrieval import RetrievalHyperparameters, RetrievalModel
+from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training import rundir
 from tfrs_lab.training.evaluate import evaluate, query_embeddings
 
@@ -41,7 +42,7 @@ def load_data(cfg: RetrievalConfig) -> MovieLensData:
     return load_movielens(d.dataset, data_zip=d.data_zip, data_dir=d.data_dir, synthetic=synthetic)
 
 
-def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RetrievalHyperparameters,
+def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RetrievalModelConfig,
                     history_rows: np.ndarray) -> dict[str, np.ndarray]:
     """Raw columns the model reads for ``rows``: ids, timestamp, available user features, and
     (when the query tower uses it) each row's recent history taken from ``history_rows``."""
@@ -101,7 +102,8 @@ def _optimizer(name: str, lr: float) -> tf.keras.optimizers.Optimizer:
             "sgd": tf.keras.optimizers.SGD}[name](learning_rate=lr)
 
 
-def hyperparameters(cfg: RetrievalConfig, has_user_features: bool) -> RetrievalHyperparameters:
+def hyperparameters(cfg: RetrievalConfig, has_user_features: bool) -> RetrievalModelConfig:
+    """``cfg.model`` without the demographic query features the dataset does not have."""
     m = cfg.model
     query = m.query_features
     if not has_user_features:
@@ -110,11 +112,10 @@ def hyperparameters(cfg: RetrievalConfig, has_user_features: bool) -> RetrievalH
             logger.warning("%s has no user demographics: ignoring model.query_features %s",
                            cfg.data.dataset, ", ".join(dropped))
         query = tuple(f for f in query if f not in dropped)
-    fields = RetrievalHyperparameters.__dataclass_fields__
-    return RetrievalHyperparameters(**{k: v for k, v in asdict(m).items() if k in fields} | {"query_features": query})
+    return dataclasses.replace(m, query_features=query)
 
 
-def split_columns(data: MovieLensData, split: Split, hp: RetrievalHyperparameters) -> dict[str, dict[str, np.ndarray]]:
+def split_columns(data: MovieLensData, split: Split, hp: RetrievalModelConfig) -> dict[str, dict[str, np.ndarray]]:
     """Columns of each split. Histories come from earlier splits only: train rows see train rows,
     validation rows see train rows, test rows see train and validation rows."""
     known = {"train": split.train, "validation": split.train,
@@ -187,7 +188,7 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
 
 
 def _export(cfg: RetrievalConfig, model: RetrievalModel, vocab: Vocabularies, cols, stage: Path,
-            data: MovieLensData, hp: RetrievalHyperparameters):
+            data: MovieLensData, hp: RetrievalModelConfig):
     x = cfg.export
     settings = IndexSettings(kind=x.index, k=x.k, max_exclude=x.max_exclude, **asdict(x.scann))
     logger.info("exporting %s index (k=%d) to export/%s/%d", x.index, x.k, x.model_name, x.version)
@@ -201,7 +202,7 @@ def _export(cfg: RetrievalConfig, model: RetrievalModel, vocab: Vocabularies, co
         sample_users=[str(u) for u in vocab.user_ids[:8]], recall_queries=recall_queries, verify=x.verify)
 
 
-def serving_user_table(data: MovieLensData, vocab: Vocabularies, hp: RetrievalHyperparameters) -> dict[str, np.ndarray]:
+def serving_user_table(data: MovieLensData, vocab: Vocabularies, hp: RetrievalModelConfig) -> dict[str, np.ndarray]:
     """What ``serving_default`` looks up per user index ([U + 1] rows; row 0 = unknown user):
     the training-time demographics and, when used, the user's latest ``history_length`` movies
     among *all* known ratings (the freshest history the exported model can have)."""

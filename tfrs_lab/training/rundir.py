@@ -7,12 +7,11 @@ interrupted run never leaves a half-written run directory behind.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+
+from tfrs_lab.staging import staged_directory
 
 
 class RunDirError(ValueError):
@@ -43,18 +42,9 @@ def check_output_dir(output_dir: str | Path, *, overwrite: bool) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def staged_run_dir(output_dir: Path) -> Iterator[Path]:
-    """Yields a staging directory; on success it replaces ``output_dir``, on error it is deleted."""
-    stage = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
-    try:
-        yield stage
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        stage.rename(output_dir)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+def staged_run_dir(output_dir: Path):
+    """Context manager yielding a staging directory that replaces ``output_dir`` on success only."""
+    return staged_directory(output_dir)
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, float | int | str]) -> None:

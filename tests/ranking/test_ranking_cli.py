@@ -1,0 +1,66 @@
+"""`python -m tfrs_lab.train ranking` end to end through the real `main()`, and its bad input."""
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from tfrs_lab.export import signatures as sig
+from tfrs_lab.train import main
+
+SMALL = ["--dataset", "synthetic", "--set", "data.synthetic.num_users=150", "--set", "data.synthetic.num_movies=100",
+         "--set", "data.synthetic.ratings_per_user=25"]
+
+
+@pytest.mark.slow
+def test_explicit_dcn_run_directory_and_metrics(tmp_path):
+    out = tmp_path / "run"
+    assert main(["ranking", *SMALL, "--set", "model.architecture=dcn", "--set", "model.cross_low_rank=4",
+                 "--epochs", "2", "--output-dir", str(out)]) == 0
+    assert (out / "config.yaml").is_file() and any((out / "logs").rglob("events.out.tfevents*"))
+    version = out / "export" / "ranking" / "1"
+    assert (version / "saved_model.pb").is_file() and (version / "assets.extra" / sig.WARMUP_FILE).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "ranking" and metrics["split"] == "hash" and metrics["architecture"] == "dcn"
+    for key in ("train_seconds", "train_examples_per_second", "rmse", "mae"):
+        assert isinstance(metrics[key], (int, float)) and metrics[key] > 0, key
+    assert 0.3 < metrics["mae"] < metrics["rmse"] < 2.0
+    loaded = tf.saved_model.load(str(version))
+    assert set(loaded.signatures) == {sig.SERVING_DEFAULT, sig.SCORE_WITH_FEATURES, sig.RERANK}
+
+
+@pytest.mark.slow
+def test_implicit_neumf_with_pretraining_on_leave_last_out(tmp_path):
+    out = tmp_path / "run"
+    assert main(["ranking", *SMALL, "--split", "leave-last-out", "--set", "model.objective=implicit",
+                 "--set", "model.architecture=neumf", "--set", "model.neumf_pretrain=true",
+                 "--set", "train.negatives.distribution=popularity", "--set", "export.verify=false",
+                 "--epochs", "1", "--output-dir", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["epochs_trained"] == 3  # GMF, MLP, then NeuMF: one epoch each
+    assert {p.name for p in (out / "logs").iterdir()} == {"gmf", "mlp", "neumf"}
+    loaded = tf.saved_model.load(str(out / "export" / "ranking" / "1"))
+    score = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(["1"]), movie_id=tf.constant(["1"]))
+    assert list(score) == [sig.SCORE]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "model.architecture=fm"], "model.architecture has unknown value 'fm'"),
+    (["--set", "train.negatives.count=0"], "train.negatives.count must be >= 1"),
+    (["--set", "model.mlp_layers=[16, 0]"], "model.mlp_layers[1] must be > 0, got 0"),
+    (["--set", "model.deep_layers=[-8]"], "model.deep_layers[0] must be > 0"),
+    (["--set", "model.rating_min=5", "--set", "model.rating_max=1"],
+     "model.rating_max (1.0) must be > model.rating_min"),
+    (["--set", "model.objective=pairwise"], "model.objective must be one of explicit, implicit"),
+    (["--set", "train.negatives.distribution=zipf"], "train.negatives.distribution must be one of"),
+    (["--set", "model.features=[age, shoe_size]"], "model.features has unknown value 'shoe_size'"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert main(["ranking", "--dataset", "synthetic", *args, "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert err.strip().count("\n") == 0, err
+    assert list(tmp_path.iterdir()) == []

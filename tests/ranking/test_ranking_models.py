@@ -1,0 +1,112 @@
+"""Ranking architectures learn planted structure; NeuMF pre-training, negatives and clipping hold."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrs_lab.config import load_config
+from tfrs_lab.data.features import movie_rows
+from tfrs_lab.evaluation.metrics import ranking_metrics, ranks_from_scores, target_ranks
+from tfrs_lab.models.ranking import RankingModel
+from tfrs_lab.training.evaluate import seen_lists
+from tfrs_lab.training.ranking import NegativeSampler, explicit_metrics, hyperparameters, ranking_eval
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture", ["mf", "gmf", "mlp", "neumf", "dcn"])
+def test_explicit_beats_the_global_mean(ranking_data, train_ranking_model, trained_dcn, architecture):
+    t = trained_dcn if architecture == "dcn" else train_ranking_model(ranking_data, architecture)
+    ours = explicit_metrics(t.model, t.cols["test"])
+    mean = t.cols["train"]["label"].mean()
+    baseline = float(np.sqrt(np.mean((t.cols["test"]["label"] - mean) ** 2)))
+    # Planted: in-taste movies are rated ~1.5 stars higher, so a learner explains much of the variance.
+    assert ours["rmse"] < baseline - 0.04, (ours, baseline)
+    assert ours["mae"] < ours["rmse"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture", ["mf", "neumf"])
+def test_implicit_beats_popularity_on_leave_last_out(ranking_data, train_ranking_model, architecture):
+    t = train_ranking_model(ranking_data, architecture, objective="implicit", split="leave-last-out", epochs=5,
+                            overrides=("model.embedding_l2=0.0",))
+    history = {k: np.concatenate([t.cols["train"][k], t.cols["validation"][k]]) for k in ("user_id", "movie_id")}
+    ours = ranking_eval(t.model, t.vocab, t.cols["test"], protocol="leave-last-out", ks=(10,), history=history)
+    targets = movie_rows(t.vocab, t.cols["test"]["movie_id"])
+    seen = seen_lists(t.cols["test"]["user_id"], history["user_id"], movie_rows(t.vocab, history["movie_id"]))
+    popularity = t.vocab.item_counts[1:].astype(np.float32)[:, None]
+    ranks = target_ranks(np.ones((len(targets), 1), np.float32), popularity, targets, exclude=seen)
+    pop = ranking_metrics(ranks, (10,))
+    assert ours["recall@10"] > pop["recall@10"] + 0.05, (ours, pop)
+    assert ours["ndcg@10"] > pop["ndcg@10"]
+
+
+def _batch(vocab, n=16):
+    rng = np.random.default_rng(1)
+    return {"user_id": tf.constant(rng.choice(vocab.user_ids, n).astype(str)),
+            "movie_id": tf.constant(rng.choice(vocab.movie_ids, n).astype(str))}
+
+
+def test_neumf_pretraining_copies_gmf_and_mlp_weights(trained_dcn):
+    vocab = trained_dcn.vocab
+    cfg = load_config("ranking", overrides=["model.mlp_layers=[16, 8]", "model.embedding_dim=8"])
+    tf.keras.utils.set_random_seed(3)
+    gmf, mlp, neumf = (RankingModel(vocab, hyperparameters(cfg, a), global_offset=o)
+                       for a, o in (("gmf", 3.0), ("mlp", 4.0), ("neumf", 0.0)))
+    batch = _batch(vocab)
+    for m in (gmf, mlp, neumf):
+        m(batch)
+    # Make the pretrained biases non-trivial so copying them is observable.
+    gmf.movie_bias.embeddings.assign(tf.random.normal(gmf.movie_bias.embeddings.shape))
+    neumf.init_neumf_from(gmf, mlp, alpha=0.3)
+    np.testing.assert_array_equal(neumf.gmf.ids.user.embeddings.numpy(), gmf.gmf.ids.user.embeddings.numpy())
+    np.testing.assert_array_equal(neumf.mlp.ids.movie.embeddings.numpy(), mlp.mlp.ids.movie.embeddings.numpy())
+    for mine, theirs in zip(neumf.mlp.hidden, mlp.mlp.hidden):
+        np.testing.assert_array_equal(mine.kernel.numpy(), theirs.kernel.numpy())
+    # The fused predictive layer makes NeuMF exactly the alpha-mix of the two pretrained models.
+    expected = 0.3 * gmf(batch).numpy() + 0.7 * mlp(batch).numpy()
+    np.testing.assert_allclose(neumf(batch).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_negative_sampler_never_returns_a_users_rated_movie():
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(1, 31), 12)  # 30 users, 12 positives each, 20-movie catalogue
+    items = np.concatenate([rng.choice(20, 12, replace=False) for _ in range(30)])
+    for distribution in ("uniform", "popularity"):
+        counts = np.bincount(items, minlength=20).astype(float)
+        sampler = NegativeSampler(20, users, items, count=5, distribution=distribution, exclude_seen=True,
+                                  item_counts=counts, seed=1)
+        negatives = sampler.sample(users)
+        assert negatives.shape == (len(users), 5)
+        rated = {(u, i) for u, i in zip(users, items)}
+        assert not any((u, n) in rated for u, row in zip(users, negatives) for n in row)
+    counts = np.zeros(20)
+    counts[[3, 7]] = [1.0, 3.0]
+    sampler = NegativeSampler(20, users[:0], items[:0], count=1000, distribution="popularity", exclude_seen=False,
+                              item_counts=counts, seed=2)
+    draws = sampler.sample(np.array([1]))[0]
+    assert set(draws) == {3, 7} and 0.65 < np.mean(draws == 7) < 0.85  # proportional to 1 : 3
+
+
+def test_ranks_from_scores_matches_target_ranks_ties_and_exclusions():
+    scores = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0]], np.float32)
+    # Row 0: target 1 ties with item 2 (pessimistic rank 1); excluding item 2 makes it first.
+    assert ranks_from_scores(scores.copy(), np.array([1, 3])).tolist() == [1, 3]
+    assert ranks_from_scores(scores.copy(), np.array([1, 3]), [np.array([2]), np.array([0, 3])]).tolist() == [0, 2]
+    q, items = np.eye(2, dtype=np.float32), scores.T.copy()
+    np.testing.assert_array_equal(target_ranks(q, items, np.array([1, 3]), exclude=[np.array([2]), np.array([0])]),
+                                  ranks_from_scores(scores.copy(), np.array([1, 3]), [np.array([2]), np.array([0])]))
+
+
+def test_predictions_are_clipped_to_the_rating_range(trained_dcn):
+    model, batch = trained_dcn.model, trained_dcn.cols["test"]
+    feats = {k: tf.constant(v[:32]) for k, v in batch.items()}
+    old = model.global_bias.numpy()
+    try:
+        for offset, bound in ((100.0, 5.0), (-100.0, 1.0)):
+            model.global_bias.assign(offset)
+            assert np.all(model.predict_scores(feats).numpy() == bound)
+            assert np.all(np.abs(model(feats).numpy()) > 50)  # the raw output itself is not clipped
+    finally:
+        model.global_bias.assign(old)
+    preds = model.predict_scores(feats).numpy()
+    assert np.all((preds >= 1.0) & (preds <= 5.0))

@@ -1,0 +1,64 @@
+"""Sequences for next-item models: time order, padding, and no leakage across the split."""
+
+import numpy as np
+from tfrs_lab.data.sequences import evaluation_sequences, left_pad, training_sequences, user_items
+from tfrs_lab.data.splits import leave_last_out_split
+from tfrs_lab.training.sequential import build_sequences, fit_vocabularies, item_indices
+
+
+def _ratings(rows):
+    user, movie, ts = zip(*rows)
+    return {"user_id": np.array(user, object), "movie_id": np.array(movie, object), "timestamp": np.array(ts, np.int64)}
+
+
+def test_order_ties_padding_and_truncation_worked_by_hand():
+    # User "1": movies 10 and 9 share a timestamp -> ordered 9, 10 (integer movie id, not "10" < "9").
+    ratings = _ratings([("1", "10", 5), ("2", "3", 1), ("1", "9", 5), ("1", "4", 1), ("1", "7", 9), ("2", "5", 2)])
+    index = np.array([10, 3, 9, 4, 7, 0])  # row 5's movie is not in the catalogue (index 0)
+    per_user = user_items(ratings, np.arange(6), index)
+    assert per_user.user_ids.tolist() == ["1", "2"]
+    assert per_user.of(0).tolist() == [4, 9, 10, 7] and per_user.of(1).tolist() == [3]
+    train = training_sequences(ratings, np.arange(6), index, max_length=2)
+    assert train.user_ids.tolist() == ["1"]  # user 2 has one known item: nothing to predict
+    assert train.inputs.tolist() == [[9, 10]] and train.targets.tolist() == [[10, 7]]  # newest positions kept
+    assert left_pad([np.array([1, 2]), np.array([], np.int64)], 3).tolist() == [[0, 1, 2], [0, 0, 0]]
+    ev = evaluation_sequences(ratings, np.array([0, 2, 3, 1]), np.array([4, 5]), index, max_length=5)
+    assert ev.user_ids.tolist() == ["1"] and ev.targets.tolist() == [7]  # row 5 (unknown movie) dropped
+    assert ev.inputs.tolist() == [[0, 0, 4, 9, 10]]
+
+
+def test_no_leakage_from_validation_or_test_into_earlier_sequences(synthetic_data):
+    ratings = synthetic_data.ratings
+    split = leave_last_out_split(ratings)
+    vocab = fit_vocabularies(synthetic_data, split)
+    train, validation, test = build_sequences(synthetic_data, split, vocab, max_length=1000)
+    index = item_indices(vocab, ratings["movie_id"])
+    held_out = {}
+    for name, rows in (("validation", split.validation), ("test", split.test)):
+        for r in rows:
+            held_out.setdefault(str(ratings["user_id"][r]), {})[name] = int(index[r])
+    train_items = {u: set(i[i > 0]) | set(t[t > 0]) for u, i, t in zip(train.user_ids, train.inputs, train.targets)}
+    leaks = [u for u, items in train_items.items() if set(held_out.get(u, {}).values()) & items]
+    assert not leaks, f"validation/test items inside training sequences of users {leaks[:5]}"
+    for rows_name, seqs in (("validation", validation), ("test", test)):
+        for u, inputs, target in zip(seqs.user_ids, seqs.inputs, seqs.targets):
+            assert target == held_out[u][rows_name]
+            assert target not in set(inputs)  # a user never rates a movie twice: the target is not in its history
+            if rows_name == "test":
+                assert inputs[-1] == held_out[u]["validation"]  # test sees the validation item, as its newest
+            else:
+                assert held_out[u]["test"] not in set(inputs)
+    # Validation histories are exactly the training items (inputs + the last target) in time order.
+    by_user = {u: np.concatenate([i[i > 0][:1], t[t > 0]]) for u, i, t in zip(train.user_ids, train.inputs, train.targets)}
+    for u, inputs in zip(validation.user_ids, validation.inputs):
+        assert inputs[inputs > 0].tolist() == by_user[u].tolist()
+
+
+def test_histories_longer_than_max_length_keep_the_newest(synthetic_data):
+    max_length = 3
+    split = leave_last_out_split(synthetic_data.ratings)
+    vocab = fit_vocabularies(synthetic_data, split)
+    _, validation, test = build_sequences(synthetic_data, split, vocab, max_length=max_length)
+    assert test.inputs.shape[1] == max_length
+    for full, inputs in zip(test.seen, test.inputs):
+        assert inputs.tolist() == full[-max_length:].tolist()  # exclusion still covers the full history

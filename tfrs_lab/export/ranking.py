@@ -1,0 +1,123 @@
+"""Export a trained ranking model as a TF Serving SavedModel.
+
+Layout: ``<export_base>/<model_name>/<version>/`` with ``saved_model.pb``, ``variables/``,
+``assets/`` and ``assets.extra/tf_serving_warmup_requests``.
+
+Signatures (names in :mod:`tfrs_lab.export.signatures`); the output is ``rating`` (explicit
+objective: float32, clipped to the rating range) or ``score`` (implicit: float32 logit):
+
+* ``serving_default(user_id: string [batch], movie_id: string [batch])``: user features known at
+  training time (age, gender, occupation, zip) are looked up inside the model; the time context is
+  the serving time (clipped to the training range).
+* ``score_with_features(user_id, movie_id, timestamp, bucketized_user_age, user_gender,
+  user_occupation_label, user_zip_code)``: every feature explicit, each [batch]; the model ignores
+  those its architecture does not use.
+* ``rerank(user_id: string [batch], candidate_movie_ids: string [batch, n])``: each user's candidates
+  (e.g. from retrieval) sorted best first -> ``movie_ids`` string [batch, n] and ``scores`` float32
+  [batch, n]; '' pads ragged rows and comes back last with score ``-inf``.
+
+Unknown users and movies are answered through the model's out-of-vocabulary rows (zero embeddings:
+the known side's bias decides), never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_lab.export import signatures as sig
+from tfrs_lab.export.retrieval import answer_in_fresh_process, write_warmup_records
+from tfrs_lab.staging import staged_directory
+
+logger = logging.getLogger(__name__)
+
+FEATURE_INPUTS = {
+    "timestamp": tf.int64,
+    "bucketized_user_age": tf.float32,
+    "user_gender": tf.int64,
+    "user_occupation_label": tf.int64,
+    "user_zip_code": tf.string,
+}
+"""``score_with_features`` inputs besides ``user_id`` and ``movie_id`` (raw TFDS column names)."""
+
+
+class RankingServer(tf.Module):
+    """The exported object: the ranking model, the per-user feature table, and the signatures."""
+
+    def __init__(self, model, user_table: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        self.model = model
+        self.output_name = sig.RATING if model.hp.objective == "explicit" else sig.SCORE
+        self.user_table = {name: tf.constant(col) for name, col in user_table.items()}  # [U + 1] each
+
+    def _known_features(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        idx = self.model.user_lookup(user_id)
+        feats = {name: tf.gather(col, idx) for name, col in self.user_table.items()}
+        feats["user_id"], feats["movie_id"] = user_id, movie_id
+        feats["timestamp"] = tf.fill(tf.shape(user_id), tf.cast(tf.timestamp(), tf.int64))
+        return feats
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),
+                                  tf.TensorSpec([None], tf.string, name=sig.MOVIE_ID)])
+    def serve(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {self.output_name: self.model.predict_scores(self._known_features(user_id, movie_id))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),
+                                  tf.TensorSpec([None], tf.string, name=sig.MOVIE_ID),
+                                  *[tf.TensorSpec([None], dtype, name=name) for name, dtype in FEATURE_INPUTS.items()]])
+    def serve_with_features(self, user_id, movie_id, timestamp, bucketized_user_age, user_gender,
+                            user_occupation_label, user_zip_code) -> dict[str, tf.Tensor]:
+        feats = {"user_id": user_id, "movie_id": movie_id, "timestamp": timestamp,
+                 "bucketized_user_age": bucketized_user_age, "user_gender": user_gender,
+                 "user_occupation_label": user_occupation_label, "user_zip_code": user_zip_code}
+        return {self.output_name: self.model.predict_scores(feats)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),
+                                  tf.TensorSpec([None, None], tf.string, name=sig.CANDIDATE_MOVIE_IDS)])
+    def rerank(self, user_id: tf.Tensor, candidate_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        shape = tf.shape(candidate_movie_ids)
+        users = tf.repeat(user_id, shape[1])
+        feats = self._known_features(users, tf.reshape(candidate_movie_ids, [-1]))
+        scores = tf.reshape(self.model.predict_scores(feats), shape)
+        scores = tf.where(tf.equal(candidate_movie_ids, ""), tf.constant(-np.inf, tf.float32), scores)
+        top, pos = tf.math.top_k(scores, k=shape[1])
+        return {sig.MOVIE_IDS: tf.gather(candidate_movie_ids, pos, batch_dims=1), sig.SCORES: top}
+
+
+def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray], model_name: str, version: int,
+                   sample_users: list[str], sample_movies: list[str], verify: bool = True) -> Path:
+    """Writes ``export_base/model_name/version/`` and returns that directory.
+
+    Args:
+      model: a trained ``RankingModel``.
+      user_table: raw user features per user index ([U + 1] each, row 0 = unknown-user defaults).
+      sample_users, sample_movies: known ids for the warm-up records and the fresh-process check
+        (which also asks about an unknown user and an unknown movie).
+      verify: reload in a fresh process and require the same re-ranking as the in-memory model.
+    """
+    server = RankingServer(model, user_table)
+    version_dir = Path(export_base) / model_name / str(version)
+    users = [*sample_users, "<unknown-user>", sample_users[0]]
+    movies = [*sample_movies[: len(sample_users)], sample_movies[0], "<unknown-movie>"]
+    movies += [sample_movies[0]] * (len(users) - len(movies))
+    with staged_directory(version_dir) as tmp:
+        tf.saved_model.save(server, str(tmp), signatures={
+            sig.SERVING_DEFAULT: server.serve,
+            sig.SCORE_WITH_FEATURES: server.serve_with_features,
+            sig.RERANK: server.rerank,
+        })
+        write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
+                             [{sig.USER_ID: users[:1], sig.MOVIE_ID: movies[:1]},
+                              {sig.USER_ID: users, sig.MOVIE_ID: movies}])
+        if verify:  # the re-rank signature exercises scoring and sorting together
+            inputs = {sig.USER_ID: users[:2], sig.CANDIDATE_MOVIE_IDS: [movies, movies[::-1]]}
+            fresh = answer_in_fresh_process(tmp, import_scann=False, inputs=inputs, signature=sig.RERANK)
+            here = server.rerank(tf.constant(inputs[sig.USER_ID]), tf.constant(inputs[sig.CANDIDATE_MOVIE_IDS]))
+            same_scores = np.allclose(fresh[sig.SCORES], here[sig.SCORES].numpy(), rtol=1e-5, atol=1e-5)
+            if not same_scores or fresh[sig.MOVIE_IDS] != here[sig.MOVIE_IDS].numpy().astype(str).tolist():
+                raise RuntimeError("the reloaded model answers differently from the in-memory model")
+    logger.info("exported %s/%s/%d", Path(export_base).name, model_name, version)
+    return version_dir

@@ -1,0 +1,126 @@
+"""Feature encoders shared by the retrieval towers and the ranking models.
+
+Every encoder turns *raw* feature values (unix seconds, bucketized ages, occupation labels, zip
+codes, movie indices) into dense vectors inside the model, with lookup tables built from a
+:class:`tfrs_lab.data.features.Vocabularies` (duck-typed: models never import ``data``). Training
+and the exported SavedModel therefore share one encoding path. Unknown values map to a reserved
+out-of-vocabulary row and never raise.
+
+* :class:`UserFeatureEncoder`: ``timestamp`` (normalised value + quantile-bucket embedding),
+  ``age``, ``gender``, ``occupation``, ``zip`` (first three characters hashed into buckets).
+* :class:`MovieFeatureEncoder`: ``title`` (mean word embedding), ``genres`` (multi-hot projection).
+
+Both return a list of float32 ``[B, ...]`` parts (callers concatenate them with their own id
+embeddings), so a model can add or drop a feature without touching the others.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import tensorflow as tf
+
+USER_FEATURES = ("timestamp", "age", "gender", "occupation", "zip")
+"""User/context features :class:`UserFeatureEncoder` knows."""
+MOVIE_FEATURES = ("title", "genres")
+"""Movie features :class:`MovieFeatureEncoder` knows."""
+DEMOGRAPHICS = ("age", "gender", "occupation", "zip")
+"""User features that only data sets with demographics (100k, 1m, synthetic) have."""
+
+RAW_COLUMNS = {
+    "timestamp": "timestamp",
+    "age": "bucketized_user_age",
+    "gender": "user_gender",
+    "occupation": "user_occupation_label",
+    "zip": "user_zip_code",
+}
+"""Feature name -> the raw rating column it reads (TFDS MovieLens names)."""
+
+
+class UserFeatureEncoder(tf.keras.layers.Layer):
+    """Raw user/context features -> list of float32 [B, *] parts.
+
+    Reads ``features[RAW_COLUMNS[name]]`` for each enabled name: ``timestamp`` int64 unix seconds,
+    ``bucketized_user_age`` float32, ``user_gender`` int64 (0/1), ``user_occupation_label`` int64,
+    ``user_zip_code`` string.
+    """
+
+    def __init__(self, vocab, names: Sequence[str], dim: int, *, zip_buckets: int = 1000, **kwargs) -> None:
+        super().__init__(**kwargs)
+        unknown = [n for n in names if n not in USER_FEATURES]
+        if unknown:
+            raise ValueError(f"unknown user features {unknown}: choose from {USER_FEATURES}")
+        if not vocab.has_user_features:
+            names = [n for n in names if n not in DEMOGRAPHICS]
+        self.names = tuple(n for n in USER_FEATURES if n in names)  # fixed order
+        if "timestamp" in self.names:
+            self.ts_mean, self.ts_std = float(vocab.timestamp_mean), float(vocab.timestamp_std)
+            self.ts_min, self.ts_max = float(vocab.timestamp_min), float(vocab.timestamp_max)
+            self.time_buckets = tf.keras.layers.Discretization(bin_boundaries=list(vocab.timestamp_boundaries))
+            self.time_embedding = tf.keras.layers.Embedding(len(vocab.timestamp_boundaries) + 1, dim)
+        if "age" in self.names:
+            self.age_lookup = tf.keras.layers.IntegerLookup(
+                vocabulary=[int(a) for a in vocab.age_values], mask_token=None)
+            self.age_embedding = tf.keras.layers.Embedding(len(vocab.age_values) + 1, dim)
+        if "gender" in self.names:
+            self.gender_embedding = tf.keras.layers.Embedding(3, dim)
+        if "occupation" in self.names:
+            self.occupation_embedding = tf.keras.layers.Embedding(vocab.num_occupations + 1, dim)
+        if "zip" in self.names:
+            self.zip_buckets = zip_buckets
+            self.zip_embedding = tf.keras.layers.Embedding(zip_buckets, dim)
+
+    @property
+    def raw_columns(self) -> tuple[str, ...]:
+        """The raw rating columns this encoder reads."""
+        return tuple(RAW_COLUMNS[n] for n in self.names)
+
+    def call(self, features: Mapping[str, tf.Tensor]) -> list[tf.Tensor]:
+        parts = []
+        if "timestamp" in self.names:
+            ts = tf.cast(features["timestamp"], tf.float32)
+            ts = tf.clip_by_value(ts, self.ts_min, self.ts_max)  # serving time outside the training range
+            parts.append(tf.expand_dims((ts - self.ts_mean) / self.ts_std, -1))
+            parts.append(self.time_embedding(self.time_buckets(ts)))
+        if "age" in self.names:
+            age = tf.cast(features["bucketized_user_age"], tf.int64)
+            parts.append(self.age_embedding(self.age_lookup(age)))
+        if "gender" in self.names:
+            g = tf.cast(features["user_gender"], tf.int64)
+            parts.append(self.gender_embedding(tf.where((g == 0) | (g == 1), g + 1, 0)))
+        if "occupation" in self.names:
+            o = tf.cast(features["user_occupation_label"], tf.int64)
+            n = self.occupation_embedding.input_dim - 1
+            parts.append(self.occupation_embedding(tf.where((o >= 0) & (o < n), o + 1, 0)))
+        if "zip" in self.names:
+            region = tf.strings.substr(features["user_zip_code"], 0, 3)  # zip3: a postal region
+            parts.append(self.zip_embedding(tf.strings.to_hash_bucket_fast(region, self.zip_buckets)))
+        return parts
+
+
+class MovieFeatureEncoder(tf.keras.layers.Layer):
+    """Movie indices int64 [B] (0 = unknown) -> list of float32 [B, dim] parts (title, genres)."""
+
+    def __init__(self, vocab, names: Sequence[str], dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        unknown = [n for n in names if n not in MOVIE_FEATURES]
+        if unknown:
+            raise ValueError(f"unknown movie features {unknown}: choose from {MOVIE_FEATURES}")
+        self.names = tuple(n for n in MOVIE_FEATURES if n in names)
+        if "title" in self.names:
+            self.title_tokens = tf.constant(vocab.title_tokens, dtype=tf.int32)  # [M + 1, L]
+            self.title_embedding = tf.keras.layers.Embedding(vocab.title_vocab_size, dim, mask_zero=True)
+        if "genres" in self.names:
+            self.genres = tf.constant(vocab.genres, dtype=tf.float32)  # [M + 1, G]
+            self.genre_projection = tf.keras.layers.Dense(dim, use_bias=False)
+
+    def call(self, movie_index: tf.Tensor) -> list[tf.Tensor]:
+        parts = []
+        if "title" in self.names:
+            tokens = tf.gather(self.title_tokens, movie_index)  # [B, L]
+            emb = self.title_embedding(tokens)  # [B, L, dim]
+            mask = tf.cast(tf.expand_dims(tokens > 0, -1), tf.float32)
+            parts.append(tf.reduce_sum(emb * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0))
+        if "genres" in self.names:
+            parts.append(self.genre_projection(tf.gather(self.genres, movie_index)))
+        return parts

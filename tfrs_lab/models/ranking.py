@@ -1,0 +1,230 @@
+"""Ranking models: score (user, movie) pairs with a TFRS ``Ranking`` task.
+
+Architectures (``RankingModelConfig.architecture``):
+
+* ``mf``: ``<p_u, q_m>`` -- matrix factorisation (with the shared biases below: biased MF / SVD).
+* ``gmf``: ``h . (p_u * q_m)`` -- generalised MF (He et al. 2017).
+* ``mlp``: ``h . MLP([p_u, q_m])`` with ``mlp_layers`` ReLU layers and dropout.
+* ``neumf``: ``h . [p_u * q_m, MLP([p'_u, q'_m])]`` -- GMF and MLP branches with their own
+  embeddings; :meth:`RankingModel.init_neumf_from` copies pretrained GMF and MLP weights in.
+* ``dcn``: DCN-v2 -- ``x0 = [p_u, q_m, user/context features, movie features]``, ``cross_layers``
+  ``tfrs.layers.dcn.Cross`` layers (low-rank when ``cross_low_rank > 0``), then ``deep_layers``
+  ReLU layers and a linear output.
+
+Every architecture adds ``global + b_u + b_m`` (``use_biases``; ``global`` starts at the training
+mean rating, or at the log-odds of a positive for the implicit objective). Unknown user / movie ids
+map to index 0, whose embeddings and biases are masked to zero: an unknown user gets the movie's
+bias-driven score, never an error.
+
+Objectives: ``explicit`` regresses ratings with MSE (``predict`` clips to the rating range);
+``implicit`` treats the output as a logit trained with binary cross-entropy against sampled
+negatives. Embedding regularisation is the classic per-example L2 on the rows a batch looks up
+(``embedding_l2 * mean(|p_u|^2 + |q_m|^2 + b_u^2 + b_m^2)``); dense and cross kernels get
+``kernel_l2`` through Keras regularisers (added to the loss by ``tfrs.Model``).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfrs_lab.config import RankingModelConfig
+from tfrs_lab.models.features import MOVIE_FEATURES, USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder
+
+def _embedding(rows: int, dim: int, name: str) -> tf.keras.layers.Embedding:
+    return tf.keras.layers.Embedding(
+        rows, dim, embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05), name=name)
+
+
+def _masked(layer: tf.keras.layers.Embedding, index: tf.Tensor) -> tf.Tensor:
+    """``layer(index)`` with the out-of-vocabulary row (index 0) forced to zeros."""
+    return layer(index) * tf.cast(tf.expand_dims(index > 0, -1), tf.float32)
+
+
+def _square_norm(x: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.square(x), axis=-1)
+
+
+class _IdPair(tf.keras.layers.Layer):
+    """One user and one movie embedding table; returns the masked rows and their squared norms."""
+
+    def __init__(self, num_users: int, num_movies: int, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.user = _embedding(num_users, dim, "user")
+        self.movie = _embedding(num_movies, dim, "movie")
+
+    def call(self, user_index: tf.Tensor, movie_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        p, q = _masked(self.user, user_index), _masked(self.movie, movie_index)
+        return p, q, _square_norm(p) + _square_norm(q)
+
+
+class GMFBranch(tf.keras.layers.Layer):
+    """GMF's last hidden vector ``p_u * q_m`` (float32 [B, d])."""
+
+    def __init__(self, num_users: int, num_movies: int, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ids = _IdPair(num_users, num_movies, dim, name="ids")
+
+    def call(self, user_index, movie_index, training=False):
+        p, q, penalty = self.ids(user_index, movie_index)
+        return p * q, penalty
+
+
+class MLPBranch(tf.keras.layers.Layer):
+    """MLP's last hidden vector: ReLU layers (with dropout) over ``[p_u, q_m]``."""
+
+    def __init__(self, num_users: int, num_movies: int, dim: int, layers: tuple[int, ...], dropout: float,
+                 kernel_l2: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.ids = _IdPair(num_users, num_movies, dim, name="ids")
+        reg = tf.keras.regularizers.l2(kernel_l2) if kernel_l2 else None
+        self.hidden = [tf.keras.layers.Dense(n, activation="relu", kernel_regularizer=reg) for n in layers]
+        self.dropout = tf.keras.layers.Dropout(dropout) if dropout else None
+
+    def call(self, user_index, movie_index, training=False):
+        p, q, penalty = self.ids(user_index, movie_index)
+        x = tf.concat([p, q], -1)
+        for layer in self.hidden:
+            x = layer(x)
+            if self.dropout is not None:
+                x = self.dropout(x, training=training)
+        return x, penalty
+
+
+class RankingModel(tfrs.Model):
+    """Scores raw (user, movie) feature batches; ``compute_loss`` reads the ``label`` column.
+
+    Batch features (all shape [B]): ``user_id``, ``movie_id`` (string), ``label`` (float32: the
+    rating, or 1/0 for implicit positives/negatives) and, for ``dcn``, the raw columns of its user
+    features (``timestamp``, ``bucketized_user_age``, ``user_gender``, ``user_occupation_label``,
+    ``user_zip_code``; see :attr:`raw_feature_columns`).
+    """
+
+    def __init__(self, vocab, hp: RankingModelConfig, *, global_offset: float = 0.0) -> None:
+        """``vocab`` is a ``tfrs_lab.data.features.Vocabularies`` (duck-typed: models never import data).
+
+        ``global_offset`` initialises the global bias (mean training rating, or the log-odds of a
+        positive among the training examples)."""
+        super().__init__()
+        self.hp = hp
+        U, M, d = vocab.num_users, vocab.num_movies, hp.embedding_dim
+        reg = tf.keras.regularizers.l2(hp.kernel_l2) if hp.kernel_l2 else None
+        self.user_lookup = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)
+        self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=list(vocab.movie_ids), mask_token=None)
+        self.movie_ids = tf.constant(list(vocab.movie_ids), dtype=tf.string)  # [M]
+        arch = hp.architecture
+        self.user_features = self.movie_features = None
+        if arch == "mf":
+            self.ids = _IdPair(U, M, d, name="mf")
+        if arch in ("gmf", "neumf"):
+            self.gmf = GMFBranch(U, M, d, name="gmf")
+        if arch in ("mlp", "neumf"):
+            self.mlp = MLPBranch(U, M, d, hp.mlp_layers, hp.dropout, hp.kernel_l2, name="mlp")
+        if arch == "dcn":
+            self.ids = _IdPair(U, M, d, name="dcn_ids")
+            f = hp.feature_embedding_dim
+            self.user_features = UserFeatureEncoder(
+                vocab, [n for n in hp.features if n in USER_FEATURES], f, zip_buckets=hp.zip_buckets)
+            self.movie_features = MovieFeatureEncoder(vocab, [n for n in hp.features if n in MOVIE_FEATURES], f)
+            self.cross = [tfrs.layers.dcn.Cross(projection_dim=hp.cross_low_rank or None, kernel_regularizer=reg)
+                          for _ in range(hp.cross_layers)]
+            self.deep = [tf.keras.layers.Dense(n, activation="relu", kernel_regularizer=reg) for n in hp.deep_layers]
+            self.dropout = tf.keras.layers.Dropout(hp.dropout) if hp.dropout else None
+        if arch != "mf":  # the predictive layer h (GMF/MLP/NeuMF) or DCN's output layer
+            self.out = tf.keras.layers.Dense(1, use_bias=False, kernel_regularizer=reg, name="out")
+        if hp.use_biases:
+            self.user_bias = tf.keras.layers.Embedding(U, 1, embeddings_initializer="zeros", name="user_bias")
+            self.movie_bias = tf.keras.layers.Embedding(M, 1, embeddings_initializer="zeros", name="movie_bias")
+        self.global_bias = tf.Variable(float(global_offset), dtype=tf.float32, name="global_bias")
+        if hp.objective == "explicit":
+            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
+                                           metrics=[tf.keras.metrics.RootMeanSquaredError("rmse")])
+        else:
+            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
+                                           metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
+
+    @property
+    def raw_feature_columns(self) -> tuple[str, ...]:
+        """Raw rating columns besides ``user_id`` / ``movie_id`` that the model reads."""
+        return self.user_features.raw_columns if self.user_features is not None else ()
+
+    # ------------------------------------------------------------------ scoring
+
+    def _forward(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """(raw output float32 [B], per-example squared norm of the looked-up embedding rows [B])."""
+        u = self.user_lookup(features["user_id"])
+        m = self.movie_lookup(features["movie_id"])
+        arch = self.hp.architecture
+        if arch == "mf":
+            p, q, penalty = self.ids(u, m)
+            raw = tf.reduce_sum(p * q, -1)
+        elif arch == "gmf":
+            h, penalty = self.gmf(u, m)
+            raw = self.out(h)[:, 0]
+        elif arch == "mlp":
+            h, penalty = self.mlp(u, m, training=training)
+            raw = self.out(h)[:, 0]
+        elif arch == "neumf":
+            h_gmf, pen_gmf = self.gmf(u, m)
+            h_mlp, pen_mlp = self.mlp(u, m, training=training)
+            raw, penalty = self.out(tf.concat([h_gmf, h_mlp], -1))[:, 0], pen_gmf + pen_mlp
+        else:  # dcn
+            p, q, penalty = self.ids(u, m)
+            x0 = tf.concat([p, q, *self.user_features(features), *self.movie_features(m)], -1)
+            x = x0
+            for layer in self.cross:
+                x = layer(x0, x)
+            for layer in self.deep:
+                x = layer(x)
+                if self.dropout is not None:
+                    x = self.dropout(x, training=training)
+            raw = self.out(x)[:, 0]
+        raw = raw + self.global_bias
+        if self.hp.use_biases:
+            bu, bm = _masked(self.user_bias, u)[:, 0], _masked(self.movie_bias, m)[:, 0]
+            raw = raw + bu + bm
+            penalty = penalty + tf.square(bu) + tf.square(bm)
+        return raw, penalty
+
+    def call(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """Raw output float32 [B]: the unclipped rating (explicit) or the logit (implicit)."""
+        return self._forward(features, training)[0]
+
+    def predict_scores(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """What serving returns, float32 [B]: the rating clipped to ``[rating_min, rating_max]``
+        (explicit) or the logit (implicit; higher = more likely to be watched)."""
+        raw = self(features)
+        if self.hp.objective == "explicit":
+            return tf.clip_by_value(raw, self.hp.rating_min, self.hp.rating_max)
+        return raw
+
+    # ------------------------------------------------------------------ training
+
+    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        raw, penalty = self._forward(features, training)
+        loss = self.task(labels=features["label"], predictions=raw)
+        if self.hp.embedding_l2:
+            loss += self.hp.embedding_l2 * tf.reduce_mean(penalty)
+        return loss
+
+    # ------------------------------------------------------------------ NeuMF pre-training
+
+    def init_neumf_from(self, gmf: "RankingModel", mlp: "RankingModel", alpha: float = 0.5) -> None:
+        """Initialises this NeuMF from trained GMF and MLP models (He et al. 2017, section 3.4.1).
+
+        The GMF branch gets ``gmf``'s embeddings, the MLP branch ``mlp``'s embeddings and hidden
+        layers; the predictive layer is ``[alpha * h_gmf, (1 - alpha) * h_mlp]``; biases are the
+        same ``alpha`` mix. All three models must be built (called once) with the same vocabularies.
+        """
+        if self.hp.architecture != "neumf" or gmf.hp.architecture != "gmf" or mlp.hp.architecture != "mlp":
+            raise ValueError("init_neumf_from needs a neumf model, a gmf model and an mlp model")
+        self.gmf.set_weights(gmf.gmf.get_weights())
+        self.mlp.set_weights(mlp.mlp.get_weights())
+        self.out.kernel.assign(tf.concat([alpha * gmf.out.kernel, (1.0 - alpha) * mlp.out.kernel], 0))
+        self.global_bias.assign(alpha * gmf.global_bias + (1.0 - alpha) * mlp.global_bias)
+        if self.hp.use_biases and gmf.hp.use_biases and mlp.hp.use_biases:
+            for name in ("user_bias", "movie_bias"):
+                mixed = alpha * getattr(gmf, name).embeddings + (1.0 - alpha) * getattr(mlp, name).embeddings
+                getattr(self, name).embeddings.assign(mixed)

@@ -1,0 +1,335 @@
+"""``train ranking``: data -> split -> vocabularies -> ranking model -> evaluation -> export.
+
+Objectives (``model.objective``):
+
+* ``explicit``: regress the star rating (MSE); test ``rmse`` / ``mae`` of the clipped predictions.
+  On ``leave-last-out`` the catalogue is also ranked by predicted rating for ``recall@K`` etc.
+* ``implicit``: every training rating is a positive; ``train.negatives.count`` negatives per positive
+  are drawn afresh every epoch (uniform or popularity-proportional, optionally never a movie the
+  user rated in training); binary cross-entropy. Evaluated by full-catalogue ranking (DESIGN.md §4):
+  ``recall@K`` / ``ndcg@K`` / ``mrr`` on ``leave-last-out`` (seen excluded), ``hit_rate@K`` on ``hash``.
+
+Early stopping watches validation RMSE (explicit) or the retrieval task's ranking metric (implicit).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_lab.config import RankingConfig, RankingModelConfig, dump_config
+from tfrs_lab.data.features import Vocabularies, build_vocabularies, movie_rows
+from tfrs_lab.data.movielens import DataError, MovieLensData
+from tfrs_lab.data.splits import make_split
+from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, ranks_from_scores
+from tfrs_lab.export.ranking import export_ranking
+from tfrs_lab.models.features import RAW_COLUMNS
+from tfrs_lab.models.ranking import RankingModel
+from tfrs_lab.training import rundir
+from tfrs_lab.training.evaluate import seen_lists
+from tfrs_lab.training.retrieval import (EARLY_STOPPING_METRIC, REQUIRED_KS, ValidationEarlyStopping, _optimizer,
+                                         load_data, make_dataset)
+
+logger = logging.getLogger(__name__)
+
+Columns = dict[str, np.ndarray]
+
+
+def hyperparameters(cfg: RankingConfig, architecture: str | None = None) -> RankingModelConfig:
+    """``cfg.model``, with ``architecture`` replaced when given (NeuMF pre-training trains gmf and mlp)."""
+    return replace(cfg.model, architecture=architecture) if architecture else cfg.model
+
+
+def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RankingModelConfig) -> Columns:
+    """Raw columns of ``rows``: ``user_id``, ``movie_id``, ``label`` (the rating, float32) and the raw
+    user/context columns of DCN's features that the data set has."""
+    cols = {"user_id": data.ratings["user_id"][rows], "movie_id": data.ratings["movie_id"][rows],
+            "label": data.ratings["user_rating"][rows].astype(np.float32)}
+    if hp.architecture == "dcn":
+        for name in hp.features:
+            raw = RAW_COLUMNS.get(name)
+            if raw is not None and raw in data.ratings:
+                cols[raw] = data.ratings[raw][rows]
+    return cols
+
+
+def serving_user_table(data: MovieLensData, train_rows: np.ndarray, vocab: Vocabularies) -> Columns:
+    """Raw user features per user index ([U + 1] rows, row 0 = unknown-user defaults) that the
+    exported model looks up: the vocabulary's demographics plus the zip code (first training row)."""
+    table = dict(vocab.user_table)
+    if "user_zip_code" in data.ratings:
+        users = data.ratings["user_id"][train_rows]
+        uniq, first = np.unique(users, return_index=True)
+        assert np.array_equal(uniq, vocab.user_ids)
+        zips = data.ratings["user_zip_code"][train_rows][first]
+        table["user_zip_code"] = np.concatenate([np.array([""], dtype=object), zips.astype(object)])
+    return table
+
+
+# --------------------------------------------------------------------------- negatives
+
+
+class NegativeSampler:
+    """Draws negatives (catalogue rows) for training positives.
+
+    Args:
+      num_items: catalogue size M (rows 0 .. M - 1).
+      seen_users, seen_items: int [n] (user index, catalogue row) of every training positive; with
+        ``exclude_seen`` a user is never given a movie they rated in training (so never the positive).
+      distribution: ``uniform`` or ``popularity`` (proportional to ``item_counts``, float [M]).
+    """
+
+    def __init__(self, num_items: int, seen_users: np.ndarray, seen_items: np.ndarray, *, count: int,
+                 distribution: str, exclude_seen: bool, item_counts: np.ndarray | None = None,
+                 seed: int = 0, max_rounds: int = 100) -> None:
+        self.num_items, self.count, self.exclude_seen, self.max_rounds = num_items, count, exclude_seen, max_rounds
+        self.rng = np.random.default_rng(seed)
+        self.cdf = None
+        if distribution == "popularity":
+            if item_counts is None or np.sum(item_counts) <= 0:
+                raise ValueError("popularity sampling needs positive item counts")
+            self.cdf = np.cumsum(np.asarray(item_counts, np.float64))
+            self.cdf /= self.cdf[-1]
+        elif distribution != "uniform":
+            raise ValueError(f"unknown negative distribution {distribution!r}: choose uniform or popularity")
+        self.seen_keys = np.unique(np.asarray(seen_users, np.int64) * num_items + np.asarray(seen_items, np.int64))
+
+    def _draw(self, n: int) -> np.ndarray:
+        if self.cdf is None:
+            return self.rng.integers(0, self.num_items, size=n)
+        return np.minimum(np.searchsorted(self.cdf, self.rng.random(n), side="right"), self.num_items - 1)
+
+    def _is_seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        keys = users * self.num_items + items
+        pos = np.minimum(np.searchsorted(self.seen_keys, keys), len(self.seen_keys) - 1)
+        return self.seen_keys[pos] == keys
+
+    def sample(self, users: np.ndarray) -> np.ndarray:
+        """int64 [len(users), count] negative catalogue rows for each positive's user index."""
+        users = np.repeat(np.asarray(users, np.int64), self.count)
+        items = self._draw(len(users))
+        if self.exclude_seen and len(self.seen_keys):
+            bad = np.flatnonzero(self._is_seen(users, items))
+            for _ in range(self.max_rounds):
+                if not len(bad):
+                    break
+                items[bad] = self._draw(len(bad))
+                bad = bad[self._is_seen(users[bad], items[bad])]
+            if len(bad):  # users who rated (nearly) the whole catalogue
+                raise DataError(f"{len(bad)} negatives could not avoid the users' rated movies: "
+                                "set train.negatives.exclude_seen=false")
+        return items.reshape(-1, self.count)
+
+
+def implicit_dataset(cols: Columns, vocab: Vocabularies, sampler: NegativeSampler, batch_size: int,
+                     seed: int) -> tf.data.Dataset:
+    """Batches of positives (label 1) and fresh sampled negatives (label 0), re-drawn every epoch.
+
+    A negative copies its positive's user and context columns and swaps in the sampled movie."""
+    users = np.asarray(tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
+        cols["user_id"]).numpy(), np.int64)
+    base = {k: v for k, v in cols.items() if k != "label"}
+    shuffle_rng = np.random.default_rng(seed)
+    n, k = len(users), sampler.count
+
+    def epoch() -> Iterator[dict[str, np.ndarray]]:
+        negatives = sampler.sample(users)  # [n, k]
+        rows = np.concatenate([np.arange(n), np.repeat(np.arange(n), k)])
+        movies = np.concatenate([cols["movie_id"], vocab.movie_ids[negatives.reshape(-1)]])
+        labels = np.concatenate([np.ones(n, np.float32), np.zeros(n * k, np.float32)])
+        order = shuffle_rng.permutation(len(rows))
+        for s in range(0, len(order), batch_size):
+            take = order[s : s + batch_size]
+            batch = {name: col[rows[take]] for name, col in base.items()}
+            batch["movie_id"], batch["label"] = movies[take], labels[take]
+            yield batch
+
+    spec = {name: tf.TensorSpec([None], tf.string if col.dtype == object else tf.as_dtype(col.dtype))
+            for name, col in base.items()}
+    spec["label"] = tf.TensorSpec([None], tf.float32)
+    return tf.data.Dataset.from_generator(epoch, output_signature=spec).prefetch(2)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def explicit_metrics(model: RankingModel, cols: Columns, batch_size: int = 8192) -> dict[str, float]:
+    """``rmse`` and ``mae`` of the clipped predicted ratings against ``cols["label"]``."""
+    preds = np.concatenate([
+        model.predict_scores({k: tf.constant(v[s : s + batch_size]) for k, v in cols.items()}).numpy()
+        for s in range(0, len(cols["label"]), batch_size)]) if len(cols["label"]) else np.zeros(0)
+    err = preds - cols["label"]
+    return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
+
+
+def score_matrix(model: RankingModel, queries: Columns, batch_size: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """Yields ``(start, scores float32 [b, M])``: every catalogue movie scored for query rows
+    ``start .. start + b`` (each row's user and context columns, every movie in ``model.movie_ids`` order)."""
+    movies = model.movie_ids
+    m = int(movies.shape[0])
+    names = [k for k in queries if k not in ("movie_id", "label")]
+    n = len(queries["user_id"])
+    for s in range(0, n, batch_size):
+        block = {k: tf.constant(queries[k][s : s + batch_size]) for k in names}
+        b = int(block["user_id"].shape[0])
+        feats = {k: tf.repeat(v, m) for k, v in block.items()}
+        feats["movie_id"] = tf.tile(movies, [b])
+        yield s, tf.reshape(model.predict_scores(feats), [b, m]).numpy()
+
+
+def ranking_eval(model: RankingModel, vocab: Vocabularies, cols: Columns, *, protocol: str, ks: tuple[int, ...],
+                 history: Columns | None = None, batch_size: int = 64) -> dict[str, float]:
+    """Full-catalogue ranking metrics (DESIGN.md §4) of the rows ``cols`` (one target each):
+    ``hit_rate@K`` on ``hash``; ``recall@K``/``ndcg@K``/``mrr`` with ``history`` excluded otherwise."""
+    targets = movie_rows(vocab, cols["movie_id"])
+    keep = targets >= 0
+    cols, targets = {k: v[keep] for k, v in cols.items()}, targets[keep]
+    exclude = None
+    if protocol == "leave-last-out":
+        if history is None:
+            raise ValueError("leave-last-out evaluation needs the users' history to exclude")
+        exclude = [e[e >= 0] for e in seen_lists(cols["user_id"], history["user_id"],
+                                                  movie_rows(vocab, history["movie_id"]))]
+    ranks = np.empty(len(targets), np.int64)
+    for s, scores in score_matrix(model, cols, batch_size):
+        e = slice(s, s + len(scores))
+        ranks[e] = ranks_from_scores(scores, targets[e], None if exclude is None else exclude[e])
+    return hit_rate(ranks, ks) if protocol == "hash" else ranking_metrics(ranks, ks)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _fit(model: RankingModel, cfg: RankingConfig, train_ds: tf.data.Dataset, steps_per_epoch: int,
+         validate: Callable[[], dict[str, float]], monitor: str, log_dir: Path | None, verbose: int,
+         label: str) -> tuple[ValidationEarlyStopping, float]:
+    """Compiles and fits ``model`` with early stopping; returns the stopper and the training seconds
+    (validation time excluded)."""
+    t = cfg.train
+    lr = t.learning_rate
+    if t.lr_schedule == "cosine":
+        lr = tf.keras.optimizers.schedules.CosineDecay(
+            t.learning_rate, decay_steps=max(1, t.epochs * steps_per_epoch),
+            alpha=min(1.0, t.min_learning_rate / t.learning_rate))
+    model.compile(optimizer=_optimizer(t.optimizer, lr))
+    stopper = ValidationEarlyStopping(validate, monitor, t.early_stopping_patience)
+    callbacks: list[tf.keras.callbacks.Callback] = [stopper]
+    if t.lr_schedule == "plateau":
+        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
+            monitor=f"val_{monitor}", mode="max", factor=t.lr_decay_factor, patience=0,
+            min_lr=t.min_learning_rate, min_delta=0.0, verbose=0))
+    if log_dir is not None:
+        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=str(log_dir / label), write_graph=False))
+    logger.info("training %s for up to %d epochs (%d steps per epoch)", label, t.epochs, steps_per_epoch)
+    start = time.perf_counter()
+    model.fit(train_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose)
+    return stopper, time.perf_counter() - start - stopper.eval_seconds
+
+
+def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None = None) -> dict[str, float | str]:
+    """Runs the whole job and writes the run directory ``output_dir`` (already validated).
+
+    Returns the metrics written to ``metrics.json``.
+    """
+    tf.keras.utils.set_random_seed(cfg.train.seed)
+    logger.info("loading %s", cfg.data.dataset)
+    data = load_data(cfg)
+    split = make_split(cfg.data.split, data.ratings)
+    protocol = split.name
+    logger.info("split %s: %d train / %d validation / %d test ratings", protocol,
+                len(split.train), len(split.validation), len(split.test))
+    vocab = build_vocabularies(
+        data.ratings, data.movies, split.train, has_user_features=data.has_user_features,
+        title_vocab_size=10_000, title_max_tokens=16, timestamp_buckets=cfg.model.timestamp_buckets)
+    hp = hyperparameters(cfg)
+    explicit = hp.objective == "explicit"
+    cols = {name: feature_columns(data, getattr(split, name), hp) for name in ("train", "validation", "test")}
+    ks = tuple(sorted(set(cfg.eval.ks) | set(REQUIRED_KS[protocol])))
+    history = {"validation": cols["train"],
+               "test": {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in cols["train"]}}
+    n_train = len(split.train)
+    t = cfg.train
+
+    if explicit:
+        train_ds = make_dataset(cols["train"], t.batch_size, t.shuffle_buffer, t.seed)
+        steps, examples_per_epoch = -(-n_train // t.batch_size), n_train
+        offset = float(np.mean(cols["train"]["label"]))
+        monitor = "neg_rmse"
+    else:
+        train_users = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
+            cols["train"]["user_id"]).numpy()
+        sampler = NegativeSampler(
+            len(vocab.movie_ids), train_users, movie_rows(vocab, cols["train"]["movie_id"]),
+            count=t.negatives.count, distribution=t.negatives.distribution,
+            exclude_seen=t.negatives.exclude_seen, item_counts=vocab.item_counts[1:], seed=t.seed)
+        train_ds = implicit_dataset(cols["train"], vocab, sampler, t.batch_size, t.seed)
+        examples_per_epoch = n_train * (1 + t.negatives.count)
+        steps = -(-examples_per_epoch // t.batch_size)
+        offset = -float(np.log(t.negatives.count))
+        monitor = EARLY_STOPPING_METRIC[protocol]
+
+    def validator(model: RankingModel) -> Callable[[], dict[str, float]]:
+        def validate() -> dict[str, float]:
+            if explicit:
+                m = explicit_metrics(model, cols["validation"])
+                return {**m, "neg_rmse": -m["rmse"]}
+            return ranking_eval(model, vocab, cols["validation"], protocol=protocol, ks=ks,
+                                history=history["validation"], batch_size=cfg.eval.batch_size)
+        return validate
+
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    with rundir.staged_run_dir(output_dir) as stage:
+        dump_config(cfg, stage / rundir.CONFIG_FILE)
+        log_dir = stage / rundir.LOGS_DIR
+        train_seconds, epochs_run = 0.0, 0
+        pretrained = None
+        if hp.architecture == "neumf" and cfg.model.neumf_pretrain:
+            pretrained = {}
+            for arch in ("gmf", "mlp"):
+                sub = RankingModel(vocab, hyperparameters(cfg, arch), global_offset=offset)
+                stopper, seconds = _fit(sub, cfg, train_ds, steps, validator(sub), monitor, log_dir, verbose, arch)
+                train_seconds, epochs_run = train_seconds + seconds, epochs_run + stopper.epochs_run
+                pretrained[arch] = sub
+        model = RankingModel(vocab, hp, global_offset=offset)
+        if pretrained is not None:
+            model(next(iter(train_ds.take(1))))  # build the layers before copying weights in
+            model.init_neumf_from(pretrained["gmf"], pretrained["mlp"], cfg.model.neumf_alpha)
+            logger.info("NeuMF initialised from the pre-trained GMF and MLP (alpha %.2f)", cfg.model.neumf_alpha)
+        stopper, seconds = _fit(model, cfg, train_ds, steps, validator(model), monitor, log_dir, verbose,
+                                hp.architecture)
+        train_seconds, epochs_run = train_seconds + seconds, epochs_run + stopper.epochs_run
+
+        logger.info("evaluating on the test split (best epoch %d)", stopper.best_epoch)
+        test_metrics: dict[str, float] = {}
+        if explicit:
+            test_metrics.update(explicit_metrics(model, cols["test"]))
+        if not explicit or protocol == "leave-last-out":
+            test_metrics.update(ranking_eval(model, vocab, cols["test"], protocol=protocol, ks=ks,
+                                             history=history["test"], batch_size=cfg.eval.batch_size))
+        best = -stopper.best if monitor == "neg_rmse" else stopper.best
+        metrics: dict[str, float | str] = {
+            "task": "ranking", "dataset": data.dataset, "split": protocol,
+            "architecture": hp.architecture, "objective": hp.objective,
+            "train_seconds": round(train_seconds, 3),
+            "train_seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3),
+            "train_examples_per_second": round(examples_per_epoch * epochs_run / max(train_seconds, 1e-9), 1),
+            "num_train_examples": int(n_train), "epochs_trained": epochs_run, "best_epoch": stopper.best_epoch,
+            f"validation_{'rmse' if monitor == 'neg_rmse' else monitor}": round(float(best), 6),
+            **{k: round(v, 6) for k, v in test_metrics.items()},
+        }
+        x = cfg.export
+        logger.info("exporting to export/%s/%d", x.model_name, x.version)
+        export_ranking(model, stage / rundir.EXPORT_DIR, user_table=serving_user_table(data, split.train, vocab),
+                       model_name=x.model_name, version=x.version,
+                       sample_users=[str(u) for u in vocab.user_ids[:4]],
+                       sample_movies=[str(m) for m in vocab.movie_ids[:4]], verify=x.verify)
+        rundir.write_metrics(stage, metrics)
+    return metrics
