@@ -221,7 +221,7 @@ class SequentialModelConfig:
     embedding_dim: int = 64
     num_blocks: int = 2
     num_heads: int = 1
-    dropout: float = 0.2
+    dropout: float = 0.3
     loss: Literal["softmax", "sampled_softmax"] = "softmax"
     num_negatives: int = 256
     logq_correction: bool = True
@@ -245,8 +245,9 @@ class SequentialTrainConfig(TrainConfig):
     """``TrainConfig`` with the sequential task's defaults."""
 
     epochs: int = 200
-    batch_size: int = 128
-    early_stopping_patience: int = 10
+    batch_size: int = 32
+    learning_rate: float = 0.004
+    early_stopping_patience: int = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -285,6 +286,8 @@ class RankingModelConfig:
     ``features`` are DCN's side features; ``mlp_layers`` the towers of ``mlp`` / ``neumf``;
     ``cross_low_rank: 0`` means full-rank cross layers. ``embedding_l2`` is per-example L2 on the
     looked-up embedding rows and biases; ``kernel_l2`` L2 on dense and cross kernels.
+    ``history_length > 0`` adds SVD++-style implicit feedback: the mean of a separate embedding of
+    the user's last ``history_length`` earlier movies is added to the user vector (0 = off).
     """
 
     architecture: str = "mf"
@@ -306,8 +309,10 @@ class RankingModelConfig:
     rating_max: float = 5.0
     neumf_pretrain: bool = False
     neumf_alpha: float = 0.5
+    history_length: int = 0
 
     def validate(self, path: str) -> None:
+        positive(self.history_length, f"{path}.history_length", allow_zero=True)
         check_choices((self.architecture,), RANKING_ARCHITECTURES, f"{path}.architecture")
         for name in ("embedding_dim", "feature_embedding_dim", "timestamp_buckets", "zip_buckets"):
             positive(getattr(self, name), f"{path}.{name}")

@@ -11,7 +11,7 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.retrieval import IndexSettings, answer_in_fresh_process
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.training.sequential import (build_model, build_sequences, evaluate_sequences, fit_vocabularies,
-                                          make_dataset, query_vectors, serving_histories)
+                                          make_dataset, query_vectors)
 
 pytestmark = pytest.mark.slow
 

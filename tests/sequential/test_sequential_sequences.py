@@ -3,7 +3,7 @@
 import numpy as np
 from tfrs_lab.data.sequences import evaluation_sequences, left_pad, training_sequences, user_items
 from tfrs_lab.data.splits import leave_last_out_split
-from tfrs_lab.training.sequential import build_sequences, fit_vocabularies, item_indices
+from tfrs_lab.training.sequential import build_sequences, fit_vocabularies, item_indices, serving_histories
 
 
 def _ratings(rows):
@@ -62,3 +62,15 @@ def test_histories_longer_than_max_length_keep_the_newest(synthetic_data):
     assert test.inputs.shape[1] == max_length
     for full, inputs in zip(test.seen, test.inputs):
         assert inputs.tolist() == full[-max_length:].tolist()  # exclusion still covers the full history
+
+
+def test_serving_histories_hold_each_users_latest_ratings_oldest_first(synthetic_data):
+    ratings = synthetic_data.ratings
+    vocab = fit_vocabularies(synthetic_data, leave_last_out_split(ratings))
+    stored = serving_histories(synthetic_data, vocab, 5)
+    everything = user_items(ratings, np.arange(len(ratings["user_id"])), item_indices(vocab, ratings["movie_id"]))
+    assert stored.shape == (len(vocab.user_ids), 5)
+    for u in range(10):
+        assert everything.user_ids[u] == vocab.user_ids[u]
+        expected = [str(vocab.movie_ids[i - 1]) for i in everything.of(u)[-5:]]  # includes the test item
+        assert [m for m in stored[u] if m] == expected and stored[u][-1] == expected[-1]

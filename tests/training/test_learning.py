@@ -100,3 +100,22 @@ def test_serving_signatures_handle_unknown_users_and_exclusions(trained, tmp_pat
         user_occupation_label=tf.constant([99], tf.int64),  # unknown occupation -> OOV bucket
         history_movie_ids=tf.constant([[str(vocab.movie_ids[0]), "no-such-movie", ""]]))
     assert explicit[sig.MOVIE_IDS].shape == (1, 5)
+
+
+def test_scann_exclusion_signature_fetches_past_the_rescored_candidates(trained, tmp_path):
+    """ScaNN returns at most its re-scored candidates; `recommend_excluding` asks for k + max_exclude.
+    A tiny `num_reordering_candidates` must not shrink the answer (it once broke the graph)."""
+    model, vocab, _, table = trained
+    settings = IndexSettings(kind="scann", k=10, max_exclude=20, num_reordering_candidates=5)
+    result = export_retrieval(
+        model, tmp_path, user_table=table, popularity=vocab.item_counts[1:] / vocab.item_counts.sum(),
+        model_name="retrieval", version=1, settings=settings, sample_users=[str(vocab.user_ids[0])],
+        recall_queries=np.zeros((0, 1)), verify=False)
+    loaded = tf.saved_model.load(str(result.path))
+    users = tf.constant([str(vocab.user_ids[0]), "no-such-user"])
+    first = loaded.signatures[sig.SERVING_DEFAULT](user_id=users)[sig.MOVIE_IDS].numpy().astype(str)
+    out = loaded.signatures[sig.EXCLUDE_SEEN](user_id=users, exclude_movie_ids=tf.constant(first[:, :3]))
+    got = out[sig.MOVIE_IDS].numpy().astype(str)
+    assert got.shape == (2, 10)
+    for row, excluded in zip(got, first[:, :3]):
+        assert not set(row) & set(excluded) and "" not in row

@@ -11,7 +11,9 @@ objective: float32, clipped to the rating range) or ``score`` (implicit: float32
   the serving time (clipped to the training range).
 * ``score_with_features(user_id, movie_id, timestamp, bucketized_user_age, user_gender,
   user_occupation_label, user_zip_code)``: every feature explicit, each [batch]; the model ignores
-  those its architecture does not use.
+  those its architecture does not use. A model with SVD++ implicit feedback (``history_length > 0``)
+  also takes ``history`` (string [batch, n]: the user's latest movies, most recent first, ''
+  padding); ``serving_default`` and ``rerank`` look it up per user inside the model.
 * ``rerank(user_id: string [batch], candidate_movie_ids: string [batch, n])``: each user's candidates
   (e.g. from retrieval) sorted best first -> ``movie_ids`` string [batch, n] and ``scores`` float32
   [batch, n]; '' pads ragged rows and comes back last with score ``-inf``.
@@ -42,6 +44,8 @@ FEATURE_INPUTS = {
     "user_zip_code": tf.string,
 }
 """``score_with_features`` inputs besides ``user_id`` and ``movie_id`` (raw TFDS column names)."""
+HISTORY = "history"
+"""The extra ``score_with_features`` input of models with SVD++ implicit feedback."""
 
 
 class RankingServer(tf.Module):
@@ -52,6 +56,11 @@ class RankingServer(tf.Module):
         self.model = model
         self.output_name = sig.RATING if model.hp.objective == "explicit" else sig.SCORE
         self.user_table = {name: tf.constant(col) for name, col in user_table.items()}  # [U + 1] each
+        specs = [tf.TensorSpec([None], tf.string, name=sig.USER_ID), tf.TensorSpec([None], tf.string, name=sig.MOVIE_ID),
+                 *[tf.TensorSpec([None], dtype, name=name) for name, dtype in FEATURE_INPUTS.items()]]
+        if model.uses_history:
+            specs.append(tf.TensorSpec([None, None], tf.string, name=HISTORY))
+        self.serve_with_features = tf.function(self._score_with_features, input_signature=specs)
 
     def _known_features(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
         idx = self.model.user_lookup(user_id)
@@ -65,14 +74,9 @@ class RankingServer(tf.Module):
     def serve(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
         return {self.output_name: self.model.predict_scores(self._known_features(user_id, movie_id))}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),
-                                  tf.TensorSpec([None], tf.string, name=sig.MOVIE_ID),
-                                  *[tf.TensorSpec([None], dtype, name=name) for name, dtype in FEATURE_INPUTS.items()]])
-    def serve_with_features(self, user_id, movie_id, timestamp, bucketized_user_age, user_gender,
-                            user_occupation_label, user_zip_code) -> dict[str, tf.Tensor]:
-        feats = {"user_id": user_id, "movie_id": movie_id, "timestamp": timestamp,
-                 "bucketized_user_age": bucketized_user_age, "user_gender": user_gender,
-                 "user_occupation_label": user_occupation_label, "user_zip_code": user_zip_code}
+    def _score_with_features(self, user_id, movie_id, *features) -> dict[str, tf.Tensor]:
+        names = [*FEATURE_INPUTS, HISTORY] if self.model.uses_history else list(FEATURE_INPUTS)
+        feats = {"user_id": user_id, "movie_id": movie_id, **dict(zip(names, features))}
         return {self.output_name: self.model.predict_scores(feats)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),

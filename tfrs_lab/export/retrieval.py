@@ -58,21 +58,24 @@ class ExportResult:
     scann_recall_at_10: float | None  # None for brute force
 
 
-def scann_parameters(num_items: int, s: IndexSettings) -> dict[str, int]:
-    """ScaNN tree/reordering sizes; settings left at 0 are chosen from the catalogue size N.
+def scann_parameters(num_items: int, s: IndexSettings, k: int | None = None) -> dict[str, int]:
+    """ScaNN tree/reordering sizes for an index returning ``k`` neighbours (default ``s.k``);
+    settings left at 0 are chosen from the catalogue size N.
 
     Tiny catalogues (N <= 1000): every leaf is searched (exact up to re-scoring). Small ones
     (N <= 20k, e.g. MovieLens): ~sqrt(N)/2 leaves, half of them searched, so recall@10 stays near 1
     where speed hardly matters. Larger ones: ~sqrt(N) leaves (at most 2000), 1/20 of them searched
-    (at least 10). The best ``max(4k, 200)`` candidates are re-scored exactly.
+    (at least 10). The best ``max(4k, 200)`` candidates are re-scored exactly. ScaNN returns at
+    most its re-scored candidates, so re-scoring never covers fewer than ``k`` (whatever is asked).
     """
+    k = s.k if k is None else k
     if num_items <= 20_000:
         leaves = s.num_leaves or max(1, round(math.sqrt(num_items) / 2))
         search = s.num_leaves_to_search or (leaves if num_items <= 1000 else max(1, leaves // 2))
     else:
         leaves = s.num_leaves or min(2000, round(math.sqrt(num_items)))
         search = s.num_leaves_to_search or max(10, leaves // 20)
-    reorder = s.num_reordering_candidates or max(4 * s.k, 200)
+    reorder = max(s.num_reordering_candidates or max(4 * k, 200), k)
     return {"num_leaves": leaves, "num_leaves_to_search": min(search, leaves),
             "num_reordering_candidates": min(reorder, num_items)}
 
@@ -85,7 +88,7 @@ def build_index(item_vectors: np.ndarray, item_ids: np.ndarray, s: IndexSettings
     if s.kind == "brute_force":
         index = tfrs.layers.factorized_top_k.BruteForce(k=k)
     else:
-        p = scann_parameters(n, s)
+        p = scann_parameters(n, s, k)
         index = tfrs.layers.factorized_top_k.ScaNN(
             k=k, distance_measure="dot_product", num_leaves=p["num_leaves"],
             num_leaves_to_search=p["num_leaves_to_search"], dimensions_per_block=s.dimensions_per_block,

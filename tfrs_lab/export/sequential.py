@@ -18,6 +18,7 @@ Signatures (names in :mod:`tfrs_lab.export.signatures`), both returning ``movie_
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -62,9 +63,9 @@ class SequentialServer(tf.Module):
         items = self.model_inputs(history)
         scores, ids = self.index(self.model.query_embedding(items), k=self.fetch)
         empty = tf.logical_not(tf.reduce_any(items > 0, axis=1, keepdims=True))  # [B, 1]
-        batch = tf.shape(history)[0]
-        ids = tf.where(empty, tf.tile(self.popular_ids[None], [batch, 1]), ids)
-        scores = tf.where(empty, tf.tile(self.popular_scores[None], [batch, 1]), scores)
+        batch, found = tf.shape(history)[0], tf.shape(ids)[1]
+        ids = tf.where(empty, tf.tile(self.popular_ids[None, :found], [batch, 1]), ids)
+        scores = tf.where(empty, tf.tile(self.popular_scores[None, :found], [batch, 1]), scores)
         seen = tf.reduce_any(tf.equal(ids[:, :, None], history[:, None, :]), axis=-1) | tf.equal(ids, "")
         top_scores, pos = tf.math.top_k(tf.where(seen, tf.fill(tf.shape(scores), -np.inf), scores), k=self.k)
         top_ids = tf.gather(ids, pos, batch_dims=1)
@@ -109,7 +110,8 @@ def export_sequential(
     movie_ids = np.asarray(movie_ids, dtype=object)
     k = min(settings.k, len(movie_ids))
     fetch = min(k + settings.max_exclude, len(movie_ids))
-    index = build_index(item_vectors, movie_ids, settings, fetch)
+    # ScaNN returns at most its re-scored candidates: size them for ``fetch`` answers, not ``k``.
+    index = build_index(item_vectors, movie_ids, dataclasses.replace(settings, k=fetch), fetch)
     order = np.argsort(-np.asarray(popularity), kind="stable")
     server = SequentialServer(model, index, movie_ids=movie_ids, k=k, fetch=fetch, popular=movie_ids[order],
                               popular_scores=np.asarray(popularity)[order], user_ids=user_ids,

@@ -12,6 +12,10 @@ out-of-vocabulary row and never raise.
 
 Both return a list of float32 ``[B, ...]`` parts (callers concatenate them with their own id
 embeddings), so a model can add or drop a feature without touching the others.
+
+* :func:`history_embedding`: the mean embedding of a user's previous movies (string [B, H], ''
+  padding) -- the retrieval query tower's history feature and the ranking models' SVD++-style
+  implicit feedback.
 """
 
 from __future__ import annotations
@@ -124,3 +128,14 @@ class MovieFeatureEncoder(tf.keras.layers.Layer):
         if "genres" in self.names:
             parts.append(self.genre_projection(tf.gather(self.genres, movie_index)))
         return parts
+
+
+def history_embedding(history: tf.Tensor, movie_lookup: tf.keras.layers.Layer,
+                      embedding: tf.keras.layers.Layer) -> tf.Tensor:
+    """Mean of ``embedding(movie_lookup(history))`` over the non-padding entries -> float32 [B, d].
+
+    ``history`` is string [B, H] ('' = padding, see :mod:`tfrs_lab.data.history`); an empty history
+    gives zeros. Unknown movie ids use the lookup's out-of-vocabulary row."""
+    mask = tf.cast(tf.expand_dims(tf.not_equal(history, ""), -1), tf.float32)  # [B, H, 1]
+    emb = embedding(movie_lookup(history))  # [B, H, d]
+    return tf.reduce_sum(emb * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)

@@ -16,6 +16,10 @@ mean rating, or at the log-odds of a positive for the implicit objective). Unkno
 map to index 0, whose embeddings and biases are masked to zero: an unknown user gets the movie's
 bias-driven score, never an error.
 
+SVD++ implicit feedback (``history_length > 0``): every architecture's user vector becomes
+``p_u + mean_j y_j`` over the user's earlier movies (the ``history`` column, string [B, H], ''
+padding; :func:`tfrs_lab.models.features.history_embedding`), with its own ``y`` table per branch.
+
 Objectives: ``explicit`` regresses ratings with MSE (``predict`` clips to the rating range);
 ``implicit`` treats the output as a logit trained with binary cross-entropy against sampled
 negatives. Embedding regularisation is the classic per-example L2 on the rows a batch looks up
@@ -31,7 +35,9 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import RankingModelConfig
-from tfrs_lab.models.features import MOVIE_FEATURES, USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder
+from tfrs_lab.models.features import (MOVIE_FEATURES, USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder,
+                                     history_embedding)
+
 
 def _embedding(rows: int, dim: int, name: str) -> tf.keras.layers.Embedding:
     return tf.keras.layers.Embedding(
@@ -48,27 +54,36 @@ def _square_norm(x: tf.Tensor) -> tf.Tensor:
 
 
 class _IdPair(tf.keras.layers.Layer):
-    """One user and one movie embedding table; returns the masked rows and their squared norms."""
+    """One user and one movie embedding table; returns the masked rows and their squared norms.
 
-    def __init__(self, num_users: int, num_movies: int, dim: int, **kwargs) -> None:
+    With ``history`` (SVD++ implicit feedback) a third table ``y`` embeds the user's earlier movies;
+    their mean is added to the user vector: ``p_u + mean_j y_j``."""
+
+    def __init__(self, num_users: int, num_movies: int, dim: int, history: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.user = _embedding(num_users, dim, "user")
         self.movie = _embedding(num_movies, dim, "movie")
+        self.implicit = _embedding(num_movies, dim, "implicit") if history else None
 
-    def call(self, user_index: tf.Tensor, movie_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def call(self, user_index: tf.Tensor, movie_index: tf.Tensor, history: tf.Tensor | None = None,
+             lookup: tf.keras.layers.Layer | None = None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         p, q = _masked(self.user, user_index), _masked(self.movie, movie_index)
-        return p, q, _square_norm(p) + _square_norm(q)
+        penalty = _square_norm(p) + _square_norm(q)
+        if self.implicit is not None:
+            y = history_embedding(history, lookup, self.implicit)
+            p, penalty = p + y, penalty + _square_norm(y)
+        return p, q, penalty
 
 
 class GMFBranch(tf.keras.layers.Layer):
     """GMF's last hidden vector ``p_u * q_m`` (float32 [B, d])."""
 
-    def __init__(self, num_users: int, num_movies: int, dim: int, **kwargs) -> None:
+    def __init__(self, num_users: int, num_movies: int, dim: int, history: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.ids = _IdPair(num_users, num_movies, dim, name="ids")
+        self.ids = _IdPair(num_users, num_movies, dim, history, name="ids")
 
-    def call(self, user_index, movie_index, training=False):
-        p, q, penalty = self.ids(user_index, movie_index)
+    def call(self, user_index, movie_index, history=None, lookup=None, training=False):
+        p, q, penalty = self.ids(user_index, movie_index, history, lookup)
         return p * q, penalty
 
 
@@ -76,15 +91,15 @@ class MLPBranch(tf.keras.layers.Layer):
     """MLP's last hidden vector: ReLU layers (with dropout) over ``[p_u, q_m]``."""
 
     def __init__(self, num_users: int, num_movies: int, dim: int, layers: tuple[int, ...], dropout: float,
-                 kernel_l2: float, **kwargs) -> None:
+                 kernel_l2: float, history: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.ids = _IdPair(num_users, num_movies, dim, name="ids")
+        self.ids = _IdPair(num_users, num_movies, dim, history, name="ids")
         reg = tf.keras.regularizers.l2(kernel_l2) if kernel_l2 else None
         self.hidden = [tf.keras.layers.Dense(n, activation="relu", kernel_regularizer=reg) for n in layers]
         self.dropout = tf.keras.layers.Dropout(dropout) if dropout else None
 
-    def call(self, user_index, movie_index, training=False):
-        p, q, penalty = self.ids(user_index, movie_index)
+    def call(self, user_index, movie_index, history=None, lookup=None, training=False):
+        p, q, penalty = self.ids(user_index, movie_index, history, lookup)
         x = tf.concat([p, q], -1)
         for layer in self.hidden:
             x = layer(x)
@@ -99,7 +114,8 @@ class RankingModel(tfrs.Model):
     Batch features (all shape [B]): ``user_id``, ``movie_id`` (string), ``label`` (float32: the
     rating, or 1/0 for implicit positives/negatives) and, for ``dcn``, the raw columns of its user
     features (``timestamp``, ``bucketized_user_age``, ``user_gender``, ``user_occupation_label``,
-    ``user_zip_code``; see :attr:`raw_feature_columns`).
+    ``user_zip_code``; see :attr:`raw_feature_columns`) and, with ``history_length > 0``,
+    ``history`` (string [B, history_length], the user's earlier movies, most recent first, '' padding).
     """
 
     def __init__(self, vocab, hp: RankingModelConfig, *, global_offset: float = 0.0) -> None:
@@ -115,15 +131,16 @@ class RankingModel(tfrs.Model):
         self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=list(vocab.movie_ids), mask_token=None)
         self.movie_ids = tf.constant(list(vocab.movie_ids), dtype=tf.string)  # [M]
         arch = hp.architecture
+        self.uses_history = hist = hp.history_length > 0
         self.user_features = self.movie_features = None
         if arch == "mf":
-            self.ids = _IdPair(U, M, d, name="mf")
+            self.ids = _IdPair(U, M, d, hist, name="mf")
         if arch in ("gmf", "neumf"):
-            self.gmf = GMFBranch(U, M, d, name="gmf")
+            self.gmf = GMFBranch(U, M, d, hist, name="gmf")
         if arch in ("mlp", "neumf"):
-            self.mlp = MLPBranch(U, M, d, hp.mlp_layers, hp.dropout, hp.kernel_l2, name="mlp")
+            self.mlp = MLPBranch(U, M, d, hp.mlp_layers, hp.dropout, hp.kernel_l2, hist, name="mlp")
         if arch == "dcn":
-            self.ids = _IdPair(U, M, d, name="dcn_ids")
+            self.ids = _IdPair(U, M, d, hist, name="dcn_ids")
             f = hp.feature_embedding_dim
             self.user_features = UserFeatureEncoder(
                 vocab, [n for n in hp.features if n in USER_FEATURES], f, zip_buckets=hp.zip_buckets)
@@ -147,8 +164,10 @@ class RankingModel(tfrs.Model):
 
     @property
     def raw_feature_columns(self) -> tuple[str, ...]:
-        """Raw rating columns besides ``user_id`` / ``movie_id`` that the model reads."""
-        return self.user_features.raw_columns if self.user_features is not None else ()
+        """Columns besides ``user_id`` / ``movie_id`` that the model reads (raw user/context columns,
+        and ``history`` with SVD++ implicit feedback)."""
+        raw = self.user_features.raw_columns if self.user_features is not None else ()
+        return (*raw, "history") if self.uses_history else raw
 
     # ------------------------------------------------------------------ scoring
 
@@ -157,21 +176,22 @@ class RankingModel(tfrs.Model):
         u = self.user_lookup(features["user_id"])
         m = self.movie_lookup(features["movie_id"])
         arch = self.hp.architecture
+        h_ids = (features["history"], self.movie_lookup) if self.uses_history else (None, None)
         if arch == "mf":
-            p, q, penalty = self.ids(u, m)
+            p, q, penalty = self.ids(u, m, *h_ids)
             raw = tf.reduce_sum(p * q, -1)
         elif arch == "gmf":
-            h, penalty = self.gmf(u, m)
+            h, penalty = self.gmf(u, m, *h_ids)
             raw = self.out(h)[:, 0]
         elif arch == "mlp":
-            h, penalty = self.mlp(u, m, training=training)
+            h, penalty = self.mlp(u, m, *h_ids, training=training)
             raw = self.out(h)[:, 0]
         elif arch == "neumf":
-            h_gmf, pen_gmf = self.gmf(u, m)
-            h_mlp, pen_mlp = self.mlp(u, m, training=training)
+            h_gmf, pen_gmf = self.gmf(u, m, *h_ids)
+            h_mlp, pen_mlp = self.mlp(u, m, *h_ids, training=training)
             raw, penalty = self.out(tf.concat([h_gmf, h_mlp], -1))[:, 0], pen_gmf + pen_mlp
         else:  # dcn
-            p, q, penalty = self.ids(u, m)
+            p, q, penalty = self.ids(u, m, *h_ids)
             x0 = tf.concat([p, q, *self.user_features(features), *self.movie_features(m)], -1)
             x = x0
             for layer in self.cross:

@@ -24,7 +24,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import RetrievalModelConfig
 
-from tfrs_lab.models.features import USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder
+from tfrs_lab.models.features import USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder, history_embedding
 
 
 def _tower(layers: Sequence[int], out_dim: int, l2: float, name: str) -> tf.keras.Sequential:
@@ -79,16 +79,8 @@ class RetrievalModel(tfrs.Model):
         """Query vectors float32 [B, embedding_dim] from raw query features (see class docstring)."""
         parts = [self.user_embedding(self.user_lookup(features["user_id"])), *self.user_features(features)]
         if self.use_history:
-            parts.append(self._history_embedding(features["history"]))
+            parts.append(history_embedding(features["history"], self.movie_lookup, self.movie_embedding))  # shares the candidate table
         return self._finish(parts, self.query_tower)
-
-    def _history_embedding(self, history: tf.Tensor) -> tf.Tensor:
-        """Mean movie-id embedding of a history string [B, H] ('' = padding) -> float32 [B, d].
-
-        Shares the candidate tower's movie-id embedding table; an empty history gives zeros."""
-        mask = tf.cast(tf.expand_dims(tf.not_equal(history, ""), -1), tf.float32)  # [B, H, 1]
-        emb = self.movie_embedding(self.movie_lookup(history))  # [B, H, d]
-        return tf.reduce_sum(emb * mask, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
 
     def candidate_embedding_from_index(self, movie_index: tf.Tensor) -> tf.Tensor:
         """Candidate vectors float32 [B, embedding_dim] from movie indices int64 [B] (0 = unknown)."""

@@ -27,14 +27,15 @@ import tensorflow as tf
 from tfrs_lab.config import RankingConfig, RankingModelConfig, dump_config
 from tfrs_lab.data.features import Vocabularies, build_vocabularies, movie_rows
 from tfrs_lab.data.movielens import DataError, MovieLensData
-from tfrs_lab.data.splits import make_split
+from tfrs_lab.data.history import latest_history, recent_history
+from tfrs_lab.data.splits import Split, make_split
 from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, ranks_from_scores
 from tfrs_lab.export.ranking import export_ranking
 from tfrs_lab.models.features import RAW_COLUMNS
 from tfrs_lab.models.ranking import RankingModel
 from tfrs_lab.training import rundir
 from tfrs_lab.training.evaluate import seen_lists
-from tfrs_lab.training.retrieval import (EARLY_STOPPING_METRIC, REQUIRED_KS, ValidationEarlyStopping, _optimizer,
+from tfrs_lab.training.retrieval import (EARLY_STOPPING_METRIC, REQUIRED_KS, ValidationEarlyStopping, optimizer,
                                          load_data, make_dataset)
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,12 @@ def hyperparameters(cfg: RankingConfig, architecture: str | None = None) -> Rank
     return replace(cfg.model, architecture=architecture) if architecture else cfg.model
 
 
-def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RankingModelConfig) -> Columns:
-    """Raw columns of ``rows``: ``user_id``, ``movie_id``, ``label`` (the rating, float32) and the raw
-    user/context columns of DCN's features that the data set has."""
+def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RankingModelConfig,
+                    history_rows: np.ndarray | None = None) -> Columns:
+    """Raw columns of ``rows``: ``user_id``, ``movie_id``, ``label`` (the rating, float32), the raw
+    user/context columns of DCN's features that the data set has, and with ``hp.history_length > 0``
+    each row's ``history``: the user's movies just before it among ``history_rows`` (leakage-free:
+    pass earlier splits only, as :func:`split_columns` does)."""
     cols = {"user_id": data.ratings["user_id"][rows], "movie_id": data.ratings["movie_id"][rows],
             "label": data.ratings["user_rating"][rows].astype(np.float32)}
     if hp.architecture == "dcn":
@@ -57,13 +61,31 @@ def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RankingModelConfi
             raw = RAW_COLUMNS.get(name)
             if raw is not None and raw in data.ratings:
                 cols[raw] = data.ratings[raw][rows]
+    if hp.history_length:
+        if history_rows is None:
+            raise ValueError("model.history_length > 0 needs the rows histories may come from")
+        cols["history"] = recent_history(data.ratings, history_rows, rows, hp.history_length)
     return cols
 
 
-def serving_user_table(data: MovieLensData, train_rows: np.ndarray, vocab: Vocabularies) -> Columns:
+def split_columns(data: MovieLensData, split: Split, hp: RankingModelConfig) -> dict[str, Columns]:
+    """Columns of each split. Histories come from earlier splits only: train and validation rows
+    see train rows, test rows see train and validation rows."""
+    known = {"train": split.train, "validation": split.train,
+             "test": np.concatenate([split.train, split.validation])}
+    return {name: feature_columns(data, getattr(split, name), hp, known[name]) for name in known}
+
+
+def serving_user_table(data: MovieLensData, train_rows: np.ndarray, vocab: Vocabularies,
+                       history_length: int = 0) -> Columns:
     """Raw user features per user index ([U + 1] rows, row 0 = unknown-user defaults) that the
-    exported model looks up: the vocabulary's demographics plus the zip code (first training row)."""
+    exported model looks up: the vocabulary's demographics, the zip code (first training row) and,
+    with ``history_length > 0``, the user's latest ``history_length`` movies among *all* known
+    ratings (the freshest history the exported model can have; '' padding, empty for row 0)."""
     table = dict(vocab.user_table)
+    if history_length:
+        known = latest_history(data.ratings, np.arange(len(data.ratings["user_id"])), vocab.user_ids, history_length)
+        table["history"] = np.concatenate([np.full((1, history_length), "", dtype=object), known])
     if "user_zip_code" in data.ratings:
         users = data.ratings["user_id"][train_rows]
         uniq, first = np.unique(users, return_index=True)
@@ -151,7 +173,7 @@ def implicit_dataset(cols: Columns, vocab: Vocabularies, sampler: NegativeSample
             batch["movie_id"], batch["label"] = movies[take], labels[take]
             yield batch
 
-    spec = {name: tf.TensorSpec([None], tf.string if col.dtype == object else tf.as_dtype(col.dtype))
+    spec = {name: tf.TensorSpec([None, *col.shape[1:]], tf.string if col.dtype == object else tf.as_dtype(col.dtype))
             for name, col in base.items()}
     spec["label"] = tf.TensorSpec([None], tf.float32)
     return tf.data.Dataset.from_generator(epoch, output_signature=spec).prefetch(2)
@@ -179,7 +201,7 @@ def score_matrix(model: RankingModel, queries: Columns, batch_size: int = 64) ->
     for s in range(0, n, batch_size):
         block = {k: tf.constant(queries[k][s : s + batch_size]) for k in names}
         b = int(block["user_id"].shape[0])
-        feats = {k: tf.repeat(v, m) for k, v in block.items()}
+        feats = {k: tf.repeat(v, m, axis=0) for k, v in block.items()}
         feats["movie_id"] = tf.tile(movies, [b])
         yield s, tf.reshape(model.predict_scores(feats), [b, m]).numpy()
 
@@ -218,7 +240,7 @@ def _fit(model: RankingModel, cfg: RankingConfig, train_ds: tf.data.Dataset, ste
         lr = tf.keras.optimizers.schedules.CosineDecay(
             t.learning_rate, decay_steps=max(1, t.epochs * steps_per_epoch),
             alpha=min(1.0, t.min_learning_rate / t.learning_rate))
-    model.compile(optimizer=_optimizer(t.optimizer, lr))
+    model.compile(optimizer=optimizer(t.optimizer, lr))
     stopper = ValidationEarlyStopping(validate, monitor, t.early_stopping_patience)
     callbacks: list[tf.keras.callbacks.Callback] = [stopper]
     if t.lr_schedule == "plateau":
@@ -250,10 +272,10 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
         title_vocab_size=10_000, title_max_tokens=16, timestamp_buckets=cfg.model.timestamp_buckets)
     hp = hyperparameters(cfg)
     explicit = hp.objective == "explicit"
-    cols = {name: feature_columns(data, getattr(split, name), hp) for name in ("train", "validation", "test")}
+    cols = split_columns(data, split, hp)
     ks = tuple(sorted(set(cfg.eval.ks) | set(REQUIRED_KS[protocol])))
-    history = {"validation": cols["train"],
-               "test": {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in cols["train"]}}
+    seen = {"validation": cols["train"],  # what leave-last-out evaluation excludes per user
+            "test": {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id")}}
     n_train = len(split.train)
     t = cfg.train
 
@@ -281,7 +303,7 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
                 m = explicit_metrics(model, cols["validation"])
                 return {**m, "neg_rmse": -m["rmse"]}
             return ranking_eval(model, vocab, cols["validation"], protocol=protocol, ks=ks,
-                                history=history["validation"], batch_size=cfg.eval.batch_size)
+                                history=seen["validation"], batch_size=cfg.eval.batch_size)
         return validate
 
     if verbose is None:
@@ -313,7 +335,7 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
             test_metrics.update(explicit_metrics(model, cols["test"]))
         if not explicit or protocol == "leave-last-out":
             test_metrics.update(ranking_eval(model, vocab, cols["test"], protocol=protocol, ks=ks,
-                                             history=history["test"], batch_size=cfg.eval.batch_size))
+                                             history=seen["test"], batch_size=cfg.eval.batch_size))
         best = -stopper.best if monitor == "neg_rmse" else stopper.best
         metrics: dict[str, float | str] = {
             "task": "ranking", "dataset": data.dataset, "split": protocol,
@@ -327,7 +349,7 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
         }
         x = cfg.export
         logger.info("exporting to export/%s/%d", x.model_name, x.version)
-        export_ranking(model, stage / rundir.EXPORT_DIR, user_table=serving_user_table(data, split.train, vocab),
+        export_ranking(model, stage / rundir.EXPORT_DIR, user_table=serving_user_table(data, split.train, vocab, hp.history_length),
                        model_name=x.model_name, version=x.version,
                        sample_users=[str(u) for u in vocab.user_ids[:4]],
                        sample_movies=[str(m) for m in vocab.movie_ids[:4]], verify=x.verify)

@@ -97,9 +97,13 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def _optimizer(name: str, lr: float) -> tf.keras.optimizers.Optimizer:
+def optimizer(name: str, lr) -> tf.keras.optimizers.Optimizer:
+    """The ``train.optimizer`` named ``name`` (adam | adagrad | sgd) with learning rate (or schedule) ``lr``."""
     return {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
             "sgd": tf.keras.optimizers.SGD}[name](learning_rate=lr)
+
+
+_optimizer = optimizer  # old private name, still imported by training/sequential.py
 
 
 def hyperparameters(cfg: RetrievalConfig, has_user_features: bool) -> RetrievalModelConfig:
@@ -150,7 +154,7 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
     test_history = concat_columns(cols["train"], cols["validation"])
 
     model = RetrievalModel(vocab, hp)
-    model.compile(optimizer=_optimizer(cfg.train.optimizer, cfg.train.learning_rate))
+    model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate))
     train_ds = make_dataset(cols["train"], cfg.train.batch_size, cfg.train.shuffle_buffer, cfg.train.seed)
 
     def validate() -> dict[str, float]:

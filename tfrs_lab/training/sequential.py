@@ -23,7 +23,7 @@ from tfrs_lab.export.retrieval import IndexSettings
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.sequential import SequentialHyperparameters, SequentialModel
 from tfrs_lab.training import rundir
-from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, _optimizer, load_data
+from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, load_data, optimizer
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def hyperparameters(cfg: SequentialConfig) -> SequentialHyperparameters:
 def build_model(cfg: SequentialConfig, vocab: Vocabularies) -> SequentialModel:
     counts = vocab.item_counts[1:].astype(np.float64) + 1.0
     model = SequentialModel(len(vocab.movie_ids), hyperparameters(cfg), item_probability=counts / counts.sum())
-    model.compile(optimizer=_optimizer(cfg.train.optimizer, cfg.train.learning_rate))
+    model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate))
     return model
 
 
