@@ -14,8 +14,8 @@ from tfrs_lab.data.movielens import MovieLensData, load_movielens
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.models.ranking import RankingModel
-from tfrs_lab.training.ranking import (NegativeSampler, feature_columns, hyperparameters, implicit_dataset,
-                                       serving_user_table)
+from tfrs_lab.training.ranking import (NegativeSampler, hyperparameters, implicit_dataset, serving_user_table,
+                                       split_columns)
 from tfrs_lab.training.retrieval import make_dataset
 
 
@@ -43,7 +43,7 @@ def train_small(data, architecture: str, *, objective: str = "explicit", split: 
     vocab = build_vocabularies(data.ratings, data.movies, s.train, has_user_features=True, title_vocab_size=100,
                                title_max_tokens=8, timestamp_buckets=20)
     hp = hyperparameters(cfg)
-    cols = {name: feature_columns(data, getattr(s, name), hp) for name in ("train", "validation", "test")}
+    cols = split_columns(data, s, hp)
     if objective == "explicit":
         ds = make_dataset(cols["train"], 64, 10_000, seed=0)
         offset = float(cols["train"]["label"].mean())
@@ -57,7 +57,7 @@ def train_small(data, architecture: str, *, objective: str = "explicit", split: 
     model = RankingModel(vocab, hp, global_offset=offset)
     model.compile(optimizer=tf.keras.optimizers.Adam(cfg.train.learning_rate * 5))
     model.fit(ds, epochs=epochs, verbose=0)
-    return Trained(model, vocab, cols, serving_user_table(data, s.train, vocab))
+    return Trained(model, vocab, cols, serving_user_table(data, s.train, vocab, hp.history_length))
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +76,9 @@ def train_ranking_model():
 def trained_dcn(ranking_data) -> Trained:
     """An explicit DCN (uses every side feature) trained on the hash split."""
     return train_small(ranking_data, "dcn", overrides=("model.dropout=0.2",))
+
+
+@pytest.fixture(scope="session")
+def trained_mf_history(ranking_data) -> Trained:
+    """An explicit MF with SVD++ implicit feedback (the user's last 10 earlier movies)."""
+    return train_small(ranking_data, "mf", epochs=4, overrides=("model.history_length=10",))

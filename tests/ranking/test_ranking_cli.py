@@ -16,7 +16,7 @@ SMALL = ["--dataset", "synthetic", "--set", "data.synthetic.num_users=150", "--s
 def test_explicit_dcn_run_directory_and_metrics(tmp_path):
     out = tmp_path / "run"
     assert main(["ranking", *SMALL, "--set", "model.architecture=dcn", "--set", "model.cross_low_rank=4",
-                 "--epochs", "2", "--output-dir", str(out)]) == 0
+                 "--set", "model.history_length=8", "--epochs", "2", "--output-dir", str(out)]) == 0
     assert (out / "config.yaml").is_file() and any((out / "logs").rglob("events.out.tfevents*"))
     version = out / "export" / "ranking" / "1"
     assert (version / "saved_model.pb").is_file() and (version / "assets.extra" / sig.WARMUP_FILE).is_file()
@@ -27,6 +27,7 @@ def test_explicit_dcn_run_directory_and_metrics(tmp_path):
     assert 0.3 < metrics["mae"] < metrics["rmse"] < 2.0
     loaded = tf.saved_model.load(str(version))
     assert set(loaded.signatures) == {sig.SERVING_DEFAULT, sig.SCORE_WITH_FEATURES, sig.RERANK}
+    assert "history" in loaded.signatures[sig.SCORE_WITH_FEATURES].structured_input_signature[1]
 
 
 @pytest.mark.slow
@@ -56,6 +57,7 @@ def test_implicit_neumf_with_pretraining_on_leave_last_out(tmp_path):
     (["--set", "model.objective=pairwise"], "model.objective must be one of explicit, implicit"),
     (["--set", "train.negatives.distribution=zipf"], "train.negatives.distribution must be one of"),
     (["--set", "model.features=[age, shoe_size]"], "model.features has unknown value 'shoe_size'"),
+    (["--set", "model.history_length=-1"], "model.history_length must be >= 0, got -1"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"

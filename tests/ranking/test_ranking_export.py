@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.ranking import export_ranking
+from tfrs_lab.export.ranking import FEATURE_INPUTS, export_ranking
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,27 @@ def test_rerank_sorts_candidates_by_the_models_rating(exported):
     assert sorted(ids[1][:4].tolist()) == sorted(candidates[:3] + ["no-such-movie"])
     assert ids[1][4:].tolist() == [""] * 6 and np.all(np.isneginf(scores[1][4:]))
     assert np.all(np.diff(scores[1][:4]) <= 0)
+
+
+def test_history_model_looks_history_up_at_serving_and_takes_it_explicitly(trained_mf_history, tmp_path):
+    t = trained_mf_history
+    assert t.model.uses_history and t.user_table["history"].shape == (len(t.vocab.user_ids) + 1, 10)
+    assert all(h == "" for h in t.user_table["history"][0])  # unknown user: empty history
+    users, movies = [str(u) for u in t.vocab.user_ids[:4]], [str(m) for m in t.vocab.movie_ids[:4]]
+    path = export_ranking(t.model, tmp_path, user_table=t.user_table, model_name="ranking", version=1,
+                          sample_users=users, sample_movies=movies, verify=False)
+    loaded = tf.saved_model.load(str(path))
+    ask_users, ask_movies = users + ["no-such-user"], movies[::-1] + ["no-such-movie"]
+    out = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(ask_users), movie_id=tf.constant(ask_movies))
+    np.testing.assert_allclose(out[sig.RATING].numpy(), _expected(t, ask_users, ask_movies), rtol=1e-5, atol=1e-5)
+    # The explicit-features signature takes the history itself; it changes the answer.
+    idx = t.model.user_lookup(tf.constant(users[:1])).numpy()
+    explicit = {name: tf.constant(t.user_table[name][idx]) for name in FEATURE_INPUTS if name in t.user_table}
+    explicit.update(timestamp=tf.constant([t.vocab.timestamp_max], tf.int64))
+    served = loaded.signatures[sig.SCORE_WITH_FEATURES]
+    same = served(user_id=tf.constant(users[:1]), movie_id=tf.constant(movies[:1]), **explicit,
+                  history=tf.constant(t.user_table["history"][idx].astype(str)))[sig.RATING].numpy()
+    np.testing.assert_allclose(same, _expected(t, users[:1], movies[:1]), rtol=1e-5, atol=1e-5)
+    empty = served(user_id=tf.constant(users[:1]), movie_id=tf.constant(movies[:1]), **explicit,
+                   history=tf.constant([[""]]))[sig.RATING].numpy()
+    assert not np.allclose(empty, same)

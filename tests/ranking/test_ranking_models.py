@@ -25,6 +25,21 @@ def test_explicit_beats_the_global_mean(ranking_data, train_ranking_model, train
 
 
 @pytest.mark.slow
+def test_svdpp_history_beats_the_global_mean_and_never_sees_evaluated_rows(trained_mf_history):
+    t = trained_mf_history
+    ours = explicit_metrics(t.model, t.cols["test"])
+    mean = t.cols["train"]["label"].mean()
+    assert ours["rmse"] < float(np.sqrt(np.mean((t.cols["test"]["label"] - mean) ** 2))) - 0.04, ours
+    train_pairs = set(zip(t.cols["train"]["user_id"], t.cols["train"]["movie_id"]))
+    for name in ("validation", "test"):  # histories hold movies from earlier splits only
+        cols = t.cols[name]
+        assert cols["history"].shape == (len(cols["user_id"]), 10) and (cols["history"] != "").any()
+        assert all(m == "" or (u, m) in train_pairs or name == "test"
+                   for u, row in zip(cols["user_id"], cols["history"]) for m in row)
+        assert not any(m == target for target, row in zip(cols["movie_id"], cols["history"]) for m in row)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["mf", "neumf"])
 def test_implicit_beats_popularity_on_leave_last_out(ranking_data, train_ranking_model, architecture):
     t = train_ranking_model(ranking_data, architecture, objective="implicit", split="leave-last-out", epochs=5,

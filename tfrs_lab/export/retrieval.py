@@ -11,8 +11,8 @@ Signatures (names in :mod:`tfrs_lab.export.signatures`), all returning ``movie_i
   serving time (clipped to the training range). Unknown
   users get the most popular movies of the training data (``scores`` = their training share).
 * ``query_with_features(user_id, timestamp, bucketized_user_age, user_gender, user_occupation_label,
-  history_movie_ids)``: every query feature explicit, each [batch] (history string [batch, h], most
-  recent first, '' pads).
+  history_movie_ids)``: every query feature explicit, each [batch] (history string [batch, h], the
+  user's recent movies in any order — the model averages them — '' pads).
 * ``recommend_excluding(user_id [batch], exclude_movie_ids string [batch, m])``: as the default but
   never returns the given movies ('' pads ragged rows). Exact for up to ``max_exclude`` ids per row.
 """

@@ -103,9 +103,6 @@ def optimizer(name: str, lr) -> tf.keras.optimizers.Optimizer:
             "sgd": tf.keras.optimizers.SGD}[name](learning_rate=lr)
 
 
-_optimizer = optimizer  # old private name, still imported by training/sequential.py
-
-
 def hyperparameters(cfg: RetrievalConfig, has_user_features: bool) -> RetrievalModelConfig:
     """``cfg.model`` without the demographic query features the dataset does not have."""
     m = cfg.model
