@@ -276,13 +276,18 @@ def export_retrieval(
             here_ids = [[m.decode() for m in row] for row in here[sig.MOVIE_IDS].numpy()]
             if fresh["movie_ids"] != here_ids:
                 raise RuntimeError("the reloaded model answers differently from the in-memory model")
-    recall = None
-    if settings.kind == "scann" and len(recall_queries):
-        recall_index = build_index(item_vectors, np.arange(len(item_ids)).astype(str), settings, 10)
-        recall = scann_recall(item_vectors, recall_index, recall_queries)
     logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,
                 settings.kind, len(item_ids))
-    return ExportResult(path=version_dir, scann_recall_at_10=recall)
+    return ExportResult(path=version_dir, scann_recall_at_10=index_recall(item_vectors, settings, recall_queries))
+
+
+def index_recall(item_vectors: np.ndarray, settings: IndexSettings, queries: np.ndarray) -> float | None:
+    """ScaNN recall@10 against brute force for ``settings``' index over ``item_vectors`` [N, d],
+    on ``queries`` [Q, d]; ``None`` for a brute-force index or no queries."""
+    if settings.kind != "scann" or not len(queries):
+        return None
+    index = build_index(item_vectors, np.arange(len(item_vectors)).astype(str), settings, 10)
+    return scann_recall(item_vectors, index, queries)
 
 
 def scann_recall(item_vectors: np.ndarray, index, queries: np.ndarray, k: int = 10) -> float:

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.retrieval import (ExportResult, IndexSettings, answer_in_fresh_process, build_index,
-                                       scann_recall, write_warmup_records)
+                                       index_recall, write_warmup_records)
 from tfrs_lab.staging import staged_directory
 
 logger = logging.getLogger(__name__)
@@ -134,10 +134,6 @@ def export_sequential(
             here = server.serve(tf.constant(samples[:4], tf.string))
             if fresh["movie_ids"] != here[sig.MOVIE_IDS].numpy().astype(str).tolist():
                 raise RuntimeError("the reloaded model answers differently from the in-memory model")
-    recall = None
-    if settings.kind == "scann" and len(recall_queries):
-        recall_index = build_index(item_vectors, np.arange(len(movie_ids)).astype(str), settings, 10)
-        recall = scann_recall(item_vectors, recall_index, recall_queries)
     logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,
                 settings.kind, len(movie_ids))
-    return ExportResult(path=version_dir, scann_recall_at_10=recall)
+    return ExportResult(path=version_dir, scann_recall_at_10=index_recall(item_vectors, settings, recall_queries))

@@ -28,15 +28,15 @@ from tfrs_lab.config import RankingConfig, RankingModelConfig, dump_config
 from tfrs_lab.data.features import Vocabularies, build_vocabularies, movie_rows
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.history import latest_history, recent_history
-from tfrs_lab.data.splits import Split, make_split
+from tfrs_lab.data.splits import Split
 from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, ranks_from_scores
 from tfrs_lab.export.ranking import export_ranking
 from tfrs_lab.models.features import RAW_COLUMNS
 from tfrs_lab.models.ranking import RankingModel
 from tfrs_lab.training import rundir
 from tfrs_lab.training.evaluate import seen_lists
-from tfrs_lab.training.retrieval import (EARLY_STOPPING_METRIC, REQUIRED_KS, ValidationEarlyStopping, optimizer,
-                                         load_data, make_dataset)
+from tfrs_lab.training.retrieval import (EARLY_STOPPING_METRIC, REQUIRED_KS, ValidationEarlyStopping, make_dataset,
+                                         optimizer, seed_and_load)
 
 logger = logging.getLogger(__name__)
 
@@ -260,13 +260,8 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
 
     Returns the metrics written to ``metrics.json``.
     """
-    tf.keras.utils.set_random_seed(cfg.train.seed)
-    logger.info("loading %s", cfg.data.dataset)
-    data = load_data(cfg)
-    split = make_split(cfg.data.split, data.ratings)
+    data, split = seed_and_load(cfg)
     protocol = split.name
-    logger.info("split %s: %d train / %d validation / %d test ratings", protocol,
-                len(split.train), len(split.validation), len(split.test))
     vocab = build_vocabularies(
         data.ratings, data.movies, split.train, has_user_features=data.has_user_features,
         title_vocab_size=10_000, title_max_tokens=16, timestamp_buckets=cfg.model.timestamp_buckets)

@@ -128,17 +128,23 @@ def concat_columns(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[s
     return {k: np.concatenate([a[k], b[k]]) for k in a}
 
 
-def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | None = None) -> dict[str, float | str]:
-    """Runs the whole job and writes the run directory ``output_dir`` (already validated).
-
-    Returns the metrics written to ``metrics.json``.
-    """
+def seed_and_load(cfg) -> tuple[MovieLensData, Split]:
+    """Seeds TF/NumPy/Python from ``cfg.train.seed``, loads the data and splits it (logged)."""
     tf.keras.utils.set_random_seed(cfg.train.seed)
     logger.info("loading %s", cfg.data.dataset)
     data = load_data(cfg)
     split = make_split(cfg.data.split, data.ratings)
     logger.info("split %s: %d train / %d validation / %d test ratings", split.name,
                 len(split.train), len(split.validation), len(split.test))
+    return data, split
+
+
+def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | None = None) -> dict[str, float | str]:
+    """Runs the whole job and writes the run directory ``output_dir`` (already validated).
+
+    Returns the metrics written to ``metrics.json``.
+    """
+    data, split = seed_and_load(cfg)
     vocab: Vocabularies = build_vocabularies(
         data.ratings, data.movies, split.train, has_user_features=data.has_user_features,
         title_vocab_size=cfg.model.title_vocab_size, title_max_tokens=cfg.model.title_max_tokens,
