@@ -3,6 +3,8 @@
 >>> client = ServingClient("localhost:8500")                       # gRPC
 >>> client = ServingClient("localhost:8501", protocol="rest")      # REST
 >>> client.recommend("retrieval", ["42"], k=10)                    # [[("50", 3.1), ...]]
+>>> client.rerank("ranking", ["42"], [["1", "50", "181"]])          # [[("50", 4.2), ("1", 3.9), ...]]
+>>> client.recommend_from_history("sequential", [["1", "50"]], k=5)  # [[("181", 7.3), ...]]
 
 Calls have a deadline (``timeout_s``) and retry on UNAVAILABLE (server starting, draining, or a
 replica restart) with exponential backoff; other errors raise :class:`ServingClientError` at once.
@@ -211,16 +213,46 @@ class ServingClient:
     ) -> list[list[tuple[str, float]]]:
         """Top movies per user from a retrieval model's ``serving_default``: ``[[(movie_id, score)]]``."""
         outputs = self.predict(model, {sig_names.USER_ID: np.array(list(user_ids), dtype=object)}, version=version, label=label)
-        if sig_names.MOVIE_IDS not in outputs or sig_names.SCORES not in outputs:
-            raise ServingClientError(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"model {model} did not return {sig_names.MOVIE_IDS}/{sig_names.SCORES}; is it a retrieval model?",
-            )
-        result = []
-        for ids, scores in zip(outputs[sig_names.MOVIE_IDS], outputs[sig_names.SCORES]):
-            row = [(_text(i), float(s)) for i, s in zip(ids, scores)]
-            result.append(row[:k] if k else row)
-        return result
+        return _ranked_rows(outputs, model, "a retrieval model", k, drop_pads=False)
+
+    def rerank(
+        self,
+        model: str,
+        user_ids: Sequence[str],
+        candidate_movie_ids: Sequence[Sequence[str]],
+        *,
+        k: int | None = None,
+        version: int | None = None,
+        label: str | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """Re-rank candidates per user with a ranking model's ``rerank`` signature.
+
+        ``candidate_movie_ids[i]`` are user ``i``'s candidates (rows of different lengths are padded
+        with ''). Returns ``[[(movie_id, score)]]`` best first, pads dropped; ``k`` keeps the first k.
+        """
+        if len(user_ids) != len(candidate_movie_ids):
+            raise ValueError(f"{len(user_ids)} user ids but {len(candidate_movie_ids)} candidate lists")
+        inputs = {
+            sig_names.USER_ID: np.array(list(user_ids), dtype=object),
+            sig_names.CANDIDATE_MOVIE_IDS: _padded(candidate_movie_ids, "candidate_movie_ids"),
+        }
+        outputs = self.predict(model, inputs, signature_name=sig_names.RERANK, version=version, label=label)
+        return _ranked_rows(outputs, model, "a ranking model", k)
+
+    def recommend_from_history(
+        self,
+        model: str,
+        histories: Sequence[Sequence[str]],
+        *,
+        k: int | None = None,
+        version: int | None = None,
+        label: str | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """Next movies per viewing history (oldest first, newest last) from a sequential model's
+        ``serving_default``: ``[[(movie_id, score)]]``; the history's own movies are not returned."""
+        inputs = {sig_names.HISTORY: _padded(histories, "histories")}
+        outputs = self.predict(model, inputs, version=version, label=label)
+        return _ranked_rows(outputs, model, "a sequential model", k)
 
     def model_status(self, model: str, *, version: int | None = None, label: str | None = None) -> list[dict[str, Any]]:
         """Version states: ``[{"version": 1, "state": "AVAILABLE", "error_code": "OK", "error_message": ""}]``."""
@@ -257,6 +289,36 @@ class ServingClient:
             return json_format.MessageToDict(sig_map, preserving_proto_field_name=True).get("signature_def", {})
         body = self._rest("GET", self._url(model, version, label) + "/metadata")
         return body["metadata"]["signature_def"]["signature_def"]
+
+
+def _padded(rows: Sequence[Sequence[str]], what: str) -> np.ndarray:
+    """[batch, width] object array of strings, short rows padded with ''."""
+    rows = [[_text(v) for v in row] for row in rows]
+    if not rows:
+        raise ValueError(f"{what} is empty")
+    width = max(len(row) for row in rows)
+    if width == 0:
+        raise ValueError(f"{what} holds no movie ids")
+    array = np.empty((len(rows), width), dtype=object)
+    for i, row in enumerate(rows):
+        array[i] = row + [""] * (width - len(row))
+    return array
+
+
+def _ranked_rows(
+    outputs: Mapping[str, np.ndarray], model: str, kind: str, k: int | None, *, drop_pads: bool = True
+) -> list[list[tuple[str, float]]]:
+    """``movie_ids``/``scores`` outputs -> ``[[(movie_id, score)]]`` (first ``k``), '' pads dropped if asked."""
+    if sig_names.MOVIE_IDS not in outputs or sig_names.SCORES not in outputs:
+        raise ServingClientError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"model {model} did not return {sig_names.MOVIE_IDS}/{sig_names.SCORES}; is it {kind}?",
+        )
+    result = []
+    for ids, scores in zip(outputs[sig_names.MOVIE_IDS], outputs[sig_names.SCORES]):
+        row = [(_text(i), float(s)) for i, s in zip(ids, scores) if _text(i) or not drop_pads]
+        result.append(row[:k] if k else row)
+    return result
 
 
 def _text(value: Any) -> str:

@@ -1,10 +1,15 @@
-"""``python -m tfrs_lab.serving.query``: ask a serving endpoint for a user's top movies.
+"""``python -m tfrs_lab.serving.query``: ask a serving endpoint for movies.
 
-    python -m tfrs_lab.serving.query --target localhost:8500 --model retrieval --user-id 42 --k 10
+    python -m tfrs_lab.serving.query [recommend] --target localhost:8500 --model retrieval --user-id 42 --k 10
     python -m tfrs_lab.serving.query --target localhost:8501 --rest --model retrieval --user-id 42 --json
+    python -m tfrs_lab.serving.query rank --target localhost:8500 --model ranking --user-id 42 --movie-ids 1,50,181
+    python -m tfrs_lab.serving.query history --target localhost:8500 --model sequential --history 1,50,181 --k 10
 
-Titles are printed when ``--model-dir`` (an export base path or version directory) holds a
-``movie_titles.tsv`` (``movie_id<TAB>title``) under ``assets.extra/`` or ``assets/``.
+The optional first word picks the variant: ``recommend`` (default; a retrieval model's
+``serving_default``), ``rank`` (a ranking model's ``rerank``: the given movies, best first) or
+``history`` (a sequential model's ``serving_default``: the next movies after a viewing history,
+oldest first, newest last). Titles are printed when ``--model-dir`` (an export base path or version
+directory) holds a ``movie_titles.tsv`` (``movie_id<TAB>title``) under ``assets.extra/`` or ``assets/``.
 Exit codes: 0 ok, 2 usage or request error (bad arguments, unknown model, bad input),
 1 server/transport failure (unreachable, internal error).
 """
@@ -41,13 +46,36 @@ class _UsageError(Exception):
     pass
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI's argument parser."""
-    p = _Parser(prog="python -m tfrs_lab.serving.query", description=__doc__.split("\n\n")[0])
+COMMANDS = ("recommend", "rank", "history")
+_NEEDS = {"recommend": "a retrieval model", "rank": "a ranking model with a `rerank` signature", "history": "a sequential model"}
+_WRONG_MODEL = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
+DEFAULT_COMMAND = "recommend"
+
+
+def build_parser(command: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
+    """The argument parser of one variant (``recommend``, ``rank`` or ``history``)."""
+    if command not in COMMANDS:
+        raise ValueError(f"unknown command {command!r}")
+    prog = "python -m tfrs_lab.serving.query" + ("" if command == DEFAULT_COMMAND else f" {command}")
+    description = {
+        "recommend": __doc__.split("\n\n")[0] + " Variants: [recommend] (default), rank, history"
+                     " (`python -m tfrs_lab.serving.query rank --help`).",
+        "rank": "Re-rank the given movies for a user with a ranking model's `rerank` signature.",
+        "history": "Next movies after a viewing history from a sequential model's `serving_default`.",
+    }[command]
+    p = _Parser(prog=prog, description=description)
     p.add_argument("--target", default="localhost:8500", help="host:port (gRPC 8500, REST 8501)")
     p.add_argument("--model", required=True, help="served model name")
-    p.add_argument("--user-id", required=True, action="append", help="user id (repeat for several users)")
-    p.add_argument("--k", type=int, default=10, help="number of movies to print (<= the model's k)")
+    if command == "recommend":
+        p.add_argument("--user-id", required=True, action="append", help="user id (repeat for several users)")
+        p.add_argument("--k", type=int, default=10, help="number of movies to print (<= the model's k)")
+    elif command == "rank":
+        p.add_argument("--user-id", required=True, help="user id")
+        p.add_argument("--movie-ids", required=True, help="comma-separated candidate movie ids, e.g. 1,50,181")
+        p.add_argument("--k", type=int, help="print only the best k (default: every candidate)")
+    else:
+        p.add_argument("--history", required=True, help="comma-separated movie ids, oldest first, newest last")
+        p.add_argument("--k", type=int, default=10, help="number of movies to print (<= the model's k)")
     p.add_argument("--version", type=int, help="model version (default: latest)")
     p.add_argument("--label", help="version label (e.g. stable)")
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
@@ -56,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=3, help="retries on UNAVAILABLE")
     p.add_argument("--model-dir", help="export base path or version dir holding movie_titles.tsv")
     return p
+
+
+def split_command(argv: Sequence[str]) -> tuple[str, list[str]]:
+    """``(command, rest)``: the optional leading command word, ``recommend`` when absent."""
+    argv = list(argv)
+    if argv and argv[0] in COMMANDS:
+        return argv[0], argv[1:]
+    return DEFAULT_COMMAND, argv
+
+
+def _id_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 def load_titles(model_dir: str | None) -> dict[str, str]:
@@ -80,43 +120,78 @@ def load_titles(model_dir: str | None) -> dict[str, str]:
     return {}
 
 
+def _movie_json(row: Sequence[tuple[str, float]], titles: dict[str, str]) -> list[dict[str, object]]:
+    return [{"movie_id": m, "score": s, **({"title": titles[m]} if m in titles else {})} for m, s in row]
+
+
+def _print_rows(row: Sequence[tuple[str, float]], titles: dict[str, str]) -> None:
+    for rank, (movie_id, score) in enumerate(row, start=1):
+        title = f"  {titles[movie_id]}" if movie_id in titles else ""
+        print(f"{rank:3d}. {movie_id:>8s}  {score:8.4f}{title}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    command, rest = split_command(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(command).parse_args(rest)
     except _UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.k < 1:
+    if args.k is not None and args.k < 1:
         print(f"error: --k must be >= 1, got {args.k}", file=sys.stderr)
         return 2
     if args.version is not None and args.label:
         print("error: give --version or --label, not both", file=sys.stderr)
         return 2
+    movies: list[str] = []
+    if command in ("rank", "history"):
+        flag = "--movie-ids" if command == "rank" else "--history"
+        movies = _id_list(args.movie_ids if command == "rank" else args.history)
+        if not movies:
+            print(f"error: {flag} needs at least one movie id (comma-separated, e.g. 1,50,181)", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     titles = load_titles(args.model_dir)
     try:
         with ServingClient(
             args.target, protocol="rest" if args.rest else "grpc", timeout_s=args.timeout, retries=max(0, args.retries)
         ) as client:
-            results = client.recommend(args.model, args.user_id, k=args.k, version=args.version, label=args.label)
+            spec = {"version": args.version, "label": args.label}
+            if command == "recommend":
+                results = client.recommend(args.model, args.user_id, k=args.k, **spec)
+            elif command == "rank":
+                results = client.rerank(args.model, [args.user_id], [movies], k=args.k, **spec)
+            else:
+                results = client.recommend_from_history(args.model, [movies], k=args.k, **spec)
     except ServingClientError as e:
-        print(f"error: {args.model} at {args.target}: {e}", file=sys.stderr)
+        hint = f" (`{command}` needs {_NEEDS[command]})" if e.code in _WRONG_MODEL else ""
+        print(f"error: {args.model} at {args.target}: {e}{hint}", file=sys.stderr)
         return 2 if e.code in _USER_ERRORS else 1
+
+    if command == "rank":
+        [row] = results
+        if args.json:
+            print(json.dumps({"user_id": args.user_id, "movies": _movie_json(row, titles)}))
+        else:
+            print(f"user {args.user_id}: {len(row)} movies, best first")
+            _print_rows(row, titles)
+        return 0
+    if command == "history":
+        [row] = results
+        if args.json:
+            print(json.dumps({"history": movies, "movies": _movie_json(row, titles)}))
+        else:
+            print(f"after {','.join(movies)}: top {len(row)}")
+            _print_rows(row, titles)
+        return 0
     if args.json:
-        out = [
-            {"user_id": uid, "movies": [
-                {"movie_id": m, "score": s, **({"title": titles[m]} if m in titles else {})} for m, s in row
-            ]}
-            for uid, row in zip(args.user_id, results)
-        ]
+        out = [{"user_id": uid, "movies": _movie_json(row, titles)} for uid, row in zip(args.user_id, results)]
         print(json.dumps(out if len(out) > 1 else out[0]))
         return 0
     for uid, row in zip(args.user_id, results):
         print(f"user {uid}: top {len(row)}")
-        for rank, (movie_id, score) in enumerate(row, start=1):
-            title = f"  {titles[movie_id]}" if movie_id in titles else ""
-            print(f"{rank:3d}. {movie_id:>8s}  {score:8.4f}{title}")
+        _print_rows(row, titles)
     return 0
 
 

@@ -20,6 +20,8 @@ def test_explicit_dcn_run_directory_and_metrics(tmp_path):
     assert (out / "config.yaml").is_file() and any((out / "logs").rglob("events.out.tfevents*"))
     version = out / "export" / "ranking" / "1"
     assert (version / "saved_model.pb").is_file() and (version / "assets.extra" / sig.WARMUP_FILE).is_file()
+    titles = (version / "assets.extra" / sig.MOVIE_TITLES_FILE).read_text().splitlines()
+    assert len(titles) > 0 and all(len(line.split("\t")) == 2 for line in titles)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "ranking" and metrics["split"] == "hash" and metrics["architecture"] == "dcn"
     for key in ("train_seconds", "train_examples_per_second", "rmse", "mae"):

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.retrieval import answer_in_fresh_process, write_warmup_records
+from tfrs_lab.export.retrieval import answer_in_fresh_process, write_movie_titles, write_warmup_records
 from tfrs_lab.staging import staged_directory
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ class RankingServer(tf.Module):
 
 
 def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray], model_name: str, version: int,
-                   sample_users: list[str], sample_movies: list[str], verify: bool = True) -> Path:
+                   sample_users: list[str], sample_movies: list[str], verify: bool = True,
+                   movie_titles: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """Writes ``export_base/model_name/version/`` and returns that directory.
 
     Args:
@@ -101,6 +102,7 @@ def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray
       sample_users, sample_movies: known ids for the warm-up records and the fresh-process check
         (which also asks about an unknown user and an unknown movie).
       verify: reload in a fresh process and require the same re-ranking as the in-memory model.
+      movie_titles: ``(movie_ids, titles)`` of the catalogue, written to ``assets.extra/movie_titles.tsv``.
     """
     server = RankingServer(model, user_table)
     version_dir = Path(export_base) / model_name / str(version)
@@ -113,6 +115,8 @@ def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray
             sig.SCORE_WITH_FEATURES: server.serve_with_features,
             sig.RERANK: server.rerank,
         })
+        if movie_titles is not None:
+            write_movie_titles(tmp, *movie_titles)
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
                              [{sig.USER_ID: users[:1], sig.MOVIE_ID: movies[:1]},
                               {sig.USER_ID: users, sig.MOVIE_ID: movies}])

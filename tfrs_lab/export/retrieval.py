@@ -180,6 +180,14 @@ def _warmup_records(path: Path, user_ids: list[str], model_name: str) -> None:
     write_warmup_records(path, model_name, [{sig.USER_ID: user_ids[:1]}, {sig.USER_ID: user_ids[:8]}])
 
 
+def write_movie_titles(version_dir: Path, movie_ids, titles) -> None:
+    """Writes ``assets.extra/movie_titles.tsv`` (``movie_id<TAB>title`` per movie) for clients."""
+    lines = (f"{m}\t{' '.join(str(t).split())}\n" for m, t in zip(movie_ids, titles))
+    path = Path(version_dir) / "assets.extra" / sig.MOVIE_TITLES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines), encoding="utf-8")
+
+
 def write_warmup_records(path: Path, model_name: str, requests: list[dict[str, list]],
                          signature_name: str = sig.SERVING_DEFAULT) -> None:
     """Writes one PredictionLog per entry of ``requests`` (input name -> string values) to ``path``."""
@@ -268,8 +276,7 @@ def export_retrieval(
         })
         _warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, sample_users, model_name)
         if titles is not None:
-            lines = (f"{m}\t{' '.join(str(t).split())}\n" for m, t in zip(item_ids, titles))
-            (tmp / "assets.extra" / sig.MOVIE_TITLES_FILE).write_text("".join(lines), encoding="utf-8")
+            write_movie_titles(tmp, item_ids, titles)
         if verify:
             fresh = answer_in_fresh_process(tmp, sample_users[:4], import_scann=settings.kind == "scann")
             here = server.serve(tf.constant(sample_users[:4]))

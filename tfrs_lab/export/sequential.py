@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.retrieval import (ExportResult, IndexSettings, answer_in_fresh_process, build_index,
-                                       index_recall, write_warmup_records)
+                                       index_recall, write_movie_titles, write_warmup_records)
 from tfrs_lab.staging import staged_directory
 
 logger = logging.getLogger(__name__)
@@ -126,8 +126,7 @@ def export_sequential(
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
                              [{sig.HISTORY: samples[:1]}, {sig.HISTORY: samples[:8]}])
         if titles is not None:
-            lines = (f"{m}\t{' '.join(str(t).split())}\n" for m, t in zip(movie_ids, titles))
-            (tmp / "assets.extra" / sig.MOVIE_TITLES_FILE).write_text("".join(lines), encoding="utf-8")
+            write_movie_titles(tmp, movie_ids, titles)
         if verify:
             fresh = answer_in_fresh_process(tmp, import_scann=settings.kind == "scann",
                                             inputs={sig.HISTORY: samples[:4]})

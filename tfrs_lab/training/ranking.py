@@ -347,6 +347,7 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
         export_ranking(model, stage / rundir.EXPORT_DIR, user_table=serving_user_table(data, split.train, vocab, hp.history_length),
                        model_name=x.model_name, version=x.version,
                        sample_users=[str(u) for u in vocab.user_ids[:4]],
-                       sample_movies=[str(m) for m in vocab.movie_ids[:4]], verify=x.verify)
+                       sample_movies=[str(m) for m in vocab.movie_ids[:4]], verify=x.verify,
+                       movie_titles=(data.movies["movie_id"], data.movies["movie_title"]))
         rundir.write_metrics(stage, metrics)
     return metrics
