@@ -33,7 +33,7 @@ HISTORY = ["3", "17", "8", "25"]
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory) -> dict[str, Path]:
-    """Export base paths ``ranking`` (explicit ratings, no titles) and ``sequential`` (with titles)."""
+    """Export base paths ``ranking`` (explicit ratings) and ``sequential``, both with titles."""
     from tfrs_lab.train import main
 
     root = tmp_path_factory.mktemp("variants")
@@ -72,8 +72,8 @@ def test_exports_have_the_expected_signatures_and_titles(exports):
     sequential = read_saved_model_proto(str(exports["sequential"] / "1")).meta_graphs[0].signature_def
     assert {sig.SERVING_DEFAULT, sig.RERANK} <= set(ranking)
     assert {sig.SERVING_DEFAULT, sig.RECOMMEND_FOR_USER} <= set(sequential)
-    assert query.load_titles(str(exports["ranking"])) == {}  # the ranking exporter writes no titles
     assert set(CANDIDATES + HISTORY) <= set(_titles(exports))
+    assert query.load_titles(str(exports["ranking"])) == _titles(exports)  # same catalogue, same titles
 
 
 # -- rank ------------------------------------------------------------------------------------
