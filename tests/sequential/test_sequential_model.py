@@ -5,14 +5,15 @@ import pytest
 import tensorflow as tf
 
 from tfrs_lab.evaluation.metrics import ranking_metrics, target_ranks
-from tfrs_lab.models.sequential import SequentialHyperparameters, SequentialModel
+from tfrs_lab.config import SequentialModelConfig
+from tfrs_lab.models.sequential import SequentialModel
 
 SMALL = dict(max_length=12, embedding_dim=16, num_blocks=2, num_heads=2, dropout=0.0)
 
 
 def _model(architecture="transformer", num_items=30, **kw):
     tf.keras.utils.set_random_seed(1)
-    return SequentialModel(num_items, SequentialHyperparameters(architecture=architecture, **{**SMALL, **kw}))
+    return SequentialModel(num_items, SequentialModelConfig(architecture=architecture, **{**SMALL, **kw}))
 
 
 @pytest.mark.parametrize("architecture", ["transformer", "gru"])
@@ -72,7 +73,7 @@ def test_transformer_learns_the_planted_order_above_popularity_and_an_order_free
     test_in, targets = pad([s[:-1] for s in seqs]), np.array([s[-1] for s in seqs])
     seen = [s[:-1] - 1 for s in seqs]
     tf.keras.utils.set_random_seed(0)
-    model = SequentialModel(num_items, SequentialHyperparameters(max_length=length, embedding_dim=32, num_blocks=1,
+    model = SequentialModel(num_items, SequentialModelConfig(max_length=length, embedding_dim=32, num_blocks=1,
                                                                  dropout=0.1))
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     ds = tf.data.Dataset.from_tensor_slices({"inputs": train_in, "targets": train_out}).shuffle(1000, seed=0).batch(32)

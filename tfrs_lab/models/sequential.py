@@ -22,27 +22,12 @@ hits (a negative equal to the target) removed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-
-@dataclass(frozen=True, kw_only=True)
-class SequentialHyperparameters:
-    """Architecture and loss knobs (the fields of ``config.SequentialModelConfig``)."""
-
-    architecture: str = "transformer"  # "transformer" | "gru"
-    max_length: int = 200
-    embedding_dim: int = 64
-    num_blocks: int = 2
-    num_heads: int = 1
-    dropout: float = 0.2
-    loss: str = "softmax"  # "softmax" | "sampled_softmax"
-    num_negatives: int = 256
-    logq_correction: bool = True
-    l2_regularization: float = 0.0
+from tfrs_lab.config import SequentialModelConfig
 
 
 class TransformerBlock(tf.keras.layers.Layer):
@@ -72,7 +57,7 @@ class SequentialModel(tfrs.Model):
     """Next-item model; ``compute_loss`` takes ``{"inputs": int [B, L], "targets": int [B, L]}``
     where ``targets[:, t]`` is the item after ``inputs[:, t]`` (0 = no target at that position)."""
 
-    def __init__(self, num_items: int, hp: SequentialHyperparameters, item_probability: np.ndarray | None = None) -> None:
+    def __init__(self, num_items: int, hp: SequentialModelConfig, item_probability: np.ndarray | None = None) -> None:
         """``num_items`` catalogue items have indices 1..num_items; ``item_probability`` float [num_items]
         is the sampling distribution of ``sampled_softmax`` negatives (default uniform)."""
         super().__init__()

@@ -21,7 +21,7 @@ from tfrs_lab.data.splits import Split, leave_last_out_split
 from tfrs_lab.evaluation.metrics import ranking_metrics, target_ranks
 from tfrs_lab.export.retrieval import IndexSettings
 from tfrs_lab.export.sequential import export_sequential
-from tfrs_lab.models.sequential import SequentialHyperparameters, SequentialModel
+from tfrs_lab.models.sequential import SequentialModel
 from tfrs_lab.training import rundir
 from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, load_data, optimizer
 
@@ -70,13 +70,9 @@ def make_dataset(seqs: TrainingSequences, batch_size: int, shuffle_buffer: int, 
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def hyperparameters(cfg: SequentialConfig) -> SequentialHyperparameters:
-    return SequentialHyperparameters(**asdict(cfg.model))
-
-
 def build_model(cfg: SequentialConfig, vocab: Vocabularies) -> SequentialModel:
     counts = vocab.item_counts[1:].astype(np.float64) + 1.0
-    model = SequentialModel(len(vocab.movie_ids), hyperparameters(cfg), item_probability=counts / counts.sum())
+    model = SequentialModel(len(vocab.movie_ids), cfg.model, item_probability=counts / counts.sum())
     model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate))
     return model
 
