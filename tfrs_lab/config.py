@@ -395,8 +395,131 @@ class RankingConfig:
     export: RankingExportConfig = field(default_factory=RankingExportConfig)
 
 
+# --------------------------------------------------------------------------- autoencoder task
+
+AUTOENCODER_ARCHITECTURES = ("autorec", "dae", "vae")
+AUTOENCODER_PROTOCOL = {"autorec": "hash", "dae": "leave-last-out", "vae": "leave-last-out"}
+"""Evaluation protocol of each autoencoder architecture (``data.split: auto`` picks it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderDataConfig(DataConfig):
+    """``DataConfig`` whose ``split: auto`` picks the architecture's protocol: ``hash`` (explicit
+    ``rmse``/``mae``) for autorec, ``leave-last-out`` (full-catalogue ranking) for dae/vae."""
+
+    split: Literal["auto", "hash", "leave-last-out"] = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoRecConfig:
+    """I-AutoRec (Sedhain et al. 2015): each movie's rating vector over users -> ``hidden_units``
+    -> reconstruction; masked MSE on observed ratings only; ``l2_regularization`` on both kernels."""
+
+    hidden_units: int = 500
+    activation: Literal["sigmoid", "tanh", "relu", "elu"] = "sigmoid"
+    dropout: float = 0.0
+    l2_regularization: float = 0.001
+
+    def validate(self, path: str) -> None:
+        positive(self.hidden_units, f"{path}.hidden_units")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}")
+        positive(self.l2_regularization, f"{path}.l2_regularization", allow_zero=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultAutoencoderConfig:
+    """Mult-DAE / Mult-VAE (Liang et al. 2018): a user's seen movies (L2-normalised multi-hot,
+    input dropout) -> ``encoder_layers`` (tanh) -> ``latent_dim`` -> mirrored decoder -> softmax
+    over the catalogue. The VAE's KL weight grows linearly from 0 to ``kl_anneal_cap`` over the
+    first ``kl_anneal_epochs`` epochs (0 = the cap from the first step)."""
+
+    encoder_layers: tuple[int, ...] = (600,)
+    latent_dim: int = 200
+    dropout: float = 0.5
+    l2_regularization: float = 0.0
+    kl_anneal_cap: float = 0.2
+    kl_anneal_epochs: int = 20
+
+    def validate(self, path: str) -> None:
+        for i, size in enumerate(self.encoder_layers):
+            positive(size, f"{path}.encoder_layers[{i}]")
+        positive(self.latent_dim, f"{path}.latent_dim")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}")
+        positive(self.l2_regularization, f"{path}.l2_regularization", allow_zero=True)
+        if not 0.0 <= self.kl_anneal_cap <= 1.0:
+            raise ConfigError(f"{path}.kl_anneal_cap must be in [0, 1], got {self.kl_anneal_cap}")
+        positive(self.kl_anneal_epochs, f"{path}.kl_anneal_epochs", allow_zero=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderModelConfig:
+    """Autoencoder collaborative filtering: ``architecture`` picks the section that applies."""
+
+    architecture: Literal["autorec", "dae", "vae"] = "autorec"
+    autorec: AutoRecConfig = field(default_factory=AutoRecConfig)
+    mult: MultAutoencoderConfig = field(default_factory=MultAutoencoderConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderTrainConfig(TrainConfig):
+    """``TrainConfig`` with the autoencoder defaults (a batch is movies for autorec, users for dae/vae)."""
+
+    epochs: int = 300
+    batch_size: int = 64
+    early_stopping_patience: int = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderEvalConfig(EvalConfig):
+    ks: tuple[int, ...] = (10, 50)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderExportConfig(ExportConfig):
+    """``ExportConfig`` plus ``fold_in_l2``: ridge penalty of AutoRec's fold-in of a new user."""
+
+    model_name: str = "autoencoder"
+    fold_in_l2: float = 10.0
+
+    def validate(self, path: str) -> None:
+        super().validate(path)
+        positive(self.fold_in_l2, f"{path}.fold_in_l2")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderConfig:
+    """The whole configuration of a ``train autoencoder`` run."""
+
+    task: Literal["autoencoder"] = "autoencoder"
+    output_dir: str = "runs/autoencoder"
+    data: AutoencoderDataConfig = field(default_factory=AutoencoderDataConfig)
+    model: AutoencoderModelConfig = field(default_factory=AutoencoderModelConfig)
+    train: AutoencoderTrainConfig = field(default_factory=AutoencoderTrainConfig)
+    eval: AutoencoderEvalConfig = field(default_factory=AutoencoderEvalConfig)
+    export: AutoencoderExportConfig = field(default_factory=AutoencoderExportConfig)
+
+    def __post_init__(self) -> None:
+        arch, split = self.model.architecture, self.data.split
+        protocol = AUTOENCODER_PROTOCOL[arch]
+        if split not in ("auto", protocol):
+            raise ConfigError(f"data.split must be {protocol} (or auto) for model.architecture={arch}, got {split}")
+        m = self.model.mult
+        if arch == "vae" and m.kl_anneal_cap > 0 and m.kl_anneal_epochs > self.train.epochs:
+            raise ConfigError(
+                f"model.mult.kl_anneal_epochs ({m.kl_anneal_epochs}) must be <= train.epochs "
+                f"({self.train.epochs}): the KL weight would never reach model.mult.kl_anneal_cap")
+
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol (split name) this run uses."""
+        return AUTOENCODER_PROTOCOL[self.model.architecture] if self.data.split == "auto" else self.data.split
+
+
 TASK_CONFIGS: dict[str, type] = {"retrieval": RetrievalConfig, "sequential": SequentialConfig,
                                  "ranking": RankingConfig}
+TASK_CONFIGS["autoencoder"] = AutoencoderConfig
 """Task name -> its top-level config class. A task module adds its own entry here."""
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 

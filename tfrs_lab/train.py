@@ -21,6 +21,7 @@ TRAINERS: dict[str, str] = {
     "retrieval": "tfrs_lab.training.retrieval:train_retrieval",
     "sequential": "tfrs_lab.training.sequential:train_sequential",
     "ranking": "tfrs_lab.training.ranking:train_ranking",
+    "autoencoder": "tfrs_lab.training.autoencoder:train_autoencoder",
 }
 """Task -> ``module:function`` taking ``(config, output_dir)`` and returning the metrics written to
 ``metrics.json``. The task's config class is registered in ``tfrs_lab.config.TASK_CONFIGS``."""

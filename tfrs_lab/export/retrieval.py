@@ -199,9 +199,16 @@ def write_warmup_records(path: Path, model_name: str, requests: list[dict[str, l
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
             for name, values in inputs.items():
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.string))
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=_request_dtype(values)))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
+
+
+def _request_dtype(values) -> tf.DType:
+    """float32 for (nested lists of) numbers, else string: the dtype of a request input."""
+    flat = np.asarray(values, dtype=object).ravel()
+    numeric = len(flat) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat)
+    return tf.float32 if numeric else tf.string
 
 
 _VERIFY_SCRIPT = """
@@ -213,7 +220,12 @@ if needs_scann:
     import scann  # registers the Scann ops before loading
 import tensorflow as tf
 loaded = tf.saved_model.load(path)
-out = loaded.signatures[signature](**{k: tf.constant(v, dtype=tf.string) for k, v in inputs.items()})
+def _dtype(v):
+    flat = v
+    while isinstance(flat, list) and flat:
+        flat = flat[0]
+    return tf.float32 if isinstance(flat, (int, float)) else tf.string
+out = loaded.signatures[signature](**{k: tf.constant(v, dtype=_dtype(v)) for k, v in inputs.items()})
 print(json.dumps({"movie_ids": [[m.decode() for m in row] for row in out["movie_ids"].numpy()],
                   "scores": out["scores"].numpy().tolist(),
                   "scann_imported": "scann" in sys.modules}))
@@ -223,7 +235,8 @@ print(json.dumps({"movie_ids": [[m.decode() for m in row] for row in out["movie_
 def answer_in_fresh_process(path: Path, user_ids: list[str] | None = None, *, import_scann: bool, timeout: float = 300,
                             inputs: dict[str, list] | None = None, signature: str = sig.SERVING_DEFAULT) -> dict:
     """Loads the SavedModel at ``path`` in a new Python process and returns its answer for ``user_ids``
-    (or for ``inputs``: input name -> string values, nested lists for [batch, n] inputs) on ``signature``."""
+    (or for ``inputs``: input name -> string or number values, nested lists for [batch, n] inputs;
+    numbers are sent as float32) on ``signature``."""
     inputs = {sig.USER_ID: user_ids} if inputs is None else inputs
     proc = subprocess.run(
         [sys.executable, "-c", _VERIFY_SCRIPT, str(path), "1" if import_scann else "0", json.dumps(inputs), signature],
@@ -266,6 +279,9 @@ def export_retrieval(
     order = np.argsort(-popularity, kind="stable")
     server = RetrievalServer(model, index, k=k, max_exclude=fetch - k, user_table=user_table,
                              popular=item_ids[order], popular_scores=popularity[order])
+    from tfrs_lab.export.similar import SimilarItems  # imports this module
+
+    server.similar = SimilarItems(item_vectors, item_ids, settings, k)
     version_dir = Path(export_base) / model_name / str(version)
     with staged_directory(version_dir) as tmp:
         options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
@@ -273,6 +289,7 @@ def export_retrieval(
             sig.SERVING_DEFAULT: server.serve,
             sig.QUERY_FEATURES: server.serve_with_features,
             sig.EXCLUDE_SEEN: server.serve_excluding,
+            sig.SIMILAR_ITEMS: server.similar.serve,
         })
         _warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, sample_users, model_name)
         if titles is not None:

@@ -28,6 +28,7 @@ import tensorflow as tf
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.retrieval import (ExportResult, IndexSettings, answer_in_fresh_process, build_index,
                                        index_recall, write_movie_titles, write_warmup_records)
+from tfrs_lab.export.similar import SimilarItems
 from tfrs_lab.staging import staged_directory
 
 logger = logging.getLogger(__name__)
@@ -116,13 +117,15 @@ def export_sequential(
     server = SequentialServer(model, index, movie_ids=movie_ids, k=k, fetch=fetch, popular=movie_ids[order],
                               popular_scores=np.asarray(popularity)[order], user_ids=user_ids,
                               user_histories=user_histories)
+    server.similar = SimilarItems(item_vectors, movie_ids, settings, k)
     width = max([len(h) for h in sample_histories] + [1])
     samples = [list(h) + [""] * (width - len(h)) for h in sample_histories]
     version_dir = Path(export_base) / model_name / str(version)
     with staged_directory(version_dir) as tmp:
         options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
         tf.saved_model.save(server, str(tmp), options=options, signatures={
-            sig.SERVING_DEFAULT: server.serve, sig.RECOMMEND_FOR_USER: server.serve_user})
+            sig.SERVING_DEFAULT: server.serve, sig.RECOMMEND_FOR_USER: server.serve_user,
+            sig.SIMILAR_ITEMS: server.similar.serve})
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
                              [{sig.HISTORY: samples[:1]}, {sig.HISTORY: samples[:8]}])
         if titles is not None:

@@ -50,3 +50,22 @@ RERANK = "rerank"
 ``movie_ids`` (string [batch, n], best first, '' pads last) and ``scores`` (float32 [batch, n], -inf for pads)."""
 
 CANDIDATE_MOVIE_IDS = "candidate_movie_ids"
+
+# Item-to-item ("more like this") on retrieval, sequential and autoencoder exports.
+SIMILAR_ITEMS = "similar_items"
+"""``movie_id`` (string [batch]) -> ``movie_ids`` (string [batch, k]) and ``scores`` (float32 [batch, k],
+cosine similarity): the query movie itself excluded; unknown ids get '' ids and -inf scores."""
+
+# Autoencoder models (fold-in of any user from the movies they rated / watched).
+SEEN_MOVIE_IDS = "seen_movie_ids"
+"""Autoencoder input: string [batch, n] movies the user rated or watched, any order; '' pads; unknown ids ignored."""
+
+SEEN_RATINGS = "seen_ratings"
+"""AutoRec input: float32 [batch, n] the user's rating of each ``seen_movie_ids`` entry (ignored at pads)."""
+
+PREDICT_RATINGS = "predict_ratings"
+"""AutoRec: ``seen_movie_ids``, ``seen_ratings`` and ``candidate_movie_ids`` (string [batch, m]) ->
+``ratings`` (float32 [batch, m], clipped to the training rating range)."""
+
+RATINGS = "ratings"
+"""Output of :data:`PREDICT_RATINGS`: float32 [batch, m] predicted ratings."""

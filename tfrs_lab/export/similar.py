@@ -1,0 +1,118 @@
+"""``similar_items``: "more like this movie" from a model's item representations.
+
+Every retrieval, sequential and autoencoder export carries the signature
+``similar_items(movie_id: string [batch]) -> movie_ids string [batch, k], scores float32 [batch, k]``:
+the ``k`` movies whose vectors have the highest cosine similarity with the query movie's vector,
+the query itself excluded, served through the same index machinery as the model's
+recommendations (ScaNN or brute force over the L2-normalised vectors, :func:`build_index`).
+Unknown ids (and movies the model has no representation for) get an empty answer: ``''`` ids
+and ``-inf`` scores, never an error.
+
+:func:`similar_movies` is the library side of ``python -m tfrs_lab.similar``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_lab.export import signatures as sig
+from tfrs_lab.export.retrieval import IndexSettings, build_index
+
+
+class SimilarItemsError(ValueError):
+    """A model directory or movie id ``similar_movies`` cannot answer for; the message says why."""
+
+
+class SimilarItems(tf.Module):
+    """Cosine top-k over item vectors; attach to an exported module and save :meth:`serve` as
+    the :data:`~tfrs_lab.export.signatures.SIMILAR_ITEMS` signature."""
+
+    def __init__(self, item_vectors: np.ndarray, item_ids: np.ndarray, settings: IndexSettings, k: int) -> None:
+        """``item_vectors`` float [N, d] labelled by ``item_ids`` string [N]; all-zero rows (no
+        representation) are left out, so they are neither answered nor queried."""
+        super().__init__()
+        vectors = np.asarray(item_vectors, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1)
+        keep = norms > 0
+        ids = np.asarray(item_ids, dtype=object)[keep]
+        if not len(ids):
+            raise ValueError("similar_items needs at least one item with a non-zero vector")
+        unit = vectors[keep] / norms[keep, None]
+        self.k = int(min(k, max(len(ids) - 1, 1)))
+        fetch = min(self.k + 1, len(ids))
+        self.index = build_index(unit, ids, dataclasses.replace(settings, k=fetch), fetch)
+        self.fetch = fetch
+        self.vectors = tf.constant(np.concatenate([np.zeros((1, unit.shape[1]), np.float32), unit]))  # [N + 1, d]
+        self.lookup = tf.keras.layers.StringLookup(vocabulary=[str(i) for i in ids], mask_token=None)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.MOVIE_ID)])
+    def serve(self, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        row = self.lookup(movie_id)  # 0 = unknown
+        scores, ids = self.index(tf.gather(self.vectors, row), k=self.fetch)
+        drop = tf.equal(ids, movie_id[:, None]) | tf.equal(ids, "") | tf.equal(row, 0)[:, None]
+        masked = tf.where(drop, tf.fill(tf.shape(scores), -np.inf), scores)
+        top_scores, pos = tf.math.top_k(masked, k=self.k)
+        top_ids = tf.gather(ids, pos, batch_dims=1)
+        return {sig.MOVIE_IDS: tf.where(tf.math.is_finite(top_scores), top_ids, ""), sig.SCORES: top_scores}
+
+
+# --------------------------------------------------------------------------- reading exports
+
+
+def version_dir(model_dir: str | Path) -> Path:
+    """The SavedModel directory of ``model_dir``: a version dir itself, a model dir holding
+    numbered versions (the highest wins), or a run directory with ``export/<name>/<version>/``."""
+    path = Path(model_dir).expanduser()
+    if not path.is_dir():
+        raise SimilarItemsError(f"--model-dir {str(path)!r} is not a directory: pass an export or run directory")
+    if (path / "saved_model.pb").is_file():
+        return path
+    candidates = [path]
+    if (path / "export").is_dir():
+        candidates = [d for d in sorted((path / "export").iterdir()) if d.is_dir()]
+    for base in candidates:
+        versions = sorted((d for d in base.iterdir() if d.is_dir() and d.name.isdigit()
+                           and (d / "saved_model.pb").is_file()), key=lambda d: int(d.name))
+        if versions:
+            return versions[-1]
+    raise SimilarItemsError(f"--model-dir {str(path)!r} holds no SavedModel: pass export/<name>/<version>, "
+                            f"export/<name> or a run directory")
+
+
+def read_titles(saved_model_dir: Path) -> dict[str, str]:
+    """``movie_id -> title`` from ``assets.extra/movie_titles.tsv`` (empty when absent)."""
+    path = Path(saved_model_dir) / "assets.extra" / sig.MOVIE_TITLES_FILE
+    if not path.is_file():
+        return {}
+    pairs = (line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line)
+    return {m: t for m, t in pairs}
+
+
+def similar_movies(model_dir: str | Path, movie_id: str, k: int) -> tuple[str, list[tuple[str, str, float]]]:
+    """The ``k`` movies most similar to ``movie_id`` according to the export under ``model_dir``.
+
+    Returns ``(query title, [(movie_id, title, cosine), ...] best first)``; titles are ``''`` when
+    the export has no title file. Raises :class:`SimilarItemsError` for a directory without a
+    ``similar_items`` signature, an unknown movie id, or ``k`` above what the export returns.
+    """
+    path = version_dir(model_dir)
+    import scann  # noqa: F401  (registers the ScaNN ops a ScaNN export needs)
+
+    loaded = tf.saved_model.load(str(path))
+    if sig.SIMILAR_ITEMS not in loaded.signatures:
+        raise SimilarItemsError(f"the model at {str(path)!r} has no {sig.SIMILAR_ITEMS} signature "
+                                f"(signatures: {', '.join(sorted(loaded.signatures))}): re-export it")
+    out = loaded.signatures[sig.SIMILAR_ITEMS](**{sig.MOVIE_ID: tf.constant([str(movie_id)])})
+    ids = [m.decode() for m in out[sig.MOVIE_IDS].numpy()[0]]
+    scores = out[sig.SCORES].numpy()[0].tolist()
+    if k > len(ids):
+        raise SimilarItemsError(f"--k must be <= {len(ids)} (the export's k), got {k}")
+    answer = [(m, s) for m, s in zip(ids, scores) if m][:k]
+    if not answer:
+        raise SimilarItemsError(f"--movie-id {movie_id} is not a movie the model knows: pass an id from its catalogue")
+    titles = read_titles(path)
+    return titles.get(str(movie_id), ""), [(m, titles.get(m, ""), float(s)) for m, s in answer]

@@ -1,0 +1,262 @@
+"""``train autoencoder``: data -> split -> rating / interaction matrices -> AutoRec or Mult-DAE/VAE
+-> evaluation -> export.
+
+Protocols (``data.split: auto`` picks by architecture, DESIGN.md §4):
+
+* ``autorec`` on ``hash``: test ``rmse`` / ``mae`` of predicted ratings clipped to the training
+  rating range. The encoder reads each movie's training ratings while training and validating,
+  and its training + validation ratings at test time (the convention of every model here:
+  test rows see training and validation rows). A (user, movie) pair the model cannot score (user
+  or movie without input ratings) gets the user's mean training rating, else the global mean.
+* ``dae`` / ``vae`` on ``leave-last-out``: full-catalogue ``recall@K``, ``ndcg@K``, ``mrr``; the
+  user vector is built from training items for validation and from training + validation items
+  for test, and exactly those items are excluded from the ranking.
+
+Matrices are dense [users, catalogue] float32 (MovieLens 100K/1M size; ML-1M is ~90 MB).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_lab.config import AutoencoderConfig, dump_config
+from tfrs_lab.data.features import Vocabularies, movie_rows
+from tfrs_lab.data.movielens import MovieLensData
+from tfrs_lab.data.splits import Split
+from tfrs_lab.evaluation.metrics import ranking_metrics, ranks_from_scores
+from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
+from tfrs_lab.export.retrieval import IndexSettings
+from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
+from tfrs_lab.training import rundir
+from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, optimizer, seed_and_load
+from tfrs_lab.training.sequential import fit_vocabularies
+
+logger = logging.getLogger(__name__)
+
+EARLY_STOPPING_METRIC = {"autorec": "neg_rmse", "dae": "ndcg@10", "vae": "ndcg@10"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Interactions:
+    """Rows of one or more splits as matrix coordinates (-1 = user or movie unknown to the vocabularies)."""
+
+    users: np.ndarray  # int64 [n] row in vocab.user_ids
+    items: np.ndarray  # int64 [n] catalogue row
+    ratings: np.ndarray  # float32 [n]
+
+    @property
+    def known(self) -> np.ndarray:
+        return (self.users >= 0) & (self.items >= 0)
+
+
+def interactions(data: MovieLensData, vocab: Vocabularies, *row_sets: np.ndarray) -> Interactions:
+    rows = np.concatenate(row_sets) if row_sets else np.zeros(0, np.int64)
+    user_ids = data.ratings["user_id"][rows]
+    pos = np.clip(np.searchsorted(vocab.user_ids, user_ids), 0, len(vocab.user_ids) - 1)
+    users = np.where(vocab.user_ids[pos] == user_ids, pos, -1).astype(np.int64)
+    items = movie_rows(vocab, data.ratings["movie_id"][rows])
+    return Interactions(users, items, data.ratings["user_rating"][rows].astype(np.float32))
+
+
+def rating_matrix(x: Interactions, num_users: int, num_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ratings float32 [U, M] with 0 where unobserved, mask float32 [U, M])."""
+    k = x.known
+    ratings = np.zeros((num_users, num_items), np.float32)
+    mask = np.zeros((num_users, num_items), np.float32)
+    ratings[x.users[k], x.items[k]] = x.ratings[k]
+    mask[x.users[k], x.items[k]] = 1.0
+    return ratings, mask
+
+
+# --------------------------------------------------------------------------- AutoRec (explicit)
+
+
+@dataclasses.dataclass(frozen=True)
+class RatingBaselines:
+    global_mean: float
+    user_mean: np.ndarray  # float32 [U] mean training rating (global mean where none)
+    rating_min: float
+    rating_max: float
+
+
+def baselines(train: Interactions, num_users: int) -> RatingBaselines:
+    k = train.known
+    g = float(train.ratings[k].mean())
+    sums = np.bincount(train.users[k], weights=train.ratings[k], minlength=num_users)
+    counts = np.bincount(train.users[k], minlength=num_users)
+    user_mean = np.where(counts > 0, sums / np.maximum(counts, 1), g).astype(np.float32)
+    return RatingBaselines(g, user_mean, float(train.ratings[k].min()), float(train.ratings[k].max()))
+
+
+def autorec_predictions(model: AutoRec, input_ratings: np.ndarray, input_mask: np.ndarray, pairs: Interactions,
+                        base: RatingBaselines) -> np.ndarray:
+    """float32 [n] predicted ratings of ``pairs`` from the model fed ``input_ratings`` [U, M],
+    clipped to the training range; fallbacks as the module docstring says."""
+    reconstruction = model(tf.constant(input_ratings.T)).numpy()  # [M, U]
+    has_input = input_mask.sum(axis=0) > 0  # [M]
+    scorable = pairs.known & has_input[np.maximum(pairs.items, 0)]
+    fallback = np.where(pairs.users >= 0, base.user_mean[np.maximum(pairs.users, 0)], base.global_mean)
+    predicted = np.where(scorable, reconstruction[np.maximum(pairs.items, 0), np.maximum(pairs.users, 0)], fallback)
+    return np.clip(predicted, base.rating_min, base.rating_max)
+
+
+def rating_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    err = predicted.astype(np.float64) - truth
+    return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
+
+
+def autorec_dataset(ratings: np.ndarray, mask: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Batches of movies (those with training ratings): ``ratings``/``mask`` float32 [B, U]."""
+    rows = np.flatnonzero(mask.sum(axis=0) > 0)
+    ds = tf.data.Dataset.from_tensor_slices({"ratings": ratings.T[rows], "mask": mask.T[rows]})
+    return ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- Mult-DAE / VAE (implicit)
+
+
+def user_targets(x: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """(users int64 [n], target catalogue rows int64 [n]) of the known rows (one per user in leave-last-out)."""
+    k = x.known
+    return x.users[k], x.items[k]
+
+
+def rank_targets(model: MultAutoencoder, inputs: np.ndarray, users: np.ndarray, targets: np.ndarray,
+                 batch_size: int) -> np.ndarray:
+    """Ranks of each target among all movies, the input (seen) movies of its user excluded."""
+    ranks = np.empty(len(users), np.int64)
+    for s in range(0, len(users), batch_size):
+        u = users[s : s + batch_size]
+        x = inputs[u]
+        scores = model(tf.constant(x)).numpy()
+        exclude = [np.flatnonzero(row) for row in x]
+        ranks[s : s + batch_size] = ranks_from_scores(scores, targets[s : s + batch_size], exclude)
+    return ranks
+
+
+def mult_dataset(items: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+    rows = np.flatnonzero(items.sum(axis=1) > 0)
+    ds = tf.data.Dataset.from_tensor_slices({"items": items[rows]})
+    return ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def train_autoencoder(cfg: AutoencoderConfig, output_dir: Path, *, verbose: int | None = None) -> dict[str, float | str]:
+    """Runs the whole job and writes the run directory ``output_dir`` (already validated).
+
+    Returns the metrics written to ``metrics.json``.
+    """
+    arch, protocol = cfg.model.architecture, cfg.protocol
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=protocol))
+    data, split = seed_and_load(cfg)
+    vocab = fit_vocabularies(data, split)
+    num_users, num_items = len(vocab.user_ids), len(vocab.movie_ids)
+    train = interactions(data, vocab, split.train)
+    train_plus_val = interactions(data, vocab, split.train, split.validation)
+    validation, test = interactions(data, vocab, split.validation), interactions(data, vocab, split.test)
+    r_train, m_train = rating_matrix(train, num_users, num_items)
+    r_known, m_known = rating_matrix(train_plus_val, num_users, num_items)
+    ks = tuple(sorted(set(cfg.eval.ks) | set(REQUIRED_KS["leave-last-out"])))
+    monitor = EARLY_STOPPING_METRIC[arch]
+
+    if arch == "autorec":
+        base = baselines(train, num_users)
+        model = AutoRec(num_users, cfg.model.autorec)
+        dataset = autorec_dataset(r_train, m_train, cfg.train.batch_size, cfg.train.seed)
+
+        def validate() -> dict[str, float]:
+            m = rating_metrics(autorec_predictions(model, r_train, m_train, validation, base), validation.ratings)
+            return {**m, "neg_rmse": -m["rmse"]}
+
+        def test_metrics() -> dict[str, float]:
+            return rating_metrics(autorec_predictions(model, r_known, m_known, test, base), test.ratings)
+    else:
+        steps = math.ceil(int((m_train.sum(axis=1) > 0).sum()) / cfg.train.batch_size)
+        model = MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae",
+                                anneal_steps=cfg.model.mult.kl_anneal_epochs * steps)
+        dataset = mult_dataset(m_train, cfg.train.batch_size, cfg.train.seed)
+        val_users, val_targets = user_targets(validation)
+        test_users, test_targets = user_targets(test)
+
+        def validate() -> dict[str, float]:
+            return ranking_metrics(rank_targets(model, m_train, val_users, val_targets, cfg.eval.batch_size), ks)
+
+        def test_metrics() -> dict[str, float]:
+            return ranking_metrics(rank_targets(model, m_known, test_users, test_targets, cfg.eval.batch_size), ks)
+
+    model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate))
+    stopper = ValidationEarlyStopping(validate, monitor, cfg.train.early_stopping_patience)
+    with rundir.staged_run_dir(output_dir) as stage:
+        dump_config(cfg, stage / rundir.CONFIG_FILE)
+        callbacks = [stopper, tf.keras.callbacks.TensorBoard(log_dir=str(stage / rundir.LOGS_DIR), write_graph=False)]
+        if verbose is None:
+            verbose = 1 if sys.stdout.isatty() else 2
+        logger.info("training %s for up to %d epochs (%d training ratings)", arch, cfg.train.epochs, len(split.train))
+        start = time.perf_counter()
+        model.fit(dataset, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
+        train_seconds = time.perf_counter() - start - stopper.eval_seconds
+        logger.info("evaluating on the test split (best epoch %d)", stopper.best_epoch)
+        tested = test_metrics()
+        best = -stopper.best if monitor == "neg_rmse" else stopper.best
+        epochs = max(stopper.epochs_run, 1)
+        metrics: dict[str, float | str] = {
+            "task": "autoencoder", "dataset": data.dataset, "split": protocol, "architecture": arch,
+            "train_seconds": round(train_seconds, 3),
+            "train_examples_per_second": round(len(split.train) * epochs / max(train_seconds, 1e-9), 1),
+            "num_train_examples": int(len(split.train)), "epochs_trained": stopper.epochs_run,
+            "best_epoch": stopper.best_epoch,
+            f"validation_{'rmse' if monitor == 'neg_rmse' else monitor}": round(float(best), 6),
+            **{k: round(v, 6) for k, v in tested.items()},
+        }
+        result = _export(cfg, model, vocab, data, stage, r_known, m_known, train, test)
+        if result.scann_recall_at_10 is not None:
+            metrics["scann_recall@10"] = round(result.scann_recall_at_10, 6)
+        rundir.write_metrics(stage, metrics)
+    return metrics
+
+
+def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensData, stage: Path,
+            r_known: np.ndarray, m_known: np.ndarray, train: Interactions, test: Interactions):
+    """Exports with the training + validation inputs (what the test evaluation used)."""
+    x = cfg.export
+    settings = IndexSettings(kind=x.index, k=x.k, max_exclude=x.max_exclude, **asdict(x.scann))
+    logger.info("exporting %s index (k=%d) to export/%s/%d", x.index, x.k, x.model_name, x.version)
+    counts = vocab.item_counts[1:].astype(np.float64)
+    trained = np.flatnonzero(counts > 0)  # movies the model has training interactions for
+    item_ids = vocab.movie_ids[trained]
+    popularity = counts[trained] / max(counts.sum(), 1.0)
+    sample_users = np.unique(test.users[test.known])[:8]
+    seen = [[str(vocab.movie_ids[i]) for i in np.flatnonzero(m_known[u])] for u in sample_users]
+    width = max([len(s) for s in seen] + [1])
+    samples = {"seen_movie_ids": [s + [""] * (width - len(s)) for s in seen]}
+    common = dict(item_ids=item_ids, catalogue_ids=vocab.movie_ids, popularity=popularity, model_name=x.model_name,
+                  version=x.version, settings=settings, titles=data.movies["movie_title"], verify=x.verify)
+    if isinstance(model, AutoRec):
+        codes = model.encode(tf.constant(r_known.T[trained])).numpy()  # [N, hidden]
+        base = baselines(train, len(vocab.user_ids))
+        rows, biases = model.user_vectors()
+        samples["seen_ratings"] = [[float(r_known[u, i]) for i in np.flatnonzero(m_known[u])] + [0.0] * (width - len(s))
+                                   for u, s in zip(sample_users, seen)]
+        queries = np.concatenate([rows, biases[:, None]], axis=1)[:1000]
+        return export_autoencoder(
+            stage / rundir.EXPORT_DIR, index_vectors=np.concatenate([codes, np.ones((len(codes), 1), np.float32)], 1),
+            similarity_vectors=codes, sample_inputs=samples, recall_queries=queries,
+            fold_in=FoldIn(codes=codes, global_mean=base.global_mean, rating_min=base.rating_min,
+                           rating_max=base.rating_max, l2=x.fold_in_l2), **common)
+    vectors, bias = model.item_vectors()
+    queries = model.query_vectors(tf.constant(m_known[:1000])).numpy()
+    queries = np.concatenate([queries, np.ones((len(queries), 1), np.float32)], axis=1)
+    return export_autoencoder(
+        stage / rundir.EXPORT_DIR, index_vectors=np.concatenate([vectors[trained], bias[trained, None]], 1),
+        similarity_vectors=vectors[trained], sample_inputs=samples, recall_queries=queries, model=model, **common)
