@@ -7,8 +7,8 @@ from tfrs_lab.config import load_config
 
 #: Small, fast settings for each architecture (tests only; defaults are tuned for MovieLens).
 FAST = {
-    "autorec": ["model.autorec.hidden_units=32", "model.autorec.l2_regularization=0.0001",
-                "train.learning_rate=0.01", "train.batch_size=16", "train.epochs=60",
+    "autorec": ["model.autorec.hidden_units=64", "model.autorec.l2_regularization=0.003",
+                "train.learning_rate=0.01", "train.batch_size=8", "train.epochs=60",
                 "train.early_stopping_patience=8"],
     "dae": ["model.mult.encoder_layers=[]", "model.mult.latent_dim=32", "train.learning_rate=0.005",
             "train.batch_size=16", "train.epochs=40", "train.early_stopping_patience=8"],

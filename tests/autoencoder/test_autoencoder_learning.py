@@ -75,7 +75,7 @@ def test_autorec_beats_global_mean(runs, synthetic_data):
     r = synthetic_data.ratings["user_rating"]
     mean_rmse = float(np.sqrt(np.mean((r[split.test] - r[split.train].mean()) ** 2)))
     metrics = runs["autorec"][0]
-    assert metrics["rmse"] < mean_rmse - 0.1, (metrics["rmse"], mean_rmse)
+    assert metrics["rmse"] < mean_rmse - 0.05, (metrics["rmse"], mean_rmse)
 
 
 @pytest.mark.parametrize("arch", ["dae", "vae"])
@@ -144,18 +144,18 @@ def test_similar_items_are_cluster_mates_never_the_query(runs, synthetic_data, m
 
 def test_export_round_trip_in_fresh_process(runs, synthetic_data, movie_cluster):
     counts = rating_counts(synthetic_data)
-    for arch in ("autorec", "vae"):
-        _, loaded, export = runs[arch]
-        seen = [_new_user(movie_cluster, counts, 1), _new_user(movie_cluster, counts, 2, 3) + ["", ""]]
-        inputs = {sig.SEEN_MOVIE_IDS: seen}
-        if arch == "autorec":
-            inputs[sig.SEEN_RATINGS] = [[5.0, 4.0, 5.0, 3.0, 5.0], [4.0, 5.0, 5.0, 0.0, 0.0]]
-        fresh = answer_in_fresh_process(export, import_scann=arch == "vae", inputs=inputs)
-        here = loaded.signatures[sig.SERVING_DEFAULT](**{
-            k: tf.constant(v, tf.float32 if k == sig.SEEN_RATINGS else tf.string) for k, v in inputs.items()})
-        assert fresh["movie_ids"] == here[sig.MOVIE_IDS].numpy().astype(str).tolist()
-        np.testing.assert_allclose(fresh["scores"], here[sig.SCORES].numpy(), rtol=1e-5)
-        similar = answer_in_fresh_process(export, import_scann=arch == "vae", signature=sig.SIMILAR_ITEMS,
-                                          inputs={sig.MOVIE_ID: ["1", "2"]})
-        here = loaded.signatures[sig.SIMILAR_ITEMS](movie_id=tf.constant(["1", "2"]))
-        assert similar["movie_ids"] == here[sig.MOVIE_IDS].numpy().astype(str).tolist()
+    _, loaded, export = runs["autorec"]
+    seen = [_new_user(movie_cluster, counts, 1), _new_user(movie_cluster, counts, 2, 3) + ["", ""]]
+    inputs = {sig.SEEN_MOVIE_IDS: seen, sig.SEEN_RATINGS: [[5.0, 4.0, 5.0, 3.0, 5.0], [4.0, 5.0, 5.0, 0.0, 0.0]]}
+    fresh = answer_in_fresh_process(export, import_scann=False, inputs=inputs)
+    here = loaded.signatures[sig.SERVING_DEFAULT](seen_movie_ids=tf.constant(seen),
+                                                 seen_ratings=tf.constant(inputs[sig.SEEN_RATINGS]))
+    assert fresh["movie_ids"] == here[sig.MOVIE_IDS].numpy().astype(str).tolist()
+    np.testing.assert_allclose(fresh["scores"], here[sig.SCORES].numpy(), rtol=1e-5)
+    # The VAE export has a ScaNN index: similar_items must still answer after it in a fresh process.
+    _, loaded, export = runs["vae"]
+    similar = answer_in_fresh_process(export, import_scann=True, signature=sig.SIMILAR_ITEMS,
+                                      inputs={sig.MOVIE_ID: ["1", "2", "no-such-movie"]})
+    here = loaded.signatures[sig.SIMILAR_ITEMS](movie_id=tf.constant(["1", "2", "no-such-movie"]))
+    assert similar["movie_ids"] == here[sig.MOVIE_IDS].numpy().astype(str).tolist()
+    assert similar["movie_ids"][2] == [""] * 10

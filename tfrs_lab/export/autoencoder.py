@@ -11,10 +11,10 @@ machinery as retrieval (:func:`~tfrs_lab.export.retrieval.build_index`, ScaNN or
   activations for the user's multi-hot input ``x``; the index holds ``[W_i, b_i]``, the query is
   ``[g(x), 1]``.
 * I-AutoRec: ``rating(u, i) = h_i . w_u + b_u`` with movie codes ``h_i`` (the encoder's output for
-  the movie's known ratings) and user u's decoder row. A user is folded in by ridge regression of
-  their ratings on the codes of the movies they rated (``fold_in_l2``), centred on the global
-  mean rating; the index holds ``[h_i, 1]``, the query is ``[w, b + mean]``. This works for users
-  never seen in training.
+  the movie's known ratings) and user u's decoder row ``w_u``, ``b_u``. A user is folded in as the
+  average training user (mean decoder row and bias) plus a deviation fitted by ridge regression
+  (``fold_in_l2``) of their residual ratings on the centred codes of the movies they rated; the
+  index holds ``[h_i, 1]``, the query is ``[w, b]``. This works for users never seen in training.
 
 Signatures (names in :mod:`tfrs_lab.export.signatures`); movie ids unknown to the model are
 ignored, '' pads, nothing raises:
@@ -25,7 +25,7 @@ ignored, '' pads, nothing raises:
   known movie get the most popular training movies (``scores`` = their training share).
 * ``predict_ratings`` (autorec): ``seen_movie_ids``, ``seen_ratings``, ``candidate_movie_ids``
   string [batch, m] -> ``ratings`` float32 [batch, m], clipped to the training rating range
-  (an unknown candidate gets the user's baseline).
+  (an unknown candidate is rated like an average movie).
 * ``similar_items(movie_id string [batch])`` -> cosine top-k over the movie codes (autorec) or the
   output-layer vectors ``W_i`` (dae/vae), see :mod:`tfrs_lab.export.similar`.
 Only movies with training interactions are indexed (the model knows nothing about the others).
@@ -51,13 +51,15 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class FoldIn:
-    """What an AutoRec export needs besides the index: codes and rating statistics.
+    """What an AutoRec export needs besides the index: movie codes and the average user.
 
-    ``codes`` float32 [N, d] are the indexed movies' codes (same order as the index ids).
+    ``codes`` float32 [N, d] are the indexed movies' codes (same order as the index ids);
+    ``mean_row`` float32 [d] and ``mean_bias`` are the average training user's decoder row and bias.
     """
 
     codes: np.ndarray
-    global_mean: float
+    mean_row: np.ndarray
+    mean_bias: float
     rating_min: float
     rating_max: float
     l2: float
@@ -93,24 +95,38 @@ class AutoRecServer(AutoencoderServer):
 
     def __init__(self, index, *, fold_in: FoldIn, **kwargs):
         super().__init__(index, **kwargs)
-        d = fold_in.codes.shape[1] + 1
-        aug = np.concatenate([fold_in.codes, np.ones((len(fold_in.codes), 1), np.float32)], axis=1)
-        self.codes = tf.constant(np.concatenate([np.zeros((1, d), np.float32), aug]))  # [N + 1, d + 1]
-        self.global_mean = tf.constant(fold_in.global_mean, tf.float32)
+        codes = np.asarray(fold_in.codes, np.float32)
+        mean_code = codes.mean(axis=0)
+        d = codes.shape[1]
+        zero = np.zeros((1, d + 1), np.float32)
+        centred = np.concatenate([codes - mean_code, np.ones((len(codes), 1), np.float32)], axis=1)
+        self.centred = tf.constant(np.concatenate([zero, centred]))  # [N + 1, d + 1]; row 0 = unknown
+        self.codes = tf.constant(np.concatenate([zero[:, :d], codes]))  # [N + 1, d]
+        self.mean_code = tf.constant(mean_code)  # [d]
+        self.mean_row = tf.constant(np.asarray(fold_in.mean_row, np.float32))  # [d]
+        self.mean_bias = tf.constant(fold_in.mean_bias, tf.float32)
         self.rating_range = tf.constant([fold_in.rating_min, fold_in.rating_max], tf.float32)
-        self.ridge = tf.constant(fold_in.l2 * np.eye(d, dtype=np.float32))
+        self.ridge = tf.constant(fold_in.l2 * np.eye(d + 1, dtype=np.float32))
 
     def fold_in(self, seen_movie_ids: tf.Tensor, seen_ratings: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """AutoRec: (query float32 [B, d + 1], any-known bool [B, 1]). Ridge regression of the
-        centred ratings on the augmented codes ``[h_i, 1]`` of the known seen movies."""
+        """AutoRec: (query float32 [B, d + 1] against the index's ``[h_i, 1]``, any-known bool [B, 1]).
+
+        The average training user predicts ``h_i . mean_row + mean_bias``; the user's deviation
+        from it is a ridge regression (``l2``) of their residual ratings on the centred codes
+        ``[h_i - mean(h), 1]`` of the known movies they rated. No known movie: the average user.
+        """
         idx = self.item_lookup(seen_movie_ids)  # [B, n]
         mask = tf.cast(idx > 0, tf.float32)
-        phi = tf.gather(self.codes, idx) * mask[..., None]  # [B, n, d + 1]
-        target = (tf.cast(seen_ratings, tf.float32) - self.global_mean) * mask  # [B, n]
+        phi = tf.gather(self.centred, idx) * mask[..., None]  # [B, n, d + 1]
+        average = tf.einsum("bnd,d->bn", tf.gather(self.codes, idx), self.mean_row) + self.mean_bias
+        target = (tf.cast(seen_ratings, tf.float32) - average) * mask  # [B, n]
         gram = tf.einsum("bnd,bne->bde", phi, phi) + self.ridge  # [B, d + 1, d + 1]
         rhs = tf.einsum("bnd,bn->bd", phi, target)[..., None]
-        w = tf.linalg.cholesky_solve(tf.linalg.cholesky(gram), rhs)[..., 0]  # [B, d + 1]
-        query = w + tf.one_hot(tf.shape(w)[1] - 1, tf.shape(w)[1]) * self.global_mean
+        delta = tf.linalg.cholesky_solve(tf.linalg.cholesky(gram), rhs)[..., 0]  # [B, d + 1]
+        # h.(mean_row + dw) + mean_bias + db - mean_code.dw  ==  [h, 1] . query
+        dw, db = delta[:, :-1], delta[:, -1:]
+        offset = self.mean_bias + db - tf.reduce_sum(dw * self.mean_code, axis=1, keepdims=True)
+        query = tf.concat([self.mean_row[None, :] + dw, offset], axis=1)
         return query, tf.reduce_any(idx > 0, axis=1, keepdims=True)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.SEEN_MOVIE_IDS),
@@ -126,8 +142,10 @@ class AutoRecServer(AutoencoderServer):
                         candidate_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         query, _ = self.fold_in(seen_movie_ids, seen_ratings)
         idx = self.item_lookup(candidate_movie_ids)  # [B, m]
-        predicted = tf.einsum("bmd,bd->bm", tf.gather(self.codes, idx), query)
-        baseline = tf.broadcast_to(query[:, -1:], tf.shape(predicted))
+        predicted = tf.einsum("bmd,bd->bm", tf.gather(self.codes, idx), query[:, :-1]) + query[:, -1:]
+        # An unknown candidate is rated like the average movie (the mean code).
+        average_movie = tf.reduce_sum(query[:, :-1] * self.mean_code, axis=1, keepdims=True) + query[:, -1:]
+        baseline = tf.broadcast_to(average_movie, tf.shape(predicted))
         predicted = tf.where(idx > 0, predicted, baseline)
         return {sig.RATINGS: tf.clip_by_value(predicted, self.rating_range[0], self.rating_range[1])}
 

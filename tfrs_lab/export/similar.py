@@ -4,7 +4,11 @@ Every retrieval, sequential and autoencoder export carries the signature
 ``similar_items(movie_id: string [batch]) -> movie_ids string [batch, k], scores float32 [batch, k]``:
 the ``k`` movies whose vectors have the highest cosine similarity with the query movie's vector,
 the query itself excluded, served through the same index machinery as the model's
-recommendations (ScaNN or brute force over the L2-normalised vectors, :func:`build_index`).
+recommendations (:func:`build_index` over the L2-normalised vectors). The similar-items index is
+always exact (brute force), whatever ``export.index`` says: a reloaded SavedModel with two ScaNN
+searchers routes the second one's queries to the first searcher (``SCANN_RET_CHECK_EQ`` failure,
+or silently wrong neighbours when the dimensions match), and an item-to-item lookup of k + 1 rows
+costs one [N, d] matrix-vector product per query.
 Unknown ids (and movies the model has no representation for) get an empty answer: ``''`` ids
 and ``-inf`` scores, never an error.
 
@@ -44,7 +48,10 @@ class SimilarItems(tf.Module):
         unit = vectors[keep] / norms[keep, None]
         self.k = int(min(k, max(len(ids) - 1, 1)))
         fetch = min(self.k + 1, len(ids))
-        self.index = build_index(unit, ids, dataclasses.replace(settings, k=fetch), fetch)
+        # Always exact (brute force): after reloading, a SavedModel holding two ScaNN searchers
+        # answers the second from the first one's searcher (a crash, or silently wrong neighbours
+        # when the dimensions match), and the model's own index is ScaNN by default.
+        self.index = build_index(unit, ids, dataclasses.replace(settings, kind="brute_force", k=fetch), fetch)
         self.fetch = fetch
         self.vectors = tf.constant(np.concatenate([np.zeros((1, unit.shape[1]), np.float32), unit]))  # [N + 1, d]
         self.lookup = tf.keras.layers.StringLookup(vocabulary=[str(i) for i in ids], mask_token=None)

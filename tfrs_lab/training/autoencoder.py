@@ -252,8 +252,8 @@ def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensD
         return export_autoencoder(
             stage / rundir.EXPORT_DIR, index_vectors=np.concatenate([codes, np.ones((len(codes), 1), np.float32)], 1),
             similarity_vectors=codes, sample_inputs=samples, recall_queries=queries,
-            fold_in=FoldIn(codes=codes, global_mean=base.global_mean, rating_min=base.rating_min,
-                           rating_max=base.rating_max, l2=x.fold_in_l2), **common)
+            fold_in=FoldIn(codes=codes, mean_row=rows.mean(axis=0), mean_bias=float(biases.mean()),
+                           rating_min=base.rating_min, rating_max=base.rating_max, l2=x.fold_in_l2), **common)
     vectors, bias = model.item_vectors()
     queries = model.query_vectors(tf.constant(m_known[:1000])).numpy()
     queries = np.concatenate([queries, np.ones((len(queries), 1), np.float32)], axis=1)
