@@ -417,7 +417,7 @@ class AutoRecConfig:
 
     hidden_units: int = 500
     activation: Literal["sigmoid", "tanh", "relu", "elu"] = "sigmoid"
-    dropout: float = 0.0
+    dropout: float = 0.3
     l2_regularization: float = 0.001
 
     def validate(self, path: str) -> None:
@@ -467,7 +467,7 @@ class AutoencoderTrainConfig(TrainConfig):
     """``TrainConfig`` with the autoencoder defaults (a batch is movies for autorec, users for dae/vae)."""
 
     epochs: int = 300
-    batch_size: int = 64
+    batch_size: int = 256
     early_stopping_patience: int = 20
 
 

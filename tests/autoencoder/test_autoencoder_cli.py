@@ -54,7 +54,7 @@ def test_split_auto_picks_the_protocol():
 def test_train_then_similar_cli(tmp_path, capsys, synthetic_spec, synthetic_data_dir, movie_cluster):
     out = tmp_path / "dae"
     sets = [*synthetic_overrides(synthetic_spec, synthetic_data_dir), *FAST["dae"], "train.epochs=5",
-            "export.k=10", "export.index=brute_force"]
+            "export.k=10", "export.index=brute_force", "export.verify=false"]
     args = ["autoencoder", "--set", "model.architecture=dae", "--output-dir", str(out)]
     for s in sets:
         args += ["--set", s]
