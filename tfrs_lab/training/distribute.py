@@ -31,11 +31,13 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
+import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.config import ConfigError
@@ -230,11 +232,18 @@ def backup_dir(train_cfg, output_dir: Path) -> Path:
 
 
 class ResumeProbe(tf.keras.callbacks.Callback):
-    """Records the epoch (0-based) ``fit`` starts at: > 0 after :class:`BackupAndRestore` restored."""
+    """Records the epoch (0-based) ``fit`` starts at: > 0 after :class:`BackupAndRestore` restored.
+    At the end of a finished ``fit`` it removes the (then empty) backup directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, backup: Path | None = None) -> None:
         super().__init__()
         self.initial_epoch: int | None = None
+        self.backup = backup
+
+    def on_train_end(self, logs=None) -> None:
+        if self.backup is not None:  # BackupAndRestore has deleted this worker's checkpoints
+            with contextlib.suppress(OSError):  # another worker's files are still there, or gone already
+                self.backup.rmdir()
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         if self.initial_epoch is None:
@@ -245,10 +254,11 @@ class ResumeProbe(tf.keras.callbacks.Callback):
 
 def fault_tolerance_callbacks(dist: Distribution, train_cfg, output_dir: Path) -> tuple[list, ResumeProbe]:
     """``[BackupAndRestore, ResumeProbe]`` for distributed runs (``[ResumeProbe]`` for ``default``)."""
-    probe = ResumeProbe()
     if dist.name == "default":
+        probe = ResumeProbe()
         return [probe], probe
     path = backup_dir(train_cfg, output_dir)
+    probe = ResumeProbe(path)  # the last worker to finish removes the empty directory
     logger.info("backing up training state every epoch to %s", path)
     return [tf.keras.callbacks.BackupAndRestore(str(path)), probe], probe
 
@@ -283,22 +293,59 @@ def single_device_copy(model: tf.keras.Model, build: Callable[[], tf.keras.Model
     """A plain (default-strategy) copy of the distributed ``model`` with its trained weights.
 
     ``build()`` constructs an identical, unbuilt model; ``sample`` is one small batch of training
-    features that creates its variables. Sharded parameter-server variables are read back whole.
+    features that creates its variables. The weights travel through a TensorFlow checkpoint, which
+    stores sharded parameter-server variables whole, so the copy has ordinary variables. The copy
+    must embed ``sample``'s queries exactly like ``model`` (checked).
     """
     copy = build()
     copy.compute_loss(sample)
-    source = model.weights
-    if len(source) != len(copy.weights):
-        raise RuntimeError(f"model copy has {len(copy.weights)} variables, the trained model {len(source)}")
-    for src, dst in zip(source, copy.weights):
-        dst.assign(tf.convert_to_tensor(src))
+    with tempfile.TemporaryDirectory(prefix="tfrs_lab-copy-") as tmp:
+        path = tf.train.Checkpoint(model=model).write(os.path.join(tmp, "model"))
+        tf.train.Checkpoint(model=copy).read(path).assert_existing_objects_matched()
+    features = {k: tf.constant(v) for k, v in sample.items()}
+    expected, got = model.query_embedding(features).numpy(), copy.query_embedding(features).numpy()
+    if not np.allclose(expected, got, rtol=1e-5, atol=1e-6):
+        raise RuntimeError("the single-device copy of the distributed model embeds queries differently")
     return copy
 
 
-def variable_devices(model: tf.keras.Model) -> dict[str, list[str]]:
-    """Variable name -> the device of each of its shards (one entry when not partitioned)."""
-    out: dict[str, list[str]] = {}
-    for v in model.weights:
-        shards = getattr(v, "variables", None)
-        out[v.name] = [s.device for s in shards] if shards else [v.device]
+SUMMARY_FILE = "distribution.json"
+
+
+def finish_training(dist: Distribution, model: tf.keras.Model, build: Callable[[], tf.keras.Model],
+                    sample: Mapping[str, Any], run_dir: Path) -> tf.keras.Model:
+    """After ``fit``: writes ``run_dir/distribution.json`` (strategy, cluster, this task, and the
+    device of every variable shard) and returns the model to evaluate and export — ``model``
+    itself under ``default``, else its :func:`single_device_copy`."""
+    if dist.name == "default":
+        return model
+    summary = {
+        "distribution": dist.name,
+        "num_replicas_in_sync": dist.strategy.num_replicas_in_sync,
+        "cluster": dist.cluster.cluster if dist.cluster else None,
+        "task": {"type": dist.cluster.task_type, "index": dist.cluster.task_index} if dist.cluster else None,
+        "variables": variable_devices(model),  # where each (sharded) table lives
+    }
+    (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return single_device_copy(model, build, sample)
+
+
+_PART = re.compile(r"^(?P<base>.*)/part_(?P<index>\d+)(?::\d+)?$")
+
+
+def variable_devices(model: tf.keras.Model) -> list[dict[str, Any]]:
+    """Every model variable: ``name``, full ``shape`` and the ``devices`` of its shards in order
+    (one entry when it is not partitioned; parameter-server shards split the first axis)."""
+    tables: dict[str, list[tuple[int, tf.Variable]]] = {}
+    for v in model.weights:  # Keras lists a partitioned variable as its shards ``<name>/part_<i>``
+        m = _PART.match(v.name)
+        name = m["base"] if m else v.name.rpartition(":")[0] or v.name
+        tables.setdefault(name, []).append((int(m["index"]) if m else 0, v))
+    out = []
+    for name, parts in tables.items():
+        shards = [v for _, v in sorted(parts, key=lambda p: p[0])]
+        shape = [int(d) for d in shards[0].shape]
+        if shape:
+            shape[0] = sum(int(v.shape[0]) for v in shards)
+        out.append({"name": name, "shape": shape, "devices": [v.device for v in shards]})
     return out

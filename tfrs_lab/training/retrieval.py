@@ -183,9 +183,8 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
         start = time.perf_counter()
         model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
         train_seconds = time.perf_counter() - start - stopper.eval_seconds
-        if dist.name != "default":  # evaluate and export a plain single-device copy
-            model = distribute.single_device_copy(
-                model, lambda: RetrievalModel(vocab, hp), {k: v[:2] for k, v in cols["train"].items()})
+        model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
+            dist, model, lambda: RetrievalModel(vocab, hp), {k: v[:2] for k, v in cols["train"].items()}, stage)
 
         logger.info("evaluating on the test split (best epoch %d)", stopper.best_epoch)
         test_metrics = evaluate(model, vocab, cols["test"], protocol=protocol, ks=ks,
