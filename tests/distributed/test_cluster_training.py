@@ -79,7 +79,7 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path, data_
                  "--set", "export.index=brute_force", *EPOCHS]) == 0
     # Two workers, global batch 256 = 2 x 128 per replica; each softmax still sees all 256 candidates.
     workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
-    logs = run_cluster(tmp_path, "multi", {"worker": workers}, [("worker", 0), ("worker", 1)],
+    run_cluster(tmp_path, "multi", {"worker": workers}, [("worker", 0), ("worker", 1)],
                        ["--set", "train.distribution=multi_worker_mirrored", *EPOCHS], data_dir)
     multi = tmp_path / "multi"
 
