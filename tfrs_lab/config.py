@@ -122,8 +122,20 @@ class TrainConfig:
     early_stopping_patience: int = 3
     seed: int = 42
     shuffle_buffer: int = 1_000_000
+    # tf.distribute (tfrs_lab/training/distribute.py; multi-host strategies read TF_CONFIG)
+    distribution: Literal["default", "mirrored", "multi_worker_mirrored", "parameter_server"] = "default"
+    backup_dir: str | None = None  # BackupAndRestore state; null = .<output dir name>.backup beside it
+    ps_min_shard_bytes: int = 256 << 10  # parameter_server: variables larger than this are split over the ps tasks
+    collective_timeout_seconds: int = 0  # multi_worker_mirrored: fail a collective after this long (0 = never)
+    supported_distributions: typing.ClassVar[tuple[str, ...]] = (
+        "default", "mirrored", "multi_worker_mirrored", "parameter_server")
 
     def validate(self, path: str) -> None:
+        if self.distribution not in self.supported_distributions:
+            raise ConfigError(f"{path}.distribution={self.distribution} is not supported by this task yet: "
+                              f"choose {' or '.join(self.supported_distributions)} (distributed training covers retrieval)")
+        positive(self.ps_min_shard_bytes, f"{path}.ps_min_shard_bytes")
+        positive(self.collective_timeout_seconds, f"{path}.collective_timeout_seconds", allow_zero=True)
         if self.epochs <= 0:
             raise ConfigError(f"{path}.epochs must be > 0, got {self.epochs} (use --epochs N with N >= 1)")
         positive(self.batch_size, f"{path}.batch_size")
@@ -244,6 +256,8 @@ class SequentialModelConfig:
 class SequentialTrainConfig(TrainConfig):
     """``TrainConfig`` with the sequential task's defaults."""
 
+    supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
+
     epochs: int = 200
     batch_size: int = 32
     learning_rate: float = 0.004
@@ -356,6 +370,7 @@ class RankingTrainConfig(TrainConfig):
     ``plateau`` (multiplies by ``lr_decay_factor`` after each epoch without validation improvement).
     """
 
+    supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
     lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
     lr_decay_factor: float = 0.5
     min_learning_rate: float = 1e-5

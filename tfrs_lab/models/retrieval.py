@@ -24,6 +24,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import RetrievalModelConfig
 
+from tfrs_lab.models.cross_replica import global_candidates
 from tfrs_lab.models.features import USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder, history_embedding
 
 
@@ -105,6 +106,8 @@ class RetrievalModel(tfrs.Model):
         query = self.query_embedding(features)
         candidate = self.candidate_embedding_from_index(movie_index)
         probability = tf.gather(self.item_probability, movie_index) if self.hp.logq_correction else None
+        # synchronous replicas: every query's softmax runs over the whole global batch
+        candidate, probability, movie_index = global_candidates(candidate, probability, movie_index)
         return self.task(
             query, candidate,
             candidate_sampling_probability=probability,

@@ -20,7 +20,7 @@ from tfrs_lab.data.splits import Split, make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.export.retrieval import IndexSettings, export_retrieval
 from tfrs_lab.models.retrieval import RetrievalModel
-from tfrs_lab.training import rundir
+from tfrs_lab.training import distribute, rundir
 from tfrs_lab.training.evaluate import evaluate, query_embeddings
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,10 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
 
     Returns the metrics written to ``metrics.json``.
     """
+    dist = distribute.make_distribution(cfg.train)  # first: collectives are configured at start-up
+    if dist.ps_server_role:
+        distribute.serve_forever(dist)  # a parameter-server cluster's worker/ps task only serves
+        return {}
     data, split = seed_and_load(cfg)
     vocab: Vocabularies = build_vocabularies(
         data.ratings, data.movies, split.train, has_user_features=data.has_user_features,
@@ -156,24 +160,31 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
     val_history = cols["train"]
     test_history = concat_columns(cols["train"], cols["validation"])
 
-    model = RetrievalModel(vocab, hp)
-    model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate))
-    train_ds = make_dataset(cols["train"], cfg.train.batch_size, cfg.train.shuffle_buffer, cfg.train.seed)
+    with dist.strategy.scope():
+        model = RetrievalModel(vocab, hp)
+        model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate))
+    train_ds, fit_kwargs = distribute.fit_dataset(
+        dist, lambda batch: make_dataset(cols["train"], batch, cfg.train.shuffle_buffer, cfg.train.seed),
+        len(split.train), cfg.train.batch_size)
 
     def validate() -> dict[str, float]:
         return evaluate(model, vocab, cols["validation"], protocol=protocol, ks=ks,
                         history=val_history, batch_size=cfg.eval.batch_size)
 
     stopper = ValidationEarlyStopping(validate, EARLY_STOPPING_METRIC[protocol], cfg.train.early_stopping_patience)
-    with rundir.staged_run_dir(output_dir) as stage:
+    with distribute.run_directory(dist, output_dir, rundir.staged_run_dir) as stage:
         dump_config(cfg, stage / rundir.CONFIG_FILE)
         callbacks = [stopper, tf.keras.callbacks.TensorBoard(log_dir=str(stage / rundir.LOGS_DIR), write_graph=False)]
+        backup, resume = distribute.fault_tolerance_callbacks(dist, cfg.train, output_dir)
+        callbacks = backup + callbacks  # restore before the other callbacks see the first epoch
         if verbose is None:
             verbose = 1 if sys.stdout.isatty() else 2
         logger.info("training for up to %d epochs (%d examples per epoch)", cfg.train.epochs, len(split.train))
         start = time.perf_counter()
-        model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
+        model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
         train_seconds = time.perf_counter() - start - stopper.eval_seconds
+        model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
+            dist, model, lambda: RetrievalModel(vocab, hp), {k: v[:2] for k, v in cols["train"].items()}, stage)
 
         logger.info("evaluating on the test split (best epoch %d)", stopper.best_epoch)
         test_metrics = evaluate(model, vocab, cols["test"], protocol=protocol, ks=ks,
@@ -181,12 +192,18 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
         metrics: dict[str, float | str] = {
             "task": "retrieval", "dataset": data.dataset, "split": protocol,
             "train_seconds": round(train_seconds, 3),
-            "train_examples_per_second": round(len(split.train) * stopper.epochs_run / max(train_seconds, 1e-9), 1),
+            "train_examples_per_second": round(len(split.train) * (stopper.epochs_run - (resume.initial_epoch or 0))
+                                               / max(train_seconds, 1e-9), 1),
             "num_train_examples": int(len(split.train)), "epochs_trained": stopper.epochs_run,
             "best_epoch": stopper.best_epoch,
             f"validation_{stopper.monitor}": round(float(stopper.best), 6),
             **{k: round(v, 6) for k, v in test_metrics.items()},
         }
+        if dist.name != "default":
+            metrics.update(num_workers=dist.num_workers,
+                           resumed_at_epoch=(resume.initial_epoch or 0) + 1)
+        if not dist.is_chief:  # non-chief workers: their run directory is discarded, skip the export
+            return metrics
         result = _export(cfg, model, vocab, cols, stage, data, hp)
         if result.scann_recall_at_10 is not None:
             metrics["scann_recall@10"] = round(result.scann_recall_at_10, 6)
