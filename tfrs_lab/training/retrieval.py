@@ -32,6 +32,10 @@ EARLY_STOPPING_METRIC = {"hash": "hit_rate@100", "leave-last-out": "ndcg@50"}
 
 def load_data(cfg: RetrievalConfig) -> MovieLensData:
     """The ratings and catalogue the config points at (TFDS, a local zip, or synthetic)."""
+    from tfrs_lab.data.provided import provided_data  # a pipeline's ExampleGen output, if any
+
+    if (provided := provided_data()) is not None:
+        return provided
     d = cfg.data
     synthetic = None
     if d.dataset == "synthetic":
