@@ -40,9 +40,16 @@ def task_config(component: str, task: str, config: str | None, overrides: dict[s
     extra: dict[str, Any] = {}
     if examples is not None:
         extra["data"] = {"split": examples.properties.get("split", "hash")} if task != "sequential" else {}
-    sets = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    for dotted, value in overrides.items():  # nested values, not re-parsed text (YAML 1.1 reads 1e-09 as a string)
+        node = extra
+        *parents, leaf = str(dotted).split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ComponentError(f"{component}.overrides.{dotted}: {part} is not a section")
+        node[leaf] = value
     try:
-        return load_config(task, files, sets, extra=extra)
+        return load_config(task, files, (), extra=extra)
     except ValueError as e:
         raise ComponentError(f"{component}.overrides: {e}") from e
 
