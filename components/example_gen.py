@@ -44,17 +44,6 @@ def _kind(values: np.ndarray) -> str:
     return "int"
 
 
-def _feature(kind: str, row: Any):
-    import tensorflow as tf
-
-    vals = np.atleast_1d(row)
-    if kind == "bytes":
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode() for v in vals]))
-    if kind == "float":
-        return tf.train.Feature(float_list=tf.train.FloatList(value=vals.astype(np.float32).tolist()))
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=vals.astype(np.int64).tolist()))
-
-
 def column_spec(columns: dict[str, np.ndarray]) -> dict[str, list]:
     """``{name: [kind, width, numpy dtype]}``; width 0 for scalars."""
     return {k: [_kind(v), int(v.shape[1]) if v.ndim == 2 else 0, str(v.dtype)] for k, v in columns.items()}
@@ -65,11 +54,26 @@ def write_records(path: Path, columns: dict[str, np.ndarray], rows: np.ndarray) 
     import tensorflow as tf
 
     spec = column_spec(columns)
+    values: dict[str, list] = {}
+    for k, col in columns.items():  # Python lists once per column: the per-row loop only appends
+        col = np.asarray(col)[rows]
+        if spec[k][0] == "bytes":
+            values[k] = [str(v).encode() for v in col.reshape(-1)]
+        else:
+            values[k] = col.astype(np.float32 if spec[k][0] == "float" else np.int64).reshape(len(rows), -1).tolist()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(path), options="GZIP") as w:
-        for r in rows:
-            feats = {k: _feature(spec[k][0], v[r]) for k, v in columns.items()}
-            w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+        for i in range(len(rows)):
+            ex = tf.train.Example()
+            feature = ex.features.feature
+            for k, (kind, _, _) in spec.items():
+                if kind == "bytes":
+                    feature[k].bytes_list.value.append(values[k][i])
+                elif kind == "float":
+                    feature[k].float_list.value.extend(values[k][i])
+                else:
+                    feature[k].int64_list.value.extend(values[k][i])
+            w.write(ex.SerializeToString())
 
 
 def read_records(files: list[Path], spec: dict[str, list]) -> dict[str, np.ndarray]:

@@ -26,11 +26,28 @@ from tfrs_lab.components.transform import task_config
 logger = logging.getLogger(__name__)
 
 METRICS = "metrics"  # ModelRun / ModelEvaluation property: the metrics as JSON
+BEST_OVERLAY_FILE = "best_hyperparameters.yaml"
 
 
 def read_hyperparameters(artifact: A.Artifact) -> dict[str, Any]:
-    """``best_hyperparameters.txt`` (JSON ``{dotted config key: value}``) of a HyperParameters artifact."""
-    return json.loads((artifact.path / A.HYPERPARAMETERS_FILE).read_text())
+    """The Tuner's best configuration as dotted config overrides (``{"model.embedding_dim": 64}``),
+    from ``best_hyperparameters.yaml`` (the config overlay ``tfrs_lab.tuning`` writes next to TFX's
+    ``best_hyperparameters.txt``)."""
+    import yaml
+
+    overlay = yaml.safe_load((artifact.path / BEST_OVERLAY_FILE).read_text()) or {}
+    overlay.pop("task", None)
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[f"{prefix}{k}"] = v
+
+    walk(overlay, "")
+    return flat
 
 
 class Trainer(Component):

@@ -40,18 +40,25 @@ def task_config(component: str, task: str, config: str | None, overrides: dict[s
     extra: dict[str, Any] = {}
     if examples is not None:
         extra["data"] = {"split": examples.properties.get("split", "hash")} if task != "sequential" else {}
-    for dotted, value in overrides.items():  # nested values, not re-parsed text (YAML 1.1 reads 1e-09 as a string)
-        node = extra
+    nest_overrides(component, overrides, extra)
+    try:
+        return load_config(task, files, (), extra=extra)
+    except ValueError as e:
+        raise ComponentError(f"{component}.overrides: {e}") from e
+
+
+def nest_overrides(component: str, overrides: dict[str, Any], into: dict[str, Any]) -> dict[str, Any]:
+    """``{"train.epochs": 3}`` merged into ``into`` as ``{"train": {"epochs": 3}}`` (values kept as
+    given, not re-parsed as text: YAML 1.1 would read ``1e-09`` as a string)."""
+    for dotted, value in overrides.items():
+        node = into
         *parents, leaf = str(dotted).split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ComponentError(f"{component}.overrides.{dotted}: {part} is not a section")
         node[leaf] = value
-    try:
-        return load_config(task, files, (), extra=extra)
-    except ValueError as e:
-        raise ComponentError(f"{component}.overrides: {e}") from e
+    return into
 
 
 def fit_parameters(task: str, cfg: Any, has_user_features: bool) -> dict[str, Any]:
