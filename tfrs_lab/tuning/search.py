@@ -170,7 +170,9 @@ def _oracle(tuner: str, space: SearchSpace, max_trials: int | None, seed: int):
     if tuner == "random":
         return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
     if tuner == "bayesian":
-        return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, **common)
+        # Keras Tuner's default (3 random points per hyperparameter) would leave short searches all random.
+        initial = max(2, min(3 * len(space.hyperparameters), (max_trials or 10) // 3))
+        return kt.oracles.BayesianOptimizationOracle(max_trials=max_trials, num_initial_points=initial, **common)
     if tuner == "grid":
         return kt.oracles.GridSearchOracle(max_trials=max_trials, **common)
     oracle = kt.oracles.HyperbandOracle(max_epochs=space.hyperband_max_epochs, factor=space.hyperband_factor,
