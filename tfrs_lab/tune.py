@@ -35,12 +35,12 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--config", action="append", default=None, metavar="FILE",
                    help="base YAML config; repeatable (default: configs/<task>.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override one base config value (searched hyperparameters win)")
+                   help="override one config value of every trial (over the space's trial_config; searched hyperparameters win)")
     p.add_argument("--dataset", help="movielens/100k-ratings (default), ..., or synthetic")
     p.add_argument("--data-zip", help="official MovieLens zip to use instead of downloading (offline)")
     p.add_argument("--data-dir", help="where prepared TFDS data is cached")
     p.add_argument("--split", choices=("hash", "leave-last-out"), help="evaluation protocol (DESIGN.md §4)")
-    p.add_argument("--epochs", type=int, help="maximum epochs of every trial (the space's trial_config wins)")
+    p.add_argument("--epochs", type=int, help="maximum epochs of every trial (overrides the space's trial_config)")
     p.add_argument("--seed", type=int, help="train.seed of every trial")
     p.add_argument("--output-dir", required=True, help="search directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output-dir")

@@ -199,7 +199,7 @@ class _Job:
             self.progress(record)
 
     def trial_config(self, values: Mapping[str, Any], output_dir: Path):
-        extra = merge(self.user_extra, self.space.trial_config, self.space.overlay(values),
+        extra = merge(self.space.trial_config, self.user_extra, self.space.overlay(values),
                       {"output_dir": str(output_dir)})
         return load_config(self.task, self.config_files, (), extra=extra)
 
@@ -314,9 +314,9 @@ def _collect(oracle, space: SearchSpace, project_dir: Path) -> list[TrialRecord]
         values = {k: v for k, v in trial.hyperparameters.values.items() if k in space.names() or k == "tuner/epochs"}
         objective = trial.score if status == "COMPLETED" else None
         error = None
-        if status == "FAILED":
-            error = (saved.error if saved and saved.error else (trial.message or "").strip().splitlines()[-1:] or [""])
-            error = error if isinstance(error, str) else error[0]
+        if status == "FAILED":  # our record's message, else the last line of Keras Tuner's traceback
+            lines = (trial.message or "").strip().splitlines()
+            error = saved.error if saved and saved.error else (lines[-1] if lines else "unknown error")
         records.append(TrialRecord(
             trial_id=trial_id, status=status, hyperparameters=values,
             objective=None if objective is None else float(objective),
@@ -387,8 +387,9 @@ def run_search(
       output_dir: the search directory (see :mod:`tfrs_lab.tuning` for its contents).
       space_file: search space YAML (default ``configs/tuning/<task>.yaml``).
       config_files, overrides, extra: the base config, exactly as :func:`tfrs_lab.config.load_config`
-        takes them (default files: ``configs/<task>.yaml``); trials add the space's
-        ``trial_config`` and their hyperparameter values on top (those win over ``overrides``).
+        takes them (default files: ``configs/<task>.yaml``). A trial's config is: defaults <
+        ``config_files`` < the space's ``trial_config`` < ``extra`` < ``overrides`` < its
+        hyperparameter values. The final fit leaves ``trial_config`` out.
       tuner: ``random``, ``bayesian``, ``hyperband`` (its ``tuner/epochs`` becomes ``train.epochs``)
         or ``grid`` (finite spaces only).
       max_trials: trials to run in total (a resumed search counts the finished ones); ``None`` lets
@@ -425,7 +426,7 @@ def run_search(
             raise ConfigError(f"grid search needs a finite space: hyperparameters.{infinite[0]} is a float range; "
                               "give it a step or make it a choice")
     user_extra = base_extra(overrides, extra)
-    base_seed = load_config(task, files, (), extra=merge(user_extra, space.trial_config)).train.seed
+    base_seed = load_config(task, files, (), extra=merge(space.trial_config, user_extra)).train.seed
     seed = base_seed if seed is None else seed
     out = Path(output_dir).expanduser().absolute()
     state = _search_state(task, tuner, space, files, user_extra, seed)

@@ -343,7 +343,7 @@ def parse_space(raw: Any, task: str, config_files: Sequence[str | os.PathLike] =
 
     user = base_extra(overrides, extra)
     try:
-        base = load_config(task, config_files, (), extra=merge(user, trial_config))
+        base = load_config(task, config_files, (), extra=merge(trial_config, user))
     except ConfigError as e:
         raise ConfigError(f"{where}trial_config: {e}") from e
     tree = to_dict(base)
@@ -358,7 +358,7 @@ def parse_space(raw: Any, task: str, config_files: Sequence[str | os.PathLike] =
             overlay: dict[str, Any] = {}
             _set_dotted(overlay, hp.name, value)
             try:
-                load_config(task, config_files, (), extra=merge(user, trial_config, overlay))
+                load_config(task, config_files, (), extra=merge(trial_config, user, overlay))
             except ConfigError as e:
                 raise ConfigError(f"{where}hyperparameters.{name}: value {value!r} is rejected by the config: {e}") from e
         parsed[hp.name] = hp
