@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Sequence
 
 from tfrs_lab.cli import ArgumentParser, UsageError, configure_logging, run_cli
@@ -74,10 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra.pop("output_dir", None)
         max_trials = args.max_trials if args.max_trials is not None else (
             None if args.tuner in ("grid", "hyperband") else 10)
-        result = run_search(args.task, args.output_dir, space_file=args.space, config_files=args.config or (),
-                            overrides=args.overrides, extra=extra, tuner=args.tuner, max_trials=max_trials,
-                            seed=args.tuner_seed, resume=args.resume, overwrite=args.overwrite,
-                            final_fit=args.final_fit, progress=_print_trial)
+        try:
+            result = run_search(args.task, args.output_dir, space_file=args.space, config_files=args.config or (),
+                                overrides=args.overrides, extra=extra, tuner=args.tuner, max_trials=max_trials,
+                                seed=args.tuner_seed, resume=args.resume, overwrite=args.overwrite,
+                                final_fit=args.final_fit, progress=_print_trial)
+        except KeyboardInterrupt:
+            print("interrupted: finished trials are saved; continue with the same command plus --resume",
+                  file=sys.stderr)
+            return 130
         if result.role == "worker":
             print(f"worker finished its trials; the chief writes the results to {result.output_dir}")
             return 0
