@@ -23,8 +23,8 @@ from tfrs_lab.export.retrieval import IndexSettings
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.sequential import SequentialModel
 from tfrs_lab.training import rundir
-from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, load_data, optimizer,
-                                       validation_metrics
+from tfrs_lab.training.retrieval import (REQUIRED_KS, ValidationEarlyStopping, load_data, optimizer,
+                                        validation_metrics)
 
 logger = logging.getLogger(__name__)
 
