@@ -33,7 +33,8 @@ def test_trainer_uses_the_tuners_best_hyperparameters(tmp_path, synthetic_data_d
         "trainer": {"type": "Trainer", "inputs": {"examples": "example_gen.examples",
                                                   "hyperparameters": "tuner.best_hyperparameters"},
                     "parameters": {"task": "retrieval", "overrides": {**small, "train.epochs": 1}}},
-        "pusher": {"type": "Pusher", "inputs": {"model": "trainer.model"}}}}
+        "pusher": {"type": "Pusher", "inputs": {"model": "trainer.model"},
+                   "parameters": {"push_destination": str(tmp_path / "serving")}}}}
     # same root as the end-to-end run: its ExampleGen output is reused from the cache
     result = run_pipeline(build_pipeline(spec, pipeline_root=first_run.pipeline.root))
     assert result.results["example_gen"].state == L.CACHED
