@@ -34,8 +34,8 @@ def test_shipped_pipelines_compile_to_a_valid_kfp_spec(path, tmp_path, capsys):
     assert trainer["command"] == ["python", "-m", "tfrs_lab.components.entrypoint"]
     assert trainer["args"][:3] == ["Trainer", "--id", "trainer"]
     assert json.loads(trainer["args"][trainer["args"].index("--inputs") + 1]) == {
-        "examples": "{{$.inputs.artifacts['examples'].path}}",
-        "transform_graph": "{{$.inputs.artifacts['transform_graph'].path}}"}
+        key: f"{{{{$.inputs.artifacts['{key}'].path}}}}" for key in pipeline.node("trainer").inputs}
+    assert "examples" in pipeline.node("trainer").inputs
     pusher = spec["root"]["dag"]["tasks"]["pusher"]
     assert pusher["inputs"]["artifacts"]["model_blessing"]["taskOutputArtifact"] == {
         "producerTask": "evaluator", "outputArtifactKey": "blessing"}
