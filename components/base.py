@@ -18,6 +18,7 @@ pipeline node (:mod:`tfrs_lab.components.runner`); both go through :func:`execut
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -130,7 +131,7 @@ class Component:
             elif p.required:
                 raise ComponentError(f"{self.id}.{name}: required parameter of {self.type_name()} is missing")
             else:
-                out[name] = p.default
+                out[name] = copy.deepcopy(p.default)  # never share a mutable default between components
         return out
 
     def code_fingerprint(self) -> str:

@@ -288,7 +288,7 @@ def run_pipeline(pipeline: Pipeline, *, cache: bool = True, progress: Progress |
             if hit is not None:
                 outputs = store.io(hit.id, L.OUTPUT)
                 for k, art in outputs.items():
-                    store.put_artifact(art, [rctx])
+                    store.put_artifact(art, contexts)  # also this pipeline's: a later baseline lookup finds it
                     store.put_event(art.id, eid, L.OUTPUT, k)
                 store.finish_execution(eid, L.CACHED, cached_from=hit.id)
                 results[node.id] = NodeResult(node.id, eid, L.CACHED, outputs, time.perf_counter() - t0)
