@@ -9,7 +9,7 @@ import pytest
 from tfrs_lab.components import lineage as L
 from tfrs_lab.components.base import ComponentError, InputArtifact, Model, OutputArtifact, Parameter, component, Examples
 from tfrs_lab.components.run import main as run_main
-from tfrs_lab.components.runner import PipelineError, build_pipeline, run_pipeline
+from tfrs_lab.components.runner import PipelineError, build_pipeline
 
 from test_standalone import ratings_csv  # noqa: E402  (same directory)
 

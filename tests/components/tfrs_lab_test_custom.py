@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 from tfrs_lab.components.base import (ExampleAnomalies, Examples, InputArtifact, OutputArtifact, Parameter,
                                       component)
@@ -17,7 +16,7 @@ def Loop(anomalies: InputArtifact[ExampleAnomalies], examples: OutputArtifact[Ex
 def HighRatings(examples: InputArtifact[Examples], filtered: OutputArtifact[Examples],
                 min_rating: Parameter[float] = 4.0) -> None:  # noqa: N802
     """Keeps ratings >= min_rating: a custom component in the README's example."""
-    from tfrs_lab.components.example_gen import read_examples, write_records, column_spec, ROW, COLUMNS, CATALOGUE_COLUMNS
+    from tfrs_lab.components.example_gen import CATALOGUE_COLUMNS, COLUMNS, ROW, read_examples, write_records
     from tfrs_lab.components import artifacts as A
     import numpy as np
 
