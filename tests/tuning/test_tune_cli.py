@@ -143,3 +143,13 @@ def test_bad_arguments_exit_2(tmp_path, data_args, capsys, args, message):
                                                                           "max": 0.01}})
     assert main(["retrieval", *data_args, "--space", str(space), *args, "--output-dir", str(tmp_path / "s")]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task, objective", [("retrieval", "validation_hit_rate@100"), ("ranking", "validation_rmse"),
+                                             ("sequential", "validation_ndcg@10")])
+def test_shipped_spaces_are_valid(task, objective):
+    from tfrs_lab.tuning import load_space
+
+    space = load_space(task, config_files=[default_config_file(task)])
+    assert space.objective.key == objective and space.hyperparameters
+    assert space.keras_tuner_space().space  # converts to Keras Tuner hyperparameters
