@@ -164,5 +164,5 @@ def test_oracle_seed_spreads_the_first_trials():
 
     raw = [random.Random(42 + i).random() for i in range(4, 52, 8)]
     hashed = [random.Random(oracle_seed(42) + i).random() for i in range(4, 52, 8)]
-    assert min(raw) > 0.7  # the correlation this guards against
-    assert min(hashed) < 0.3 and max(hashed) > 0.7
+    assert max(raw) - min(raw) < 0.2  # the correlation this guards against
+    assert max(hashed) - min(hashed) > 0.5
