@@ -137,11 +137,13 @@ def test_bad_space_is_rejected_before_any_work(tmp_path, data_args, capsys, hype
     (["--max-trials", "0"], "--max-trials must be >= 1, got 0"),
     (["--tuner", "grid"], "grid search needs a finite space: hyperparameters.train.learning_rate"),
     (["--resume"], "holds no search to resume"),
+    (["--final-fit", "--set", "train.lr_schedule=plateau"], "train.lr_schedule plateau needs validation data"),
 ])
 def test_bad_arguments_exit_2(tmp_path, data_args, capsys, args, message):
     space = write_space(tmp_path / "space.yaml", {"train.learning_rate": {"type": "float", "min": 0.001,
-                                                                          "max": 0.01}})
-    assert main(["retrieval", *data_args, "--space", str(space), *args, "--output-dir", str(tmp_path / "s")]) == 2
+                                                                          "max": 0.01}},
+                        task="ranking", objective="rmse", trial_config={})
+    assert main(["ranking", *data_args, "--space", str(space), *args, "--output-dir", str(tmp_path / "s")]) == 2
     assert message in capsys.readouterr().err
 
 

@@ -439,6 +439,8 @@ def run_search(
                               "give it a step or make it a choice")
     user_extra = base_extra(overrides, extra)
     base_seed = load_config(task, files, (), extra=merge(space.trial_config, user_extra)).train.seed
+    if final_fit:  # fail now, not after the search, when the task cannot train on train + validation
+        load_config(task, files, (), extra=merge(user_extra, {"train": {"include_validation": True}}))
     seed = base_seed if seed is None else seed
     out = Path(output_dir).expanduser().absolute()
     state = _search_state(task, tuner, space, files, user_extra, seed)
