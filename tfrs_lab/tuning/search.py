@@ -168,9 +168,9 @@ def oracle_seed(seed: int) -> int:
     Keras Tuner draws value *i* of a search with ``random.Random(seed + i).random()``; for small
     seeds such as 42 the first draws of nearby Mersenne Twister seeds are strongly correlated (the
     same hyperparameter came out near the same quantile in every early trial), so the oracle gets a
-    48-bit hash of ``seed`` instead.
+    28-bit hash of ``seed`` instead (NumPy, used by the Bayesian oracle, takes seeds below 2**32).
     """
-    return int(hashlib.sha256(f"tfrs_lab-tuner-{seed}".encode()).hexdigest()[:12], 16)
+    return int(hashlib.sha256(f"tfrs_lab-tuner-{seed}".encode()).hexdigest()[:7], 16)  # < 2**28: numpy needs < 2**32
 
 
 def _oracle(tuner: str, space: SearchSpace, max_trials: int | None, seed: int):
