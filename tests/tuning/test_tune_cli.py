@@ -137,9 +137,34 @@ def test_bad_space_is_rejected_before_any_work(tmp_path, data_args, capsys, hype
     (["--max-trials", "0"], "--max-trials must be >= 1, got 0"),
     (["--tuner", "grid"], "grid search needs a finite space: hyperparameters.train.learning_rate"),
     (["--resume"], "holds no search to resume"),
+    (["--final-fit", "--set", "train.lr_schedule=plateau"], "train.lr_schedule plateau needs validation data"),
 ])
 def test_bad_arguments_exit_2(tmp_path, data_args, capsys, args, message):
     space = write_space(tmp_path / "space.yaml", {"train.learning_rate": {"type": "float", "min": 0.001,
-                                                                          "max": 0.01}})
-    assert main(["retrieval", *data_args, "--space", str(space), *args, "--output-dir", str(tmp_path / "s")]) == 2
+                                                                          "max": 0.01}},
+                        task="ranking", objective="rmse", trial_config={})
+    assert main(["ranking", *data_args, "--space", str(space), *args, "--output-dir", str(tmp_path / "s")]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task, objective", [("retrieval", "validation_hit_rate@100"), ("ranking", "validation_rmse"),
+                                             ("sequential", "validation_ndcg@10")])
+def test_shipped_spaces_are_valid(task, objective):
+    from tfrs_lab.tuning import load_space
+
+    space = load_space(task, config_files=[default_config_file(task)])
+    assert space.objective.key == objective and space.hyperparameters
+    assert space.keras_tuner_space().space  # converts to Keras Tuner hyperparameters
+
+
+def test_oracle_seed_spreads_the_first_trials():
+    """Keras Tuner seeds value i with seed + i; with raw small seeds one hyperparameter (drawn every
+    8th value in an 8-hyperparameter space) lands near the same quantile in the first trials."""
+    import random
+
+    from tfrs_lab.tuning.search import oracle_seed
+
+    raw = [random.Random(42 + i).random() for i in range(4, 52, 8)]
+    hashed = [random.Random(oracle_seed(42) + i).random() for i in range(4, 52, 8)]
+    assert max(raw) - min(raw) < 0.2  # the correlation this guards against
+    assert max(hashed) - min(hashed) > 0.5

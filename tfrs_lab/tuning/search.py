@@ -11,6 +11,7 @@ runs) on a trial run directory, and returns the trial's validation objective fro
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -161,11 +162,22 @@ def _make_tuner_class():
     return TrainerTuner, FatalTrialError
 
 
+def oracle_seed(seed: int) -> int:
+    """The seed handed to Keras Tuner for the user's ``seed``.
+
+    Keras Tuner draws value *i* of a search with ``random.Random(seed + i).random()``; for small
+    seeds such as 42 the first draws of nearby Mersenne Twister seeds are strongly correlated (the
+    same hyperparameter came out near the same quantile in every early trial), so the oracle gets a
+    28-bit hash of ``seed`` instead (NumPy, used by the Bayesian oracle, takes seeds below 2**32).
+    """
+    return int(hashlib.sha256(f"tfrs_lab-tuner-{seed}".encode()).hexdigest()[:7], 16)  # < 2**28: numpy needs < 2**32
+
+
 def _oracle(tuner: str, space: SearchSpace, max_trials: int | None, seed: int):
     import keras_tuner as kt
 
     objective = kt.Objective(space.objective.key, direction=space.objective.direction)
-    common = dict(objective=objective, seed=seed, hyperparameters=space.keras_tuner_space(),
+    common = dict(objective=objective, seed=oracle_seed(seed), hyperparameters=space.keras_tuner_space(),
                   allow_new_entries=False, tune_new_entries=False, max_consecutive_failed_trials=10**6)
     if tuner == "random":
         return kt.oracles.RandomSearchOracle(max_trials=max_trials, **common)
@@ -427,6 +439,8 @@ def run_search(
                               "give it a step or make it a choice")
     user_extra = base_extra(overrides, extra)
     base_seed = load_config(task, files, (), extra=merge(space.trial_config, user_extra)).train.seed
+    if final_fit:  # fail now, not after the search, when the task cannot train on train + validation
+        load_config(task, files, (), extra=merge(user_extra, {"train": {"include_validation": True}}))
     seed = base_seed if seed is None else seed
     out = Path(output_dir).expanduser().absolute()
     state = _search_state(task, tuner, space, files, user_extra, seed)
