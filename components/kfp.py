@@ -8,10 +8,11 @@ Every component becomes a KFP component whose container runs
 ``taskOutputArtifact`` references. Upload the file with the KFP UI or
 ``kfp.Client().create_run_from_pipeline_package("pipeline.yaml")`` (or Vertex AI Pipelines).
 
-We write the IR ourselves instead of calling the ``kfp`` SDK: ``kfp`` 2.17 needs
+We write the IR ourselves instead of depending on the ``kfp`` SDK: ``kfp`` 2.17 requires
 ``protobuf<7`` and would downgrade the protobuf the pinned TensorFlow 2.20 /
-tensorflow-serving-api stack runs on here (7.x); :func:`validate_spec` checks the structure the
-KFP backend relies on.
+tensorflow-serving-api stack is tested with here (7.x). :func:`validate_spec` checks the structure
+the KFP backend relies on; the specs were also checked once with ``kfp`` 2.17 in a separate
+virtualenv (strict ``PipelineSpec`` parse, ``load_component_from_file``, recompiled as a step).
 """
 
 from __future__ import annotations
