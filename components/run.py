@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for art in r.outputs.values():
                 if art.type_name == "PushedModel":
                     print(f"  {r.node_id}: " + (f"pushed version {art.pushed_version} to {art.pushed_destination}"
-                                                if art.pushed else "not pushed (model not blessed)"))
+                                                if art.pushed else "not pushed (a blessing said no)"))
                 if art.type_name == "ModelBlessing":
                     print(f"  {r.node_id}: {'BLESSED' if art.blessed else 'NOT_BLESSED'}")
         return 0

@@ -86,7 +86,7 @@ def test_rerun_is_cached_and_worse_model_is_not_pushed(first_run, tiny_pipeline_
         assert any(upstream in line and "cached" in line for line in out.splitlines()), upstream
     for downstream in ("Trainer", "Evaluator", "InfraValidator", "Pusher", "BulkInferrer"):
         assert any(downstream in line and "done in" in line for line in out.splitlines()), downstream
-    assert "NOT_BLESSED" in out and "not pushed" in out
+    assert "NOT_BLESSED" in out and "not pushed (a blessing said no)" in out
     serving = first_run.pipeline.root / "serving" / "retrieval"
     assert sorted(p.name for p in serving.iterdir()) == [str(first_run.output("pusher", "pushed_model").pushed_version)]
     with L.LineageStore(first_run.pipeline.db_path) as store:

@@ -160,3 +160,32 @@ def test_evaluator_standalone_without_baseline(tmp_path):
     model = hand_model(tmp_path / "m")
     out = Evaluator(thresholds={"hit_rate@10": {"lower_bound": 0.2}}).run(tmp_path / "e", model=model, model_run=run)
     assert not out["blessing"].blessed and (out["blessing"].path / A.NOT_BLESSED_FILE).is_file()
+
+
+def test_a_running_server_picks_up_each_push(tmp_path):
+    import time
+
+    from tfrs_lab.serving.client import ServingClient
+    from tfrs_lab.serving.config import ModelConfig
+    from tfrs_lab.serving.server import ModelServer, ServerOptions
+
+    model = hand_model(tmp_path / "m")
+    dest = tmp_path / "serving" / "tiny"
+    first = Pusher(push_destination=str(dest)).run(tmp_path / "p1", model=model)["pushed_model"]
+    server = ModelServer([ModelConfig(name="tiny", base_path=str(dest))],
+                         ServerOptions(host="127.0.0.1", grpc_port=0, rest_port=None, poll_interval_s=0.2))
+    server.start()
+    try:
+        with ServingClient(f"127.0.0.1:{server.grpc_port}", timeout_s=10) as client:
+            assert [s["version"] for s in client.model_status("tiny")] == [first.pushed_version]
+            second = Pusher(push_destination=str(dest)).run(tmp_path / "p2", model=model)["pushed_model"]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                versions = {s["version"]: s["state"] for s in client.model_status("tiny")}
+                if versions.get(second.pushed_version) == "AVAILABLE":
+                    break
+                time.sleep(0.2)
+            assert versions.get(second.pushed_version) == "AVAILABLE", versions
+            assert client.recommend("tiny", ["1"], k=3)[0][0][0] == "m1"
+    finally:
+        server.stop(grace_s=1.0)
