@@ -10,6 +10,14 @@ Metrics are the trainer's test-split metrics (``metrics.json`` of the ModelRun: 
   (absolute; ``rmse``/``mae`` are lower-is-better, everything else higher-is-better). The first
   model of a pipeline has no baseline and passes the change checks.
 
+With the ``examples`` input the Evaluator also evaluates the exported SavedModel itself — the
+artifact that will be served — on the test split, and reports ``served_<metric>``: for hash-split
+retrieval ``served_hit_rate@K`` (K up to the export's top-K) through the ``query_with_features``
+signature fed the same features the trainer evaluated with (histories from train + validation),
+for explicit rating models ``served_rmse``/``served_mae`` through ``serving_default`` (the user
+features the model stored at export, timestamp = serving time). Close agreement with the
+trainer's numbers is the train/serve parity check; thresholds may name either.
+
 Outputs ``evaluation`` (ModelEvaluation: ``metrics.json`` with metrics, baseline and each check)
 and ``blessing`` (ModelBlessing: ``BLESSED`` or ``NOT_BLESSED``; properties ``blessed``,
 ``metrics``, ``model_uri``, ``baseline_model_uri``).
@@ -61,11 +69,70 @@ def check_blessing(metrics: dict[str, float], thresholds: dict[str, Any], change
     return checks
 
 
+def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifact, batch_size: int = 1024
+                   ) -> dict[str, float]:
+    """Test-split metrics of the exported SavedModel (see the module docstring); ``{}`` for tasks
+    and protocols without a served evaluation (sequential, leave-last-out retrieval, implicit ranking)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfrs_lab.components.example_gen import read_examples
+    from tfrs_lab.config import load_config
+    from tfrs_lab.data.splits import Split
+    from tfrs_lab.export import signatures as sig
+    from tfrs_lab.serving.servable import register_scann_ops
+
+    task = model.properties.get("task")
+    cfg = load_config(task, [model_run.path / "config.yaml"])
+    loaded = read_examples(examples)
+    test = loaded.splits["test"]
+    if not len(test):
+        return {}
+    register_scann_ops()
+    saved = tf.saved_model.load(str(model.serving_dir))
+    data = loaded.data
+    if task == "retrieval" and loaded.protocol == "hash":
+        from tfrs_lab.training.retrieval import hyperparameters, split_columns
+
+        hp = hyperparameters(cfg, data.has_user_features)
+        cols = split_columns(data, Split(loaded.protocol, loaded.splits["train"], loaded.splits["validation"], test),
+                             hp)["test"]
+        n = len(cols["user_id"])
+        fn = saved.signatures[sig.QUERY_FEATURES]
+        defaults = {"bucketized_user_age": np.zeros(n, np.float32), "user_gender": np.zeros(n, np.int64),
+                    "user_occupation_label": np.zeros(n, np.int64)}
+        history = cols.get("history", np.full((n, 1), "", dtype=object))
+        found = []
+        for start in range(0, n, batch_size):
+            part = slice(start, start + batch_size)
+            inputs = {sig.USER_ID: cols["user_id"][part].astype(str), sig.TIMESTAMP: cols["timestamp"][part].astype(np.int64),
+                      **{k: np.asarray(cols.get(k, v))[part].astype(v.dtype) for k, v in defaults.items()},
+                      sig.HISTORY_MOVIE_IDS: history[part].astype(str)}
+            found.append(fn(**{k: tf.constant(v) for k, v in inputs.items()})[sig.MOVIE_IDS].numpy().astype(str))
+        ids = np.concatenate(found)
+        target = cols["movie_id"].astype(str)[:, None]
+        return {f"served_hit_rate@{k}": round(float(np.any(ids[:, :k] == target, axis=1).mean()), 6)
+                for k in sorted(set(cfg.eval.ks)) if k <= ids.shape[1]}
+    if task == "ranking" and cfg.model.objective == "explicit":
+        fn = saved.signatures[sig.SERVING_DEFAULT]
+        preds = []
+        for start in range(0, len(test), batch_size):
+            rows = test[start:start + batch_size]
+            out = fn(**{sig.USER_ID: tf.constant(data.ratings["user_id"][rows].astype(str)),
+                        sig.MOVIE_ID: tf.constant(data.ratings["movie_id"][rows].astype(str))})
+            preds.append(np.asarray(out[sig.RATING]).reshape(-1))
+        err = np.concatenate(preds) - data.ratings["user_rating"][test].astype(np.float64)
+        return {"served_rmse": round(float(np.sqrt(np.mean(err ** 2))), 6), "served_mae": round(float(np.mean(np.abs(err))), 6)}
+    return {}
+
+
 class Evaluator(Component):
     """Blesses the candidate model when every threshold passes."""
 
-    INPUTS = {"model": Channel(A.MODEL), "model_run": Channel(A.MODEL_RUN)}
+    INPUTS = {"model": Channel(A.MODEL), "model_run": Channel(A.MODEL_RUN),
+              "examples": Channel(A.EXAMPLES, optional=True)}
     OUTPUTS = {"evaluation": Channel(A.MODEL_EVALUATION), "blessing": Channel(A.MODEL_BLESSING)}
+    CODE = ("tfrs_lab.training.retrieval", "tfrs_lab.data.history", "tfrs_lab.components.example_gen")
     PARAMETERS = {
         "thresholds": Param(dict, {}, "metric -> {lower_bound, upper_bound}"),
         "change_thresholds": Param(dict, {}, "metric -> tolerated worsening vs the latest blessed model"),
@@ -73,6 +140,11 @@ class Evaluator(Component):
 
     def execute(self, ctx: ExecutionContext) -> None:
         metrics = json.loads(ctx.inputs["model_run"].properties[METRICS])
+        if ctx.inputs.get("examples") is not None:
+            served = served_metrics(ctx.inputs["model"], ctx.inputs["model_run"], ctx.inputs["examples"])
+            for k, v in served.items():
+                logger.info("%s: %s = %.4f (trainer: %s)", ctx.component_id, k, v, metrics.get(k.removeprefix("served_")))
+            metrics = {**metrics, **served}
         baseline_art = None
         if ctx.store is not None and ctx.pipeline:
             baseline_art = ctx.store.latest_blessed(ctx.pipeline, exclude_execution=ctx.execution_id)

@@ -27,7 +27,8 @@ def pipeline_spec(data_dir: Path, *, name: str = "tiny_retrieval") -> dict:
                                                       "transform_graph": "transform.transform_graph"},
                         "parameters": {"task": "retrieval", "overrides": {
                             "train.epochs": 2, "export.verify": False, "export.k": 20, "export.max_exclude": 20}}},
-            "evaluator": {"type": "Evaluator", "inputs": {"model": "trainer.model", "model_run": "trainer.model_run"},
+            "evaluator": {"type": "Evaluator", "inputs": {"model": "trainer.model", "model_run": "trainer.model_run",
+                                                          "examples": "example_gen.examples"},
                           "parameters": {"thresholds": {"hit_rate@10": {"lower_bound": 0.0}},
                                          "change_thresholds": {"hit_rate@10": 0.0}}},
             "infra_validator": {"type": "InfraValidator", "parameters": {"make_warmup": True},

@@ -19,6 +19,9 @@ def test_every_component_ran_and_the_model_was_pushed(first_run):
     states = {r.node_id: r.state for r in first_run.results.values()}
     assert set(states.values()) == {L.COMPLETE} and len(states) == 10
     assert first_run.output("evaluator", "blessing").blessed
+    # train/serve parity: the exported SavedModel, fed the trainer's test features, scores what the trainer measured
+    measured = json.loads(first_run.output("evaluator", "evaluation").properties["metrics"])
+    assert measured["served_hit_rate@10"] == pytest.approx(measured["hit_rate@10"], abs=0.02)  # export k=20: @10 only
     assert first_run.output("infra_validator", "blessing").blessed
     pushed = first_run.output("pusher", "pushed_model")
     assert pushed.pushed and (pushed.path / "PUSHED").is_file()
