@@ -44,6 +44,13 @@ def test_resume_does_not_repeat_finished_trials(tmp_path, data_args, capsys):
     err = capsys.readouterr().err
     assert "refusing to resume" in err and "model.embedding_dim" in err
 
+    # Resuming with --max-trials <= the finished trials only writes the results from them.
+    assert main(["retrieval", *data_args, "--space", str(space), "--tuner", "bayesian", "--max-trials", "1",
+                 "--resume", "--output-dir", str(out)]) == 0
+    assert " started" not in capsys.readouterr().out
+    with open(out / "trials.csv", newline="") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["COMPLETED", "INTERRUPTED"]
+
     assert main(["retrieval", *data_args, "--space", str(space), "--tuner", "bayesian", "--max-trials", "3",
                  "--resume", "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out

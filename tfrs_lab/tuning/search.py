@@ -51,7 +51,8 @@ Role = Literal["local", "chief", "worker"]
 class TrialRecord:
     """One trial as the search saw it.
 
-    ``status``: ``RUNNING`` (reported at the start), ``COMPLETED`` or ``FAILED``. ``objective`` is the
+    ``status``: ``RUNNING`` (reported at the start), ``COMPLETED``, ``FAILED`` or ``INTERRUPTED``
+    (a search ended by resuming with fewer ``max_trials``). ``objective`` is the
     validation metric (``None`` unless completed); ``seconds`` wall time of the whole trial;
     ``metrics`` every ``validation_*`` value the trial's ``metrics.json`` holds.
     """
@@ -322,7 +323,7 @@ def _collect(oracle, space: SearchSpace, project_dir: Path) -> list[TrialRecord]
     for trial_id in sorted(oracle.trials):
         trial = oracle.trials[trial_id]
         saved = _Job.read_record(project_dir / f"trial_{trial_id}")
-        status = {"COMPLETED": "COMPLETED", "RUNNING": "RUNNING", "IDLE": "RUNNING"}.get(trial.status, "FAILED")
+        status = {"COMPLETED": "COMPLETED", "RUNNING": "INTERRUPTED", "IDLE": "INTERRUPTED"}.get(trial.status, "FAILED")
         values = {k: v for k, v in trial.hyperparameters.values.items() if k in space.names() or k == "tuner/epochs"}
         objective = trial.score if status == "COMPLETED" else None
         error = None
@@ -409,7 +410,8 @@ def run_search(
       seed: the tuner's sampling seed (default: the config's ``train.seed``; every trial trains with
         the config's ``train.seed``, recorded per trial).
       resume: continue the search in ``output_dir``: finished trials are kept, an interrupted one is
-        run again; refused when the space, tuner or base config changed.
+        run again; refused when the space, tuner or base config changed. With ``max_trials`` <= the
+        finished trials it only writes the results (the interrupted trial is listed as INTERRUPTED).
       overwrite: replace a non-empty ``output_dir``.
       final_fit: afterwards retrain the best configuration on train + validation for the best trial's
         best-epoch count (``train.include_validation``) and evaluate once on test, into
@@ -455,10 +457,16 @@ def run_search(
         search.oracle.max_trials = max_trials  # a resumed search may be given more trials
     logger.info("%s search of %s (%s): %d hyperparameters, objective %s (%s), up to %s trials", tuner, task, role,
                 len(space.hyperparameters), space.objective.key, space.objective.direction, max_trials or "all")
-    try:
-        search.search(verbose=1 if role == "chief" else 0)
-    except FatalTrialError as e:
-        raise e.cause from e
+    finished = len(search.oracle.end_order) if role != "worker" else 0
+    if resume and max_trials is not None and finished >= max_trials:
+        # Resuming with --max-trials <= the finished trials ends the search: results from those,
+        # an interrupted trial is reported as INTERRUPTED and not run again.
+        logger.info("%d trials already finished (max_trials %d): writing the results", finished, max_trials)
+    else:
+        try:
+            search.search(verbose=1 if role == "chief" else 0)
+        except FatalTrialError as e:
+            raise e.cause from e
     project_dir = kt_dir / PROJECT_NAME
     if role == "worker":
         return SearchResult(role, out, space.objective.key, space.objective.direction, (), None, None, None,
