@@ -129,6 +129,9 @@ class TrainConfig:
     collective_timeout_seconds: int = 0  # multi_worker_mirrored: fail a collective after this long (0 = never)
     supported_distributions: typing.ClassVar[tuple[str, ...]] = (
         "default", "mirrored", "multi_worker_mirrored", "parameter_server")
+    include_validation: bool = False
+    """Final fit (``tune --final``): train on train + validation for exactly ``epochs`` epochs, no
+    early stopping and no validation metrics; test is still evaluated once."""
 
     def validate(self, path: str) -> None:
         if self.distribution not in self.supported_distributions:
@@ -263,6 +266,11 @@ class SequentialTrainConfig(TrainConfig):
     learning_rate: float = 0.004
     early_stopping_patience: int = 5
 
+    def validate(self, path: str) -> None:
+        super().validate(path)
+        if self.include_validation:
+            raise ConfigError(f"{path}.include_validation is not supported by the sequential task: set it to false")
+
 
 @dataclass(frozen=True, kw_only=True)
 class SequentialEvalConfig(EvalConfig):
@@ -381,6 +389,9 @@ class RankingTrainConfig(TrainConfig):
         if not 0.0 < self.lr_decay_factor < 1.0:
             raise ConfigError(f"{path}.lr_decay_factor must be in (0, 1), got {self.lr_decay_factor}")
         positive(self.min_learning_rate, f"{path}.min_learning_rate", allow_zero=True)
+        if self.include_validation and self.lr_schedule == "plateau":
+            raise ConfigError(f"{path}.lr_schedule plateau needs validation data: use constant or cosine "
+                              f"with {path}.include_validation")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,7 +36,7 @@ from tfrs_lab.models.ranking import RankingModel
 from tfrs_lab.training import rundir
 from tfrs_lab.training.evaluate import seen_lists
 from tfrs_lab.training.retrieval import (EARLY_STOPPING_METRIC, REQUIRED_KS, ValidationEarlyStopping, make_dataset,
-                                         optimizer, seed_and_load)
+                                         optimizer, seed_and_load, validation_metrics)
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def _fit(model: RankingModel, cfg: RankingConfig, train_ds: tf.data.Dataset, ste
             t.learning_rate, decay_steps=max(1, t.epochs * steps_per_epoch),
             alpha=min(1.0, t.min_learning_rate / t.learning_rate))
     model.compile(optimizer=optimizer(t.optimizer, lr))
-    stopper = ValidationEarlyStopping(validate, monitor, t.early_stopping_patience)
+    stopper = ValidationEarlyStopping(None if t.include_validation else validate, monitor, t.early_stopping_patience)
     callbacks: list[tf.keras.callbacks.Callback] = [stopper]
     if t.lr_schedule == "plateau":
         callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
@@ -331,7 +331,6 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
         if not explicit or protocol == "leave-last-out":
             test_metrics.update(ranking_eval(model, vocab, cols["test"], protocol=protocol, ks=ks,
                                              history=seen["test"], batch_size=cfg.eval.batch_size))
-        best = -stopper.best if monitor == "neg_rmse" else stopper.best
         metrics: dict[str, float | str] = {
             "task": "ranking", "dataset": data.dataset, "split": protocol,
             "architecture": hp.architecture, "objective": hp.objective,
@@ -339,7 +338,7 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
             "train_seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3),
             "train_examples_per_second": round(examples_per_epoch * epochs_run / max(train_seconds, 1e-9), 1),
             "num_train_examples": int(n_train), "epochs_trained": epochs_run, "best_epoch": stopper.best_epoch,
-            f"validation_{'rmse' if monitor == 'neg_rmse' else monitor}": round(float(best), 6),
+            **validation_metrics(stopper),
             **{k: round(v, 6) for k, v in test_metrics.items()},
         }
         x = cfg.export

@@ -32,6 +32,10 @@ EARLY_STOPPING_METRIC = {"hash": "hit_rate@100", "leave-last-out": "ndcg@50"}
 
 def load_data(cfg: RetrievalConfig) -> MovieLensData:
     """The ratings and catalogue the config points at (TFDS, a local zip, or synthetic)."""
+    from tfrs_lab.data.provided import provided_data  # a pipeline's ExampleGen output, if any
+
+    if (provided := provided_data()) is not None:
+        return provided
     d = cfg.data
     synthetic = None
     if d.dataset == "synthetic":
@@ -65,17 +69,23 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
     """Evaluates full-catalogue validation metrics after each epoch, keeps the best weights,
     stops after ``patience`` epochs without improvement, and restores the best weights at the end.
 
-    The metrics are added to the epoch ``logs`` (as ``val_<name>``) so TensorBoard records them.
+    The metrics are added to the epoch ``logs`` (as ``val_<name>``) so TensorBoard records them;
+    ``best_metrics`` holds every validation metric of the best epoch. With ``evaluate_fn=None``
+    (``train.include_validation``: no held-out data) it only counts epochs and keeps the last weights.
     """
 
     def __init__(self, evaluate_fn, monitor: str, patience: int) -> None:
         super().__init__()
         self.evaluate_fn, self.monitor, self.patience = evaluate_fn, monitor, patience
         self.best, self.best_epoch, self.best_weights, self.wait = -np.inf, 0, None, 0
+        self.best_metrics: dict[str, float] = {}
         self.eval_seconds = 0.0
         self.epochs_run = 0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.evaluate_fn is None:
+            self.epochs_run = self.best_epoch = epoch + 1
+            return
         start = time.perf_counter()
         metrics = self.evaluate_fn()
         self.eval_seconds += time.perf_counter() - start
@@ -86,6 +96,7 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
         logger.info("epoch %d: validation %s = %.4f", epoch + 1, self.monitor, value)
         if value > self.best:
             self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+            self.best_metrics = dict(metrics)
             self.best_weights = self.model.get_weights()
         else:
             self.wait += 1
@@ -95,6 +106,12 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+def validation_metrics(stopper: ValidationEarlyStopping) -> dict[str, float]:
+    """``validation_<name>`` of every validation metric at the best epoch (none without validation)."""
+    return {f"validation_{k}": round(float(v), 6) for k, v in stopper.best_metrics.items()
+            if not k.startswith("neg_")}
 
 
 def optimizer(name: str, lr) -> tf.keras.optimizers.Optimizer:
@@ -134,6 +151,9 @@ def seed_and_load(cfg) -> tuple[MovieLensData, Split]:
     logger.info("loading %s", cfg.data.dataset)
     data = load_data(cfg)
     split = make_split(cfg.data.split, data.ratings)
+    if getattr(cfg.train, "include_validation", False):  # final fit: validation rows join training
+        split = Split(split.name, np.sort(np.concatenate([split.train, split.validation])),
+                      split.validation[:0], split.test)
     logger.info("split %s: %d train / %d validation / %d test ratings", split.name,
                 len(split.train), len(split.validation), len(split.test))
     return data, split
@@ -171,7 +191,8 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
         return evaluate(model, vocab, cols["validation"], protocol=protocol, ks=ks,
                         history=val_history, batch_size=cfg.eval.batch_size)
 
-    stopper = ValidationEarlyStopping(validate, EARLY_STOPPING_METRIC[protocol], cfg.train.early_stopping_patience)
+    stopper = ValidationEarlyStopping(None if cfg.train.include_validation else validate,
+                                      EARLY_STOPPING_METRIC[protocol], cfg.train.early_stopping_patience)
     with distribute.run_directory(dist, output_dir, rundir.staged_run_dir) as stage:
         dump_config(cfg, stage / rundir.CONFIG_FILE)
         callbacks = [stopper, tf.keras.callbacks.TensorBoard(log_dir=str(stage / rundir.LOGS_DIR), write_graph=False)]
@@ -196,7 +217,7 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
                                                / max(train_seconds, 1e-9), 1),
             "num_train_examples": int(len(split.train)), "epochs_trained": stopper.epochs_run,
             "best_epoch": stopper.best_epoch,
-            f"validation_{stopper.monitor}": round(float(stopper.best), 6),
+            **validation_metrics(stopper),
             **{k: round(v, 6) for k, v in test_metrics.items()},
         }
         if dist.name != "default":

@@ -23,7 +23,8 @@ from tfrs_lab.export.retrieval import IndexSettings
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.sequential import SequentialModel
 from tfrs_lab.training import rundir
-from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, load_data, optimizer
+from tfrs_lab.training.retrieval import (REQUIRED_KS, ValidationEarlyStopping, load_data, optimizer,
+                                        validation_metrics)
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def train_sequential(cfg: SequentialConfig, output_dir: Path, *, verbose: int | 
             "train_examples_per_second": round(train.num_positions * epochs / max(train_seconds, 1e-9), 1),
             "num_train_sequences": int(len(train.inputs)), "num_train_examples": train.num_positions,
             "epochs_trained": stopper.epochs_run, "best_epoch": stopper.best_epoch,
-            f"validation_{EARLY_STOPPING_METRIC}": round(float(stopper.best), 6),
+            **validation_metrics(stopper),
             **{k: round(v, 6) for k, v in test_metrics.items()},
         }
         result = _export(cfg, model, vocab, data, test, stage)

@@ -1,0 +1,167 @@
+"""Evaluator: the candidate's test metrics, and a blessing by value and change thresholds.
+
+Metrics are the trainer's test-split metrics (``metrics.json`` of the ModelRun: full-catalogue
+``hit_rate@K`` for hash-split retrieval, ``recall@K``/``ndcg@K``/``mrr`` for leave-last-out, ``rmse``/
+``mae`` for rating models; DESIGN.md §4). Blessing (TFX semantics):
+
+* ``thresholds``: ``{metric: {lower_bound: x, upper_bound: y}}`` — the value must lie within;
+* ``change_thresholds``: ``{metric: tolerance}`` — compared with the latest *blessed* model of
+  the pipeline (from the lineage store), the candidate may be worse by at most ``tolerance``
+  (absolute; ``rmse``/``mae`` are lower-is-better, everything else higher-is-better). The first
+  model of a pipeline has no baseline and passes the change checks.
+
+With the ``examples`` input the Evaluator also evaluates the exported SavedModel itself — the
+artifact that will be served — on the test split, and reports ``served_<metric>``: for hash-split
+retrieval ``served_hit_rate@K`` (K up to the export's top-K) through the ``query_with_features``
+signature fed the same features the trainer evaluated with (histories from train + validation),
+for explicit rating models ``served_rmse``/``served_mae`` through ``serving_default`` (the user
+features the model stored at export, timestamp = serving time). Close agreement with the
+trainer's numbers is the train/serve parity check; thresholds may name either.
+
+Outputs ``evaluation`` (ModelEvaluation: ``metrics.json`` with metrics, baseline and each check)
+and ``blessing`` (ModelBlessing: ``BLESSED`` or ``NOT_BLESSED``; properties ``blessed``,
+``metrics``, ``model_uri``, ``baseline_model_uri``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from tfrs_lab.components import artifacts as A
+from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
+from tfrs_lab.components.trainer import METRICS
+
+logger = logging.getLogger(__name__)
+
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "loss"})
+
+
+def check_blessing(metrics: dict[str, float], thresholds: dict[str, Any], change_thresholds: dict[str, Any],
+                   baseline: dict[str, float] | None, component: str = "Evaluator") -> list[dict[str, Any]]:
+    """Every check as ``{metric, kind, value, bound, passed}``; raises :class:`ComponentError` for
+    a threshold on a metric the model does not report."""
+    checks = []
+    for name, t in thresholds.items():
+        if name not in metrics:
+            raise ComponentError(f"{component}.thresholds.{name}: the model reports no such metric "
+                                 f"(has {', '.join(sorted(k for k, v in metrics.items() if isinstance(v, (int, float))))})")
+        if not isinstance(t, dict) or not set(t) <= {"lower_bound", "upper_bound"} or not t:
+            raise ComponentError(f"{component}.thresholds.{name}: give lower_bound and/or upper_bound, got {t!r}")
+        v = float(metrics[name])
+        lo, hi = t.get("lower_bound"), t.get("upper_bound")
+        passed = (lo is None or v >= lo) and (hi is None or v <= hi)
+        checks.append({"metric": name, "kind": "value", "value": v, "bound": [lo, hi], "passed": passed})
+    for name, tol in change_thresholds.items():
+        if name not in metrics:
+            raise ComponentError(f"{component}.change_thresholds.{name}: the model reports no such metric")
+        if not isinstance(tol, (int, float)) or tol < 0:
+            raise ComponentError(f"{component}.change_thresholds.{name}: must be a number >= 0, got {tol!r}")
+        if baseline is None or name not in baseline:
+            checks.append({"metric": name, "kind": "change", "value": float(metrics[name]), "bound": None, "passed": True})
+            continue
+        base, v = float(baseline[name]), float(metrics[name])
+        lower = name in LOWER_IS_BETTER
+        bound = base + tol if lower else base - tol
+        passed = v <= bound if lower else v >= bound
+        checks.append({"metric": name, "kind": "change", "value": v, "baseline": base, "bound": bound, "passed": passed})
+    return checks
+
+
+def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifact, batch_size: int = 1024
+                   ) -> dict[str, float]:
+    """Test-split metrics of the exported SavedModel (see the module docstring); ``{}`` for tasks
+    and protocols without a served evaluation (sequential, leave-last-out retrieval, implicit ranking)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfrs_lab.components.example_gen import read_examples
+    from tfrs_lab.config import load_config
+    from tfrs_lab.data.splits import Split
+    from tfrs_lab.export import signatures as sig
+    from tfrs_lab.serving.servable import register_scann_ops
+
+    task = model.properties.get("task")
+    cfg = load_config(task, [model_run.path / "config.yaml"])
+    loaded = read_examples(examples)
+    test = loaded.splits["test"]
+    if not len(test):
+        return {}
+    register_scann_ops()
+    saved = tf.saved_model.load(str(model.serving_dir))
+    data = loaded.data
+    if task == "retrieval" and loaded.protocol == "hash":
+        from tfrs_lab.training.retrieval import hyperparameters, split_columns
+
+        hp = hyperparameters(cfg, data.has_user_features)
+        cols = split_columns(data, Split(loaded.protocol, loaded.splits["train"], loaded.splits["validation"], test),
+                             hp)["test"]
+        n = len(cols["user_id"])
+        fn = saved.signatures[sig.QUERY_FEATURES]
+        defaults = {"bucketized_user_age": np.zeros(n, np.float32), "user_gender": np.zeros(n, np.int64),
+                    "user_occupation_label": np.zeros(n, np.int64)}
+        history = cols.get("history", np.full((n, 1), "", dtype=object))
+        found = []
+        for start in range(0, n, batch_size):
+            part = slice(start, start + batch_size)
+            inputs = {sig.USER_ID: cols["user_id"][part].astype(str), sig.TIMESTAMP: cols["timestamp"][part].astype(np.int64),
+                      **{k: np.asarray(cols.get(k, v))[part].astype(v.dtype) for k, v in defaults.items()},
+                      sig.HISTORY_MOVIE_IDS: history[part].astype(str)}
+            found.append(fn(**{k: tf.constant(v) for k, v in inputs.items()})[sig.MOVIE_IDS].numpy().astype(str))
+        ids = np.concatenate(found)
+        target = cols["movie_id"].astype(str)[:, None]
+        return {f"served_hit_rate@{k}": round(float(np.any(ids[:, :k] == target, axis=1).mean()), 6)
+                for k in sorted(set(cfg.eval.ks)) if k <= ids.shape[1]}
+    if task == "ranking" and cfg.model.objective == "explicit":
+        fn = saved.signatures[sig.SERVING_DEFAULT]
+        preds = []
+        for start in range(0, len(test), batch_size):
+            rows = test[start:start + batch_size]
+            out = fn(**{sig.USER_ID: tf.constant(data.ratings["user_id"][rows].astype(str)),
+                        sig.MOVIE_ID: tf.constant(data.ratings["movie_id"][rows].astype(str))})
+            preds.append(np.asarray(out[sig.RATING]).reshape(-1))
+        err = np.concatenate(preds) - data.ratings["user_rating"][test].astype(np.float64)
+        return {"served_rmse": round(float(np.sqrt(np.mean(err ** 2))), 6), "served_mae": round(float(np.mean(np.abs(err))), 6)}
+    return {}
+
+
+class Evaluator(Component):
+    """Blesses the candidate model when every threshold passes."""
+
+    INPUTS = {"model": Channel(A.MODEL), "model_run": Channel(A.MODEL_RUN),
+              "examples": Channel(A.EXAMPLES, optional=True)}
+    OUTPUTS = {"evaluation": Channel(A.MODEL_EVALUATION), "blessing": Channel(A.MODEL_BLESSING)}
+    CODE = ("tfrs_lab.training.retrieval", "tfrs_lab.data.history", "tfrs_lab.components.example_gen")
+    PARAMETERS = {
+        "thresholds": Param(dict, {}, "metric -> {lower_bound, upper_bound}"),
+        "change_thresholds": Param(dict, {}, "metric -> tolerated worsening vs the latest blessed model"),
+    }
+
+    def execute(self, ctx: ExecutionContext) -> None:
+        metrics = json.loads(ctx.inputs["model_run"].properties[METRICS])
+        if ctx.inputs.get("examples") is not None:
+            served = served_metrics(ctx.inputs["model"], ctx.inputs["model_run"], ctx.inputs["examples"])
+            for k, v in served.items():
+                logger.info("%s: %s = %.4f (trainer: %s)", ctx.component_id, k, v, metrics.get(k.removeprefix("served_")))
+            metrics = {**metrics, **served}
+        baseline_art = None
+        if ctx.store is not None and ctx.pipeline:
+            baseline_art = ctx.store.latest_blessed(ctx.pipeline, exclude_execution=ctx.execution_id)
+        baseline = json.loads(baseline_art.properties[METRICS]) if baseline_art is not None else None
+        checks = check_blessing(metrics, self.parameters["thresholds"], self.parameters["change_thresholds"], baseline,
+                                ctx.component_id)
+        blessed = all(c["passed"] for c in checks)
+        for c in checks:
+            logger.info("%s: %s %s = %.4f %s (bound %s)", ctx.component_id, c["kind"], c["metric"], c["value"],
+                        "ok" if c["passed"] else "FAILED", c["bound"])
+        numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        ev = ctx.outputs["evaluation"]
+        (ev.path / A.EVALUATION_FILE).write_text(json.dumps(
+            {"metrics": numeric, "baseline": baseline, "checks": checks, "blessed": blessed}, indent=1, sort_keys=True))
+        ev.properties.update({METRICS: json.dumps(numeric, sort_keys=True), A.BLESSED: int(blessed)})
+        bl = ctx.outputs["blessing"]
+        A.write_blessing(bl, blessed)
+        bl.properties.update({METRICS: json.dumps(numeric, sort_keys=True), "model_uri": ctx.inputs["model"].uri,
+                              "baseline_model_uri": "" if baseline_art is None else baseline_art.properties.get("model_uri", "")})
+        logger.info("%s: model %s", ctx.component_id, "BLESSED" if blessed else "NOT_BLESSED")

@@ -1,0 +1,113 @@
+"""Trainer: runs one of ``tfrs_lab.train``'s tasks on the pipeline's Examples (and Transform).
+
+Outputs: ``model`` (TFX ``Model``: the SavedModel in ``Format-Serving/``, properties ``task``,
+``model_name``) and ``model_run`` (``ModelRun``: the run directory — ``config.yaml``,
+``metrics.json``, TensorBoard ``logs/`` — with the test metrics as properties).
+
+The trainer is the library's own (``tfrs_lab.train.TRAINERS[task]``); the Examples are read back
+into a ``MovieLensData`` and, with the TransformGraph's vocabularies, handed to it through
+:func:`tfrs_lab.data.provided.provided_inputs`. A Tuner's ``best_hyperparameters`` are applied as
+config overrides below the component's own ``overrides``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tfrs_lab.components import artifacts as A
+from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
+from tfrs_lab.components.example_gen import DEFAULT_SPLIT_CONFIG
+from tfrs_lab.components.transform import task_config
+
+logger = logging.getLogger(__name__)
+
+METRICS = "metrics"  # ModelRun / ModelEvaluation property: the metrics as JSON
+BEST_OVERLAY_FILE = "best_hyperparameters.yaml"
+
+
+def read_hyperparameters(artifact: A.Artifact) -> dict[str, Any]:
+    """The Tuner's best configuration as dotted config overrides (``{"model.embedding_dim": 64}``),
+    from ``best_hyperparameters.yaml`` (the config overlay ``tfrs_lab.tuning`` writes next to TFX's
+    ``best_hyperparameters.txt``)."""
+    import yaml
+
+    overlay = yaml.safe_load((artifact.path / BEST_OVERLAY_FILE).read_text()) or {}
+    overlay.pop("task", None)
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                flat[f"{prefix}{k}"] = v
+
+    walk(overlay, "")
+    return flat
+
+
+class Trainer(Component):
+    """Trains, evaluates and exports a model with the library's trainer for ``task``."""
+
+    INPUTS = {"examples": Channel(A.EXAMPLES), "transform_graph": Channel(A.TRANSFORM_GRAPH, optional=True),
+              "hyperparameters": Channel(A.HYPERPARAMETERS, optional=True)}
+    OUTPUTS = {"model": Channel(A.MODEL), "model_run": Channel(A.MODEL_RUN)}
+    PARAMETERS = {
+        "task": Param(str, "retrieval", "retrieval | ranking | sequential"),
+        "config": Param(str, None, "task config YAML (default configs/<task>.yaml)"),
+        "overrides": Param(dict, {}, "dotted config key -> value, e.g. {train.epochs: 3}"),
+    }
+    CODE = ("tfrs_lab.train", "tfrs_lab.training.retrieval", "tfrs_lab.training.ranking",
+            "tfrs_lab.training.sequential", "tfrs_lab.training.evaluate", "tfrs_lab.models.retrieval",
+            "tfrs_lab.models.ranking", "tfrs_lab.models.sequential", "tfrs_lab.models.features",
+            "tfrs_lab.export.retrieval", "tfrs_lab.export.ranking", "tfrs_lab.export.sequential",
+            "tfrs_lab.data.features", "tfrs_lab.data.history", "tfrs_lab.data.sequences", "tfrs_lab.data.provided",
+            "tfrs_lab.components.example_gen", "tfrs_lab.components.transform")
+
+    def fingerprint_extra(self) -> str:
+        path = self.parameters["config"]
+        return Path(path).read_text() if path and Path(path).is_file() else ""
+
+    def execute(self, ctx: ExecutionContext) -> None:
+        from tfrs_lab.components.example_gen import read_examples
+        from tfrs_lab.components.transform import load_vocabularies
+        from tfrs_lab.data.provided import provided_inputs
+        from tfrs_lab.train import trainer
+        from tfrs_lab.training import rundir
+
+        p = self.parameters
+        examples = ctx.inputs["examples"]
+        split_config = json.loads(examples.properties.get("split_config", "{}"))
+        if examples.properties.get("split") == "hash" and split_config != DEFAULT_SPLIT_CONFIG:
+            raise ComponentError(f"{ctx.component_id}.examples: the trainers split by DESIGN.md §4 "
+                                 f"(hash buckets {DEFAULT_SPLIT_CONFIG}); ExampleGen used {split_config}")
+        if p["task"] == "sequential" and examples.properties.get("split") != "leave-last-out":
+            raise ComponentError(f"{ctx.component_id}.examples: sequential models need ExampleGen split: leave-last-out")
+        overrides = dict(p["overrides"])
+        hp = ctx.inputs.get("hyperparameters")
+        if hp is not None:
+            overrides = {**read_hyperparameters(hp), **overrides}
+        cfg = task_config(ctx.component_id, p["task"], p["config"], overrides, examples)
+        loaded = read_examples(examples)
+        vocab, fit = (None, None)
+        if ctx.inputs.get("transform_graph") is not None:
+            vocab, fit = load_vocabularies(ctx.inputs["transform_graph"])
+        run_dir = ctx.outputs["model_run"].path
+        shutil.rmtree(run_dir)  # the trainer writes it atomically (staged, then renamed)
+        logger.info("%s: training %s on %d ratings", ctx.component_id, p["task"], loaded.data.num_ratings)
+        with provided_inputs(loaded.data, vocab, fit):
+            metrics = trainer(p["task"])(cfg, run_dir)
+        export = run_dir / rundir.EXPORT_DIR / cfg.export.model_name / str(cfg.export.version)
+        if not (export / "saved_model.pb").is_file():
+            raise ComponentError(f"{ctx.component_id}.model: the trainer exported no SavedModel at {export}")
+        if p["task"] != "sequential" and metrics.get("num_train_examples") not in (None, len(loaded.splits["train"])):
+            raise ComponentError(f"{ctx.component_id}.examples: trained on {metrics['num_train_examples']} examples but "
+                                 f"Split-train holds {len(loaded.splits['train'])}")
+        model = ctx.outputs["model"]
+        shutil.copytree(export, model.serving_dir)
+        model.properties.update({"task": p["task"], "model_name": cfg.export.model_name})
+        ctx.outputs["model_run"].properties.update({"task": p["task"], METRICS: json.dumps(metrics, sort_keys=True)})
