@@ -495,6 +495,7 @@ class AutoencoderTrainConfig(TrainConfig):
     epochs: int = 300
     batch_size: int = 256
     early_stopping_patience: int = 20
+    supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -37,7 +37,7 @@ from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
 from tfrs_lab.export.retrieval import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
 from tfrs_lab.training import rundir
-from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, optimizer, seed_and_load
+from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, optimizer, seed_and_load, validation_metrics
 from tfrs_lab.training.sequential import fit_vocabularies
 
 logger = logging.getLogger(__name__)
@@ -196,7 +196,8 @@ def train_autoencoder(cfg: AutoencoderConfig, output_dir: Path, *, verbose: int 
             return ranking_metrics(rank_targets(model, m_known, test_users, test_targets, cfg.eval.batch_size), ks)
 
     model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate))
-    stopper = ValidationEarlyStopping(validate, monitor, cfg.train.early_stopping_patience)
+    stopper = ValidationEarlyStopping(None if cfg.train.include_validation else validate,
+                                      monitor, cfg.train.early_stopping_patience)
     with rundir.staged_run_dir(output_dir) as stage:
         dump_config(cfg, stage / rundir.CONFIG_FILE)
         callbacks = [stopper, tf.keras.callbacks.TensorBoard(log_dir=str(stage / rundir.LOGS_DIR), write_graph=False)]
@@ -208,7 +209,6 @@ def train_autoencoder(cfg: AutoencoderConfig, output_dir: Path, *, verbose: int 
         train_seconds = time.perf_counter() - start - stopper.eval_seconds
         logger.info("evaluating on the test split (best epoch %d)", stopper.best_epoch)
         tested = test_metrics()
-        best = -stopper.best if monitor == "neg_rmse" else stopper.best
         epochs = max(stopper.epochs_run, 1)
         metrics: dict[str, float | str] = {
             "task": "autoencoder", "dataset": data.dataset, "split": protocol, "architecture": arch,
@@ -216,7 +216,7 @@ def train_autoencoder(cfg: AutoencoderConfig, output_dir: Path, *, verbose: int 
             "train_examples_per_second": round(len(split.train) * epochs / max(train_seconds, 1e-9), 1),
             "num_train_examples": int(len(split.train)), "epochs_trained": stopper.epochs_run,
             "best_epoch": stopper.best_epoch,
-            f"validation_{'rmse' if monitor == 'neg_rmse' else monitor}": round(float(best), 6),
+            **validation_metrics(stopper),
             **{k: round(v, 6) for k, v in tested.items()},
         }
         result = _export(cfg, model, vocab, data, stage, r_known, m_known, train, test)
