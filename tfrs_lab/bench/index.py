@@ -6,8 +6,9 @@ learned item embeddings are) and 1,000 queries from the same distribution:
 * ``brute_force``: TFRS ``BruteForce`` (exact; the reference for recall@10);
 * ``scann (ours)``: :func:`tfrs_lab.export.retrieval.build_index` with the default
   :class:`~tfrs_lab.export.retrieval.IndexSettings` (what ``train`` exports), queried through the layer;
-* ``scann leaves=L reorder=R``: the same searcher queried with other leaves-to-search and
-  re-ordering budgets (ScaNN's per-query overrides: one build, several operating points);
+* ``scann leaves=L reorder=R``: the same searcher queried directly (no Keras layer call: lower
+  latency than the two rows above) with several leaves-to-search and re-ordering budgets, the
+  defaults included (ScaNN's per-query overrides: one build, several operating points);
 * ``savedmodel (ours)``: the default index saved as a SavedModel with a ``serving_default``
   signature and called after reloading (the serving path, minus the network).
 
@@ -151,13 +152,13 @@ def _rows(ids_tensor) -> np.ndarray:
 
 
 def _operating_points(leaves: int, default_search: int, default_reorder: int, n: int) -> list[tuple[int, int]]:
-    """(leaves to search, re-ordering candidates) pairs around the defaults, default excluded."""
+    """(leaves to search, re-ordering candidates) pairs around the defaults, the defaults included."""
     points = set()
     for f in (0.25, 0.5, 2.0, 4.0):
         points.add((max(1, min(leaves, round(default_search * f))), default_reorder))
     for r in (K, max(K, default_reorder // 4), default_reorder * 4):
         points.add((default_search, min(r, n)))
-    points.discard((default_search, default_reorder))
+    points.add((default_search, default_reorder))  # the default on the same (raw searcher) path
     return sorted(points)
 
 
@@ -231,7 +232,13 @@ def _plot(path: Path, results: dict[str, Any]) -> None:
         for c, n in zip(colors, sizes):
             rows = [r for r in results["rows"] if r["items"] == n]
             pts = sorted((r[mode]["p50_ms"], r[f"recall@{K}"]) for r in rows if r["method"].startswith("scann"))
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", color=c, label=f"ScaNN, {n:,} items")
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=".", color=c)
+            front, best = [], -1.0  # Pareto frontier: the best recall reachable at each latency
+            for x, y in pts:
+                if y > best:
+                    front.append((x, y))
+                    best = y
+            ax.plot([p[0] for p in front], [p[1] for p in front], color=c, label=f"ScaNN, {n:,} items (frontier)")
             for r in rows:
                 style = {"brute_force": "s", "scann (ours)": "*", "savedmodel (ours)": "D"}.get(r["method"])
                 if style:

@@ -225,11 +225,11 @@ def run_training(data_options: dict[str, Any], output_dir: Path, *, epochs: int 
                          f"val_{metric}": (ours_curve if name == "tfrs_lab" else tut_curve)[-1][1]})
         results["variants"] += _variants(task, cfg, data, split, throughput_epochs, variants)
     _plot_curves(output_dir / "time_to_quality.png", results)
-    common.bar_chart(output_dir / "throughput.png",
+    bars = common.bar_chart(output_dir / "throughput.png",
                      [{"variant": v["variant"], "train_examples_per_second": v.get("train_examples_per_second")}
                       for v in results["variants"]], ["train_examples_per_second"],
                      "train examples/s (median epoch after warm-up)", label="variant")
-    results["plots"] = [str(output_dir / "time_to_quality.png"), str(output_dir / "throughput.png")]
+    results["plots"] = [str(output_dir / "time_to_quality.png")] + ([str(bars)] if bars else [])
     common.write_results(output_dir, results)
     table = common.format_table(rows, ["batch", "examples/s", "s_to_target", "val_hit_rate@100", "val_rmse"], first="run")
     table += "\n\n" + common.format_table(results["variants"], ["train_examples_per_second", "vs_tutorial", "error"],
@@ -267,7 +267,7 @@ def _variants(task: str, cfg, data, split, epochs: int, names: tuple[str, ...]) 
         try:
             entry["train_examples_per_second"] = fn()["train_examples_per_second"]
         except (tf.errors.OpError, ValueError, TypeError) as e:  # e.g. XLA cannot compile string lookups
-            entry["error"] = str(e).strip().splitlines()[0][:200]
+            entry["error"] = _reason(e)
             logger.warning("%s failed: %s", entry["variant"], entry["error"])
         out.append(entry)
     tut = next((v.get("train_examples_per_second") for v in out if v["variant"] == f"{task}: tfrs_tutorial"), None)
@@ -275,6 +275,15 @@ def _variants(task: str, cfg, data, split, epochs: int, names: tuple[str, ...]) 
         if tut and "train_examples_per_second" in v:
             v["vs_tutorial"] = round(v["train_examples_per_second"] / tut, 3)
     return out
+
+
+def _reason(e: Exception) -> str:
+    """The informative line of a (long, multi-line) TensorFlow error."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "unsupported operations" in ln.lower() or "xla" in ln.lower():
+            return ln[:300]
+    return (lines[-1] if lines else type(e).__name__)[:300]
 
 
 def _plot_curves(path: Path, results: dict[str, Any]) -> None:
