@@ -112,7 +112,8 @@ def bar_chart(path: Path, rows: Sequence[dict[str, Any]], metrics: Iterable[str]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.2), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         have = [r for r in rows if isinstance(r.get(m), (int, float))]
-        ax.barh([str(r[label]) for r in have], [float(r[m]) for r in have], color="tab:blue")
+        ax.barh([str(r[label]) for r in have], [float(r[m]) for r in have],
+                color=["tab:orange" if str(r[label]).startswith("tfrs_lab") else "tab:blue" for r in have])
         ax.invert_yaxis()
         ax.set_title(m + (" (lower is better)" if m in ("rmse", "mae") else ""))
         ax.tick_params(axis="y", labelsize=8)
