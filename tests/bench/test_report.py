@@ -41,12 +41,13 @@ def test_top_k_rows_best_first_without_excluded():
     scores = np.array([[0.1, 0.9, 0.5, 0.7]])
     assert report.top_k_rows(scores.copy(), 2).tolist() == [[1, 3]]
     assert report.top_k_rows(scores.copy(), 2, [np.array([1])]).tolist() == [[3, 2]]
+    assert report.top_k_rows(scores.copy(), 100).tolist() == [[1, 3, 2, 0]]  # k > catalogue: all of it
 
 
 @pytest.fixture(scope="module")
 def llo_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report") / "run"
-    assert main(["retrieval", *TINY, "--split", "leave-last-out", "--epochs", "2", "--output-dir", str(out)]) == 0
+    assert main(["retrieval", *TINY, "--split", "leave-last-out", "--epochs", "1", "--output-dir", str(out)]) == 0
     return out
 
 

@@ -285,7 +285,7 @@ def ranking_inputs(model, vocab, columns: dict[str, np.ndarray], history: dict[s
         seen = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
         exclude = [s[s >= 0] for s in seen]
     ranks = np.empty(len(rows), np.int64)
-    recs = np.empty((len(rows), MAX_K), np.int64) if len(rows) else np.zeros((0, MAX_K), np.int64)
+    recs = np.empty((len(rows), min(MAX_K, len(vocab.movie_ids))), np.int64)  # tiny catalogues: all of it
     for s, scores in score_matrix(model, columns, batch_size=8):
         e = slice(s, s + len(scores))
         ex = None if exclude is None else exclude[e]
