@@ -232,8 +232,9 @@ def run_training(data_options: dict[str, Any], output_dir: Path, *, epochs: int 
     results["plots"] = [str(output_dir / "time_to_quality.png")] + ([str(bars)] if bars else [])
     common.write_results(output_dir, results)
     table = common.format_table(rows, ["batch", "examples/s", "s_to_target", "val_hit_rate@100", "val_rmse"], first="run")
-    table += "\n\n" + common.format_table(results["variants"], ["train_examples_per_second", "vs_tutorial", "error"],
-                                          first="variant")
+    shown = [{**v, "error": v["error"][:60] + "…" if len(v["error"]) > 60 else v["error"]} if "error" in v else v
+             for v in results["variants"]]
+    table += "\n\n" + common.format_table(shown, ["train_examples_per_second", "vs_tutorial", "error"], first="variant")
     return results, table
 
 
