@@ -33,7 +33,7 @@ from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, ranks_from_sc
 from tfrs_lab.export.ranking import export_ranking
 from tfrs_lab.models.features import RAW_COLUMNS
 from tfrs_lab.models.ranking import RankingModel
-from tfrs_lab.training import rundir
+from tfrs_lab.training import report, rundir
 from tfrs_lab.training.evaluate import seen_lists
 from tfrs_lab.training.retrieval import (EARLY_STOPPING_METRIC, REQUIRED_KS, ValidationEarlyStopping, make_dataset,
                                          optimizer, seed_and_load, validation_metrics)
@@ -348,5 +348,7 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
                        sample_users=[str(u) for u in vocab.user_ids[:4]],
                        sample_movies=[str(m) for m in vocab.movie_ids[:4]], verify=x.verify,
                        movie_titles=(data.movies["movie_id"], data.movies["movie_title"]))
+        report.write_report(stage, metrics, history=model.history.history,
+                            **report.ranking_inputs(model, vocab, cols["test"], seen["test"], protocol, data))
         rundir.write_metrics(stage, metrics)
     return metrics

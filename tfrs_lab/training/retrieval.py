@@ -20,7 +20,7 @@ from tfrs_lab.data.splits import Split, make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.export.retrieval import IndexSettings, export_retrieval
 from tfrs_lab.models.retrieval import RetrievalModel
-from tfrs_lab.training import distribute, rundir
+from tfrs_lab.training import distribute, report, rundir
 from tfrs_lab.training.evaluate import evaluate, query_embeddings
 
 logger = logging.getLogger(__name__)
@@ -228,6 +228,8 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
         result = _export(cfg, model, vocab, cols, stage, data, hp)
         if result.scann_recall_at_10 is not None:
             metrics["scann_recall@10"] = round(result.scann_recall_at_10, 6)
+        report.write_report(stage, metrics, history=model.history.history,
+                            **report.retrieval_inputs(model, vocab, cols["test"], test_history, protocol, data))
         rundir.write_metrics(stage, metrics)
     return metrics
 

@@ -22,7 +22,7 @@ from tfrs_lab.evaluation.metrics import ranking_metrics, target_ranks
 from tfrs_lab.export.retrieval import IndexSettings
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.sequential import SequentialModel
-from tfrs_lab.training import rundir
+from tfrs_lab.training import report, rundir
 from tfrs_lab.training.retrieval import (REQUIRED_KS, ValidationEarlyStopping, load_data, optimizer,
                                         validation_metrics)
 
@@ -134,6 +134,8 @@ def train_sequential(cfg: SequentialConfig, output_dir: Path, *, verbose: int | 
         result = _export(cfg, model, vocab, data, test, stage)
         if result.scann_recall_at_10 is not None:
             metrics["scann_recall@10"] = round(result.scann_recall_at_10, 6)
+        report.write_report(stage, metrics, history=model.history.history,
+                            **report.sequential_inputs(model, vocab, test, data))
         rundir.write_metrics(stage, metrics)
     return metrics
 

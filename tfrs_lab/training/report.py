@@ -1,0 +1,298 @@
+"""``report.html``: a self-contained run report written next to ``metrics.json`` by every trainer.
+
+One call per trainer, just before ``rundir.write_metrics``::
+
+    report.write_report(stage, metrics, history=model.history.history, **report.factorized_inputs(...))
+
+:func:`write_report` takes plain arrays, so any trainer can feed it:
+
+* ``history``: Keras ``History.history`` (per-epoch ``loss`` and the ``val_*`` metrics that
+  ``ValidationEarlyStopping`` adds) → training/validation curves;
+* ``ranks`` (int [Q], 0-based rank of each test target over the catalogue) → recall@K for K = 1…100
+  and the same for a popularity baseline computed here from ``targets``/``exclude``/``item_counts``
+  (same split, same exclusions, so it is directly comparable);
+* ``recommendations`` (int [U, K] catalogue rows, best first, one row per example user) →
+  catalogue coverage, popularity bias (share of top-K items among the 10 % most popular training
+  items, with popularity's own share for reference) and example recommendations with ``titles``.
+
+The page embeds its PNG figure as base64, so the file can be mailed or opened anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from tfrs_lab.evaluation.metrics import ranks_from_scores
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+MAX_K = 100
+TOP_K = 10
+EXAMPLE_USERS = 5
+
+
+def top_k_rows(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """int64 [B, k] highest-scoring columns of ``scores`` float [B, M] (modified when ``exclude``
+    is given: excluded columns are set to -inf), best first."""
+    k = min(k, scores.shape[1])
+    if exclude is not None:
+        for row, e in enumerate(exclude):
+            scores[row, np.asarray(e, np.int64)] = -np.inf
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, 1)
+
+
+def factorized_inputs(queries: np.ndarray, items: np.ndarray, targets: np.ndarray, *, users: np.ndarray,
+                      exclude: Sequence[np.ndarray] | None = None, item_counts: np.ndarray,
+                      titles: np.ndarray | None = None, batch_size: int = 1024) -> dict[str, Any]:
+    """:func:`write_report` inputs of a model that scores by ``queries @ items.T``.
+
+    Args:
+      queries: float [Q, d] one query per test target; items: float [M, d] catalogue vectors.
+      targets: int [Q] catalogue row of each target; users: str [Q] user of each query.
+      exclude: optional per-query catalogue rows removed from the ranking (leave-last-out).
+      item_counts: [M] training interactions per catalogue row; titles: str [M].
+    """
+    queries, items = np.asarray(queries, np.float32), np.asarray(items, np.float32)
+    ranks = np.empty(len(targets), np.int64)
+    recs = []
+    first = _first_per_user(users)
+    for s in range(0, len(targets), batch_size):
+        e = slice(s, min(s + batch_size, len(targets)))
+        scores = queries[e] @ items.T
+        ex = None if exclude is None else exclude[e]
+        ranks[e] = ranks_from_scores(scores.copy(), targets[e], ex)
+        take = first[(first >= e.start) & (first < e.stop)] - e.start
+        if len(take):
+            recs.append(top_k_rows(scores[take], MAX_K, None if ex is None else [ex[i] for i in take]))
+    return {"ranks": ranks, "targets": np.asarray(targets), "exclude": exclude,
+            "recommendations": np.concatenate(recs) if recs else np.zeros((0, MAX_K), np.int64),
+            "recommendation_users": np.asarray(users)[first], "item_counts": item_counts, "titles": titles}
+
+
+def _first_per_user(users: np.ndarray) -> np.ndarray:
+    _, first = np.unique(np.asarray(users).astype(str), return_index=True)
+    return np.sort(first)
+
+
+def recall_curve(ranks: np.ndarray, max_k: int = MAX_K) -> np.ndarray:
+    """float [max_k]: share of ranks < K for K = 1 … max_k."""
+    ranks = np.asarray(ranks)
+    if not len(ranks):
+        return np.zeros(max_k)
+    hist = np.bincount(np.minimum(ranks, max_k), minlength=max_k + 1)[:max_k]
+    return np.cumsum(hist) / len(ranks)
+
+
+def popularity_ranks(item_counts: np.ndarray, targets: np.ndarray, exclude: Sequence[np.ndarray] | None) -> np.ndarray:
+    """Ranks of ``targets`` when everyone gets the catalogue by training popularity (same exclusions)."""
+    counts = np.asarray(item_counts, np.float64)
+    out = np.empty(len(targets), np.int64)
+    for s in range(0, len(targets), 2048):
+        e = slice(s, min(s + 2048, len(targets)))
+        scores = np.broadcast_to(counts, (e.stop - e.start, len(counts))).copy()
+        out[e] = ranks_from_scores(scores, np.asarray(targets[e]), None if exclude is None else exclude[e])
+    return out
+
+
+def recommendation_stats(recommendations: np.ndarray, item_counts: np.ndarray, k: int = TOP_K) -> dict[str, float]:
+    """``coverage@k`` (share of the catalogue recommended to anyone) and ``popular_share@k`` (share
+    of recommended slots taken by the 10 % most popular training items)."""
+    recs = np.asarray(recommendations)[:, :k]
+    counts = np.asarray(item_counts, np.float64)
+    m = len(counts)
+    popular = np.zeros(m, bool)
+    popular[np.argsort(-counts, kind="stable")[: max(1, int(round(0.1 * m)))]] = True
+    if not recs.size:
+        return {f"coverage@{k}": 0.0, f"popular_share@{k}": 0.0}
+    return {f"coverage@{k}": float(len(np.unique(recs)) / m), f"popular_share@{k}": float(popular[recs].mean())}
+
+
+def write_report(run_dir: Path, metrics: Mapping[str, Any], *, history: Mapping[str, Sequence[float]] | None = None,
+                 ranks: np.ndarray | None = None, targets: np.ndarray | None = None,
+                 exclude: Sequence[np.ndarray] | None = None, recommendations: np.ndarray | None = None,
+                 recommendation_users: np.ndarray | None = None, item_counts: np.ndarray | None = None,
+                 titles: np.ndarray | None = None, ranks_note: str = "", peers: Mapping[str, Mapping[str, float]] | None = None) -> Path:
+    """Writes ``run_dir/report.html`` from plain inputs (all optional except ``metrics``); returns its path.
+
+    Args:
+      metrics: what goes into ``metrics.json``.
+      history: per-epoch series (``loss``, ``val_<metric>`` …).
+      ranks: int [Q] 0-based test ranks of the model; with ``targets`` (int [Q]), ``exclude`` and
+        ``item_counts`` a popularity baseline is ranked the same way.
+      recommendations: int [U, K] catalogue rows, best first; ``recommendation_users`` str [U].
+      item_counts: [M] training interactions per catalogue row; ``titles`` str [M].
+      ranks_note: a line shown under the recall@K figure (e.g. "sample of 200 test ratings").
+      peers: extra ``{method: {metric: value}}`` shown next to the test metrics.
+    """
+    peers = dict(peers or {})
+    curves: dict[str, np.ndarray] = {}
+    if ranks is not None:
+        name = "recall" if exclude is not None else "hit_rate"
+        curves["model"] = recall_curve(ranks)
+        own = {f"{name}@{k}": float(curves["model"][k - 1]) for k in (10, 50, 100)}
+        if any(k not in metrics for k in own):  # e.g. a rating model: its ranks come from a sample
+            peers = {"tfrs_lab (report's ranks)": own, **peers}
+        if targets is not None and item_counts is not None:
+            curves["popularity"] = recall_curve(popularity_ranks(item_counts, targets, exclude))
+            peers.setdefault("popularity (same test rows)", {
+                f"{name}@{k}": float(curves["popularity"][k - 1]) for k in (10, 50, 100)})
+    stats: dict[str, dict[str, float]] = {}
+    if recommendations is not None and item_counts is not None and len(recommendations):
+        stats["model"] = recommendation_stats(recommendations, item_counts)
+        pop_top = np.argsort(-np.asarray(item_counts, np.float64), kind="stable")[:TOP_K]
+        stats["popularity"] = recommendation_stats(np.tile(pop_top, (len(recommendations), 1)), item_counts)
+    figure = _figure(history or {}, curves)
+    page = _html(metrics, peers, figure, ranks_note, stats, recommendations, recommendation_users, titles)
+    path = Path(run_dir) / REPORT_FILE
+    path.write_text(page, encoding="utf-8")
+    logger.info("report: %s", path.name)
+    return path
+
+
+def _figure(history: Mapping[str, Sequence[float]], curves: Mapping[str, np.ndarray]) -> str | None:
+    """Base64 PNG: training loss, validation metrics per epoch, recall@K (one figure: cheap to draw)."""
+    series = {k: list(v) for k, v in history.items() if len(v)}
+    panels = []
+    if "loss" in series:
+        panels.append(("training loss", {"loss": series["loss"]}, "epoch"))
+    val = {k: v for k, v in series.items() if k.startswith("val_") and not k.startswith("val_neg_")}
+    if val:
+        panels.append(("validation metrics", val, "epoch"))
+    if curves:
+        panels.append(("test recall (hit rate) @K, K = 1…100", curves, "K"))
+    if not panels:
+        return None
+    from tfrs_lab.bench.common import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    for ax, (title, lines, xlabel) in zip(axes[0], panels):
+        for name, ys in lines.items():
+            xs = np.arange(1, len(ys) + 1)
+            ax.plot(xs, ys, marker="." if xlabel == "epoch" else None, label=name)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else html.escape(str(v))
+
+
+def _html(metrics, peers, figure, ranks_note, stats, recommendations, users, titles) -> str:
+    e = html.escape
+    title = f"{metrics.get('task', 'run')} on {metrics.get('dataset', '?')} ({metrics.get('split', '?')} split)"
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+           "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+           "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+           "td:first-child,th:first-child{text-align:left}</style></head><body>", f"<h1>{e(title)}</h1>"]
+    out.append("<h2>Test metrics</h2>")
+    keys = [k for k, v in metrics.items() if isinstance(v, (int, float))]
+    keys += sorted({k for p in peers.values() for k in p} - set(keys))
+    cols = ["tfrs_lab (this run)", *peers]
+    out.append("<table><tr><th>metric</th>" + "".join(f"<th>{e(c)}</th>" for c in cols) + "</tr>")
+    for k in keys:
+        cells = [_fmt(metrics[k]) if k in metrics else ""] + [_fmt(peers[p][k]) if k in peers[p] else "" for p in peers]
+        out.append(f"<tr><td>{e(k)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    if figure:
+        out.append("<h2>Curves</h2>")
+        out.append(f"<img alt='training and validation curves, recall@K' src='data:image/png;base64,{figure}'>")
+        if ranks_note:
+            out.append(f"<p>{e(ranks_note)}</p>")
+    if stats:
+        out.append(f"<h2>Recommendations (top {TOP_K})</h2><table><tr><th></th><th>catalogue coverage</th>"
+                   "<th>share from the 10% most popular items</th></tr>")
+        for name, s in stats.items():
+            out.append(f"<tr><td>{e(name)}</td><td>{s[f'coverage@{TOP_K}']:.4f}</td>"
+                       f"<td>{s[f'popular_share@{TOP_K}']:.4f}</td></tr>")
+        out.append("</table>")
+    if recommendations is not None and users is not None and len(recommendations):
+        out.append(f"<h2>Example recommendations</h2><table><tr><th>user</th><th>top {TOP_K}</th></tr>")
+        for u, row in list(zip(users, recommendations))[:EXAMPLE_USERS]:
+            names = [str(titles[i]) if titles is not None else str(i) for i in row[:TOP_K]]
+            out.append(f"<tr><td>{e(str(u))}</td><td style='text-align:left'>{e('; '.join(names))}</td></tr>")
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- trainer adapters
+
+
+def catalogue_titles(data, movie_ids: np.ndarray) -> np.ndarray:
+    """str [M]: the title of each of ``movie_ids`` (catalogue order) from ``data.movies``."""
+    title_of = dict(zip(data.movies["movie_id"], data.movies["movie_title"]))
+    return np.array([str(title_of.get(m, m)) for m in movie_ids], dtype=object)
+
+
+def retrieval_inputs(model, vocab, columns: dict[str, np.ndarray], history: dict[str, np.ndarray], protocol: str,
+                     data) -> dict[str, Any]:
+    """Inputs for :func:`write_report` of a two-tower model on the test ``columns`` (as ``evaluate``)."""
+    from tfrs_lab.data.features import movie_rows
+    from tfrs_lab.training.evaluate import query_embeddings, seen_lists
+
+    targets = movie_rows(vocab, columns["movie_id"])
+    keep = targets >= 0
+    columns = {k: v[keep] for k, v in columns.items()}
+    exclude = None
+    if protocol == "leave-last-out":
+        seen = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
+        exclude = [s[s >= 0] for s in seen]
+    return factorized_inputs(query_embeddings(model, columns), model.catalogue_embeddings(), targets[keep],
+                             users=columns["user_id"], exclude=exclude, item_counts=vocab.item_counts[1:],
+                             titles=catalogue_titles(data, vocab.movie_ids))
+
+
+def sequential_inputs(model, vocab, test, data) -> dict[str, Any]:
+    """Inputs for :func:`write_report` of a next-item model on its test ``EvaluationSequences``."""
+    from tfrs_lab.training.sequential import query_vectors
+
+    return factorized_inputs(query_vectors(model, test.inputs), model.item_embeddings().numpy(), test.targets - 1,
+                             users=test.user_ids, exclude=[s - 1 for s in test.seen],
+                             item_counts=vocab.item_counts[1:], titles=catalogue_titles(data, vocab.movie_ids))
+
+
+def ranking_inputs(model, vocab, columns: dict[str, np.ndarray], history: dict[str, np.ndarray], protocol: str,
+                   data, sample: int = 200) -> dict[str, Any]:
+    """Inputs for :func:`write_report` of a pairwise scorer: the whole catalogue is scored for the
+    first test row of up to ``sample`` users (scoring every test row would cost minutes)."""
+    from tfrs_lab.data.features import movie_rows
+    from tfrs_lab.training.evaluate import seen_lists
+    from tfrs_lab.training.ranking import score_matrix
+
+    targets = movie_rows(vocab, columns["movie_id"])
+    rows = _first_per_user(columns["user_id"])
+    rows = rows[targets[rows] >= 0][:sample]
+    columns, targets = {k: v[rows] for k, v in columns.items()}, targets[rows]
+    exclude = None
+    if protocol == "leave-last-out":
+        seen = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
+        exclude = [s[s >= 0] for s in seen]
+    ranks = np.empty(len(rows), np.int64)
+    recs = np.empty((len(rows), min(MAX_K, len(vocab.movie_ids))), np.int64)  # tiny catalogues: all of it
+    for s, scores in score_matrix(model, columns, batch_size=8):
+        e = slice(s, s + len(scores))
+        ex = None if exclude is None else exclude[e]
+        ranks[e] = ranks_from_scores(scores.copy(), targets[e], ex)
+        recs[e] = top_k_rows(scores, MAX_K, ex)
+    return {"ranks": ranks, "targets": targets, "exclude": exclude, "recommendations": recs,
+            "recommendation_users": columns["user_id"], "item_counts": vocab.item_counts[1:],
+            "titles": catalogue_titles(data, vocab.movie_ids),
+            "ranks_note": f"recall@K of the ranking model over the whole catalogue, first test rating of "
+                          f"{len(rows)} users ({'seen not excluded' if exclude is None else 'seen excluded'})"}
