@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import tensorflow as tf
@@ -65,6 +66,10 @@ def test_train_then_similar_cli(tmp_path, capsys, synthetic_spec, synthetic_data
     assert metrics["split"] == "leave-last-out" and metrics["epochs_trained"] <= 5
     assert (out / "export" / "autoencoder" / "1" / "saved_model.pb").is_file()
     assert (out / "config.yaml").is_file() and (out / "logs").is_dir()
+    page = (out / "report.html").read_text()  # ranks of the report are the run's test ranks
+    row = re.search(r"<tr><td>recall@10</td><td>([0-9.]+)</td>", page)
+    assert row and float(row.group(1)) == pytest.approx(metrics["recall@10"], abs=1e-4)
+    assert "popularity (same test rows)" in page and "Synthetic Movie" in page
 
     # similar: run dir, model dir and version dir all work; titles printed, the query never listed.
     for model_dir in (out, out / "export" / "autoencoder", out / "export" / "autoencoder" / "1"):

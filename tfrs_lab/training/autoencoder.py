@@ -36,7 +36,7 @@ from tfrs_lab.evaluation.metrics import ranking_metrics, ranks_from_scores
 from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
 from tfrs_lab.export.retrieval import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
-from tfrs_lab.training import rundir
+from tfrs_lab.training import report, rundir
 from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, optimizer, seed_and_load, validation_metrics
 from tfrs_lab.training.sequential import fit_vocabularies
 
@@ -222,8 +222,32 @@ def train_autoencoder(cfg: AutoencoderConfig, output_dir: Path, *, verbose: int 
         result = _export(cfg, model, vocab, data, stage, r_known, m_known, train, test)
         if result.scann_recall_at_10 is not None:
             metrics["scann_recall@10"] = round(result.scann_recall_at_10, 6)
+        report.write_report(stage, metrics, history=model.history.history,
+                            **report_inputs(model, arch, vocab, data, r_known, m_known, test, cfg.eval.batch_size))
         rundir.write_metrics(stage, metrics)
     return metrics
+
+
+def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, r_known: np.ndarray,
+                  m_known: np.ndarray, test: Interactions, batch_size: int, sample: int = 200) -> dict:
+    """:func:`report.write_report` inputs: the whole catalogue scored for each test user from their
+    training + validation interactions (autorec: predicted ratings of the first test rating of up to
+    ``sample`` users, seen not excluded; dae/vae: every test user, seen excluded)."""
+    users, targets = user_targets(test)
+    if arch == "autorec":
+        first = np.unique(users, return_index=True)[1][:sample]
+        users, targets, exclude = users[first], targets[first], None
+        reconstruction = model(tf.constant(r_known.T)).numpy()  # [M, U]
+        blocks = [(0, reconstruction[:, users].T)]
+        note = f"predicted ratings over the whole catalogue, first test rating of {len(users)} users (seen not excluded)"
+    else:
+        exclude = [np.flatnonzero(m_known[u]) for u in users]
+        blocks = ((s, model(tf.constant(m_known[users[s : s + batch_size]])).numpy())
+                  for s in range(0, len(users), batch_size))
+        note = ""
+    return report.scored_inputs(blocks, targets, users=vocab.user_ids[users], exclude=exclude,
+                                item_counts=vocab.item_counts[1:],
+                                titles=report.catalogue_titles(data, vocab.movie_ids), ranks_note=note)
 
 
 def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensData, stage: Path,

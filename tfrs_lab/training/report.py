@@ -25,7 +25,7 @@ import html
 import io
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -284,15 +284,29 @@ def ranking_inputs(model, vocab, columns: dict[str, np.ndarray], history: dict[s
     if protocol == "leave-last-out":
         seen = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
         exclude = [s[s >= 0] for s in seen]
-    ranks = np.empty(len(rows), np.int64)
-    recs = np.empty((len(rows), min(MAX_K, len(vocab.movie_ids))), np.int64)  # tiny catalogues: all of it
-    for s, scores in score_matrix(model, columns, batch_size=8):
+    note = (f"recall@K of the ranking model over the whole catalogue, first test rating of "
+            f"{len(rows)} users ({'seen not excluded' if exclude is None else 'seen excluded'})")
+    return scored_inputs(score_matrix(model, columns, batch_size=8), targets, users=columns["user_id"],
+                         exclude=exclude, item_counts=vocab.item_counts[1:],
+                         titles=catalogue_titles(data, vocab.movie_ids), ranks_note=note)
+
+
+def scored_inputs(blocks: Iterable[tuple[int, np.ndarray]], targets: np.ndarray, *, users: np.ndarray,
+                  exclude: Sequence[np.ndarray] | None, item_counts: np.ndarray, titles: np.ndarray | None,
+                  ranks_note: str = "") -> dict[str, Any]:
+    """:func:`write_report` inputs of a model that scores whole catalogue rows.
+
+    Args:
+      blocks: ``(start, scores float [b, M])`` for the queries ``start:start + b`` of ``targets``.
+      targets: int [Q] catalogue row of each query's target; users: str [Q] one query per user.
+      exclude: optional per-query catalogue rows removed from the ranking.
+    """
+    ranks = np.empty(len(targets), np.int64)
+    recs = np.empty((len(targets), min(MAX_K, len(item_counts))), np.int64)  # tiny catalogues: all of it
+    for s, scores in blocks:
         e = slice(s, s + len(scores))
         ex = None if exclude is None else exclude[e]
         ranks[e] = ranks_from_scores(scores.copy(), targets[e], ex)
         recs[e] = top_k_rows(scores, MAX_K, ex)
     return {"ranks": ranks, "targets": targets, "exclude": exclude, "recommendations": recs,
-            "recommendation_users": columns["user_id"], "item_counts": vocab.item_counts[1:],
-            "titles": catalogue_titles(data, vocab.movie_ids),
-            "ranks_note": f"recall@K of the ranking model over the whole catalogue, first test rating of "
-                          f"{len(rows)} users ({'seen not excluded' if exclude is None else 'seen excluded'})"}
+            "recommendation_users": users, "item_counts": item_counts, "titles": titles, "ranks_note": ranks_note}

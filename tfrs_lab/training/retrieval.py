@@ -202,7 +202,8 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
             verbose = 1 if sys.stdout.isatty() else 2
         logger.info("training for up to %d epochs (%d examples per epoch)", cfg.train.epochs, len(split.train))
         start = time.perf_counter()
-        model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose, **fit_kwargs)
+        curves = model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose,
+                           **fit_kwargs).history
         train_seconds = time.perf_counter() - start - stopper.eval_seconds
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: RetrievalModel(vocab, hp), {k: v[:2] for k, v in cols["train"].items()}, stage)
@@ -228,7 +229,7 @@ def train_retrieval(cfg: RetrievalConfig, output_dir: Path, *, verbose: int | No
         result = _export(cfg, model, vocab, cols, stage, data, hp)
         if result.scann_recall_at_10 is not None:
             metrics["scann_recall@10"] = round(result.scann_recall_at_10, 6)
-        report.write_report(stage, metrics, history=model.history.history,
+        report.write_report(stage, metrics, history=curves,
                             **report.retrieval_inputs(model, vocab, cols["test"], test_history, protocol, data))
         rundir.write_metrics(stage, metrics)
     return metrics
