@@ -33,27 +33,33 @@ def trainer(task: str):
     return getattr(importlib.import_module(module), name)
 
 
-def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m tfrs_lab.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("task", choices=tuple(TRAINERS), help="what to train")
+def add_config_arguments(p: ArgumentParser, *, scope: str = "") -> None:
+    """The config flags shared by ``train`` and ``tune`` (``scope`` e.g. " of every trial")."""
     p.add_argument("--config", action="append", default=None, metavar="FILE",
                    help="YAML config; repeatable, later files overlay earlier ones (default: configs/<task>.yaml)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override one config value, e.g. --set model.embedding_dim=32 (repeatable)")
+                   help=f"override one config value{scope}, e.g. --set model.embedding_dim=32 (repeatable)")
     p.add_argument("--dataset", help="movielens/100k-ratings (default), movielens/1m-ratings, ..., or synthetic")
     p.add_argument("--data-zip", help="official MovieLens zip to use instead of downloading (offline)")
     p.add_argument("--data-dir", help="where prepared TFDS data is cached (default ~/.cache/tfrs_lab/tfds)")
     p.add_argument("--split", choices=("hash", "leave-last-out"), help="evaluation protocol (DESIGN.md §4)")
-    p.add_argument("--epochs", type=int, help="maximum training epochs (early stopping may end sooner)")
-    p.add_argument("--seed", type=int, help="random seed for initialisation and shuffling")
+    p.add_argument("--epochs", type=int, help=f"maximum training epochs{scope} (early stopping may end sooner)")
+    p.add_argument("--seed", type=int, help=f"random seed for initialisation and shuffling{scope}")
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m tfrs_lab.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("task", choices=tuple(TRAINERS), help="what to train")
+    add_config_arguments(p)
     p.add_argument("--output-dir", help="run directory to write (default from the config: runs/<task>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output dir")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
 
-def _flag_overrides(args) -> dict[str, Any]:
-    """Dedicated flags as a nested config overlay (applied before --set)."""
+def flag_overrides(args) -> dict[str, Any]:
+    """The dedicated flags of :func:`add_config_arguments` (and ``--output-dir``) as a nested config
+    overlay (applied before ``--set``)."""
     extra: dict[str, Any] = {}
     data = {k: v for k, v in (("dataset", args.dataset), ("data_zip", args.data_zip),
                               ("data_dir", args.data_dir), ("split", args.split)) if v is not None}
@@ -77,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tfrs_lab.training import rundir
 
         files = args.config if args.config else [default_config_file(args.task)]
-        cfg = load_config(args.task, files, args.overrides, extra=_flag_overrides(args))
+        cfg = load_config(args.task, files, args.overrides, extra=flag_overrides(args))
         output_dir = rundir.check_output_dir(cfg.output_dir, overwrite=args.overwrite)
         metrics = trainer(args.task)(cfg, output_dir)
         print(f"run directory: {output_dir}")

@@ -14,7 +14,7 @@ import sys
 from typing import Sequence
 
 from tfrs_lab.cli import ArgumentParser, UsageError, configure_logging, run_cli
-from tfrs_lab.train import TRAINERS, _flag_overrides
+from tfrs_lab.train import TRAINERS, add_config_arguments, flag_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +33,7 @@ def build_parser() -> ArgumentParser:
                    "repeating finished trials (refused if the space or options changed)")
     p.add_argument("--final-fit", action="store_true", help="afterwards retrain the best configuration on "
                    "train + validation and evaluate once on test, into <output-dir>/final")
-    p.add_argument("--config", action="append", default=None, metavar="FILE",
-                   help="base YAML config; repeatable (default: configs/<task>.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                   help="override one config value of every trial (over the space's trial_config; searched hyperparameters win)")
-    p.add_argument("--dataset", help="movielens/100k-ratings (default), ..., or synthetic")
-    p.add_argument("--data-zip", help="official MovieLens zip to use instead of downloading (offline)")
-    p.add_argument("--data-dir", help="where prepared TFDS data is cached")
-    p.add_argument("--split", choices=("hash", "leave-last-out"), help="evaluation protocol (DESIGN.md §4)")
-    p.add_argument("--epochs", type=int, help="maximum epochs of every trial (overrides the space's trial_config)")
-    p.add_argument("--seed", type=int, help="train.seed of every trial")
+    add_config_arguments(p, scope=" of every trial")
     p.add_argument("--output-dir", required=True, help="search directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output-dir")
     p.add_argument("--verbose", action="store_true", help="debug logging")
@@ -71,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.verbose)
         from tfrs_lab.tuning import run_search
 
-        extra = _flag_overrides(args)
+        extra = flag_overrides(args)
         extra.pop("output_dir", None)
         max_trials = args.max_trials if args.max_trials is not None else (
             None if args.tuner in ("grid", "hyperband") else 10)
