@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 USER_ERROR_EXIT = 2
 
@@ -42,6 +42,13 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def print_metrics(metrics: Mapping[str, Any]) -> None:
+    """Prints the float entries of ``metrics`` one per line (the summary every job ends with)."""
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            print(f"  {key:28s} {value:.4f}")
 
 
 def run_cli(body: Callable[[], int]) -> int:

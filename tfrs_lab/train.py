@@ -13,7 +13,7 @@ import importlib
 import logging
 from typing import Any, Sequence
 
-from tfrs_lab.cli import ArgumentParser, configure_logging, run_cli
+from tfrs_lab.cli import ArgumentParser, configure_logging, print_metrics, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -87,9 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output_dir = rundir.check_output_dir(cfg.output_dir, overwrite=args.overwrite)
         metrics = trainer(args.task)(cfg, output_dir)
         print(f"run directory: {output_dir}")
-        for key, value in metrics.items():
-            if isinstance(value, float):
-                print(f"  {key:28s} {value:.4f}")
+        print_metrics(metrics)
         return 0
 
     return run_cli(body)

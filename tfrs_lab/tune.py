@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Sequence
 
-from tfrs_lab.cli import ArgumentParser, UsageError, configure_logging, run_cli
+from tfrs_lab.cli import ArgumentParser, UsageError, configure_logging, print_metrics, run_cli
 from tfrs_lab.train import TRAINERS, add_config_arguments, flag_overrides
 
 logger = logging.getLogger(__name__)
@@ -84,9 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  overlay: {result.best_overlay_yaml}")
         if result.final_run_dir is not None:
             print(f"final fit (train + validation): {result.final_run_dir}")
-            for key, value in result.final_metrics.items():
-                if isinstance(value, float):
-                    print(f"  {key:28s} {value:.4f}")
+            print_metrics(result.final_metrics)
         return 0
 
     return run_cli(body)

@@ -90,7 +90,6 @@ def _all_ids(search, queries: np.ndarray) -> np.ndarray:
 def bench_size(n: int, dim: int, *, single: int, batches: int, savedmodel: bool, workdir: Path) -> list[dict[str, Any]]:
     """All methods on one catalogue size; one dict per method."""
     import tensorflow as tf
-    import tensorflow_recommenders as tfrs
 
     from tfrs_lab.export.retrieval import IndexSettings, build_index, scann_parameters
     from tfrs_lab.native_logs import quiet_native_stderr

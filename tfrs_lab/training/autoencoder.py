@@ -31,7 +31,6 @@ import tensorflow as tf
 from tfrs_lab.config import AutoencoderConfig, dump_config
 from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.data.movielens import MovieLensData
-from tfrs_lab.data.splits import Split
 from tfrs_lab.evaluation.metrics import ranking_metrics, ranks_from_scores
 from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
 from tfrs_lab.export.retrieval import IndexSettings
