@@ -297,7 +297,24 @@ class SequentialConfig:
 
 # --------------------------------------------------------------------------- ranking task
 
-RANKING_ARCHITECTURES = ("mf", "gmf", "mlp", "neumf", "dcn")
+@dataclass(frozen=True, kw_only=True)
+class AutoRecConfig:
+    """I-AutoRec (Sedhain et al. 2015): each movie's rating vector over users -> ``hidden_units``
+    -> reconstruction; masked MSE on observed ratings only; ``l2_regularization`` on both kernels."""
+
+    hidden_units: int = 500
+    activation: Literal["sigmoid", "tanh", "relu", "elu"] = "sigmoid"
+    dropout: float = 0.3
+    l2_regularization: float = 0.001
+
+    def validate(self, path: str) -> None:
+        positive(self.hidden_units, f"{path}.hidden_units")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}")
+        positive(self.l2_regularization, f"{path}.l2_regularization", allow_zero=True)
+
+
+RANKING_ARCHITECTURES = ("mf", "gmf", "mlp", "neumf", "dcn", "autorec")
 RANKING_FEATURES = ("timestamp", "age", "gender", "occupation", "zip", "genres", "title")
 
 
@@ -310,6 +327,8 @@ class RankingModelConfig:
     looked-up embedding rows and biases; ``kernel_l2`` L2 on dense and cross kernels.
     ``history_length > 0`` adds SVD++-style implicit feedback: the mean of a separate embedding of
     the user's last ``history_length`` earlier movies is added to the user vector (0 = off).
+    ``autorec`` (item-based AutoRec scored per pair) takes its settings from ``autorec``, the same
+    section as the autoencoder task's.
     """
 
     architecture: str = "mf"
@@ -332,10 +351,15 @@ class RankingModelConfig:
     neumf_pretrain: bool = False
     neumf_alpha: float = 0.5
     history_length: int = 0
+    autorec: AutoRecConfig = field(default_factory=AutoRecConfig)
 
     def validate(self, path: str) -> None:
         positive(self.history_length, f"{path}.history_length", allow_zero=True)
+        self.autorec.validate(f"{path}.autorec")
         check_choices((self.architecture,), RANKING_ARCHITECTURES, f"{path}.architecture")
+        if self.architecture == "autorec" and self.objective != "explicit":
+            raise ConfigError(f"{path}.architecture=autorec reconstructs ratings: set {path}.objective=explicit "
+                              f"(or choose mf, gmf, mlp, neumf or dcn for implicit)")
         for name in ("embedding_dim", "feature_embedding_dim", "timestamp_buckets", "zip_buckets"):
             positive(getattr(self, name), f"{path}.{name}")
         for name in ("mlp_layers", "deep_layers"):
@@ -434,23 +458,6 @@ class AutoencoderDataConfig(DataConfig):
     ``rmse``/``mae``) for autorec, ``leave-last-out`` (full-catalogue ranking) for dae/vae."""
 
     split: Literal["auto", "hash", "leave-last-out"] = "auto"
-
-
-@dataclass(frozen=True, kw_only=True)
-class AutoRecConfig:
-    """I-AutoRec (Sedhain et al. 2015): each movie's rating vector over users -> ``hidden_units``
-    -> reconstruction; masked MSE on observed ratings only; ``l2_regularization`` on both kernels."""
-
-    hidden_units: int = 500
-    activation: Literal["sigmoid", "tanh", "relu", "elu"] = "sigmoid"
-    dropout: float = 0.3
-    l2_regularization: float = 0.001
-
-    def validate(self, path: str) -> None:
-        positive(self.hidden_units, f"{path}.hidden_units")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"{path}.dropout must be in [0, 1), got {self.dropout}")
-        positive(self.l2_regularization, f"{path}.l2_regularization", allow_zero=True)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,6 +33,31 @@ def test_explicit_dcn_run_directory_and_metrics(tmp_path):
 
 
 @pytest.mark.slow
+def test_autorec_export_predicts_the_test_split_as_evaluated(tmp_path):
+    """The exported autorec scores test pairs from the ratings known before the test split: its
+    served RMSE on the test rows is the run's test RMSE; unknown ids are still answered."""
+    import numpy as np
+
+    from tfrs_lab.config import load_config
+    from tfrs_lab.training.retrieval import seed_and_load
+
+    out = tmp_path / "run"
+    args = [*SMALL, "--set", "model.architecture=autorec", "--set", "model.autorec.hidden_units=64", "--epochs", "3"]
+    assert main(["ranking", *args, "--output-dir", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["architecture"] == "autorec" and 0.3 < metrics["mae"] < metrics["rmse"] < 2.0
+    cfg = load_config("ranking", [out / "config.yaml"])
+    data, split = seed_and_load(cfg)
+    serve = tf.saved_model.load(str(out / "export" / "ranking" / "1")).signatures[sig.SERVING_DEFAULT]
+    users, movies = data.ratings["user_id"][split.test], data.ratings["movie_id"][split.test]
+    rating = serve(user_id=tf.constant(users.astype(str)), movie_id=tf.constant(movies.astype(str)))["rating"].numpy()
+    truth = data.ratings["user_rating"][split.test]
+    assert np.sqrt(np.mean((rating - truth) ** 2)) == pytest.approx(metrics["rmse"], abs=1e-4)
+    unknown = serve(user_id=tf.constant(["no-such-user"]), movie_id=tf.constant(["no-such-movie"]))["rating"].numpy()
+    assert np.all((unknown >= 1.0) & (unknown <= 5.0))
+
+
+@pytest.mark.slow
 def test_implicit_neumf_with_pretraining_on_leave_last_out(tmp_path):
     out = tmp_path / "run"
     assert main(["ranking", *SMALL, "--split", "leave-last-out", "--set", "model.objective=implicit",
@@ -60,6 +85,10 @@ def test_implicit_neumf_with_pretraining_on_leave_last_out(tmp_path):
     (["--set", "train.negatives.distribution=zipf"], "train.negatives.distribution must be one of"),
     (["--set", "model.features=[age, shoe_size]"], "model.features has unknown value 'shoe_size'"),
     (["--set", "model.history_length=-1"], "model.history_length must be >= 0, got -1"),
+    (["--set", "model.architecture=autorec", "--set", "model.objective=implicit"],
+     "model.architecture=autorec reconstructs ratings: set model.objective=explicit"),
+    (["--set", "model.autorec.hidden_units=0"], "model.autorec.hidden_units must be > 0, got 0"),
+    (["--set", "model.autorec.dropout=1"], "model.autorec.dropout must be in [0, 1), got 1"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"

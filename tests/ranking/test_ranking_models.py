@@ -5,15 +5,17 @@ import pytest
 import tensorflow as tf
 
 from tfrs_lab.config import load_config
-from tfrs_lab.data.features import movie_rows
+from tfrs_lab.data.features import build_vocabularies, movie_rows
+from tfrs_lab.data.splits import make_split
 from tfrs_lab.evaluation.metrics import ranking_metrics, ranks_from_scores, target_ranks
 from tfrs_lab.models.ranking import RankingModel
 from tfrs_lab.training.evaluate import seen_lists
-from tfrs_lab.training.ranking import NegativeSampler, explicit_metrics, hyperparameters, ranking_eval
+from tfrs_lab.training.ranking import (NegativeSampler, explicit_metrics, hyperparameters, item_rating_table,
+                                       ranking_eval, split_columns)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("architecture", ["mf", "gmf", "mlp", "neumf", "dcn"])
+@pytest.mark.parametrize("architecture", ["mf", "gmf", "mlp", "neumf", "dcn", "autorec"])
 def test_explicit_beats_the_global_mean(ranking_data, train_ranking_model, trained_dcn, architecture):
     t = trained_dcn if architecture == "dcn" else train_ranking_model(ranking_data, architecture)
     ours = explicit_metrics(t.model, t.cols["test"])
@@ -22,6 +24,25 @@ def test_explicit_beats_the_global_mean(ranking_data, train_ranking_model, train
     # Planted: in-taste movies are rated ~1.5 stars higher, so a learner explains much of the variance.
     assert ours["rmse"] < baseline - 0.04, (ours, baseline)
     assert ours["mae"] < ours["rmse"]
+
+
+def test_autorec_table_holds_training_ratings_only(ranking_data):
+    """The autorec architecture's movie table: every training rating at (movie, user), nothing of
+    the validation or test rows (a held-out rating is predicted from the other users' ratings)."""
+    cfg = load_config("ranking", overrides=["model.architecture=autorec"])
+    s = make_split("hash", ranking_data.ratings)
+    vocab = build_vocabularies(ranking_data.ratings, ranking_data.movies, s.train, has_user_features=True,
+                               title_vocab_size=100, title_max_tokens=8, timestamp_buckets=20)
+    cols = split_columns(ranking_data, s, hyperparameters(cfg))
+    assert "history" not in cols["train"]  # autorec ignores model.history_length
+    table = item_rating_table(vocab, cols["train"])
+    assert table.shape == (vocab.num_movies, vocab.num_users) and not table[0].any() and not table[:, 0].any()
+    user_index = {u: i + 1 for i, u in enumerate(vocab.user_ids)}
+    movie_index = {m: i + 1 for i, m in enumerate(vocab.movie_ids)}
+    rows = [movie_index[m] for m in cols["train"]["movie_id"]]
+    columns = [user_index[u] for u in cols["train"]["user_id"]]
+    np.testing.assert_array_equal(table[rows, columns], cols["train"]["label"])
+    assert np.count_nonzero(table) == len(rows)  # nothing else: validation and test pairs stay 0
 
 
 @pytest.mark.slow

@@ -7,6 +7,13 @@ Architectures (``RankingModelConfig.architecture``):
 * ``mlp``: ``h . MLP([p_u, q_m])`` with ``mlp_layers`` ReLU layers and dropout.
 * ``neumf``: ``h . [p_u * q_m, MLP([p'_u, q'_m])]`` -- GMF and MLP branches with their own
   embeddings; :meth:`RankingModel.init_neumf_from` copies pretrained GMF and MLP weights in.
+* ``autorec``: item-based AutoRec (Sedhain et al. 2015) scored per pair -- ``W_u . h_m + c_u`` with
+  the movie code ``h_m = sigmoid(V r_m + b)`` of the movie's *training* rating vector over users
+  ``r_m`` (an [M + 1, U + 1] table the trainer passes in; unrated = 0; ``hp.autorec`` sets the
+  hidden units, activation, input dropout and weight decay),
+  reusing :class:`tfrs_lab.models.autoencoder.AutoRec`. The table holds training ratings while
+  training and validating, training + validation ratings for the test evaluation and the export
+  (as every model's test-time history does); a rating is never in the table it is predicted from.
 * ``dcn``: DCN-v2 -- ``x0 = [p_u, q_m, user/context features, movie features]``, ``cross_layers``
   ``tfrs.layers.dcn.Cross`` layers (low-rank when ``cross_low_rank > 0``), then ``deep_layers``
   ReLU layers and a linear output.
@@ -35,6 +42,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import RankingModelConfig
+from tfrs_lab.models.autoencoder import AutoRec
 from tfrs_lab.models.features import (MOVIE_FEATURES, USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder,
                                      history_embedding)
 
@@ -118,11 +126,14 @@ class RankingModel(tfrs.Model):
     ``history`` (string [B, history_length], the user's earlier movies, most recent first, '' padding).
     """
 
-    def __init__(self, vocab, hp: RankingModelConfig, *, global_offset: float = 0.0) -> None:
+    def __init__(self, vocab, hp: RankingModelConfig, *, global_offset: float = 0.0,
+                 item_ratings=None) -> None:
         """``vocab`` is a ``tfrs_lab.data.features.Vocabularies`` (duck-typed: models never import data).
 
         ``global_offset`` initialises the global bias (mean training rating, or the log-odds of a
-        positive among the training examples)."""
+        positive among the training examples). ``item_ratings`` (``autorec`` only): float32
+        [M + 1, U + 1] training ratings by (movie index, user index), 0 = unrated; row/column 0 are
+        the unknown movie/user."""
         super().__init__()
         self.hp = hp
         U, M, d = vocab.num_users, vocab.num_movies, hp.embedding_dim
@@ -149,7 +160,14 @@ class RankingModel(tfrs.Model):
                           for _ in range(hp.cross_layers)]
             self.deep = [tf.keras.layers.Dense(n, activation="relu", kernel_regularizer=reg) for n in hp.deep_layers]
             self.dropout = tf.keras.layers.Dropout(hp.dropout) if hp.dropout else None
-        if arch != "mf":  # the predictive layer h (GMF/MLP/NeuMF) or DCN's output layer
+        if arch == "autorec":
+            if item_ratings is None or tuple(item_ratings.shape) != (M, U):
+                raise ValueError(f"autorec needs item_ratings of shape {(M, U)} (movie index, user index)")
+            # a variable, not a constant: evaluation and export swap in the ratings known by then
+            self.item_ratings = tf.Variable(tf.constant(item_ratings, tf.float32), trainable=False,
+                                            name="item_ratings")
+            self.autorec = AutoRec(U, hp.autorec)
+        if arch not in ("mf", "autorec"):  # the predictive layer h (GMF/MLP/NeuMF) or DCN's output layer
             self.out = tf.keras.layers.Dense(1, use_bias=False, kernel_regularizer=reg, name="out")
         if hp.use_biases:
             self.user_bias = tf.keras.layers.Embedding(U, 1, embeddings_initializer="zeros", name="user_bias")
@@ -190,6 +208,12 @@ class RankingModel(tfrs.Model):
             h_gmf, pen_gmf = self.gmf(u, m, *h_ids)
             h_mlp, pen_mlp = self.mlp(u, m, *h_ids, training=training)
             raw, penalty = self.out(tf.concat([h_gmf, h_mlp], -1))[:, 0], pen_gmf + pen_mlp
+        elif arch == "autorec":
+            h = self.autorec.encode(tf.gather(self.item_ratings, m), training=training)  # [B, H]
+            w = tf.gather(tf.transpose(self.autorec.decoder.kernel), u)  # [B, H]: user u's decoder row
+            known = tf.cast(u > 0, tf.float32)
+            raw = (tf.reduce_sum(h * w, -1) + tf.gather(self.autorec.decoder.bias, u)) * known
+            penalty = tf.zeros_like(raw)
         else:  # dcn
             p, q, penalty = self.ids(u, m, *h_ids)
             x0 = tf.concat([p, q, *self.user_features(features), *self.movie_features(m)], -1)

@@ -44,8 +44,10 @@ Columns = dict[str, np.ndarray]
 
 
 def hyperparameters(cfg: RankingConfig, architecture: str | None = None) -> RankingModelConfig:
-    """``cfg.model``, with ``architecture`` replaced when given (NeuMF pre-training trains gmf and mlp)."""
-    return replace(cfg.model, architecture=architecture) if architecture else cfg.model
+    """``cfg.model``, with ``architecture`` replaced when given (NeuMF pre-training trains gmf and mlp).
+    ``autorec`` ignores ``history_length``: it reads every user's ratings through its movie table."""
+    hp = replace(cfg.model, architecture=architecture) if architecture else cfg.model
+    return replace(hp, history_length=0) if hp.architecture == "autorec" else hp
 
 
 def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RankingModelConfig,
@@ -74,6 +76,15 @@ def split_columns(data: MovieLensData, split: Split, hp: RankingModelConfig) -> 
     known = {"train": split.train, "validation": split.train,
              "test": np.concatenate([split.train, split.validation])}
     return {name: feature_columns(data, getattr(split, name), hp, known[name]) for name in known}
+
+
+def item_rating_table(vocab: Vocabularies, train: Columns) -> np.ndarray:
+    """float32 [M + 1, U + 1]: the training rating of each (movie index, user index), 0 = unrated
+    (the ``autorec`` architecture's input; indices as the model's lookups, 0 = unknown)."""
+    users = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(train["user_id"]).numpy()
+    table = np.zeros((vocab.num_movies, vocab.num_users), np.float32)
+    table[movie_rows(vocab, train["movie_id"]) + 1, users] = train["label"]
+    return table
 
 
 def serving_user_table(data: MovieLensData, train_rows: np.ndarray, vocab: Vocabularies,
@@ -315,7 +326,8 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
                 stopper, seconds = _fit(sub, cfg, train_ds, steps, validator(sub), monitor, log_dir, verbose, arch)
                 train_seconds, epochs_run = train_seconds + seconds, epochs_run + stopper.epochs_run
                 pretrained[arch] = sub
-        model = RankingModel(vocab, hp, global_offset=offset)
+        model = RankingModel(vocab, hp, global_offset=offset,
+                             item_ratings=item_rating_table(vocab, cols["train"]) if hp.architecture == "autorec" else None)
         if pretrained is not None:
             model(next(iter(train_ds.take(1))))  # build the layers before copying weights in
             model.init_neumf_from(pretrained["gmf"], pretrained["mlp"], cfg.model.neumf_alpha)
@@ -324,6 +336,9 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
                                 hp.architecture)
         train_seconds, epochs_run = train_seconds + seconds, epochs_run + stopper.epochs_run
 
+        if hp.architecture == "autorec":  # test time: the ratings known before the test split
+            model.item_ratings.assign(item_rating_table(vocab, {k: np.concatenate([cols["train"][k], cols["validation"][k]])
+                                                                for k in ("user_id", "movie_id", "label")}))
         logger.info("evaluating on the test split (best epoch %d)", stopper.best_epoch)
         test_metrics: dict[str, float] = {}
         if explicit:
