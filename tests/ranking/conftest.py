@@ -14,7 +14,7 @@ from tfrs_lab.data.movielens import MovieLensData, load_movielens
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.models.ranking import RankingModel
-from tfrs_lab.training.ranking import (NegativeSampler, hyperparameters, implicit_dataset, item_rating_table,
+from tfrs_lab.training.ranking import (NegativeSampler, hyperparameters, implicit_dataset, make_model,
                                        serving_user_table, split_columns)
 from tfrs_lab.training.retrieval import make_dataset
 
@@ -54,8 +54,7 @@ def train_small(data, architecture: str, *, objective: str = "explicit", split: 
                                   count=4, distribution="uniform", exclude_seen=True, seed=0)
         ds = implicit_dataset(cols["train"], vocab, sampler, 256, seed=0)
         offset = -np.log(4.0)
-    table = item_rating_table(vocab, cols["train"]) if architecture == "autorec" else None
-    model = RankingModel(vocab, hp, global_offset=offset, item_ratings=table)
+    model = make_model(vocab, hp, cols["train"], offset)
     model.compile(optimizer=tf.keras.optimizers.Adam(cfg.train.learning_rate * 5))
     model.fit(ds, epochs=epochs, verbose=0)
     return Trained(model, vocab, cols, serving_user_table(data, s.train, vocab, hp.history_length))

@@ -102,8 +102,7 @@ def _retrieval_setup(cfg):
 
 def _ranking_setup(cfg):
     from tfrs_lab.data.features import build_vocabularies
-    from tfrs_lab.models.ranking import RankingModel
-    from tfrs_lab.training.ranking import explicit_metrics, hyperparameters, split_columns
+    from tfrs_lab.training.ranking import explicit_metrics, hyperparameters, make_model, split_columns
     from tfrs_lab.training.retrieval import seed_and_load
 
     data, split = seed_and_load(cfg)
@@ -112,7 +111,7 @@ def _ranking_setup(cfg):
         title_vocab_size=10_000, title_max_tokens=16, timestamp_buckets=cfg.model.timestamp_buckets)
     hp = hyperparameters(cfg)
     cols = split_columns(data, split, hp)
-    model = RankingModel(vocab, hp, global_offset=float(np.mean(cols["train"]["label"])))
+    model = make_model(vocab, hp, cols["train"], float(np.mean(cols["train"]["label"])))
     return model, cols["train"], lambda: explicit_metrics(model, cols["validation"])
 
 

@@ -78,6 +78,13 @@ def split_columns(data: MovieLensData, split: Split, hp: RankingModelConfig) -> 
     return {name: feature_columns(data, getattr(split, name), hp, known[name]) for name in known}
 
 
+def make_model(vocab: Vocabularies, hp: RankingModelConfig, train: Columns, global_offset: float) -> RankingModel:
+    """A :class:`RankingModel` of ``hp`` for training on the ``train`` columns (autorec: with their
+    :func:`item_rating_table`)."""
+    table = item_rating_table(vocab, train) if hp.architecture == "autorec" else None
+    return RankingModel(vocab, hp, global_offset=global_offset, item_ratings=table)
+
+
 def item_rating_table(vocab: Vocabularies, train: Columns) -> np.ndarray:
     """float32 [M + 1, U + 1]: the training rating of each (movie index, user index), 0 = unrated
     (the ``autorec`` architecture's input; indices as the model's lookups, 0 = unknown)."""
@@ -326,8 +333,7 @@ def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None =
                 stopper, seconds = _fit(sub, cfg, train_ds, steps, validator(sub), monitor, log_dir, verbose, arch)
                 train_seconds, epochs_run = train_seconds + seconds, epochs_run + stopper.epochs_run
                 pretrained[arch] = sub
-        model = RankingModel(vocab, hp, global_offset=offset,
-                             item_ratings=item_rating_table(vocab, cols["train"]) if hp.architecture == "autorec" else None)
+        model = make_model(vocab, hp, cols["train"], offset)
         if pretrained is not None:
             model(next(iter(train_ds.take(1))))  # build the layers before copying weights in
             model.init_neumf_from(pretrained["gmf"], pretrained["mlp"], cfg.model.neumf_alpha)
