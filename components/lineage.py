@@ -176,17 +176,11 @@ class LineageStore:
 
     def get_artifacts(self, type_name: str | None = None, *, context: tuple[str, str] | None = None) -> list[Artifact]:
         """Artifacts (oldest first), optionally of one type and attributed to ``(context type, name)``."""
-        sql, args = self._ARTIFACTS, []
-        where = []
-        if type_name is not None:
-            where.append("t.name = ?")
-            args.append(type_name)
-        if context is not None:
-            where.append("a.id IN (SELECT artifact_id FROM attributions WHERE context_id = ?)")
-            args.append(self.context(*context))
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [self._artifact(r) for r in self._db.execute(sql + " ORDER BY a.id", args)]
+        rows = self._select(self._ARTIFACTS, "a.id", [
+            ("t.name = ?", type_name),
+            ("a.id IN (SELECT artifact_id FROM attributions WHERE context_id = ?)",
+             None if context is None else self.context(*context))])
+        return [self._artifact(r) for r in rows]
 
     def get_execution(self, execution_id: int) -> Execution:
         row = self._db.execute(self._EXECUTIONS + " WHERE e.id = ?", (execution_id,)).fetchone()
@@ -196,19 +190,18 @@ class LineageStore:
 
     def get_executions(self, *, state: str | None = None, node_id: str | None = None,
                        context: tuple[str, str] | None = None) -> list[Execution]:
-        sql, args, where = self._EXECUTIONS, [], []
-        if state is not None:
-            where.append("e.state = ?")
-            args.append(state)
-        if node_id is not None:
-            where.append("e.node_id = ?")
-            args.append(node_id)
-        if context is not None:
-            where.append("e.id IN (SELECT execution_id FROM associations WHERE context_id = ?)")
-            args.append(self.context(*context))
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [self._execution(r) for r in self._db.execute(sql + " ORDER BY e.id", args)]
+        rows = self._select(self._EXECUTIONS, "e.id", [
+            ("e.state = ?", state), ("e.node_id = ?", node_id),
+            ("e.id IN (SELECT execution_id FROM associations WHERE context_id = ?)",
+             None if context is None else self.context(*context))])
+        return [self._execution(r) for r in rows]
+
+    def _select(self, sql: str, order_by: str, filters: list[tuple[str, Any]]) -> list[Any]:
+        """Rows of ``sql`` matching every ``(condition with one ?, value)`` whose value is not None."""
+        used = [(cond, value) for cond, value in filters if value is not None]
+        if used:
+            sql += " WHERE " + " AND ".join(cond for cond, _ in used)
+        return self._db.execute(f"{sql} ORDER BY {order_by}", [value for _, value in used]).fetchall()
 
     def events(self, *, execution_id: int | None = None, artifact_id: int | None = None) -> list[Event]:
         sql, args = "SELECT * FROM events", []

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from pathlib import Path
 from typing import Any
 
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 from tfrs_lab.components.example_gen import DEFAULT_SPLIT_CONFIG
-from tfrs_lab.components.transform import task_config
+from tfrs_lab.components.transform import config_file_text, task_config
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +68,7 @@ class Trainer(Component):
             "tfrs_lab.components.example_gen", "tfrs_lab.components.transform")
 
     def fingerprint_extra(self) -> str:
-        path = self.parameters["config"]
-        return Path(path).read_text() if path and Path(path).is_file() else ""
+        return config_file_text(self.parameters["config"])
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples

@@ -28,6 +28,11 @@ FEATURE_STATS = "feature_stats.json"
 TASKS = ("retrieval", "ranking", "sequential")
 
 
+def config_file_text(path: str | None) -> str:
+    """The content of a component's ``config`` parameter file (part of its cache key); '' for none."""
+    return Path(path).read_text() if path and Path(path).is_file() else ""
+
+
 def task_config(component: str, task: str, config: str | None, overrides: dict[str, Any],
                 examples: Artifact | None = None):
     """The task's resolved config (``configs/<task>.yaml`` unless ``config``) with ``overrides``
@@ -120,8 +125,7 @@ class Transform(Component):
     CODE = ("tfrs_lab.data.features", "tfrs_lab.components.example_gen")
 
     def fingerprint_extra(self) -> str:
-        path = self.parameters["config"]
-        return Path(path).read_text() if path and Path(path).is_file() else ""
+        return config_file_text(self.parameters["config"])
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples

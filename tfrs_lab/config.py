@@ -633,18 +633,24 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
 # --------------------------------------------------------------------------- loading
 
 
-def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def read_yaml(path: str | os.PathLike, *, what: str = "config file", flag: str = "--config") -> Any:
+    """The parsed YAML of ``path`` (``None`` when empty); ConfigError naming ``what`` and ``flag``
+    when the file is missing or not YAML."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist: pass an existing YAML file to --config")
+        raise ConfigError(f"{what} {str(p)!r} does not exist: pass an existing YAML file to {flag}")
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}".replace("\n", " ")) from e
+        raise ConfigError(f"{what} {str(p)!r} is not valid YAML: {e}".replace("\n", " ")) from e
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping at the top level")
+        raise ConfigError(f"config file {str(Path(path))!r} must hold a mapping at the top level")
     return data
 
 

@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from tfrs_lab.training.report import pyplot  # noqa: F401  (the suites' one way to get pyplot)
+
 RESULTS_FILE = "results.json"
 
 
@@ -89,16 +91,6 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], first: 
     lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(b, widths))) for b in body]
     return "\n".join(lines)
-
-
-def pyplot():
-    """matplotlib's pyplot on the non-interactive Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def bar_chart(path: Path, rows: Sequence[dict[str, Any]], metrics: Iterable[str], title: str,

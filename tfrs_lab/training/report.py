@@ -39,6 +39,16 @@ TOP_K = 10
 EXAMPLE_USERS = 5
 
 
+def pyplot():
+    """matplotlib's pyplot on the non-interactive Agg backend (no display needed; imported lazily)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def top_k_rows(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """int64 [B, k] highest-scoring columns of ``scores`` float [B, M] (modified when ``exclude``
     is given: excluded columns are set to -inf), best first."""
@@ -172,8 +182,6 @@ def _figure(history: Mapping[str, Sequence[float]], curves: Mapping[str, np.ndar
         panels.append(("test recall (hit rate) @K, K = 1…100", curves, "K"))
     if not panels:
         return None
-    from tfrs_lab.bench.common import pyplot
-
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     for ax, (title, lines, xlabel) in zip(axes[0], panels):

@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
-from tfrs_lab.config import CONFIG_DIR, TASK_CONFIGS, ConfigError, load_config, parse_override, to_dict
+from tfrs_lab.config import CONFIG_DIR, TASK_CONFIGS, ConfigError, load_config, parse_override, read_yaml, to_dict
 
 TUNING_DIR = CONFIG_DIR / "tuning"
 HP_TYPES = ("choice", "int", "float", "boolean")
@@ -386,12 +384,7 @@ def load_space(task: str, path: str | os.PathLike | None = None, config_files: S
     if task not in TASK_CONFIGS:
         raise ConfigError(f"unknown task '{task}': choose one of {', '.join(TASK_CONFIGS)}")
     p = Path(path) if path is not None else default_space_file(task)
-    if not p.is_file():
-        raise ConfigError(f"search space file {str(p)!r} does not exist: pass an existing YAML file to --space")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"search space {str(p)!r} is not valid YAML: {e}".replace("\n", " ")) from e
+    raw = read_yaml(p, what="search space file", flag="--space")
     if raw is None:
         raise ConfigError(f"search space {str(p)!r} is empty: declare objective and hyperparameters")
     return parse_space(raw, task, config_files, overrides, extra, source=str(p))
