@@ -331,7 +331,7 @@ class RankingModelConfig:
     section as the autoencoder task's.
     """
 
-    architecture: str = "mf"
+    architecture: str = "autorec"
     objective: Literal["explicit", "implicit"] = "explicit"
     embedding_dim: int = 32
     mlp_layers: tuple[int, ...] = (64, 32, 16)
@@ -342,15 +342,15 @@ class RankingModelConfig:
     feature_embedding_dim: int = 8
     timestamp_buckets: int = 100
     zip_buckets: int = 1000
-    dropout: float = 0.0
-    embedding_l2: float = 0.0
-    kernel_l2: float = 0.0
+    dropout: float = 0.2
+    embedding_l2: float = 0.1
+    kernel_l2: float = 0.0001
     use_biases: bool = True
     rating_min: float = 1.0
     rating_max: float = 5.0
     neumf_pretrain: bool = False
     neumf_alpha: float = 0.5
-    history_length: int = 0
+    history_length: int = 200
     autorec: AutoRecConfig = field(default_factory=AutoRecConfig)
 
     def validate(self, path: str) -> None:
@@ -403,7 +403,9 @@ class RankingTrainConfig(TrainConfig):
     """
 
     supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
-    lr_schedule: Literal["constant", "cosine", "plateau"] = "constant"
+    epochs: int = 40
+    early_stopping_patience: int = 5
+    lr_schedule: Literal["constant", "cosine", "plateau"] = "cosine"
     lr_decay_factor: float = 0.5
     min_learning_rate: float = 1e-5
     negatives: NegativeSamplingConfig = field(default_factory=NegativeSamplingConfig)
@@ -441,7 +443,7 @@ class RankingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: RankingModelConfig = field(default_factory=RankingModelConfig)
     train: RankingTrainConfig = field(default_factory=RankingTrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(batch_size=64))  # users scored per catalogue block
     export: RankingExportConfig = field(default_factory=RankingExportConfig)
 
 

@@ -37,6 +37,7 @@ def train_small(data, architecture: str, *, objective: str = "explicit", split: 
     """A ranking model of ``architecture`` trained for ``epochs`` epochs on ``data`` (seeded)."""
     cfg = load_config("ranking", overrides=[f"model.architecture={architecture}", f"model.objective={objective}",
                                             f"data.split={split}", "model.embedding_l2=0.05",
+                                            "model.history_length=0", "model.dropout=0.0", "model.kernel_l2=0.0",
                                             *overrides])
     tf.keras.utils.set_random_seed(0)
     s = make_split(split, data.ratings)

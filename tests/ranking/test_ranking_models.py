@@ -84,7 +84,8 @@ def _batch(vocab, n=16):
 
 def test_neumf_pretraining_copies_gmf_and_mlp_weights(trained_dcn):
     vocab = trained_dcn.vocab
-    cfg = load_config("ranking", overrides=["model.mlp_layers=[16, 8]", "model.embedding_dim=8"])
+    cfg = load_config("ranking", overrides=["model.mlp_layers=[16, 8]", "model.embedding_dim=8",
+                                              "model.history_length=0"])
     tf.keras.utils.set_random_seed(3)
     gmf, mlp, neumf = (RankingModel(vocab, hyperparameters(cfg, a), global_offset=o)
                        for a, o in (("gmf", 3.0), ("mlp", 4.0), ("neumf", 0.0)))
