@@ -79,6 +79,7 @@ def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifac
     from tfrs_lab.components.example_gen import read_examples
     from tfrs_lab.config import load_config
     from tfrs_lab.data.splits import Split
+    from tfrs_lab.evaluation.metrics import hits_at_k, rating_metrics
     from tfrs_lab.export import signatures as sig
     from tfrs_lab.serving.servable import register_scann_ops
 
@@ -110,9 +111,8 @@ def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifac
                       sig.HISTORY_MOVIE_IDS: history[part].astype(str)}
             found.append(fn(**{k: tf.constant(v) for k, v in inputs.items()})[sig.MOVIE_IDS].numpy().astype(str))
         ids = np.concatenate(found)
-        target = cols["movie_id"].astype(str)[:, None]
-        return {f"served_hit_rate@{k}": round(float(np.any(ids[:, :k] == target, axis=1).mean()), 6)
-                for k in sorted(set(cfg.eval.ks)) if k <= ids.shape[1]}
+        ks = [k for k in sorted(set(cfg.eval.ks)) if k <= ids.shape[1]]
+        return {f"served_{k}": round(v, 6) for k, v in hits_at_k(ids, cols["movie_id"].astype(str), ks).items()}
     if task == "ranking" and cfg.model.objective == "explicit":
         fn = saved.signatures[sig.SERVING_DEFAULT]
         preds = []
@@ -121,8 +121,8 @@ def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifac
             out = fn(**{sig.USER_ID: tf.constant(data.ratings["user_id"][rows].astype(str)),
                         sig.MOVIE_ID: tf.constant(data.ratings["movie_id"][rows].astype(str))})
             preds.append(np.asarray(out[sig.RATING]).reshape(-1))
-        err = np.concatenate(preds) - data.ratings["user_rating"][test].astype(np.float64)
-        return {"served_rmse": round(float(np.sqrt(np.mean(err ** 2))), 6), "served_mae": round(float(np.mean(np.abs(err))), 6)}
+        m = rating_metrics(np.concatenate(preds), data.ratings["user_rating"][test])
+        return {f"served_{k}": round(v, 6) for k, v in m.items()}
     return {}
 
 

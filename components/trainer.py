@@ -4,10 +4,10 @@ Outputs: ``model`` (TFX ``Model``: the SavedModel in ``Format-Serving/``, proper
 ``model_name``) and ``model_run`` (``ModelRun``: the run directory — ``config.yaml``,
 ``metrics.json``, TensorBoard ``logs/`` — with the test metrics as properties).
 
-The trainer is the library's own (``tfrs_lab.train.TRAINERS[task]``); the Examples are read back
-into a ``MovieLensData`` and, with the TransformGraph's vocabularies, handed to it through
-:func:`tfrs_lab.data.provided.provided_inputs`. A Tuner's ``best_hyperparameters`` are applied as
-config overrides below the component's own ``overrides``.
+The run is the library's own (:func:`tfrs_lab.training.runner.run_task` for the registered
+``task``); the Examples are read back into a ``MovieLensData`` and, with the TransformGraph's
+vocabularies, handed to it explicitly as :class:`tfrs_lab.training.task.TaskInputs`. A Tuner's
+``best_hyperparameters`` are applied as config overrides below the component's own ``overrides``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Trainer(Component):
               "hyperparameters": Channel(A.HYPERPARAMETERS, optional=True)}
     OUTPUTS = {"model": Channel(A.MODEL), "model_run": Channel(A.MODEL_RUN)}
     PARAMETERS = {
-        "task": Param(str, "retrieval", "retrieval | ranking | sequential"),
+        "task": Param(str, "retrieval", "a registered task (tfrs_lab.config.TASKS)"),
         "config": Param(str, None, "task config YAML (default configs/<task>.yaml)"),
         "overrides": Param(dict, {}, "dotted config key -> value, e.g. {train.epochs: 3}"),
     }
@@ -73,9 +73,9 @@ class Trainer(Component):
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples
         from tfrs_lab.components.transform import load_vocabularies
-        from tfrs_lab.data.provided import provided_inputs
-        from tfrs_lab.train import trainer
         from tfrs_lab.training import rundir
+        from tfrs_lab.training.runner import run_task
+        from tfrs_lab.training.task import TaskInputs
 
         p = self.parameters
         examples = ctx.inputs["examples"]
@@ -97,8 +97,7 @@ class Trainer(Component):
         run_dir = ctx.outputs["model_run"].path
         shutil.rmtree(run_dir)  # the trainer writes it atomically (staged, then renamed)
         logger.info("%s: training %s on %d ratings", ctx.component_id, p["task"], loaded.data.num_ratings)
-        with provided_inputs(loaded.data, vocab, fit):
-            metrics = trainer(p["task"])(cfg, run_dir)
+        metrics = run_task(p["task"], cfg, run_dir, TaskInputs(loaded.data, vocab, fit)).metrics
         export = run_dir / rundir.EXPORT_DIR / cfg.export.model_name / str(cfg.export.version)
         if not (export / "saved_model.pb").is_file():
             raise ComponentError(f"{ctx.component_id}.model: the trainer exported no SavedModel at {export}")

@@ -2,10 +2,10 @@
 
 The ``TransformGraph`` artifact holds ``vocabularies.npz`` + ``vocabularies.json`` (a
 :class:`tfrs_lab.data.features.Vocabularies` fitted by ``build_vocabularies`` on the training
-split) and ``feature_stats.json``. The Trainer hands it to the trainer through
-:func:`tfrs_lab.data.provided.provided_inputs`, so the model is built — and exported, lookup
-tables included — from exactly these vocabularies (train/serve parity); a Trainer whose config
-asks for a different fit fails with the differing parameter named.
+split, with the task's own fit parameters: ``Task.vocabulary_fit``) and ``feature_stats.json``.
+The Trainer hands it to the run as ``TaskInputs.vocabularies``, so the model is built — and
+exported, lookup tables included — from exactly these vocabularies (train/serve parity); a Trainer
+whose config asks for a different fit fails with the differing parameter named.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ VOCAB_ARRAYS = "vocabularies.npz"
 VOCAB_META = "vocabularies.json"
 FEATURE_STATS = "feature_stats.json"
 
-TASKS = ("retrieval", "ranking", "sequential")
-
-
 def config_file_text(path: str | None) -> str:
     """The content of a component's ``config`` parameter file (part of its cache key); '' for none."""
     return Path(path).read_text() if path and Path(path).is_file() else ""
@@ -37,14 +34,14 @@ def task_config(component: str, task: str, config: str | None, overrides: dict[s
                 examples: Artifact | None = None):
     """The task's resolved config (``configs/<task>.yaml`` unless ``config``) with ``overrides``
     (dotted key -> value) and, given ``examples``, the data fields set to what ExampleGen wrote."""
-    from tfrs_lab.config import default_config_file, load_config
+    from tfrs_lab.config import TASKS, default_config_file, load_config
 
     if task not in TASKS:
         raise ComponentError(f"{component}.task: must be one of {', '.join(TASKS)}, got {task!r}")
     files = [config] if config else [default_config_file(task)]
     extra: dict[str, Any] = {}
     if examples is not None:
-        extra["data"] = {"split": examples.properties.get("split", "hash")} if task != "sequential" else {}
+        extra["data"] = {"split": examples.properties.get("split", "hash")}  # a task refuses a split it cannot use
     nest_overrides(component, overrides, extra)
     try:
         return load_config(task, files, (), extra=extra)
@@ -64,18 +61,6 @@ def nest_overrides(component: str, overrides: dict[str, Any], into: dict[str, An
                 raise ComponentError(f"{component}.overrides.{dotted}: {part} is not a section")
         node[leaf] = value
     return into
-
-
-def fit_parameters(task: str, cfg: Any, has_user_features: bool) -> dict[str, Any]:
-    """The ``build_vocabularies`` keyword arguments each trainer uses (checked again at train time)."""
-    if task == "retrieval":
-        m = cfg.model
-        return dict(has_user_features=has_user_features, title_vocab_size=m.title_vocab_size,
-                    title_max_tokens=m.title_max_tokens, timestamp_buckets=m.timestamp_buckets)
-    if task == "ranking":
-        return dict(has_user_features=has_user_features, title_vocab_size=10_000, title_max_tokens=16,
-                    timestamp_buckets=cfg.model.timestamp_buckets)
-    return dict(has_user_features=False, title_vocab_size=2, title_max_tokens=1, timestamp_buckets=1)
 
 
 def save_vocabularies(vocab: Any, fit: dict[str, Any], directory: Path) -> None:
@@ -118,7 +103,7 @@ class Transform(Component):
     INPUTS = {"examples": Channel(A.EXAMPLES)}
     OUTPUTS = {"transform_graph": Channel(A.TRANSFORM_GRAPH)}
     PARAMETERS = {
-        "task": Param(str, "retrieval", "retrieval | ranking | sequential (which trainer's features)"),
+        "task": Param(str, "retrieval", "a registered task (tfrs_lab.config.TASKS): whose features to fit"),
         "config": Param(str, None, "task config YAML (default configs/<task>.yaml)"),
         "overrides": Param(dict, {}, "dotted config key -> value, as the Trainer's"),
     }
@@ -130,14 +115,14 @@ class Transform(Component):
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples
         from tfrs_lab.data.features import build_vocabularies
-        from tfrs_lab.data.provided import rows_digest
+        from tfrs_lab.training.task import get_task, rows_digest
 
         p = self.parameters
         examples = ctx.inputs["examples"]
         cfg = task_config(ctx.component_id, p["task"], p["config"], p["overrides"], examples)
         loaded = read_examples(examples)
         train = loaded.splits["train"]
-        fit = fit_parameters(p["task"], cfg, loaded.data.has_user_features)
+        fit = get_task(p["task"]).vocabulary_fit(cfg, loaded.data.has_user_features)
         vocab = build_vocabularies(loaded.data.ratings, loaded.data.movies, train, **fit)
         out = ctx.outputs["transform_graph"]
         save_vocabularies(vocab, {**fit, "train_rows_sha256": rows_digest(train)}, out.path)

@@ -1,7 +1,7 @@
 """Tuner: Keras Tuner search over the pipeline's Examples with :func:`tfrs_lab.tuning.run_search`.
 
 Every trial runs the task's own trainer (as ``python -m tfrs_lab.tune`` does) on the Examples
-read back from ExampleGen (handed over with :func:`tfrs_lab.data.provided.provided_inputs`); the
+read back from ExampleGen (handed over explicitly as ``TaskInputs``); the
 objective is a validation metric (the search space's, ``configs/tuning/<task>.yaml`` by default).
 
 Outputs (TFX's Tuner contract):
@@ -18,12 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from typing import Any
 
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 from tfrs_lab.components.trainer import BEST_OVERLAY_FILE
-from tfrs_lab.components.transform import TASKS, nest_overrides
+from tfrs_lab.components.transform import nest_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ class Tuner(Component):
     INPUTS = {"examples": Channel(A.EXAMPLES)}
     OUTPUTS = {"best_hyperparameters": Channel(A.HYPERPARAMETERS), "tuner_results": Channel(A.TUNER_RESULTS)}
     PARAMETERS = {
-        "task": Param(str, "retrieval", "retrieval | ranking | sequential"),
+        "task": Param(str, "retrieval", "a registered task (tfrs_lab.config.TASKS)"),
         "config": Param(str, None, "task config YAML (default configs/<task>.yaml)"),
         "overrides": Param(dict, {}, "dotted config key -> value for every trial"),
         "space_file": Param(str, None, "search space YAML (default configs/tuning/<task>.yaml)"),
@@ -51,26 +50,25 @@ class Tuner(Component):
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples
-        from tfrs_lab.data.provided import provided_inputs
+        from tfrs_lab.config import TASKS
+        from tfrs_lab.training.task import TaskInputs
         from tfrs_lab.tuning import run_search
 
         p = self.parameters
         if p["task"] not in TASKS:
             raise ComponentError(f"{ctx.component_id}.task: must be one of {', '.join(TASKS)}, got {p['task']!r}")
         examples = ctx.inputs["examples"]
-        extra: dict[str, Any] = {}
-        if p["task"] != "sequential":
-            extra["data"] = {"split": examples.properties.get("split", "hash")}
-        nest_overrides(ctx.component_id, p["overrides"], extra)
+        extra = nest_overrides(ctx.component_id, p["overrides"],
+                               {"data": {"split": examples.properties.get("split", "hash")}})
         loaded = read_examples(examples)
         results = ctx.outputs["tuner_results"]
         search_dir = results.path / "search"
         logger.info("%s: %s search of %s, %d trials", ctx.component_id, p["tuner"], p["task"], p["max_trials"])
         try:
-            with provided_inputs(loaded.data):
-                result = run_search(p["task"], search_dir, space_file=p["space_file"],
-                                    config_files=[p["config"]] if p["config"] else (), extra=extra, tuner=p["tuner"],
-                                    max_trials=p["max_trials"], seed=p["seed"], overwrite=True)
+            result = run_search(p["task"], search_dir, space_file=p["space_file"],
+                                config_files=[p["config"]] if p["config"] else (), extra=extra, tuner=p["tuner"],
+                                max_trials=p["max_trials"], seed=p["seed"], overwrite=True,
+                                inputs=TaskInputs(loaded.data))
         except RuntimeError as e:  # no trial completed
             raise ComponentError(f"{ctx.component_id}.max_trials: {e}") from e
         best = ctx.outputs["best_hyperparameters"]

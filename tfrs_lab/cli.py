@@ -7,6 +7,9 @@ import logging
 import sys
 from typing import Any, Callable, Mapping
 
+__all__ = ["ArgumentParser", "configure_logging", "print_metrics", "run_cli", "UsageError", "USER_ERROR_EXIT",
+           "user_error_types"]
+
 USER_ERROR_EXIT = 2
 
 

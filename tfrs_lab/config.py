@@ -212,6 +212,16 @@ class RetrievalConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol (split name) this run uses."""
+        return self.data.split
+
+    @property
+    def predicts_ratings(self) -> bool:
+        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
+        return False
+
 
 # --------------------------------------------------------------------------- sequential task
 
@@ -293,6 +303,16 @@ class SequentialConfig:
     train: SequentialTrainConfig = field(default_factory=SequentialTrainConfig)
     eval: SequentialEvalConfig = field(default_factory=SequentialEvalConfig)
     export: SequentialExportConfig = field(default_factory=SequentialExportConfig)
+
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol (split name) this run uses."""
+        return self.data.split
+
+    @property
+    def predicts_ratings(self) -> bool:
+        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
+        return False
 
 
 # --------------------------------------------------------------------------- ranking task
@@ -446,6 +466,16 @@ class RankingConfig:
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(batch_size=64))  # users scored per catalogue block
     export: RankingExportConfig = field(default_factory=RankingExportConfig)
 
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol (split name) this run uses."""
+        return self.data.split
+
+    @property
+    def predicts_ratings(self) -> bool:
+        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
+        return self.model.objective == "explicit"
+
 
 # --------------------------------------------------------------------------- autoencoder task
 
@@ -552,11 +582,47 @@ class AutoencoderConfig:
         """The evaluation protocol (split name) this run uses."""
         return AUTOENCODER_PROTOCOL[self.model.architecture] if self.data.split == "auto" else self.data.split
 
+    @property
+    def predicts_ratings(self) -> bool:
+        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
+        return self.model.architecture == "autorec"
 
-TASK_CONFIGS: dict[str, type] = {"retrieval": RetrievalConfig, "sequential": SequentialConfig,
-                                 "ranking": RankingConfig}
-TASK_CONFIGS["autoencoder"] = AutoencoderConfig
-"""Task name -> its top-level config class. A task module adds its own entry here."""
+
+# --------------------------------------------------------------------------- the task registry
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One registered task: its name, top-level config class, the module implementing it (a
+    :class:`tfrs_lab.training.task.Task` named ``TASK`` in that module) and a one-line summary."""
+
+    name: str
+    config_class: type
+    module: str
+    summary: str
+
+
+TASKS: dict[str, TaskEntry] = {e.name: e for e in (
+    TaskEntry("retrieval", RetrievalConfig, "tfrs_lab.training.retrieval",
+              "two-tower retrieval with a ScaNN index (hash or leave-last-out)"),
+    TaskEntry("ranking", RankingConfig, "tfrs_lab.training.ranking",
+              "rating / click prediction: MF, NCF, DCN, AutoRec"),
+    TaskEntry("sequential", SequentialConfig, "tfrs_lab.training.sequential",
+              "next-item prediction from the user's history (SASRec-style transformer, GRU)"),
+    TaskEntry("autoencoder", AutoencoderConfig, "tfrs_lab.training.autoencoder",
+              "AutoRec ratings and Mult-DAE/VAE top-K from interaction vectors"),
+)}
+"""The one task registry: ``train``, ``tune``, the components, the benchmarks and the tuning
+spaces all take their task lists from it. Adding a task: its config class above, its module under
+``tfrs_lab/training/`` (defining ``TASK``), one entry here and ``configs/<task>.yaml``."""
+
+
+def task_entry(task: str) -> TaskEntry:
+    """The registry entry of ``task``; ConfigError naming the choices when it is unknown."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task '{task}': choose one of {', '.join(TASKS)}")
+    return TASKS[task]
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
@@ -696,8 +762,7 @@ def load_config(
 
     ``extra`` carries values from dedicated CLI flags (``--epochs``, ``--split`` …) as a nested dict.
     """
-    if task not in TASK_CONFIGS:
-        raise ConfigError(f"unknown task '{task}': choose one of {', '.join(TASK_CONFIGS)}")
+    config_class = task_entry(task).config_class
     merged: dict[str, Any] = {}
     for f in files:
         merged = _merge(merged, _read_yaml(f))
@@ -707,7 +772,7 @@ def load_config(
         merged = _merge(merged, parse_override(o))
     if merged.get("task", task) != task:
         raise ConfigError(f"task: the config is for '{merged['task']}' but you ran '{task}'")
-    return _build(TASK_CONFIGS[task], merged)
+    return _build(config_class, merged)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -12,6 +12,8 @@ import os
 import sys
 from typing import Iterator
 
+__all__ = ["quiet_native_stderr"]
+
 
 @contextlib.contextmanager
 def quiet_native_stderr(enabled: bool = True) -> Iterator[None]:

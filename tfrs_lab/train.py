@@ -1,5 +1,8 @@
 """``python -m tfrs_lab.train <task>``: train, evaluate and export a model into a run directory.
 
+The module is also the Python API's entry point: ``tfrs_lab.train("retrieval", ...)`` calls
+:func:`tfrs_lab.api.train` (the module is callable), so one name serves the shell and Python.
+
 Examples::
 
     python -m tfrs_lab.train retrieval --dataset synthetic --output-dir runs/quickstart
@@ -9,28 +12,17 @@ Examples::
 
 from __future__ import annotations
 
-import importlib
 import logging
+import sys
+import types
 from typing import Any, Sequence
 
 from tfrs_lab.cli import ArgumentParser, configure_logging, print_metrics, run_cli
+from tfrs_lab.config import TASKS
+
+__all__ = ["add_config_arguments", "build_parser", "flag_overrides", "main"]
 
 logger = logging.getLogger(__name__)
-
-TRAINERS: dict[str, str] = {
-    "retrieval": "tfrs_lab.training.retrieval:train_retrieval",
-    "sequential": "tfrs_lab.training.sequential:train_sequential",
-    "ranking": "tfrs_lab.training.ranking:train_ranking",
-    "autoencoder": "tfrs_lab.training.autoencoder:train_autoencoder",
-}
-"""Task -> ``module:function`` taking ``(config, output_dir)`` and returning the metrics written to
-``metrics.json``. The task's config class is registered in ``tfrs_lab.config.TASK_CONFIGS``."""
-
-
-def trainer(task: str):
-    """The training function of ``task`` (imported lazily: TensorFlow loads only when needed)."""
-    module, _, name = TRAINERS[task].partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def add_config_arguments(p: ArgumentParser, *, scope: str = "") -> None:
@@ -49,7 +41,8 @@ def add_config_arguments(p: ArgumentParser, *, scope: str = "") -> None:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tfrs_lab.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("task", choices=tuple(TRAINERS), help="what to train")
+    p.add_argument("task", choices=tuple(TASKS), help="what to train: " + "; ".join(
+        f"{e.name}: {e.summary}" for e in TASKS.values()))
     add_config_arguments(p)
     p.add_argument("--output-dir", help="run directory to write (default from the config: runs/<task>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output dir")
@@ -81,17 +74,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.verbose)
         from tfrs_lab.config import default_config_file, load_config
         from tfrs_lab.training import rundir
+        from tfrs_lab.training.runner import run_task
 
         files = args.config if args.config else [default_config_file(args.task)]
         cfg = load_config(args.task, files, args.overrides, extra=flag_overrides(args))
         output_dir = rundir.check_output_dir(cfg.output_dir, overwrite=args.overwrite)
-        metrics = trainer(args.task)(cfg, output_dir)
-        print(f"run directory: {output_dir}")
-        print_metrics(metrics)
+        run = run_task(args.task, cfg, output_dir)
+        print(f"run directory: {run.run_dir}")
+        print_metrics(run.metrics)
         return 0
 
     return run_cli(body)
 
+
+class _CallableModule(types.ModuleType):
+    """Makes ``tfrs_lab.train(...)`` the Python API while ``python -m tfrs_lab.train`` stays the CLI."""
+
+    def __call__(self, task: str, *args: Any, **kwargs: Any):
+        from tfrs_lab.api import train
+
+        return train(task, *args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -14,14 +14,17 @@ import sys
 from typing import Sequence
 
 from tfrs_lab.cli import ArgumentParser, UsageError, configure_logging, print_metrics, run_cli
-from tfrs_lab.train import TRAINERS, add_config_arguments, flag_overrides
+from tfrs_lab.config import TASKS
+from tfrs_lab.train import add_config_arguments, flag_overrides
+
+__all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tfrs_lab.tune", description=__doc__.split("\n\n")[0])
-    p.add_argument("task", choices=tuple(TRAINERS), help="what to tune")
+    p.add_argument("task", choices=tuple(TASKS), help="what to tune")
     p.add_argument("--space", metavar="FILE", help="search space YAML (default: configs/tuning/<task>.yaml)")
     p.add_argument("--tuner", default="bayesian", choices=("random", "bayesian", "hyperband", "grid"),
                    help="search algorithm (default bayesian); grid needs a finite space")

@@ -13,7 +13,7 @@ from tfrs_lab.data.splits import make_split
 from tfrs_lab.evaluation.metrics import ranking_metrics, ranks_from_scores
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.retrieval import answer_in_fresh_process
-from tfrs_lab.training.autoencoder import train_autoencoder
+from tfrs_lab.training.runner import run_task
 
 from autoencoder_fixtures import autoencoder_config, cluster_members, rating_counts
 
@@ -34,7 +34,7 @@ def runs(tmp_path_factory, synthetic_spec, synthetic_data_dir):
         verify = "export.verify=" + ("true" if arch == "autorec" else "false")
         cfg = autoencoder_config(arch, synthetic_spec, synthetic_data_dir, verify, index=index)
         run_dir = tmp_path_factory.mktemp(f"ae-{arch}") / "run"
-        metrics = train_autoencoder(cfg, run_dir, verbose=0)
+        metrics = run_task("autoencoder", cfg, run_dir, verbose=0).metrics
         export = run_dir / "export" / "autoencoder" / "1"
         out[arch] = (metrics, tf.saved_model.load(str(export)), export)
     return out

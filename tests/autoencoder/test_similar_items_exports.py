@@ -14,7 +14,8 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.retrieval import IndexSettings, export_retrieval
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.retrieval import RetrievalModel
-from tfrs_lab.training.retrieval import hyperparameters, make_dataset, serving_user_table, split_columns
+from tfrs_lab.training.common import make_dataset
+from tfrs_lab.training.retrieval import hyperparameters, serving_user_table, split_columns
 from tfrs_lab.training import sequential as seq
 
 from autoencoder_fixtures import cluster_members, rating_counts
@@ -73,10 +74,10 @@ def test_sequential_export_similar_items(synthetic_data, movie_cluster, tmp_path
                                                "model.embedding_dim=32", "model.dropout=0.1"])
     tf.keras.utils.set_random_seed(0)
     split = make_split("leave-last-out", synthetic_data.ratings)
-    vocab = seq.fit_vocabularies(synthetic_data, split)
+    vocab = seq.TASK.vocabularies(cfg, synthetic_data, split.train)
     train, _, test = seq.build_sequences(synthetic_data, split, vocab, cfg.model.max_length)
     model = seq.build_model(cfg, vocab)
-    model.fit(seq.make_dataset(train, 64, 10_000, seed=0), epochs=2, verbose=0)
+    model.fit(seq.sequence_dataset(train, 64, 10_000, seed=0), epochs=2, verbose=0)
     counts = vocab.item_counts[1:].astype(np.float64)
     result = export_sequential(
         model, tmp_path, movie_ids=vocab.movie_ids, popularity=counts / counts.sum(), user_ids=vocab.user_ids,

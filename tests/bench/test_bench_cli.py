@@ -59,8 +59,11 @@ def test_training_suite_reports_time_to_quality_and_throughput(tmp_path, capsys)
         assert task["tfrs_lab"]["train_examples_per_second"] > 0
     names = [v["variant"] for v in r["variants"]]
     assert len(names) == 4 and sum("jit_compile" in n for n in names) == 2
-    for v in r["variants"]:  # each variant either measured or says why it failed
-        assert v.get("train_examples_per_second", 0) > 0 or v["error"]
+    for v in r["variants"]:  # plain variants are measured; XLA ones are measured or say why they failed
+        if "jit_compile" in v["variant"]:
+            assert v.get("train_examples_per_second", 0) > 0 or v["error"]
+        else:
+            assert v["train_examples_per_second"] > 0 and not v.get("error"), v
     _pngs_written(r)
     assert len(r["plots"]) == 2
     assert "examples/s" in capsys.readouterr().out

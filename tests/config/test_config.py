@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from tfrs_lab.config import TASK_CONFIGS, ConfigError, default_config_file, dump_config, load_config
+from tfrs_lab.config import TASKS, ConfigError, default_config_file, dump_config, load_config
 
 
 def test_defaults_file_matches_dataclass_defaults():
@@ -54,7 +54,7 @@ def test_bad_files_are_reported(tmp_path):
         load_config("retrieval", [wrong_task])
 
 
-@pytest.mark.parametrize("task", sorted(TASK_CONFIGS))
+@pytest.mark.parametrize("task", sorted(TASKS))
 def test_the_task_yaml_states_the_library_defaults(task):
     """``configs/<task>.yaml`` says "these are the defaults": library callers (``load_config(task)``,
     pipeline components without a config file) and CLI users get the same configuration."""

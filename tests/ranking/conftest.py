@@ -16,7 +16,7 @@ from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.models.ranking import RankingModel
 from tfrs_lab.training.ranking import (NegativeSampler, hyperparameters, implicit_dataset, make_model,
                                        serving_user_table, split_columns)
-from tfrs_lab.training.retrieval import make_dataset
+from tfrs_lab.training.common import make_dataset
 
 
 @dataclass

@@ -39,7 +39,7 @@ def test_autorec_export_predicts_the_test_split_as_evaluated(tmp_path):
     import numpy as np
 
     from tfrs_lab.config import load_config
-    from tfrs_lab.training.retrieval import seed_and_load
+    from tfrs_lab.training.runner import prepare
 
     out = tmp_path / "run"
     args = [*SMALL, "--set", "model.architecture=autorec", "--set", "model.autorec.hidden_units=64", "--epochs", "3"]
@@ -47,7 +47,8 @@ def test_autorec_export_predicts_the_test_split_as_evaluated(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["architecture"] == "autorec" and 0.3 < metrics["mae"] < metrics["rmse"] < 2.0
     cfg = load_config("ranking", [out / "config.yaml"])
-    data, split = seed_and_load(cfg)
+    prepared = prepare("ranking", cfg)
+    data, split = prepared.data, prepared.split
     serve = tf.saved_model.load(str(out / "export" / "ranking" / "1")).signatures[sig.SERVING_DEFAULT]
     users, movies = data.ratings["user_id"][split.test], data.ratings["movie_id"][split.test]
     rating = serve(user_id=tf.constant(users.astype(str)), movie_id=tf.constant(movies.astype(str)))["rating"].numpy()

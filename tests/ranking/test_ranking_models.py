@@ -51,12 +51,14 @@ def test_svdpp_history_beats_the_global_mean_and_never_sees_evaluated_rows(train
     ours = explicit_metrics(t.model, t.cols["test"])
     mean = t.cols["train"]["label"].mean()
     assert ours["rmse"] < float(np.sqrt(np.mean((t.cols["test"]["label"] - mean) ** 2))) - 0.04, ours
-    train_pairs = set(zip(t.cols["train"]["user_id"], t.cols["train"]["movie_id"]))
+    def pairs(*names: str) -> set:
+        return {p for n in names for p in zip(t.cols[n]["user_id"], t.cols[n]["movie_id"])}
+
+    earlier = {"validation": pairs("train"), "test": pairs("train", "validation")}
     for name in ("validation", "test"):  # histories hold movies from earlier splits only
         cols = t.cols[name]
         assert cols["history"].shape == (len(cols["user_id"]), 10) and (cols["history"] != "").any()
-        assert all(m == "" or (u, m) in train_pairs or name == "test"
-                   for u, row in zip(cols["user_id"], cols["history"]) for m in row)
+        assert all(m == "" or (u, m) in earlier[name] for u, row in zip(cols["user_id"], cols["history"]) for m in row)
         assert not any(m == target for target, row in zip(cols["movie_id"], cols["history"]) for m in row)
 
 

@@ -10,8 +10,8 @@ from tfrs_lab.evaluation.metrics import ranking_metrics, target_ranks
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.retrieval import IndexSettings, answer_in_fresh_process
 from tfrs_lab.export.sequential import export_sequential
-from tfrs_lab.training.sequential import (build_model, build_sequences, evaluate_sequences, fit_vocabularies,
-                                          make_dataset, query_vectors)
+from tfrs_lab.training.sequential import (TASK, build_model, build_sequences, evaluate_sequences, query_vectors,
+                                          sequence_dataset)
 
 pytestmark = pytest.mark.slow
 
@@ -24,10 +24,10 @@ def trained(synthetic_data):
     cfg = load_config("sequential", overrides=MODEL)
     tf.keras.utils.set_random_seed(0)
     split = leave_last_out_split(synthetic_data.ratings)
-    vocab = fit_vocabularies(synthetic_data, split)
+    vocab = TASK.vocabularies(cfg, synthetic_data, split.train)
     train, validation, test = build_sequences(synthetic_data, split, vocab, cfg.model.max_length)
     model = build_model(cfg, vocab)
-    model.fit(make_dataset(train, 32, 10_000, seed=0), epochs=12, verbose=0)
+    model.fit(sequence_dataset(train, 32, 10_000, seed=0), epochs=12, verbose=0)
     return model, vocab, test
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 from tfrs_lab.data.sequences import evaluation_sequences, left_pad, training_sequences, user_items
 from tfrs_lab.data.splits import leave_last_out_split
-from tfrs_lab.training.sequential import build_sequences, fit_vocabularies, item_indices, serving_histories
+from tfrs_lab.training.sequential import TASK, build_sequences, item_indices, serving_histories
 
 
 def _ratings(rows):
@@ -30,7 +30,7 @@ def test_order_ties_padding_and_truncation_worked_by_hand():
 def test_no_leakage_from_validation_or_test_into_earlier_sequences(synthetic_data):
     ratings = synthetic_data.ratings
     split = leave_last_out_split(ratings)
-    vocab = fit_vocabularies(synthetic_data, split)
+    vocab = TASK.vocabularies(None, synthetic_data, split.train)
     train, validation, test = build_sequences(synthetic_data, split, vocab, max_length=1000)
     index = item_indices(vocab, ratings["movie_id"])
     held_out = {}
@@ -57,7 +57,7 @@ def test_no_leakage_from_validation_or_test_into_earlier_sequences(synthetic_dat
 def test_histories_longer_than_max_length_keep_the_newest(synthetic_data):
     max_length = 3
     split = leave_last_out_split(synthetic_data.ratings)
-    vocab = fit_vocabularies(synthetic_data, split)
+    vocab = TASK.vocabularies(None, synthetic_data, split.train)
     _, validation, test = build_sequences(synthetic_data, split, vocab, max_length=max_length)
     assert test.inputs.shape[1] == max_length
     for full, inputs in zip(test.seen, test.inputs):
@@ -66,7 +66,7 @@ def test_histories_longer_than_max_length_keep_the_newest(synthetic_data):
 
 def test_serving_histories_hold_each_users_latest_ratings_oldest_first(synthetic_data):
     ratings = synthetic_data.ratings
-    vocab = fit_vocabularies(synthetic_data, leave_last_out_split(ratings))
+    vocab = TASK.vocabularies(None, synthetic_data, leave_last_out_split(ratings).train)
     stored = serving_histories(synthetic_data, vocab, 5)
     everything = user_items(ratings, np.arange(len(ratings["user_id"])), item_indices(vocab, ratings["movie_id"]))
     assert stored.shape == (len(vocab.user_ids), 5)

@@ -12,7 +12,8 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.retrieval import IndexSettings, answer_in_fresh_process, export_retrieval
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training.evaluate import evaluate, query_embeddings, seen_lists
-from tfrs_lab.training.retrieval import concat_columns, hyperparameters, make_dataset, serving_user_table, split_columns
+from tfrs_lab.training.common import make_dataset
+from tfrs_lab.training.retrieval import concat_columns, hyperparameters, serving_user_table, split_columns
 
 pytestmark = pytest.mark.slow
 

@@ -147,14 +147,32 @@ def test_bad_arguments_exit_2(tmp_path, data_args, capsys, args, message):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("task, objective", [("retrieval", "validation_hit_rate@100"), ("ranking", "validation_rmse"),
-                                             ("sequential", "validation_ndcg@10")])
+SHIPPED_OBJECTIVES = {"retrieval": "validation_hit_rate@100", "ranking": "validation_rmse",
+                      "sequential": "validation_ndcg@10", "autoencoder": "validation_rmse"}
+
+
+def test_every_registered_task_has_a_shipped_space():
+    from tfrs_lab.config import TASKS
+
+    assert set(SHIPPED_OBJECTIVES) == set(TASKS)
+
+
+@pytest.mark.parametrize("task, objective", sorted(SHIPPED_OBJECTIVES.items()))
 def test_shipped_spaces_are_valid(task, objective):
     from tfrs_lab.tuning import load_space
 
     space = load_space(task, config_files=[default_config_file(task)])
     assert space.objective.key == objective and space.hyperparameters
     assert space.keras_tuner_space().space  # converts to Keras Tuner hyperparameters
+
+
+def test_tune_autoencoder_runs_a_trial(tmp_path, data_args):
+    """``tune autoencoder`` works end to end (its split is ``auto`` until the task resolves it)."""
+    out = tmp_path / "s"
+    assert main(["autoencoder", *data_args, "--tuner", "random", "--max-trials", "1", "--epochs", "2",
+                 "--set", "model.autorec.hidden_units=16", "--output-dir", str(out)]) == 0
+    trials = (out / "trials.csv").read_text().splitlines()
+    assert len(trials) == 2 and ",COMPLETED," in trials[1]
 
 
 def test_oracle_seed_spreads_the_first_trials():

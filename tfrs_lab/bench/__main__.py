@@ -104,7 +104,7 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
     if suite == "quality":
         from tfrs_lab.bench.quality import run_quality
         from tfrs_lab.config import default_config_file, load_config
-        from tfrs_lab.training.retrieval import load_data
+        from tfrs_lab.training.runner import load_data
 
         cfg = load_config("retrieval", [default_config_file("retrieval")], args.overrides, extra={"data": data_options})
         data = load_data(cfg)

@@ -17,6 +17,9 @@ import numpy as np
 
 from tfrs_lab.training.report import pyplot  # noqa: F401  (the suites' one way to get pyplot)
 
+__all__ = ["bar_chart", "format_table", "machine", "median_after_warmup", "percentiles", "RESULTS_FILE",
+           "time_calls", "write_results"]
+
 RESULTS_FILE = "results.json"
 
 

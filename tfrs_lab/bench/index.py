@@ -29,6 +29,9 @@ import numpy as np
 
 from tfrs_lab.bench import common
 
+__all__ = ["BATCH", "bench_size", "catalogue", "DEFAULT_SIZES", "exact_top_k", "K", "NUM_QUERIES", "recall_at_k",
+           "rss_mib", "run_index"]
+
 logger = logging.getLogger(__name__)
 
 K = 10

@@ -2,7 +2,7 @@
 
 Every peer is scored by :func:`rank_metrics` (DESIGN.md §4: full catalogue, pessimistic ties;
 ``hit_rate@K`` on ``hash``, ``recall@K``/``ndcg@K``/``mrr`` with the user's earlier items excluded
-on ``leave-last-out``) or, for rating predictors, by :func:`rating_metrics` (``rmse``/``mae`` of
+on ``leave-last-out``) or, for rating predictors, by :func:`clipped_rating_metrics` (``rmse``/``mae`` of
 predictions clipped to the 1–5 star range, like our ranking models).
 
 Peers without early stopping are fitted on :func:`fit_rows`: the training rows on ``hash`` (the
@@ -39,8 +39,15 @@ import tensorflow_recommenders as tfrs
 from tfrs_lab.data.features import movie_rows
 from tfrs_lab.data.movielens import MovieLensData
 from tfrs_lab.data.splits import Split
-from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
+from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, rating_metrics, target_ranks
 from tfrs_lab.training.evaluate import seen_lists
+
+__all__ = ["build_tutorial_ranking", "build_tutorial_retrieval", "catalogue_rows", "clipped_rating_metrics",
+           "evaluated_rows", "fit_rows", "IMPLICIT_FACTORS", "implicit_metrics", "Interactions", "interactions",
+           "item_counts", "item_knn_metrics", "PeerUnavailable", "popularity_metrics", "rank_metrics",
+           "RATING_RANGE", "surprise_metrics", "target_ranks_for", "TUTORIAL_BATCH", "tutorial_dataset",
+           "TUTORIAL_EPOCHS", "tutorial_ranking_metrics", "tutorial_retrieval_metrics", "TutorialRanking",
+           "TutorialRetrieval"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,10 +118,9 @@ def rank_metrics(data: MovieLensData, split: Split, queries: np.ndarray, items: 
     return hit_rate(ranks, ks) if split.name == "hash" else ranking_metrics(ranks, ks)
 
 
-def rating_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def clipped_rating_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """``rmse`` and ``mae`` of predictions clipped to the star range."""
-    err = np.clip(np.asarray(predictions, np.float64), *RATING_RANGE) - np.asarray(labels, np.float64)
-    return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
+    return rating_metrics(np.clip(np.asarray(predictions, np.float64), *RATING_RANGE), labels)
 
 
 # --------------------------------------------------------------------------- classic peers
@@ -249,7 +255,7 @@ def surprise_metrics(data: MovieLensData, split: Split, method: str, seed: int =
     seconds = time.perf_counter() - start
     test = split.test
     preds = np.array([algo.predict(u, m).est for u, m in zip(r["user_id"][test], r["movie_id"][test])])
-    return {**rating_metrics(preds, r["user_rating"][test]), "train_seconds": round(seconds, 3)}
+    return {**clipped_rating_metrics(preds, r["user_rating"][test]), "train_seconds": round(seconds, 3)}
 
 
 # --------------------------------------------------------------------------- TFRS tutorial recipes
@@ -356,7 +362,7 @@ class TutorialRanking(tfrs.models.Model):
         feats = {"user_id": tf.constant(list(data.ratings["user_id"][rows])),
                  "movie_title": tf.constant(list(_titles_per_rating(data)[rows]))}
         preds = self(feats).numpy()[:, 0]
-        return rating_metrics(preds, data.ratings["user_rating"][rows])
+        return clipped_rating_metrics(preds, data.ratings["user_rating"][rows])
 
 
 def build_tutorial_ranking(data: MovieLensData, split: Split, *, seed: int = 42, jit_compile: bool = False) -> TutorialRanking:

@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence
 
 from tfrs_lab.bench import common
 
+__all__ = ["Context", "KS", "METHODS", "PLOT_METRICS", "run_quality", "TABLE_COLUMNS"]
+
 logger = logging.getLogger(__name__)
 
 KS = {"hash": (10, 50, 100), "leave-last-out": (10, 50)}
@@ -39,9 +41,10 @@ class Context:
 
 
 def _ours(task: str, ctx: Context) -> dict[str, Any]:
-    """Our ``task`` trainer with its default config (``configs/<task>.yaml``) on ``ctx``'s data."""
+    """Our ``task`` with its default config (``configs/<task>.yaml``) on ``ctx``'s data."""
     from tfrs_lab.config import default_config_file, load_config
-    from tfrs_lab.train import trainer
+    from tfrs_lab.training.runner import run_task
+    from tfrs_lab.training.task import TaskInputs
 
     extra: dict[str, Any] = {"data": {**ctx.data_options, "split": ctx.split.name}}
     if ctx.epochs is not None:
@@ -53,7 +56,7 @@ def _ours(task: str, ctx: Context) -> dict[str, Any]:
         import shutil
 
         shutil.rmtree(run_dir)
-    metrics = trainer(task)(cfg, run_dir, verbose=0)
+    metrics = run_task(task, cfg, run_dir, TaskInputs(ctx.data), verbose=0).metrics
     out = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     out["run_dir"] = str(run_dir)
     return out

@@ -17,6 +17,8 @@ from typing import Any
 
 from tfrs_lab.bench import common
 
+__all__ = ["run_serving", "ServingBenchError"]
+
 logger = logging.getLogger(__name__)
 
 

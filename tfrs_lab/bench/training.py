@@ -25,6 +25,9 @@ import tensorflow as tf
 
 from tfrs_lab.bench import common
 
+__all__ = ["curve", "dataset", "EpochClock", "QUALITY", "run_training", "throughput", "time_to_quality",
+           "Validator", "VARIANTS"]
+
 logger = logging.getLogger(__name__)
 
 
@@ -79,16 +82,14 @@ def throughput(clock: EpochClock, examples_per_epoch: int) -> float:
 
 def _retrieval_setup(cfg):
     """Our retrieval model, its columns and a validation function, as ``train retrieval`` builds them."""
-    from tfrs_lab.data.features import build_vocabularies
+    from tfrs_lab.evaluation.metrics import REQUIRED_KS
     from tfrs_lab.models.retrieval import RetrievalModel
     from tfrs_lab.training.evaluate import evaluate
-    from tfrs_lab.training.retrieval import REQUIRED_KS, hyperparameters, seed_and_load, split_columns
+    from tfrs_lab.training.retrieval import hyperparameters, split_columns
+    from tfrs_lab.training.runner import prepare
 
-    data, split = seed_and_load(cfg)
-    vocab = build_vocabularies(
-        data.ratings, data.movies, split.train, has_user_features=data.has_user_features,
-        title_vocab_size=cfg.model.title_vocab_size, title_max_tokens=cfg.model.title_max_tokens,
-        timestamp_buckets=cfg.model.timestamp_buckets)
+    p = prepare("retrieval", cfg)
+    data, split, vocab = p.data, p.split, p.vocab
     hp = hyperparameters(cfg, data.has_user_features)
     cols = split_columns(data, split, hp)
     model = RetrievalModel(vocab, hp)
@@ -101,14 +102,11 @@ def _retrieval_setup(cfg):
 
 
 def _ranking_setup(cfg):
-    from tfrs_lab.data.features import build_vocabularies
     from tfrs_lab.training.ranking import explicit_metrics, hyperparameters, make_model, split_columns
-    from tfrs_lab.training.retrieval import seed_and_load
+    from tfrs_lab.training.runner import prepare
 
-    data, split = seed_and_load(cfg)
-    vocab = build_vocabularies(
-        data.ratings, data.movies, split.train, has_user_features=data.has_user_features,
-        title_vocab_size=10_000, title_max_tokens=16, timestamp_buckets=cfg.model.timestamp_buckets)
+    p = prepare("ranking", cfg)
+    data, split, vocab = p.data, p.split, p.vocab
     hp = hyperparameters(cfg)
     cols = split_columns(data, split, hp)
     model = make_model(vocab, hp, cols["train"], float(np.mean(cols["train"]["label"])))
@@ -117,7 +115,7 @@ def _ranking_setup(cfg):
 
 def dataset(columns: dict[str, np.ndarray], batch_size: int, seed: int, *, prefetch: bool = True,
             parallel_batch: bool = False) -> tf.data.Dataset:
-    """Our training input pipeline (as :func:`tfrs_lab.training.retrieval.make_dataset`) with the
+    """Our training input pipeline (as :func:`tfrs_lab.training.common.make_dataset`) with the
     ``tf.data`` knobs the suite varies."""
     n = len(columns["user_id"])
     ds = tf.data.Dataset.from_tensor_slices({k: tf.constant(v) for k, v in columns.items()})
@@ -128,7 +126,7 @@ def dataset(columns: dict[str, np.ndarray], batch_size: int, seed: int, *, prefe
 
 def _fit_ours(task: str, cfg, *, epochs: int, validate: bool, batch_size: int | None = None,
               jit_compile: bool = False, prefetch: bool = True, parallel_batch: bool = False) -> dict[str, Any]:
-    from tfrs_lab.training.retrieval import optimizer
+    from tfrs_lab.training.common import optimizer
 
     model, train_cols, validate_fn = (_retrieval_setup if task == "retrieval" else _ranking_setup)(cfg)
     model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate), jit_compile=jit_compile)
@@ -193,7 +191,7 @@ def run_training(data_options: dict[str, Any], output_dir: Path, *, epochs: int 
     for task, (metric, higher) in QUALITY.items():
         cfg = load_config(task, [default_config_file(task)], list(overrides),
                           extra={"data": {**data_options, "split": "hash"}})
-        from tfrs_lab.training.retrieval import load_data
+        from tfrs_lab.training.runner import load_data
 
         data = load_data(cfg)
         results["dataset"] = data.dataset

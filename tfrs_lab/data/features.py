@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["build_vocabularies", "movie_rows", "RAW_QUERY_FEATURES", "tokenize_titles", "Vocabularies"]
+
 RAW_QUERY_FEATURES = ("timestamp", "bucketized_user_age", "user_gender", "user_occupation_label")
 """Raw (TFDS) columns the query tower can use besides ``user_id``."""
 
@@ -109,12 +111,6 @@ def build_vocabularies(
       train_rows: int row indices of the training split.
     """
     train_rows = np.asarray(train_rows)
-    from tfrs_lab.data.provided import provided_vocabularies  # a pipeline's Transform output, if any
-
-    provided = provided_vocabularies(train_rows, has_user_features=has_user_features, title_vocab_size=title_vocab_size,
-                                     title_max_tokens=title_max_tokens, timestamp_buckets=timestamp_buckets)
-    if provided is not None:
-        return provided
     user_ids = np.unique(ratings["user_id"][train_rows]).astype(object)
     movie_ids = np.asarray(movies["movie_id"], dtype=object)
     tokens, vocab = tokenize_titles(movies["movie_title"], title_vocab_size, title_max_tokens)

@@ -11,6 +11,8 @@ import numpy as np
 
 from tfrs_lab.data.splits import sequence_order
 
+__all__ = ["latest_history", "PAD", "recent_history"]
+
 PAD = ""
 """Movie id used to pad histories shorter than ``length``."""
 

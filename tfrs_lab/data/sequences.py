@@ -22,6 +22,9 @@ import numpy as np
 
 from tfrs_lab.data.splits import sequence_order
 
+__all__ = ["evaluation_sequences", "EvaluationSequences", "left_pad", "PAD_INDEX", "training_sequences",
+           "TrainingSequences", "user_items", "UserItems"]
+
 PAD_INDEX = 0
 """Item index used for padding (and for unknown items, which never enter a sequence)."""
 

@@ -17,6 +17,19 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+__all__ = ["EARLY_STOPPING_METRIC", "REQUIRED_KS", "hit_rate", "hits_at_k", "metric_ks", "ranking_metrics",
+           "ranks_from_scores", "rating_metrics", "target_ranks"]
+
+REQUIRED_KS = {"hash": (10, 50, 100), "leave-last-out": (10, 50)}
+"""Cut-offs whose metrics ``metrics.json`` must always hold (docs/architecture.md)."""
+EARLY_STOPPING_METRIC = {"hash": "hit_rate@100", "leave-last-out": "ndcg@50"}
+"""The validation metric top-K tasks early-stop on, per split."""
+
+
+def metric_ks(split: str, eval_ks) -> tuple[int, ...]:
+    """The sorted cut-offs to report on ``split``: the config's ``eval.ks`` plus :data:`REQUIRED_KS`."""
+    return tuple(sorted(set(eval_ks) | set(REQUIRED_KS[split])))
+
 
 def target_ranks(
     queries: np.ndarray,
@@ -113,3 +126,20 @@ def ranking_metrics(ranks: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
         out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
     out["mrr"] = float(np.mean(1.0 / (ranks + 1.0)))
     return out
+
+
+def rating_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """``rmse`` and ``mae`` of predicted ratings (float [n]) against the true ratings (float [n]),
+    computed in float64; both 0.0 for no rows."""
+    if not len(truth):
+        return {"rmse": 0.0, "mae": 0.0}
+    err = np.asarray(predicted, np.float64) - np.asarray(truth, np.float64)
+    return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
+
+
+def hits_at_k(top_ids: np.ndarray, targets: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
+    """``{"hit_rate@K": share of rows whose target is among the first K of top_ids}`` for served
+    top-K answers: ``top_ids`` [n, k] (best first), ``targets`` [n] (same dtype)."""
+    top_ids, targets = np.asarray(top_ids), np.asarray(targets)
+    return {f"hit_rate@{k}": float(np.any(top_ids[:, :k] == targets[:, None], axis=1).mean()) if len(targets) else 0.0
+            for k in ks}

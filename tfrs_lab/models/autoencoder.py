@@ -24,6 +24,8 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import AutoRecConfig, MultAutoencoderConfig
 
+__all__ = ["AutoRec", "masked_mse", "MultAutoencoder"]
+
 
 def masked_mse(ratings: tf.Tensor, predictions: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Mean squared error over observed entries only.

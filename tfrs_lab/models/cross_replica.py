@@ -20,6 +20,8 @@ from typing import Sequence
 
 import tensorflow as tf
 
+__all__ = ["global_candidates"]
+
 
 def global_candidates(*tensors: tf.Tensor | None) -> Sequence[tf.Tensor | None]:
     """Each of ``tensors`` ([B_local, ...], aligned on the first axis; ``None`` passes through)

@@ -24,6 +24,9 @@ from typing import Mapping, Sequence
 
 import tensorflow as tf
 
+__all__ = ["DEMOGRAPHICS", "history_embedding", "MOVIE_FEATURES", "MovieFeatureEncoder", "RAW_COLUMNS",
+           "USER_FEATURES", "UserFeatureEncoder"]
+
 USER_FEATURES = ("timestamp", "age", "gender", "occupation", "zip")
 """User/context features :class:`UserFeatureEncoder` knows."""
 MOVIE_FEATURES = ("title", "genres")

@@ -46,6 +46,8 @@ from tfrs_lab.models.autoencoder import AutoRec
 from tfrs_lab.models.features import (MOVIE_FEATURES, USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder,
                                      history_embedding)
 
+__all__ = ["GMFBranch", "MLPBranch", "RankingModel"]
+
 
 def _embedding(rows: int, dim: int, name: str) -> tf.keras.layers.Embedding:
     return tf.keras.layers.Embedding(

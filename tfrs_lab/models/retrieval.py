@@ -27,6 +27,8 @@ from tfrs_lab.config import RetrievalModelConfig
 from tfrs_lab.models.cross_replica import global_candidates
 from tfrs_lab.models.features import USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder, history_embedding
 
+__all__ = ["RetrievalModel"]
+
 
 def _tower(layers: Sequence[int], out_dim: int, l2: float, name: str) -> tf.keras.Sequential:
     reg = tf.keras.regularizers.l2(l2) if l2 else None

@@ -29,6 +29,8 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import SequentialModelConfig
 
+__all__ = ["SequentialModel", "TransformerBlock"]
+
 
 class TransformerBlock(tf.keras.layers.Layer):
     """Pre-norm causal self-attention block: ``x += MHA(LN(x)); x += FFN(LN(x))``."""

@@ -20,24 +20,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import tensorflow as tf
 
-from tfrs_lab.config import AutoencoderConfig, dump_config
+from tfrs_lab.config import AutoencoderConfig
 from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.data.movielens import MovieLensData
-from tfrs_lab.evaluation.metrics import ranking_metrics, ranks_from_scores
+from tfrs_lab.evaluation.metrics import metric_ks, ranking_metrics, ranks_from_scores, rating_metrics
 from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
 from tfrs_lab.export.retrieval import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
-from tfrs_lab.training import report, rundir
-from tfrs_lab.training.retrieval import REQUIRED_KS, ValidationEarlyStopping, optimizer, seed_and_load, validation_metrics
-from tfrs_lab.training.sequential import fit_vocabularies
+from tfrs_lab.training import report
+from tfrs_lab.training.task import RunContext, Task, Trained
+
+__all__ = ["AutoencoderTask", "TASK", "autorec_predictions", "interactions", "rating_matrix"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +108,6 @@ def autorec_predictions(model: AutoRec, input_ratings: np.ndarray, input_mask: n
     return np.clip(predicted, base.rating_min, base.rating_max)
 
 
-def rating_metrics(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    err = predicted.astype(np.float64) - truth
-    return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
-
-
 def autorec_dataset(ratings: np.ndarray, mask: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
     """Batches of movies (those with training ratings): ``ratings``/``mask`` float32 [B, U]."""
     rows = np.flatnonzero(mask.sum(axis=0) > 0)
@@ -148,83 +143,84 @@ def mult_dataset(items: np.ndarray, batch_size: int, seed: int) -> tf.data.Datas
     return ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-# --------------------------------------------------------------------------- the job
+# --------------------------------------------------------------------------- the task
 
 
-def train_autoencoder(cfg: AutoencoderConfig, output_dir: Path, *, verbose: int | None = None) -> dict[str, float | str]:
-    """Runs the whole job and writes the run directory ``output_dir`` (already validated).
+@dataclasses.dataclass
+class AutoencoderState:
+    """Matrices and evaluation closures of one run (``known`` = training + validation inputs)."""
 
-    Returns the metrics written to ``metrics.json``.
-    """
-    arch, protocol = cfg.model.architecture, cfg.protocol
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=protocol))
-    data, split = seed_and_load(cfg)
-    vocab = fit_vocabularies(data, split)
-    num_users, num_items = len(vocab.user_ids), len(vocab.movie_ids)
-    train = interactions(data, vocab, split.train)
-    train_plus_val = interactions(data, vocab, split.train, split.validation)
-    validation, test = interactions(data, vocab, split.validation), interactions(data, vocab, split.test)
-    r_train, m_train = rating_matrix(train, num_users, num_items)
-    r_known, m_known = rating_matrix(train_plus_val, num_users, num_items)
-    ks = tuple(sorted(set(cfg.eval.ks) | set(REQUIRED_KS["leave-last-out"])))
-    monitor = EARLY_STOPPING_METRIC[arch]
+    train: Interactions
+    test: Interactions
+    r_known: np.ndarray
+    m_known: np.ndarray
+    test_metrics: Callable[[], dict[str, float]]
 
-    if arch == "autorec":
-        base = baselines(train, num_users)
-        model = AutoRec(num_users, cfg.model.autorec)
-        dataset = autorec_dataset(r_train, m_train, cfg.train.batch_size, cfg.train.seed)
 
-        def validate() -> dict[str, float]:
-            m = rating_metrics(autorec_predictions(model, r_train, m_train, validation, base), validation.ratings)
-            return {**m, "neg_rmse": -m["rmse"]}
+class AutoencoderTask(Task):
+    """AutoRec (explicit ratings, ``hash``) and Mult-DAE/VAE (top-K, ``leave-last-out``)."""
 
-        def test_metrics() -> dict[str, float]:
-            return rating_metrics(autorec_predictions(model, r_known, m_known, test, base), test.ratings)
-    else:
-        steps = math.ceil(int((m_train.sum(axis=1) > 0).sum()) / cfg.train.batch_size)
-        model = MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae",
-                                anneal_steps=cfg.model.mult.kl_anneal_epochs * steps)
-        dataset = mult_dataset(m_train, cfg.train.batch_size, cfg.train.seed)
-        val_users, val_targets = user_targets(validation)
-        test_users, test_targets = user_targets(test)
+    name = "autoencoder"
 
-        def validate() -> dict[str, float]:
-            return ranking_metrics(rank_targets(model, m_train, val_users, val_targets, cfg.eval.batch_size), ks)
+    def resolve_config(self, cfg: AutoencoderConfig) -> AutoencoderConfig:
+        """``data.split: auto`` resolved to the architecture's protocol."""
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=cfg.protocol))
 
-        def test_metrics() -> dict[str, float]:
-            return ranking_metrics(rank_targets(model, m_known, test_users, test_targets, cfg.eval.batch_size), ks)
+    def train(self, ctx: RunContext) -> Trained:
+        cfg, data, split, vocab = ctx.cfg, ctx.data, ctx.split, ctx.vocab
+        arch = cfg.model.architecture
+        num_users, num_items = len(vocab.user_ids), len(vocab.movie_ids)
+        train = interactions(data, vocab, split.train)
+        train_plus_val = interactions(data, vocab, split.train, split.validation)
+        validation, test = interactions(data, vocab, split.validation), interactions(data, vocab, split.test)
+        r_train, m_train = rating_matrix(train, num_users, num_items)
+        r_known, m_known = rating_matrix(train_plus_val, num_users, num_items)
+        ks = metric_ks("leave-last-out", cfg.eval.ks)
 
-    model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate))
-    stopper = ValidationEarlyStopping(None if cfg.train.include_validation else validate,
-                                      monitor, cfg.train.early_stopping_patience)
-    with rundir.staged_run_dir(output_dir) as stage:
-        dump_config(cfg, stage / rundir.CONFIG_FILE)
-        callbacks = [stopper, tf.keras.callbacks.TensorBoard(log_dir=str(stage / rundir.LOGS_DIR), write_graph=False)]
-        if verbose is None:
-            verbose = 1 if sys.stdout.isatty() else 2
-        logger.info("training %s for up to %d epochs (%d training ratings)", arch, cfg.train.epochs, len(split.train))
-        start = time.perf_counter()
-        model.fit(dataset, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
-        train_seconds = time.perf_counter() - start - stopper.eval_seconds
-        logger.info("evaluating on the test split (best epoch %d)", stopper.best_epoch)
-        tested = test_metrics()
-        epochs = max(stopper.epochs_run, 1)
-        metrics: dict[str, float | str] = {
-            "task": "autoencoder", "dataset": data.dataset, "split": protocol, "architecture": arch,
-            "train_seconds": round(train_seconds, 3),
-            "train_examples_per_second": round(len(split.train) * epochs / max(train_seconds, 1e-9), 1),
-            "num_train_examples": int(len(split.train)), "epochs_trained": stopper.epochs_run,
-            "best_epoch": stopper.best_epoch,
-            **validation_metrics(stopper),
-            **{k: round(v, 6) for k, v in tested.items()},
-        }
-        result = _export(cfg, model, vocab, data, stage, r_known, m_known, train, test)
-        if result.scann_recall_at_10 is not None:
-            metrics["scann_recall@10"] = round(result.scann_recall_at_10, 6)
-        report.write_report(stage, metrics, history=model.history.history,
-                            **report_inputs(model, arch, vocab, data, r_known, m_known, test, cfg.eval.batch_size))
-        rundir.write_metrics(stage, metrics)
-    return metrics
+        if arch == "autorec":
+            base = baselines(train, num_users)
+            model = AutoRec(num_users, cfg.model.autorec)
+            dataset = autorec_dataset(r_train, m_train, cfg.train.batch_size, cfg.train.seed)
+            steps = math.ceil(int((m_train.sum(axis=0) > 0).sum()) / cfg.train.batch_size)
+
+            def validate() -> dict[str, float]:
+                m = rating_metrics(autorec_predictions(model, r_train, m_train, validation, base), validation.ratings)
+                return {**m, "neg_rmse": -m["rmse"]}
+
+            def test_metrics() -> dict[str, float]:
+                return rating_metrics(autorec_predictions(model, r_known, m_known, test, base), test.ratings)
+        else:
+            steps = math.ceil(int((m_train.sum(axis=1) > 0).sum()) / cfg.train.batch_size)
+            model = MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae",
+                                    anneal_steps=cfg.model.mult.kl_anneal_epochs * steps)
+            dataset = mult_dataset(m_train, cfg.train.batch_size, cfg.train.seed)
+            val_users, val_targets = user_targets(validation)
+            test_users, test_targets = user_targets(test)
+
+            def validate() -> dict[str, float]:
+                return ranking_metrics(rank_targets(model, m_train, val_users, val_targets, cfg.eval.batch_size), ks)
+
+            def test_metrics() -> dict[str, float]:
+                return ranking_metrics(rank_targets(model, m_known, test_users, test_targets, cfg.eval.batch_size), ks)
+
+        model.compile(optimizer=ctx.optimizer(steps))
+        logger.info("training %s (%d training ratings)", arch, len(split.train))
+        fit = ctx.fit(model, dataset, validate=validate, monitor=EARLY_STOPPING_METRIC[arch])
+        state = AutoencoderState(train, test, r_known, m_known, test_metrics)
+        return Trained(model, state, [fit], len(split.train), len(split.train), {"architecture": arch})
+
+    def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
+        return trained.state.test_metrics()
+
+    def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
+        s: AutoencoderState = trained.state
+        result = _export(ctx.cfg, trained.model, ctx.vocab, ctx.data, export_dir, s.r_known, s.m_known, s.train, s.test)
+        return {} if result.scann_recall_at_10 is None else {"scann_recall@10": result.scann_recall_at_10}
+
+    def report_inputs(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:
+        s: AutoencoderState = trained.state
+        return report_inputs(trained.model, ctx.cfg.model.architecture, ctx.vocab, ctx.data, s.r_known, s.m_known,
+                             s.test, ctx.cfg.eval.batch_size)
 
 
 def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, r_known: np.ndarray,
@@ -249,7 +245,7 @@ def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, r_
                                 titles=report.catalogue_titles(data, vocab.movie_ids), ranks_note=note)
 
 
-def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensData, stage: Path,
+def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensData, export_dir: Path,
             r_known: np.ndarray, m_known: np.ndarray, train: Interactions, test: Interactions):
     """Exports with the training + validation inputs (what the test evaluation used)."""
     x = cfg.export
@@ -273,7 +269,7 @@ def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensD
                                    for u, s in zip(sample_users, seen)]
         queries = np.concatenate([rows, biases[:, None]], axis=1)[:1000]
         return export_autoencoder(
-            stage / rundir.EXPORT_DIR, index_vectors=np.concatenate([codes, np.ones((len(codes), 1), np.float32)], 1),
+            export_dir, index_vectors=np.concatenate([codes, np.ones((len(codes), 1), np.float32)], 1),
             similarity_vectors=codes, sample_inputs=samples, recall_queries=queries,
             fold_in=FoldIn(codes=codes, mean_row=rows.mean(axis=0), mean_bias=float(biases.mean()),
                            rating_min=base.rating_min, rating_max=base.rating_max, l2=x.fold_in_l2), **common)
@@ -281,5 +277,8 @@ def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensD
     queries = model.query_vectors(tf.constant(m_known[:1000])).numpy()
     queries = np.concatenate([queries, np.ones((len(queries), 1), np.float32)], axis=1)
     return export_autoencoder(
-        stage / rundir.EXPORT_DIR, index_vectors=np.concatenate([vectors[trained], bias[trained, None]], 1),
+        export_dir, index_vectors=np.concatenate([vectors[trained], bias[trained, None]], 1),
         similarity_vectors=vectors[trained], sample_inputs=samples, recall_queries=queries, model=model, **common)
+
+
+TASK = AutoencoderTask()

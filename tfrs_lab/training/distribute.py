@@ -42,6 +42,10 @@ import tensorflow as tf
 
 from tfrs_lab.config import ConfigError
 
+__all__ = ["backup_dir", "ClusterSpec", "Distribution", "DISTRIBUTIONS", "fault_tolerance_callbacks",
+           "finish_training", "fit_dataset", "is_chief", "make_distribution", "parse_tf_config", "ResumeProbe",
+           "run_directory", "serve_forever", "single_device_copy", "SUMMARY_FILE", "TF_CONFIG", "variable_devices"]
+
 logger = logging.getLogger(__name__)
 
 TF_CONFIG = "TF_CONFIG"

@@ -8,6 +8,8 @@ import tensorflow as tf
 from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
 
+__all__ = ["evaluate", "query_embeddings", "seen_lists"]
+
 
 def query_embeddings(model, columns: dict[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
     """float32 [n, d] query vectors for rating rows given as raw columns (all length n)."""

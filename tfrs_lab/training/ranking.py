@@ -14,29 +14,32 @@ Early stopping watches validation RMSE (explicit) or the retrieval task's rankin
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
-from tfrs_lab.config import RankingConfig, RankingModelConfig, dump_config
-from tfrs_lab.data.features import Vocabularies, build_vocabularies, movie_rows
-from tfrs_lab.data.movielens import DataError, MovieLensData
+from tfrs_lab.config import RankingConfig, RankingModelConfig
+from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.data.history import latest_history, recent_history
+from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.splits import Split
-from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, ranks_from_scores
+from tfrs_lab.evaluation.metrics import (EARLY_STOPPING_METRIC, hit_rate, metric_ks, ranking_metrics,
+                                         ranks_from_scores, rating_metrics)
 from tfrs_lab.export.ranking import export_ranking
 from tfrs_lab.models.features import RAW_COLUMNS
 from tfrs_lab.models.ranking import RankingModel
-from tfrs_lab.training import report, rundir
+from tfrs_lab.training import report
+from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import seen_lists
-from tfrs_lab.training.retrieval import (EARLY_STOPPING_METRIC, REQUIRED_KS, ValidationEarlyStopping, make_dataset,
-                                         optimizer, seed_and_load, validation_metrics)
+from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
+
+__all__ = ["NegativeSampler", "RankingTask", "TASK", "explicit_metrics", "make_model", "ranking_eval",
+           "score_matrix", "split_columns"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,8 +208,7 @@ def explicit_metrics(model: RankingModel, cols: Columns, batch_size: int = 8192)
     preds = np.concatenate([
         model.predict_scores({k: tf.constant(v[s : s + batch_size]) for k, v in cols.items()}).numpy()
         for s in range(0, len(cols["label"]), batch_size)]) if len(cols["label"]) else np.zeros(0)
-    err = preds - cols["label"]
-    return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err)))}
+    return rating_metrics(preds, cols["label"])
 
 
 def score_matrix(model: RankingModel, queries: Columns, batch_size: int = 64) -> Iterator[tuple[int, np.ndarray]]:
@@ -244,132 +246,128 @@ def ranking_eval(model: RankingModel, vocab: Vocabularies, cols: Columns, *, pro
     return hit_rate(ranks, ks) if protocol == "hash" else ranking_metrics(ranks, ks)
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- the task
 
 
-def _fit(model: RankingModel, cfg: RankingConfig, train_ds: tf.data.Dataset, steps_per_epoch: int,
-         validate: Callable[[], dict[str, float]], monitor: str, log_dir: Path | None, verbose: int,
-         label: str) -> tuple[ValidationEarlyStopping, float]:
-    """Compiles and fits ``model`` with early stopping; returns the stopper and the training seconds
-    (validation time excluded)."""
-    t = cfg.train
-    lr = t.learning_rate
-    if t.lr_schedule == "cosine":
-        lr = tf.keras.optimizers.schedules.CosineDecay(
-            t.learning_rate, decay_steps=max(1, t.epochs * steps_per_epoch),
-            alpha=min(1.0, t.min_learning_rate / t.learning_rate))
-    model.compile(optimizer=optimizer(t.optimizer, lr))
-    stopper = ValidationEarlyStopping(None if t.include_validation else validate, monitor, t.early_stopping_patience)
-    callbacks: list[tf.keras.callbacks.Callback] = [stopper]
-    if t.lr_schedule == "plateau":
-        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(
-            monitor=f"val_{monitor}", mode="max", factor=t.lr_decay_factor, patience=0,
-            min_lr=t.min_learning_rate, min_delta=0.0, verbose=0))
-    if log_dir is not None:
-        callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=str(log_dir / label), write_graph=False))
-    logger.info("training %s for up to %d epochs (%d steps per epoch)", label, t.epochs, steps_per_epoch)
-    start = time.perf_counter()
-    model.fit(train_ds, epochs=t.epochs, callbacks=callbacks, verbose=verbose)
-    return stopper, time.perf_counter() - start - stopper.eval_seconds
+@dataclasses.dataclass
+class RankingState:
+    hp: RankingModelConfig
+    cols: dict[str, Columns]
+    seen: dict[str, Columns]  # what leave-last-out evaluation excludes per user, per evaluated split
+    ks: tuple[int, ...]
 
 
-def train_ranking(cfg: RankingConfig, output_dir: Path, *, verbose: int | None = None) -> dict[str, float | str]:
-    """Runs the whole job and writes the run directory ``output_dir`` (already validated).
+class RankingTask(Task):
+    """Pointwise rating (explicit) or click (implicit, sampled negatives) prediction."""
 
-    Returns the metrics written to ``metrics.json``.
-    """
-    data, split = seed_and_load(cfg)
-    protocol = split.name
-    vocab = build_vocabularies(
-        data.ratings, data.movies, split.train, has_user_features=data.has_user_features,
-        title_vocab_size=10_000, title_max_tokens=16, timestamp_buckets=cfg.model.timestamp_buckets)
-    hp = hyperparameters(cfg)
-    explicit = hp.objective == "explicit"
-    cols = split_columns(data, split, hp)
-    ks = tuple(sorted(set(cfg.eval.ks) | set(REQUIRED_KS[protocol])))
-    seen = {"validation": cols["train"],  # what leave-last-out evaluation excludes per user
-            "test": {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id")}}
-    n_train = len(split.train)
-    t = cfg.train
+    name = "ranking"
 
-    if explicit:
-        train_ds = make_dataset(cols["train"], t.batch_size, t.shuffle_buffer, t.seed)
-        steps, examples_per_epoch = -(-n_train // t.batch_size), n_train
-        offset = float(np.mean(cols["train"]["label"]))
-        monitor = "neg_rmse"
-    else:
-        train_users = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
-            cols["train"]["user_id"]).numpy()
-        sampler = NegativeSampler(
-            len(vocab.movie_ids), train_users, movie_rows(vocab, cols["train"]["movie_id"]),
-            count=t.negatives.count, distribution=t.negatives.distribution,
-            exclude_seen=t.negatives.exclude_seen, item_counts=vocab.item_counts[1:], seed=t.seed)
-        train_ds = implicit_dataset(cols["train"], vocab, sampler, t.batch_size, t.seed)
-        examples_per_epoch = n_train * (1 + t.negatives.count)
-        steps = -(-examples_per_epoch // t.batch_size)
-        offset = -float(np.log(t.negatives.count))
-        monitor = EARLY_STOPPING_METRIC[protocol]
+    def vocabulary_fit(self, cfg: RankingConfig, has_user_features: bool) -> dict[str, Any]:
+        return dict(has_user_features=has_user_features, title_vocab_size=10_000, title_max_tokens=16,
+                    timestamp_buckets=cfg.model.timestamp_buckets)
 
-    def validator(model: RankingModel) -> Callable[[], dict[str, float]]:
-        def validate() -> dict[str, float]:
-            if explicit:
-                m = explicit_metrics(model, cols["validation"])
-                return {**m, "neg_rmse": -m["rmse"]}
-            return ranking_eval(model, vocab, cols["validation"], protocol=protocol, ks=ks,
-                                history=seen["validation"], batch_size=cfg.eval.batch_size)
-        return validate
+    def train(self, ctx: RunContext) -> Trained:
+        cfg, data, split, vocab = ctx.cfg, ctx.data, ctx.split, ctx.vocab
+        protocol, t = split.name, cfg.train
+        hp = hyperparameters(cfg)
+        explicit = hp.objective == "explicit"
+        cols = split_columns(data, split, hp)
+        seen = {"validation": cols["train"],
+                "test": {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id")}}
+        state = RankingState(hp, cols, seen, metric_ks(protocol, cfg.eval.ks))
+        n_train = len(split.train)
+        if explicit:
+            train_ds = make_dataset(cols["train"], t.batch_size, t.shuffle_buffer, t.seed)
+            steps, examples_per_epoch = -(-n_train // t.batch_size), n_train
+            offset = float(np.mean(cols["train"]["label"]))
+            monitor = "neg_rmse"
+        else:
+            train_users = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
+                cols["train"]["user_id"]).numpy()
+            sampler = NegativeSampler(
+                len(vocab.movie_ids), train_users, movie_rows(vocab, cols["train"]["movie_id"]),
+                count=t.negatives.count, distribution=t.negatives.distribution,
+                exclude_seen=t.negatives.exclude_seen, item_counts=vocab.item_counts[1:], seed=t.seed)
+            train_ds = implicit_dataset(cols["train"], vocab, sampler, t.batch_size, t.seed)
+            examples_per_epoch = n_train * (1 + t.negatives.count)
+            steps = -(-examples_per_epoch // t.batch_size)
+            offset = -float(np.log(t.negatives.count))
+            monitor = EARLY_STOPPING_METRIC[protocol]
 
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
-    with rundir.staged_run_dir(output_dir) as stage:
-        dump_config(cfg, stage / rundir.CONFIG_FILE)
-        log_dir = stage / rundir.LOGS_DIR
-        train_seconds, epochs_run = 0.0, 0
+        def validator(model: RankingModel) -> Callable[[], dict[str, float]]:
+            def validate() -> dict[str, float]:
+                if explicit:
+                    m = explicit_metrics(model, cols["validation"])
+                    return {**m, "neg_rmse": -m["rmse"]}
+                return ranking_eval(model, vocab, cols["validation"], protocol=protocol, ks=state.ks,
+                                    history=seen["validation"], batch_size=cfg.eval.batch_size)
+            return validate
+
+        def fit(model: RankingModel, label: str) -> FitResult:
+            model.compile(optimizer=ctx.optimizer(steps))
+            return ctx.fit(model, train_ds, validate=validator(model), monitor=monitor, label=label)
+
+        fits: list[FitResult] = []
         pretrained = None
         if hp.architecture == "neumf" and cfg.model.neumf_pretrain:
             pretrained = {}
             for arch in ("gmf", "mlp"):
                 sub = RankingModel(vocab, hyperparameters(cfg, arch), global_offset=offset)
-                stopper, seconds = _fit(sub, cfg, train_ds, steps, validator(sub), monitor, log_dir, verbose, arch)
-                train_seconds, epochs_run = train_seconds + seconds, epochs_run + stopper.epochs_run
+                fits.append(fit(sub, arch))
                 pretrained[arch] = sub
         model = make_model(vocab, hp, cols["train"], offset)
         if pretrained is not None:
             model(next(iter(train_ds.take(1))))  # build the layers before copying weights in
             model.init_neumf_from(pretrained["gmf"], pretrained["mlp"], cfg.model.neumf_alpha)
             logger.info("NeuMF initialised from the pre-trained GMF and MLP (alpha %.2f)", cfg.model.neumf_alpha)
-        stopper, seconds = _fit(model, cfg, train_ds, steps, validator(model), monitor, log_dir, verbose,
-                                hp.architecture)
-        train_seconds, epochs_run = train_seconds + seconds, epochs_run + stopper.epochs_run
-
+        fits.append(fit(model, hp.architecture))
         if hp.architecture == "autorec":  # test time: the ratings known before the test split
-            model.item_ratings.assign(item_rating_table(vocab, {k: np.concatenate([cols["train"][k], cols["validation"][k]])
-                                                                for k in ("user_id", "movie_id", "label")}))
-        logger.info("evaluating on the test split (best epoch %d)", stopper.best_epoch)
-        test_metrics: dict[str, float] = {}
+            model.item_ratings.assign(item_rating_table(vocab, {
+                k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id", "label")}))
+        return Trained(model, state, fits, examples_per_epoch, n_train,
+                       {"architecture": hp.architecture, "objective": hp.objective})
+
+    def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
+        s: RankingState = trained.state
+        protocol, explicit = ctx.split.name, s.hp.objective == "explicit"
+        metrics: dict[str, float] = {}
         if explicit:
-            test_metrics.update(explicit_metrics(model, cols["test"]))
+            metrics.update(explicit_metrics(trained.model, s.cols["test"]))
         if not explicit or protocol == "leave-last-out":
-            test_metrics.update(ranking_eval(model, vocab, cols["test"], protocol=protocol, ks=ks,
-                                             history=seen["test"], batch_size=cfg.eval.batch_size))
-        metrics: dict[str, float | str] = {
-            "task": "ranking", "dataset": data.dataset, "split": protocol,
-            "architecture": hp.architecture, "objective": hp.objective,
-            "train_seconds": round(train_seconds, 3),
-            "train_seconds_per_epoch": round(train_seconds / max(epochs_run, 1), 3),
-            "train_examples_per_second": round(examples_per_epoch * epochs_run / max(train_seconds, 1e-9), 1),
-            "num_train_examples": int(n_train), "epochs_trained": epochs_run, "best_epoch": stopper.best_epoch,
-            **validation_metrics(stopper),
-            **{k: round(v, 6) for k, v in test_metrics.items()},
-        }
-        x = cfg.export
+            metrics.update(ranking_eval(trained.model, ctx.vocab, s.cols["test"], protocol=protocol, ks=s.ks,
+                                        history=s.seen["test"], batch_size=ctx.cfg.eval.batch_size))
+        return metrics
+
+    def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
+        x, vocab, data = ctx.cfg.export, ctx.vocab, ctx.data
         logger.info("exporting to export/%s/%d", x.model_name, x.version)
-        export_ranking(model, stage / rundir.EXPORT_DIR, user_table=serving_user_table(data, split.train, vocab, hp.history_length),
+        export_ranking(trained.model, export_dir,
+                       user_table=serving_user_table(data, ctx.split.train, vocab, trained.state.hp.history_length),
                        model_name=x.model_name, version=x.version,
                        sample_users=[str(u) for u in vocab.user_ids[:4]],
                        sample_movies=[str(m) for m in vocab.movie_ids[:4]], verify=x.verify,
                        movie_titles=(data.movies["movie_id"], data.movies["movie_title"]))
-        report.write_report(stage, metrics, history=model.history.history,
-                            **report.ranking_inputs(model, vocab, cols["test"], seen["test"], protocol, data))
-        rundir.write_metrics(stage, metrics)
-    return metrics
+        return {}
+
+    def report_inputs(self, ctx: RunContext, trained: Trained, sample: int = 200) -> dict[str, Any]:
+        """The whole catalogue scored for the first test row of up to ``sample`` users (scoring
+        every test row would cost minutes)."""
+        vocab, s = ctx.vocab, trained.state
+        columns = s.cols["test"]
+        targets = movie_rows(vocab, columns["movie_id"])
+        rows = report.first_per_user(columns["user_id"])
+        rows = rows[targets[rows] >= 0][:sample]
+        columns, targets = {k: v[rows] for k, v in columns.items()}, targets[rows]
+        exclude = None
+        if ctx.split.name == "leave-last-out":
+            history = s.seen["test"]
+            seen = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
+            exclude = [e[e >= 0] for e in seen]
+        note = (f"recall@K of the ranking model over the whole catalogue, first test rating of "
+                f"{len(rows)} users ({'seen not excluded' if exclude is None else 'seen excluded'})")
+        return report.scored_inputs(score_matrix(trained.model, columns, batch_size=8), targets,
+                                    users=columns["user_id"], exclude=exclude, item_counts=vocab.item_counts[1:],
+                                    titles=report.catalogue_titles(ctx.data, vocab.movie_ids), ranks_note=note)
+
+
+TASK = RankingTask()

@@ -31,6 +31,10 @@ import numpy as np
 
 from tfrs_lab.evaluation.metrics import ranks_from_scores
 
+__all__ = ["catalogue_titles", "EXAMPLE_USERS", "factorized_inputs", "first_per_user", "MAX_K", "popularity_ranks",
+           "pyplot", "recall_curve", "recommendation_stats", "REPORT_FILE", "scored_inputs", "TOP_K", "top_k_rows",
+           "write_report"]
+
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
@@ -75,7 +79,7 @@ def factorized_inputs(queries: np.ndarray, items: np.ndarray, targets: np.ndarra
     queries, items = np.asarray(queries, np.float32), np.asarray(items, np.float32)
     ranks = np.empty(len(targets), np.int64)
     recs = []
-    first = _first_per_user(users)
+    first = first_per_user(users)
     for s in range(0, len(targets), batch_size):
         e = slice(s, min(s + batch_size, len(targets)))
         scores = queries[e] @ items.T
@@ -89,7 +93,8 @@ def factorized_inputs(queries: np.ndarray, items: np.ndarray, targets: np.ndarra
             "recommendation_users": np.asarray(users)[first], "item_counts": item_counts, "titles": titles}
 
 
-def _first_per_user(users: np.ndarray) -> np.ndarray:
+def first_per_user(users: np.ndarray) -> np.ndarray:
+    """int [U]: the index of each user's first row in ``users`` (in row order)."""
     _, first = np.unique(np.asarray(users).astype(str), return_index=True)
     return np.sort(first)
 
@@ -247,56 +252,6 @@ def catalogue_titles(data, movie_ids: np.ndarray) -> np.ndarray:
     """str [M]: the title of each of ``movie_ids`` (catalogue order) from ``data.movies``."""
     title_of = dict(zip(data.movies["movie_id"], data.movies["movie_title"]))
     return np.array([str(title_of.get(m, m)) for m in movie_ids], dtype=object)
-
-
-def retrieval_inputs(model, vocab, columns: dict[str, np.ndarray], history: dict[str, np.ndarray], protocol: str,
-                     data) -> dict[str, Any]:
-    """Inputs for :func:`write_report` of a two-tower model on the test ``columns`` (as ``evaluate``)."""
-    from tfrs_lab.data.features import movie_rows
-    from tfrs_lab.training.evaluate import query_embeddings, seen_lists
-
-    targets = movie_rows(vocab, columns["movie_id"])
-    keep = targets >= 0
-    columns = {k: v[keep] for k, v in columns.items()}
-    exclude = None
-    if protocol == "leave-last-out":
-        seen = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
-        exclude = [s[s >= 0] for s in seen]
-    return factorized_inputs(query_embeddings(model, columns), model.catalogue_embeddings(), targets[keep],
-                             users=columns["user_id"], exclude=exclude, item_counts=vocab.item_counts[1:],
-                             titles=catalogue_titles(data, vocab.movie_ids))
-
-
-def sequential_inputs(model, vocab, test, data) -> dict[str, Any]:
-    """Inputs for :func:`write_report` of a next-item model on its test ``EvaluationSequences``."""
-    from tfrs_lab.training.sequential import query_vectors
-
-    return factorized_inputs(query_vectors(model, test.inputs), model.item_embeddings().numpy(), test.targets - 1,
-                             users=test.user_ids, exclude=[s - 1 for s in test.seen],
-                             item_counts=vocab.item_counts[1:], titles=catalogue_titles(data, vocab.movie_ids))
-
-
-def ranking_inputs(model, vocab, columns: dict[str, np.ndarray], history: dict[str, np.ndarray], protocol: str,
-                   data, sample: int = 200) -> dict[str, Any]:
-    """Inputs for :func:`write_report` of a pairwise scorer: the whole catalogue is scored for the
-    first test row of up to ``sample`` users (scoring every test row would cost minutes)."""
-    from tfrs_lab.data.features import movie_rows
-    from tfrs_lab.training.evaluate import seen_lists
-    from tfrs_lab.training.ranking import score_matrix
-
-    targets = movie_rows(vocab, columns["movie_id"])
-    rows = _first_per_user(columns["user_id"])
-    rows = rows[targets[rows] >= 0][:sample]
-    columns, targets = {k: v[rows] for k, v in columns.items()}, targets[rows]
-    exclude = None
-    if protocol == "leave-last-out":
-        seen = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
-        exclude = [s[s >= 0] for s in seen]
-    note = (f"recall@K of the ranking model over the whole catalogue, first test rating of "
-            f"{len(rows)} users ({'seen not excluded' if exclude is None else 'seen excluded'})")
-    return scored_inputs(score_matrix(model, columns, batch_size=8), targets, users=columns["user_id"],
-                         exclude=exclude, item_counts=vocab.item_counts[1:],
-                         titles=catalogue_titles(data, vocab.movie_ids), ranks_note=note)
 
 
 def scored_inputs(blocks: Iterable[tuple[int, np.ndarray]], targets: np.ndarray, *, users: np.ndarray,

@@ -7,11 +7,18 @@ interrupted run never leaves a half-written run directory behind.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from tfrs_lab.staging import staged_directory
+
+__all__ = ["check_output_dir", "CONFIG_FILE", "EXPORT_DIR", "LOGS_DIR", "METRICS_FILE", "run_lock", "RunDirError",
+           "staged_run_dir", "write_metrics"]
 
 
 class RunDirError(ValueError):
@@ -40,6 +47,34 @@ def check_output_dir(output_dir: str | Path, *, overwrite: bool) -> Path:
         raise RunDirError(
             f"output dir {str(out)!r} is not writable ({e.strerror}): choose a writable --output-dir") from e
     return out
+
+
+@contextlib.contextmanager
+def run_lock(output_dir: Path) -> Iterator[None]:
+    """Holds an exclusive lock on ``output_dir`` for the block: a second run into the same directory
+    (another process, or this one) is refused at once with :class:`RunDirError` instead of racing
+    it. The lock is ``.<name>.lock`` beside the directory (an OS file lock: a killed run frees it)."""
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = output_dir.parent / f".{output_dir.name}.lock"
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_ino != os.stat(path).st_ino:  # the holder unlinked it as we opened it
+                raise BlockingIOError
+        except (BlockingIOError, FileNotFoundError) as e:
+            raise RunDirError(f"output dir {str(output_dir)!r} is in use by another run (lock {path}): wait for it "
+                              "to finish or choose another --output-dir") from e
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    finally:
+        os.close(fd)
 
 
 def staged_run_dir(output_dir: Path):

@@ -3,7 +3,7 @@
 Keras Tuner 1.4.8 type-checks Keras 3 models and ``History`` objects, and TFRS models are tf-keras
 models (DESIGN.md §2), so the stock ``Tuner`` cannot train them. :class:`TrainerTuner` overrides
 ``run_trial``: it resolves the trial's config with :func:`tfrs_lab.config.load_config`, calls the
-trainer registered in :data:`tfrs_lab.train.TRAINERS` (the same code ``python -m tfrs_lab.train``
+task registered in :data:`tfrs_lab.config.TASKS` (the same code ``python -m tfrs_lab.train``
 runs) on a trial run directory, and returns the trial's validation objective from ``metrics.json``.
 ``get_best_models`` is never used: the best configuration is retrained instead (``final_fit``).
 """
@@ -29,6 +29,11 @@ from tfrs_lab.data.movielens import DataError
 from tfrs_lab.training import rundir
 from tfrs_lab.training.rundir import RunDirError
 from tfrs_lab.tuning.space import SearchSpace, base_extra, load_space, merge
+
+__all__ = ["BEST_HYPERPARAMETERS_TXT", "BEST_OVERLAY_YAML", "distributed_role", "FINAL_DIR", "KERAS_TUNER_DIR",
+           "oracle_seed", "ProgressFn", "PROJECT_NAME", "Role", "run_final_fit", "run_search", "SEARCH_FILE",
+           "SearchResult", "TRIAL_RECORD", "TRIAL_RUN_DIR", "TrialRecord", "TRIALS_CSV", "TUNER_RESULTS_JSON",
+           "TUNERS"]
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +208,7 @@ class _Job:
     config_files: tuple[str, ...]
     user_extra: dict[str, Any]
     progress: ProgressFn | None
+    inputs: Any = None  # tfrs_lab.training.task.TaskInputs | None: prepared data every trial trains on
 
     def space_values(self, hps) -> dict[str, Any]:
         return {k: v for k, v in hps.values.items() if k in self.space.names() or k == "tuner/epochs"}
@@ -217,7 +223,7 @@ class _Job:
         return load_config(self.task, self.config_files, (), extra=extra)
 
     def run_trial(self, trial_id: str, values: Mapping[str, Any], trial_dir: Path, tuner_id: str) -> dict[str, float]:
-        from tfrs_lab.train import trainer
+        from tfrs_lab.training.runner import run_task
 
         start = time.perf_counter()
         run_dir = trial_dir / TRIAL_RUN_DIR
@@ -227,7 +233,7 @@ class _Job:
             cfg = self.trial_config(values, run_dir)
             record["seed"] = cfg.train.seed
             out = rundir.check_output_dir(run_dir, overwrite=True)
-            metrics = trainer(self.task)(cfg, out, verbose=0)
+            metrics = run_task(self.task, cfg, out, self.inputs, verbose=0).metrics
             shutil.rmtree(out / rundir.EXPORT_DIR, ignore_errors=True)  # trials keep metrics/logs, not models
             key = self.space.objective.key
             if key not in metrics:
@@ -392,11 +398,12 @@ def run_search(
     overwrite: bool = False,
     final_fit: bool = False,
     progress: ProgressFn | None = None,
+    inputs: Any = None,
 ) -> SearchResult:
     """Searches ``task``'s hyperparameters and writes the results into ``output_dir``.
 
     Args:
-      task: ``retrieval``, ``ranking`` or ``sequential`` (a key of :data:`tfrs_lab.train.TRAINERS`).
+      task: a registered task (a key of :data:`tfrs_lab.config.TASKS`).
       output_dir: the search directory (see :mod:`tfrs_lab.tuning` for its contents).
       space_file: search space YAML (default ``configs/tuning/<task>.yaml``).
       config_files, overrides, extra: the base config, exactly as :func:`tfrs_lab.config.load_config`
@@ -417,6 +424,8 @@ def run_search(
         best-epoch count (``train.include_validation``) and evaluate once on test, into
         ``output_dir/final`` (a normal run directory).
       progress: called with a :class:`TrialRecord` when a trial starts (``RUNNING``) and ends.
+      inputs: prepared :class:`tfrs_lab.training.task.TaskInputs` every trial (and the final fit)
+        trains on; ``None`` loads the config's data source in each trial.
 
     Raises:
       ConfigError: invalid space, objective or arguments; RunDirError: unusable ``output_dir`` or a
@@ -449,7 +458,7 @@ def run_search(
     _prepare_output_dir(out, state, resume=resume, overwrite=overwrite, role=role)
 
     TrainerTuner, FatalTrialError = _make_tuner_class()
-    job = _Job(task, space, files, user_extra, progress)
+    job = _Job(task, space, files, user_extra, progress, inputs)
     kt_dir = out / KERAS_TUNER_DIR
     search = TrainerTuner(_oracle(tuner, space, max_trials, seed), job=job, directory=str(kt_dir),
                           project_name=PROJECT_NAME)
@@ -484,7 +493,7 @@ def run_search(
         raise RuntimeError(f"no trial completed ({len(records)} failed); first error: {errors[0] if errors else '?'}")
     if final_fit:
         best_record = next(r for r in records if r.trial_id == best.trial_id)
-        final_dir, final_metrics = run_final_fit(task, out, overlay, files, user_extra, best_record)
+        final_dir, final_metrics = run_final_fit(task, out, overlay, files, user_extra, best_record, inputs)
         result = SearchResult(**{**{f: getattr(result, f) for f in result.__dataclass_fields__},
                                  "final_run_dir": final_dir, "final_metrics": final_metrics,
                                  "seconds": time.perf_counter() - start})
@@ -492,13 +501,13 @@ def run_search(
 
 
 def run_final_fit(task: str, out: Path, overlay: Mapping[str, Any], config_files: Sequence[str],
-                  user_extra: Mapping[str, Any], best: TrialRecord) -> tuple[Path, dict[str, Any]]:
+                  user_extra: Mapping[str, Any], best: TrialRecord, inputs: Any = None) -> tuple[Path, dict[str, Any]]:
     """Retrains ``overlay`` on train + validation for ``best.best_epoch`` epochs; evaluates test once."""
-    from tfrs_lab.train import trainer
+    from tfrs_lab.training.runner import run_task
 
     epochs = best.best_epoch or overlay.get("train", {}).get("epochs")
     final = {"train": {"include_validation": True, **({"epochs": int(epochs)} if epochs else {})}}
     run_dir = rundir.check_output_dir(out / FINAL_DIR, overwrite=True)
     cfg = load_config(task, config_files, (), extra=merge(user_extra, overlay, final, {"output_dir": str(run_dir)}))
     logger.info("final fit: best configuration on train + validation for %d epochs -> %s", cfg.train.epochs, run_dir)
-    return run_dir, trainer(task)(cfg, run_dir)
+    return run_dir, run_task(task, cfg, run_dir, inputs).metrics

@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tfrs_lab.config import CONFIG_DIR, TASK_CONFIGS, ConfigError, load_config, parse_override, read_yaml, to_dict
+from tfrs_lab.config import CONFIG_DIR, ConfigError, task_entry, load_config, parse_override, read_yaml, to_dict
+
+__all__ = ["base_extra", "decode", "default_space_file", "HP_TYPES", "HYPERBAND_EPOCHS", "Hyperparameter",
+           "load_space", "merge", "MINIMISED_METRICS", "Objective", "parse_space", "SearchSpace",
+           "TUNABLE_SECTIONS", "TUNING_DIR", "validation_metric_names"]
 
 TUNING_DIR = CONFIG_DIR / "tuning"
 HP_TYPES = ("choice", "int", "float", "boolean")
@@ -199,12 +203,12 @@ def base_extra(overrides: Sequence[str], extra: Mapping[str, Any] | None) -> dic
 
 def validation_metric_names(cfg: Any) -> set[str]:
     """Validation metrics a run with ``cfg`` writes to ``metrics.json`` (as ``validation_<name>``)."""
-    from tfrs_lab.training.retrieval import REQUIRED_KS  # light: no model code runs
+    from tfrs_lab.evaluation.metrics import metric_ks  # numpy only: no model code runs
 
-    split = cfg.data.split
-    ks = sorted(set(cfg.eval.ks) | set(REQUIRED_KS[split]))
-    if cfg.task == "ranking" and cfg.model.objective == "explicit":
+    if cfg.predicts_ratings:
         return {"rmse", "mae"}
+    split = cfg.protocol
+    ks = metric_ks(split, cfg.eval.ks)
     if split == "hash":
         return {f"hit_rate@{k}" for k in ks}
     return {f"{m}@{k}" for k in ks for m in ("recall", "ndcg")} | {"mrr"}
@@ -381,8 +385,7 @@ def parse_space(raw: Any, task: str, config_files: Sequence[str | os.PathLike] =
 def load_space(task: str, path: str | os.PathLike | None = None, config_files: Sequence[str | os.PathLike] = (),
                overrides: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> SearchSpace:
     """Reads and validates ``path`` (default ``configs/tuning/<task>.yaml``)."""
-    if task not in TASK_CONFIGS:
-        raise ConfigError(f"unknown task '{task}': choose one of {', '.join(TASK_CONFIGS)}")
+    task_entry(task)  # ConfigError naming the registered tasks
     p = Path(path) if path is not None else default_space_file(task)
     raw = read_yaml(p, what="search space file", flag="--space")
     if raw is None:

@@ -1,0 +1,89 @@
+"""Training pieces every task shares: early stopping on full-catalogue validation metrics, the
+optimizer and learning-rate schedule, required metric cut-offs, in-memory ``tf.data`` batches."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["ValidationEarlyStopping", "learning_rate", "make_dataset", "optimizer", "validation_metrics"]
+
+logger = logging.getLogger(__name__)
+
+class ValidationEarlyStopping(tf.keras.callbacks.Callback):
+    """Evaluates full-catalogue validation metrics after each epoch, keeps the best weights,
+    stops after ``patience`` epochs without improvement, and restores the best weights at the end.
+
+    The metrics are added to the epoch ``logs`` (as ``val_<name>``) so TensorBoard records them;
+    ``best_metrics`` holds every validation metric of the best epoch. With ``evaluate_fn=None``
+    (``train.include_validation``: no held-out data) it only counts epochs and keeps the last weights.
+    ``monitor`` is maximised (error metrics are monitored as ``neg_<name>``).
+    """
+
+    def __init__(self, evaluate_fn: Callable[[], Mapping[str, float]] | None, monitor: str, patience: int) -> None:
+        super().__init__()
+        self.evaluate_fn, self.monitor, self.patience = evaluate_fn, monitor, patience
+        self.best, self.best_epoch, self.best_weights, self.wait = -np.inf, 0, None, 0
+        self.best_metrics: dict[str, float] = {}
+        self.eval_seconds = 0.0
+        self.epochs_run = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.evaluate_fn is None:
+            self.epochs_run = self.best_epoch = epoch + 1
+            return
+        start = time.perf_counter()
+        metrics = self.evaluate_fn()
+        self.eval_seconds += time.perf_counter() - start
+        self.epochs_run = epoch + 1
+        if logs is not None:
+            logs.update({f"val_{k}": v for k, v in metrics.items()})
+        value = metrics[self.monitor]
+        logger.info("epoch %d: validation %s = %.4f", epoch + 1, self.monitor, value)
+        if value > self.best:
+            self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+            self.best_metrics = dict(metrics)
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait > self.patience:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def validation_metrics(best_metrics: Mapping[str, float]) -> dict[str, float]:
+    """``validation_<name>`` of every validation metric at the best epoch (``neg_*`` helpers dropped)."""
+    return {f"validation_{k}": round(float(v), 6) for k, v in best_metrics.items() if not k.startswith("neg_")}
+
+
+def learning_rate(train_cfg, steps_per_epoch: int):
+    """``train.learning_rate``, or with ``train.lr_schedule: cosine`` (configs that have it) a cosine
+    decay to ``train.min_learning_rate`` over ``train.epochs * steps_per_epoch`` steps."""
+    lr = train_cfg.learning_rate
+    if getattr(train_cfg, "lr_schedule", "constant") == "cosine":
+        lr = tf.keras.optimizers.schedules.CosineDecay(
+            lr, decay_steps=max(1, train_cfg.epochs * steps_per_epoch),
+            alpha=min(1.0, train_cfg.min_learning_rate / train_cfg.learning_rate))
+    return lr
+
+
+def optimizer(name: str, lr) -> tf.keras.optimizers.Optimizer:
+    """The ``train.optimizer`` named ``name`` (adam | adagrad | sgd) with learning rate (or schedule) ``lr``."""
+    return {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
+            "sgd": tf.keras.optimizers.SGD}[name](learning_rate=lr)
+
+
+def make_dataset(columns: Mapping[str, np.ndarray], batch_size: int, shuffle_buffer: int, seed: int) -> tf.data.Dataset:
+    """Shuffled (reshuffled each epoch), batched, prefetched batches of in-memory columns (all of
+    the same length n; shuffle buffer ``min(n, shuffle_buffer)``)."""
+    n = len(next(iter(columns.values())))
+    ds = tf.data.Dataset.from_tensor_slices({k: tf.constant(v) for k, v in columns.items()})
+    ds = ds.shuffle(max(1, min(n, shuffle_buffer)), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

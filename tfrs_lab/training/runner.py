@@ -1,0 +1,189 @@
+"""The run loop every task shares: ``run_task(task, cfg, output_dir, inputs=None) -> Run``.
+
+Order of work: (1) the distribution strategy (collectives are configured first); (2) seeding; (3) the
+data — the caller's :class:`TaskInputs` or the config's data source; (4) the task's split and
+vocabularies; (5) in a staged run directory (renamed into place only when everything is written,
+guarded by a lock against a second run into the same directory): ``config.yaml``, training,
+the test evaluation, the export, ``report.html``, ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_lab.config import ConfigError, dump_config
+from tfrs_lab.data.features import Vocabularies
+from tfrs_lab.data.movielens import MovieLensData, load_movielens
+from tfrs_lab.data.splits import Split
+from tfrs_lab.data.synthetic import SyntheticSpec
+from tfrs_lab.training import distribute, report, rundir
+from tfrs_lab.training.common import validation_metrics
+from tfrs_lab.training.task import RunContext, Task, TaskInputs, Trained, get_task
+
+__all__ = ["Prepared", "Run", "load_data", "prepare", "run_task"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_data(cfg) -> MovieLensData:
+    """The ratings and catalogue ``cfg.data`` points at (TFDS, a local zip, or synthetic)."""
+    d = cfg.data
+    synthetic = None
+    if d.dataset == "synthetic":
+        try:
+            synthetic = SyntheticSpec(**asdict(d.synthetic))
+        except ValueError as e:  # the spec names the field: "num_clusters must be >= 2, got 1"
+            raise ConfigError(f"data.synthetic.{e}") from e
+    return load_movielens(d.dataset, data_zip=d.data_zip, data_dir=d.data_dir, synthetic=synthetic)
+
+
+@dataclasses.dataclass
+class Run:
+    """A finished run.
+
+    Attributes:
+      task: the task's name; config: the resolved config; metrics: what ``metrics.json`` holds.
+      run_dir: the run directory (``config.yaml``, ``metrics.json``, ``logs/``, ``report.html``, ``export/``).
+      model: the trained Keras model (best validation weights), in this process.
+    """
+
+    task: str
+    config: Any
+    metrics: dict[str, Any]
+    run_dir: Path
+    model: Any
+    _task: Task = dataclasses.field(repr=False, default=None)
+    _context: RunContext | None = dataclasses.field(repr=False, default=None)
+    _trained: Trained | None = dataclasses.field(repr=False, default=None)
+
+    @property
+    def export_path(self) -> Path:
+        """The exported SavedModel: ``run_dir/export/<model_name>/<version>``."""
+        x = self.config.export
+        return self.run_dir / rundir.EXPORT_DIR / x.model_name / str(x.version)
+
+    def evaluate(self) -> dict[str, float]:
+        """The test metrics of :attr:`model`, computed again (equal to those in :attr:`metrics`)."""
+        return self._task.evaluate(self._context, self._trained)
+
+    def export(self, export_dir: str | Path) -> Path:
+        """Exports :attr:`model` again into ``export_dir/<model_name>/<version>`` (which must not
+        exist yet); returns that path."""
+        export_dir = Path(export_dir)
+        x = self.config.export
+        target = export_dir / x.model_name / str(x.version)
+        if target.exists():
+            raise rundir.RunDirError(f"{target} already exists: choose another export directory")
+        self._task.export(self._context, self._trained, export_dir)
+        return target
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A run's data, its split and its fitted vocabularies (what :func:`prepare` returns)."""
+
+    data: MovieLensData
+    split: Split
+    vocab: Vocabularies
+
+
+def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None) -> Prepared:
+    """Seeds TF/NumPy/Python from ``cfg.train.seed``, then the data (``inputs`` or the config's
+    source), the task's split and its vocabularies: everything a run trains on."""
+    t = get_task(task) if isinstance(task, str) else task
+    tf.keras.utils.set_random_seed(cfg.train.seed)
+    if inputs is None:
+        logger.info("loading %s", cfg.data.dataset)
+        inputs = TaskInputs(load_data(cfg))
+    split = _split(t, cfg, inputs.data)
+    return Prepared(inputs.data, split, t.vocabularies(cfg, inputs.data, split.train, inputs))
+
+
+def _split(task: Task, cfg, data: MovieLensData) -> Split:
+    split = task.split(cfg, data)
+    if cfg.train.include_validation:  # final fit: validation rows join training
+        split = Split(split.name, np.sort(np.concatenate([split.train, split.validation])),
+                      split.validation[:0], split.test)
+    logger.info("split %s: %d train / %d validation / %d test ratings", split.name,
+                len(split.train), len(split.validation), len(split.test))
+    return split
+
+
+def common_metrics(cfg, data: MovieLensData, split: Split, trained: Trained) -> dict[str, Any]:
+    """The ``metrics.json`` entries every task writes (docs/architecture.md)."""
+    final = trained.final
+    epochs = max(trained.epochs_run, 1)
+    counted = sum(f.epochs_counted for f in trained.fits)
+    return {
+        "task": cfg.task, "dataset": data.dataset, "split": split.name,
+        **trained.metrics,
+        "train_seconds": round(trained.train_seconds, 3),
+        "train_seconds_per_epoch": round(trained.train_seconds / epochs, 3),
+        "train_seconds_to_best_epoch": round(final.seconds / max(final.stopper.epochs_run, 1)
+                                             * final.stopper.best_epoch, 3),
+        "train_examples_per_second": round(trained.examples_per_epoch * counted / max(trained.train_seconds, 1e-9), 1),
+        "num_train_examples": int(trained.num_train_examples),
+        "epochs_trained": trained.epochs_run,
+        "best_epoch": final.stopper.best_epoch,
+        **validation_metrics(final.stopper.best_metrics),
+        **({} if cfg.train.include_validation else  # a final fit runs no validation: no validation_* keys
+           {"validation_seconds": round(sum(f.stopper.eval_seconds for f in trained.fits), 3)}),
+    }
+
+
+def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None = None, *,
+             verbose: int | None = None) -> Run:
+    """Trains, evaluates and exports ``task`` with the resolved config ``cfg`` into ``output_dir``.
+
+    Args:
+      task: a registered task name (``tfrs_lab.config.TASKS``).
+      cfg: its resolved config (``tfrs_lab.config.load_config``).
+      output_dir: the run directory; it must not exist or be empty (check it first with
+        :func:`tfrs_lab.training.rundir.check_output_dir` to allow overwriting). A second run into
+        the same directory while this one runs is refused.
+      inputs: prepared inputs; ``None`` loads what ``cfg.data`` names.
+      verbose: Keras progress (0 silent, 1 bar, 2 a line per epoch; default 1 on a terminal, else 2).
+
+    Returns:
+      the :class:`Run` (its ``metrics`` are what ``metrics.json`` holds).
+    """
+    t = get_task(task)
+    if cfg.task != task:
+        raise ConfigError(f"task: the config is for '{cfg.task}' but the run is '{task}'")
+    cfg = t.resolve_config(cfg)
+    output_dir = Path(output_dir)
+    dist = distribute.make_distribution(cfg.train)  # first: collectives are configured at start-up
+    if dist.ps_server_role:
+        distribute.serve_forever(dist)  # a parameter-server cluster's worker/ps task only serves
+        return Run(task, cfg, {}, output_dir, None, t)
+    prepared = prepare(t, cfg, inputs)
+    data, split, vocab = prepared.data, prepared.split, prepared.vocab
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    lock = rundir.run_lock(output_dir) if dist.is_chief else contextlib.nullcontext()
+    with lock, distribute.run_directory(dist, output_dir, rundir.staged_run_dir) as stage:
+        dump_config(cfg, stage / rundir.CONFIG_FILE)
+        backup, resume = distribute.fault_tolerance_callbacks(dist, cfg.train, output_dir)
+        ctx = RunContext(cfg, data, split, vocab, stage, output_dir, verbose, dist, backup,
+                         lambda: resume.initial_epoch or 0)
+        trained = t.train(ctx)
+        logger.info("evaluating on the test split (best epoch %d)", trained.final.stopper.best_epoch)
+        metrics = common_metrics(cfg, data, split, trained)
+        metrics.update({k: round(float(v), 6) for k, v in t.evaluate(ctx, trained).items()})
+        if dist.name != "default":
+            metrics.update(num_workers=dist.num_workers, resumed_at_epoch=(resume.initial_epoch or 0) + 1)
+        if dist.is_chief:  # non-chief workers: their run directory is discarded, skip the export
+            metrics.update({k: round(float(v), 6) for k, v in t.export(ctx, trained, stage / rundir.EXPORT_DIR).items()})
+            report.write_report(stage, metrics, history=trained.final.history, **t.report_inputs(ctx, trained))
+            rundir.write_metrics(stage, metrics)
+    ctx.stage = output_dir  # the staging directory was renamed into place
+    return Run(task, cfg, metrics, output_dir, trained.model, t, ctx, trained)
