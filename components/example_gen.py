@@ -216,7 +216,6 @@ class ExampleGen(Component):
         "split": Param(str, "hash", "hash | leave-last-out"),
         "split_config": Param(dict, DEFAULT_SPLIT_CONFIG, "hash buckets per split (train, validation, test)"),
     }
-    CODE = ("tfrs_lab.data.movielens", "tfrs_lab.data.splits", "tfrs_lab.data.synthetic")
 
     def __init__(self, id: str | None = None, **parameters: Any) -> None:
         super().__init__(id, **parameters)

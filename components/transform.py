@@ -122,7 +122,6 @@ class Transform(Component):
         "config": Param(str, None, "task config YAML (default configs/<task>.yaml)"),
         "overrides": Param(dict, {}, "dotted config key -> value, as the Trainer's"),
     }
-    CODE = ("tfrs_lab.data.features", "tfrs_lab.components.example_gen")
 
     def fingerprint_extra(self) -> str:
         return config_file_text(self.parameters["config"])

@@ -40,8 +40,6 @@ class Tuner(Component):
         "max_trials": Param(int, 4, "trials to run"),
         "seed": Param(int, None, "the tuner's sampling seed (default train.seed)"),
     }
-    CODE = ("tfrs_lab.tuning.search", "tfrs_lab.tuning.space", "tfrs_lab.train", "tfrs_lab.training.retrieval",
-            "tfrs_lab.training.ranking", "tfrs_lab.training.sequential", "tfrs_lab.components.example_gen")
 
     def fingerprint_extra(self) -> str:
         from pathlib import Path
