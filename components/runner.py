@@ -254,7 +254,8 @@ def cache_key(comp: Component, inputs: Mapping[str, Artifact | None]) -> str:
 
 def run_pipeline(pipeline: Pipeline, *, cache: bool = True, progress: Progress | None = None) -> PipelineResult:
     """Runs every component in order. A failing component is recorded as FAILED in the lineage
-    store and its error raised (as :class:`PipelineError` for user errors); nothing downstream runs."""
+    store and its error raised (as :class:`PipelineError` for user errors); nothing downstream runs.
+    First, executions left RUNNING by a process that died (a killed run) are marked FAILED."""
     say = progress or logger.info
     pipeline.root.mkdir(parents=True, exist_ok=True)
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
@@ -263,6 +264,8 @@ def run_pipeline(pipeline: Pipeline, *, cache: bool = True, progress: Progress |
     with L.LineageStore(pipeline.db_path) as store:
         pctx = store.context(L.PIPELINE, pipeline.name)
         rctx = store.context(L.PIPELINE_RUN, f"{pipeline.name}.{run_id}")
+        for ex in store.fail_dead_executions():
+            say(f"execution #{ex.id} {ex.type_name} ({ex.node_id}) marked FAILED: {ex.error}")
         for i, node in enumerate(pipeline.nodes, 1):
             comp = node.component
             label = f"[{i}/{len(pipeline.nodes)}] {comp.type_name()} ({node.id})"

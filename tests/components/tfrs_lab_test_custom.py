@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from tfrs_lab.components.base import (ExampleAnomalies, Examples, InputArtifact, OutputArtifact, Parameter,
+from tfrs_lab.components.base import (ExampleAnomalies, Examples, InputArtifact, OutputArtifact, Parameter, Schema,
                                       component)
 
 
@@ -29,3 +29,11 @@ def HighRatings(examples: InputArtifact[Examples], filtered: OutputArtifact[Exam
                   np.arange(len(loaded.data.movies["movie_id"])))
     filtered.properties.update({k: examples.properties[k] for k in (A.SPLIT_NAMES, COLUMNS, CATALOGUE_COLUMNS, "split")})
     filtered.properties["num_kept"] = int(keep.sum())
+
+
+@component
+def EmptySchema(schema: OutputArtifact[Schema]) -> None:  # noqa: N802
+    """A component that needs nothing and no TensorFlow: writes an empty schema."""
+    from tfrs_lab.components import artifacts as A
+
+    (schema.path / A.SCHEMA_FILE).write_text("{}")
