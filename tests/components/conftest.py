@@ -52,9 +52,11 @@ def pipeline_spec(data_dir: Path, *, name: str = "tiny_retrieval") -> dict:
                                                       "transform_graph": "transform.transform_graph"},
                         "parameters": {"task": "retrieval", "overrides": {
                             "train.epochs": 2, "export.verify": False, "export.k": 20, "export.max_exclude": 20}}},
+            # hit_rate@10 bar: a random ranking of the 80 movies scores ~0.125 (an untrained model 0.108), this
+            # 2-epoch model 0.223; so the blessing says the model learned something
             "evaluator": {"type": "Evaluator", "inputs": {"model": "trainer.model", "model_run": "trainer.model_run",
                                                           "examples": "example_gen.examples"},
-                          "parameters": {"thresholds": {"hit_rate@10": {"lower_bound": 0.0}},
+                          "parameters": {"thresholds": {"hit_rate@10": {"lower_bound": 0.15}},
                                          "change_thresholds": {"hit_rate@10": 0.0}}},
             "infra_validator": {"type": "InfraValidator", "parameters": {"make_warmup": True},
                                 "inputs": {"model": "trainer.model", "examples": "example_gen.examples"}},
