@@ -62,7 +62,7 @@ class Trainer(Component):
     }
 
     def fingerprint_extra(self) -> str:
-        return config_file_text(self.parameters["config"])
+        return config_file_text(self.parameters["config"], self.parameters["task"])
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples

@@ -65,7 +65,7 @@ def test_trainer_closure_reaches_what_the_trainers_use_and_not_serving():
     assert all(path.is_file() for path in reached.values())
 
 
-def test_changing_an_indirect_module_misses_the_cache_and_an_unrelated_one_does_not(tmp_path):
+def test_an_indirect_module_or_the_default_config_changed_misses_the_cache_an_unrelated_module_not(tmp_path):
     site = tmp_path / "site"
     pkg = install_copy(site)
     before = trainer_keys(site)
@@ -76,6 +76,10 @@ def test_changing_an_indirect_module_misses_the_cache_and_an_unrelated_one_does_
         f.write("\n# a changed metric\n")
     after = trainer_keys(site)
     assert after["code"] != before["code"] and after["key"] != before["key"]
+    with (site / "configs" / "retrieval.yaml").open("a") as f:  # the default config the Trainer reads
+        f.write("\n# an edited default\n")
+    edited = trainer_keys(site)
+    assert edited["code"] == after["code"] and edited["key"] != after["key"]
 
 
 def test_closure_follows_relative_function_level_and_dynamic_imports(tmp_path):
