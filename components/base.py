@@ -29,6 +29,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.artifacts import Artifact
+from tfrs_lab.components.code_closure import closure_digest, module_entries
 from tfrs_lab.config import ConfigError
 
 
@@ -101,15 +102,19 @@ def _source_digest(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _module_code_digest(module: str) -> str:
+    """Digest of the ``tfrs_lab`` sources that ``module`` (and so an executor defined there) reaches."""
+    return closure_digest(module_entries(module, getattr(sys.modules.get(module), "__file__", None)))
+
+
 class Component:
-    """Base class. Subclasses set ``INPUTS``, ``OUTPUTS``, ``PARAMETERS`` and ``execute``;
-    ``CODE`` lists extra modules whose source belongs in the cache key (the library code the
-    executor calls)."""
+    """Base class. Subclasses set ``INPUTS``, ``OUTPUTS``, ``PARAMETERS`` and ``execute``. The
+    cache key covers the executor's own source and every ``tfrs_lab`` module its module can import
+    (:mod:`tfrs_lab.components.code_closure`), so no list of library modules is kept by hand."""
 
     INPUTS: ClassVar[Mapping[str, Channel]] = {}
     OUTPUTS: ClassVar[Mapping[str, Channel]] = {}
     PARAMETERS: ClassVar[Mapping[str, Param]] = {}
-    CODE: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, id: str | None = None, **parameters: Any) -> None:
         self.id = id or type(self).__name__
@@ -135,12 +140,11 @@ class Component:
         return out
 
     def code_fingerprint(self) -> str:
-        """SHA-256 over the source of this component's module (or function) and ``CODE`` modules."""
+        """SHA-256 over the source of this component's module (or function) and the ``tfrs_lab``
+        modules its module reaches (its transitive import closure)."""
         h = hashlib.sha256()
         h.update(self._own_source_digest().encode())
-        for module in self.CODE:
-            __import__(module)
-            h.update(_source_digest(sys.modules[module]).encode())
+        h.update(_module_code_digest(type(self).__module__).encode())
         return h.hexdigest()
 
     def _own_source_digest(self) -> str:

@@ -132,7 +132,6 @@ class Evaluator(Component):
     INPUTS = {"model": Channel(A.MODEL), "model_run": Channel(A.MODEL_RUN),
               "examples": Channel(A.EXAMPLES, optional=True)}
     OUTPUTS = {"evaluation": Channel(A.MODEL_EVALUATION), "blessing": Channel(A.MODEL_BLESSING)}
-    CODE = ("tfrs_lab.training.retrieval", "tfrs_lab.data.history", "tfrs_lab.components.example_gen")
     PARAMETERS = {
         "thresholds": Param(dict, {}, "metric -> {lower_bound, upper_bound}"),
         "change_thresholds": Param(dict, {}, "metric -> tolerated worsening vs the latest blessed model"),

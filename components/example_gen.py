@@ -104,6 +104,7 @@ class LoadedExamples:
     data: Any  # MovieLensData
     splits: dict[str, np.ndarray]  # split name -> row indices into data.ratings, ascending
     protocol: str  # "hash" | "leave-last-out"
+    split_config: dict[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLIT_CONFIG))
 
 
 def read_examples(examples: Artifact) -> LoadedExamples:
@@ -126,7 +127,31 @@ def read_examples(examples: Artifact) -> LoadedExamples:
     movies = read_records(sorted((examples.path / A.CATALOGUE_DIR).glob("*.gz")),
                           json.loads(examples.properties[CATALOGUE_COLUMNS]))
     data = MovieLensData(examples.properties.get("dataset", "examples"), ratings, movies)
-    return LoadedExamples(data, splits, examples.properties.get("split", "hash"))
+    return LoadedExamples(data, splits, examples.properties.get("split", "hash"),
+                          json.loads(examples.properties.get("split_config", json.dumps(DEFAULT_SPLIT_CONFIG))))
+
+
+def write_examples(out: Artifact, data: Any, splits: dict[str, np.ndarray], *, protocol: str = "hash",
+                   split_config: dict[str, int] | None = None) -> None:
+    """Writes ``data`` (a ``MovieLensData``) as the Examples artifact ``out``: ``Split-<name>/``
+    records of each split's rows (indices into ``data.ratings``), the catalogue, and every property
+    readers need, the split ``protocol`` and ``split_config`` the Trainer checks included. A custom
+    component deriving Examples from Examples passes on its input's ``protocol``/``split_config``
+    (:class:`LoadedExamples`)."""
+    columns = {**data.ratings, ROW: np.arange(data.num_ratings, dtype=np.int64)}
+    for name, rows in splits.items():
+        logger.info("writing %d %s examples to %s", len(rows), name, out.uri)
+        write_records(out.split_uri(name) / A.EXAMPLES_FILE, columns, rows)
+    write_records(out.path / A.CATALOGUE_DIR / A.EXAMPLES_FILE, data.movies, np.arange(len(data.movies["movie_id"])))
+    spec, cat = column_spec(data.ratings), column_spec(data.movies)
+    (out.path / "examples_columns.json").write_text(json.dumps(spec))
+    (out.path / "catalogue_columns.json").write_text(json.dumps(cat))
+    out.properties.update({
+        A.SPLIT_NAMES: json.dumps(list(splits)), "split": protocol,
+        "split_config": json.dumps(DEFAULT_SPLIT_CONFIG if split_config is None else split_config),
+        "dataset": data.dataset, COLUMNS: json.dumps(spec), CATALOGUE_COLUMNS: json.dumps(cat),
+        **{f"num_{k}": int(len(v)) for k, v in splits.items()},
+    })
 
 
 def split_rows(protocol: str, ratings: dict[str, np.ndarray], split_config: dict[str, int]) -> dict[str, np.ndarray]:
@@ -216,7 +241,6 @@ class ExampleGen(Component):
         "split": Param(str, "hash", "hash | leave-last-out"),
         "split_config": Param(dict, DEFAULT_SPLIT_CONFIG, "hash buckets per split (train, validation, test)"),
     }
-    CODE = ("tfrs_lab.data.movielens", "tfrs_lab.data.splits", "tfrs_lab.data.synthetic")
 
     def __init__(self, id: str | None = None, **parameters: Any) -> None:
         super().__init__(id, **parameters)
@@ -261,19 +285,6 @@ class ExampleGen(Component):
 
     def execute(self, ctx: ExecutionContext) -> None:
         data = self.load()
-        out = ctx.outputs["examples"]
-        rows = split_rows(self.parameters["split"], data.ratings, self.parameters["split_config"])
-        columns = {**data.ratings, ROW: np.arange(data.num_ratings, dtype=np.int64)}
-        for name, r in rows.items():
-            logger.info("%s: writing %d %s examples", ctx.component_id, len(r), name)
-            write_records(out.split_uri(name) / A.EXAMPLES_FILE, columns, r)
-        write_records(out.path / A.CATALOGUE_DIR / A.EXAMPLES_FILE, data.movies, np.arange(len(data.movies["movie_id"])))
-        spec, cat = column_spec(data.ratings), column_spec(data.movies)
-        (out.path / "examples_columns.json").write_text(json.dumps(spec))
-        (out.path / "catalogue_columns.json").write_text(json.dumps(cat))
-        out.properties.update({
-            A.SPLIT_NAMES: json.dumps(list(rows)), "split": self.parameters["split"],
-            "split_config": json.dumps(self.parameters["split_config"]), "dataset": data.dataset,
-            COLUMNS: json.dumps(spec), CATALOGUE_COLUMNS: json.dumps(cat),
-            **{f"num_{k}": int(len(v)) for k, v in rows.items()},
-        })
+        p = self.parameters
+        write_examples(ctx.outputs["examples"], data, split_rows(p["split"], data.ratings, p["split_config"]),
+                       protocol=p["split"], split_config=p["split_config"])

@@ -60,7 +60,6 @@ class InfraValidator(Component):
         "timeout_s": Param(float, 30.0, "deadline of each request"),
         "make_warmup": Param(bool, False, "write warm-up records from the requests that succeeded"),
     }
-    CODE = ("tfrs_lab.serving.server", "tfrs_lab.serving.client", "tfrs_lab.serving.model_manager")
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.export import signatures as sig

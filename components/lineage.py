@@ -6,7 +6,10 @@ and ``associations`` (context ↔ execution). Contexts are TFX's: ``pipeline`` (
 ``pipeline_run`` (one run) and ``node`` (``<pipeline>.<component id>``).
 
 Execution states: ``RUNNING``, ``COMPLETE``, ``CACHED`` (outputs reused from an earlier execution
-with the same cache key) and ``FAILED`` (with the error message).
+with the same cache key) and ``FAILED`` (with the error message). Every execution records the
+process running it (``pid``, ``host``, ``process_start``); :meth:`LineageStore.fail_dead_executions`
+(called when a pipeline run starts) marks ``FAILED`` an execution still ``RUNNING`` whose process
+is gone, e.g. a killed Trainer.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from typing import Any, Iterable
 
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.artifacts import Artifact
+from tfrs_lab.components.processes import ProcessInfo, current, is_gone
 
 RUNNING, COMPLETE, CACHED, FAILED = "RUNNING", "COMPLETE", "CACHED", "FAILED"
 INPUT, OUTPUT = "INPUT", "OUTPUT"
 PIPELINE, PIPELINE_RUN, NODE = "pipeline", "pipeline_run", "node"
 DB_FILE = "metadata.sqlite"
+_PROCESS_COLUMNS = {"pid": "INTEGER", "host": "TEXT", "process_start": "REAL"}  # added to stores written before them
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifact_types (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -36,7 +41,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
 CREATE TABLE IF NOT EXISTS executions (
   id INTEGER PRIMARY KEY, type_id INTEGER NOT NULL REFERENCES execution_types(id), node_id TEXT NOT NULL,
   state TEXT NOT NULL, cache_key TEXT NOT NULL, parameters TEXT NOT NULL, code_fingerprint TEXT NOT NULL,
-  error TEXT, cached_from INTEGER REFERENCES executions(id), start_time REAL NOT NULL, end_time REAL);
+  error TEXT, cached_from INTEGER REFERENCES executions(id), start_time REAL NOT NULL, end_time REAL,
+  pid INTEGER, host TEXT, process_start REAL);
 CREATE TABLE IF NOT EXISTS events (
   id INTEGER PRIMARY KEY, artifact_id INTEGER NOT NULL REFERENCES artifacts(id),
   execution_id INTEGER NOT NULL REFERENCES executions(id), type TEXT NOT NULL, key TEXT NOT NULL, time REAL NOT NULL);
@@ -48,6 +54,7 @@ CREATE TABLE IF NOT EXISTS attributions (context_id INTEGER NOT NULL, artifact_i
 CREATE TABLE IF NOT EXISTS associations (context_id INTEGER NOT NULL, execution_id INTEGER NOT NULL,
   PRIMARY KEY (context_id, execution_id));
 CREATE INDEX IF NOT EXISTS executions_cache ON executions (cache_key, state);
+CREATE INDEX IF NOT EXISTS executions_state ON executions (state);
 CREATE INDEX IF NOT EXISTS events_artifact ON events (artifact_id);
 CREATE INDEX IF NOT EXISTS events_execution ON events (execution_id);
 """
@@ -66,6 +73,7 @@ class Execution:
     cached_from: int | None
     start_time: float
     end_time: float | None
+    process: ProcessInfo | None = None  # who ran it (None in stores written before this was recorded)
 
 
 @dataclasses.dataclass
@@ -85,7 +93,15 @@ class LineageStore:
         self._db = sqlite3.connect(str(self.path), timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns("executions", _PROCESS_COLUMNS)
         self._db.commit()
+
+    def _add_missing_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Upgrades a store written by an older version in place."""
+        have = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        for name, sql_type in columns.items():
+            if name not in have:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
 
     def close(self) -> None:
         self._db.close()
@@ -117,12 +133,15 @@ class LineageStore:
     # -- writes ---------------------------------------------------------------------------------
 
     def start_execution(self, type_name: str, node_id: str, *, cache_key: str, parameters: dict[str, Any],
-                        code_fingerprint: str, contexts: Iterable[int]) -> int:
+                        code_fingerprint: str, contexts: Iterable[int], process: ProcessInfo | None = None) -> int:
+        """Records a ``RUNNING`` execution run by ``process`` (default: this process)."""
+        proc = process or current()
         eid = int(self._db.execute(
-            "INSERT INTO executions (type_id, node_id, state, cache_key, parameters, code_fingerprint, start_time) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO executions (type_id, node_id, state, cache_key, parameters, code_fingerprint, start_time, "
+            "pid, host, process_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (self._type_id("execution_types", type_name), node_id, RUNNING, cache_key,
-             json.dumps(parameters, sort_keys=True, default=str), code_fingerprint, time.time())).lastrowid)
+             json.dumps(parameters, sort_keys=True, default=str), code_fingerprint, time.time(),
+             proc.pid, proc.host, proc.started)).lastrowid)
         for cid in contexts:
             self._db.execute("INSERT OR IGNORE INTO associations VALUES (?, ?)", (cid, eid))
         self._db.commit()
@@ -155,6 +174,15 @@ class LineageStore:
                          (state, error, cached_from, time.time(), execution_id))
         self._db.commit()
 
+    def fail_dead_executions(self) -> list[Execution]:
+        """Marks ``FAILED`` every ``RUNNING`` execution whose process is gone (killed, crashed) and
+        returns them, updated. Executions of live processes, or of another host, stay ``RUNNING``."""
+        dead = [ex for ex in self.get_executions(state=RUNNING) if ex.process is not None and is_gone(ex.process)]
+        for ex in dead:
+            self.finish_execution(ex.id, FAILED, error=f"process gone: {ex.process.describe()} ended while the "
+                                                       f"execution was RUNNING (killed or crashed)")
+        return [self.get_execution(ex.id) for ex in dead]
+
     # -- reads ----------------------------------------------------------------------------------
 
     def _artifact(self, row: sqlite3.Row) -> Artifact:
@@ -163,7 +191,8 @@ class LineageStore:
     def _execution(self, row: sqlite3.Row) -> Execution:
         return Execution(int(row["id"]), row["type_name"], row["node_id"], row["state"], row["cache_key"],
                          json.loads(row["parameters"]), row["code_fingerprint"], row["error"], row["cached_from"],
-                         row["start_time"], row["end_time"])
+                         row["start_time"], row["end_time"],
+                         None if row["pid"] is None else ProcessInfo(int(row["pid"]), row["host"], row["process_start"]))
 
     _ARTIFACTS = "SELECT a.*, t.name AS type_name FROM artifacts a JOIN artifact_types t ON t.id = a.type_id"
     _EXECUTIONS = "SELECT e.*, t.name AS type_name FROM executions e JOIN execution_types t ON t.id = e.type_id"

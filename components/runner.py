@@ -18,9 +18,9 @@ String parameters may contain ``{pipeline_root}``. Outputs land in
 ``<pipeline_root>/<component id>/<output key>/<execution id>/``; the lineage database is
 ``<pipeline_root>/metadata.sqlite``.
 
-Cache key of an execution: SHA-256 over the component type, the source of its code (and of the
-library modules it lists), its parameters, any content it declares (e.g. the data zip's hash) and
-the fingerprints of its input artifacts. An output's fingerprint derives from its execution's key,
+Cache key of an execution: SHA-256 over the component type, the source of its code and of every
+``tfrs_lab`` module that code reaches (:mod:`tfrs_lab.components.code_closure`), its parameters,
+any content it declares (e.g. the data zip's hash) and the fingerprints of its input artifacts. An output's fingerprint derives from its execution's key,
 so a changed parameter re-runs that component and everything downstream, nothing upstream.
 """
 
@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
+import tfrs_lab.components as components_package
 from tfrs_lab.components import lineage as L
 from tfrs_lab.components.artifacts import Artifact
 from tfrs_lab.components.base import Component, ComponentError, execute_component, stable_json
@@ -44,19 +45,8 @@ from tfrs_lab.config import parse_override
 
 logger = logging.getLogger(__name__)
 
-STANDARD_COMPONENTS: dict[str, str] = {
-    "ExampleGen": "tfrs_lab.components.example_gen:ExampleGen",
-    "StatisticsGen": "tfrs_lab.components.data_validation:StatisticsGen",
-    "SchemaGen": "tfrs_lab.components.data_validation:SchemaGen",
-    "ExampleValidator": "tfrs_lab.components.data_validation:ExampleValidator",
-    "Transform": "tfrs_lab.components.transform:Transform",
-    "Trainer": "tfrs_lab.components.trainer:Trainer",
-    "Tuner": "tfrs_lab.components.tuner:Tuner",
-    "Evaluator": "tfrs_lab.components.evaluator:Evaluator",
-    "InfraValidator": "tfrs_lab.components.infra_validator:InfraValidator",
-    "Pusher": "tfrs_lab.components.pusher:Pusher",
-    "BulkInferrer": "tfrs_lab.components.bulk_inferrer:BulkInferrer",
-}
+STANDARD_COMPONENTS: dict[str, str] = {name: f"{components_package.__name__}.{module}:{name}"
+                                        for name, module in components_package.COMPONENT_MODULES.items()}
 """Component type -> ``module:class`` (imported lazily: TensorFlow loads only when needed)."""
 
 
@@ -264,7 +254,8 @@ def cache_key(comp: Component, inputs: Mapping[str, Artifact | None]) -> str:
 
 def run_pipeline(pipeline: Pipeline, *, cache: bool = True, progress: Progress | None = None) -> PipelineResult:
     """Runs every component in order. A failing component is recorded as FAILED in the lineage
-    store and its error raised (as :class:`PipelineError` for user errors); nothing downstream runs."""
+    store and its error raised (as :class:`PipelineError` for user errors); nothing downstream runs.
+    First, executions left RUNNING by a process that died (a killed run) are marked FAILED."""
     say = progress or logger.info
     pipeline.root.mkdir(parents=True, exist_ok=True)
     run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{time.time_ns() % 1_000_000:06d}"
@@ -273,6 +264,8 @@ def run_pipeline(pipeline: Pipeline, *, cache: bool = True, progress: Progress |
     with L.LineageStore(pipeline.db_path) as store:
         pctx = store.context(L.PIPELINE, pipeline.name)
         rctx = store.context(L.PIPELINE_RUN, f"{pipeline.name}.{run_id}")
+        for ex in store.fail_dead_executions():
+            say(f"execution #{ex.id} {ex.type_name} ({ex.node_id}) marked FAILED: {ex.error}")
         for i, node in enumerate(pipeline.nodes, 1):
             comp = node.component
             label = f"[{i}/{len(pipeline.nodes)}] {comp.type_name()} ({node.id})"

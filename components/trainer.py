@@ -60,15 +60,9 @@ class Trainer(Component):
         "config": Param(str, None, "task config YAML (default configs/<task>.yaml)"),
         "overrides": Param(dict, {}, "dotted config key -> value, e.g. {train.epochs: 3}"),
     }
-    CODE = ("tfrs_lab.train", "tfrs_lab.training.retrieval", "tfrs_lab.training.ranking",
-            "tfrs_lab.training.sequential", "tfrs_lab.training.evaluate", "tfrs_lab.models.retrieval",
-            "tfrs_lab.models.ranking", "tfrs_lab.models.sequential", "tfrs_lab.models.features",
-            "tfrs_lab.export.retrieval", "tfrs_lab.export.ranking", "tfrs_lab.export.sequential",
-            "tfrs_lab.data.features", "tfrs_lab.data.history", "tfrs_lab.data.sequences", "tfrs_lab.data.provided",
-            "tfrs_lab.components.example_gen", "tfrs_lab.components.transform")
 
     def fingerprint_extra(self) -> str:
-        return config_file_text(self.parameters["config"])
+        return config_file_text(self.parameters["config"], self.parameters["task"])
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples

@@ -25,8 +25,14 @@ VOCAB_ARRAYS = "vocabularies.npz"
 VOCAB_META = "vocabularies.json"
 FEATURE_STATS = "feature_stats.json"
 
-def config_file_text(path: str | None) -> str:
-    """The content of a component's ``config`` parameter file (part of its cache key); '' for none."""
+def config_file_text(path: str | None, task: str | None = None) -> str:
+    """The content of the config file a component reads, part of its cache key: its ``config``
+    parameter's file, else ``task``'s default ``configs/<task>.yaml`` (an edited default config
+    re-runs the component); '' for none."""
+    from tfrs_lab.config import default_config_file
+
+    if not path and task:
+        path = str(default_config_file(task))
     return Path(path).read_text() if path and Path(path).is_file() else ""
 
 
@@ -107,10 +113,9 @@ class Transform(Component):
         "config": Param(str, None, "task config YAML (default configs/<task>.yaml)"),
         "overrides": Param(dict, {}, "dotted config key -> value, as the Trainer's"),
     }
-    CODE = ("tfrs_lab.data.features", "tfrs_lab.components.example_gen")
 
     def fingerprint_extra(self) -> str:
-        return config_file_text(self.parameters["config"])
+        return config_file_text(self.parameters["config"], self.parameters["task"])
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples

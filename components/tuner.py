@@ -22,7 +22,7 @@ import shutil
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 from tfrs_lab.components.trainer import BEST_OVERLAY_FILE
-from tfrs_lab.components.transform import nest_overrides
+from tfrs_lab.components.transform import config_file_text, nest_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +39,16 @@ class Tuner(Component):
         "max_trials": Param(int, 4, "trials to run"),
         "seed": Param(int, None, "the tuner's sampling seed (default train.seed)"),
     }
-    CODE = ("tfrs_lab.tuning.search", "tfrs_lab.tuning.space", "tfrs_lab.train", "tfrs_lab.training.retrieval",
-            "tfrs_lab.training.ranking", "tfrs_lab.training.sequential", "tfrs_lab.components.example_gen")
 
     def fingerprint_extra(self) -> str:
+        """The config and search-space files the search reads (the task's defaults when not given)."""
         from pathlib import Path
 
-        return "".join(Path(p).read_text() for p in (self.parameters["config"], self.parameters["space_file"])
-                       if p and Path(p).is_file())
+        from tfrs_lab.tuning.space import default_space_file
+
+        p = self.parameters
+        space = Path(p["space_file"] or default_space_file(p["task"]))
+        return config_file_text(p["config"], p["task"]) + (space.read_text() if space.is_file() else "")
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples

@@ -65,11 +65,11 @@ def test_container_entrypoint_chains_components_through_artifact_dirs(tmp_path, 
     assert "--outputs: give a directory for schema" in capsys.readouterr().err
 
 
-def test_custom_component_runs_in_a_pipeline_with_lineage(tmp_path):
+def test_custom_component_runs_in_a_pipeline_with_lineage(tmp_path, docs_components):
     csv = ratings_csv(tmp_path / "r.csv")
     spec = {"name": "custom", "components": {
         "example_gen": {"type": "ExampleGen", "parameters": {"input_path": str(csv)}},
-        "high": {"type": "tfrs_lab_test_custom:HighRatings", "inputs": {"examples": "example_gen.examples"},
+        "high": {"type": f"{docs_components}:HighRatings", "inputs": {"examples": "example_gen.examples"},
                  "parameters": {"min_rating": 4}},
         "statistics_gen": {"type": "StatisticsGen", "inputs": {"examples": "high.filtered"}}}}
     result = run_pipeline(build_pipeline(spec, pipeline_root=tmp_path / "root"))

@@ -15,10 +15,24 @@ from tfrs_lab.components.lineage_cli import main as lineage_main
 pytestmark = pytest.mark.slow
 
 
+def evaluation_report(result, node: str = "evaluator") -> dict:
+    """The Evaluator's ``metrics.json``: metrics, checks, blessed."""
+    return json.loads((result.output(node, "evaluation").path / A.EVALUATION_FILE).read_text())
+
+
 def test_every_component_ran_and_the_model_was_pushed(first_run):
     states = {r.node_id: r.state for r in first_run.results.values()}
     assert set(states.values()) == {L.COMPLETE} and len(states) == 10
-    assert first_run.output("evaluator", "blessing").blessed
+    # the blessing is a real threshold comparison: every configured bound was checked against the
+    # model's measured metric, and met
+    thresholds = first_run.pipeline.node("evaluator").component.parameters["thresholds"]
+    report = evaluation_report(first_run)
+    checks = {c["metric"]: c for c in report["checks"] if c["kind"] == "value"}
+    assert set(checks) == set(thresholds) and thresholds
+    for metric, bound in thresholds.items():
+        assert checks[metric]["value"] == report["metrics"][metric] >= bound["lower_bound"] > 0
+        assert checks[metric]["passed"]
+    assert report["blessed"] and first_run.output("evaluator", "blessing").blessed
     # train/serve parity: the exported SavedModel, fed the trainer's test features, scores what the trainer measured
     measured = json.loads(first_run.output("evaluator", "evaluation").properties["metrics"])
     assert measured["served_hit_rate@10"] == pytest.approx(measured["hit_rate@10"], abs=0.02)  # export k=20: @10 only
@@ -33,28 +47,48 @@ def test_every_component_ran_and_the_model_was_pushed(first_run):
     assert len(lines) == 120 and all(len(json.loads(line)["movie_ids"]) == 5 for line in lines)
 
 
+def exported_top_k(version_dir, user_ids: list[str], k: int) -> list[list[tuple[str, float]]]:
+    """The SavedModel's own ``serving_default`` answer, computed in this process."""
+    import tensorflow as tf
+
+    from tfrs_lab.export import signatures as sig
+    from tfrs_lab.serving.servable import register_scann_ops
+
+    assert register_scann_ops() is None
+    out = tf.saved_model.load(str(version_dir)).signatures[sig.SERVING_DEFAULT](
+        **{sig.USER_ID: tf.constant(user_ids)})
+    return [[(i.decode(), float(s)) for i, s in zip(ids[:k], scores[:k])]
+            for ids, scores in zip(out[sig.MOVIE_IDS].numpy(), out[sig.SCORES].numpy())]
+
+
 def test_pushed_model_answers_grpc_from_the_serving_base_path(first_run):
     from tfrs_lab.serving.client import ServingClient
     from tfrs_lab.serving.config import ModelConfig
     from tfrs_lab.serving.server import ModelServer, ServerOptions
 
     pushed = first_run.output("pusher", "pushed_model")
-    base = A.Artifact(A.MODEL, pushed.pushed_destination).path.parent
-    catalogue = set(json.loads(line)["movie_ids"][0] for line in
-                    (first_run.output("bulk_inferrer", "inference_result").path / A.INFERENCE_FILE).read_text().splitlines())
-    server = ModelServer([ModelConfig(name="retrieval", base_path=str(base))],
+    version_dir = A.Artifact(A.MODEL, pushed.pushed_destination).path
+    users = ["1", "2", "7"]
+    server = ModelServer([ModelConfig(name="retrieval", base_path=str(version_dir.parent))],
                          ServerOptions(host="127.0.0.1", grpc_port=0, rest_port=None))
     server.start()
     try:
         with ServingClient(f"127.0.0.1:{server.grpc_port}", timeout_s=20) as client:
             status = client.model_status("retrieval")
-            rows = client.recommend("retrieval", ["1", "2"], k=5)
+            rows = client.recommend("retrieval", users, k=5)
     finally:
         server.stop(grace_s=1.0)
     assert [s["version"] for s in status] == [pushed.pushed_version]
-    assert len(rows) == 2 and all(len(r) == 5 for r in rows)
-    # the served answer for user 1 starts with what BulkInferrer computed from the same model
-    assert rows[0][0][0] in catalogue
+    # the served answer is the pushed model's own answer for each user: same movies, same order, same scores
+    expected = exported_top_k(version_dir, users, 5)
+    assert [[movie for movie, _ in row] for row in rows] == [[movie for movie, _ in row] for row in expected]
+    np.testing.assert_allclose([[s for _, s in row] for row in rows], [[s for _, s in row] for row in expected],
+                               rtol=1e-5)
+    assert len({tuple(m for m, _ in row) for row in rows}) > 1  # per user, not one answer for everyone
+    # and it is what BulkInferrer wrote for user 1 from the same model
+    inferred = {json.loads(line)["user_id"]: json.loads(line)["movie_ids"] for line in
+                (first_run.output("bulk_inferrer", "inference_result").path / A.INFERENCE_FILE).read_text().splitlines()}
+    assert inferred["1"] == [movie for movie, _ in rows[0]]
 
 
 def test_lineage_traces_the_serving_model_to_its_data_and_config(first_run, capsys):
@@ -114,3 +148,19 @@ def test_no_cache_reruns_everything(first_run, tiny_pipeline_file, tmp_path):
     assert result.output("example_gen", "examples").id != first_run.output("example_gen", "examples").id
     np.testing.assert_array_equal(
         sorted(result.output("example_gen", "examples").split_names), ["test", "train", "validation"])
+
+
+def test_an_impossible_threshold_is_not_blessed_and_not_pushed(first_run, tiny_pipeline_file):
+    from tfrs_lab.components.runner import load_pipeline, run_pipeline
+
+    serving = first_run.pipeline.root / "serving" / "retrieval"
+    versions = sorted(p.name for p in serving.iterdir())
+    pipeline = load_pipeline(tiny_pipeline_file, pipeline_root=first_run.pipeline.root,
+                             overrides=["evaluator.thresholds.hit_rate@10={lower_bound: 1.01}"])
+    result = run_pipeline(pipeline)
+    assert result.results["trainer"].state == L.CACHED  # the same model, judged by a bar it cannot reach
+    check = next(c for c in evaluation_report(result)["checks"] if c["kind"] == "value" and c["metric"] == "hit_rate@10")
+    assert check["bound"][0] == 1.01 and check["value"] <= 1.0 and not check["passed"]
+    assert not result.output("evaluator", "blessing").blessed
+    assert not result.output("pusher", "pushed_model").pushed
+    assert sorted(p.name for p in serving.iterdir()) == versions
