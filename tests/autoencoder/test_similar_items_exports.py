@@ -23,17 +23,19 @@ from autoencoder_fixtures import cluster_members, rating_counts
 pytestmark = pytest.mark.slow
 
 
-def _check_similar(loaded, data, movie_cluster, min_share: float, item_vectors=None, movie_ids=None) -> None:
-    """Cluster-mates first, the query never, unknown ids empty; with ``item_vectors`` [M, d] of
-    ``movie_ids``, the answer is the exact cosine top-k."""
+def _check_similar(loaded, data, movie_cluster, min_share: float | None, item_vectors=None, movie_ids=None) -> None:
+    """Cluster-mates first (at least ``min_share`` of the top 3; ``None``: not checked), the query
+    never, unknown ids empty; with ``item_vectors`` [M, d] of ``movie_ids``, the answer is the exact
+    cosine top-k."""
     counts = rating_counts(data)
     queries = [cluster_members(movie_cluster, counts, c)[0] for c in range(8)]
     out = loaded.signatures[sig.SIMILAR_ITEMS](movie_id=tf.constant(queries + ["no-such-movie", ""]))
     ids = out[sig.MOVIE_IDS].numpy().astype(str)
     scores = out[sig.SCORES].numpy()
     assert ids.shape == (10, 10)
-    share = np.mean([[movie_cluster[m] == movie_cluster[q] for m in row[:3]] for q, row in zip(queries, ids)])
-    assert share >= min_share, (share, ids[:8, :3])
+    if min_share is not None:
+        share = np.mean([[movie_cluster[m] == movie_cluster[q] for m in row[:3]] for q, row in zip(queries, ids)])
+        assert share >= min_share, (share, ids[:8, :3])
     assert all(q not in row for q, row in zip(queries, ids))
     assert (ids[8:] == "").all() and np.isneginf(scores[8:]).all()
     assert np.all(scores[:8, :-1] >= scores[:8, 1:] - 1e-6) and np.all(scores[:8] <= 1.0 + 1e-5)
@@ -69,7 +71,7 @@ def test_retrieval_export_similar_items(synthetic_data, movie_cluster, tmp_path)
                    item_vectors=model.catalogue_embeddings(), movie_ids=vocab.movie_ids)
 
 
-def test_sequential_export_similar_items(synthetic_data, movie_cluster, tmp_path):
+def test_sequential_export_similar_items_is_the_exact_cosine_top_k(synthetic_data, movie_cluster, tmp_path):
     cfg = load_config("sequential", overrides=["model.architecture=gru", "model.max_length=20",
                                                "model.embedding_dim=32", "model.dropout=0.1"])
     tf.keras.utils.set_random_seed(0)
@@ -84,7 +86,9 @@ def test_sequential_export_similar_items(synthetic_data, movie_cluster, tmp_path
         user_histories=np.full((len(vocab.user_ids), 4), "", dtype=object), model_name="sequential", version=1,
         settings=IndexSettings(kind="brute_force", k=10, max_exclude=5), sample_histories=[["1", "2"]],
         recall_queries=np.zeros((0, 32), np.float32), verify=False)
-    # Two epochs do not teach a GRU the clusters (that is the retrieval and autoencoder tests' job):
-    # here the contract is checked — exact cosine top-k, never the query, unknown ids empty.
-    _check_similar(tf.saved_model.load(str(result.path)), synthetic_data, movie_cluster, min_share=0.0,
+    # A next-item model is not trained to embed the planted clusters together (measured: 0.08-0.25
+    # of the top 3 are cluster-mates after 2-10 epochs, chance 0.125), so cluster quality is the
+    # retrieval and autoencoder tests' job; here the contract is checked: the exact cosine top-k of
+    # the model's item vectors, never the query, unknown ids empty.
+    _check_similar(tf.saved_model.load(str(result.path)), synthetic_data, movie_cluster, min_share=None,
                    item_vectors=model.item_embeddings().numpy(), movie_ids=vocab.movie_ids)
