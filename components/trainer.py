@@ -64,6 +64,8 @@ class Trainer(Component):
             "tfrs_lab.training.sequential", "tfrs_lab.training.evaluate", "tfrs_lab.models.retrieval",
             "tfrs_lab.models.ranking", "tfrs_lab.models.sequential", "tfrs_lab.models.features",
             "tfrs_lab.export.retrieval", "tfrs_lab.export.ranking", "tfrs_lab.export.sequential",
+            "tfrs_lab.export.index", "tfrs_lab.export.similar", "tfrs_lab.export.verify", "tfrs_lab.export.warmup",
+            "tfrs_lab.export.titles", "tfrs_lab.export.result", "tfrs_lab.export.signatures",
             "tfrs_lab.data.features", "tfrs_lab.data.history", "tfrs_lab.data.sequences", "tfrs_lab.data.provided",
             "tfrs_lab.components.example_gen", "tfrs_lab.components.transform")
 
