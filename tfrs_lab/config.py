@@ -572,7 +572,10 @@ def shipped_config(name: str = "") -> Path:
     install and ``site-packages/tfrs_lab/configs/`` in an installed wheel. ConfigError for a
     ``name`` that is not shipped.
     """
-    root = resources.files(CONFIG_PACKAGE)
+    try:
+        root = resources.files(CONFIG_PACKAGE)
+    except ModuleNotFoundError as e:  # an editable install made before configs/ became a package
+        raise RuntimeError(f"{CONFIG_PACKAGE} is not installed: reinstall the project (pip install -e .)") from e
     if not isinstance(root, Path):  # e.g. a zip import: readers and users need real files
         raise RuntimeError(f"{CONFIG_PACKAGE} must be installed as files on disk, found {root!r}")
     if not name:
