@@ -155,7 +155,6 @@ class AutoRecServer(AutoencoderServer):
         return {sig.RATINGS: tf.clip_by_value(predicted, self.rating_range[0], self.rating_range[1])}
 
 
-
 class MultServer(AutoencoderServer):
     """Mult-DAE / Mult-VAE export: the model encodes the user's multi-hot vector."""
 

@@ -117,11 +117,6 @@ class RetrievalServer(tf.Module):
         return {sig.MOVIE_IDS: tf.where(valid, top_ids, ""), sig.SCORES: top_scores}
 
 
-def _warmup_records(path: Path, user_ids: list[str], model_name: str) -> None:
-    """Writes TF Serving warm-up records (PredictionLog of Predict requests on ``serving_default``)."""
-    write_warmup_records(path, model_name, [{sig.USER_ID: user_ids[:1]}, {sig.USER_ID: user_ids[:8]}])
-
-
 def export_retrieval(
     model,
     export_base: Path,
@@ -164,7 +159,8 @@ def export_retrieval(
             sig.EXCLUDE_SEEN: server.serve_excluding,
             sig.SIMILAR_ITEMS: server.similar.serve,
         })
-        _warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, sample_users, model_name)
+        write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
+                             [{sig.USER_ID: sample_users[:1]}, {sig.USER_ID: sample_users[:8]}])
         if titles is not None:
             write_movie_titles(tmp, item_ids, titles)
         if verify:
