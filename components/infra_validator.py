@@ -63,7 +63,7 @@ class InfraValidator(Component):
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.export import signatures as sig
-        from tfrs_lab.export.retrieval import write_warmup_records
+        from tfrs_lab.export.warmup import write_warmup_records
         from tfrs_lab.serving.client import ServingClient
         from tfrs_lab.serving.config import ModelConfig
         from tfrs_lab.serving.server import ModelServer, ServerOptions

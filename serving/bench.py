@@ -13,7 +13,7 @@ The *floor* is the same SavedModel signature called in-process (no server, no ne
 server overhead is the served latency minus the floor.
 
 ``--build-synthetic DIR`` writes (once) a ScaNN retrieval export over a random ``--items`` x
-``--dim`` catalogue to ``DIR/1/`` with :func:`tfrs_lab.export.retrieval.build_index` and
+``--dim`` catalogue to ``DIR/1/`` with :func:`tfrs_lab.export.index.build_index` and
 benchmarks it when no ``--model`` is given. Results are merged into ``--output`` by ``--label``.
 """
 
@@ -66,7 +66,7 @@ def build_synthetic_export(base: Path, *, items: int, dim: int, users: int = 10_
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
     from tfrs_lab.export import signatures as sig
-    from tfrs_lab.export.retrieval import IndexSettings, build_index
+    from tfrs_lab.export.index import IndexSettings, build_index
 
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((1000, dim)).astype(np.float32)  # some structure, as in real catalogues

@@ -116,7 +116,7 @@ def parse_model_server_config(text: str, *, source: str = "<string>") -> list[Mo
         text_format.Parse(text, proto)
     except text_format.ParseError as e:
         raise ConfigError(
-            f"{source}: not a valid text ModelServerConfig ({e}); see configs/serving/models.config"
+            f"{source}: not a valid text ModelServerConfig ({e}); see the shipped configs/serving/models.config"
         ) from e
     if proto.WhichOneof("config") == "custom_model_config":
         raise ConfigError(f"{source}: custom_model_config is not supported; use model_config_list")

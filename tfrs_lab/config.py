@@ -17,6 +17,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -623,7 +624,42 @@ def task_entry(task: str) -> TaskEntry:
         raise ConfigError(f"unknown task '{task}': choose one of {', '.join(TASKS)}")
     return TASKS[task]
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_PACKAGE = "tfrs_lab.configs"
+"""The package of the shipped configs: ``configs/`` of the checkout, installed as package data."""
+SHIPPED_SUFFIXES = (".yaml", ".config")
+"""Suffixes of the shipped config files (task configs, search spaces, pipelines, serving configs)."""
+
+
+def shipped_config(name: str = "") -> Path:
+    """The shipped config file ``name`` (relative to ``configs/``, e.g. ``tuning/ranking.yaml``), or
+    the folder itself for ``""``.
+
+    Resolved through ``importlib.resources``, so it is the checkout's ``configs/`` in an editable
+    install and ``site-packages/tfrs_lab/configs/`` in an installed wheel. ConfigError for a
+    ``name`` that is not shipped.
+    """
+    try:
+        root = resources.files(CONFIG_PACKAGE)
+    except ModuleNotFoundError as e:  # an editable install made before configs/ became a package
+        raise RuntimeError(f"{CONFIG_PACKAGE} is not installed: reinstall the project (pip install -e .)") from e
+    if not isinstance(root, Path):  # e.g. a zip import: readers and users need real files
+        raise RuntimeError(f"{CONFIG_PACKAGE} must be installed as files on disk, found {root!r}")
+    if not name:
+        return root
+    path = root / name
+    if not path.is_file():
+        raise ConfigError(f"{name!r} is not a shipped config: choose one of {', '.join(shipped_config_files())}")
+    return path
+
+
+def shipped_config_files() -> list[str]:
+    """Every shipped config file, as paths relative to :func:`shipped_config` ``()``, sorted."""
+    root = shipped_config()
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.suffix in SHIPPED_SUFFIXES)
+
+
+CONFIG_DIR = shipped_config()
+"""The shipped configs folder (see :func:`shipped_config`)."""
 
 
 
@@ -748,7 +784,7 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def default_config_file(task: str) -> Path:
-    """``configs/<task>.yaml`` of this checkout."""
+    """The shipped ``configs/<task>.yaml`` (see :func:`shipped_config`); it need not exist."""
     return CONFIG_DIR / f"{task}.yaml"
 
 

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def add_config_arguments(p: ArgumentParser, *, scope: str = "") -> None:
     """The config flags shared by ``train`` and ``tune`` (``scope`` e.g. " of every trial")."""
     p.add_argument("--config", action="append", default=None, metavar="FILE",
-                   help="YAML config; repeatable, later files overlay earlier ones (default: configs/<task>.yaml)")
+                   help="YAML config; repeatable, later files overlay earlier ones (default: the shipped configs/<task>.yaml; python -m tfrs_lab.configs prints where)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help=f"override one config value{scope}, e.g. --set model.embedding_dim=32 (repeatable)")
     p.add_argument("--dataset", help="movielens/100k-ratings (default), movielens/1m-ratings, ..., or synthetic")

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tfrs_lab.tune", description=__doc__.split("\n\n")[0])
     p.add_argument("task", choices=tuple(TASKS), help="what to tune")
-    p.add_argument("--space", metavar="FILE", help="search space YAML (default: configs/tuning/<task>.yaml)")
+    p.add_argument("--space", metavar="FILE", help="search space YAML (default: the shipped configs/tuning/<task>.yaml)")
     p.add_argument("--tuner", default="bayesian", choices=("random", "bayesian", "hyperband", "grid"),
                    help="search algorithm (default bayesian); grid needs a finite space")
     p.add_argument("--max-trials", type=int, default=None,

@@ -12,7 +12,7 @@ import tensorflow as tf
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.evaluation.metrics import ranking_metrics, ranks_from_scores
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.retrieval import answer_in_fresh_process
+from tfrs_lab.export.verify import answer_in_fresh_process
 from tfrs_lab.training.runner import run_task
 
 from autoencoder_fixtures import autoencoder_config, cluster_members, rating_counts

@@ -11,7 +11,8 @@ from tfrs_lab.config import load_config
 from tfrs_lab.data.features import build_vocabularies
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.retrieval import IndexSettings, export_retrieval
+from tfrs_lab.export.index import IndexSettings
+from tfrs_lab.export.retrieval import export_retrieval
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training.common import make_dataset

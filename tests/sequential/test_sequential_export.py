@@ -8,7 +8,8 @@ from tfrs_lab.config import load_config
 from tfrs_lab.data.splits import leave_last_out_split
 from tfrs_lab.evaluation.metrics import ranking_metrics, target_ranks
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.retrieval import IndexSettings, answer_in_fresh_process
+from tfrs_lab.export.index import IndexSettings
+from tfrs_lab.export.verify import answer_in_fresh_process
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.training.sequential import (TASK, build_model, build_sequences, evaluate_sequences, query_vectors,
                                           sequence_dataset)

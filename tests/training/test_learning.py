@@ -9,7 +9,9 @@ from tfrs_lab.data.features import build_vocabularies, movie_rows
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.evaluation.metrics import ranking_metrics, target_ranks
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.retrieval import IndexSettings, answer_in_fresh_process, export_retrieval
+from tfrs_lab.export.index import IndexSettings
+from tfrs_lab.export.retrieval import export_retrieval
+from tfrs_lab.export.verify import answer_in_fresh_process
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training.evaluate import evaluate, query_embeddings, seen_lists
 from tfrs_lab.training.common import make_dataset

@@ -4,8 +4,8 @@ For each catalogue size N (default 10k, 100k, 1M items, 64 dims; clustered rando
 learned item embeddings are) and 1,000 queries from the same distribution:
 
 * ``brute_force``: TFRS ``BruteForce`` (exact; the reference for recall@10);
-* ``scann (ours)``: :func:`tfrs_lab.export.retrieval.build_index` with the default
-  :class:`~tfrs_lab.export.retrieval.IndexSettings` (what ``train`` exports), queried through the layer;
+* ``scann (ours)``: :func:`tfrs_lab.export.index.build_index` with the default
+  :class:`~tfrs_lab.export.index.IndexSettings` (what ``train`` exports), queried through the layer;
 * ``scann leaves=L reorder=R``: the same searcher queried directly (no Keras layer call: lower
   latency than the two rows above) with several leaves-to-search and re-ordering budgets, the
   defaults included (ScaNN's per-query overrides: one build, several operating points);
@@ -94,7 +94,7 @@ def bench_size(n: int, dim: int, *, single: int, batches: int, savedmodel: bool,
     """All methods on one catalogue size; one dict per method."""
     import tensorflow as tf
 
-    from tfrs_lab.export.retrieval import IndexSettings, build_index, scann_parameters
+    from tfrs_lab.export.index import IndexSettings, build_index, scann_parameters
     from tfrs_lab.native_logs import quiet_native_stderr
 
     items, queries = catalogue(n, dim, NUM_QUERIES)

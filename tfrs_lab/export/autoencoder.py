@@ -5,7 +5,7 @@ with ``saved_model.pb``, ``variables/``, ``assets.extra/tf_serving_warmup_reques
 ``assets.extra/movie_titles.tsv``.
 
 Every recommendation is a maximum-inner-product search, so it goes through the same index
-machinery as retrieval (:func:`~tfrs_lab.export.retrieval.build_index`, ScaNN or brute force):
+machinery as retrieval (:func:`~tfrs_lab.export.index.build_index`, ScaNN or brute force):
 
 * Mult-DAE / Mult-VAE: ``logit_i = g(x) . W_i + b_i`` where ``g(x)`` are the decoder's last
   activations for the user's multi-hot input ``x``; the index holds ``[W_i, b_i]``, the query is
@@ -41,10 +41,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.retrieval import (ExportResult, IndexSettings, answer_in_fresh_process, build_index,
-                                       index_recall, write_movie_titles, write_warmup_records)
+from tfrs_lab.export.index import IndexSettings, build_index, index_recall
+from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.similar import SimilarItems
+from tfrs_lab.export.titles import write_movie_titles
+from tfrs_lab.export.verify import require_same_answers
+from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
+
+__all__ = ["AutoRecServer", "AutoencoderServer", "FoldIn", "MultServer", "export_autoencoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +155,6 @@ class AutoRecServer(AutoencoderServer):
         return {sig.RATINGS: tf.clip_by_value(predicted, self.rating_range[0], self.rating_range[1])}
 
 
-
 class MultServer(AutoencoderServer):
     """Mult-DAE / Mult-VAE export: the model encodes the user's multi-hot vector."""
 
@@ -236,11 +240,9 @@ def export_autoencoder(
         if titles is not None:
             write_movie_titles(tmp, catalogue_ids, titles)
         if verify:
-            fresh = answer_in_fresh_process(tmp, import_scann=settings.kind == "scann", inputs=sample_inputs)
             here = serve(**{name: tf.constant(rows, tf.float32 if name == sig.SEEN_RATINGS else tf.string)
                             for name, rows in sample_inputs.items()})
-            if fresh["movie_ids"] != here[sig.MOVIE_IDS].numpy().astype(str).tolist():
-                raise RuntimeError("the reloaded model answers differently from the in-memory model")
+            require_same_answers(tmp, here, inputs=sample_inputs, import_scann=settings.kind == "scann")
     logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,
                 settings.kind, len(item_ids))
     return ExportResult(path=version_dir, scann_recall_at_10=index_recall(index_vectors, settings, recall_queries))

@@ -31,8 +31,12 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.retrieval import answer_in_fresh_process, write_movie_titles, write_warmup_records
+from tfrs_lab.export.titles import write_movie_titles
+from tfrs_lab.export.verify import require_same_answers
+from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
+
+__all__ = ["FEATURE_INPUTS", "RankingServer", "export_ranking"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +126,8 @@ def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray
                               {sig.USER_ID: users, sig.MOVIE_ID: movies}])
         if verify:  # the re-rank signature exercises scoring and sorting together
             inputs = {sig.USER_ID: users[:2], sig.CANDIDATE_MOVIE_IDS: [movies, movies[::-1]]}
-            fresh = answer_in_fresh_process(tmp, import_scann=False, inputs=inputs, signature=sig.RERANK)
             here = server.rerank(tf.constant(inputs[sig.USER_ID]), tf.constant(inputs[sig.CANDIDATE_MOVIE_IDS]))
-            same_scores = np.allclose(fresh[sig.SCORES], here[sig.SCORES].numpy(), rtol=1e-5, atol=1e-5)
-            if not same_scores or fresh[sig.MOVIE_IDS] != here[sig.MOVIE_IDS].numpy().astype(str).tolist():
-                raise RuntimeError("the reloaded model answers differently from the in-memory model")
+            require_same_answers(tmp, here, inputs=inputs, import_scann=False, signature=sig.RERANK,
+                                 compare_scores=True)
     logger.info("exported %s/%s/%d", Path(export_base).name, model_name, version)
     return version_dir

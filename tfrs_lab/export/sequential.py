@@ -26,10 +26,15 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.retrieval import (ExportResult, IndexSettings, answer_in_fresh_process, build_index,
-                                       index_recall, write_movie_titles, write_warmup_records)
+from tfrs_lab.export.index import IndexSettings, build_index, index_recall
+from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.similar import SimilarItems
+from tfrs_lab.export.titles import write_movie_titles
+from tfrs_lab.export.verify import require_same_answers
+from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
+
+__all__ = ["SequentialServer", "export_sequential"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +136,8 @@ def export_sequential(
         if titles is not None:
             write_movie_titles(tmp, movie_ids, titles)
         if verify:
-            fresh = answer_in_fresh_process(tmp, import_scann=settings.kind == "scann",
-                                            inputs={sig.HISTORY: samples[:4]})
-            here = server.serve(tf.constant(samples[:4], tf.string))
-            if fresh["movie_ids"] != here[sig.MOVIE_IDS].numpy().astype(str).tolist():
-                raise RuntimeError("the reloaded model answers differently from the in-memory model")
+            require_same_answers(tmp, server.serve(tf.constant(samples[:4], tf.string)),
+                                 inputs={sig.HISTORY: samples[:4]}, import_scann=settings.kind == "scann")
     logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,
                 settings.kind, len(movie_ids))
     return ExportResult(path=version_dir, scann_recall_at_10=index_recall(item_vectors, settings, recall_queries))

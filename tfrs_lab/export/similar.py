@@ -24,7 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.retrieval import IndexSettings, build_index
+from tfrs_lab.export.index import IndexSettings, build_index
+from tfrs_lab.export.titles import read_titles
+
+__all__ = ["SimilarItems", "SimilarItemsError", "similar_movies", "version_dir"]
 
 
 class SimilarItemsError(ValueError):
@@ -88,15 +91,6 @@ def version_dir(model_dir: str | Path) -> Path:
             return versions[-1]
     raise SimilarItemsError(f"--model-dir {str(path)!r} holds no SavedModel: pass export/<name>/<version>, "
                             f"export/<name> or a run directory")
-
-
-def read_titles(saved_model_dir: Path) -> dict[str, str]:
-    """``movie_id -> title`` from ``assets.extra/movie_titles.tsv`` (empty when absent)."""
-    path = Path(saved_model_dir) / "assets.extra" / sig.MOVIE_TITLES_FILE
-    if not path.is_file():
-        return {}
-    pairs = (line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if "\t" in line)
-    return {m: t for m, t in pairs}
 
 
 def similar_movies(model_dir: str | Path, movie_id: str, k: int) -> tuple[str, list[tuple[str, str, float]]]:

@@ -32,7 +32,7 @@ from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.data.movielens import MovieLensData
 from tfrs_lab.evaluation.metrics import metric_ks, ranking_metrics, ranks_from_scores, rating_metrics
 from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
-from tfrs_lab.export.retrieval import IndexSettings
+from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
 from tfrs_lab.training import report
 from tfrs_lab.training.task import RunContext, Task, Trained

@@ -19,7 +19,8 @@ from tfrs_lab.data.features import RAW_QUERY_FEATURES, Vocabularies, movie_rows
 from tfrs_lab.data.history import latest_history, recent_history
 from tfrs_lab.data.movielens import MovieLensData
 from tfrs_lab.data.splits import Split
-from tfrs_lab.export.retrieval import IndexSettings, export_retrieval
+from tfrs_lab.export.index import IndexSettings
+from tfrs_lab.export.retrieval import export_retrieval
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.evaluation.metrics import EARLY_STOPPING_METRIC, metric_ks

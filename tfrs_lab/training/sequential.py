@@ -19,7 +19,7 @@ from tfrs_lab.data.sequences import (EvaluationSequences, TrainingSequences, eva
                                      training_sequences)
 from tfrs_lab.data.splits import Split, leave_last_out_split
 from tfrs_lab.evaluation.metrics import metric_ks, ranking_metrics, target_ranks
-from tfrs_lab.export.retrieval import IndexSettings
+from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.sequential import SequentialModel
 from tfrs_lab.training import report

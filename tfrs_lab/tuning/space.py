@@ -50,7 +50,7 @@ _TOP_KEYS = {"task", "objective", "trial_config", "hyperband", "hyperparameters"
 
 
 def default_space_file(task: str) -> Path:
-    """``configs/tuning/<task>.yaml`` of this checkout."""
+    """The shipped ``configs/tuning/<task>.yaml`` (see :func:`tfrs_lab.config.shipped_config`); it need not exist."""
     return TUNING_DIR / f"{task}.yaml"
 
 
