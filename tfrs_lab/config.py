@@ -23,9 +23,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message names the dotted path and the fix."""
+from tfrs_lab.data.spec import OWN, SourceSpec
+from tfrs_lab.schema import ConfigError, _build, build
 
 
 def positive(value: float, path: str, *, allow_zero: bool = False) -> None:
@@ -67,13 +66,29 @@ class SyntheticConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """Where ratings come from and how they are split (DESIGN.md §4)."""
+    """Where ratings come from and how they are split (DESIGN.md §4).
+
+    ``dataset`` is a MovieLens name, ``synthetic``, or ``own``: your own files, described by
+    ``source`` (:class:`tfrs_lab.data.spec.SourceSpec`; docs/own-data.md).
+    """
 
     dataset: str = "movielens/100k-ratings"
     data_zip: str | None = None
     data_dir: str | None = None
     split: Literal["hash", "leave-last-out"] = "hash"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    source: SourceSpec | None = None
+
+    def validate(self, path: str) -> None:
+        if self.dataset == OWN and self.source is None:
+            raise ConfigError(f"{path}.source is required with {path}.dataset={OWN}: pass --interactions FILE "
+                              "--columns user=...,item=... or --data SPEC.yaml")
+        if self.dataset != OWN and self.source is not None:
+            raise ConfigError(f"{path}.source is only read with {path}.dataset={OWN}, got dataset={self.dataset}: "
+                              f"set {path}.dataset={OWN} or drop {path}.source")
+        if self.dataset == OWN and self.data_zip is not None:
+            raise ConfigError(f"{path}.data_zip is a MovieLens archive and cannot be used with {path}.dataset={OWN}: "
+                              "drop --data-zip")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,6 +249,7 @@ class SequentialDataConfig(DataConfig):
     split: Literal["hash", "leave-last-out"] = "leave-last-out"
 
     def validate(self, path: str) -> None:
+        super().validate(path)
         if self.split != "leave-last-out":
             raise ConfigError(f"{path}.split must be leave-last-out for the sequential task, got {self.split}")
 
@@ -661,77 +677,6 @@ def shipped_config_files() -> list[str]:
 CONFIG_DIR = shipped_config()
 """The shipped configs folder (see :func:`shipped_config`)."""
 
-
-
-# --------------------------------------------------------------------------- building
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Checks ``value`` against the annotation ``tp``; returns it converted (lists -> tuples)."""
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{path} must be a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, path)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{path} must be one of {', '.join(map(str, choices))}; got {value!r}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{path} must not be null")
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], path)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path} must be a list, got {value!r}")
-        item_tp = typing.get_args(tp)[0]
-        return tuple(_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path} must be an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config annotation {_type_name(tp)} at {path}")  # programming error
-
-
-def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in values:
-        if key not in names:
-            where = f"{prefix}.{key}" if prefix else str(key)
-            raise ConfigError(
-                f"unknown config key '{where}': valid keys here are {', '.join(sorted(names))}"
-            )
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            where = f"{prefix}.{f.name}" if prefix else f.name
-            kwargs[f.name] = _coerce(values[f.name], hints[f.name], where)
-    obj = cls(**kwargs)
-    if prefix and hasattr(obj, "validate"):
-        obj.validate(prefix)
-    return obj
 
 
 # --------------------------------------------------------------------------- loading

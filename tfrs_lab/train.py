@@ -8,6 +8,8 @@ Examples::
     python -m tfrs_lab.train retrieval --dataset synthetic --output-dir runs/quickstart
     python -m tfrs_lab.train retrieval --data-zip ml-100k.zip --split leave-last-out --output-dir runs/r1
     python -m tfrs_lab.train retrieval --config configs/retrieval.yaml --set model.embedding_dim=32
+    python -m tfrs_lab.train retrieval --interactions plays.csv --columns user=userId,item=artistId,rating=plays,label=implicit
+    python -m tfrs_lab.train ranking --data my-spec.yaml --split leave-last-out
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from __future__ import annotations
 import logging
 import sys
 import types
+from pathlib import Path
 from typing import Any, Sequence
 
 from tfrs_lab.cli import ArgumentParser, configure_logging, print_metrics, run_cli
 from tfrs_lab.config import TASKS
+from tfrs_lab.data.spec import OWN
 
-__all__ = ["add_config_arguments", "build_parser", "flag_overrides", "main"]
+__all__ = ["add_config_arguments", "build_parser", "flag_overrides", "main", "own_data_source"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,16 @@ def add_config_arguments(p: ArgumentParser, *, scope: str = "") -> None:
     p.add_argument("--data-zip", help="official MovieLens zip to use instead of downloading (offline)")
     p.add_argument("--data-dir", help="where prepared TFDS data is cached (default ~/.cache/tfrs_lab/tfds)")
     p.add_argument("--split", choices=("hash", "leave-last-out"), help="evaluation protocol (DESIGN.md §4)")
+    own = p.add_argument_group("your own data (docs/own-data.md); sets data.dataset=own and data.source")
+    own.add_argument("--interactions", metavar="FILE", help="interactions file or glob of shards (csv, tsv, parquet, "
+                     "jsonl, tfrecord; by suffix, other suffixes are delimited text with a sniffed delimiter)")
+    own.add_argument("--columns", metavar="ROLE=COLUMN,...", help="columns of --interactions: user=..,item=..[,rating=..]"
+                     "[,label=explicit|implicit|binary][,time=..][,time_format=unix|iso8601]")
+    own.add_argument("--items", metavar="FILE", help="optional items file (the catalogue)")
+    own.add_argument("--item-columns", metavar="ROLE=COLUMN,...", help="columns of --items: id=..[,text=..]"
+                     "[,categories=COLUMN:SEP] (categories split on the character after the colon)")
+    own.add_argument("--data", metavar="SPEC.yaml", help="a dataset spec (the data.source mapping) for everything the "
+                     "quick path does not cover; relative paths are relative to the spec file")
     p.add_argument("--epochs", type=int, help=f"maximum training epochs{scope} (early stopping may end sooner)")
     p.add_argument("--seed", type=int, help=f"random seed for initialisation and shuffling{scope}")
 
@@ -56,6 +70,9 @@ def flag_overrides(args) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     data = {k: v for k, v in (("dataset", args.dataset), ("data_zip", args.data_zip),
                               ("data_dir", args.data_dir), ("split", args.split)) if v is not None}
+    source = own_data_source(args)
+    if source is not None:
+        data.update(dataset=data.get("dataset", OWN), source=source)
     if data:
         extra["data"] = data
     train = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
@@ -64,6 +81,28 @@ def flag_overrides(args) -> dict[str, Any]:
     if args.output_dir is not None:
         extra["output_dir"] = args.output_dir
     return extra
+
+
+def own_data_source(args) -> dict[str, Any] | None:
+    """The ``data.source`` mapping of the own-data flags (``--interactions``/``--columns``/``--items``/
+    ``--item-columns`` or ``--data SPEC.yaml``), or None when none is given."""
+    from tfrs_lab.config import ConfigError, read_yaml
+    from tfrs_lab.data.spec import quick_source, resolve_spec_paths
+
+    quick = any(v is not None for v in (args.interactions, args.columns, args.items, args.item_columns))
+    if args.data is not None:
+        if quick:
+            raise ConfigError("--data SPEC.yaml names the files and columns: drop --interactions/--columns/--items/"
+                              "--item-columns, or drop --data")
+        spec = read_yaml(args.data, what="data spec", flag="--data")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"data spec {args.data!r} must hold a mapping (interactions: ..., items: ...) at the top level")
+        return resolve_spec_paths(spec, Path(args.data).expanduser().resolve().parent)
+    if not quick:
+        return None
+    if args.interactions is None:
+        raise ConfigError("--columns/--items/--item-columns describe your own data: pass --interactions FILE too")
+    return quick_source(args.interactions, args.columns, args.items, args.item_columns)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

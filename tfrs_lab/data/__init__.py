@@ -1,4 +1,5 @@
-"""Data layer: MovieLens through TFDS (online or from a local archive), synthetic data, splits.
+"""Data layer: MovieLens through TFDS (online or from a local archive), synthetic data, your own
+files or frames (:func:`from_frame`, :func:`read_source`; docs/own-data.md), splits.
 
 Importing this package is cheap: TensorFlow and TFDS are imported only when data is loaded.
 """
@@ -17,6 +18,8 @@ from tfrs_lab.data.movielens import (
     default_data_dir,
     load_movielens,
 )
+from tfrs_lab.data.readers import from_frame, read_source
+from tfrs_lab.data.spec import OWN, SourceSpec
 from tfrs_lab.data.splits import (
     SPLIT_NAMES,
     Split,
@@ -35,19 +38,23 @@ __all__ = [
     "MOVIE_KEYS",
     "MovieLensData",
     "NUM_GENRES",
+    "OWN",
     "RATING_KEYS",
     "SPLIT_NAMES",
+    "SourceSpec",
     "SUPPORTED_DATASETS",
     "SYNTHETIC",
     "Split",
     "SyntheticSpec",
     "USER_FEATURE_KEYS",
     "default_data_dir",
+    "from_frame",
     "hash_buckets",
     "hash_split",
     "leave_last_out_split",
     "load_movielens",
     "make_split",
+    "read_source",
     "sequence_order",
     "write_synthetic_zip",
 ]

@@ -23,6 +23,8 @@ import tensorflow as tf
 from tfrs_lab.config import ConfigError, dump_config
 from tfrs_lab.data.features import Vocabularies
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
+from tfrs_lab.data.readers import read_source
+from tfrs_lab.data.spec import OWN
 from tfrs_lab.data.splits import Split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.training import distribute, report, rundir
@@ -35,8 +37,11 @@ logger = logging.getLogger(__name__)
 
 
 def load_data(cfg) -> MovieLensData:
-    """The ratings and catalogue ``cfg.data`` points at (TFDS, a local zip, or synthetic)."""
+    """The ratings and catalogue ``cfg.data`` points at (TFDS, a local zip, synthetic, or your own
+    files: ``data.dataset: own`` reads ``data.source``)."""
     d = cfg.data
+    if d.dataset == OWN:
+        return read_source(d.source)
     synthetic = None
     if d.dataset == "synthetic":
         try:
