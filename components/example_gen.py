@@ -1,4 +1,9 @@
-"""ExampleGen: MovieLens (TFDS, a local zip or synthetic), TFRecord or CSV input -> ``Examples``.
+"""ExampleGen: MovieLens (TFDS, a local zip or synthetic), your own data, TFRecord or CSV input -> ``Examples``.
+
+Your own data (docs/own-data.md): ``source`` (the ``data.source`` mapping of a dataset spec), or the
+quick path ``input_path`` + ``columns`` (``user=userId,item=movieId[,rating=..][,time=..]``) and
+optionally ``movies_path`` + ``item_columns`` (``id=movieId,text=title,categories=genres:|``), read
+by :mod:`tfrs_lab.data.readers` exactly as ``train`` reads them.
 
 Output layout (TFX's): ``Split-train/``, ``Split-validation/``, ``Split-test/`` each holding
 ``data_tfrecord-00000-of-00001.gz`` (GZIP TFRecords of ``tf.train.Example``, one per rating), plus
@@ -194,7 +199,9 @@ def load_table(input_path: Path, movies_path: Path | None, component: str):
         raw = _csv_table(input_path)
         missing = {"user_id", "movie_id", "user_rating", "timestamp"} - set(raw)
         if missing:
-            raise ComponentError(f"{component}.input_path: CSV {input_path} lacks column(s) {', '.join(sorted(missing))}")
+            raise ComponentError(f"{component}.input_path: CSV {input_path} lacks column(s) {', '.join(sorted(missing))} "
+                                 f"(it has {', '.join(raw) or 'no rows'}): name your columns with {component}.columns, "
+                                 "e.g. columns: user=userId,item=movieId,rating=rating,time=timestamp")
         ratings = {k: (v.astype(float).astype(_RATING_TYPES[k]) if k in _RATING_TYPES else v) for k, v in raw.items()}
     else:
         art_dir = input_path if input_path.is_dir() else input_path.parent
@@ -215,6 +222,10 @@ def load_table(input_path: Path, movies_path: Path | None, component: str):
         movies = read_records(sorted(movies_path.glob("*.gz")), spec)
     elif movies_path is not None:
         raw = _csv_table(movies_path)
+        if "movie_id" not in raw:
+            raise ComponentError(f"{component}.movies_path: CSV {movies_path} has no movie_id column (it has "
+                                 f"{', '.join(raw) or 'no rows'}): name your columns with {component}.item_columns, "
+                                 "e.g. item_columns: id=movieId,text=title,categories=genres:|")
         genres = np.zeros((len(raw["movie_id"]), NUM_GENRES), np.float32)
         for i, g in enumerate(raw.get("genres", [""] * len(raw["movie_id"]))):
             for name in filter(None, str(g).split("|")):
@@ -237,7 +248,13 @@ class ExampleGen(Component):
         "data_dir": Param(str, None, "prepared TFDS cache"),
         "synthetic": Param(dict, {}, "SyntheticSpec fields for dataset 'synthetic'"),
         "input_path": Param(str, None, "a ratings CSV or an earlier ExampleGen output instead of MovieLens"),
-        "movies_path": Param(str, None, "catalogue CSV (movie_id, movie_title, genres) for CSV input"),
+        "movies_path": Param(str, None, "catalogue CSV (movie_id, movie_title, genres) for CSV input, or the items file "
+                             "of the quick path (with item_columns)"),
+        "columns": Param(str, None, "your own data, quick path: the roles of input_path's columns, "
+                         "user=userId,item=movieId[,rating=..][,label=..][,time=..][,time_format=..]"),
+        "item_columns": Param(str, None, "your own data, quick path: the roles of movies_path's columns, "
+                              "id=movieId[,text=title][,categories=genres:|]"),
+        "source": Param(dict, None, "your own data: a dataset spec (the data.source mapping; docs/own-data.md)"),
         "split": Param(str, "hash", "hash | leave-last-out"),
         "split_config": Param(dict, DEFAULT_SPLIT_CONFIG, "hash buckets per split (train, validation, test)"),
     }
@@ -253,12 +270,39 @@ class ExampleGen(Component):
         if list(cfg) != list(SPLITS) or not all(isinstance(v, int) and v > 0 for v in cfg.values()):
             raise ComponentError(f"{self.id}.split_config: give positive bucket counts for train, validation, test "
                                  f"in that order, got {cfg!r}")
+        self.own_source()  # a bad spec or quick-path column list fails here, naming the parameter
+
+    def own_source(self):
+        """The :class:`~tfrs_lab.data.spec.SourceSpec` of ``source`` or of the quick path, or None."""
+        from tfrs_lab.components.base import ComponentError
+        from tfrs_lab.data.spec import SourceSpec, quick_source
+        from tfrs_lab.schema import build
+
+        p = self.parameters
+        if p["source"] is not None:
+            if p["columns"] or p["item_columns"]:
+                raise ComponentError(f"{self.id}.source names the columns: drop {self.id}.columns/item_columns")
+            return build(SourceSpec, p["source"], f"{self.id}.source")
+        if p["columns"] is None:
+            if p["item_columns"]:
+                raise ComponentError(f"{self.id}.item_columns needs {self.id}.columns (and input_path) too")
+            return None
+        if not p["input_path"]:
+            raise ComponentError(f"{self.id}.columns describes input_path: set {self.id}.input_path to your file")
+        return build(SourceSpec, quick_source(p["input_path"], p["columns"], p["movies_path"], p["item_columns"]),
+                     f"{self.id}.source")
 
     def fingerprint_extra(self) -> str:
-        """The data's identity: the zip's / input file's SHA-256 (TFDS data is named by its version)."""
+        """The data's identity: the zip's / input files' SHA-256 (TFDS data is named by its version)."""
+        from tfrs_lab.data.readers import resolve_paths
+
         h = hashlib.sha256()
-        for key in ("data_zip", "input_path", "movies_path"):
-            value = self.parameters[key]
+        own = self.own_source()
+        values = [self.parameters[k] for k in ("data_zip", "input_path", "movies_path")]
+        if own is not None:
+            tables = [t for t in (own.interactions, own.items, own.users) if t is not None]
+            values = [str(f) for t in tables for f in resolve_paths(t.path, f"{self.id}.source")]
+        for value in values:
             if value and Path(value).is_file():
                 h.update(Path(value).read_bytes())
             elif value and Path(value).is_dir():
@@ -272,7 +316,12 @@ class ExampleGen(Component):
         from tfrs_lab.data.movielens import load_movielens
         from tfrs_lab.data.synthetic import SyntheticSpec
 
+        from tfrs_lab.data.readers import read_source
+
         p = self.parameters
+        own = self.own_source()
+        if own is not None:
+            return read_source(own, where=f"{self.id}.source")
         if p["input_path"]:
             return load_table(Path(p["input_path"]).expanduser(), Path(p["movies_path"]) if p["movies_path"] else None, self.id)
         synthetic = None

@@ -125,7 +125,8 @@ def _read_delimited(file: Path, fmt: str, source, needed: Mapping[str, str], whe
         _check_columns(names, needed, where, file)
         raise
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-        raise DataError(_delimited_problem(file, str(e), delimiter, where)) from e
+        raise DataError(_delimited_problem(file, str(e), delimiter, where, lambda: _ragged_line(
+            file, o.encoding, delimiter, o.quotechar if quoting else None))) from e
     return _Raw(str(file), {c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}, 2 if o.header else 1)
 
 
@@ -138,13 +139,31 @@ def _header(file: Path, read, parse) -> list[str]:
         return []
 
 
-def _delimited_problem(file: Path, message: str, delimiter: str, where: str) -> str:
+def _ragged_line(file: Path, encoding: str, delimiter: str, quotechar: str | None) -> str:
+    """``"line N: "`` of the first line whose number of values differs from the first line's."""
+    import csv  # pylint: disable=import-outside-toplevel
+
+    try:
+        with file.open(newline="", encoding=encoding, errors="replace") as f:
+            reader = csv.reader(f, delimiter=delimiter, quotechar=quotechar or '"',
+                                quoting=csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE)
+            width = None
+            for row in reader:
+                width = len(row) if width is None else width
+                if len(row) != width:
+                    return f"line {reader.line_num}: "
+    except csv.Error:
+        pass
+    return ""
+
+
+def _delimited_problem(file: Path, message: str, delimiter: str, where: str, ragged: Callable[[], str]) -> str:
     text = " ".join(message.split())
     if "UTF8" in text or "decode" in text or "codec" in text:
         return (f"{file} is not valid UTF-8 text ({text}): convert it to UTF-8 or set {where}.csv.encoding "
                 "(e.g. latin-1)")
     if "Expected" in text and "columns" in text:
-        return (f"{file}: ragged rows ({text}): every line needs the same number of {delimiter!r}-separated "
+        return (f"{file}: {ragged()}ragged row ({text}): every line needs the same number of {delimiter!r}-separated "
                 f"values; quote values that hold the delimiter or set {where}.csv.delimiter")
     if "Empty CSV file" in text:
         return f"{file} is empty: it needs a header line and at least one row"
@@ -328,7 +347,7 @@ def _numbers(raw: _Raw, col: str, role: str, what: str, fix: str) -> np.ndarray:
     return out
 
 
-def _iso_times(raw: _Raw, col: str, role: str) -> np.ndarray:
+def _iso_times(raw: _Raw, col: str, cw: str) -> np.ndarray:
     """ISO-8601 text -> int64 unix seconds (``Z``/offsets honoured; no zone = UTC)."""
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
 
@@ -353,9 +372,9 @@ def _iso_times(raw: _Raw, col: str, role: str) -> np.ndarray:
             out[i] = cast([v])[0]
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             shown = "an empty value" if _is_missing(v) else repr(v)
-            raise DataError(f"{raw.where}, {raw.at(i)}, column {col!r} ({role}): {shown} is not an ISO-8601 time "
-                            "such as 2011-05-01T12:00:00Z: fix the value, or set time_format: unix for unix "
-                            "seconds") from None
+            raise DataError(f"{raw.where}, {raw.at(i)}, column {col!r} ({cw}.time): {shown} is not an ISO-8601 "
+                            f"time such as 2011-05-01T12:00:00Z: fix the value, or set {cw}.time_format: unix for "
+                            "unix seconds") from None
     return out
 
 
@@ -396,10 +415,10 @@ def _interactions(raws: list[_Raw], c: InteractionColumns, where: str) -> dict[s
             ratings.append(values)
         if c.time is not None:
             if c.time_format == "iso8601":
-                times.append(_iso_times(raw, c.time, f"{cw}.time"))
+                times.append(_iso_times(raw, c.time, cw))
             else:
                 times.append(_numbers(raw, c.time, f"{cw}.time", "a unix time in seconds",
-                                      "fix the value, or set time_format: iso8601 for text times").astype(np.int64))
+                                      f"fix the value, or set {cw}.time_format: iso8601 for text times").astype(np.int64))
     user_id = np.concatenate(users) if users else np.empty(0, dtype=object)
     n = len(user_id)
     if n == 0:
@@ -427,7 +446,7 @@ def _unique_ids(ids: np.ndarray, raws: list[_Raw], col: str, where: str) -> None
     if (counts > 1).any():
         dup = uniq[counts > 1][0]
         files = ", ".join(r.where for r in raws)
-        raise DataError(f"{files}: id {dup!r} appears {int(counts[counts > 1][0])} times in column {col!r} "
+        raise DataError(f"{files}: id {str(dup)!r} appears {int(counts[counts > 1][0])} times in column {col!r} "
                         f"({where}.columns.id): ids of this table must be unique; remove the duplicate rows")
 
 
