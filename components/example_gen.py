@@ -273,7 +273,19 @@ class ExampleGen(Component):
         self.own_source()  # a bad spec or quick-path column list fails here, naming the parameter
 
     def own_source(self):
-        """The :class:`~tfrs_lab.data.spec.SourceSpec` of ``source`` or of the quick path, or None."""
+        """The :class:`~tfrs_lab.data.spec.SourceSpec` of ``source`` or of the quick path, or None;
+        ComponentError naming the parameter when it is invalid."""
+        from tfrs_lab.components.base import ComponentError
+        from tfrs_lab.schema import ConfigError
+
+        try:
+            return self._own_source()
+        except ComponentError:
+            raise
+        except ConfigError as e:
+            raise ComponentError(str(e)) from e
+
+    def _own_source(self):
         from tfrs_lab.components.base import ComponentError
         from tfrs_lab.data.spec import SourceSpec, quick_source
         from tfrs_lab.schema import build
