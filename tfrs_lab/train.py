@@ -24,9 +24,24 @@ from tfrs_lab.cli import ArgumentParser, configure_logging, print_metrics, run_c
 from tfrs_lab.config import TASKS
 from tfrs_lab.data.spec import OWN
 
-__all__ = ["add_config_arguments", "build_parser", "flag_overrides", "main", "own_data_source"]
+__all__ = ["add_config_arguments", "add_own_data_arguments", "build_parser", "flag_overrides", "main", "own_data_source"]
 
 logger = logging.getLogger(__name__)
+
+
+def add_own_data_arguments(p: ArgumentParser) -> None:
+    """The own-data flags (``--interactions``, ``--columns``, ``--items``, ``--item-columns``,
+    ``--data``) of ``train``, ``tune`` and ``bench``; :func:`own_data_source` reads them."""
+    own = p.add_argument_group("your own data (docs/own-data.md); sets data.dataset=own and data.source")
+    own.add_argument("--interactions", metavar="FILE", help="interactions file or glob of shards (csv, tsv, parquet, "
+                     "jsonl, tfrecord; by suffix, other suffixes are delimited text with a sniffed delimiter)")
+    own.add_argument("--columns", metavar="ROLE=COLUMN,...", help="columns of --interactions: user=..,item=..[,rating=..]"
+                     "[,label=explicit|implicit|binary][,time=..][,time_format=unix|iso8601]")
+    own.add_argument("--items", metavar="FILE", help="optional items file (the catalogue)")
+    own.add_argument("--item-columns", metavar="ROLE=COLUMN,...", help="columns of --items: id=..[,text=..]"
+                     "[,categories=COLUMN:SEP] (categories split on the character after the colon)")
+    own.add_argument("--data", metavar="SPEC.yaml", help="a dataset spec (the data.source mapping) for everything the "
+                     "quick path does not cover; relative paths are relative to the spec file")
 
 
 def add_config_arguments(p: ArgumentParser, *, scope: str = "") -> None:
@@ -39,16 +54,7 @@ def add_config_arguments(p: ArgumentParser, *, scope: str = "") -> None:
     p.add_argument("--data-zip", help="official MovieLens zip to use instead of downloading (offline)")
     p.add_argument("--data-dir", help="where prepared TFDS data is cached (default ~/.cache/tfrs_lab/tfds)")
     p.add_argument("--split", choices=("hash", "leave-last-out"), help="evaluation protocol (DESIGN.md §4)")
-    own = p.add_argument_group("your own data (docs/own-data.md); sets data.dataset=own and data.source")
-    own.add_argument("--interactions", metavar="FILE", help="interactions file or glob of shards (csv, tsv, parquet, "
-                     "jsonl, tfrecord; by suffix, other suffixes are delimited text with a sniffed delimiter)")
-    own.add_argument("--columns", metavar="ROLE=COLUMN,...", help="columns of --interactions: user=..,item=..[,rating=..]"
-                     "[,label=explicit|implicit|binary][,time=..][,time_format=unix|iso8601]")
-    own.add_argument("--items", metavar="FILE", help="optional items file (the catalogue)")
-    own.add_argument("--item-columns", metavar="ROLE=COLUMN,...", help="columns of --items: id=..[,text=..]"
-                     "[,categories=COLUMN:SEP] (categories split on the character after the colon)")
-    own.add_argument("--data", metavar="SPEC.yaml", help="a dataset spec (the data.source mapping) for everything the "
-                     "quick path does not cover; relative paths are relative to the spec file")
+    add_own_data_arguments(p)
     p.add_argument("--epochs", type=int, help=f"maximum training epochs{scope} (early stopping may end sooner)")
     p.add_argument("--seed", type=int, help=f"random seed for initialisation and shuffling{scope}")
 

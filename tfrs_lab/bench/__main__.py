@@ -3,6 +3,7 @@
 Examples::
 
     python -m tfrs_lab.bench quality --data-zip ml-100k.zip --output-dir bench-out
+    python -m tfrs_lab.bench quality --interactions user_artists.dat --columns user=userID,item=artistID,rating=weight,label=implicit --splits leave-last-out
     python -m tfrs_lab.bench training --data-zip ml-100k.zip --output-dir bench-out
     python -m tfrs_lab.bench retrieval-index --output-dir bench-out
     python -m tfrs_lab.bench serving --output-dir bench-out
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tfrs_lab.cli import ArgumentParser, UsageError, configure_logging, run_cli
+from tfrs_lab.train import add_own_data_arguments, own_data_source
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--dataset", default="movielens/100k-ratings", help="as in train; 'synthetic' for a quick run")
     p.add_argument("--data-zip", help="official MovieLens zip (offline)")
     p.add_argument("--data-dir", help="prepared TFDS data cache")
+    add_own_data_arguments(p)
+    p.add_argument("--splits", default="hash,leave-last-out", help="quality: protocols to run (default both)")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="config override for our models (quality, training), e.g. --set train.batch_size=512")
     p.add_argument("--methods", help="quality: comma-separated subset of methods (default all)")
@@ -78,6 +82,9 @@ def _validate(args) -> None:
             raise UsageError(f"{flag} must be > 0, got {value}")
     if args.throughput_epochs < 2:
         raise UsageError(f"--throughput-epochs must be >= 2 (the first epoch is warm-up), got {args.throughput_epochs}")
+    unknown = [s for s in args.splits.split(",") if s not in ("hash", "leave-last-out")]
+    if unknown or not args.splits:
+        raise UsageError(f"--splits: unknown protocol(s) {', '.join(unknown)}; choose hash, leave-last-out or both")
     if args.methods:
         unknown = [m for m in args.methods.split(",") if m not in METHODS]
         if unknown:
@@ -101,6 +108,9 @@ def _validate(args) -> None:
 def run_suite(suite: str, args, output_dir: Path) -> str:
     """Runs one suite into ``output_dir``; returns its table."""
     data_options = {"dataset": args.dataset, "data_zip": args.data_zip, "data_dir": args.data_dir}
+    source = own_data_source(args)
+    if source is not None:  # your own data (docs/own-data.md)
+        data_options.update(dataset="own", source=source)
     if suite == "quality":
         from tfrs_lab.bench.quality import run_quality
         from tfrs_lab.config import default_config_file, load_config
@@ -110,7 +120,8 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
         data = load_data(cfg)
         methods = args.methods.split(",") if args.methods else None
         _, table = run_quality(data, output_dir, data_options=data_options, methods=methods, epochs=args.epochs,
-                               seeds=args.seeds, overrides=args.overrides)
+                               seeds=args.seeds, overrides=args.overrides,
+                               splits=tuple(args.splits.split(",")))
     elif suite == "training":
         from tfrs_lab.bench.training import run_training
 

@@ -109,8 +109,9 @@ METHODS: dict[str, tuple[tuple[str, ...], Callable[[Context], dict[str, Any]]]] 
 
 
 def run_quality(data, output_dir: Path, *, data_options: dict[str, Any], methods: Sequence[str] | None = None,
-                epochs: int | None = None, seeds: int = 5, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
-    """Runs ``methods`` (default: all) on both splits of ``data``; writes ``results.json`` and
+                epochs: int | None = None, seeds: int = 5, overrides: Sequence[str] = (),
+                splits: Sequence[str] = tuple(KS)) -> tuple[dict[str, Any], str]:
+    """Runs ``methods`` (default: all) on ``splits`` (default both) of ``data``; writes ``results.json`` and
     ``quality.png`` into ``output_dir``. Returns ``(results, table)``.
 
     ``epochs`` caps every trained model (ours and the tutorials; ``None`` = their defaults);
@@ -126,6 +127,8 @@ def run_quality(data, output_dir: Path, *, data_options: dict[str, Any], methods
                                "epochs": epochs, "implicit_seeds": seeds, "splits": {}, "skipped": {}}
     rows = []
     for split_name, ks in KS.items():
+        if split_name not in splits:
+            continue
         split = make_split(split_name, data.ratings)
         ctx = Context(data=data, split=split, ks=ks, run_root=output_dir / "runs", data_options=data_options,
                       epochs=epochs, seeds=tuple(range(seeds)), overrides=tuple(overrides))
