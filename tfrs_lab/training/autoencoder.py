@@ -1,4 +1,4 @@
-"""``train autoencoder``: data -> split -> rating / interaction matrices -> AutoRec or Mult-DAE/VAE
+"""The ``autoencoder`` task: data -> split -> rating / interaction matrices -> AutoRec or Mult-DAE/VAE
 -> evaluation -> export.
 
 Protocols (``data.split: auto`` picks by architecture, DESIGN.md §4):

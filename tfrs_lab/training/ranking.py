@@ -1,4 +1,4 @@
-"""``train ranking``: data -> split -> vocabularies -> ranking model -> evaluation -> export.
+"""The ``ranking`` task: data -> split -> vocabularies -> ranking model -> evaluation -> export.
 
 Objectives (``model.objective``):
 
