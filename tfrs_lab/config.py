@@ -1,6 +1,6 @@
 """Typed, validated configuration: frozen keyword-only dataclasses loaded from YAML.
 
-Loading rules (DESIGN.md §6):
+Loading rules (docs/configuration.md):
 
 * ``load_config(task, files, overrides)`` starts from the dataclass defaults, overlays each YAML
   file in order, then each ``--set a.b=c`` override (the value is parsed as YAML, so ``3``,
@@ -67,7 +67,7 @@ class SyntheticConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """Where ratings come from and how they are split (DESIGN.md §4)."""
+    """Where ratings come from and how they are split (docs/architecture.md#splits)."""
 
     dataset: str = "movielens/100k-ratings"
     data_zip: str | None = None
