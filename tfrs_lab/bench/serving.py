@@ -1,6 +1,6 @@
 """The ``serving`` suite: latency and QPS of the built-in TF-Serving-protocol server.
 
-``tfrs_lab`` never imports ``tfrs_lab.serving`` (docs/architecture.md: who may import whom), so this suite runs the serving
+``tfrs_lab`` never imports ``tfrs_lab.serving`` (docs/architecture.md#layers-and-imports), so this suite runs the serving
 load test, ``python -m tfrs_lab.serving.bench``, as a child process and turns its JSON into this
 suite's ``results.json``, a table and ``serving_latency.png``. Without ``--serving-model`` it
 benchmarks a synthetic ScaNN export (``--serving-items`` random 64-d items) that the child builds.

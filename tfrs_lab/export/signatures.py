@@ -1,6 +1,6 @@
 """Names shared by the exporter and by anything that serves or queries exported models.
 
-Keep these the single source of truth: ``serving/`` imports them (docs/architecture.md: who may import whom), tests import them.
+Keep these the single source of truth: ``serving/`` imports them (docs/architecture.md#layers-and-imports), tests import them.
 """
 
 SERVING_DEFAULT = "serving_default"
