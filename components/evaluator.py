@@ -33,6 +33,8 @@ from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 from tfrs_lab.components.trainer import METRICS
 
+__all__ = ["check_blessing", "Evaluator", "LOWER_IS_BETTER", "served_metrics"]
+
 logger = logging.getLogger(__name__)
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "loss"})

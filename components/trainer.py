@@ -22,6 +22,8 @@ from tfrs_lab.components.base import Channel, Component, ComponentError, Executi
 from tfrs_lab.components.example_gen import DEFAULT_SPLIT_CONFIG
 from tfrs_lab.components.transform import config_file_text, task_config
 
+__all__ = ["BEST_OVERLAY_FILE", "METRICS", "read_hyperparameters", "Trainer"]
+
 logger = logging.getLogger(__name__)
 
 METRICS = "metrics"  # ModelRun / ModelEvaluation property: the metrics as JSON
