@@ -201,8 +201,22 @@ class ExportConfig:
         positive(self.max_exclude, f"{path}.max_exclude", allow_zero=True)
 
 
+class TaskConfig:
+    """What every top-level task config answers (mixed into each task's config dataclass)."""
+
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol (split name) a run uses."""
+        return self.data.split  # type: ignore[attr-defined]
+
+    @property
+    def predicts_ratings(self) -> bool:
+        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
+        return False
+
+
 @dataclass(frozen=True, kw_only=True)
-class RetrievalConfig:
+class RetrievalConfig(TaskConfig):
     """The whole configuration of a ``train retrieval`` run."""
 
     task: Literal["retrieval"] = "retrieval"
@@ -212,16 +226,6 @@ class RetrievalConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
-
-    @property
-    def protocol(self) -> str:
-        """The evaluation protocol (split name) this run uses."""
-        return self.data.split
-
-    @property
-    def predicts_ratings(self) -> bool:
-        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
-        return False
 
 
 # --------------------------------------------------------------------------- sequential task
@@ -294,7 +298,7 @@ class SequentialExportConfig(ExportConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SequentialConfig:
+class SequentialConfig(TaskConfig):
     """The whole configuration of a ``train sequential`` run."""
 
     task: Literal["sequential"] = "sequential"
@@ -304,16 +308,6 @@ class SequentialConfig:
     train: SequentialTrainConfig = field(default_factory=SequentialTrainConfig)
     eval: SequentialEvalConfig = field(default_factory=SequentialEvalConfig)
     export: SequentialExportConfig = field(default_factory=SequentialExportConfig)
-
-    @property
-    def protocol(self) -> str:
-        """The evaluation protocol (split name) this run uses."""
-        return self.data.split
-
-    @property
-    def predicts_ratings(self) -> bool:
-        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
-        return False
 
 
 # --------------------------------------------------------------------------- ranking task
@@ -456,7 +450,7 @@ class RankingExportConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RankingConfig:
+class RankingConfig(TaskConfig):
     """The whole configuration of a ``train ranking`` run."""
 
     task: Literal["ranking"] = "ranking"
@@ -468,13 +462,7 @@ class RankingConfig:
     export: RankingExportConfig = field(default_factory=RankingExportConfig)
 
     @property
-    def protocol(self) -> str:
-        """The evaluation protocol (split name) this run uses."""
-        return self.data.split
-
-    @property
     def predicts_ratings(self) -> bool:
-        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
         return self.model.objective == "explicit"
 
 
@@ -556,7 +544,7 @@ class AutoencoderExportConfig(ExportConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AutoencoderConfig:
+class AutoencoderConfig(TaskConfig):
     """The whole configuration of a ``train autoencoder`` run."""
 
     task: Literal["autoencoder"] = "autoencoder"
@@ -585,7 +573,6 @@ class AutoencoderConfig:
 
     @property
     def predicts_ratings(self) -> bool:
-        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
         return self.model.architecture == "autorec"
 
 
