@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import re
 import signal
 import subprocess
 import sys
@@ -167,17 +168,52 @@ def test_start_builtin_process_serves_and_drains_on_sigterm(model_store, tmp_pat
     install_version(model_store["table_v1"], str(base), 1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={base}",
-         "--host", "127.0.0.1", "--port", "0", "--rest-port", "0", "--poll-seconds", "0"],
+         "--workers", "1", "--port", "0", "--rest-port", "0", "--poll-seconds", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
         line = proc.stdout.readline()  # "serving retrieval: gRPC 127.0.0.1:P, REST 127.0.0.1:Q"
-        assert line.startswith("serving retrieval"), line
+        assert line.startswith("serving retrieval: gRPC 127.0.0.1:"), line  # loopback unless --host
         grpc_target = line.split("gRPC ")[1].split(",")[0]
         with ServingClient(grpc_target) as client:
             assert len(client.recommend("retrieval", ["1"])[0]) == K
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_two_workers_share_the_ports_and_report_metrics_together(model_store, tmp_path):
+    version_dir = install_version(model_store["table_v1"], str(tmp_path / "export" / "retrieval"), 1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={version_dir}",
+         "--workers", "2", "--port", "0", "--rest-port", "0", "--poll-seconds", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving retrieval: gRPC 127.0.0.1:") and "(2 workers)" in line, line
+        grpc_target = line.split("gRPC ")[1].split(",")[0]
+        rest_target = line.split("REST ")[1].split(" ")[0]
+        for _ in range(10):  # new connections each time: the kernel spreads them over the workers
+            with ServingClient(grpc_target, retries=0) as client:
+                assert len(client.recommend("retrieval", ["1"])[0]) == K
+            with ServingClient(rest_target, protocol="rest", retries=0) as client:
+                assert len(client.recommend("retrieval", ["2"])[0]) == K
+        import urllib.request
+
+        counts = []
+        for _ in range(4):  # any worker's endpoint reports the whole server
+            with urllib.request.urlopen(f"http://{rest_target}/monitoring/prometheus/metrics", timeout=10) as r:
+                text = r.read().decode()
+            counts.append({entrypoint: float(v) for entrypoint, v in re.findall(
+                r'request_count_total\{API="predict",entrypoint="(\w+)",model_name="retrieval",'
+                r'model_version="1",status="OK"\} (\S+)', text)})
+        assert all(c == {"GRPC": 10.0, "REST": 10.0} for c in counts), counts
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
