@@ -383,9 +383,10 @@ class ServerProcess:
         self.cmd = cmd
         self._log = open(log_path, "w", encoding="utf-8")
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        if pythonpath:
+        if pythonpath:  # also the working directory: ``python -m`` puts the cwd first on sys.path
             env["PYTHONPATH"] = pythonpath
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
+                                     cwd=pythonpath or None)
         self.grpc_port = self.rest_port = 0
         self.load_seconds = 0.0
 

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import json
 from concurrent import futures
 from pathlib import Path
@@ -185,11 +186,12 @@ def test_start_builtin_process_serves_and_drains_on_sigterm(model_store, tmp_pat
             proc.wait(timeout=10)
 
 
-def test_two_workers_share_the_ports_and_report_metrics_together(model_store, tmp_path):
-    version_dir = install_version(model_store["table_v1"], str(tmp_path / "export" / "retrieval"), 1)
+def test_two_workers_share_the_ports_report_metrics_together_and_both_hot_swap(model_store, tmp_path):
+    base = tmp_path / "run" / "export" / "retrieval"
+    install_version(model_store["table_v1"], str(base), 1)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={version_dir}",
-         "--workers", "2", "--port", "0", "--rest-port", "0", "--poll-seconds", "0"],
+        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={tmp_path / 'run'}",
+         "--workers", "2", "--port", "0", "--rest-port", "0", "--poll-seconds", "0.2"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
@@ -212,6 +214,22 @@ def test_two_workers_share_the_ports_and_report_metrics_together(model_store, tm
                 r'request_count_total\{API="predict",entrypoint="(\w+)",model_name="retrieval",'
                 r'model_version="1",status="OK"\} (\S+)', text)})
         assert all(c == {"GRPC": 10.0, "REST": 10.0} for c in counts), counts
+        install_version(model_store["table_v2"], str(base), 2)
+
+        def version_on_a_new_connection() -> str:
+            with ServingClient(grpc_target, retries=0) as client:
+                return client.recommend("retrieval", ["1"])[0][0][0].split("_")[0]
+
+        # Each new connection lands on either worker: 30 in a row on v2 means both swapped
+        # (a worker that never swaps answers v1 to about half of them).
+        deadline = time.monotonic() + 60
+        answers: list[str] = []
+        while time.monotonic() < deadline:
+            answers = [version_on_a_new_connection() for _ in range(30)]
+            if answers == ["v2"] * 30:
+                break
+            time.sleep(0.2)
+        assert answers == ["v2"] * 30, answers
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
