@@ -102,7 +102,7 @@ class _JsonErrorHandler(web_protocol.RequestHandler):
             logger.error("HTTP handler error from %s", getattr(request, "remote", "?"), exc_info=exc)
         else:
             logger.debug("bad HTTP request from %s: %s", getattr(request, "remote", "?"), message or exc)
-        text = message or (str(exc) if exc else "") or HTTPStatus(status).phrase
+        text = (message or (str(exc) if exc else "")).strip().split("\n", 1)[0] or HTTPStatus(status).phrase
         return json_response(status, {"error": f"Malformed HTTP request: {text}" if status == 400 else text}, close=True)
 
 
