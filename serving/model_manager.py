@@ -13,7 +13,6 @@ import dataclasses
 import enum
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,7 +23,8 @@ import grpc
 from .config import ModelConfig
 from .errors import ServingError, invalid_argument, not_found
 from .metrics import Metrics
-from .servable import SAVED_MODEL_PB, SAVED_MODEL_PBTXT, Servable, list_versions, load_servable, register_scann_ops
+from .layout import fingerprint, incomplete_reason, list_versions
+from .servable import Servable, load_servable, register_scann_ops
 from .tensors import Signature
 from .warmup import replay_warmup
 
@@ -57,60 +57,6 @@ class _Model:
     servables: dict[int, Servable] = dataclasses.field(default_factory=dict)
     status: dict[int, VersionStatus] = dataclasses.field(default_factory=dict)
     failed: dict[int, _Failure] = dataclasses.field(default_factory=dict)
-
-
-def _fingerprint(path: str) -> tuple[Any, ...]:
-    """Every file under a version directory with its size and mtime: changes whenever any file of
-    the SavedModel (``variables.data-*``, ``assets``, ``assets.extra`` included) is rewritten, so a
-    version that failed to load is retried once its files change."""
-    items = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            try:
-                st = os.stat(full)
-            except OSError:
-                items.append((os.path.relpath(full, path), None, None))
-                continue
-            items.append((os.path.relpath(full, path), st.st_mtime_ns, st.st_size))
-    return tuple(items)
-
-
-_DATA_SHARD = re.compile(r"^variables\.data-(\d+)-of-(\d+)$")
-
-
-def incomplete_reason(path: str) -> str | None:
-    """Why the version directory ``path`` cannot be loaded yet (None when it is complete).
-
-    Complete means: ``saved_model.pb`` (or ``.pbtxt``) exists, ``variables/variables.index`` and
-    every ``variables.data-NNNNN-of-MMMMM`` shard it implies exist when ``variables/`` does, and
-    every file (``assets/`` and ``assets.extra/`` included) can be opened for reading.
-    """
-    if not any(os.path.isfile(os.path.join(path, n)) for n in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT)):
-        return f"{SAVED_MODEL_PB} is missing"
-    variables = os.path.join(path, "variables")
-    if os.path.isdir(variables):
-        names = set(os.listdir(variables))
-        if "variables.index" not in names:
-            return "variables/variables.index is missing"
-        totals = {int(m.group(2)) for m in map(_DATA_SHARD.match, names) if m}
-        if not totals:
-            return "variables/variables.data-00000-of-00001 is missing"
-        for total in totals:
-            for shard in range(total):
-                shard_name = f"variables.data-{shard:05d}-of-{total:05d}"
-                if shard_name not in names:
-                    return f"variables/{shard_name} is missing"
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            try:
-                with open(full, "rb"):
-                    pass
-            except OSError as e:
-                return f"{os.path.relpath(full, path)} is not readable ({e.strerror})"
-    return None
 
 
 @dataclasses.dataclass
@@ -267,14 +213,14 @@ class ModelManager:
                     model.status[version] = VersionStatus(version, State.START, ServingError(
                         grpc.StatusCode.UNAVAILABLE, f"Version directory {path} is incomplete: {reason}"))
                 continue
-            fingerprint = _fingerprint(path)
+            fingerprint_now = fingerprint(path)
             failure = model.failed.get(version)
             attempt = 1
-            if failure is not None and failure.fingerprint == fingerprint:
+            if failure is not None and failure.fingerprint == fingerprint_now:
                 if failure.attempts > self._max_load_retries or time.monotonic() < failure.retry_at:
                     continue
                 attempt = failure.attempts + 1
-            self._load(model, version, path, fingerprint, attempt)
+            self._load(model, version, path, fingerprint_now, attempt)
         with self._lock:
             if self._models.get(config.name) is not model:
                 return  # removed by a concurrent reload

@@ -9,7 +9,7 @@ import dataclasses
 import os
 
 from .config import ConfigError, ModelConfig, parse_model_flag
-from .servable import SAVED_MODEL_PB, SAVED_MODEL_PBTXT, list_versions
+from .layout import is_saved_model, list_versions
 
 EXPORT_DIR = "export"
 
@@ -22,10 +22,6 @@ class ModelPath:
     version: int | None = None
 
 
-def _is_saved_model(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, n)) for n in (SAVED_MODEL_PB, SAVED_MODEL_PBTXT))
-
-
 def resolve_model_path(path: str, name: str | None = None) -> ModelPath:
     """Resolve ``path`` (version dir, export base or run dir) to an export base path.
 
@@ -36,7 +32,7 @@ def resolve_model_path(path: str, name: str | None = None) -> ModelPath:
     if not os.path.isdir(path):
         raise ConfigError(f"model path {path} does not exist; pass a run directory, export/<name> or "
                           "export/<name>/<version>")
-    if _is_saved_model(path):
+    if is_saved_model(path):
         leaf = os.path.basename(path)
         if not (leaf.isdigit() and int(leaf) > 0):
             raise ConfigError(f"{path} is a SavedModel outside a numbered version directory; move it to "

@@ -24,12 +24,11 @@ from tfrs_lab.export import signatures as sig_names
 
 from . import deadline
 from .errors import ServingError, failed_precondition
+from .layout import SAVED_MODEL_PB, SAVED_MODEL_PBTXT, list_versions  # noqa: F401  (re-exported)
 from .tensors import Signature, build_signature, check_output_filter, error_for_tf
 
 logger = logging.getLogger(__name__)
 
-SAVED_MODEL_PB = "saved_model.pb"
-SAVED_MODEL_PBTXT = "saved_model.pbtxt"
 INIT_OP_SIGNATURE = "__saved_model_init_op"
 SCANN_OP_PREFIX = "Scann>"
 
@@ -50,19 +49,6 @@ def register_scann_ops() -> str | None:
                 _scann_state["error"] = f"{e}"
                 logger.warning("scann is not importable (%s); ScaNN SavedModels will not load", e)
         return _scann_state["error"]
-
-
-def list_versions(base_path: str) -> list[int]:
-    """Positive integer version directories under ``base_path`` (highest first); [] if missing."""
-    try:
-        names = os.listdir(base_path)
-    except OSError:
-        return []
-    versions = []
-    for name in names:
-        if name.isdigit() and int(name) > 0 and os.path.isdir(os.path.join(base_path, name)):
-            versions.append(int(name))
-    return sorted(versions, reverse=True)
 
 
 def read_saved_model_proto(path: str) -> saved_model_pb2.SavedModel:

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def needs_custom_ops(config: ModelConfig) -> set[str]:
     """Custom ops (e.g. ``Scann>ScannSearchBatched``) used by any version the policy would load."""
-    from .servable import custom_ops, list_versions, read_saved_model_proto
+    from .layout import list_versions
+    from .servable import custom_ops, read_saved_model_proto
 
     ops: set[str] = set()
     for version in config.wanted_versions(list_versions(config.base_path)):
@@ -101,6 +102,9 @@ def choose_engine(engine: str, models: Sequence[ModelConfig]) -> str:
     if engine == "builtin":
         return "builtin"
     binary = shutil.which(TF_SERVING_BINARY)
+    if binary is None and engine == "auto":  # decided without reading (or importing TensorFlow for) any model
+        logger.info("%s not on PATH: using the built-in server", TF_SERVING_BINARY)
+        return "builtin"
     ops = {m.name: needs_custom_ops(m) for m in models}
     blocked = {n: o for n, o in ops.items() if o}
     if engine == "tfserving":
@@ -113,9 +117,6 @@ def choose_engine(engine: str, models: Sequence[ModelConfig]) -> str:
                 + ": export the brute_force variant or use --engine builtin"
             )
         return "tfserving"
-    if binary is None:
-        logger.info("%s not on PATH: using the built-in server", TF_SERVING_BINARY)
-        return "builtin"
     if blocked:
         logger.info("models %s need custom ops: using the built-in server", sorted(blocked))
         return "builtin"
