@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import os
 import re
 import signal
 import subprocess
@@ -232,6 +233,27 @@ def test_two_workers_share_the_ports_report_metrics_together_and_both_hot_swap(m
         assert answers == ["v2"] * 30, answers
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_a_dead_worker_takes_the_server_down(model_store, tmp_path):
+    base = tmp_path / "retrieval"
+    install_version(model_store["table_v1"], str(base), 1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={base}",
+         "--workers", "2", "--port", "0", "--rest-port", "-1", "--poll-seconds", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert "(2 workers)" in proc.stdout.readline()
+        children = [int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+        assert len(children) == 2
+        os.kill(children[0], signal.SIGKILL)
+        assert proc.wait(timeout=60) == 1  # the orchestrator sees the failure and restarts the server
+        assert not os.path.exists(f"/proc/{children[1]}") or "Z" in open(f"/proc/{children[1]}/stat").read().split()[2]
     finally:
         if proc.poll() is None:
             proc.kill()
