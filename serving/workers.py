@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,14 +63,9 @@ def ready_line(models: Sequence[ModelConfig], host: str, grpc_port: int | None, 
 
 def run_workers(args: argparse.Namespace, models: Sequence[ModelConfig]) -> int:
     """Start ``args.workers`` workers, print the ready line when all answer, supervise until a signal."""
-    reserved = []
-    grpc_port = rest_port = -1
-    if args.port >= 0:
-        reserved.append(bound_socket(args.host, args.port, reuse_port=True))
-        grpc_port = reserved[-1].getsockname()[1]
-    if args.rest_port >= 0:
-        reserved.append(bound_socket(args.host, args.rest_port, reuse_port=True))
-        rest_port = reserved[-1].getsockname()[1]
+    reserved = [reserve_port(args.host, port) for port in (args.port, args.rest_port) if port >= 0]
+    grpc_port = reserved[0].getsockname()[1] if args.port >= 0 else -1
+    rest_port = reserved[-1].getsockname()[1] if args.rest_port >= 0 else -1
     tmp = tempfile.mkdtemp(prefix="tfrs-serving-")
     metrics_dir = os.path.join(tmp, "metrics")
     os.mkdir(metrics_dir)
@@ -115,6 +111,18 @@ def run_workers(args: argparse.Namespace, models: Sequence[ModelConfig]) -> int:
         for sock in reserved:
             sock.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound, never listening ``SO_REUSEPORT`` socket holding ``host:port`` for the workers.
+
+    A fixed port is first bound *without* ``SO_REUSEPORT``: that fails when any process listens
+    there, whereas a ``SO_REUSEPORT`` bind would silently join another server of the same user
+    and share its traffic.
+    """
+    if port != 0:
+        bound_socket(host, port, reuse_port=False).close()
+    return bound_socket(host, port, reuse_port=True)
 
 
 def _first_line(proc: subprocess.Popen[str], timeout_s: float) -> str:

@@ -239,6 +239,21 @@ def test_two_workers_share_the_ports_report_metrics_together_and_both_hot_swap(m
             proc.wait(timeout=10)
 
 
+def test_workers_refuse_a_port_another_server_listens_on(model_store, tmp_path, capsys):
+    import socket
+
+    base = tmp_path / "retrieval"
+    install_version(model_store["table_v1"], str(base), 1)
+    with socket.socket() as other:  # another server, even one that set SO_REUSEPORT itself
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert start.main(["--engine", "builtin", "--model", f"retrieval={base}", "--workers", "2",
+                           "--port", str(port), "--rest-port", "-1"]) == 2
+    assert f"cannot bind 127.0.0.1:{port}" in capsys.readouterr().err
+
+
 def test_a_dead_worker_takes_the_server_down(model_store, tmp_path):
     base = tmp_path / "retrieval"
     install_version(model_store["table_v1"], str(base), 1)
