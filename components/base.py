@@ -32,6 +32,12 @@ from tfrs_lab.components.artifacts import Artifact
 from tfrs_lab.components.code_closure import closure_digest, module_entries
 from tfrs_lab.config import ConfigError
 
+__all__ = ["ArtifactType", "Channel", "check_inputs", "check_value", "Component", "component", "ComponentError",
+           "ExampleAnomalies", "Examples", "ExampleStatistics", "execute_component", "ExecutionContext",
+           "HyperParameters", "InferenceResult", "InfraBlessing", "InputArtifact", "Model", "ModelBlessing",
+           "ModelEvaluation", "ModelRun", "OutputArtifact", "Param", "Parameter", "PARAMETER_TYPES", "PushedModel",
+           "REQUIRED", "Schema", "stable_json", "TransformGraph"]
+
 
 class ComponentError(ConfigError):
     """A component cannot run with what it was given; the message names the component and field."""

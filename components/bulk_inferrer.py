@@ -16,6 +16,8 @@ import numpy as np
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 
+__all__ = ["BulkInferrer"]
+
 logger = logging.getLogger(__name__)
 
 

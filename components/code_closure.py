@@ -31,7 +31,7 @@ from typing import Iterable, Mapping
 __all__ = ["PACKAGE", "closure", "closure_digest", "default_roots", "imported_names", "locate", "module_entries"]
 
 PACKAGE = "tfrs_lab"
-MAPPED_SUBPACKAGES = ("serving", "components")  # pyproject's package-dir: tfrs_lab.serving -> serving/, ...
+MAPPED_SUBPACKAGES = ("serving", "components", "configs")  # pyproject's package-dir: tfrs_lab.serving -> serving/, ...
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+(:[A-Za-z_][A-Za-z0-9_.]*)?$")
 
 Roots = Mapping[str, Path]

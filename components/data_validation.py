@@ -22,6 +22,9 @@ import numpy as np
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 
+__all__ = ["ExampleValidator", "feature_statistics", "find_anomalies", "MAX_VALUE_COUNTS", "read_statistics",
+           "SchemaGen", "StatisticsGen"]
+
 logger = logging.getLogger(__name__)
 
 MAX_VALUE_COUNTS = 5000

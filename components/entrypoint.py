@@ -16,6 +16,8 @@ from typing import Sequence
 
 from tfrs_lab.cli import ArgumentParser, UsageError, configure_logging, run_cli
 
+__all__ = ["main", "PROPERTIES_FILE"]
+
 PROPERTIES_FILE = "artifact.json"
 
 

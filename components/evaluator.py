@@ -2,7 +2,7 @@
 
 Metrics are the trainer's test-split metrics (``metrics.json`` of the ModelRun: full-catalogue
 ``hit_rate@K`` for hash-split retrieval, ``recall@K``/``ndcg@K``/``mrr`` for leave-last-out, ``rmse``/
-``mae`` for rating models; DESIGN.md §4). Blessing (TFX semantics):
+``mae`` for rating models; docs/architecture.md#metricsjson). Blessing (TFX semantics):
 
 * ``thresholds``: ``{metric: {lower_bound: x, upper_bound: y}}`` — the value must lie within;
 * ``change_thresholds``: ``{metric: tolerance}`` — compared with the latest *blessed* model of
@@ -32,6 +32,8 @@ from typing import Any
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 from tfrs_lab.components.trainer import METRICS
+
+__all__ = ["check_blessing", "Evaluator", "LOWER_IS_BETTER", "served_metrics"]
 
 logger = logging.getLogger(__name__)
 

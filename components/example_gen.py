@@ -11,7 +11,7 @@ Output layout (TFX's): ``Split-train/``, ``Split-validation/``, ``Split-test/`` 
 ``_row`` feature, so reading the artifact back gives exactly the table that was loaded.
 
 Splits: ``split: hash`` buckets ``"<user_id>:<movie_id>"`` with ``tf.strings.to_hash_bucket_fast``
-(DESIGN.md §4; ``split_config`` gives each split's number of buckets, default train 8, validation
+(docs/architecture.md#splits; ``split_config`` gives each split's number of buckets, default train 8, validation
 1, test 1 of 10 — TFX's ``hash_buckets``); ``split: leave-last-out`` takes each user's last rating as
 test and the one before as validation.
 """

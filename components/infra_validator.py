@@ -24,6 +24,8 @@ import numpy as np
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ExecutionContext, Param
 
+__all__ = ["InfraValidator", "REPORT_FILE", "sample_inputs"]
+
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "infra_validation.json"

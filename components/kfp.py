@@ -28,6 +28,8 @@ import yaml
 from tfrs_lab.cli import ArgumentParser, configure_logging, run_cli
 from tfrs_lab.components.runner import Pipeline
 
+__all__ = ["compile_pipeline", "DEFAULT_IMAGE", "main", "SCHEMA_VERSION", "SpecError", "validate_spec"]
+
 SCHEMA_VERSION = "2.1.0"
 DEFAULT_IMAGE = "tfrs-lab:latest"
 

@@ -25,6 +25,8 @@ from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.artifacts import Artifact
 from tfrs_lab.components.processes import ProcessInfo, current, is_gone
 
+__all__ = ["DB_FILE", "Event", "Execution", "LineageStore", "Provenance", "serving_provenance"]
+
 RUNNING, COMPLETE, CACHED, FAILED = "RUNNING", "COMPLETE", "CACHED", "FAILED"
 INPUT, OUTPUT = "INPUT", "OUTPUT"
 PIPELINE, PIPELINE_RUN, NODE = "pipeline", "pipeline_run", "node"

@@ -17,6 +17,8 @@ from typing import Any, Sequence
 from tfrs_lab.cli import ArgumentParser, UsageError, configure_logging, run_cli
 from tfrs_lab.components.lineage import DB_FILE, PIPELINE, RUNNING, Execution, LineageStore, serving_provenance
 
+__all__ = ["build_parser", "main"]
+
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tfrs_lab.components.lineage_cli", description=__doc__.split("\n\n")[0])

@@ -18,6 +18,8 @@ from pathlib import Path
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ExecutionContext, Param
 
+__all__ = ["Pusher"]
+
 logger = logging.getLogger(__name__)
 
 

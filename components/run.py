@@ -15,6 +15,8 @@ from typing import Sequence
 
 from tfrs_lab.cli import ArgumentParser, configure_logging, run_cli
 
+__all__ = ["build_parser", "main"]
+
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tfrs_lab.components.run", description=__doc__.split("\n\n")[0])

@@ -43,6 +43,9 @@ from tfrs_lab.components.artifacts import Artifact
 from tfrs_lab.components.base import Component, ComponentError, execute_component, stable_json
 from tfrs_lab.config import parse_override
 
+__all__ = ["build_pipeline", "cache_key", "component_class", "load_pipeline", "Node", "NodeResult", "Pipeline",
+           "PipelineError", "PipelineResult", "Progress", "run_pipeline", "STANDARD_COMPONENTS"]
+
 logger = logging.getLogger(__name__)
 
 STANDARD_COMPONENTS: dict[str, str] = {name: f"{components_package.__name__}.{module}:{name}"

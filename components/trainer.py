@@ -22,6 +22,8 @@ from tfrs_lab.components.base import Channel, Component, ComponentError, Executi
 from tfrs_lab.components.example_gen import DEFAULT_SPLIT_CONFIG
 from tfrs_lab.components.transform import config_file_text, task_config
 
+__all__ = ["BEST_OVERLAY_FILE", "METRICS", "read_hyperparameters", "Trainer"]
+
 logger = logging.getLogger(__name__)
 
 METRICS = "metrics"  # ModelRun / ModelEvaluation property: the metrics as JSON
@@ -75,7 +77,7 @@ class Trainer(Component):
         examples = ctx.inputs["examples"]
         split_config = json.loads(examples.properties.get("split_config", "{}"))
         if examples.properties.get("split") == "hash" and split_config != DEFAULT_SPLIT_CONFIG:
-            raise ComponentError(f"{ctx.component_id}.examples: the trainers split by DESIGN.md §4 "
+            raise ComponentError(f"{ctx.component_id}.examples: the trainers split as docs/architecture.md#splits defines "
                                  f"(hash buckets {DEFAULT_SPLIT_CONFIG}); ExampleGen used {split_config}")
         if p["task"] == "sequential" and examples.properties.get("split") != "leave-last-out":
             raise ComponentError(f"{ctx.component_id}.examples: sequential models need ExampleGen split: leave-last-out")

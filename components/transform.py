@@ -21,6 +21,9 @@ from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.artifacts import Artifact
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 
+__all__ = ["config_file_text", "FEATURE_STATS", "load_vocabularies", "nest_overrides", "save_vocabularies",
+           "task_config", "Transform", "VOCAB_ARRAYS", "VOCAB_META"]
+
 VOCAB_ARRAYS = "vocabularies.npz"
 VOCAB_META = "vocabularies.json"
 FEATURE_STATS = "feature_stats.json"

@@ -24,6 +24,8 @@ from tfrs_lab.components.base import Channel, Component, ComponentError, Executi
 from tfrs_lab.components.trainer import BEST_OVERLAY_FILE
 from tfrs_lab.components.transform import config_file_text, nest_overrides
 
+__all__ = ["Tuner"]
+
 logger = logging.getLogger(__name__)
 
 

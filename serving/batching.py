@@ -95,11 +95,13 @@ class Batcher:
         assert task.result is not None
         return task.result
 
-    def close(self) -> None:
-        """Finish queued tasks and stop the worker threads."""
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Stop the worker threads once the queue is empty (waiting up to ``timeout_s`` in all;
+        they are daemon threads, so a model call that outlives it cannot hold the process)."""
         self._closed.set()
+        deadline_at = time.monotonic() + timeout_s
         for t in self._threads:
-            t.join(timeout=10)
+            t.join(timeout=max(0.0, deadline_at - time.monotonic()))
 
     def _worker(self) -> None:
         carry: _Task | None = None

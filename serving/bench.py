@@ -4,10 +4,11 @@
     python -m tfrs_lab.serving.bench --build-synthetic /tmp/synth1m --items 1000000 --dim 64 \\
         --output bench-out/serving.json
 
-For each of server-side batching off/on, the built-in server runs as its own process
+For each ``--workers`` setting (and, with ``--baseline-pythonpath``, an older checkout of the
+server) and each of server-side batching off/on, the built-in server runs as its own process
 (``python -m tfrs_lab.serving.start --engine builtin``) on 127.0.0.1; a load generator in separate
 processes (no TensorFlow in them: requests are serialized once, up front) sends retrieval top-k
-``serving_default`` Predict calls, one user per request, from 1, 8 and 32 concurrent clients over
+``serving_default`` Predict calls, one user per request, from 1, 8, 32 and 64 concurrent clients over
 gRPC and REST for a bounded duration each, and reports QPS, p50/p95/p99 latency and errors.
 The *floor* is the same SavedModel signature called in-process (no server, no network): the
 server overhead is the served latency minus the floor.
@@ -335,10 +336,41 @@ def run_load(protocol: str, target: str, model: str, payloads: list[bytes], *, c
 # -- the server under test -----------------------------------------------------------------------
 
 
-class ServerProcess:
-    """``python -m tfrs_lab.serving.start --engine builtin`` on 127.0.0.1 with free ports."""
+def _children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (Linux /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
 
-    def __init__(self, models: Sequence[str], *, batching_file: str | None, threads: int, log_path: Path) -> None:
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class ServerProcess:
+    """``python -m tfrs_lab.serving.start --engine builtin`` on 127.0.0.1 with free ports.
+
+    ``workers`` is passed as ``--workers`` (None: the flag is left out, for servers that predate it);
+    ``pythonpath`` runs another checkout of the server (the baseline of a before/after comparison).
+    """
+
+    def __init__(self, models: Sequence[str], *, batching_file: str | None, threads: int, log_path: Path,
+                 workers: int | None = None, pythonpath: str | None = None) -> None:
         cmd = [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--host", "127.0.0.1",
                "--port", "0", "--rest-port", "0", "--poll-seconds", "0", "--threads", str(threads),
                "--log-level", "WARNING"]
@@ -346,10 +378,15 @@ class ServerProcess:
             cmd += ["--model", m]
         if batching_file:
             cmd += ["--batching-parameters-file", batching_file]
+        if workers is not None:
+            cmd += ["--workers", str(workers)]
         self.cmd = cmd
         self._log = open(log_path, "w", encoding="utf-8")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True,
-                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        if pythonpath:  # also the working directory: ``python -m`` puts the cwd first on sys.path
+            env["PYTHONPATH"] = pythonpath
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
+                                     cwd=pythonpath or None)
         self.grpc_port = self.rest_port = 0
         self.load_seconds = 0.0
 
@@ -370,6 +407,13 @@ class ServerProcess:
                 self.load_seconds = time.monotonic() - started
                 return
         raise RuntimeError(f"server not ready after {timeout_s}s; see {self._log.name}")
+
+    def memory_mb(self) -> dict[str, Any]:
+        """Resident memory of the serving process(es): per worker and in total (supervisor included)."""
+        workers = _children(self.proc.pid) or [self.proc.pid]
+        per_worker = [round(_rss_mb(p), 1) for p in workers]
+        total = sum(per_worker) + (_rss_mb(self.proc.pid) if workers != [self.proc.pid] else 0.0)
+        return {"per_worker_rss_mb": per_worker, "total_rss_mb": round(total, 1)}
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -396,7 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per setting")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each setting")
     p.add_argument("--floor-seconds", type=float, default=5.0, help="in-process floor measurement time")
-    p.add_argument("--clients", default="1,8,32", help="concurrent clients, comma separated")
+    p.add_argument("--clients", default="1,8,32,64", help="concurrent clients, comma separated")
+    p.add_argument("--workers", default=f"1,{os.cpu_count() or 1}",
+                   help="server --workers settings to compare, comma separated")
+    p.add_argument("--baseline-pythonpath", metavar="DIR",
+                   help="also run the server found first on this PYTHONPATH (e.g. an older checkout whose "
+                        "tfrs_lab/serving is the code before a change), labelled 'baseline', same settings")
     p.add_argument("--protocols", default="grpc,rest", help="grpc, rest or both")
     p.add_argument("--batching", choices=("off", "on", "both"), default="both")
     p.add_argument("--batching-parameters-file", help="TF Serving batching parameters (default: max 32, 1 ms, 2 threads)")
@@ -469,42 +518,57 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{floor[1]['qps']} qps (8 threads)", file=sys.stderr, flush=True)
 
     record["settings"] = []
-    for batching in modes:
-        batching_file = None
-        if batching:
-            batching_file = args.batching_parameters_file
-            if not batching_file:
-                batching_file = str(workdir / "batching.config")
-                Path(batching_file).write_text(DEFAULT_BATCHING, encoding="utf-8")
-        server = ServerProcess([f"{name}={base}"], batching_file=batching_file, threads=args.server_threads,
-                               log_path=workdir / f"server-batching-{'on' if batching else 'off'}.log")
-        try:
-            server.wait_ready()
-            print(f"[bench] server (batching {'on' if batching else 'off'}) ready in {server.load_seconds:.1f}s",
-                  file=sys.stderr, flush=True)
-            for protocol in protocols:
-                target = f"127.0.0.1:{server.grpc_port if protocol == 'grpc' else server.rest_port}"
-                payloads = grpc_payloads if protocol == "grpc" else rest_payloads
-                for c in clients:
-                    result = run_load(protocol, target, name, payloads, clients=c, processes=args.load_processes,
-                                      warmup_s=args.warmup, duration_s=args.duration)
-                    result["batching"] = batching
-                    result["server_load_seconds"] = round(server.load_seconds, 2)
-                    record["settings"].append(result)
-                    print(f"[bench] {protocol:4s} batching={'on ' if batching else 'off'} clients={c:2d}: "
-                          f"{result['qps']:8.1f} qps  p50 {result.get('p50_ms')} ms  p95 {result.get('p95_ms')} ms  "
-                          f"p99 {result.get('p99_ms')} ms  errors {result['errors']}", file=sys.stderr, flush=True)
-        finally:
-            server.stop()
-        if batching_file:
-            record["batching_parameters"] = Path(batching_file).read_text(encoding="utf-8")
+    variants: list[tuple[str, int | None, str | None]] = []
+    if args.baseline_pythonpath:
+        variants.append(("baseline", None, os.path.abspath(args.baseline_pythonpath)))
+    variants += [(f"workers={w}", int(w), None) for w in dict.fromkeys(args.workers.split(",")) if w]
+    record["memory"] = {}
+    for variant, workers, pythonpath in variants:
+        for batching in modes:
+            batching_file = None
+            if batching:
+                batching_file = args.batching_parameters_file
+                if not batching_file:
+                    batching_file = str(workdir / "batching.config")
+                    Path(batching_file).write_text(DEFAULT_BATCHING, encoding="utf-8")
+            tag = f"{variant.replace('=', '')}-batching-{'on' if batching else 'off'}"
+            server = ServerProcess([f"{name}={base}"], batching_file=batching_file, threads=args.server_threads,
+                                   log_path=workdir / f"server-{tag}.log", workers=workers, pythonpath=pythonpath)
+            try:
+                server.wait_ready()
+                print(f"[bench] server {variant} (batching {'on' if batching else 'off'}) ready in "
+                      f"{server.load_seconds:.1f}s", file=sys.stderr, flush=True)
+                for protocol in protocols:
+                    target = f"127.0.0.1:{server.grpc_port if protocol == 'grpc' else server.rest_port}"
+                    payloads = grpc_payloads if protocol == "grpc" else rest_payloads
+                    for c in clients:
+                        result = run_load(protocol, target, name, payloads, clients=c, processes=args.load_processes,
+                                          warmup_s=args.warmup, duration_s=args.duration)
+                        result.update(server=variant, batching=batching,
+                                      server_load_seconds=round(server.load_seconds, 2))
+                        record["settings"].append(result)
+                        print(f"[bench] {variant:9s} {protocol:4s} batching={'on ' if batching else 'off'} "
+                              f"clients={c:2d}: {result['qps']:8.1f} qps  p50 {result.get('p50_ms')} ms  "
+                              f"p95 {result.get('p95_ms')} ms  p99 {result.get('p99_ms')} ms  "
+                              f"errors {result['errors']}", file=sys.stderr, flush=True)
+                record["memory"][tag] = server.memory_mb()
+            finally:
+                server.stop()
+            if batching_file:
+                record["batching_parameters"] = Path(batching_file).read_text(encoding="utf-8")
 
     single = [s for s in record["settings"] if s["clients"] == 1 and s.get("p50_ms") is not None]
     floor_p50 = floor[0].get("p50_ms")
     record["server_overhead_ms_at_1_client"] = {
-        f"{s['protocol']}_batching_{'on' if s['batching'] else 'off'}": round(s["p50_ms"] - floor_p50, 3)
+        f"{s['server']}_{s['protocol']}_batching_{'on' if s['batching'] else 'off'}": round(s["p50_ms"] - floor_p50, 3)
         for s in single
     } if floor_p50 is not None else {}
+    floor_8 = next((f["qps"] for f in floor if f["threads"] == 8), None)
+    if floor_8:
+        record["grpc_qps_at_32_clients_over_floor_8_threads"] = {
+            f"{s['server']}_batching_{'on' if s['batching'] else 'off'}": round(s["qps"] / floor_8, 3)
+            for s in record["settings"] if s["protocol"] == "grpc" and s["clients"] == 32
+        }
     record["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
     existing: dict[str, Any] = {}

@@ -138,12 +138,12 @@ def load_model_config_file(path: str) -> list[ModelConfig]:
     return parse_model_server_config(text, source=path)
 
 
-def parse_model_flag(flag: str) -> ModelConfig:
-    """Parse ``--model NAME=PATH`` (latest version policy)."""
+def parse_model_flag(flag: str) -> tuple[str, str]:
+    """Split ``--model NAME=PATH`` (the path is resolved by ``paths.resolve_model_path``)."""
     name, sep, path = flag.partition("=")
-    if not sep or not name or not path:
+    if not sep or not name.strip() or not path.strip():
         raise ConfigError(f"--model expects NAME=PATH (e.g. retrieval=runs/r1/export/retrieval), got {flag!r}")
-    return ModelConfig(name=name.strip(), base_path=os.path.abspath(path.strip()))
+    return name.strip(), path.strip()
 
 
 def to_model_server_config_text(configs: Sequence[ModelConfig]) -> str:

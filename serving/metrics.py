@@ -1,10 +1,24 @@
-"""Prometheus metrics in TF Serving's names (``:tensorflow:serving:...``), text exposition format."""
+"""Prometheus metrics in TF Serving's names (``:tensorflow:serving:...``) through ``prometheus_client``.
+
+Label values are bounded: ``model_name`` is a configured model's name or :data:`UNKNOWN_MODEL`
+(requests naming any other model all count there), ``model_version`` a loaded version, ``API``,
+``entrypoint`` and ``status`` fixed sets. Counters carry the ``_total`` suffix that
+``prometheus_client`` (and OpenMetrics) give every counter: ``:tensorflow:serving:request_count_total``.
+
+With several worker processes (``--workers``), ``PROMETHEUS_MULTIPROC_DIR`` is set before any worker
+starts; every worker then writes its values there and :meth:`Metrics.render` reports the sum over
+all workers (``prometheus_client``'s multiprocess mode).
+"""
 
 from __future__ import annotations
 
-import bisect
+import os
 import threading
-from collections import defaultdict
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # TF Serving reports request latency in microseconds.
 LATENCY_BUCKETS_US: tuple[float, ...] = (
@@ -13,66 +27,62 @@ LATENCY_BUCKETS_US: tuple[float, ...] = (
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 LOAD_COUNT = ":tensorflow:serving:load_attempt_count"
-
-LabelKey = tuple[tuple[str, str], ...]
-
-
-def _labels(key: LabelKey, extra: str = "") -> str:
-    parts = [f'{k}="{_escape(v)}"' for k, v in key]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+UNKNOWN_MODEL = "__unknown__"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def multiprocess_dir() -> str | None:
+    """The shared metrics directory of a multi-worker server, or None in a single process."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
 class Metrics:
-    """Thread-safe request counters and latency histograms per model, version, API and status."""
+    """Request counters and latency histograms per model, version, API and status (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, models: Iterable[str] = ()) -> None:
+        disable_created_metrics()  # no ``_created`` series next to every counter
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._known: frozenset[str] = frozenset(models)
         self._lock = threading.Lock()
-        self._counts: dict[LabelKey, int] = defaultdict(int)
-        self._hist: dict[LabelKey, list[float]] = {}
-        self._loads: dict[LabelKey, int] = defaultdict(int)
+        self._requests = Counter(
+            REQUEST_COUNT, "Requests by model, version, API, entrypoint and status",
+            ["model_name", "model_version", "API", "entrypoint", "status"], registry=self.registry,
+        )
+        self._latency = Histogram(
+            REQUEST_LATENCY, "Request latency in microseconds", ["model_name", "API", "entrypoint"],
+            buckets=LATENCY_BUCKETS_US, registry=self.registry,
+        )
+        self._loads = Counter(
+            LOAD_COUNT, "Version load attempts by model and status", ["model_name", "status"], registry=self.registry,
+        )
+
+    def set_models(self, models: Iterable[str]) -> None:
+        """The configured model names: the only ``model_name`` label values besides UNKNOWN_MODEL."""
+        with self._lock:
+            self._known = frozenset(models)
+
+    def model_label(self, model: str) -> str:
+        """``model`` when it is configured, else :data:`UNKNOWN_MODEL` (bounds the series count)."""
+        return model if model in self._known else UNKNOWN_MODEL
 
     def observe(self, *, model: str, version: str, api: str, entrypoint: str, status: str, seconds: float) -> None:
         """Record one finished request."""
-        count_key = (("model_name", model), ("model_version", version), ("API", api),
-                     ("entrypoint", entrypoint), ("status", status))
-        hist_key = (("model_name", model), ("API", api), ("entrypoint", entrypoint))
-        micros = seconds * 1e6
-        with self._lock:
-            self._counts[count_key] += 1
-            h = self._hist.setdefault(hist_key, [0.0] * (len(LATENCY_BUCKETS_US) + 2))
-            h[bisect.bisect_left(LATENCY_BUCKETS_US, micros)] += 1
-            h[-1] += micros
+        label = self.model_label(model)
+        if label == UNKNOWN_MODEL:
+            version = ""
+        self._requests.labels(label, version, api, entrypoint, status).inc()
+        self._latency.labels(label, api, entrypoint).observe(seconds * 1e6)
 
     def observe_load(self, *, model: str, status: str) -> None:
         """Record a version load attempt."""
-        with self._lock:
-            self._loads[(("model_name", model), ("status", status))] += 1
+        self._loads.labels(self.model_label(model), status).inc()
 
-    def render(self) -> str:
-        """The Prometheus text exposition of every metric."""
-        lines = [f"# TYPE {REQUEST_COUNT} counter"]
-        with self._lock:
-            for key, value in sorted(self._counts.items()):
-                lines.append(f"{REQUEST_COUNT}{_labels(key)} {value}")
-            lines.append(f"# TYPE {REQUEST_LATENCY} histogram")
-            for key, h in sorted(self._hist.items()):
-                cumulative = 0.0
-                for bound, n in zip(LATENCY_BUCKETS_US, h):
-                    cumulative += n
-                    le = 'le="%g"' % bound
-                    lines.append(f"{REQUEST_LATENCY}_bucket{_labels(key, le)} {cumulative:g}")
-                cumulative += h[len(LATENCY_BUCKETS_US)]
-                inf = 'le="+Inf"'
-                lines.append(f"{REQUEST_LATENCY}_bucket{_labels(key, inf)} {cumulative:g}")
-                lines.append(f"{REQUEST_LATENCY}_sum{_labels(key)} {h[-1]:g}")
-                lines.append(f"{REQUEST_LATENCY}_count{_labels(key)} {cumulative:g}")
-            lines.append(f"# TYPE {LOAD_COUNT} counter")
-            for key, value in sorted(self._loads.items()):
-                lines.append(f"{LOAD_COUNT}{_labels(key)} {value}")
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        """The Prometheus text exposition: this process, or every worker in multiprocess mode."""
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)
+        return generate_latest(registry)

@@ -14,6 +14,7 @@ import enum
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -22,8 +23,10 @@ import grpc
 from .config import ModelConfig
 from .errors import ServingError, invalid_argument, not_found
 from .metrics import Metrics
-from .servable import Servable, list_versions, load_servable, register_scann_ops
+from .layout import fingerprint, incomplete_reason, list_versions
+from .servable import Servable, load_servable, register_scann_ops
 from .tensors import Signature
+from .warmup import replay_warmup
 
 logger = logging.getLogger(__name__)
 
@@ -53,19 +56,16 @@ class _Model:
     config: ModelConfig
     servables: dict[int, Servable] = dataclasses.field(default_factory=dict)
     status: dict[int, VersionStatus] = dataclasses.field(default_factory=dict)
-    failed: dict[int, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
+    failed: dict[int, _Failure] = dataclasses.field(default_factory=dict)
 
 
-def _fingerprint(path: str) -> tuple[Any, ...]:
-    """Changes when a version directory is rewritten, so a failed version is retried after a fix."""
-    items = []
-    for name in ("saved_model.pb", "saved_model.pbtxt", "variables", os.path.join("variables", "variables.index")):
-        try:
-            st = os.stat(os.path.join(path, name))
-            items.append((name, st.st_mtime_ns, st.st_size))
-        except OSError:
-            items.append((name, None, None))
-    return tuple(items)
+@dataclasses.dataclass
+class _Failure:
+    """A version that failed to load: its files then, attempts so far, when to try again."""
+
+    fingerprint: tuple[Any, ...]
+    attempts: int
+    retry_at: float
 
 
 class ModelManager:
@@ -78,6 +78,10 @@ class ModelManager:
         warmup: replay ``assets.extra/tf_serving_warmup_requests`` before a version is AVAILABLE.
         batcher_factory: optional per-signature batcher constructor (see ``batching.py``).
         metrics: where load attempts are counted.
+        max_load_retries: TF Serving's ``--max_num_load_retries``: a failed version is tried again
+            this many times (on later polls, ``load_retry_interval_s`` apart) while its files stay
+            the same; any change to its files starts a fresh round of attempts.
+        load_retry_interval_s: TF Serving's ``--load_retry_interval_micros`` in seconds.
     """
 
     def __init__(
@@ -88,8 +92,14 @@ class ModelManager:
         warmup: bool = True,
         batcher_factory: Callable[[Signature], Any] | None = None,
         metrics: Metrics | None = None,
+        max_load_retries: int = 5,
+        load_retry_interval_s: float = 60.0,
     ) -> None:
+        if max_load_retries < 0 or load_retry_interval_s < 0:
+            raise ValueError("max_load_retries and load_retry_interval_s must be >= 0")
         self._metrics = metrics
+        self._max_load_retries = max_load_retries
+        self._load_retry_interval_s = load_retry_interval_s
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()  # one poll (and thus one loader) at a time
         self._models: dict[str, _Model] = {}
@@ -98,6 +108,7 @@ class ModelManager:
         self._batcher_factory = batcher_factory
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        validate_configs(configs)
         self._set_configs(configs)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -110,11 +121,11 @@ class ModelManager:
             self._thread = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
-        """Stop polling and release every servable."""
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop polling (waiting up to ``timeout_s`` for a running poll) and release every servable."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=timeout_s)
             self._thread = None
         with self._lock:
             for model in self._models.values():
@@ -132,31 +143,27 @@ class ModelManager:
     # -- configuration ---------------------------------------------------------------------------
 
     def _set_configs(self, configs: Iterable[ModelConfig]) -> None:
-        configs = list(configs)
-        names = [c.name for c in configs]
-        if len(set(names)) != len(names):
-            raise invalid_argument(f"model names must be unique, got {names}")
         with self._lock:
             for config in configs:
                 if config.name in self._models:
                     self._models[config.name].config = config
                 else:
                     self._models[config.name] = _Model(config=config)
+            if self._metrics is not None:
+                self._metrics.set_models(self._models)
 
     def reload_config(self, configs: Sequence[ModelConfig]) -> None:
         """Replace the served set (``HandleReloadConfigRequest`` semantics) and load synchronously.
 
-        Models missing from ``configs`` are unloaded; new ones are loaded before this returns.
+        The whole config is validated first: a rejected config raises INVALID_ARGUMENT and changes
+        nothing. Models missing from ``configs`` are unloaded; new ones are loaded before this returns.
         """
-        for config in configs:
-            for label, version in config.labels.items():
-                if not label:
-                    raise invalid_argument(f"model {config.name}: empty version label")
+        validate_configs(configs)
         new_names = {c.name for c in configs}
-        with self._lock:
-            removed = [n for n in self._models if n not in new_names]
-            retired = [self._models.pop(n) for n in removed]
-        self._set_configs(configs)
+        with self._poll_lock:  # no poll may run on a half-replaced set
+            with self._lock:
+                retired = [self._models.pop(n) for n in [n for n in self._models if n not in new_names]]
+                self._set_configs(configs)
         for model in retired:
             for version, servable in model.servables.items():
                 logger.info("unloading model %s version %d (removed from config)", model.config.name, version,
@@ -200,10 +207,20 @@ class ModelManager:
             if version in model.servables:
                 continue
             path = os.path.join(config.base_path, str(version))
-            fingerprint = _fingerprint(path)
-            if model.failed.get(version) == fingerprint:
+            reason = incomplete_reason(path)
+            if reason is not None:  # still being copied: look again on the next poll
+                with self._lock:
+                    model.status[version] = VersionStatus(version, State.START, ServingError(
+                        grpc.StatusCode.UNAVAILABLE, f"Version directory {path} is incomplete: {reason}"))
                 continue
-            self._load(model, version, path, fingerprint)
+            fingerprint_now = fingerprint(path)
+            failure = model.failed.get(version)
+            attempt = 1
+            if failure is not None and failure.fingerprint == fingerprint_now:
+                if failure.attempts > self._max_load_retries or time.monotonic() < failure.retry_at:
+                    continue
+                attempt = failure.attempts + 1
+            self._load(model, version, path, fingerprint_now, attempt)
         with self._lock:
             if self._models.get(config.name) is not model:
                 return  # removed by a concurrent reload
@@ -215,14 +232,19 @@ class ModelManager:
                                 extra={"event": "retire", "model": config.name, "version": version})
                     servable.close()
 
-    def _load(self, model: _Model, version: int, path: str, fingerprint: tuple[Any, ...]) -> None:
+    def _load(self, model: _Model, version: int, path: str, fingerprint: tuple[Any, ...], attempt: int) -> None:
         name = model.config.name
         with self._lock:
             model.status[version] = VersionStatus(version, State.LOADING)
+        started = time.monotonic()
         try:
-            servable = load_servable(
-                name, version, path, warmup=self._warmup, batcher_factory=self._batcher_factory
-            )
+            servable = load_servable(name, version, path, batcher_factory=self._batcher_factory)
+            if self._warmup:
+                try:
+                    servable.warmup_count = replay_warmup(servable)
+                except Exception:
+                    servable.close()
+                    raise
         except ServingError as e:
             error = e
         except Exception as e:  # any loader failure must leave the serving versions untouched
@@ -235,14 +257,24 @@ class ModelManager:
                 model.failed.pop(version, None)
             if self._metrics:
                 self._metrics.observe_load(model=name, status="OK")
+            seconds = time.monotonic() - started
+            logger.info(
+                "loaded model %s version %d from %s in %.2fs (%d warm-up requests)",
+                name, version, path, seconds, servable.warmup_count,
+                extra={"event": "load", "model": name, "version": version, "path": path,
+                       "load_seconds": round(seconds, 3), "warmup_requests": servable.warmup_count},
+            )
             return
         if self._metrics:
             self._metrics.observe_load(model=name, status=error.code.name)
-        logger.error("model %s version %d failed to load: %s", name, version, error.message,
-                     extra={"event": "load_failed", "model": name, "version": version, "code": error.code.name})
+        retries_left = self._max_load_retries - (attempt - 1)
+        logger.error("model %s version %d failed to load (attempt %d, %d retries left): %s",
+                     name, version, attempt, max(0, retries_left), error.message,
+                     extra={"event": "load_failed", "model": name, "version": version, "code": error.code.name,
+                            "attempt": attempt})
         with self._lock:
             model.status[version] = VersionStatus(version, State.END, error)
-            model.failed[version] = fingerprint
+            model.failed[version] = _Failure(fingerprint, attempt, time.monotonic() + self._load_retry_interval_s)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -285,3 +317,15 @@ class ModelManager:
         """Model name -> AVAILABLE versions."""
         with self._lock:
             return {n: sorted(m.servables) for n, m in self._models.items()}
+
+
+def validate_configs(configs: Sequence[ModelConfig]) -> None:
+    """Raise INVALID_ARGUMENT for a model set that cannot be served (before anything changes)."""
+    names = [c.name for c in configs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise invalid_argument(f"model names must be unique, repeated: {', '.join(duplicates)}")
+    for config in configs:
+        for label in config.labels:
+            if not label:
+                raise invalid_argument(f"model {config.name}: empty version label")

@@ -8,8 +8,10 @@
 The optional first word picks the variant: ``recommend`` (default; a retrieval model's
 ``serving_default``), ``rank`` (a ranking model's ``rerank``: the given movies, best first) or
 ``history`` (a sequential model's ``serving_default``: the next movies after a viewing history,
-oldest first, newest last). Titles are printed when ``--model-dir`` (an export base path or version
-directory) holds a ``movie_titles.tsv`` (``movie_id<TAB>title``) under ``assets.extra/`` or ``assets/``.
+oldest first, newest last). Titles are printed from the ``movie_titles.tsv`` (``movie_id<TAB>title``, under ``assets.extra/`` or
+``assets/``) of the export ``--model-dir`` points at: a run directory, an export base path or a
+version directory (an export without titles is an error, never silently ignored). A ``--k`` above
+what the model returns (the export's k) prints what there is, with a warning.
 Exit codes: 0 ok, 2 usage or request error (bad arguments, unknown model, bad input),
 1 server/transport failure (unreachable, internal error).
 """
@@ -28,7 +30,8 @@ import grpc
 from tfrs_lab.export import signatures as sig_names
 
 from .client import ServingClient, ServingClientError
-from .servable import list_versions
+from .config import ConfigError
+from .paths import resolve_version_dir
 
 TITLES_FILE = sig_names.MOVIE_TITLES_FILE
 _USER_ERRORS = {
@@ -82,7 +85,7 @@ def build_parser(command: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable JSON output")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
     p.add_argument("--retries", type=int, default=3, help="retries on UNAVAILABLE")
-    p.add_argument("--model-dir", help="export base path or version dir holding movie_titles.tsv")
+    p.add_argument("--model-dir", help="run directory, export base path or version dir (for titles)")
     return p
 
 
@@ -99,25 +102,29 @@ def _id_list(text: str) -> list[str]:
 
 
 def load_titles(model_dir: str | None) -> dict[str, str]:
-    """movie_id -> title from ``movie_titles.tsv`` in the model dir, or {} when absent."""
+    """movie_id -> title from ``movie_titles.tsv`` of the export ``model_dir`` points at (a run
+    directory, an export base path or a version directory); {} without ``model_dir``.
+
+    Raises :class:`ConfigError` when ``model_dir`` holds no export or the export has no titles.
+    """
     if not model_dir:
         return {}
-    candidates = [model_dir]
-    versions = list_versions(model_dir)
-    if versions:
-        candidates.insert(0, os.path.join(model_dir, str(versions[0])))
-    for base in candidates:
-        for sub in ("assets.extra", "assets", ""):
-            path = os.path.join(base, sub, TITLES_FILE)
-            if os.path.isfile(path):
-                titles = {}
-                with open(path, encoding="utf-8") as f:
-                    for line in f:
-                        movie_id, sep, title = line.rstrip("\n").partition("\t")
-                        if sep:
-                            titles[movie_id] = title
-                return titles
-    return {}
+    version_dir = resolve_version_dir(model_dir)
+    if version_dir is None:
+        raise ConfigError(f"--model-dir {model_dir} holds no exported version; pass a run directory, "
+                          "export/<name> or export/<name>/<version>")
+    for sub in ("assets.extra", "assets"):
+        path = os.path.join(version_dir, sub, TITLES_FILE)
+        if os.path.isfile(path):
+            titles = {}
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    movie_id, sep, title = line.rstrip("\n").partition("\t")
+                    if sep:
+                        titles[movie_id] = title
+            return titles
+    raise ConfigError(f"--model-dir {model_dir}: {version_dir} has no assets.extra/{TITLES_FILE}; "
+                      "drop --model-dir to print ids only")
 
 
 def _movie_json(row: Sequence[tuple[str, float]], titles: dict[str, str]) -> list[dict[str, object]]:
@@ -152,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {flag} needs at least one movie id (comma-separated, e.g. 1,50,181)", file=sys.stderr)
             return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    titles = load_titles(args.model_dir)
+    try:
+        titles = load_titles(args.model_dir)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         with ServingClient(
             args.target, protocol="rest" if args.rest else "grpc", timeout_s=args.timeout, retries=max(0, args.retries)
@@ -168,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f" (`{command}` needs {_NEEDS[command]})" if e.code in _WRONG_MODEL else ""
         print(f"error: {args.model} at {args.target}: {e}{hint}", file=sys.stderr)
         return 2 if e.code in _USER_ERRORS else 1
+    if command != "rank" and args.k is not None and any(len(row) < args.k for row in results):
+        got = min(len(row) for row in results)
+        print(f"warning: --k {args.k} is more than {args.model} returns ({got}: the export's k); "
+              f"printing {got}. Re-export with a larger export.k for more.", file=sys.stderr)
 
     if command == "rank":
         [row] = results

@@ -1,4 +1,4 @@
-"""TF Serving's REST API on the standard library's ``ThreadingHTTPServer``.
+"""TF Serving's REST API on aiohttp's HTTP/1.1 server.
 
 URLs (as in ``tensorflow_model_server --rest_api_port``)::
 
@@ -8,162 +8,286 @@ URLs (as in ``tensorflow_model_server --rest_api_port``)::
     POST ...:classify | ...:regress                              tf.Example-based APIs
     GET  /monitoring/prometheus/metrics                          Prometheus (monitoring config)
 
-Errors answer ``{"error": "<TF Serving message>"}`` with TF Serving's HTTP status mapping.
+Every answer that is not a success is ``{"error": "<message>"}`` (JSON, never HTML): TF Serving's
+HTTP status mapping for request errors, 400 for malformed requests (bad URL, version, JSON or
+HTTP framing), 405 for a method the URL does not take, 413 for a body over ``--max-message-bytes``.
+
+aiohttp parses HTTP/1.1 (llhttp, the parser of Node.js): every body is framed by its
+Content-Length or chunked encoding whatever the method, so a body never runs as the next request
+on a keep-alive connection; negative or malformed Content-Length, oversized request lines and
+headers are refused by the parser. The event loop runs in one thread; model work runs in a thread
+pool of ``max_workers``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import re
+import socket
+import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from typing import Any, Protocol
 
 import grpc
+from aiohttp import web, web_protocol, web_server
 from google.protobuf import json_format
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow_serving.apis import classification_pb2, input_pb2, regression_pb2
 
 from . import deadline, inference
 from .errors import ServingError, invalid_argument
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import Metrics
+from .model_manager import ModelManager
 from .servable import Servable
-
-if TYPE_CHECKING:
-    from .server import ModelServer
+from .tensors import check_json_rows, utf8
 
 logger = logging.getLogger(__name__)
 
+JSON = "application/json"
+MAX_HEADER_BYTES = 8190  # one request line or header field (aiohttp's and most proxies' default)
+MAX_HEADERS = 128
+KEEPALIVE_TIMEOUT_S = 75.0
 _MODEL_URL = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<suffix>/metadata|:predict|:classify|:regress)?/?$"
 )
+_POST_SUFFIXES = (":predict", ":classify", ":regress")
 
 
-class RestServer(ThreadingHTTPServer):
-    """HTTP server that counts in-flight requests so shutdown can drain them."""
+class ModelServer(Protocol):
+    """What the REST front end needs of the server (``server.ModelServer``)."""
 
-    daemon_threads = True  # idle keep-alive connections must not block shutdown
-    allow_reuse_address = True
+    options: Any  # server.ServerOptions
+    metrics: Metrics
+    manager: ModelManager
 
-    def __init__(self, address: tuple[str, int], model_server: "ModelServer") -> None:
-        super().__init__(address, RestHandler)
-        self.model_server = model_server
-        self._inflight = 0
-        self._cond = threading.Condition()
-        self.draining = False
-
-    def enter(self) -> bool:
-        """Register a request; False when draining (the request is refused)."""
-        with self._cond:
-            if self.draining:
-                return False
-            self._inflight += 1
-            return True
-
-    def leave(self) -> None:
-        """A request finished."""
-        with self._cond:
-            self._inflight -= 1
-            self._cond.notify_all()
-
-    def drain(self, grace_s: float) -> None:
-        """Refuse new requests and wait (up to ``grace_s``) for in-flight ones."""
-        deadline = time.monotonic() + grace_s
-        with self._cond:
-            self.draining = True
-            while self._inflight > 0 and time.monotonic() < deadline:
-                self._cond.wait(timeout=max(0.0, deadline - time.monotonic()))
-            if self._inflight:
-                logger.warning("REST drain timed out with %d request(s) in flight", self._inflight)
+    def handle(self, api: str, entrypoint: str, model: str, fn: Callable[[], tuple[Any, Servable | None]]) -> Any:
+        """Run one request with metrics and error mapping."""
 
 
-def make_rest_server(model_server: "ModelServer", host: str, port: int) -> RestServer:
-    """Bind the REST server (port 0 picks a free port)."""
-    server = RestServer((host, port), model_server)
-    RestHandler.timeout = model_server.options.rest_timeout_s
-    return server
+class HttpError(Exception):
+    """An HTTP-level refusal (405, 413) answered as ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
 
 
-class RestHandler(BaseHTTPRequestHandler):
-    """One HTTP request -> one TF Serving REST call."""
+def json_response(status: int, body: Any, *, close: bool = False, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response (NaN/Infinity allowed, as TF Serving writes them)."""
+    text = json.dumps(body, separators=(",", ":"), allow_nan=True)
+    response = web.Response(status=status, text=text, content_type=JSON, headers=headers)
+    if close:
+        response.force_close()
+    return response
 
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes: with Nagle on, the body waits for the client's
-    # delayed ACK (~40 ms per keep-alive request on Linux). TF Serving sets TCP_NODELAY too.
-    disable_nagle_algorithm = True
-    server: RestServer
-    server_version = "tfrs_lab-serving"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (BaseHTTPRequestHandler API)
-        logger.debug("%s - " + format, self.address_string(), *args)
+class _JsonErrorHandler(web_protocol.RequestHandler):
+    """aiohttp's connection handler, answering HTTP framing errors as JSON instead of text."""
 
-    def do_GET(self) -> None:  # noqa: N802
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._dispatch("DELETE")
-
-    # -------------------------------------------------------------------------------------------
-
-    def _dispatch(self, method: str) -> None:
-        if not self.server.enter():
-            self._drain_body()
-            self._send_json(503, {"error": "Server is shutting down; retry on another replica"}, close=True)
-            return
-        try:
-            with deadline.scope(self.server.model_server.options.rest_timeout_s):
-                status, body, content_type = self._route(method)
-        except ServingError as e:
-            status, body, content_type = e.http_status, {"error": e.message}, "application/json"
-        finally:
-            self.server.leave()
-        if content_type == "application/json":
-            self._send_json(status, body)
+    def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500:
+            logger.error("HTTP handler error from %s", getattr(request, "remote", "?"), exc_info=exc)
         else:
-            self._send(status, body.encode("utf-8"), content_type)
+            logger.debug("bad HTTP request from %s: %s", getattr(request, "remote", "?"), message or exc)
+        text = (message or (str(exc) if exc else "")).strip().split("\n", 1)[0] or HTTPStatus(status).phrase
+        return json_response(status, {"error": f"Malformed HTTP request: {text}" if status == 400 else text}, close=True)
 
-    def _route(self, method: str) -> tuple[int, Any, str]:
-        ms = self.server.model_server
-        path = self.path.split("?", 1)[0]
-        monitoring = ms.options.monitoring
-        if method == "GET" and monitoring.enable and path == monitoring.path:
-            return 200, ms.metrics.render(), "text/plain; version=0.0.4"
+
+class _JsonErrorServer(web_server.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _JsonErrorHandler(self, loop=self._loop, **self._kwargs)
+
+
+class RestFrontEnd:
+    """The REST API of ``model_server`` on an already bound listening socket.
+
+    :meth:`start` runs an event loop in a background thread; :meth:`stop` refuses new requests,
+    waits up to ``grace_s`` for in-flight ones, then answers the rest UNAVAILABLE (503).
+    """
+
+    def __init__(self, model_server: ModelServer, sock: socket.socket,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ms = model_server
+        self._sock = sock
+        self._ssl = ssl_context
+        self.port: int = sock.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._pool = ThreadPoolExecutor(max_workers=model_server.options.max_workers, thread_name_prefix="rest")
+        self._thread = threading.Thread(target=self._run, name="rest", daemon=True)
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._draining = False
+        self._aborting = False
+        self._runner: web.ServerRunner | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start serving; raises if the server cannot start."""
+        self._thread.start()
+        self._ready.wait(30)
+        if self._startup_error is not None:
+            raise self._startup_error
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._setup())
+        except Exception as e:  # reported to start()
+            self._startup_error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    async def _setup(self) -> None:
+        server = _JsonErrorServer(
+            self._handle,
+            max_line_size=MAX_HEADER_BYTES, max_field_size=MAX_HEADER_BYTES, max_headers=MAX_HEADERS,
+            keepalive_timeout=KEEPALIVE_TIMEOUT_S, lingering_time=1.0, access_log=None,
+        )
+        self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.SockSite(self._runner, self._sock, ssl_context=self._ssl,
+                            backlog=self._ms.options.listen_backlog)
+        await site.start()
+
+    def stop(self, grace_s: float) -> None:
+        """Drain for up to ``grace_s``, cancel what is left with 503, close every connection."""
+        if not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(grace_s), self._loop)
+        try:
+            future.result(timeout=grace_s + 5)
+        except Exception:  # noqa: BLE001 (shutdown must go on; the loop is stopped below)
+            logger.exception("REST shutdown did not finish cleanly")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _shutdown(self, grace_s: float) -> None:
+        self._draining = True
+        assert self._runner is not None
+        for site in list(self._runner.sites):
+            await site.stop()  # stop accepting connections; keep-alive ones get 503 + close
+        deadline_at = time.monotonic() + grace_s
+        while self._inflight and time.monotonic() < deadline_at:
+            await asyncio.sleep(0.01)
+        if self._inflight:
+            logger.warning("REST drain: %d request(s) still running after %.1fs; answering UNAVAILABLE",
+                           len(self._inflight), grace_s)
+            self._aborting = True
+            for future in list(self._inflight):
+                future.cancel()
+            await asyncio.sleep(0.05)  # let the handlers write their 503s
+        await self._runner.cleanup()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self._draining:
+            return json_response(503, {"error": "Server is shutting down; retry on another replica"}, close=True)
+        try:
+            work = self._route(request.method, request.path)
+            body = await self._read_body(request)
+            return await self._run_in_pool(work, body)
+        except ServingError as e:
+            return json_response(e.http_status, {"error": e.message})
+        except HttpError as e:
+            return json_response(e.status, {"error": e.message}, headers=e.headers, close=e.status == 413)
+
+    async def _run_in_pool(self, work: Callable[[bytes], tuple[int, Any, str]], body: bytes) -> web.StreamResponse:
+        timeout_s = self._ms.options.rest_timeout_s
+
+        def call() -> tuple[int, Any, str]:
+            with deadline.scope(timeout_s):
+                return work(body)
+
+        future = self._loop.run_in_executor(self._pool, call)
+        self._inflight.add(future)
+        try:
+            status, payload, content_type = await future
+        except asyncio.CancelledError:
+            if not self._aborting:
+                raise
+            raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                               "Server shut down before the request finished (--grace-seconds passed); retry") from None
+        finally:
+            self._inflight.discard(future)
+        if content_type == JSON:
+            return json_response(status, payload)
+        return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        """The whole body, refused (413) past ``--max-message-bytes`` before it is buffered."""
+        limit = self._ms.options.max_message_bytes
+        length = request.content_length
+        if length is not None and length > limit:
+            raise HttpError(413, f"Request body of {length} bytes exceeds the maximum message size {limit}; "
+                                 "split the batch or raise --max-message-bytes")
+        chunks, total = [], 0
+        while True:
+            chunk = await request.content.read(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise HttpError(413, f"Request body exceeds the maximum message size {limit}; "
+                                     "split the batch or raise --max-message-bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _route(self, method: str, path: str) -> Callable[[bytes], tuple[int, Any, str]]:
+        """The work for ``method path``; raises 400/404/405 for URLs and methods it does not serve."""
+        monitoring = self._ms.options.monitoring
+        if monitoring.enable and path == monitoring.path:
+            if method != "GET":
+                raise HttpError(405, f"Method {method} is not allowed on {path}; use GET", {"Allow": "GET"})
+            return lambda _body: (200, self._ms.metrics.render(), METRICS_CONTENT_TYPE)
         m = _MODEL_URL.match(path)
-        body = self._read_body() if method == "POST" else b""
-        if m is None or method not in ("GET", "POST"):
-            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {self.path}")
+        if m is None:
+            if path.startswith("/v1/"):
+                raise invalid_argument(f"Malformed request: {method} {path}")
+            raise ServingError(grpc.StatusCode.NOT_FOUND,
+                               f"Not found: {path}; the REST API lives under /v1/models/<name>")
         name, version_text, label, suffix = m.group("name"), m.group("version"), m.group("label"), m.group("suffix")
         version: int | None = None
         if version_text is not None:
-            if not version_text.isdigit():
-                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {self.path}")
+            if not version_text.isdigit() or not version_text.isascii() or int(version_text) < 1 \
+                    or int(version_text) >= 2 ** 63:
+                raise invalid_argument(
+                    f"Malformed request: {method} {path}: version must be a positive integer, got {version_text!r}")
             version = int(version_text)
-        if method == "GET" and suffix is None:
-            return 200, self._status(name, version, label), "application/json"
-        if method == "GET" and suffix == "/metadata":
-            return 200, self._metadata(name, version, label), "application/json"
-        if method == "POST" and suffix in (":predict", ":classify", ":regress"):
-            api = suffix[1:]
-            result = ms.handle(api, "REST", name, lambda: self._infer(api, name, version, label, body))
-            return 200, result, "application/json"
-        raise ServingError(grpc.StatusCode.NOT_FOUND, f"Malformed request: {method} {self.path}")
+        allowed = "POST" if suffix in _POST_SUFFIXES else "GET"
+        if method != allowed:
+            raise HttpError(405, f"Method {method} is not allowed on {path}; use {allowed}", {"Allow": allowed})
+        if suffix is None:
+            return lambda _body: (200, self._status(name, version, label), JSON)
+        if suffix == "/metadata":
+            return lambda _body: (200, self._metadata(name, version, label), JSON)
+        api = suffix[1:]
+        return lambda body: (200, self._ms.handle(api, "REST", name,
+                                                  lambda: self._infer(api, name, version, label, body)), JSON)
 
     def _status(self, name: str, version: int | None, label: str | None) -> dict[str, Any]:
-        ms = self.server.model_server
-
         def fn() -> tuple[dict[str, Any], None]:
             statuses = []
-            for st in ms.manager.status(name, version, label):
+            for st in self._ms.manager.status(name, version, label):
                 statuses.append({
                     "version": str(st.version),
                     "state": st.state.name,
@@ -174,82 +298,32 @@ class RestHandler(BaseHTTPRequestHandler):
                 })
             return {"model_version_status": statuses}, None
 
-        return ms.handle("get_model_status", "REST", name, fn)
+        return self._ms.handle("get_model_status", "REST", name, fn)
 
     def _metadata(self, name: str, version: int | None, label: str | None) -> dict[str, Any]:
-        ms = self.server.model_server
-
         def fn() -> tuple[dict[str, Any], Servable]:
-            s = ms.manager.resolve(name, version, label)
+            s = self._ms.manager.resolve(name, version, label)
             sig = json_format.MessageToDict(s.signature_def_map, preserving_proto_field_name=True)
             return {
                 "model_spec": {"name": s.name, "signature_name": "", "version": str(s.version)},
                 "metadata": {"signature_def": sig},
             }, s
 
-        return ms.handle("get_model_metadata", "REST", name, fn)
+        return self._ms.handle("get_model_metadata", "REST", name, fn)
 
     def _infer(self, api: str, name: str, version: int | None, label: str | None, raw: bytes) -> tuple[Any, Servable]:
-        ms = self.server.model_server
         deadline.check("before the request was processed")
-        body = _parse_json(raw)
-        servable = ms.manager.resolve(name, version, label)
+        body = parse_json(raw)
+        max_rows = self._ms.options.max_batch_rows
+        check_json_rows(body, "examples" if api != "predict" else None, max_rows)
+        servable = self._ms.manager.resolve(name, version, label)
         if api == "predict":
             return inference.predict_json(servable, body), servable
         return _example_api(api, servable, body), servable
 
-    # -- I/O -------------------------------------------------------------------------------------
 
-    def _read_body(self) -> bytes:
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                self.close_connection = True
-                raise invalid_argument("Chunked request bodies are not supported; send Content-Length")
-            return b""
-        try:
-            length = int(length_text)
-        except ValueError as e:
-            self.close_connection = True
-            raise invalid_argument(f"Invalid Content-Length: {length_text!r}") from e
-        limit = self.server.model_server.options.max_message_bytes
-        if length > limit:
-            self.close_connection = True
-            raise ServingError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"Request body of {length} bytes exceeds the maximum message size {limit}; "
-                "split the batch or raise --max-message-bytes",
-            )
-        return self.rfile.read(length)
-
-    def _drain_body(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = 0
-        if 0 < length <= self.server.model_server.options.max_message_bytes:
-            self.rfile.read(length)
-
-    def _send_json(self, status: int, body: Any, close: bool = False) -> None:
-        data = json.dumps(body, separators=(",", ":"), allow_nan=True).encode("utf-8")
-        self._send(status, data, "application/json", close)
-
-    def _send(self, status: int, data: bytes, content_type: str, close: bool = False) -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            if close or self.close_connection:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            logger.debug("client went away before the response was written")
-            self.close_connection = True
-
-
-def _parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes) -> Any:
+    """Parse a request body, answering INVALID_ARGUMENT (never INTERNAL) for anything malformed."""
     if not raw.strip():
         raise invalid_argument("JSON Parse error: The document is empty. at offset: 0")
     try:
@@ -258,6 +332,8 @@ def _parse_json(raw: bytes) -> Any:
         raise invalid_argument(f"JSON Parse error: Invalid encoding in string. at offset: {e.start}") from e
     except json.JSONDecodeError as e:
         raise invalid_argument(f"JSON Parse error: {e.msg}. at offset: {e.pos}") from e
+    except RecursionError as e:
+        raise invalid_argument("JSON Parse error: the document nests too deeply; send at most a few hundred levels") from e
 
 
 # -- :classify / :regress ---------------------------------------------------------------------------
@@ -267,6 +343,8 @@ def _feature(key: str, value: Any) -> feature_pb2.Feature:
     values = value if isinstance(value, list) else [value]
     feature = feature_pb2.Feature()
     if all(isinstance(v, bool) or isinstance(v, int) for v in values) and values:
+        if any(not -2 ** 63 <= int(v) < 2 ** 63 for v in values):
+            raise invalid_argument(f"Feature {key}: integer out of the int64 range")
         feature.int64_list.value.extend(int(v) for v in values)
     elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and values:
         feature.float_list.value.extend(float(v) for v in values)
@@ -274,11 +352,14 @@ def _feature(key: str, value: Any) -> feature_pb2.Feature:
         out = []
         for v in values:
             if isinstance(v, dict):
-                if set(v) != {"b64"}:
-                    raise invalid_argument(f"Feature {key}: objects must be {{\"b64\": ...}}")
-                out.append(base64.b64decode(v["b64"]))
+                if set(v) != {"b64"} or not isinstance(v["b64"], str):
+                    raise invalid_argument(f"Feature {key}: objects must be {{\"b64\": \"<base64>\"}}")
+                try:
+                    out.append(base64.b64decode(v["b64"], validate=True))
+                except ValueError as e:
+                    raise invalid_argument(f"Feature {key}: invalid base64") from e
             else:
-                out.append(v.encode("utf-8"))
+                out.append(utf8(v, f"feature {key}"))
         feature.bytes_list.value.extend(out)
     else:
         raise invalid_argument(f"Feature {key} has mixed or unsupported value types: {json.dumps(value)[:100]}")
@@ -305,6 +386,8 @@ def _example_api(api: str, servable: Servable, body: Any) -> dict[str, Any]:
     else:
         inp.example_list.examples.extend(examples)
     signature_name = body.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise invalid_argument("'signature_name' must be a string")
     if api == "classify":
         request = classification_pb2.ClassificationRequest(input=inp)
         request.model_spec.signature_name = signature_name

@@ -23,14 +23,12 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tfrs_lab.export import signatures as sig_names
 
 from . import deadline
-from .errors import ServingError, failed_precondition, invalid_argument
+from .errors import ServingError, failed_precondition
+from .layout import SAVED_MODEL_PB, SAVED_MODEL_PBTXT, list_versions  # noqa: F401  (re-exported)
 from .tensors import Signature, build_signature, check_output_filter, error_for_tf
 
 logger = logging.getLogger(__name__)
 
-SAVED_MODEL_PB = "saved_model.pb"
-SAVED_MODEL_PBTXT = "saved_model.pbtxt"
-MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 INIT_OP_SIGNATURE = "__saved_model_init_op"
 SCANN_OP_PREFIX = "Scann>"
 
@@ -51,19 +49,6 @@ def register_scann_ops() -> str | None:
                 _scann_state["error"] = f"{e}"
                 logger.warning("scann is not importable (%s); ScaNN SavedModels will not load", e)
         return _scann_state["error"]
-
-
-def list_versions(base_path: str) -> list[int]:
-    """Positive integer version directories under ``base_path`` (highest first); [] if missing."""
-    try:
-        names = os.listdir(base_path)
-    except OSError:
-        return []
-    versions = []
-    for name in names:
-        if name.isdigit() and int(name) > 0 and os.path.isdir(os.path.join(base_path, name)):
-            versions.append(int(name))
-    return sorted(versions, reverse=True)
 
 
 def read_saved_model_proto(path: str) -> saved_model_pb2.SavedModel:
@@ -183,10 +168,9 @@ def load_servable(
     version: int,
     path: str,
     *,
-    warmup: bool = True,
     batcher_factory: Callable[[Signature], Any] | None = None,
 ) -> Servable:
-    """Load ``path`` as version ``version`` of model ``name`` and replay its warm-up records.
+    """Load ``path`` as version ``version`` of model ``name`` (warm-up: :mod:`.warmup`).
 
     Raises :class:`ServingError` with the reason when the version cannot serve.
     """
@@ -228,61 +212,5 @@ def load_servable(
         custom_op_names=ops,
         batcher_factory=batcher_factory,
     )
-    if warmup:
-        try:
-            servable.warmup_count = replay_warmup(servable)
-        except ServingError:
-            servable.close()
-            raise
-    logger.info(
-        "loaded model %s version %d from %s in %.2fs (%d warm-up requests)",
-        name, version, path, time.monotonic() - started, servable.warmup_count,
-        extra={"event": "load", "model": name, "version": version, "path": path,
-               "load_seconds": round(time.monotonic() - started, 3), "warmup_requests": servable.warmup_count},
-    )
+    logger.debug("loaded model %s version %d from %s in %.2fs", name, version, path, time.monotonic() - started)
     return servable
-
-
-def warmup_path(version_path: str) -> str:
-    """Path of the warm-up records file of a version directory."""
-    return os.path.join(version_path, "assets.extra", sig_names.WARMUP_FILE)
-
-
-def replay_warmup(servable: Servable) -> int:
-    """Run every PredictionLog in ``assets.extra/tf_serving_warmup_requests``; return how many."""
-    path = warmup_path(servable.path)
-    if not os.path.exists(path):
-        return 0
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    from . import inference
-
-    count = 0
-    try:
-        records = list(tf.data.TFRecordDataset(path).take(MAX_WARMUP_RECORDS + 1).as_numpy_iterator())
-    except tf.errors.OpError as e:
-        raise invalid_argument(f"Failed to read warm-up records {path}: {e.message}; re-export the version") from e
-    if len(records) > MAX_WARMUP_RECORDS:
-        raise invalid_argument(f"Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS}) at {path}")
-    for record in records:
-        log = prediction_log_pb2.PredictionLog()
-        try:
-            log.ParseFromString(record)
-        except DecodeError as e:
-            raise invalid_argument(f"Malformed warm-up record in {path}: {e}") from e
-        kind = log.WhichOneof("log_type")
-        try:
-            if kind == "predict_log":
-                inference.predict(servable, log.predict_log.request)
-            elif kind == "classify_log":
-                inference.classify(servable, log.classify_log.request)
-            elif kind == "regress_log":
-                inference.regress(servable, log.regress_log.request)
-            elif kind == "multi_inference_log":
-                inference.multi_inference(servable, log.multi_inference_log.request)
-            else:
-                raise invalid_argument(f"Unsupported log_type for warmup: {kind}")
-        except ServingError as e:
-            raise ServingError(e.code, f"Warm-up request {count} in {path} failed: {e.message}") from e
-        count += 1
-    return count

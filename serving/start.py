@@ -1,10 +1,14 @@
 """``python -m tfrs_lab.serving.start``: serve exported models over TF Serving's gRPC/REST APIs.
 
     python -m tfrs_lab.serving.start --model retrieval=runs/r1/export/retrieval --port 8500 --rest-port 8501
+    python -m tfrs_lab.serving.start --model retrieval=runs/r1 --host 0.0.0.0 --workers 4
 
-``--engine auto`` runs ``tensorflow_model_server`` from ``PATH`` when it is installed and no model
-needs custom ops (ScaNN exports do), else the built-in server; ``tfserving`` / ``builtin`` force one.
-SIGTERM/SIGINT drain in-flight requests before exit.
+``--model NAME=PATH`` takes an export base path, a run directory or one version directory (which is
+then the only version served). ``--engine auto`` runs ``tensorflow_model_server`` from ``PATH`` when
+it is installed and no model needs custom ops (ScaNN exports do), else the built-in server;
+``tfserving`` / ``builtin`` force one. The built-in server binds 127.0.0.1 unless ``--host`` says
+otherwise, and runs ``--workers`` processes (default: one per core) sharing the ports with
+``SO_REUSEPORT``. SIGTERM/SIGINT drain in-flight requests for at most ``--grace-seconds``.
 """
 
 from __future__ import annotations
@@ -29,13 +33,14 @@ from .config import (
     load_batching_parameters,
     load_model_config_file,
     load_monitoring_config,
-    parse_model_flag,
     to_model_server_config_text,
 )
+from .paths import model_config_from_flag
 
 logger = logging.getLogger("tfrs_lab.serving.start" if __name__ == "__main__" else __name__)
 
 TF_SERVING_BINARY = "tensorflow_model_server"
+DEFAULT_MAX_BATCH_ROWS = 1024  # == server.DEFAULT_MAX_BATCH_ROWS (not imported: this module stays TF-free)
 
 
 class _UsageError(Exception):
@@ -50,27 +55,41 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = _Parser(prog="python -m tfrs_lab.serving.start", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="model name and export base path")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                   help="model name and path: export base, run directory or one version directory")
     p.add_argument("--model-config-file", help="text ModelServerConfig (see the shipped configs/serving/models.config: python -m tfrs_lab.configs serving/models.config)")
     p.add_argument("--port", type=int, default=8500, help="gRPC port")
     p.add_argument("--rest-port", type=int, default=8501, help="REST port (0 = any free port, -1 = off)")
-    p.add_argument("--host", default="0.0.0.0", help="address to bind")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
     p.add_argument("--engine", choices=("auto", "tfserving", "builtin"), default="auto")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="serving processes sharing the ports (built-in engine; default: one per core)")
     p.add_argument("--batching-parameters-file", help="enables batching (see the shipped configs/serving/batching.config: python -m tfrs_lab.configs serving/batching.config)")
     p.add_argument("--monitoring-config-file", help="Prometheus endpoint (see the shipped configs/serving/monitoring.config: python -m tfrs_lab.configs serving/monitoring.config)")
+    p.add_argument("--ssl-config-file", help="TLS for gRPC and REST: text SSLConfig (server_key, server_cert, "
+                                             "custom_ca, client_verify)")
     p.add_argument("--poll-seconds", type=float, default=1.0, help="file-system poll interval (0 = off)")
-    p.add_argument("--max-message-bytes", type=int, default=64 * 1024 * 1024)
-    p.add_argument("--threads", type=int, default=16, help="request threads (built-in engine)")
+    p.add_argument("--max-message-bytes", type=int, default=64 * 1024 * 1024, help="largest request/response")
+    p.add_argument("--max-batch-rows", type=int, default=DEFAULT_MAX_BATCH_ROWS,
+                   help="most rows (examples) per request, refused before any work (0 = no limit)")
+    p.add_argument("--max-num-load-retries", type=int, default=5, help="retries of a failed version load")
+    p.add_argument("--load-retry-interval-micros", type=int, default=60_000_000, help="time between load retries")
+    p.add_argument("--enable-model-management", action="store_true",
+                   help="allow HandleReloadConfigRequest (unauthenticated: keep the port private)")
+    p.add_argument("--threads", type=int, default=16, help="request threads per worker (built-in engine)")
     p.add_argument("--no-warmup", action="store_true", help="skip warm-up replay")
-    p.add_argument("--grace-seconds", type=float, default=10.0, help="drain time on SIGTERM")
+    p.add_argument("--grace-seconds", type=float, default=10.0,
+                   help="on SIGTERM, in-flight requests get this long; then they are cancelled (UNAVAILABLE)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-format", choices=FORMATS, default="text", help="json: one JSON object per line (for log shippers)")
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set on worker processes
     return p
 
 
 def needs_custom_ops(config: ModelConfig) -> set[str]:
     """Custom ops (e.g. ``Scann>ScannSearchBatched``) used by any version the policy would load."""
-    from .servable import custom_ops, list_versions, read_saved_model_proto
+    from .layout import list_versions
+    from .servable import custom_ops, read_saved_model_proto
 
     ops: set[str] = set()
     for version in config.wanted_versions(list_versions(config.base_path)):
@@ -83,6 +102,9 @@ def choose_engine(engine: str, models: Sequence[ModelConfig]) -> str:
     if engine == "builtin":
         return "builtin"
     binary = shutil.which(TF_SERVING_BINARY)
+    if binary is None and engine == "auto":  # decided without reading (or importing TensorFlow for) any model
+        logger.info("%s not on PATH: using the built-in server", TF_SERVING_BINARY)
+        return "builtin"
     ops = {m.name: needs_custom_ops(m) for m in models}
     blocked = {n: o for n, o in ops.items() if o}
     if engine == "tfserving":
@@ -95,9 +117,6 @@ def choose_engine(engine: str, models: Sequence[ModelConfig]) -> str:
                 + ": export the brute_force variant or use --engine builtin"
             )
         return "tfserving"
-    if binary is None:
-        logger.info("%s not on PATH: using the built-in server", TF_SERVING_BINARY)
-        return "builtin"
     if blocked:
         logger.info("models %s need custom ops: using the built-in server", sorted(blocked))
         return "builtin"
@@ -121,6 +140,10 @@ def tfserving_command(args: argparse.Namespace, models: Sequence[ModelConfig], c
         cmd.append(f"--monitoring_config_file={os.path.abspath(args.monitoring_config_file)}")
     if not args.no_warmup:
         cmd.append("--enable_model_warmup=true")
+    if args.ssl_config_file:
+        cmd.append(f"--ssl_config_file={os.path.abspath(args.ssl_config_file)}")
+    cmd += [f"--max_num_load_retries={args.max_num_load_retries}",
+            f"--load_retry_interval_micros={args.load_retry_interval_micros}"]
     return cmd
 
 
@@ -141,28 +164,39 @@ def _run_tfserving(args: argparse.Namespace, models: Sequence[ModelConfig]) -> i
         return proc.wait()
 
 
-def _run_builtin(args: argparse.Namespace, models: Sequence[ModelConfig]) -> int:
-    from .server import ModelServer, ServerOptions
+def _server_options(args: argparse.Namespace) -> Any:
+    from .server import ServerOptions
+    from .tls import load_ssl_config
 
-    batching = load_batching_parameters(args.batching_parameters_file) if args.batching_parameters_file else None
-    monitoring = load_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file else MonitoringConfig()
-    options = ServerOptions(
+    return ServerOptions(
         host=args.host,
         grpc_port=args.port,
         rest_port=None if args.rest_port < 0 else args.rest_port,
         max_workers=args.threads,
         max_message_bytes=args.max_message_bytes,
+        max_batch_rows=args.max_batch_rows,
         poll_interval_s=args.poll_seconds,
         warmup=not args.no_warmup,
-        batching=batching,
-        monitoring=monitoring,
+        batching=load_batching_parameters(args.batching_parameters_file) if args.batching_parameters_file else None,
+        monitoring=load_monitoring_config(args.monitoring_config_file) if args.monitoring_config_file else MonitoringConfig(),
+        enable_model_management=args.enable_model_management,
+        max_load_retries=args.max_num_load_retries,
+        load_retry_interval_s=args.load_retry_interval_micros / 1e6,
+        ssl=load_ssl_config(args.ssl_config_file) if args.ssl_config_file else None,
+        reuse_port=args.reuse_port,
     )
-    server = ModelServer(models, options)
+
+
+def _run_builtin(args: argparse.Namespace, models: Sequence[ModelConfig]) -> int:
+    from .server import ModelServer
+    from .workers import ready_line
+
+    server = ModelServer(models, _server_options(args))
     server.start()
-    print(f"serving {', '.join(m.name for m in models)}: gRPC {args.host}:{server.grpc_port}, REST {args.host}:{server.rest_port}", flush=True)
+    print(ready_line(models, args.host, server.grpc_port, server.rest_port), flush=True)
 
     def on_signal(signum: int, _frame: Any) -> None:
-        logger.info("signal %d: draining for up to %.0fs", signum, args.grace_seconds)
+        logger.info("signal %d: draining for up to %.1fs", signum, args.grace_seconds)
         import threading
 
         threading.Thread(target=server.stop, args=(args.grace_seconds,), daemon=True).start()
@@ -174,6 +208,20 @@ def _run_builtin(args: argparse.Namespace, models: Sequence[ModelConfig]) -> int
     return 0
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    """Refuse flag values the server cannot run with, naming the flag."""
+    for flag, value, low in (("--workers", args.workers, 1), ("--threads", args.threads, 1),
+                             ("--max-message-bytes", args.max_message_bytes, 1),
+                             ("--max-batch-rows", args.max_batch_rows, 0),
+                             ("--max-num-load-retries", args.max_num_load_retries, 0),
+                             ("--load-retry-interval-micros", args.load_retry_interval_micros, 0),
+                             ("--grace-seconds", args.grace_seconds, 0)):
+        if value < low:
+            raise ConfigError(f"{flag} must be >= {low}, got {value}")
+    if args.enable_model_management and args.workers > 1:
+        raise ConfigError("--enable-model-management needs --workers 1: a reload would reach one worker only")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the launcher; returns the exit code (2 for configuration errors)."""
     try:
@@ -183,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(args.log_level, args.log_format)
     try:
-        models = [parse_model_flag(m) for m in args.model]
+        models = [model_config_from_flag(m) for m in args.model]
         if args.model_config_file:
             models += load_model_config_file(args.model_config_file)
         if not models:
@@ -194,9 +242,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for m in models:
             if not os.path.isdir(m.base_path):
                 raise ConfigError(f"model {m.name}: base path {m.base_path} does not exist; pass the export dir holding <version>/ subdirs")
+        check_numbers(args)
         engine = choose_engine(args.engine, models)
         if engine == "tfserving":
             return _run_tfserving(args, models)
+        if args.workers > 1:
+            from .workers import run_workers
+
+            return run_workers(args, models)
         return _run_builtin(args, models)
     except (ConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -204,4 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not sys.exit: request threads stuck in a model call past --grace-seconds must not hold the exit.
+    os._exit(code)

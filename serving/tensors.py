@@ -14,12 +14,18 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
 from .errors import ServingError, invalid_argument
 
 PREDICT_METHOD = "tensorflow/serving/predict"
+MAX_RANK = 64  # deeper JSON lists are refused before conversion (TensorFlow allows rank <= 254)
+# Request tensors must hold values: DT_RESOURCE / DT_VARIANT (handles) and quantized types are refused.
+REQUEST_DTYPES = frozenset(d.as_datatype_enum for d in (
+    tf.float16, tf.bfloat16, tf.float32, tf.float64, tf.int8, tf.int16, tf.int32, tf.int64,
+    tf.uint8, tf.uint16, tf.uint32, tf.uint64, tf.bool, tf.string, tf.complex64, tf.complex128,
+))
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 
@@ -157,11 +163,62 @@ def _dtype_of(array: np.ndarray) -> tf.DType | None:
 # ---------------------------------------------------------------------------------------------
 
 
+def check_proto_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], max_rows: int, max_elements: int) -> None:
+    """Refuse request tensors that are not values or that are too large, before decoding any.
+
+    ``max_rows`` bounds the batch (first) dimension (0 = no limit); ``max_elements`` bounds the
+    element count (a one-value proto with a huge shape would otherwise be broadcast in memory).
+    """
+    for alias, proto in inputs.items():
+        if proto.dtype not in REQUEST_DTYPES:
+            name = types_pb2.DataType.Name(proto.dtype) if proto.dtype in types_pb2.DataType.values() else str(proto.dtype)
+            raise invalid_argument(f"tensor {alias}: dtype {name} cannot be sent in a request; send a value tensor "
+                                   "(e.g. DT_STRING, DT_INT64, DT_FLOAT)")
+        dims = [d.size for d in proto.tensor_shape.dim]
+        if any(d < 0 for d in dims):
+            raise invalid_argument(f"tensor {alias}: negative dimension in shape {dims}")
+        if dims and max_rows and dims[0] > max_rows:
+            raise rows_error(dims[0], max_rows)
+        elements = 1
+        for d in dims:
+            elements *= d
+        if elements > max_elements:
+            raise invalid_argument(f"tensor {alias}: shape {dims} has {elements} elements, more than the "
+                                   f"{max_elements} a request may carry; send smaller batches")
+
+
+def rows_error(rows: int, max_rows: int) -> ServingError:
+    """INVALID_ARGUMENT for a request batch over ``--max-batch-rows``."""
+    return invalid_argument(f"Request has {rows} rows, more than --max-batch-rows={max_rows}; "
+                            "split it into smaller requests or raise --max-batch-rows")
+
+
+def check_json_rows(body: Any, examples_key: str | None, max_rows: int) -> None:
+    """Refuse a parsed REST body whose batch exceeds ``max_rows`` (0 = no limit), before any work.
+
+    ``examples_key`` names the list of a classify/regress body; predict bodies are counted by
+    ``instances`` (rows) or the first dimension of each ``inputs`` value.
+    """
+    if not max_rows or not isinstance(body, dict):
+        return
+    if examples_key is not None:
+        counts = [len(body[examples_key])] if isinstance(body.get(examples_key), list) else []
+    elif isinstance(body.get("instances"), list):
+        counts = [len(body["instances"])]
+    else:
+        inputs = body.get("inputs")
+        values = inputs.values() if isinstance(inputs, dict) else [inputs]
+        counts = [len(v) for v in values if isinstance(v, list)]
+    rows = max(counts, default=0)
+    if rows > max_rows:
+        raise rows_error(rows, max_rows)
+
+
 def ndarray_from_proto(alias: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Decode a request TensorProto, answering INVALID_ARGUMENT for malformed content."""
     try:
         return tf.make_ndarray(proto)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, KeyError, IndexError) as e:
         raise invalid_argument(f"tensor parsing error: {alias}: {e}") from e
 
 
@@ -181,10 +238,21 @@ def _json_type(value: Any) -> str:
     return "Null" if value is None else _JSON_TYPE.get(type(value), type(value).__name__)
 
 
+def utf8(value: str, what: str) -> bytes:
+    """``value`` encoded as UTF-8; INVALID_ARGUMENT for strings that cannot be (lone surrogates)."""
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise invalid_argument(
+            f"{what}: string {_dump(value)[:80]} is not valid Unicode (lone surrogate at {e.start}); "
+            "send bytes as {\"b64\": ...}"
+        ) from e
+
+
 def _leaf(value: Any, dtype: tf.DType) -> Any:
     if dtype == tf.string:
         if isinstance(value, str):
-            return value.encode("utf-8")
+            return utf8(value, "JSON Value")
         if isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str):
             try:
                 return base64.b64decode(value["b64"], validate=True)
@@ -220,12 +288,14 @@ def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _convert(value: Any, dtype: tf.DType) -> tuple[Any, tuple[int, ...]]:
+def _convert(value: Any, dtype: tf.DType, depth: int = 0) -> tuple[Any, tuple[int, ...]]:
     """Convert nested JSON lists to nested Python values, returning (values, shape)."""
     if isinstance(value, list):
+        if depth >= MAX_RANK:
+            raise invalid_argument(f"JSON tensor nests deeper than {MAX_RANK} levels; tensors have rank <= {MAX_RANK}")
         if not value:
             return [], (0,)
-        converted = [_convert(v, dtype) for v in value]
+        converted = [_convert(v, dtype, depth + 1) for v in value]
         shapes = {s for _, s in converted}
         if len(shapes) != 1:
             raise invalid_argument(

@@ -1,6 +1,6 @@
 """Typed, validated configuration: frozen keyword-only dataclasses loaded from YAML.
 
-Loading rules (DESIGN.md §6):
+Loading rules (docs/configuration.md):
 
 * ``load_config(task, files, overrides)`` starts from the dataclass defaults, overlays each YAML
   file in order, then each ``--set a.b=c`` override (the value is parsed as YAML, so ``3``,
@@ -66,7 +66,7 @@ class SyntheticConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    """Where ratings come from and how they are split (DESIGN.md §4).
+    """Where ratings come from and how they are split (docs/architecture.md#splits).
 
     ``dataset`` is a MovieLens name, ``synthetic``, or ``own``: your own files, described by
     ``source`` (:class:`tfrs_lab.data.spec.SourceSpec`; docs/own-data.md).
@@ -216,8 +216,22 @@ class ExportConfig:
         positive(self.max_exclude, f"{path}.max_exclude", allow_zero=True)
 
 
+class TaskConfig:
+    """What every top-level task config answers (mixed into each task's config dataclass)."""
+
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol (split name) a run uses."""
+        return self.data.split  # type: ignore[attr-defined]
+
+    @property
+    def predicts_ratings(self) -> bool:
+        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
+        return False
+
+
 @dataclass(frozen=True, kw_only=True)
-class RetrievalConfig:
+class RetrievalConfig(TaskConfig):
     """The whole configuration of a ``train retrieval`` run."""
 
     task: Literal["retrieval"] = "retrieval"
@@ -227,16 +241,6 @@ class RetrievalConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
-
-    @property
-    def protocol(self) -> str:
-        """The evaluation protocol (split name) this run uses."""
-        return self.data.split
-
-    @property
-    def predicts_ratings(self) -> bool:
-        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
-        return False
 
 
 # --------------------------------------------------------------------------- sequential task
@@ -310,7 +314,7 @@ class SequentialExportConfig(ExportConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SequentialConfig:
+class SequentialConfig(TaskConfig):
     """The whole configuration of a ``train sequential`` run."""
 
     task: Literal["sequential"] = "sequential"
@@ -320,16 +324,6 @@ class SequentialConfig:
     train: SequentialTrainConfig = field(default_factory=SequentialTrainConfig)
     eval: SequentialEvalConfig = field(default_factory=SequentialEvalConfig)
     export: SequentialExportConfig = field(default_factory=SequentialExportConfig)
-
-    @property
-    def protocol(self) -> str:
-        """The evaluation protocol (split name) this run uses."""
-        return self.data.split
-
-    @property
-    def predicts_ratings(self) -> bool:
-        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
-        return False
 
 
 # --------------------------------------------------------------------------- ranking task
@@ -472,7 +466,7 @@ class RankingExportConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RankingConfig:
+class RankingConfig(TaskConfig):
     """The whole configuration of a ``train ranking`` run."""
 
     task: Literal["ranking"] = "ranking"
@@ -484,13 +478,7 @@ class RankingConfig:
     export: RankingExportConfig = field(default_factory=RankingExportConfig)
 
     @property
-    def protocol(self) -> str:
-        """The evaluation protocol (split name) this run uses."""
-        return self.data.split
-
-    @property
     def predicts_ratings(self) -> bool:
-        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
         return self.model.objective == "explicit"
 
 
@@ -572,7 +560,7 @@ class AutoencoderExportConfig(ExportConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AutoencoderConfig:
+class AutoencoderConfig(TaskConfig):
     """The whole configuration of a ``train autoencoder`` run."""
 
     task: Literal["autoencoder"] = "autoencoder"
@@ -601,7 +589,6 @@ class AutoencoderConfig:
 
     @property
     def predicts_ratings(self) -> bool:
-        """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
         return self.model.architecture == "autorec"
 
 

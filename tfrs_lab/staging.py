@@ -3,10 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: Path) -> None:
+    """Give the directory tree ``path`` the modes a plain ``mkdir``/``open`` would have given it.
+
+    ``tempfile.mkdtemp`` creates 0700 whatever the umask, so a staged run directory, export or push
+    would stay unreadable to other users (e.g. a serving container running as another uid).
+    Directories get ``0o777 & ~umask``; files are left as written (``open`` already honours the
+    umask).
+    """
+    mask = current_umask()
+    dir_mode = 0o777 & ~mask
+    os.chmod(path, dir_mode)
+    for root, dirs, _files in os.walk(path):
+        for name in dirs:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                os.chmod(full, dir_mode)
 
 
 @contextlib.contextmanager
@@ -15,12 +41,14 @@ def staged_directory(target: Path) -> Iterator[Path]:
 
     When the block succeeds the staging directory replaces ``target`` (an existing ``target`` is
     removed first); when it raises, the staging directory is deleted and ``target`` is untouched.
+    Directories inside get the modes the umask gives (0755 under umask 022), not mkdtemp's 0700.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         yield stage
+        apply_umask(stage)
         if target.exists():
             shutil.rmtree(target)
         stage.rename(target)

@@ -53,7 +53,7 @@ def add_config_arguments(p: ArgumentParser, *, scope: str = "") -> None:
     p.add_argument("--dataset", help="movielens/100k-ratings (default), movielens/1m-ratings, ..., or synthetic")
     p.add_argument("--data-zip", help="official MovieLens zip to use instead of downloading (offline)")
     p.add_argument("--data-dir", help="where prepared TFDS data is cached (default ~/.cache/tfrs_lab/tfds)")
-    p.add_argument("--split", choices=("hash", "leave-last-out"), help="evaluation protocol (DESIGN.md §4)")
+    p.add_argument("--split", choices=("hash", "leave-last-out"), help="evaluation protocol (docs/architecture.md#splits)")
     add_own_data_arguments(p)
     p.add_argument("--epochs", type=int, help=f"maximum training epochs{scope} (early stopping may end sooner)")
     p.add_argument("--seed", type=int, help=f"random seed for initialisation and shuffling{scope}")

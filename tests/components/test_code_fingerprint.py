@@ -22,17 +22,17 @@ UNRELATED = "tfrs_lab.serving.rest"  # only serving uses it
 
 def repo_roots() -> dict[str, Path]:
     """The source checkout's package-dir mapping (pyproject.toml)."""
-    return {"tfrs_lab": REPO / "tfrs_lab", "tfrs_lab.serving": REPO / "serving", "tfrs_lab.components": REPO / "components"}
+    return {"tfrs_lab": REPO / "tfrs_lab", "tfrs_lab.serving": REPO / "serving", "tfrs_lab.components": REPO / "components",
+            "tfrs_lab.configs": REPO / "configs"}
 
 
 def install_copy(site: Path) -> Path:
-    """A copy of the package laid out as a non-editable install: ``site/tfrs_lab/{serving,components}``."""
+    """A copy of the package laid out as a non-editable install: ``site/tfrs_lab/{serving,components,configs}``."""
     pkg = site / "tfrs_lab"
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(REPO / "tfrs_lab", pkg, ignore=ignore)
-    for sub in ("serving", "components"):
+    for sub in ("serving", "components", "configs"):
         shutil.copytree(REPO / sub, pkg / sub, ignore=ignore)
-    shutil.copytree(REPO / "configs", site / "configs", ignore=ignore)
     return pkg
 
 
@@ -76,7 +76,7 @@ def test_an_indirect_module_or_the_default_config_changed_misses_the_cache_an_un
         f.write("\n# a changed metric\n")
     after = trainer_keys(site)
     assert after["code"] != before["code"] and after["key"] != before["key"]
-    with (site / "configs" / "retrieval.yaml").open("a") as f:  # the default config the Trainer reads
+    with (pkg / "configs" / "retrieval.yaml").open("a") as f:  # the default config the Trainer reads
         f.write("\n# an edited default\n")
     edited = trainer_keys(site)
     assert edited["code"] == after["code"] and edited["key"] != after["key"]

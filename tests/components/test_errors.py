@@ -115,6 +115,6 @@ def test_trainer_refuses_a_transform_fitted_differently(tmp_path):
     csv = ratings_csv(tmp_path / "r.csv")
     examples = ExampleGen(input_path=str(csv)).run(tmp_path / "e")["examples"]
     graph = Transform(overrides={"model.title_vocab_size": 50}).run(tmp_path / "t", examples=examples)["transform_graph"]
-    with pytest.raises(ValueError, match=r"title_vocab_size=50 but the trainer needs title_vocab_size=10000"):
+    with pytest.raises(ValueError, match=r"fitted with title_vocab_size=50 but retrieval needs title_vocab_size=10000"):
         Trainer(overrides={"train.epochs": 1, "export.verify": False}).run(
             tmp_path / "m", examples=examples, transform_graph=graph)

@@ -47,7 +47,7 @@ def test_example_gen_writes_tfx_splits_that_read_back_exactly(csv_examples, tmp_
         assert (csv_examples.split_uri(split) / A.EXAMPLES_FILE).stat().st_size > 0
     loaded = read_examples(csv_examples)
     assert loaded.data.num_ratings == 180 and loaded.data.ratings["user_id"][0] == "1"
-    expected = hash_split(loaded.data.ratings)  # DESIGN.md §4 buckets
+    expected = hash_split(loaded.data.ratings)  # docs/architecture.md#splits buckets
     for split in ("train", "validation", "test"):
         np.testing.assert_array_equal(loaded.splits[split], getattr(expected, split))
     # a later ExampleGen can read an earlier one's output (TFRecord input)

@@ -1,4 +1,4 @@
-"""Splits of DESIGN.md §4: hash buckets and leave-last-out, deterministic and row-order independent."""
+"""Splits of docs/architecture.md#splits: hash buckets and leave-last-out, deterministic and row-order independent."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def test_distribution_keys_validated_per_task():
     assert (cfg.train.distribution, cfg.train.ps_min_shard_bytes) == ("parameter_server", 1024)
     with pytest.raises(ConfigError, match="train.distribution must be one of default, mirrored"):
         load_config("retrieval", [], ["train.distribution=horovod"])
-    for task in ("ranking", "sequential"):  # covered by the retrieval trainer only (README)
+    for task in ("ranking", "sequential"):  # covered by the retrieval trainer only (docs/distributed.md)
         with pytest.raises(ConfigError, match="train.distribution=mirrored is not supported by this task"):
             load_config(task, [], ["train.distribution=mirrored"])
     with pytest.raises(ConfigError, match="train.ps_min_shard_bytes must be > 0"):

@@ -1,4 +1,4 @@
-"""Metric math on hand-worked examples (DESIGN.md §4 definitions)."""
+"""Metric math on hand-worked examples (docs/architecture.md#metric-definitions)."""
 
 import math
 

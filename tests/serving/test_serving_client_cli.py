@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import os
+import re
 import signal
 import subprocess
 import sys
+import time
 import json
 from concurrent import futures
 from pathlib import Path
@@ -167,17 +170,105 @@ def test_start_builtin_process_serves_and_drains_on_sigterm(model_store, tmp_pat
     install_version(model_store["table_v1"], str(base), 1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={base}",
-         "--host", "127.0.0.1", "--port", "0", "--rest-port", "0", "--poll-seconds", "0"],
+         "--workers", "1", "--port", "0", "--rest-port", "0", "--poll-seconds", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
     try:
         line = proc.stdout.readline()  # "serving retrieval: gRPC 127.0.0.1:P, REST 127.0.0.1:Q"
-        assert line.startswith("serving retrieval"), line
+        assert line.startswith("serving retrieval: gRPC 127.0.0.1:"), line  # loopback unless --host
         grpc_target = line.split("gRPC ")[1].split(",")[0]
         with ServingClient(grpc_target) as client:
             assert len(client.recommend("retrieval", ["1"])[0]) == K
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_two_workers_share_the_ports_report_metrics_together_and_both_hot_swap(model_store, tmp_path):
+    base = tmp_path / "run" / "export" / "retrieval"
+    install_version(model_store["table_v1"], str(base), 1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={tmp_path / 'run'}",
+         "--workers", "2", "--port", "0", "--rest-port", "0", "--poll-seconds", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving retrieval: gRPC 127.0.0.1:") and "(2 workers)" in line, line
+        grpc_target = line.split("gRPC ")[1].split(",")[0]
+        rest_target = line.split("REST ")[1].split(" ")[0]
+        for _ in range(10):  # new connections each time: the kernel spreads them over the workers
+            with ServingClient(grpc_target, retries=0) as client:
+                assert len(client.recommend("retrieval", ["1"])[0]) == K
+            with ServingClient(rest_target, protocol="rest", retries=0) as client:
+                assert len(client.recommend("retrieval", ["2"])[0]) == K
+        import urllib.request
+
+        counts = []
+        for _ in range(4):  # any worker's endpoint reports the whole server
+            with urllib.request.urlopen(f"http://{rest_target}/monitoring/prometheus/metrics", timeout=10) as r:
+                text = r.read().decode()
+            counts.append({entrypoint: float(v) for entrypoint, v in re.findall(
+                r'request_count_total\{API="predict",entrypoint="(\w+)",model_name="retrieval",'
+                r'model_version="1",status="OK"\} (\S+)', text)})
+        assert all(c == {"GRPC": 10.0, "REST": 10.0} for c in counts), counts
+        install_version(model_store["table_v2"], str(base), 2)
+
+        def version_on_a_new_connection() -> str:
+            with ServingClient(grpc_target, retries=0) as client:
+                return client.recommend("retrieval", ["1"])[0][0][0].split("_")[0]
+
+        # Each new connection lands on either worker: 30 in a row on v2 means both swapped
+        # (a worker that never swaps answers v1 to about half of them).
+        deadline = time.monotonic() + 60
+        answers: list[str] = []
+        while time.monotonic() < deadline:
+            answers = [version_on_a_new_connection() for _ in range(30)]
+            if answers == ["v2"] * 30:
+                break
+            time.sleep(0.2)
+        assert answers == ["v2"] * 30, answers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_workers_refuse_a_port_another_server_listens_on(model_store, tmp_path, capsys):
+    import socket
+
+    base = tmp_path / "retrieval"
+    install_version(model_store["table_v1"], str(base), 1)
+    with socket.socket() as other:  # another server, even one that set SO_REUSEPORT itself
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert start.main(["--engine", "builtin", "--model", f"retrieval={base}", "--workers", "2",
+                           "--port", str(port), "--rest-port", "-1"]) == 2
+    assert f"cannot bind 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_a_dead_worker_takes_the_server_down(model_store, tmp_path):
+    base = tmp_path / "retrieval"
+    install_version(model_store["table_v1"], str(base), 1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={base}",
+         "--workers", "2", "--port", "0", "--rest-port", "-1", "--poll-seconds", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert "(2 workers)" in proc.stdout.readline()
+        children = [int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+        assert len(children) == 2
+        os.kill(children[0], signal.SIGKILL)
+        assert proc.wait(timeout=60) == 1  # the orchestrator sees the failure and restarts the server
+        assert not os.path.exists(f"/proc/{children[1]}") or "Z" in open(f"/proc/{children[1]}/stat").read().split()[2]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -226,14 +226,23 @@ def test_warmup_records_were_replayed_before_available(server, exports):
         assert client.model_status("retrieval_bf")[0]["version"] == 2
 
 
-def test_metrics_count_requests_on_exported_models(server):
+def _grpc_ok_count(server) -> float:
+    import re
     import urllib.request
 
-    with _grpc(server) as client:
-        client.recommend("retrieval", ["3"])
     with urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}/monitoring/prometheus/metrics", timeout=10) as r:
         text = r.read().decode()
-    assert 'model_name="retrieval",model_version="1",API="predict",entrypoint="GRPC",status="OK"' in text
+    match = re.search(r':tensorflow:serving:request_count_total\{API="predict",entrypoint="GRPC",'
+                      r'model_name="retrieval",model_version="1",status="OK"\} (\S+)', text)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_metrics_count_requests_on_exported_models(server):
+    before = _grpc_ok_count(server)
+    with _grpc(server) as client:
+        for user in ("3", "4", "5"):
+            client.recommend("retrieval", [user])
+    assert _grpc_ok_count(server) == before + 3
 
 
 # -- the query CLI ---------------------------------------------------------------------------

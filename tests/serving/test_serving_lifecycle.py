@@ -78,8 +78,9 @@ def test_broken_version_never_replaces_healthy_one(model_store, tmp_path):
     try:
         broken = os.path.join(base, "3")
         os.makedirs(os.path.join(broken, "variables"))
-        with open(os.path.join(broken, "saved_model.pb"), "wb") as f:
-            f.write(b"this is not a SavedModel")
+        for name in ("saved_model.pb", "variables/variables.index", "variables/variables.data-00000-of-00001"):
+            with open(os.path.join(broken, name), "wb") as f:  # every file present, none valid
+                f.write(b"this is not a SavedModel")
         assert _wait_for(lambda: server.manager.status("retrieval", 3)[0].state.name == "END"
                          if 3 in {s.version for s in server.manager.status("retrieval")} else False)
         with ServingClient(f"127.0.0.1:{server.grpc_port}") as client:
@@ -126,7 +127,8 @@ def test_version_policies_and_reload_config(model_store, tmp_path):
     base = str(tmp_path / "retrieval")
     install_version(model_store["table_v1"], base, 1)
     install_version(model_store["table_v2"], base, 2)
-    server = make_server([ModelConfig(name="retrieval", base_path=base, policy="all")], poll_interval_s=0)
+    server = make_server([ModelConfig(name="retrieval", base_path=base, policy="all")], poll_interval_s=0,
+                         enable_model_management=True)
     try:
         assert server.manager.available() == {"retrieval": [1, 2]}
         channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
@@ -143,6 +145,55 @@ def test_version_policies_and_reload_config(model_store, tmp_path):
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
         assert predict.Predict(predict_request("pinned", ["1"]), timeout=10).model_spec.version.value == 1
         channel.close()
+    finally:
+        server.stop(grace_s=1)
+
+
+def _reload_request(*configs: tuple[str, str]) -> model_management_pb2.ReloadConfigRequest:
+    request = model_management_pb2.ReloadConfigRequest()
+    for name, base in configs:
+        request.config.model_config_list.config.add(name=name, base_path=base, model_platform="tensorflow")
+    return request
+
+
+def test_model_management_is_off_by_default(model_store, tmp_path):
+    base = str(tmp_path / "retrieval")
+    install_version(model_store["table_v1"], base, 1)
+    server = make_server([ModelConfig(name="retrieval", base_path=base)], poll_interval_s=0)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.HandleReloadConfigRequest(_reload_request(("other", base)), timeout=30)
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "--enable-model-management" in info.value.details()
+        assert server.manager.available() == {"retrieval": [1]}
+    finally:
+        server.stop(grace_s=1)
+
+
+@pytest.mark.parametrize("bad", ["duplicate_names", "empty_name", "platform"])
+def test_rejected_reload_changes_nothing(model_store, tmp_path, bad):
+    base = str(tmp_path / "retrieval")
+    install_version(model_store["table_v1"], base, 1)
+    server = make_server([ModelConfig(name="retrieval", base_path=base)], poll_interval_s=0,
+                         enable_model_management=True)
+    try:
+        if bad == "duplicate_names":
+            request = _reload_request(("pinned", base), ("pinned", base))
+        elif bad == "empty_name":
+            request = _reload_request(("pinned", base), ("", base))
+        else:
+            request = _reload_request(("pinned", base))
+            request.config.model_config_list.config[0].model_platform = "pytorch"
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.HandleReloadConfigRequest(request, timeout=30)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            predict = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            assert predict.Predict(predict_request("retrieval", ["1"]), timeout=10).model_spec.version.value == 1
+        assert server.manager.available() == {"retrieval": [1]}
     finally:
         server.stop(grace_s=1)
 

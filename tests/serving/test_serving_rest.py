@@ -91,8 +91,24 @@ def test_scann_model_over_rest(served):
         ("POST", "/v1/models/retrieval:predict", {"instances": ["1"], "inputs": ["1"]}, 400, "Not both 'instances' and 'inputs'"),
         ("POST", "/v1/models/retrieval:predict", b"{not json", 400, "JSON Parse error"),
         ("POST", "/v1/models/retrieval:predict", b"", 400, "JSON Parse error: The document is empty"),
-        ("GET", "/v1/nothing/here", None, 404, "Malformed request: GET /v1/nothing/here"),
-        ("POST", "/v1/models/retrieval:explode", {"instances": ["1"]}, 404, "Malformed request"),
+        ("GET", "/v1/nothing/here", None, 400, "Malformed request: GET /v1/nothing/here"),
+        ("POST", "/v1/models/retrieval:explode", {"instances": ["1"]}, 400, "Malformed request"),
+        ("GET", "/v1/models/retrieval/versions/abc", None, 400, "version must be a positive integer, got 'abc'"),
+        ("POST", "/v1/models/retrieval/versions/-1:predict", {"instances": ["1"]}, 400, "version must be a positive integer"),
+        ("POST", "/v1/models/retrieval/versions/0:predict", {"instances": ["1"]}, 400, "version must be a positive integer"),
+        ("GET", "/elsewhere", None, 404, "Not found: /elsewhere"),
+        ("PUT", "/v1/models/retrieval", {"x": 1}, 405, "Method PUT is not allowed on /v1/models/retrieval; use GET"),
+        ("DELETE", "/v1/models/retrieval:predict", None, 405, "use POST"),
+        ("GET", "/v1/models/retrieval:predict", None, 405, "use POST"),
+        ("BREW", "/v1/models/retrieval", None, 400, "Malformed HTTP request: Invalid method"),  # llhttp refuses it
+        ("POST", "/monitoring/prometheus/metrics", None, 405, "use GET"),
+        ("POST", "/v1/models/retrieval:predict", b'{"instances": ["\\ud800"]}', 400, "lone surrogate"),
+        ("POST", "/v1/models/retrieval:predict", b"[" * 100_000 + b"]" * 100_000, 400, "nests too deeply"),
+        ("POST", "/v1/models/retrieval:predict", b'{"instances": [' + b"[" * 70 + b'"a"' + b"]" * 70 + b"]}", 400,
+         "nests deeper than 64"),
+        ("POST", "/v1/models/retrieval:predict", b"\xff\xfe", 400, "JSON Parse error"),
+        ("POST", "/v1/models/examples:regress", {"examples": [{"x": "\ud800"}]}, 400, "lone surrogate"),
+        ("POST", "/v1/models/examples:regress", {"examples": [{"x": 2 ** 70}]}, 400, "int64 range"),
     ],
 )
 def test_bad_requests_answer_tf_serving_errors(served, method, path, payload, http_status, fragment):
@@ -116,7 +132,8 @@ def test_prometheus_metrics(served):
     _call(served, "POST", "/v1/models/nope:predict", {"instances": ["1"]})
     status, text = _call(served, "GET", "/monitoring/prometheus/metrics")
     assert status == 200
-    assert (':tensorflow:serving:request_count{model_name="retrieval",model_version="1",API="predict",'
-            'entrypoint="REST",status="OK"}') in text
-    assert 'model_name="nope",model_version="",API="predict",entrypoint="REST",status="NOT_FOUND"' in text
-    assert ':tensorflow:serving:request_latency_bucket{model_name="retrieval",API="predict",entrypoint="REST",le="+Inf"}' in text
+    assert (':tensorflow:serving:request_count_total{API="predict",entrypoint="REST",model_name="retrieval",'
+            'model_version="1",status="OK"}') in text
+    assert 'model_name="__unknown__",model_version="",status="NOT_FOUND"' in text
+    assert 'nope' not in text  # unknown model names never become label values
+    assert ':tensorflow:serving:request_latency_bucket{API="predict",entrypoint="REST",le="+Inf",model_name="retrieval"}' in text

@@ -1,6 +1,6 @@
 """Peer methods measured side by side with our models, on the same data, split and evaluator.
 
-Every peer is scored by :func:`rank_metrics` (DESIGN.md §4: full catalogue, pessimistic ties;
+Every peer is scored by :func:`rank_metrics` (docs/architecture.md#metric-definitions: full catalogue, pessimistic ties;
 ``hit_rate@K`` on ``hash``, ``recall@K``/``ndcg@K``/``mrr`` with the user's earlier items excluded
 on ``leave-last-out``) or, for rating predictors, by :func:`clipped_rating_metrics` (``rmse``/``mae`` of
 predictions clipped to the 1–5 star range, like our ranking models).
@@ -112,7 +112,7 @@ def target_ranks_for(data: MovieLensData, split: Split, queries: np.ndarray, ite
 
 def rank_metrics(data: MovieLensData, split: Split, queries: np.ndarray, items: np.ndarray, ks: tuple[int, ...],
                  part: str = "test") -> dict[str, float]:
-    """Our metrics (DESIGN.md §4) for a method that yields one query vector per ``part`` rating."""
+    """Our metrics (docs/architecture.md#metric-definitions) for a method that yields one query vector per ``part`` rating."""
     query_rows, history_rows = evaluated_rows(split, part)
     ranks = target_ranks_for(data, split, queries, items, query_rows, history_rows)
     return hit_rate(ranks, ks) if split.name == "hash" else ranking_metrics(ranks, ks)

@@ -3,7 +3,7 @@
 ``hash`` split: popularity, the TFRS basic-retrieval and basic-ranking tutorial recipes, Surprise
 SVD / SVD++ (optional), our retrieval and ranking models. ``leave-last-out``: popularity, item-kNN,
 implicit ALS / BPR, the tutorial retrieval recipe, our retrieval and sequential models. Every method
-is scored by the same evaluator (DESIGN.md §4); our models run the full ``train`` pipeline (their
+is scored by the same evaluator (docs/architecture.md#metric-definitions); our models run the full ``train`` pipeline (their
 run directories, with ``report.html``, are kept under ``<output>/runs/``).
 """
 

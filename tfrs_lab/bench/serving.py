@@ -1,6 +1,6 @@
 """The ``serving`` suite: latency and QPS of the built-in TF-Serving-protocol server.
 
-``tfrs_lab`` never imports ``tfrs_lab.serving`` (DESIGN.md §3), so this suite runs the serving
+``tfrs_lab`` never imports ``tfrs_lab.serving`` (docs/architecture.md#layers-and-imports), so this suite runs the serving
 load test, ``python -m tfrs_lab.serving.bench``, as a child process and turns its JSON into this
 suite's ``results.json``, a table and ``serving_latency.png``. Without ``--serving-model`` it
 benchmarks a synthetic ScaNN export (``--serving-items`` random 64-d items) that the child builds.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,20 +29,23 @@ class ServingBenchError(RuntimeError):
 
 def run_serving(output_dir: Path, *, model: str | None = None, items: int = 100_000, duration: float = 5.0,
                 clients: str = "1,8,32", protocols: str = "grpc,rest", batching: str = "both",
-                floor_seconds: float = 3.0, timeout: float = 1800.0) -> tuple[dict[str, Any], str]:
+                floor_seconds: float = 3.0, timeout: float = 1800.0, workers: str | None = None
+                ) -> tuple[dict[str, Any], str]:
     """Runs the load test in a child process; writes ``results.json`` and ``serving_latency.png``.
 
     Args:
       model: export base path of a retrieval model (holding ``<version>/``); ``None`` = synthetic.
       items: synthetic catalogue size (ignored with ``model``).
       duration, clients, protocols, batching, floor_seconds: passed to ``tfrs_lab.serving.bench``.
+      workers: the server's ``--workers`` settings, comma separated (``None``: one per core).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     raw = output_dir / "serving-bench.json"
     raw.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "tfrs_lab.serving.bench", "--output", str(raw), "--label", "bench",
            "--duration", str(duration), "--warmup", str(min(1.0, duration)), "--floor-seconds", str(floor_seconds),
-           "--clients", clients, "--protocols", protocols, "--batching", batching]
+           "--clients", clients, "--protocols", protocols, "--batching", batching,
+           "--workers", workers or str(os.cpu_count() or 1)]
     if model:
         cmd += ["--model", f"retrieval={model}"]
     else:
@@ -53,7 +57,8 @@ def run_serving(output_dir: Path, *, model: str | None = None, items: int = 100_
         raise ServingBenchError(f"python -m tfrs_lab.serving.bench failed (exit {proc.returncode}):\n{tail}")
     record = json.loads(raw.read_text())["runs"]["bench"]
     settings = record["settings"]
-    rows = [{"setting": f"{s['protocol']} batching={'on' if s['batching'] else 'off'} clients={s['clients']}",
+    rows = [{"setting": f"{s.get('server', '')} {s['protocol']} batching={'on' if s['batching'] else 'off'} "
+                        f"clients={s['clients']}".strip(),
              "qps": s.get("qps"), "p50_ms": s.get("p50_ms"), "p95_ms": s.get("p95_ms"), "p99_ms": s.get("p99_ms"),
              "errors": s.get("errors")} for s in settings]
     floor = record.get("floor_in_process", [{}])[0]

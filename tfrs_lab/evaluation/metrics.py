@@ -1,4 +1,4 @@
-"""Full-catalogue ranking metrics (DESIGN.md §4), computed with batched matrix products.
+"""Full-catalogue ranking metrics (docs/architecture.md#metric-definitions), computed with batched matrix products.
 
 Every query is scored against the *whole* catalogue: no sampled negatives. The rank of a target
 is pessimistic: ``rank = #{items scoring higher} + #{other items scoring the same}`` (0-based), so a

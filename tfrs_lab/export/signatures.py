@@ -1,7 +1,12 @@
 """Names shared by the exporter and by anything that serves or queries exported models.
 
-Keep these the single source of truth: ``serving/`` imports them (DESIGN.md §3), tests import them.
+Keep these the single source of truth: ``serving/`` imports them (docs/architecture.md#layers-and-imports), tests import them.
 """
+
+__all__ = ["CANDIDATE_MOVIE_IDS", "EXCLUDE_MOVIE_IDS", "EXCLUDE_SEEN", "HISTORY", "HISTORY_MOVIE_IDS", "MOVIE_ID",
+           "MOVIE_IDS", "MOVIE_TITLES_FILE", "PREDICT_RATINGS", "QUERY_FEATURES", "RATING", "RATINGS",
+           "RECOMMEND_FOR_USER", "RERANK", "SCORE", "SCORE_WITH_FEATURES", "SCORES", "SEEN_MOVIE_IDS",
+           "SEEN_RATINGS", "SERVING_DEFAULT", "SIMILAR_ITEMS", "TIMESTAMP", "USER_ID", "WARMUP_FILE"]
 
 SERVING_DEFAULT = "serving_default"
 """Retrieval: ``user_id`` (string [batch]) -> ``movie_ids`` (string [batch, k]), ``scores`` (float32 [batch, k])."""

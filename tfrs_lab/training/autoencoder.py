@@ -1,7 +1,7 @@
-"""``train autoencoder``: data -> split -> rating / interaction matrices -> AutoRec or Mult-DAE/VAE
+"""The ``autoencoder`` task: data -> split -> rating / interaction matrices -> AutoRec or Mult-DAE/VAE
 -> evaluation -> export.
 
-Protocols (``data.split: auto`` picks by architecture, DESIGN.md §4):
+Protocols (``data.split: auto`` picks by architecture, docs/architecture.md#splits):
 
 * ``autorec`` on ``hash``: test ``rmse`` / ``mae`` of predicted ratings clipped to the training
   rating range. The encoder reads each movie's training ratings while training and validating,

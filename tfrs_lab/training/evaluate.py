@@ -1,4 +1,4 @@
-"""Evaluation of a retrieval model on a split, per DESIGN.md §4 (full catalogue, no sampling)."""
+"""Evaluation of a retrieval model on a split, per docs/architecture.md#metric-definitions (full catalogue, no sampling)."""
 
 from __future__ import annotations
 

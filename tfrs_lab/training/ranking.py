@@ -1,4 +1,4 @@
-"""``train ranking``: data -> split -> vocabularies -> ranking model -> evaluation -> export.
+"""The ``ranking`` task: data -> split -> vocabularies -> ranking model -> evaluation -> export.
 
 Objectives (``model.objective``):
 
@@ -6,7 +6,7 @@ Objectives (``model.objective``):
   On ``leave-last-out`` the catalogue is also ranked by predicted rating for ``recall@K`` etc.
 * ``implicit``: every training rating is a positive; ``train.negatives.count`` negatives per positive
   are drawn afresh every epoch (uniform or popularity-proportional, optionally never a movie the
-  user rated in training); binary cross-entropy. Evaluated by full-catalogue ranking (DESIGN.md §4):
+  user rated in training); binary cross-entropy. Evaluated by full-catalogue ranking (docs/architecture.md#metric-definitions):
   ``recall@K`` / ``ndcg@K`` / ``mrr`` on ``leave-last-out`` (seen excluded), ``hit_rate@K`` on ``hash``.
 
 Early stopping watches validation RMSE (explicit) or the retrieval task's ranking metric (implicit).
@@ -228,7 +228,7 @@ def score_matrix(model: RankingModel, queries: Columns, batch_size: int = 64) ->
 
 def ranking_eval(model: RankingModel, vocab: Vocabularies, cols: Columns, *, protocol: str, ks: tuple[int, ...],
                  history: Columns | None = None, batch_size: int = 64) -> dict[str, float]:
-    """Full-catalogue ranking metrics (DESIGN.md §4) of the rows ``cols`` (one target each):
+    """Full-catalogue ranking metrics (docs/architecture.md#metric-definitions) of the rows ``cols`` (one target each):
     ``hit_rate@K`` on ``hash``; ``recall@K``/``ndcg@K``/``mrr`` with ``history`` excluded otherwise."""
     targets = movie_rows(vocab, cols["movie_id"])
     keep = targets >= 0

@@ -1,4 +1,4 @@
-"""The run directory contract (DESIGN.md §4), written atomically.
+"""The run directory contract (docs/architecture.md#run-directory), written atomically.
 
 A run is built in a hidden sibling ``.<name>.partial-XXXX`` directory and renamed to the requested
 ``--output-dir`` only when everything (config, metrics, logs, export) is written, so a failed or

@@ -59,7 +59,7 @@ def query_vectors(model: SequentialModel, inputs: np.ndarray, batch_size: int = 
 
 def evaluate_sequences(model: SequentialModel, seqs: EvaluationSequences, ks: tuple[int, ...],
                        batch_size: int = 1024) -> dict[str, float]:
-    """``recall@K``, ``ndcg@K``, ``mrr``: full-catalogue ranks, each user's history excluded (DESIGN.md §4)."""
+    """``recall@K``, ``ndcg@K``, ``mrr``: full-catalogue ranks, each user's history excluded (docs/architecture.md#metric-definitions)."""
     queries = query_vectors(model, seqs.inputs, batch_size)
     exclude = [s - 1 for s in seqs.seen]  # item index -> catalogue row
     ranks = target_ranks(queries, model.item_embeddings().numpy(), seqs.targets - 1, exclude=exclude,

@@ -1,7 +1,7 @@
 """The search: a Keras Tuner ``BaseTuner`` whose trials run the task's ``train`` code.
 
 Keras Tuner 1.4.8 type-checks Keras 3 models and ``History`` objects, and TFRS models are tf-keras
-models (DESIGN.md §2), so the stock ``Tuner`` cannot train them. :class:`TrainerTuner` overrides
+models (TFRS runs on Keras 2; see ``tfrs_lab/__init__.py``), so the stock ``Tuner`` cannot train them. :class:`TrainerTuner` overrides
 ``run_trial``: it resolves the trial's config with :func:`tfrs_lab.config.load_config`, calls the
 task registered in :data:`tfrs_lab.config.TASKS` (the same code ``python -m tfrs_lab.train``
 runs) on a trial run directory, and returns the trial's validation objective from ``metrics.json``.
