@@ -113,7 +113,8 @@ class MovieLensData:
             (object ``[n]`` of ``str``). Row order: as stored by TFDS (deterministic).
         movies: the catalogue, one row per movie: ``movie_id`` (object ``[m]`` of ``str``, unique),
             ``movie_title`` (object ``[m]`` of ``str``), ``movie_genres`` (float32
-            ``[m, NUM_GENRES]`` multi-hot over :data:`GENRE_NAMES`).
+            ``[m, NUM_GENRES]`` multi-hot over :data:`GENRE_NAMES`; for your own data ``[m, G]`` over
+            its observed categories, see :mod:`tfrs_lab.data.readers`).
     """
 
     dataset: str
