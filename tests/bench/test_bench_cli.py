@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tfrs_lab.bench.__main__ import main
@@ -98,7 +99,23 @@ def test_serving_suite_runs_the_serving_bench_in_a_child_process(tmp_path, capsy
     _pngs_written(r)
 
 
+def test_quality_suite_on_own_data_one_split(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    lines = ["who\twhat\tplays"] + [f"u{u}\ta{a}\t{rng.integers(1, 500)}" for u in range(40)
+                                    for a in rng.choice(30, size=8, replace=False)]
+    (tmp_path / "plays.dat").write_text("\n".join(lines) + "\n")
+    assert main(["quality", "--interactions", str(tmp_path / "plays.dat"),
+                 "--columns", "user=who,item=what,rating=plays,label=implicit,time=plays", "--splits", "leave-last-out",
+                 "--methods", "popularity,implicit_bpr", "--seeds", "1", "--output-dir", str(tmp_path / "out")]) == 0
+    r = _results(tmp_path / "out", "quality")
+    assert r["dataset"] == "own" and list(r["splits"]) == ["leave-last-out"]
+    assert 0.0 <= r["splits"]["leave-last-out"]["popularity"]["recall@10"] <= 1.0
+    assert "implicit_bpr [leave-last-out]" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, message", [
+    (["quality", "--splits", "random"], "--splits: unknown protocol(s) random"),
+    (["quality", "--columns", "user=a,item=b"], "pass --interactions FILE too"),
     (["retrieval-index", "--sizes", "0"], "--sizes must be comma-separated positive integers"),
     (["quality", "--methods", "popularity,nope"], "unknown method(s) nope"),
     (["training", "--variants", "warp"], "unknown variant(s) warp"),
