@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 from tfrs_lab.cli import configure_logging
 from tfrs_lab.config import ConfigError, TASKS, default_config_file, load_config as _load_config
-from tfrs_lab.data.movielens import MovieLensData
+from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.training import rundir
 from tfrs_lab.training.runner import Run, run_task
 from tfrs_lab.training.task import TaskInputs
@@ -51,7 +51,8 @@ def train(task: str, config: Any = None, *, data: MovieLensData | TaskInputs | N
       config: a resolved config (:func:`load_config`), a mapping of config values, or ``None`` for
         the shipped defaults; ``overrides`` apply on top of a mapping or the defaults.
       data: the data to train on (a ``MovieLensData`` or prepared :class:`TaskInputs`); ``None``
-        loads what the config's ``data`` section names.
+        loads what the config's ``data`` section names. Your own DataFrame or dict of arrays:
+        ``data=tfrs_lab.data.from_frame(df, columns={"user": ..., "item": ...})`` (docs/own-data.md).
       output_dir: the run directory (default: the config's ``output_dir``); refused when it exists
         and is not empty, unless ``overwrite``.
       verbose: Keras progress (0 silent, 1 bar, 2 a line per epoch; default 1 on a terminal, else 2).
@@ -60,6 +61,9 @@ def train(task: str, config: Any = None, *, data: MovieLensData | TaskInputs | N
         config = _load_config(task, [default_config_file(task)], overrides, extra=dict(config or {}))
     elif overrides:
         raise ConfigError("overrides apply to a config mapping or the defaults: pass them to load_config instead")
+    if data is not None and not isinstance(data, (MovieLensData, TaskInputs)):
+        raise DataError(f"data= takes a MovieLensData or TaskInputs, got {type(data).__name__}: wrap a DataFrame or "
+                        "dict of arrays with tfrs_lab.data.from_frame(df, columns={'user': ..., 'item': ...})")
     if not logging.getLogger().handlers:
         configure_logging()
     out = rundir.check_output_dir(Path(output_dir if output_dir is not None else config.output_dir),

@@ -181,6 +181,27 @@ def test_no_items_table_catalogue_is_the_interactions_items(tmp_path):
     assert data.movies["movie_genres"].shape == (2, 1) and not data.movies["movie_genres"].any()
 
 
+def test_users_table_checked_for_duplicates_and_absent_users_counted(tmp_path, caplog):
+    inter = write_csv(tmp_path / "p.csv", ["u", "i"], [("a", "1"), ("z", "2")])
+    users = write_csv(tmp_path / "users.csv", ["uid"], [("a",), ("b",)])
+    source = {"interactions": {"path": str(inter), "columns": {"user": "u", "item": "i"}},
+              "users": {"path": str(users), "columns": {"id": "uid"}}}
+    with caplog.at_level(logging.INFO, logger="tfrs_lab"):
+        read_source(build(SourceSpec, source, "data.source"))
+    assert "1 interactions name a user absent from the users table" in caplog.text
+    write_csv(users, ["uid"], [("a",), ("a",)])
+    with pytest.raises(DataError, match=r"users.csv: id 'a' appears 2 times in column 'uid' "
+                                        r"\(data.source.users.columns.id\)"):
+        read_source(build(SourceSpec, source, "data.source"))
+
+
+def test_not_a_tfrecord_file(tmp_path):
+    f = tmp_path / "plays.tfrecord"
+    f.write_bytes(b"this is not a record file at all")
+    with pytest.raises(DataError, match=r"plays.tfrecord is not a TFRecord file of tf.train.Example"):
+        read_source(spec(f, {"user": "u", "item": "i"}))
+
+
 # --------------------------------------------------------------------------- spec and quick path
 
 

@@ -111,3 +111,6 @@ def test_python_path_trains_from_a_dataframe(own_files, tmp_path):
     run = tfrs_lab.train("ranking", config={"train": {"epochs": 1}}, data=data, output_dir=tmp_path / "py",
                          overrides=[*TASK_FAST["ranking"], *COMMON["ranking"]], verbose=0)
     assert run.metrics["dataset"] == "own" and np.isfinite(run.metrics["rmse"])
+    with pytest.raises(tfrs_lab.data.DataError, match=r"data= takes a MovieLensData .*got DataFrame: wrap .*from_frame"):
+        tfrs_lab.train("ranking", data=df, output_dir=tmp_path / "never")
+    assert not (tmp_path / "never").exists()

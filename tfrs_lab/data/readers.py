@@ -195,6 +195,7 @@ def _read_arrow(file: Path, fmt: str, needed: Mapping[str, str], where: str) -> 
 
 def _read_tfrecord(file: Path, needed: Mapping[str, str], where: str) -> _Raw:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
 
     compression = "GZIP" if file.suffix == ".gz" else ""
     cols = list(dict.fromkeys(needed.values()))
@@ -203,11 +204,9 @@ def _read_tfrecord(file: Path, needed: Mapping[str, str], where: str) -> _Raw:
         if first is None:
             return _Raw(str(file), {c: np.empty(0, dtype=object) for c in cols}, None)
         example = tf.train.Example.FromString(first.numpy())
-    except (tf.errors.OpError, ValueError) as e:  # DecodeError is a ValueError... of protobuf's own kind
+    except (tf.errors.OpError, DecodeError) as e:
         raise DataError(f"{file} is not a TFRecord file of tf.train.Example ({type(e).__name__}): check "
                         f"{where}.format") from e
-    except Exception as e:  # google.protobuf.message.DecodeError
-        raise DataError(f"{file} is not a TFRecord file of tf.train.Example ({e}): check {where}.format") from e
     feature = example.features.feature
     _check_columns(sorted(feature), needed, where, file)
     dtypes = {"bytes_list": tf.string, "float_list": tf.float32, "int64_list": tf.int64}
