@@ -301,8 +301,9 @@ class ExampleGen(Component):
             return None
         if not p["input_path"]:
             raise ComponentError(f"{self.id}.columns describes input_path: set {self.id}.input_path to your file")
-        return build(SourceSpec, quick_source(p["input_path"], p["columns"], p["movies_path"], p["item_columns"]),
-                     f"{self.id}.source")
+        flags = tuple(f"{self.id}.{k}" for k in ("input_path", "columns", "movies_path", "item_columns"))
+        return build(SourceSpec, quick_source(p["input_path"], p["columns"], p["movies_path"], p["item_columns"],
+                                              flags=flags), f"{self.id}.source")
 
     def fingerprint_extra(self) -> str:
         """The data's identity: the zip's / input files' SHA-256 (TFDS data is named by its version)."""

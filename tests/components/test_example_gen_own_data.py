@@ -57,6 +57,14 @@ def test_spec_parameter_and_its_errors(ml_latest_csv, tmp_path):
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").rglob("*.gz"))
 
 
+def test_quick_path_errors_name_the_parameters(ml_latest_csv):
+    with pytest.raises(ComponentError, match=r"gen.columns: unknown role 'usr'"):
+        ExampleGen(id="gen", input_path=str(ml_latest_csv / "ratings.csv"), columns="usr=userId,item=movieId")
+    with pytest.raises(ComponentError, match=r"gen.item_columns must name the id column"):
+        ExampleGen(id="gen", input_path=str(ml_latest_csv / "ratings.csv"), columns="user=userId,item=movieId",
+                   movies_path=str(ml_latest_csv / "movies.csv"), item_columns="text=title")
+
+
 def test_internal_names_without_columns_say_how_to_name_them(ml_latest_csv, tmp_path):
     with pytest.raises(ComponentError, match=r"lacks column\(s\) movie_id, .*name your columns with gen.columns"):
         ExampleGen(id="gen", input_path=str(ml_latest_csv / "ratings.csv")).run(tmp_path / "out")

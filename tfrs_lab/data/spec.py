@@ -26,7 +26,7 @@ from typing import Any, Literal, Mapping
 from tfrs_lab.schema import ConfigError
 
 __all__ = ["CsvOptions", "FORMATS", "InteractionColumns", "InteractionsSource", "ItemColumns", "ItemsSource",
-           "OWN", "SourceSpec", "UserColumns", "UsersSource", "parse_columns", "quick_source",
+           "OWN", "QUICK_FLAGS", "SourceSpec", "UserColumns", "UsersSource", "parse_columns", "quick_source",
            "resolve_spec_paths"]
 
 OWN = "own"
@@ -231,26 +231,32 @@ def parse_columns(text: str, flag: str, keys: tuple[str, ...]) -> dict[str, str]
     return out
 
 
+QUICK_FLAGS = ("--interactions", "--columns", "--items", "--item-columns")
+"""Names of the quick path's four inputs in messages (ExampleGen passes its parameter names)."""
+
+
 def quick_source(interactions: str, columns: str | None, items: str | None = None,
-                 item_columns: str | None = None) -> dict[str, Any]:
+                 item_columns: str | None = None, *, flags: tuple[str, str, str, str] = QUICK_FLAGS) -> dict[str, Any]:
     """The ``data.source`` mapping of the quick path ``--interactions FILE --columns user=..,item=..
-    [--items FILE --item-columns id=..,text=..,categories=..:|]`` (paths made absolute)."""
+    [--items FILE --item-columns id=..,text=..,categories=..:|]`` (paths made absolute); messages
+    name ``flags``."""
+    f_inter, f_cols, f_items, f_icols = flags
     if not columns:
-        raise ConfigError("--interactions needs --columns naming at least user=COLUMN,item=COLUMN")
-    cols = parse_columns(columns, "--columns", _INTERACTION_KEYS)
+        raise ConfigError(f"{f_inter} needs {f_cols} naming at least user=COLUMN,item=COLUMN")
+    cols = parse_columns(columns, f_cols, _INTERACTION_KEYS)
     for role in ("user", "item"):
         if role not in cols:
-            raise ConfigError(f"--columns must name the {role} column, e.g. --columns user=userId,item=movieId")
+            raise ConfigError(f"{f_cols} must name the {role} column, e.g. user=userId,item=movieId")
     source: dict[str, Any] = {"interactions": {"path": _absolute(interactions), "columns": cols}}
     if items is not None:
         if not item_columns:
-            raise ConfigError("--items needs --item-columns naming at least id=COLUMN")
-        icols = parse_columns(item_columns, "--item-columns", _ITEM_KEYS)
+            raise ConfigError(f"{f_items} needs {f_icols} naming at least id=COLUMN")
+        icols = parse_columns(item_columns, f_icols, _ITEM_KEYS)
         if "id" not in icols:
-            raise ConfigError("--item-columns must name the id column, e.g. --item-columns id=movieId,text=title")
+            raise ConfigError(f"{f_icols} must name the id column, e.g. id=movieId,text=title")
         source["items"] = {"path": _absolute(items), "columns": icols}
     elif item_columns:
-        raise ConfigError("--item-columns describes the --items file: pass --items FILE too")
+        raise ConfigError(f"{f_icols} describes the {f_items} file: pass {f_items} too")
     return source
 
 
