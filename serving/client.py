@@ -36,6 +36,8 @@ from tfrs_lab.export import signatures as sig_names
 
 from .errors import code_from_number
 
+__all__ = ["ServingClient", "ServingClientError", "T"]
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")

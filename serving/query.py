@@ -33,6 +33,8 @@ from .client import ServingClient, ServingClientError
 from .config import ConfigError
 from .paths import resolve_version_dir
 
+__all__ = ["build_parser", "COMMANDS", "DEFAULT_COMMAND", "load_titles", "main", "split_command", "TITLES_FILE"]
+
 TITLES_FILE = sig_names.MOVIE_TITLES_FILE
 _USER_ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,

@@ -23,6 +23,18 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+__all__ = ["AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AutoencoderConfig", "AutoencoderDataConfig",
+           "AutoencoderEvalConfig", "AutoencoderExportConfig", "AutoencoderModelConfig", "AutoencoderTrainConfig",
+           "AutoRecConfig", "check_choices", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
+           "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
+           "MultAutoencoderConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
+           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig",
+           "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig",
+           "RetrievalModelConfig", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
+           "SequentialEvalConfig", "SequentialExportConfig", "SequentialModelConfig", "SequentialTrainConfig",
+           "shipped_config", "shipped_config_files", "SHIPPED_SUFFIXES", "SyntheticConfig", "task_entry",
+           "TaskConfig", "TaskEntry", "TASKS", "to_dict", "TrainConfig"]
+
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the dotted path and the fix."""
