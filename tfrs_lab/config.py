@@ -29,7 +29,7 @@ __all__ = ["AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AutoencoderConf
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
            "MultAutoencoderConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
            "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig",
-           "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig",
+           "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
            "RetrievalModelConfig", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
            "SequentialEvalConfig", "SequentialExportConfig", "SequentialModelConfig", "SequentialTrainConfig",
            "shipped_config", "shipped_config_files", "SHIPPED_SUFFIXES", "SyntheticConfig", "task_entry",
@@ -213,6 +213,14 @@ class ExportConfig:
         positive(self.max_exclude, f"{path}.max_exclude", allow_zero=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetrievalExportConfig(ExportConfig):
+    """``exclude_seen``: ``serving_default`` never returns movies the user is known to have rated
+    (their newest ``max_exclude``); ``false`` returns the plain top-k, as before."""
+
+    exclude_seen: bool = True
+
+
 class TaskConfig:
     """What every top-level task config answers (mixed into each task's config dataclass)."""
 
@@ -237,7 +245,7 @@ class RetrievalConfig(TaskConfig):
     model: RetrievalModelConfig = field(default_factory=RetrievalModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
+    export: RetrievalExportConfig = field(default_factory=RetrievalExportConfig)
 
 
 # --------------------------------------------------------------------------- sequential task
