@@ -32,6 +32,10 @@ from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.artifacts import Artifact
 from tfrs_lab.components.base import Channel, Component, ExecutionContext, Param
 
+__all__ = ["CATALOGUE_COLUMNS", "column_spec", "COLUMNS", "DEFAULT_SPLIT_CONFIG", "ExampleGen", "load_table",
+           "LoadedExamples", "read_examples", "read_records", "ROW", "split_rows", "SPLITS", "write_examples",
+           "write_records"]
+
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")

@@ -23,6 +23,8 @@ from . import deadline
 from .errors import ServingError, invalid_argument
 from .tensors import Signature
 
+__all__ = ["Batcher", "make_batcher_factory"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -39,6 +39,9 @@ from typing import Any
 
 import tfrs_lab  # noqa: F401  (sets TF_USE_LEGACY_KERAS / quiet logs before TensorFlow loads anywhere)
 
+__all__ = ["build_parser", "build_synthetic_export", "DEFAULT_BATCHING", "known_user_ids", "main", "make_payloads",
+           "measure_floor", "PREDICT_METHOD", "run_load", "SERVER_READY", "ServerProcess", "summarize"]
+
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 DEFAULT_BATCHING = (
     "max_batch_size { value: 32 }\n"

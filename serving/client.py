@@ -36,6 +36,8 @@ from tfrs_lab.export import signatures as sig_names
 
 from .errors import code_from_number
 
+__all__ = ["ServingClient", "ServingClientError", "T"]
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -209,11 +211,22 @@ class ServingClient:
         return {k: np.array(v, dtype=object if _is_strings(v) else None) for k, v in outputs.items()}
 
     def recommend(
-        self, model: str, user_ids: Sequence[str], *, k: int | None = None, version: int | None = None, label: str | None = None
+        self, model: str, user_ids: Sequence[str], *, k: int | None = None, exclude: Sequence[str] | None = None,
+        version: int | None = None, label: str | None = None
     ) -> list[list[tuple[str, float]]]:
-        """Top movies per user from a retrieval model's ``serving_default``: ``[[(movie_id, score)]]``."""
-        outputs = self.predict(model, {sig_names.USER_ID: np.array(list(user_ids), dtype=object)}, version=version, label=label)
-        return _ranked_rows(outputs, model, "a retrieval model", k, drop_pads=False)
+        """Top movies per user from a retrieval model: ``[[(movie_id, score)]]``.
+
+        ``serving_default`` (exports exclude the movies each user rated by default); with ``exclude``
+        (movie ids never to return, for every user) its ``recommend_excluding`` signature. A list
+        longer than the export's ``max_exclude`` is answered, with fewer exclusions guaranteed."""
+        users = np.array(list(user_ids), dtype=object)
+        if exclude:
+            inputs = {sig_names.USER_ID: users,
+                      sig_names.EXCLUDE_MOVIE_IDS: _padded([list(exclude)] * len(users), "exclude")}
+            outputs = self.predict(model, inputs, signature_name=sig_names.EXCLUDE_SEEN, version=version, label=label)
+        else:
+            outputs = self.predict(model, {sig_names.USER_ID: users}, version=version, label=label)
+        return _ranked_rows(outputs, model, "a retrieval model", k)
 
     def rerank(
         self,

@@ -17,6 +17,8 @@ import grpc
 
 from .errors import ServingError
 
+__all__ = ["check", "current", "exceeded", "remaining", "scope"]
+
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("tfrs_serving_deadline", default=None)
 
 

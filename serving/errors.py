@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import grpc
 
+__all__ = ["code_from_number", "code_number", "failed_precondition", "http_status_for", "invalid_argument",
+           "not_found", "ServingError"]
+
 # TF Serving's ``ToHTTPStatusCode`` (tensorflow_serving/model_servers/http_rest_api_handler.cc).
 _HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,

@@ -32,6 +32,9 @@ from .tensors import (
     to_input_tensors,
 )
 
+__all__ = ["classify", "metadata", "multi_inference", "predict", "predict_arrays", "predict_json", "regress",
+           "SIGNATURE_DEF_FIELD"]
+
 SIGNATURE_DEF_FIELD = "signature_def"
 
 

@@ -8,6 +8,9 @@ import os
 import re
 from typing import Any
 
+__all__ = ["fingerprint", "incomplete_reason", "is_saved_model", "list_versions", "SAVED_MODEL_PB",
+           "SAVED_MODEL_PBTXT"]
+
 SAVED_MODEL_PB = "saved_model.pb"
 SAVED_MODEL_PBTXT = "saved_model.pbtxt"
 

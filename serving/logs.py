@@ -16,6 +16,8 @@ import logging
 import time
 from typing import Any
 
+__all__ = ["configure", "FORMATS", "JsonFormatter", "TEXT_FORMAT"]
+
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}

@@ -20,6 +20,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS_US", "LOAD_COUNT", "Metrics", "MULTIPROC_ENV", "multiprocess_dir",
+           "REQUEST_COUNT", "REQUEST_LATENCY", "UNKNOWN_MODEL"]
+
 # TF Serving reports request latency in microseconds.
 LATENCY_BUCKETS_US: tuple[float, ...] = (
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,

@@ -28,6 +28,8 @@ from .servable import Servable, load_servable, register_scann_ops
 from .tensors import Signature
 from .warmup import replay_warmup
 
+__all__ = ["ModelManager", "State", "validate_configs", "VersionStatus"]
+
 logger = logging.getLogger(__name__)
 
 

@@ -11,6 +11,8 @@ import os
 from .config import ConfigError, ModelConfig, parse_model_flag
 from .layout import is_saved_model, list_versions
 
+__all__ = ["EXPORT_DIR", "model_config_from_flag", "ModelPath", "resolve_model_path", "resolve_version_dir"]
+
 EXPORT_DIR = "export"
 
 

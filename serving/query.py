@@ -33,6 +33,8 @@ from .client import ServingClient, ServingClientError
 from .config import ConfigError
 from .paths import resolve_version_dir
 
+__all__ = ["build_parser", "COMMANDS", "DEFAULT_COMMAND", "load_titles", "main", "split_command", "TITLES_FILE"]
+
 TITLES_FILE = sig_names.MOVIE_TITLES_FILE
 _USER_ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
@@ -72,6 +74,9 @@ def build_parser(command: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
     if command == "recommend":
         p.add_argument("--user-id", required=True, action="append", help="user id (repeat for several users)")
         p.add_argument("--k", type=int, default=10, help="number of movies to print (<= the model's k)")
+        p.add_argument("--exclude", type=_id_list, default=None, metavar="IDS",
+                       help="comma-separated movie ids never to return (besides the movies the user rated, "
+                            "which exports exclude by default), e.g. 50,181")
     elif command == "rank":
         p.add_argument("--user-id", required=True, help="user id")
         p.add_argument("--movie-ids", required=True, help="comma-separated candidate movie ids, e.g. 1,50,181")
@@ -170,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) as client:
             spec = {"version": args.version, "label": args.label}
             if command == "recommend":
-                results = client.recommend(args.model, args.user_id, k=args.k, **spec)
+                results = client.recommend(args.model, args.user_id, k=args.k, exclude=args.exclude, **spec)
             elif command == "rank":
                 results = client.rerank(args.model, [args.user_id], [movies], k=args.k, **spec)
             else:

@@ -49,6 +49,9 @@ from .model_manager import ModelManager
 from .servable import Servable
 from .tensors import check_json_rows, utf8
 
+__all__ = ["HttpError", "JSON", "json_response", "KEEPALIVE_TIMEOUT_S", "MAX_HEADER_BYTES", "MAX_HEADERS",
+           "ModelServer", "parse_json", "RestFrontEnd"]
+
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"

@@ -27,6 +27,9 @@ from .errors import ServingError, failed_precondition
 from .layout import SAVED_MODEL_PB, SAVED_MODEL_PBTXT, list_versions  # noqa: F401  (re-exported)
 from .tensors import Signature, build_signature, check_output_filter, error_for_tf
 
+__all__ = ["call_signature", "custom_ops", "INIT_OP_SIGNATURE", "load_servable", "read_saved_model_proto",
+           "register_scann_ops", "SCANN_OP_PREFIX", "Servable", "serve_meta_graph"]
+
 logger = logging.getLogger(__name__)
 
 INIT_OP_SIGNATURE = "__saved_model_init_op"

@@ -36,6 +36,9 @@ from .sockets import DEFAULT_BACKLOG, grpc_address, listening_socket
 from .tensors import check_proto_inputs, rows_error
 from .tls import SslConfig
 
+__all__ = ["DEFAULT_MAX_BATCH_ROWS", "DEFAULT_MAX_MESSAGE_BYTES", "MODEL_SERVICE", "ModelServer", "ModelServicer",
+           "PREDICTION_SERVICE", "PredictionServicer", "ServerOptions", "T"]
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024

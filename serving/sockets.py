@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 
+__all__ = ["bound_socket", "DEFAULT_BACKLOG", "grpc_address", "listening_socket"]
+
 DEFAULT_BACKLOG = 4096  # TF Serving's gRPC front end (and Linux's somaxconn default) use 4096
 
 

@@ -37,6 +37,9 @@ from .config import (
 )
 from .paths import model_config_from_flag
 
+__all__ = ["build_parser", "check_numbers", "choose_engine", "DEFAULT_MAX_BATCH_ROWS", "main", "needs_custom_ops",
+           "TF_SERVING_BINARY", "tfserving_command"]
+
 logger = logging.getLogger("tfrs_lab.serving.start" if __name__ == "__main__" else __name__)
 
 TF_SERVING_BINARY = "tensorflow_model_server"

@@ -19,6 +19,12 @@ from tensorflow.core.protobuf import meta_graph_pb2
 
 from .errors import ServingError, invalid_argument
 
+__all__ = ["arrays_to_columns", "arrays_to_rows", "batch_size_of", "build_signature", "check_input_names",
+           "check_json_rows", "check_output_filter", "check_proto_inputs", "CLASSIFY_METHOD", "columns_to_arrays",
+           "error_for_tf", "MAX_RANK", "ndarray_from_json", "ndarray_from_proto", "PREDICT_METHOD",
+           "proto_from_ndarray", "REGRESS_METHOD", "REQUEST_DTYPES", "rows_error", "rows_to_arrays", "Signature",
+           "TensorSpecInfo", "to_input_tensors", "utf8"]
+
 PREDICT_METHOD = "tensorflow/serving/predict"
 MAX_RANK = 64  # deeper JSON lists are refused before conversion (TensorFlow allows rank <= 254)
 # Request tensors must hold values: DT_RESOURCE / DT_VARIANT (handles) and quantized types are refused.

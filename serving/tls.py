@@ -22,6 +22,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 
 from .config import ConfigError
 
+__all__ = ["load_ssl_config", "parse_ssl_config", "SslConfig"]
+
 _FIELDS = (("server_key", 1, "TYPE_STRING"), ("server_cert", 2, "TYPE_STRING"),
            ("custom_ca", 3, "TYPE_STRING"), ("client_verify", 4, "TYPE_BOOL"))
 

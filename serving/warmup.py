@@ -15,6 +15,8 @@ from . import inference
 from .errors import ServingError, invalid_argument
 from .servable import Servable
 
+__all__ = ["MAX_WARMUP_RECORDS", "replay_warmup", "warmup_path"]
+
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 
 

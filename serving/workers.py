@@ -30,6 +30,8 @@ from .config import ModelConfig, to_model_server_config_text
 from .metrics import MULTIPROC_ENV
 from .sockets import bound_socket
 
+__all__ = ["ready_line", "READY_TIMEOUT_S", "reserve_port", "run_workers", "worker_command"]
+
 logger = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 600.0  # loading and warming up large models takes a while

@@ -26,6 +26,18 @@ import yaml
 from tfrs_lab.data.spec import OWN, SourceSpec
 from tfrs_lab.schema import ConfigError, _build, build
 
+__all__ = ["AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AutoencoderConfig", "AutoencoderDataConfig",
+           "AutoencoderEvalConfig", "AutoencoderExportConfig", "AutoencoderModelConfig", "AutoencoderTrainConfig",
+           "AutoRecConfig", "check_choices", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
+           "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
+           "MultAutoencoderConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
+           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig",
+           "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
+           "RetrievalModelConfig", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
+           "SequentialEvalConfig", "SequentialExportConfig", "SequentialModelConfig", "SequentialTrainConfig", "build",
+           "shipped_config", "shipped_config_files", "SHIPPED_SUFFIXES", "SyntheticConfig", "task_entry",
+           "TaskConfig", "TaskEntry", "TASKS", "to_dict", "TrainConfig"]
+
 
 def positive(value: float, path: str, *, allow_zero: bool = False) -> None:
     """Raises ``ConfigError("<path> must be > 0, got <value>")`` (``>= 0`` with ``allow_zero``)."""
@@ -216,6 +228,14 @@ class ExportConfig:
         positive(self.max_exclude, f"{path}.max_exclude", allow_zero=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetrievalExportConfig(ExportConfig):
+    """``exclude_seen``: ``serving_default`` never returns movies the user is known to have rated
+    (their newest ``max_exclude``); ``false`` returns the plain top-k, as before."""
+
+    exclude_seen: bool = True
+
+
 class TaskConfig:
     """What every top-level task config answers (mixed into each task's config dataclass)."""
 
@@ -240,7 +260,7 @@ class RetrievalConfig(TaskConfig):
     model: RetrievalModelConfig = field(default_factory=RetrievalModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    export: ExportConfig = field(default_factory=ExportConfig)
+    export: RetrievalExportConfig = field(default_factory=RetrievalExportConfig)
 
 
 # --------------------------------------------------------------------------- sequential task

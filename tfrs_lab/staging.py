@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+__all__ = ["apply_umask", "current_umask", "staged_directory"]
+
 
 def current_umask() -> int:
     """The process umask (read without changing it for longer than one call)."""

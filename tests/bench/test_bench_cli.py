@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tfrs_lab.bench.__main__ import main
 
@@ -26,26 +27,45 @@ def _pngs_written(results: dict) -> None:
 
 
 def test_quality_suite_peers_on_both_splits(tmp_path, capsys):
-    methods = "popularity,item_knn,implicit_als,implicit_bpr,surprise_svd,tfrs_tutorial_ranking"
+    methods = "popularity,item_knn,implicit_als,implicit_bpr,ease,surprise_svd,tfrs_tutorial_ranking"
     assert main(["quality", *TINY, "--methods", methods, "--epochs", "1", "--seeds", "2",
                  "--output-dir", str(tmp_path)]) == 0
     r = _results(tmp_path, "quality")
     hash_, llo = r["splits"]["hash"], r["splits"]["leave-last-out"]
     assert {"popularity", "tfrs_tutorial_ranking"} <= set(hash_)
-    assert {"popularity", "item_knn", "implicit_als", "implicit_bpr"} <= set(llo)
+    assert {"popularity", "item_knn", "implicit_als", "implicit_bpr", "ease"} <= set(llo)
     assert "surprise_svd" in hash_ or "surprise_svd" in r["skipped"]
     for m in hash_.values():
         for k in ("hit_rate@10", "hit_rate@100"):
             if k in m:
                 assert 0.0 <= m[k] <= 1.0
-    for name in ("popularity", "item_knn", "implicit_als", "implicit_bpr"):
+    for name in ("popularity", "item_knn", "implicit_als", "implicit_bpr", "ease"):
         assert 0.0 <= llo[name]["recall@10"] <= llo[name]["recall@50"] <= 1.0
         assert 0.0 <= llo[name]["ndcg@10"] <= llo[name]["recall@10"]
     assert llo["implicit_bpr"]["seeds"] == 2 and "recall@10_std" in llo["implicit_bpr"]
+    assert llo["ease"]["lambda"] in (10, 50, 100, 200, 500, 1000, 2000, 5000) and 0 < llo["ease"]["validation_ndcg@10"] <= 1
+    assert "recall@10_std" not in llo["ease"] and "seeds" not in llo["ease"]  # deterministic: one run
+    assert hash_["tfrs_tutorial_ranking"]["seeds"] == 2 and "rmse_std" in hash_["tfrs_tutorial_ranking"]
     assert 0.0 < hash_["tfrs_tutorial_ranking"]["rmse"] < 4.0
     _pngs_written(r)
     table = capsys.readouterr().out
     assert "item_knn [leave-last-out]" in table and "recall@10" in table
+
+
+def test_quality_suite_runs_our_models_once_per_seed(tmp_path, capsys):
+    assert main(["quality", *TINY, "--methods", "tfrs_lab_retrieval", "--epochs", "1", "--seeds", "2",
+                 "--output-dir", str(tmp_path)]) == 0
+    r = _results(tmp_path, "quality")
+    assert r["seeds"] == 2
+    for split, metric in (("hash", "hit_rate@10"), ("leave-last-out", "recall@10")):
+        row = r["splits"][split]["tfrs_lab_retrieval"]
+        assert row["seeds"] == 2 and f"{metric}_std" in row and 0.0 <= row[f"{metric}_std"] <= 0.5
+        assert [Path(d).name for d in row["run_dirs"]] == [f"retrieval-{split}-seed42", f"retrieval-{split}-seed43"]
+        assert [yaml.safe_load((Path(d) / "config.yaml").read_text())["train"]["seed"] for d in row["run_dirs"]] == [42, 43]
+        per_seed = [json.loads((Path(d) / "metrics.json").read_text())[metric] for d in row["run_dirs"]]
+        assert row[metric] == pytest.approx(sum(per_seed) / 2)
+        assert row[f"{metric}_std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2)
+    assert " ± " in capsys.readouterr().out
 
 
 def test_training_suite_reports_time_to_quality_and_throughput(tmp_path, capsys):

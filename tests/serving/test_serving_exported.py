@@ -163,6 +163,20 @@ def test_recommend_excluding_never_returns_excluded_movies(server, protocol):
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_client_recommend_takes_an_exclude_list(server, protocol):
+    """``ServingClient.recommend(..., exclude=...)`` (what ``query --exclude`` calls): the listed
+    movies never come back, for every user, and the rest keeps its order."""
+    client = _grpc(server) if protocol == "grpc" else _rest(server)
+    with client:
+        plain = client.recommend("retrieval", ["1", "2"])
+        banned = [m for m, _ in plain[0][:4]]
+        got = client.recommend("retrieval", ["1", "2"], exclude=banned)
+    for before, after in zip(plain, got):
+        assert not {m for m, _ in after} & set(banned)
+        assert [m for m, _ in after][:K - 4] == [m for m, _ in before if m not in banned][:K - 4]
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
 def test_query_with_features_answers_explicit_features(server, protocol):
     inputs = {
         sig.USER_ID: ["1", "not-a-user"],

@@ -49,7 +49,8 @@ def build_parser() -> ArgumentParser:
                    help="config override for our models (quality, training), e.g. --set train.batch_size=512")
     p.add_argument("--methods", help="quality: comma-separated subset of methods (default all)")
     p.add_argument("--epochs", type=int, help="quality/training: cap on epochs of every trained model")
-    p.add_argument("--seeds", type=int, default=5, help="quality: seeds averaged for implicit ALS/BPR (default 5)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="quality: seeds per seeded method (ours, tutorials, Surprise, implicit): mean ± std (default 3)")
     p.add_argument("--throughput-epochs", type=int, default=4,
                    help="training: epochs per throughput variant, the first is warm-up (default 4)")
     p.add_argument("--variants", help="training: comma-separated throughput variants (default all: "

@@ -11,14 +11,14 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from tfrs_lab.training.report import pyplot  # noqa: F401  (the suites' one way to get pyplot)
 
-__all__ = ["bar_chart", "format_table", "machine", "median_after_warmup", "percentiles", "RESULTS_FILE",
-           "time_calls", "write_results"]
+__all__ = ["bar_chart", "format_table", "machine", "mean_over_seeds", "median_after_warmup", "percentiles",
+           "RESULTS_FILE", "time_calls", "write_results"]
 
 RESULTS_FILE = "results.json"
 
@@ -50,6 +50,23 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def mean_over_seeds(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One row from the rows of runs that differ only in their seed.
+
+    Every numeric entry (not bool) present in all runs becomes its mean; with more than one run also
+    ``<key>_std``, the population standard deviation across runs; ``seeds`` = ``len(runs)``.
+    """
+    if not runs:
+        raise ValueError("mean_over_seeds needs at least one run")
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            and all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) for r in runs)]
+    out: dict[str, Any] = {k: float(np.mean([r[k] for r in runs])) for k in keys}
+    if len(runs) > 1:
+        out.update({f"{k}_std": float(np.std([r[k] for r in runs])) for k in keys})
+    out["seeds"] = len(runs)
+    return out
 
 
 def percentiles(samples_s: Sequence[float]) -> dict[str, float]:
@@ -98,7 +115,8 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], first: 
 
 def bar_chart(path: Path, rows: Sequence[dict[str, Any]], metrics: Iterable[str], title: str,
               label: str = "method") -> Path | None:
-    """One bar panel per metric (methods without the metric are left out); ``None`` if nothing to draw."""
+    """One bar panel per metric (methods without the metric are left out), with ``<metric>_std`` as
+    error bars where a row has it; ``None`` if nothing to draw."""
     metrics = [m for m in metrics if any(isinstance(r.get(m), (int, float)) for r in rows)]
     if not metrics:
         return None
@@ -108,6 +126,7 @@ def bar_chart(path: Path, rows: Sequence[dict[str, Any]], metrics: Iterable[str]
     for ax, m in zip(axes[0], metrics):
         have = [r for r in rows if isinstance(r.get(m), (int, float))]
         ax.barh([str(r[label]) for r in have], [float(r[m]) for r in have],
+                xerr=[float(r.get(f"{m}_std", 0.0)) for r in have],  # ± std across seeds, where run
                 color=["tab:orange" if str(r[label]).startswith("tfrs_lab") else "tab:blue" for r in have])
         ax.invert_yaxis()
         ax.set_title(m + (" (lower is better)" if m in ("rmse", "mae") else ""))

@@ -12,6 +12,9 @@ test item, which our models also see at test time).
 * :func:`popularity_metrics`: the catalogue ordered by interaction counts, for everyone.
 * :func:`item_knn_metrics`: item-kNN with cosine similarity (``implicit``'s ``CosineRecommender``).
 * :func:`implicit_metrics`: ``implicit``'s ALS and BPR (64 factors, default settings otherwise).
+* :func:`ease_metrics`: EASE (Steck 2019), the closed-form item-item autoencoder, with its L2
+  weight λ chosen on the validation rows only (:func:`ease_select`), then refitted on
+  :func:`fit_rows` and scored once on test.
 * :func:`surprise_metrics`: Surprise SVD / SVD++ rating predictors (optional ``bench`` extra).
 * :func:`build_tutorial_retrieval` / :func:`tutorial_retrieval_metrics`: the TFRS basic-retrieval
   tutorial recipe, reimplemented from its published description: user id and movie *title*
@@ -36,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfrs_lab.bench.common import mean_over_seeds
 from tfrs_lab.data.features import movie_rows
 from tfrs_lab.data.movielens import MovieLensData
 from tfrs_lab.data.splits import Split
@@ -43,7 +47,7 @@ from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, rating_metric
 from tfrs_lab.training.evaluate import seen_lists
 
 __all__ = ["build_tutorial_ranking", "build_tutorial_retrieval", "catalogue_rows", "clipped_rating_metrics",
-           "evaluated_rows", "fit_rows", "IMPLICIT_FACTORS", "implicit_metrics", "Interactions", "interactions",
+           "EASE_LAMBDAS", "ease_metrics", "ease_select", "ease_weights", "evaluated_rows", "fit_rows", "IMPLICIT_FACTORS", "implicit_metrics", "Interactions", "interactions",
            "item_counts", "item_knn_metrics", "PeerUnavailable", "popularity_metrics", "rank_metrics",
            "RATING_RANGE", "surprise_metrics", "target_ranks_for", "TUTORIAL_BATCH", "tutorial_dataset",
            "TUTORIAL_EPOCHS", "tutorial_ranking_metrics", "tutorial_retrieval_metrics", "TutorialRanking",
@@ -171,6 +175,14 @@ def _test_user_rows(data: MovieLensData, split: Split, inter: Interactions) -> n
     return inter.user_index(data.ratings["user_id"][split.test].astype(str))
 
 
+def _histories(inter: Interactions, users: np.ndarray) -> np.ndarray:
+    """float32 [len(users), M] rows of ``inter.matrix`` for the row indices ``users`` (zeros for -1)."""
+    history = np.zeros((len(users), inter.matrix.shape[1]), np.float32)
+    known = users >= 0
+    history[known] = inter.matrix[users[known]].toarray()
+    return history
+
+
 def _require_implicit():
     try:
         import implicit  # noqa: F401
@@ -196,10 +208,7 @@ def item_knn_metrics(data: MovieLensData, split: Split, ks: tuple[int, ...], nei
     with limits(1, "blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore", ParameterWarning)  # it transposes our CSR input itself
         model.fit(inter.matrix, show_progress=False)
-    users = _test_user_rows(data, split, inter)
-    history = np.zeros((len(users), inter.matrix.shape[1]), np.float32)
-    known = users >= 0
-    history[known] = inter.matrix[users[known]].toarray()
+    history = _histories(inter, _test_user_rows(data, split, inter))
     sim = model.similarity.toarray().astype(np.float32)  # [M, M]: score = history @ sim
     return rank_metrics(data, split, history, sim.T, ks)
 
@@ -230,10 +239,107 @@ def implicit_metrics(data: MovieLensData, split: Split, ks: tuple[int, ...], met
         queries = np.zeros((len(users), uf.shape[1]), np.float32)
         queries[users >= 0] = uf[users[users >= 0]]
         runs.append(rank_metrics(data, split, queries, np.asarray(model.item_factors, np.float32), ks))
-    out = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
-    if len(runs) > 1:
-        out.update({f"{k}_std": float(np.std([r[k] for r in runs])) for k in runs[0]})
-    out.update(train_seconds=round(float(np.mean(seconds)), 3), seeds=len(seeds))
+    out = mean_over_seeds(runs)
+    out["train_seconds"] = round(float(np.mean(seconds)), 3)
+    return out
+
+
+# --------------------------------------------------------------------------- EASE
+
+EASE_LAMBDAS: tuple[float, ...] = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
+"""The λ grid :func:`ease_select` searches (Steck 2019 tunes λ per data set; ML-20M's best is 500)."""
+EASE_SELECTION_METRIC = "ndcg@10"
+
+
+def _gram(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(active, G)``: int64 [Ma] catalogue columns of ``matrix`` (binary [U, M] CSR) with at least
+    one interaction, and the float64 [Ma, Ma] Gram matrix ``XᵀX`` of those columns. An item without
+    interactions gets an all-zero row and column of B, so EASE is solved on the active items only."""
+    counts = np.asarray(matrix.getnnz(axis=0)).ravel()
+    active = np.flatnonzero(counts > 0)
+    x = matrix[:, active].astype(np.float64)
+    return active, np.asarray((x.T @ x).todense())
+
+
+def _ease_from_gram(gram: np.ndarray, lam: float) -> np.ndarray:
+    """B = I − P / diag(P) with P = (G + λI)⁻¹ (float64 [Ma, Ma], zero diagonal); ``gram`` is kept."""
+    g = gram.copy()
+    g[np.diag_indices_from(g)] += lam
+    p = np.linalg.inv(g)
+    b = p / (-np.diag(p))[None, :]  # B_ij = −P_ij / P_jj for i ≠ j
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def ease_weights(matrix: Any, lam: float) -> np.ndarray:
+    """EASE item-item weights of a binary user x item matrix (Steck 2019, closed form).
+
+    Args:
+      matrix: scipy.sparse [U, M] binary interactions (:class:`Interactions`'s ``matrix``).
+      lam: L2 weight λ > 0.
+
+    Returns:
+      float64 [M, M] B with ``diag(B) == 0``; a user's scores are ``x @ B`` (x: [M] binary row).
+      Rows and columns of items without interactions are zero.
+    """
+    active, gram = _gram(matrix)
+    out = np.zeros((matrix.shape[1], matrix.shape[1]))
+    out[np.ix_(active, active)] = _ease_from_gram(gram, lam)
+    return out
+
+
+def _ease_items(m: int, active: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 [M, Ma] item vectors for :func:`rank_metrics`: with queries = histories restricted to
+    the active columns [n, Ma], ``queries @ items.T`` = ``x @ B`` (items without data score 0)."""
+    items = np.zeros((m, len(active)), np.float32)
+    items[active] = b.T
+    return items
+
+
+def ease_select(data: MovieLensData, split: Split, ks: tuple[int, ...], lambdas: tuple[float, ...] = EASE_LAMBDAS,
+                metric: str = EASE_SELECTION_METRIC) -> tuple[float, dict[float, dict[str, float]]]:
+    """Chooses EASE's λ on validation only: fits ``split.train``, ranks ``split.validation`` (train
+    items excluded) for every λ; ``split.test`` is never read.
+
+    Returns:
+      ``(best λ, {λ: validation metrics})``; the best is the first λ (grid order) with the highest
+      validation ``metric``.
+    """
+    inter = interactions(data, split.train)
+    active, gram = _gram(inter.matrix)
+    users = inter.user_index(data.ratings["user_id"][split.validation].astype(str))
+    queries = _histories(inter, users)[:, active]
+    record = {}
+    for lam in lambdas:
+        items = _ease_items(inter.matrix.shape[1], active, _ease_from_gram(gram, lam))
+        record[lam] = rank_metrics(data, split, queries, items, ks, part="validation")
+    if metric not in record[lambdas[0]]:
+        raise ValueError(f"EASE selects on {metric!r}, which the {split.name} split does not report")
+    best = max(lambdas, key=lambda lam: record[lam][metric])
+    return best, record
+
+
+def ease_metrics(data: MovieLensData, split: Split, ks: tuple[int, ...], *,
+                 lambdas: tuple[float, ...] = EASE_LAMBDAS) -> dict[str, Any]:
+    """EASE with λ from :func:`ease_select`, refitted on :func:`fit_rows`, test metrics computed once.
+
+    Returns the test metrics plus ``lambda``, ``validation_ndcg@10`` (of the chosen λ),
+    ``validation_grid`` ({λ: validation ndcg@10}), ``selection_seconds`` and ``train_seconds`` (the
+    final fit). Deterministic: no ``_std``.
+    """
+    start = time.perf_counter()
+    lam, record = ease_select(data, split, ks, lambdas)
+    selection_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    inter = interactions(data, fit_rows(split))
+    active, gram = _gram(inter.matrix)
+    items = _ease_items(inter.matrix.shape[1], active, _ease_from_gram(gram, lam))
+    train_seconds = time.perf_counter() - start
+    queries = _histories(inter, _test_user_rows(data, split, inter))[:, active]
+    out: dict[str, Any] = rank_metrics(data, split, queries, items, ks)
+    out.update({"lambda": lam, f"validation_{EASE_SELECTION_METRIC}": record[lam][EASE_SELECTION_METRIC],
+                "validation_grid": {str(k): v[EASE_SELECTION_METRIC] for k, v in record.items()},
+                "selection_seconds": round(selection_seconds, 3), "train_seconds": round(train_seconds, 3)})
     return out
 
 

@@ -2,9 +2,17 @@
 
 ``hash`` split: popularity, the TFRS basic-retrieval and basic-ranking tutorial recipes, Surprise
 SVD / SVD++ (optional), our retrieval and ranking models. ``leave-last-out``: popularity, item-kNN,
-implicit ALS / BPR, the tutorial retrieval recipe, our retrieval and sequential models. Every method
-is scored by the same evaluator (docs/architecture.md#metric-definitions); our models run the full ``train`` pipeline (their
-run directories, with ``report.html``, are kept under ``<output>/runs/``).
+implicit ALS / BPR, EASE (λ chosen on validation), the tutorial retrieval recipe, our retrieval and
+sequential models. Every method is scored by the same evaluator
+(docs/architecture.md#metric-definitions); our models run the full ``train`` pipeline (their run
+directories, with ``report.html``, are kept under ``<output>/runs/<task>-<split>-seed<seed>``).
+
+Seeds: every method with randomness (ours, the tutorial recipes, Surprise, implicit) runs once per
+seed of ``Context.seeds`` and reports the mean plus ``<metric>_std`` (population std across seeds,
+with two or more seeds) and ``seeds``; seed offset ``i`` is added to the method's own default seed
+(``train.seed`` of our configs, 42 for the tutorials, 0 for Surprise and implicit), so one seed
+reproduces the single-seed figures. Popularity, item-kNN and EASE are deterministic: one run, no
+``_std``.
 """
 
 from __future__ import annotations
@@ -40,8 +48,14 @@ class Context:
     overrides: Sequence[str] = field(default_factory=tuple)
 
 
+def _per_seed(ctx: Context, run_one: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+    """``run_one(offset)`` for every seed offset in ``ctx.seeds``, folded into one row (mean, ``_std``)."""
+    return common.mean_over_seeds([run_one(offset) for offset in ctx.seeds])
+
+
 def _ours(task: str, ctx: Context) -> dict[str, Any]:
-    """Our ``task`` with its default config (``configs/<task>.yaml``) on ``ctx``'s data."""
+    """Our ``task`` with its default config (``configs/<task>.yaml``) on ``ctx``'s data, once per seed
+    (``train.seed`` = the config's seed + offset); the run directories are listed in ``run_dirs``."""
     from tfrs_lab.config import default_config_file, load_config
     from tfrs_lab.training.runner import run_task
     from tfrs_lab.training.task import TaskInputs
@@ -50,28 +64,39 @@ def _ours(task: str, ctx: Context) -> dict[str, Any]:
     if ctx.epochs is not None:
         extra["train"] = {"epochs": ctx.epochs}
     overrides = [*ctx.overrides, "export.verify=false"]
-    cfg = load_config(task, [default_config_file(task)], overrides, extra=extra)
-    run_dir = ctx.run_root / f"{task}-{ctx.split.name}"
-    if run_dir.exists():
-        import shutil
+    files = [default_config_file(task)]
+    base_seed = load_config(task, files, overrides, extra=extra).train.seed
+    run_dirs: list[str] = []
 
-        shutil.rmtree(run_dir)
-    metrics = run_task(task, cfg, run_dir, TaskInputs(ctx.data), verbose=0).metrics
-    out = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    out["run_dir"] = str(run_dir)
+    def run_one(offset: int) -> dict[str, Any]:
+        seed = base_seed + offset
+        cfg = load_config(task, files, [*overrides, f"train.seed={seed}"], extra=extra)
+        run_dir = ctx.run_root / f"{task}-{ctx.split.name}-seed{seed}"
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        metrics = run_task(task, cfg, run_dir, TaskInputs(ctx.data), verbose=0).metrics
+        run_dirs.append(str(run_dir))
+        return metrics
+
+    out = _per_seed(ctx, run_one)
+    out["run_dirs"] = run_dirs
     return out
 
 
 def _tutorial_retrieval(ctx: Context) -> dict[str, Any]:
     from tfrs_lab.bench.peers import TUTORIAL_EPOCHS, tutorial_retrieval_metrics
 
-    return tutorial_retrieval_metrics(ctx.data, ctx.split, ctx.ks, epochs=ctx.epochs or TUTORIAL_EPOCHS)
+    return _per_seed(ctx, lambda offset: tutorial_retrieval_metrics(
+        ctx.data, ctx.split, ctx.ks, epochs=ctx.epochs or TUTORIAL_EPOCHS, seed=42 + offset))
 
 
 def _tutorial_ranking(ctx: Context) -> dict[str, Any]:
     from tfrs_lab.bench.peers import TUTORIAL_EPOCHS, tutorial_ranking_metrics
 
-    return tutorial_ranking_metrics(ctx.data, ctx.split, epochs=ctx.epochs or TUTORIAL_EPOCHS)
+    return _per_seed(ctx, lambda offset: tutorial_ranking_metrics(
+        ctx.data, ctx.split, epochs=ctx.epochs or TUTORIAL_EPOCHS, seed=42 + offset))
 
 
 def _peer(name: str, *args, **kwargs) -> Callable[[Context], dict[str, Any]]:
@@ -81,7 +106,7 @@ def _peer(name: str, *args, **kwargs) -> Callable[[Context], dict[str, Any]]:
         fn = getattr(peers, name)
         start = time.perf_counter()
         if name == "surprise_metrics":
-            out = fn(ctx.data, ctx.split, *args, **kwargs)
+            out = _per_seed(ctx, lambda offset: fn(ctx.data, ctx.split, *args, seed=offset, **kwargs))
         elif name == "implicit_metrics":
             out = fn(ctx.data, ctx.split, ctx.ks, *args, seeds=ctx.seeds, **kwargs)
         else:
@@ -97,6 +122,7 @@ METHODS: dict[str, tuple[tuple[str, ...], Callable[[Context], dict[str, Any]]]] 
     "item_knn": (("leave-last-out",), _peer("item_knn_metrics")),
     "implicit_als": (("leave-last-out",), _peer("implicit_metrics", "als")),
     "implicit_bpr": (("leave-last-out",), _peer("implicit_metrics", "bpr")),
+    "ease": (("leave-last-out",), _peer("ease_metrics")),
     "surprise_svd": (("hash",), _peer("surprise_metrics", "svd")),
     "surprise_svdpp": (("hash",), _peer("surprise_metrics", "svdpp")),
     "tfrs_tutorial_retrieval": (("hash", "leave-last-out"), _tutorial_retrieval),
@@ -109,14 +135,14 @@ METHODS: dict[str, tuple[tuple[str, ...], Callable[[Context], dict[str, Any]]]] 
 
 
 def run_quality(data, output_dir: Path, *, data_options: dict[str, Any], methods: Sequence[str] | None = None,
-                epochs: int | None = None, seeds: int = 5, overrides: Sequence[str] = (),
+                epochs: int | None = None, seeds: int = 3, overrides: Sequence[str] = (),
                 splits: Sequence[str] = tuple(KS)) -> tuple[dict[str, Any], str]:
     """Runs ``methods`` (default: all) on ``splits`` (default both) of ``data``; writes ``results.json`` and
     ``quality.png`` into ``output_dir``. Returns ``(results, table)``.
 
     ``epochs`` caps every trained model (ours and the tutorials; ``None`` = their defaults);
-    ``seeds`` = number of seeds averaged for implicit's ALS/BPR. Optional peers whose package is
-    missing are listed under ``skipped`` with the reason.
+    ``seeds`` = number of seeds every seeded method runs with (mean ± std, see the module docstring).
+    Optional peers whose package is missing are listed under ``skipped`` with the reason.
     """
     from tfrs_lab.bench.peers import PeerUnavailable
     from tfrs_lab.data.splits import make_split
@@ -124,7 +150,7 @@ def run_quality(data, output_dir: Path, *, data_options: dict[str, Any], methods
     output_dir.mkdir(parents=True, exist_ok=True)
     methods = list(methods or METHODS)
     results: dict[str, Any] = {"suite": "quality", "dataset": data.dataset, "machine": common.machine(),
-                               "epochs": epochs, "implicit_seeds": seeds, "splits": {}, "skipped": {}}
+                               "epochs": epochs, "seeds": seeds, "splits": {}, "skipped": {}}
     rows = []
     for split_name, ks in KS.items():
         if split_name not in splits:
@@ -150,7 +176,13 @@ def run_quality(data, output_dir: Path, *, data_options: dict[str, Any], methods
                             f"{data.dataset}: test metrics per method (same splits, same evaluator)")
     results["plots"] = [str(plot)] if plot else []
     common.write_results(output_dir, results)
-    table = common.format_table(rows, TABLE_COLUMNS)
+    table = common.format_table([_with_std(r) for r in rows], TABLE_COLUMNS)
     if results["skipped"]:
         table += "\nskipped: " + "; ".join(f"{k} ({v})" for k, v in results["skipped"].items())
     return results, table
+
+
+def _with_std(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` for the printed table: a metric column with ``<metric>_std`` reads ``mean ± std``."""
+    return {k: f"{v:.4f} ± {row[f'{k}_std']:.4f}" if k in PLOT_METRICS and f"{k}_std" in row else v
+            for k, v in row.items()}

@@ -1,4 +1,4 @@
-"""Deterministic, row-order-independent train/validation/test splits (DESIGN.md §4).
+"""Deterministic, row-order-independent train/validation/test splits (docs/architecture.md#splits).
 
 Both splits depend only on the ``(user_id, movie_id, timestamp)`` values of a rating, never on the
 row order, so any tool can reproduce them:
@@ -78,7 +78,7 @@ def _as_str_array(values: np.ndarray) -> np.ndarray:
 def hash_buckets(
     user_id: np.ndarray, movie_id: np.ndarray, num_buckets: int = _NUM_BUCKETS
 ) -> np.ndarray:
-    """Hash bucket of every rating, exactly as DESIGN.md §4 defines it.
+    """Hash bucket of every rating, exactly as docs/architecture.md#splits defines it.
 
     Args:
         user_id: ``[n]`` raw user ids (object array of ``str``, or any string array).

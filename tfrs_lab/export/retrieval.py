@@ -8,13 +8,18 @@ Signatures (names in :mod:`tfrs_lab.export.signatures`), all returning ``movie_i
 
 * ``serving_default(user_id: string [batch])``: user features known at training time are looked up
   inside the model (with the user's latest known movies as history); the time context is the
-  serving time (clipped to the training range). Unknown
-  users get the most popular movies of the training data (``scores`` = their training share).
+  serving time (clipped to the training range). With a ``seen`` table (``export.exclude_seen``, the
+  default) the movies the user is known to have rated are never returned (exact for up to
+  ``max_exclude`` of them, the newest; fewer than k answers, '' padded, only when the catalogue runs
+  out). Unknown users get the most popular movies of the training data (``scores`` = their training
+  share).
 * ``query_with_features(user_id, timestamp, bucketized_user_age, user_gender, user_occupation_label,
   history_movie_ids)``: every query feature explicit, each [batch] (history string [batch, h], the
   user's recent movies in any order — the model averages them — '' pads).
 * ``recommend_excluding(user_id [batch], exclude_movie_ids string [batch, m])``: as the default but
-  never returns the given movies ('' pads ragged rows). Exact for up to ``max_exclude`` ids per row.
+  never returns the given movies either ('' pads ragged rows). Exact for up to ``max_exclude`` ids
+  per row (the caller's and, with a ``seen`` table, the user's known movies together); a longer list
+  is answered with fewer exclusions guaranteed, never an error.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ class RetrievalServer(tf.Module):
     """The exported object: the retrieval model, its index, and the serving signatures."""
 
     def __init__(self, model, index, *, k: int, max_exclude: int, user_table: dict[str, np.ndarray],
-                 popular: np.ndarray, popular_scores: np.ndarray):
+                 popular: np.ndarray, popular_scores: np.ndarray, seen: np.ndarray | None = None):
+        """``seen``: optional str [U + 1, s] movies each user index is known to have rated, '' pads
+        (row 0, the unknown user, empty): ``serving_default`` never returns them."""
         super().__init__()
         self.model = model
         self.index = index
@@ -53,6 +60,7 @@ class RetrievalServer(tf.Module):
         self.popular_ids = tf.constant(list(popular[: self.fetch]), dtype=tf.string)  # [fetch]
         self.popular_scores = tf.constant(popular_scores[: self.fetch], dtype=tf.float32)  # [fetch]
         self.user_table = {name: tf.constant(col) for name, col in user_table.items()}  # [U + 1] each
+        self.seen = None if seen is None else tf.constant(seen.astype(str))  # [U + 1, s]
 
     def _known_user_features(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
         """Training-time user features of each user (defaults for unknown users), serving time as context."""
@@ -76,8 +84,14 @@ class RetrievalServer(tf.Module):
         return {sig.MOVIE_IDS: tf.where(unknown, pop_ids, ids[:, : self.k]),
                 sig.SCORES: tf.where(unknown, pop_scores, scores[:, : self.k])}
 
+    def _seen(self, user_id: tf.Tensor) -> tf.Tensor:
+        """str [B, s] the known movies of each user ('' for unknown users)."""
+        return tf.gather(self.seen, self.model.user_lookup(user_id))
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
     def serve(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        if self.seen is not None:
+            return self._excluding(user_id, self._seen(user_id))
         scores, ids = self._answer(self._known_user_features(user_id), self.k)
         return self._with_fallback(user_id, scores, ids)
 
@@ -102,6 +116,13 @@ class RetrievalServer(tf.Module):
         tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_MOVIE_IDS),
     ])
     def serve_excluding(self, user_id: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        if self.seen is not None:
+            exclude_movie_ids = tf.concat([exclude_movie_ids, self._seen(user_id)], axis=1)
+        return self._excluding(user_id, exclude_movie_ids)
+
+    def _excluding(self, user_id: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Top k of the ``fetch`` nearest movies (popular ones for unknown users) that are not in
+        ``exclude_movie_ids`` (str [B, m], '' pads); '' / -inf where fewer than k remain."""
         scores, ids = self._answer(self._known_user_features(user_id), self.fetch)
         # Unknown users: rank the popular list instead, through the same exclusion below.
         unknown = tf.expand_dims(tf.equal(self.model.user_lookup(user_id), 0), -1)
@@ -129,6 +150,7 @@ def export_retrieval(
     settings: IndexSettings,
     sample_users: list[str],
     recall_queries: np.ndarray,
+    seen: np.ndarray | None = None,
     verify: bool = True,
 ) -> ExportResult:
     """Writes ``export_base/model_name/version/`` and checks it.
@@ -140,6 +162,8 @@ def export_retrieval(
       titles: str [M] catalogue titles, written to ``assets.extra/movie_titles.tsv`` for clients.
       sample_users: known user ids used for warm-up records and the fresh-process check.
       recall_queries: float32 [Q, d] query vectors used to measure ScaNN recall@10 vs brute force.
+      seen: optional str [U + 1, s] known movies per user index ('' pads, row 0 empty) that
+        ``serving_default`` excludes; ``None`` keeps the plain top-k.
     """
     item_vectors = model.catalogue_embeddings()
     item_ids = np.array([m.decode() for m in model.movie_ids.numpy()], dtype=object)
@@ -148,7 +172,7 @@ def export_retrieval(
     index = build_index(item_vectors, item_ids, settings, fetch)
     order = np.argsort(-popularity, kind="stable")
     server = RetrievalServer(model, index, k=k, max_exclude=fetch - k, user_table=user_table,
-                             popular=item_ids[order], popular_scores=popularity[order])
+                             popular=item_ids[order], popular_scores=popularity[order], seen=seen)
     server.similar = SimilarItems(item_vectors, item_ids, settings, k)
     version_dir = Path(export_base) / model_name / str(version)
     with staged_directory(version_dir) as tmp:

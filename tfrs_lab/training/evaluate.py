@@ -39,6 +39,7 @@ def evaluate(
     ks: tuple[int, ...],
     history: dict[str, np.ndarray] | None = None,
     batch_size: int = 1024,
+    seen_excluded: bool = False,
 ) -> dict[str, float]:
     """Metrics of ``model`` on the rating rows ``columns``.
 
@@ -47,6 +48,9 @@ def evaluate(
       protocol: ``"hash"`` -> ``hit_rate@K`` (seen not excluded); ``"leave-last-out"`` ->
         ``recall@K``, ``ndcg@K``, ``mrr`` with ``history`` (raw ``user_id``/``movie_id`` columns of
         the user's earlier rows) excluded from the ranking.
+      seen_excluded: on ``hash``, also ``hit_rate_seen_excluded@K``: the same hit rate with the
+        ``history`` rows' movies removed from each user's ranking (what an export that excludes
+        seen items serves).
     """
     targets = movie_rows(vocab, columns["movie_id"])
     keep = targets >= 0  # ratings of movies missing from the catalogue cannot be ranked
@@ -54,10 +58,15 @@ def evaluate(
     queries = query_embeddings(model, columns)
     items = model.catalogue_embeddings()
     exclude = None
-    if protocol == "leave-last-out":
+    if protocol == "leave-last-out" or seen_excluded:
         if history is None:
-            raise ValueError("leave-last-out evaluation needs the users' history to exclude")
+            raise ValueError("evaluation with seen items excluded needs the users' history")
         exclude = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
         exclude = [e[e >= 0] for e in exclude]
-    ranks = target_ranks(queries, items, targets[keep], exclude=exclude, batch_size=batch_size)
-    return hit_rate(ranks, ks) if protocol == "hash" else ranking_metrics(ranks, ks)
+    if protocol == "leave-last-out":
+        return ranking_metrics(target_ranks(queries, items, targets[keep], exclude=exclude, batch_size=batch_size), ks)
+    metrics = hit_rate(target_ranks(queries, items, targets[keep], batch_size=batch_size), ks)
+    if seen_excluded:
+        ranks = target_ranks(queries, items, targets[keep], exclude=exclude, batch_size=batch_size)
+        metrics.update({key.replace("hit_rate@", "hit_rate_seen_excluded@"): v for key, v in hit_rate(ranks, ks).items()})
+    return metrics

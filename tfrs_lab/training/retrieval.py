@@ -28,7 +28,7 @@ from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import evaluate, query_embeddings, seen_lists
 from tfrs_lab.training.task import RunContext, Task, Trained
 
-__all__ = ["RetrievalTask", "TASK", "feature_columns", "serving_user_table", "split_columns"]
+__all__ = ["RetrievalTask", "TASK", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,16 @@ def concat_columns(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[s
     return {k: np.concatenate([a[k], b[k]]) for k in a}
 
 
+def seen_table(data: MovieLensData, vocab: Vocabularies, width: int) -> np.ndarray:
+    """str [U + 1, w]: each known user's newest ``w = min(width, most ratings of one user)`` movies
+    among *all* known ratings, '' padded; row 0 (the unknown user) empty: what ``serving_default``
+    excludes."""
+    counts = np.unique(data.ratings["user_id"], return_counts=True)[1]
+    w = max(1, min(width, int(counts.max()) if len(counts) else 1))
+    known = latest_history(data.ratings, np.arange(data.num_ratings), vocab.user_ids, w)
+    return np.concatenate([np.full((1, w), "", dtype=object), known])
+
+
 def serving_user_table(data: MovieLensData, vocab: Vocabularies, hp: RetrievalModelConfig) -> dict[str, np.ndarray]:
     """What ``serving_default`` looks up per user index ([U + 1] rows; row 0 = unknown user):
     the training-time demographics and, when used, the user's latest ``history_length`` movies
@@ -132,7 +142,7 @@ class RetrievalTask(Task):
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s: RetrievalState = trained.state
         return evaluate(trained.model, ctx.vocab, s.cols["test"], protocol=ctx.split.name, ks=s.ks,
-                        history=s.test_history, batch_size=ctx.cfg.eval.batch_size)
+                        history=s.test_history, batch_size=ctx.cfg.eval.batch_size, seen_excluded=True)
 
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
         cfg, vocab, s = ctx.cfg, ctx.vocab, trained.state
@@ -145,7 +155,8 @@ class RetrievalTask(Task):
             trained.model, export_dir, user_table=serving_user_table(ctx.data, vocab, s.hp),
             popularity=counts / max(counts.sum(), 1.0), titles=ctx.data.movies["movie_title"],
             model_name=x.model_name, version=x.version, settings=settings,
-            sample_users=[str(u) for u in vocab.user_ids[:8]], recall_queries=recall_queries, verify=x.verify)
+            sample_users=[str(u) for u in vocab.user_ids[:8]], recall_queries=recall_queries,
+            seen=seen_table(ctx.data, vocab, x.max_exclude) if x.exclude_seen else None, verify=x.verify)
         return {} if result.scann_recall_at_10 is None else {"scann_recall@10": result.scann_recall_at_10}
 
     def report_inputs(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:
