@@ -35,8 +35,7 @@ import numpy as np
 
 from tfrs_lab.schema import ConfigError, build
 from tfrs_lab.data.movielens import DataError, MovieLensData
-from tfrs_lab.data.spec import (InteractionColumns, InteractionsSource, ItemColumns, ItemsSource, SourceSpec,
-                                UsersSource)
+from tfrs_lab.data.spec import (InteractionColumns, ItemColumns, SourceSpec)
 
 __all__ = ["from_frame", "read_source", "resolve_paths"]
 
