@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pathlib
 
 import pytest
@@ -41,3 +42,17 @@ def _isolated_data_cache(tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(DATA_DIR_ENV, str(tmp_path_factory.mktemp("default-data-cache")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def restore_root_logging():
+    """CLI entry points called in-process configure logging (a handler on the root logger bound to
+    the test's captured stderr, a level): undo it after every test, so a later test never writes to a
+    closed capture stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in list(root.handlers):
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)

@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = ["Run", "TaskInputs", "load_config", "tasks", "train"]
 
 _API = {"Run", "TaskInputs", "load_config", "tasks"}
+_SUBPACKAGES = {"bench", "config", "data", "evaluation", "export", "models", "training", "tuning"}
 
 
 def __getattr__(name: str) -> Any:
@@ -35,4 +36,6 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module("tfrs_lab.train")  # a callable module: tfrs_lab.train(task, ...)
     if name in _API:
         return getattr(importlib.import_module("tfrs_lab.api"), name)
+    if name in _SUBPACKAGES:  # tfrs_lab.data.from_frame(...) after a plain `import tfrs_lab`
+        return importlib.import_module(f"tfrs_lab.{name}")
     raise AttributeError(f"module 'tfrs_lab' has no attribute {name!r}")

@@ -10,17 +10,6 @@ import pytest
 from tfrs_lab.serving import logs, start
 
 
-@pytest.fixture
-def restore_root_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        if h not in handlers:
-            root.removeHandler(h)
-    root.setLevel(level)
-
-
 def test_json_formatter_puts_extras_and_exceptions_at_top_level():
     record = logging.LogRecord("tfrs_lab.serving.x", logging.ERROR, __file__, 1, "model %s failed", ("m",), None)
     record.model, record.version, record.path = "m", 3, object()

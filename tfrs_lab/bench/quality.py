@@ -160,8 +160,8 @@ def run_quality(data, output_dir: Path, *, data_options: dict[str, Any], methods
                       epochs=epochs, seeds=tuple(range(seeds)), overrides=tuple(overrides))
         row: dict[str, Any] = {}
         for name in methods:
-            splits, fn = METHODS[name]
-            if split_name not in splits:
+            method_splits, fn = METHODS[name]
+            if split_name not in method_splits:
                 continue
             logger.info("quality: %s on %s", name, split_name)
             try:
