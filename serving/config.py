@@ -19,7 +19,7 @@ from types import MappingProxyType
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-__all__ = ["BatchingParameters", "ConfigError", "DEFAULT_METRICS_PATH", "load_batching_parameters",
+__all__ = ["read_config_file", "BatchingParameters", "ConfigError", "DEFAULT_METRICS_PATH", "load_batching_parameters",
            "load_model_config_file", "load_monitoring_config", "model_config_from_proto", "ModelConfig",
            "MonitoringConfig", "parse_batching_parameters", "parse_model_flag", "parse_model_server_config",
            "parse_monitoring_config", "to_model_server_config_text"]
@@ -133,14 +133,19 @@ def parse_model_server_config(text: str, *, source: str = "<string>") -> list[Mo
     return configs
 
 
-def load_model_config_file(path: str) -> list[ModelConfig]:
-    """Read and parse a ``--model-config-file``."""
+def read_config_file(path: str, what: str) -> str:
+    """The text of the config file ``path``; ConfigError naming ``what`` (e.g. "model config file")
+    when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except OSError as e:
-        raise ConfigError(f"cannot read model config file {path!r}: {e.strerror}") from e
-    return parse_model_server_config(text, source=path)
+        raise ConfigError(f"cannot read {what} {path!r}: {e.strerror}") from e
+
+
+def load_model_config_file(path: str) -> list[ModelConfig]:
+    """Read and parse a ``--model-config-file``."""
+    return parse_model_server_config(read_config_file(path, "model config file"), source=path)
 
 
 def parse_model_flag(flag: str) -> tuple[str, str]:
@@ -217,11 +222,7 @@ def parse_batching_parameters(text: str, *, source: str = "<string>") -> Batchin
 
 def load_batching_parameters(path: str) -> BatchingParameters:
     """Read and parse a ``--batching-parameters-file``."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return parse_batching_parameters(f.read(), source=path)
-    except OSError as e:
-        raise ConfigError(f"cannot read batching parameters file {path!r}: {e.strerror}") from e
+    return parse_batching_parameters(read_config_file(path, "batching parameters file"), source=path)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -253,8 +254,4 @@ def parse_monitoring_config(text: str, *, source: str = "<string>") -> Monitorin
 
 def load_monitoring_config(path: str) -> MonitoringConfig:
     """Read and parse a ``--monitoring-config-file``."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return parse_monitoring_config(f.read(), source=path)
-    except OSError as e:
-        raise ConfigError(f"cannot read monitoring config file {path!r}: {e.strerror}") from e
+    return parse_monitoring_config(read_config_file(path, "monitoring config file"), source=path)

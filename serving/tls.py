@@ -20,7 +20,7 @@ import tempfile
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from .config import ConfigError
+from .config import ConfigError, read_config_file
 
 __all__ = ["load_ssl_config", "parse_ssl_config", "SslConfig"]
 
@@ -98,8 +98,4 @@ def parse_ssl_config(text: str, *, source: str = "<string>") -> SslConfig:
 
 def load_ssl_config(path: str) -> SslConfig:
     """Read and parse an ``--ssl-config-file``."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return parse_ssl_config(f.read(), source=path)
-    except OSError as e:
-        raise ConfigError(f"cannot read ssl config file {path!r}: {e.strerror}") from e
+    return parse_ssl_config(read_config_file(path, "ssl config file"), source=path)

@@ -62,6 +62,18 @@ class ExampleModel(tf.Module):
         return {"classes": tf.tile(tf.constant([["neg", "pos"]]), [n, 1]), "scores": tf.stack([1.0 - x, x], axis=1)}
 
 
+def wait_for(predicate, timeout_s: float = 30.0) -> bool:
+    """Polls ``predicate`` every 50 ms until it is true (True) or ``timeout_s`` passes (False)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def predict_request(model: str, user_ids: list[str]) -> predict_pb2.PredictRequest:
     """A serving_default PredictRequest."""
     request = predict_pb2.PredictRequest()

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.serving.config import ModelConfig
 
-from serving_fixtures import install_version, make_server, predict_request
+from serving_fixtures import install_version, make_server, predict_request, wait_for
 
 
 # -- raw HTTP helpers ------------------------------------------------------------------------
@@ -316,17 +316,6 @@ def test_grace_caps_the_drain_and_cancels_with_unavailable(model_store, tmp_path
 # -- loads that recover ----------------------------------------------------------------------
 
 
-def _wait_for(predicate, timeout_s: float = 30.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_slowly_copied_version_loads_once_its_files_are_complete(model_store, tmp_path):
     base = tmp_path / "retrieval"
     install_version(model_store["table_v1"], str(base), 1)
@@ -340,10 +329,10 @@ def test_slowly_copied_version_loads_once_its_files_are_complete(model_store, tm
         full = open(os.path.join(src, data), "rb").read()
         (dst / data).write_bytes(full[: len(full) // 3])
         status = lambda: {s.version: s for s in server.manager.status("retrieval")}  # noqa: E731
-        assert _wait_for(lambda: 2 in status() and status()[2].state.name == "END")
+        assert wait_for(lambda: 2 in status() and status()[2].state.name == "END")
         assert server.manager.available() == {"retrieval": [1]}  # the broken copy never replaces v1
         (dst / data).write_bytes(full)  # the copy completes
-        assert _wait_for(lambda: server.manager.available() == {"retrieval": [2]})
+        assert wait_for(lambda: server.manager.available() == {"retrieval": [2]})
     finally:
         server.stop(grace_s=1)
 
@@ -355,12 +344,12 @@ def test_version_without_its_variables_waits_instead_of_failing(model_store, tmp
     try:
         dst = base / "2"
         shutil.copytree(model_store["table_v2"], dst, ignore=shutil.ignore_patterns("variables.data-*"))
-        assert _wait_for(lambda: 2 in {s.version for s in server.manager.status("retrieval")})
+        assert wait_for(lambda: 2 in {s.version for s in server.manager.status("retrieval")})
         [st] = server.manager.status("retrieval", 2)
         assert st.state.name == "START" and "variables.data-00000-of-00001 is missing" in st.error.message
         shutil.copy(os.path.join(model_store["table_v2"], "variables", "variables.data-00000-of-00001"),
                     dst / "variables")
-        assert _wait_for(lambda: server.manager.available() == {"retrieval": [2]})
+        assert wait_for(lambda: server.manager.available() == {"retrieval": [2]})
     finally:
         server.stop(grace_s=1)
 

@@ -17,16 +17,7 @@ from tfrs_lab.serving.client import ServingClient, ServingClientError
 from tfrs_lab.serving.config import BatchingParameters, ModelConfig
 from tfrs_lab.serving.errors import ServingError
 
-from serving_fixtures import install_version, make_server, predict_request
-
-
-def _wait_for(predicate, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+from serving_fixtures import install_version, make_server, predict_request, wait_for
 
 
 def _served_version(client: ServingClient, model: str = "retrieval") -> str:
@@ -57,7 +48,7 @@ def test_hot_swap_under_load_has_zero_failures(model_store, tmp_path):
             t.start()
         time.sleep(0.3)
         install_version(model_store["table_v2"], base, 2)
-        assert _wait_for(lambda: server.manager.available()["retrieval"] == [2])
+        assert wait_for(lambda: server.manager.available()["retrieval"] == [2])
         time.sleep(0.3)
         stop.set()
         for t in threads:
@@ -81,7 +72,7 @@ def test_broken_version_never_replaces_healthy_one(model_store, tmp_path):
         for name in ("saved_model.pb", "variables/variables.index", "variables/variables.data-00000-of-00001"):
             with open(os.path.join(broken, name), "wb") as f:  # every file present, none valid
                 f.write(b"this is not a SavedModel")
-        assert _wait_for(lambda: server.manager.status("retrieval", 3)[0].state.name == "END"
+        assert wait_for(lambda: server.manager.status("retrieval", 3)[0].state.name == "END"
                          if 3 in {s.version for s in server.manager.status("retrieval")} else False)
         with ServingClient(f"127.0.0.1:{server.grpc_port}") as client:
             assert _served_version(client) == "v1"
@@ -92,7 +83,7 @@ def test_broken_version_never_replaces_healthy_one(model_store, tmp_path):
         # A fixed version 3 (rewritten in place) is retried and takes over.
         shutil.rmtree(broken)
         install_version(model_store["table_v2"], base, 3)
-        assert _wait_for(lambda: server.manager.available()["retrieval"] == [3])
+        assert wait_for(lambda: server.manager.available()["retrieval"] == [3])
     finally:
         server.stop(grace_s=1)
 
@@ -277,7 +268,7 @@ def test_deadline_drops_a_batched_request_that_ran_out_of_time(model_store, tmp_
             with pytest.raises(ServingError) as e:
                 servable.run(signature, {sig.USER_ID: tf.constant(["1"])})
         assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert _wait_for(lambda: not batcher._queue.qsize(), 5)
+        assert wait_for(lambda: not batcher._queue.qsize(), 5)
         time.sleep(0.8)  # past the batch timeout: the expired task was dropped, not run
         assert calls == []
         with ServingClient(f"127.0.0.1:{server.grpc_port}", timeout_s=0.1, retries=0) as client:
