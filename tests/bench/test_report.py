@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tfrs_lab.train import main
+from tfrs_lab.evaluation.metrics import beyond_accuracy
 from tfrs_lab.training import report
 
 TINY = ["--dataset", "synthetic", "--set", "data.synthetic.num_users=100", "--set", "data.synthetic.num_movies=60",
@@ -23,12 +24,30 @@ def test_recall_curve_by_hand():
     assert curve[5] == 0.75 and curve[99] == 0.75
 
 
-def test_recommendation_stats_by_hand():
+def test_beyond_accuracy_by_hand():
     counts = np.arange(20, 0, -1)  # item 0 most popular; the top 10 % are items 0 and 1
     recs = np.array([[0, 5, 6], [1, 0, 7]])
-    stats = report.recommendation_stats(recs, counts, k=2)  # top 2: {0, 5} and {1, 0}
+    categories = np.zeros((20, 2))
+    categories[[0, 1], 0] = 1.0  # items 0 and 1: category A; item 5: category B; others: none
+    categories[5, 1] = 1.0
+    stats = beyond_accuracy(recs, counts, k=2, item_categories=categories)  # top 2: {0, 5} and {1, 0}
     assert stats["coverage@2"] == pytest.approx(3 / 20)
     assert stats["popular_share@2"] == pytest.approx(3 / 4)
+    # percentiles: item 0 -> 1, item 1 -> 18/19, item 5 -> 14/19
+    assert stats["popularity_percentile@2"] == pytest.approx((1 + 14 / 19 + 18 / 19 + 1) / 4)
+    share = (counts + 1.0) / (counts.sum() + 20)
+    assert stats["novelty@2"] == pytest.approx(-np.log2(share[[0, 5, 1, 0]]).mean())
+    assert stats["diversity@2"] == pytest.approx(0.5)  # {0, 5}: different (1); {1, 0}: same category (0)
+
+
+def test_beyond_accuracy_lands_in_metrics_json_of_a_run(tmp_path):
+    """Every top-K task's metrics.json carries the beyond-accuracy keys (through the shared run loop)."""
+    out = tmp_path / "run"
+    assert main(["retrieval", "--dataset", "synthetic", "--epochs", "1", "--set", "export.index=brute_force",
+                 "--set", "export.verify=false", "--output-dir", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert 0 < m["coverage@10"] <= 1 and 0 <= m["popular_share@10"] <= 1 and 0 <= m["diversity@10"] <= 1
+    assert 0 <= m["popularity_percentile@10"] <= 1 and m["novelty@10"] > 0
 
 
 def test_popularity_ranks_respect_exclusions():
@@ -70,9 +89,12 @@ def test_report_of_a_train_run(llo_run):
     png = base64.b64decode(re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page).group(1))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     # coverage and popularity bias of the top 10, and example users with titles
-    coverage, share = (float(x) for x in re.search(
-        r"<tr><td>model</td><td>([0-9.]+)</td><td>([0-9.]+)</td></tr>", page).groups())
-    assert 0.0 < coverage <= 1.0 and 0.0 <= share <= 1.0
+    coverage, share, percentile, novelty = (float(x) for x in re.search(
+        r"<tr><td>model</td><td>([0-9.]+)</td><td>([0-9.]+)</td><td>([0-9.]+)</td><td>([0-9.]+)</td></tr>", page).groups())
+    assert 0.0 < coverage <= 1.0 and 0.0 <= share <= 1.0 and 0.0 <= percentile <= 1.0 and novelty > 0
+    # the page shows the same beyond-accuracy figures metrics.json records
+    assert coverage == pytest.approx(metrics["coverage@10"], abs=1e-4)
+    assert share == pytest.approx(metrics["popular_share@10"], abs=1e-4)
     assert page.count("Synthetic Movie") >= 10
 
 

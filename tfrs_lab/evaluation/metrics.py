@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["EARLY_STOPPING_METRIC", "REQUIRED_KS", "hit_rate", "hits_at_k", "metric_ks", "ranking_metrics",
+__all__ = ["EARLY_STOPPING_METRIC", "REQUIRED_KS", "beyond_accuracy", "hit_rate", "hits_at_k", "metric_ks", "ranking_metrics",
            "ranks_from_scores", "rating_metrics", "target_ranks"]
 
 REQUIRED_KS = {"hash": (10, 50, 100), "leave-last-out": (10, 50)}
@@ -143,3 +143,47 @@ def hits_at_k(top_ids: np.ndarray, targets: np.ndarray, ks: Iterable[int]) -> di
     top_ids, targets = np.asarray(top_ids), np.asarray(targets)
     return {f"hit_rate@{k}": float(np.any(top_ids[:, :k] == targets[:, None], axis=1).mean()) if len(targets) else 0.0
             for k in ks}
+
+
+def beyond_accuracy(recommendations: np.ndarray, item_counts: np.ndarray, k: int = 10,
+                    item_categories: np.ndarray | None = None) -> dict[str, float]:
+    """What a top-k list is like besides accurate, over the users it was made for.
+
+    Args:
+      recommendations: int [U, >= k] catalogue rows, best first, one row per user.
+      item_counts: [M] training interactions per catalogue row (popularity).
+      item_categories: optional float [M, G] multi-hot categories (genres) per catalogue row.
+
+    Returns:
+      ``coverage@k``: share of the catalogue recommended to anyone; ``popular_share@k``: share of
+      slots taken by the 10 % most popular items; ``popularity_percentile@k``: mean popularity
+      percentile of the recommended items (1.0 = the most popular item, 0.0 = the least);
+      ``novelty@k``: mean self-information ``-log2 p(item)`` in bits, ``p`` the add-one smoothed
+      training share; with categories, ``diversity@k``: mean over users of the average pairwise
+      ``1 - cosine`` of the items' category vectors (items without a category count as dissimilar).
+    """
+    recs = np.asarray(recommendations)[:, :k]
+    counts = np.asarray(item_counts, np.float64)
+    m = len(counts)
+    names = [f"coverage@{k}", f"popular_share@{k}", f"popularity_percentile@{k}", f"novelty@{k}"]
+    if item_categories is not None:
+        names.append(f"diversity@{k}")
+    if not recs.size or not m:
+        return dict.fromkeys(names, 0.0)
+    order = np.argsort(-counts, kind="stable")
+    popular = np.zeros(m, bool)
+    popular[order[: max(1, int(round(0.1 * m)))]] = True
+    percentile = np.empty(m)
+    percentile[order] = 1.0 - np.arange(m) / max(m - 1, 1)
+    share = (counts + 1.0) / (counts.sum() + m)
+    out = {names[0]: float(len(np.unique(recs)) / m), names[1]: float(popular[recs].mean()),
+           names[2]: float(percentile[recs].mean()), names[3]: float(-np.log2(share[recs]).mean())}
+    if item_categories is not None:
+        cats = np.asarray(item_categories, np.float64)[recs]  # [U, k, G]
+        norms = np.linalg.norm(cats, axis=-1, keepdims=True)
+        unit = np.divide(cats, norms, out=np.zeros_like(cats), where=norms > 0)
+        sims = unit @ unit.transpose(0, 2, 1)  # [U, k, k]
+        width = recs.shape[1]
+        pairs = max(width * (width - 1), 1)
+        out[names[4]] = float(np.mean(1.0 - (sims.sum(axis=(1, 2)) - np.trace(sims, axis1=1, axis2=2)) / pairs))
+    return out

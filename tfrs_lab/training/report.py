@@ -29,10 +29,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from tfrs_lab.evaluation.metrics import ranks_from_scores
+from tfrs_lab.evaluation.metrics import beyond_accuracy, ranks_from_scores
 
 __all__ = ["catalogue_titles", "EXAMPLE_USERS", "factorized_inputs", "first_per_user", "MAX_K", "popularity_ranks",
-           "pyplot", "recall_curve", "recommendation_stats", "REPORT_FILE", "scored_inputs", "TOP_K", "top_k_rows",
+           "pyplot", "recall_curve", "REPORT_FILE", "scored_inputs", "TOP_K", "top_k_rows",
            "write_report"]
 
 logger = logging.getLogger(__name__)
@@ -119,19 +119,6 @@ def popularity_ranks(item_counts: np.ndarray, targets: np.ndarray, exclude: Sequ
     return out
 
 
-def recommendation_stats(recommendations: np.ndarray, item_counts: np.ndarray, k: int = TOP_K) -> dict[str, float]:
-    """``coverage@k`` (share of the catalogue recommended to anyone) and ``popular_share@k`` (share
-    of recommended slots taken by the 10 % most popular training items)."""
-    recs = np.asarray(recommendations)[:, :k]
-    counts = np.asarray(item_counts, np.float64)
-    m = len(counts)
-    popular = np.zeros(m, bool)
-    popular[np.argsort(-counts, kind="stable")[: max(1, int(round(0.1 * m)))]] = True
-    if not recs.size:
-        return {f"coverage@{k}": 0.0, f"popular_share@{k}": 0.0}
-    return {f"coverage@{k}": float(len(np.unique(recs)) / m), f"popular_share@{k}": float(popular[recs].mean())}
-
-
 def write_report(run_dir: Path, metrics: Mapping[str, Any], *, history: Mapping[str, Sequence[float]] | None = None,
                  ranks: np.ndarray | None = None, targets: np.ndarray | None = None,
                  exclude: Sequence[np.ndarray] | None = None, recommendations: np.ndarray | None = None,
@@ -163,9 +150,9 @@ def write_report(run_dir: Path, metrics: Mapping[str, Any], *, history: Mapping[
                 f"{name}@{k}": float(curves["popularity"][k - 1]) for k in (10, 50, 100)})
     stats: dict[str, dict[str, float]] = {}
     if recommendations is not None and item_counts is not None and len(recommendations):
-        stats["model"] = recommendation_stats(recommendations, item_counts)
+        stats["model"] = beyond_accuracy(recommendations, item_counts, TOP_K)
         pop_top = np.argsort(-np.asarray(item_counts, np.float64), kind="stable")[:TOP_K]
-        stats["popularity"] = recommendation_stats(np.tile(pop_top, (len(recommendations), 1)), item_counts)
+        stats["popularity"] = beyond_accuracy(np.tile(pop_top, (len(recommendations), 1)), item_counts, TOP_K)
     figure = _figure(history or {}, curves)
     page = _html(metrics, peers, figure, ranks_note, stats, recommendations, recommendation_users, titles)
     path = Path(run_dir) / REPORT_FILE
@@ -230,10 +217,12 @@ def _html(metrics, peers, figure, ranks_note, stats, recommendations, users, tit
             out.append(f"<p>{e(ranks_note)}</p>")
     if stats:
         out.append(f"<h2>Recommendations (top {TOP_K})</h2><table><tr><th></th><th>catalogue coverage</th>"
-                   "<th>share from the 10% most popular items</th></tr>")
+                   "<th>share from the 10% most popular items</th><th>mean popularity percentile</th>"
+                   "<th>novelty (bits)</th></tr>")
         for name, s in stats.items():
             out.append(f"<tr><td>{e(name)}</td><td>{s[f'coverage@{TOP_K}']:.4f}</td>"
-                       f"<td>{s[f'popular_share@{TOP_K}']:.4f}</td></tr>")
+                       f"<td>{s[f'popular_share@{TOP_K}']:.4f}</td><td>{s[f'popularity_percentile@{TOP_K}']:.4f}</td>"
+                       f"<td>{s[f'novelty@{TOP_K}']:.2f}</td></tr>")
         out.append("</table>")
     if recommendations is not None and users is not None and len(recommendations):
         out.append(f"<h2>Example recommendations</h2><table><tr><th>user</th><th>top {TOP_K}</th></tr>")

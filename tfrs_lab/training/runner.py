@@ -28,6 +28,7 @@ from tfrs_lab.data.spec import OWN
 from tfrs_lab.data.splits import Split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.training import distribute, report, rundir
+from tfrs_lab.evaluation.metrics import beyond_accuracy
 from tfrs_lab.training.common import validation_metrics
 from tfrs_lab.training.task import RunContext, Task, TaskInputs, Trained, get_task
 
@@ -188,7 +189,10 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
             metrics.update(num_workers=dist.num_workers, resumed_at_epoch=(resume.initial_epoch or 0) + 1)
         if dist.is_chief:  # non-chief workers: their run directory is discarded, skip the export
             metrics.update({k: round(float(v), 6) for k, v in t.export(ctx, trained, stage / rundir.EXPORT_DIR).items()})
-            report.write_report(stage, metrics, history=trained.final.history, **t.report_inputs(ctx, trained))
+            shown = t.report_inputs(ctx, trained)
+            metrics.update({k: round(v, 6) for k, v in beyond_accuracy(
+                shown["recommendations"], shown["item_counts"], report.TOP_K, vocab.genres[1:]).items()})
+            report.write_report(stage, metrics, history=trained.final.history, **shown)
             rundir.write_metrics(stage, metrics)
     ctx.stage = output_dir  # the staging directory was renamed into place
     return Run(task, cfg, metrics, output_dir, trained.model, t, ctx, trained)
