@@ -117,14 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         configure_logging(args.verbose)
+        from tfrs_lab.api import train
         from tfrs_lab.config import default_config_file, load_config
-        from tfrs_lab.training import rundir
-        from tfrs_lab.training.runner import run_task
 
         files = args.config if args.config else [default_config_file(args.task)]
         cfg = load_config(args.task, files, args.overrides, extra=flag_overrides(args))
-        output_dir = rundir.check_output_dir(cfg.output_dir, overwrite=args.overwrite)
-        run = run_task(args.task, cfg, output_dir)
+        run = train(args.task, cfg, overwrite=args.overwrite)  # the Python API: one way to run a task
         print(f"run directory: {run.run_dir}")
         print_metrics(run.metrics)
         return 0

@@ -37,7 +37,9 @@ def test_serving_default_never_returns_a_rated_movie(excluding, synthetic_data):
     assert ids.shape == (40, 20) and (ids != "").all()  # the catalogue has enough unseen movies
     for user, row in zip(users, ids):
         assert not set(row) & _rated(synthetic_data, user), user
-    assert run.metrics["hit_rate_seen_excluded@10"] >= run.metrics["hit_rate@10"]
+    # the seen-excluded hit rate is measured with the exclusion applied (it can only rise, and on this
+    # data, where users rated a third of the catalogue, it must rise)
+    assert run.metrics["hit_rate_seen_excluded@10"] > run.metrics["hit_rate@10"]
 
 
 def test_recommend_excluding_adds_the_callers_list_to_the_seen_movies(excluding, synthetic_data):

@@ -59,10 +59,6 @@ class _Raw:
         """``"line 7"`` / ``"row 7"`` of row index ``row``."""
         return f"line {self.first_line + row}" if self.first_line is not None else f"row {row + 1}"
 
-    @property
-    def num_rows(self) -> int:
-        return len(next(iter(self.columns.values()))) if self.columns else 0
-
 
 # --------------------------------------------------------------------------- files
 
@@ -271,13 +267,6 @@ def _frame_table(frame: Any, needed: Mapping[str, str], where: str, what: str) -
 
 def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
-
-
-def _first_bad(raw: _Raw, col: str, ok: Callable[[Any], bool]) -> int | None:
-    for i, v in enumerate(raw.columns[col]):
-        if not ok(v):
-            return i
-    return None
 
 
 def _ids(raw: _Raw, col: str, role: str) -> np.ndarray:

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
 
-__all__ = ["evaluate", "query_embeddings", "seen_lists"]
+__all__ = ["evaluate", "known_rows", "query_embeddings", "seen_lists"]
 
 
 def query_embeddings(model, columns: dict[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
@@ -28,6 +28,13 @@ def seen_lists(users: np.ndarray, history_users: np.ndarray, history_items: np.n
     starts = np.searchsorted(sorted_users, users, side="left")
     stops = np.searchsorted(sorted_users, users, side="right")
     return [sorted_items[a:b] for a, b in zip(starts, stops)]
+
+
+def known_rows(vocab: Vocabularies, users: np.ndarray, history: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """For each of ``users``, the catalogue rows of its movies in ``history`` (raw ``user_id`` /
+    ``movie_id`` columns), movies missing from the catalogue dropped: what a ranking excludes."""
+    seen = seen_lists(users, history["user_id"], movie_rows(vocab, history["movie_id"]))
+    return [e[e >= 0] for e in seen]
 
 
 def evaluate(
@@ -61,8 +68,7 @@ def evaluate(
     if protocol == "leave-last-out" or seen_excluded:
         if history is None:
             raise ValueError("evaluation with seen items excluded needs the users' history")
-        exclude = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
-        exclude = [e[e >= 0] for e in exclude]
+        exclude = known_rows(vocab, columns["user_id"], history)
     if protocol == "leave-last-out":
         return ranking_metrics(target_ranks(queries, items, targets[keep], exclude=exclude, batch_size=batch_size), ks)
     metrics = hit_rate(target_ranks(queries, items, targets[keep], batch_size=batch_size), ks)

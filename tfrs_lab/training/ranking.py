@@ -35,7 +35,7 @@ from tfrs_lab.models.features import RAW_COLUMNS
 from tfrs_lab.models.ranking import RankingModel
 from tfrs_lab.training import report
 from tfrs_lab.training.common import make_dataset
-from tfrs_lab.training.evaluate import seen_lists
+from tfrs_lab.training.evaluate import known_rows
 from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
 
 __all__ = ["NegativeSampler", "RankingTask", "TASK", "explicit_metrics", "make_model", "ranking_eval",
@@ -237,8 +237,7 @@ def ranking_eval(model: RankingModel, vocab: Vocabularies, cols: Columns, *, pro
     if protocol == "leave-last-out":
         if history is None:
             raise ValueError("leave-last-out evaluation needs the users' history to exclude")
-        exclude = [e[e >= 0] for e in seen_lists(cols["user_id"], history["user_id"],
-                                                  movie_rows(vocab, history["movie_id"]))]
+        exclude = known_rows(vocab, cols["user_id"], history)
     ranks = np.empty(len(targets), np.int64)
     for s, scores in score_matrix(model, cols, batch_size):
         e = slice(s, s + len(scores))
@@ -361,8 +360,7 @@ class RankingTask(Task):
         exclude = None
         if ctx.split.name == "leave-last-out":
             history = s.seen["test"]
-            seen = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
-            exclude = [e[e >= 0] for e in seen]
+            exclude = known_rows(vocab, columns["user_id"], history)
         note = (f"recall@K of the ranking model over the whole catalogue, first test rating of "
                 f"{len(rows)} users ({'seen not excluded' if exclude is None else 'seen excluded'})")
         return report.scored_inputs(score_matrix(trained.model, columns, batch_size=8), targets,

@@ -7,6 +7,7 @@ train on one machine.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -25,7 +26,7 @@ from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.evaluation.metrics import EARLY_STOPPING_METRIC, metric_ks
 from tfrs_lab.training.common import make_dataset
-from tfrs_lab.training.evaluate import evaluate, query_embeddings, seen_lists
+from tfrs_lab.training.evaluate import evaluate, known_rows, query_embeddings
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["RetrievalTask", "TASK", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
@@ -43,8 +44,10 @@ class RetrievalState:
     cols: dict[str, Columns]
     ks: tuple[int, ...]
 
-    @property
+    @functools.cached_property
     def test_history(self) -> Columns:
+        """Train + validation columns: what test rows may see (built once; evaluation, the
+        report and a re-evaluation all use it)."""
         return concat_columns(self.cols["train"], self.cols["validation"])
 
 
@@ -168,9 +171,7 @@ class RetrievalTask(Task):
         columns = {k: v[keep] for k, v in columns.items()}
         exclude = None
         if ctx.split.name == "leave-last-out":
-            history = s.test_history
-            seen = seen_lists(columns["user_id"], history["user_id"], movie_rows(vocab, history["movie_id"]))
-            exclude = [e[e >= 0] for e in seen]
+            exclude = known_rows(vocab, columns["user_id"], s.test_history)
         return report.factorized_inputs(query_embeddings(model, columns), model.catalogue_embeddings(),
                                         targets[keep], users=columns["user_id"], exclude=exclude,
                                         item_counts=vocab.item_counts[1:],

@@ -124,6 +124,11 @@ def _split(task: Task, cfg, data: MovieLensData) -> Split:
     return split
 
 
+def _rounded(values: dict[str, Any]) -> dict[str, float]:
+    """Metric values as floats rounded to 6 decimals (what ``metrics.json`` stores)."""
+    return {k: round(float(v), 6) for k, v in values.items()}
+
+
 def common_metrics(cfg, data: MovieLensData, split: Split, trained: Trained) -> dict[str, Any]:
     """The ``metrics.json`` entries every task writes (docs/architecture.md)."""
     final = trained.final
@@ -184,14 +189,14 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
         trained = t.train(ctx)
         logger.info("evaluating on the test split (best epoch %d)", trained.final.stopper.best_epoch)
         metrics = common_metrics(cfg, data, split, trained)
-        metrics.update({k: round(float(v), 6) for k, v in t.evaluate(ctx, trained).items()})
+        metrics.update(_rounded(t.evaluate(ctx, trained)))
         if dist.name != "default":
             metrics.update(num_workers=dist.num_workers, resumed_at_epoch=(resume.initial_epoch or 0) + 1)
         if dist.is_chief:  # non-chief workers: their run directory is discarded, skip the export
-            metrics.update({k: round(float(v), 6) for k, v in t.export(ctx, trained, stage / rundir.EXPORT_DIR).items()})
+            metrics.update(_rounded(t.export(ctx, trained, stage / rundir.EXPORT_DIR)))
             shown = t.report_inputs(ctx, trained)
-            metrics.update({k: round(v, 6) for k, v in beyond_accuracy(
-                shown["recommendations"], shown["item_counts"], report.TOP_K, vocab.genres[1:]).items()})
+            metrics.update(_rounded(beyond_accuracy(shown["recommendations"], shown["item_counts"], report.TOP_K,
+                                                    vocab.genres[1:])))
             report.write_report(stage, metrics, history=trained.final.history, **shown)
             rundir.write_metrics(stage, metrics)
     ctx.stage = output_dir  # the staging directory was renamed into place
