@@ -19,12 +19,14 @@ from types import MappingProxyType
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-__all__ = ["read_config_file", "BatchingParameters", "ConfigError", "DEFAULT_METRICS_PATH", "load_batching_parameters",
+__all__ = ["read_config_file", "DEFAULT_MAX_BATCH_ROWS", "BatchingParameters", "ConfigError", "DEFAULT_METRICS_PATH", "load_batching_parameters",
            "load_model_config_file", "load_monitoring_config", "model_config_from_proto", "ModelConfig",
            "MonitoringConfig", "parse_batching_parameters", "parse_model_flag", "parse_model_server_config",
            "parse_monitoring_config", "to_model_server_config_text"]
 
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
+DEFAULT_MAX_BATCH_ROWS = 1024
+"""Rows (instances / examples) one request may carry, refused before any work (``--max-batch-rows``)."""
 
 
 class ConfigError(ValueError):

@@ -209,19 +209,19 @@ class ModelManager:
             if version in model.servables:
                 continue
             path = os.path.join(config.base_path, str(version))
+            fingerprint_now = fingerprint(path)  # a stat per file: cheap next to reading them all
+            failure = model.failed.get(version)
+            attempt = 1
+            if failure is not None and failure.fingerprint == fingerprint_now:
+                if failure.attempts > self._max_load_retries or time.monotonic() < failure.retry_at:
+                    continue  # unchanged files, retries used up or not due: no need to read them again
+                attempt = failure.attempts + 1
             reason = incomplete_reason(path)
             if reason is not None:  # still being copied: look again on the next poll
                 with self._lock:
                     model.status[version] = VersionStatus(version, State.START, ServingError(
                         grpc.StatusCode.UNAVAILABLE, f"Version directory {path} is incomplete: {reason}"))
                 continue
-            fingerprint_now = fingerprint(path)
-            failure = model.failed.get(version)
-            attempt = 1
-            if failure is not None and failure.fingerprint == fingerprint_now:
-                if failure.attempts > self._max_load_retries or time.monotonic() < failure.retry_at:
-                    continue
-                attempt = failure.attempts + 1
             self._load(model, version, path, fingerprint_now, attempt)
         with self._lock:
             if self._models.get(config.name) is not model:

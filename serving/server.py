@@ -27,7 +27,8 @@ from tensorflow_serving.apis import (
 
 
 from . import deadline, inference
-from .config import BatchingParameters, ConfigError, ModelConfig, MonitoringConfig, model_config_from_proto
+from .config import (DEFAULT_MAX_BATCH_ROWS, BatchingParameters, ConfigError, ModelConfig, MonitoringConfig,
+                     model_config_from_proto)
 from .errors import ServingError, code_number, invalid_argument
 from .metrics import Metrics
 from .model_manager import ModelManager
@@ -36,13 +37,12 @@ from .sockets import DEFAULT_BACKLOG, grpc_address, listening_socket
 from .tensors import check_proto_inputs, rows_error
 from .tls import SslConfig
 
-__all__ = ["DEFAULT_MAX_BATCH_ROWS", "DEFAULT_MAX_MESSAGE_BYTES", "MODEL_SERVICE", "ModelServer", "ModelServicer",
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "MODEL_SERVICE", "ModelServer", "ModelServicer",
            "PREDICTION_SERVICE", "PredictionServicer", "ServerOptions", "T"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_BATCH_ROWS = 1024
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
 T = TypeVar("T")

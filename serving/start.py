@@ -27,6 +27,7 @@ from typing import Any
 from .logs import FORMATS
 from .logs import configure as configure_logging
 from .config import (
+    DEFAULT_MAX_BATCH_ROWS,
     ConfigError,
     ModelConfig,
     MonitoringConfig,
@@ -37,13 +38,12 @@ from .config import (
 )
 from .paths import model_config_from_flag
 
-__all__ = ["build_parser", "check_numbers", "choose_engine", "DEFAULT_MAX_BATCH_ROWS", "main", "needs_custom_ops",
+__all__ = ["build_parser", "check_numbers", "choose_engine", "main", "needs_custom_ops",
            "TF_SERVING_BINARY", "tfserving_command"]
 
 logger = logging.getLogger("tfrs_lab.serving.start" if __name__ == "__main__" else __name__)
 
 TF_SERVING_BINARY = "tensorflow_model_server"
-DEFAULT_MAX_BATCH_ROWS = 1024  # == server.DEFAULT_MAX_BATCH_ROWS (not imported: this module stays TF-free)
 
 
 class _UsageError(Exception):

@@ -39,7 +39,9 @@ def test_quick_path_columns_read_movielens_own_headers(ml_latest_csv, tmp_path):
         "interactions": {"path": str(ml_latest_csv / "ratings.csv"),
                          "columns": {"user": "userId", "item": "movieId", "rating": "rating", "time": "timestamp"}},
     }, "data.source"))
-    np.testing.assert_array_equal(loaded.data.ratings["user_rating"], same.ratings["user_rating"])
+    assert set(loaded.data.ratings) == set(same.ratings)
+    for name, column in same.ratings.items():  # every column, exactly as train reads it
+        np.testing.assert_array_equal(loaded.data.ratings[name], column, err_msg=name)
     assert len(loaded.splits["test"]) == 20  # one per user
 
 

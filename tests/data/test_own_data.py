@@ -60,10 +60,11 @@ def test_tsv_and_sniffed_dat_file_without_quoting(tmp_path):
     tsv = write_csv(tmp_path / "plays.tsv", ["u", "i", "p", "t"], rows, "\t")
     columns = {"user": "u", "item": "i", "rating": "p", "time": "t"}
     check_ratings(read_source(spec(tsv, columns)))
-    # .dat: delimiter sniffed from the first line; a bare quote inside a value is just a character
-    dat = write_csv(tmp_path / "plays.dat", ["u", "i", "p", "t"], [(u, f'{i}"x', p, t) for u, i, p, t in rows], "\t")
+    # .dat: delimiter sniffed from the first line, quoting off: a value that starts with a quote (as
+    # Last.fm's "Weird Al" Yankovic does) comes back verbatim; with quoting on it would lose its quotes
+    dat = write_csv(tmp_path / "plays.dat", ["u", "i", "p", "t"], [(u, f'"{i}" x', p, t) for u, i, p, t in rows], "\t")
     data = read_source(spec(dat, columns))
-    assert list(data.ratings["movie_id"]) == ['t1"x', 't2"x', 't1"x', 't3"x']
+    assert list(data.ratings["movie_id"]) == ['"t1" x', '"t2" x', '"t1" x', '"t3" x']
 
 
 def test_csv_without_header_and_other_delimiter(tmp_path):

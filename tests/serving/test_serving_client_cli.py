@@ -165,14 +165,20 @@ def test_start_cli_errors(capsys, tmp_path):
     assert start.main(["--model", "no-equals-sign"]) == 2
 
 
+def _start_builtin(model: str, *, workers: int, rest_port: int, poll_seconds: str) -> subprocess.Popen:
+    """``python -m tfrs_lab.serving.start`` on the built-in engine as a child process (gRPC on a free
+    port; its first stdout line names the ports)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", model,
+         "--workers", str(workers), "--port", "0", "--rest-port", str(rest_port), "--poll-seconds", poll_seconds],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+
+
 def test_start_builtin_process_serves_and_drains_on_sigterm(model_store, tmp_path):
     base = tmp_path / "retrieval"
     install_version(model_store["table_v1"], str(base), 1)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={base}",
-         "--workers", "1", "--port", "0", "--rest-port", "0", "--poll-seconds", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    proc = _start_builtin(f"retrieval={base}", workers=1, rest_port=0, poll_seconds="0")
     try:
         line = proc.stdout.readline()  # "serving retrieval: gRPC 127.0.0.1:P, REST 127.0.0.1:Q"
         assert line.startswith("serving retrieval: gRPC 127.0.0.1:"), line  # loopback unless --host
@@ -190,11 +196,7 @@ def test_start_builtin_process_serves_and_drains_on_sigterm(model_store, tmp_pat
 def test_two_workers_share_the_ports_report_metrics_together_and_both_hot_swap(model_store, tmp_path):
     base = tmp_path / "run" / "export" / "retrieval"
     install_version(model_store["table_v1"], str(base), 1)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={tmp_path / 'run'}",
-         "--workers", "2", "--port", "0", "--rest-port", "0", "--poll-seconds", "0.2"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    proc = _start_builtin(f"retrieval={tmp_path / 'run'}", workers=2, rest_port=0, poll_seconds="0.2")
     try:
         line = proc.stdout.readline()
         assert line.startswith("serving retrieval: gRPC 127.0.0.1:") and "(2 workers)" in line, line
@@ -257,11 +259,7 @@ def test_workers_refuse_a_port_another_server_listens_on(model_store, tmp_path, 
 def test_a_dead_worker_takes_the_server_down(model_store, tmp_path):
     base = tmp_path / "retrieval"
     install_version(model_store["table_v1"], str(base), 1)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--model", f"retrieval={base}",
-         "--workers", "2", "--port", "0", "--rest-port", "-1", "--poll-seconds", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
+    proc = _start_builtin(f"retrieval={base}", workers=2, rest_port=-1, poll_seconds="0")
     try:
         assert "(2 workers)" in proc.stdout.readline()
         children = [int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]

@@ -23,11 +23,11 @@ def test_staged_directory_is_0755_under_umask_022(tmp_path):
 
 
 def test_staged_directory_follows_a_stricter_umask(tmp_path):
-    old = os.umask(0o077)
+    old = os.umask(0o027)  # not mkdtemp's own 0700: only honouring the umask gives 0750
     try:
         target = tmp_path / "run"
         with staged_directory(target) as stage:
             (stage / "config.yaml").write_text("a: 1\n")
     finally:
         os.umask(old)
-    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+    assert stat.S_IMODE(target.stat().st_mode) == 0o750

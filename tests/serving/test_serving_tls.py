@@ -90,6 +90,12 @@ def test_mutual_tls_refuses_clients_without_a_certificate(base, tmp_path):
         conn.request("GET", "/v1/models/retrieval")
         assert conn.getresponse().status == 200
         conn.close()
+        anonymous_grpc = grpc.ssl_channel_credentials(root_certificates=cert.encode())  # no client certificate
+        with grpc.secure_channel(f"127.0.0.1:{server.grpc_port}", anonymous_grpc,
+                                 options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            with pytest.raises(grpc.RpcError):
+                stub.Predict(predict_request("retrieval", ["1"]), timeout=10)
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.encode(), private_key=client_key.encode(),
                                                    certificate_chain=client_cert.encode())
         with grpc.secure_channel(f"127.0.0.1:{server.grpc_port}", credentials,
