@@ -1,4 +1,8 @@
-"""Synthetic MovieLens-100K-format data with planted structure.
+"""Synthetic MovieLens-format data with planted structure.
+
+Two writers: :func:`write_synthetic_zip` (MovieLens 100K's archive layout, small) and
+:func:`write_synthetic_parquet` (MovieLens-25M-shaped own-data Parquet shards at any size, e.g. 25M
+ratings; CLI ``python -m tfrs_lab.data.generate``).
 
 :func:`write_synthetic_zip` writes an archive with the exact layout and file formats of the official
 ``ml-100k.zip`` (``ml-100k/u.data``, ``u.item``, ``u.user``, ``u.genre``, ``u.occupation``,
@@ -32,10 +36,19 @@ import zipfile
 import numpy as np
 
 __all__ = [
+    "ITEM_COLUMNS",
     "ML100K_GENRES",
     "ML100K_OCCUPATIONS",
+    "ML25M_GENRES",
+    "ML25M_SHAPE",
+    "PARQUET_COLUMNS",
+    "ParquetShape",
+    "SPEC_FILE",
+    "SyntheticParquet",
     "SyntheticSpec",
+    "parse_count",
     "planted_clusters",
+    "write_synthetic_parquet",
     "write_synthetic_zip",
 ]
 
@@ -298,3 +311,320 @@ def write_synthetic_zip(spec: SyntheticSpec, path: str | os.PathLike) -> pathlib
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(buf.getvalue())
     return out
+
+
+# --------------------------------------------------------------------------- MovieLens-25M-shaped Parquet
+
+#: MovieLens 25M's shape: 25,000,095 ratings of 59,047 movies by 162,541 users (each >= 20 ratings),
+#: half-star ratings 0.5-5.0, timestamps 1995-01-09 .. 2019-11-21. :func:`write_synthetic_parquet`
+#: keeps these ratios at every size.
+ML25M_SHAPE = {"ratings": 25_000_095, "users": 162_541, "movies": 59_047, "min_ratings": 20,
+               "first_ts": 789_652_009, "last_ts": 1_574_327_703}
+
+#: The 20 genres of MovieLens 25M's ``movies.csv`` (the last one is what a movie without genres gets).
+ML25M_GENRES: tuple[str, ...] = (
+    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+    "War", "Western", "(no genres listed)",
+)  # fmt: skip
+
+_MIN_ITEMS = 1000  # catalogue floor for tiny sizes (the ML-25M ratio would give 47 items at 20k ratings)
+_ACTIVITY_SIGMA = 1.3  # log-normal spread of ratings per user beyond the minimum (ML-25M: median ~71, mean ~154)
+_POPULARITY_EXPONENT = 1.0  # item weight 1 / (rank + offset) ** exponent
+_POPULARITY_OFFSET_SHARE = 1 / 2000  # offset = catalogue / 2000: ML-25M-like head (top movie ~0.4% of ratings)
+_DEDUPE_ROUNDS = 12  # redraws of a user's repeated items: 3 as drawn, 4 from global popularity, 5 uniform
+
+PARQUET_COLUMNS = {"user": "user_id", "item": "item_id", "rating": "rating", "time": "timestamp"}
+"""Interaction columns of :func:`write_synthetic_parquet` (own-data roles -> Parquet column names)."""
+
+ITEM_COLUMNS = {"id": "item_id", "text": "title", "categories": "genres"}
+"""Items-table columns of :func:`write_synthetic_parquet` (genres joined with ``|``)."""
+
+SPEC_FILE = "dataset.yaml"
+
+
+def parse_count(text: str | int) -> int:
+    """``"25M"`` -> 25,000,000; ``"20k"`` -> 20,000; ``"1_000"`` / ``1000`` -> 1,000 (a positive count).
+
+    Raises:
+        ValueError: naming the text and the accepted forms.
+    """
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        s = str(text).strip().replace("_", "")
+        scale = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(s[-1:].lower(), 1)
+        try:
+            value = int(round(float(s[:-1] if scale > 1 else s) * scale))
+        except ValueError:
+            value = 0
+    if value <= 0:
+        raise ValueError(f"{text!r} is not a positive count: write e.g. 20000, 20k, 1M or 25M")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class ParquetShape:
+    """Sizes of a MovieLens-25M-shaped data set with ``interactions`` ratings (the ML-25M ratios).
+
+    Attributes:
+        interactions: ratings requested (the files hold at most this many; a few hundredths of a
+            percent fewer when a heavy user's repeated picks cannot be redrawn).
+        num_users: users (ids 1 .. num_users); ``interactions * 162541 / 25000095``.
+        num_items: items (ids 1 .. num_items); ``interactions * 59047 / 25000095``, at least 1,000.
+        min_ratings: ratings of the least active user (20 as in ML-25M; less when the catalogue is tiny).
+    """
+
+    interactions: int
+    num_users: int
+    num_items: int
+    min_ratings: int
+
+    @classmethod
+    def of(cls, interactions: int) -> "ParquetShape":
+        """The shape with ML-25M's users/ratings and movies/ratings ratios."""
+        n = parse_count(interactions)
+        users = max(1, round(n * ML25M_SHAPE["users"] / ML25M_SHAPE["ratings"]))
+        items = max(_MIN_ITEMS, round(n * ML25M_SHAPE["movies"] / ML25M_SHAPE["ratings"]))
+        min_ratings = max(1, min(ML25M_SHAPE["min_ratings"], n // users, items // 4))
+        return cls(n, users, items, min_ratings)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticParquet:
+    """What :func:`write_synthetic_parquet` wrote.
+
+    Attributes:
+        output_dir: the data set's directory.
+        spec_path: ``output_dir/dataset.yaml``, the own-data spec (``--data SPEC``, docs/own-data.md).
+        interaction_files: the Parquet shards, ``interactions/part-00000.parquet`` ...
+        items_file: ``items.parquet`` (``item_id``, ``title``, ``genres``).
+        num_interactions / num_users / num_items: rows written, users with ratings, catalogue size.
+        shape: the requested shape; seed: the seed.
+    """
+
+    output_dir: pathlib.Path
+    spec_path: pathlib.Path
+    interaction_files: tuple[pathlib.Path, ...]
+    items_file: pathlib.Path
+    num_interactions: int
+    num_users: int
+    num_items: int
+    shape: ParquetShape
+    seed: int
+
+
+def _user_counts(shape: ParquetShape, rng: np.random.Generator) -> np.ndarray:
+    """Ratings per user (int64 ``[num_users]``): ``min_ratings`` + a log-normal tail, scaled so the
+    total is exactly ``shape.interactions``; nobody rates more than half the catalogue."""
+    extra = rng.lognormal(0.0, _ACTIVITY_SIGMA, size=shape.num_users)
+    budget = shape.interactions - shape.num_users * shape.min_ratings
+    scaled = extra * (budget / extra.sum())
+    base = np.floor(scaled).astype(np.int64)
+    remainder = budget - int(base.sum())
+    base[np.argsort(-(scaled - base), kind="stable")[:remainder]] += 1
+    counts = base + shape.min_ratings
+    cap = shape.num_items // 2
+    for _ in range(20):  # users above the cap hand their excess to the others, in proportion
+        excess = int(np.maximum(counts - cap, 0).sum())
+        counts = np.minimum(counts, cap)
+        room = cap - counts
+        if not excess or not room.any():
+            break
+        share = np.minimum(np.floor(counts * (excess / counts[room > 0].sum())).astype(np.int64) * (room > 0), room)
+        counts += share
+        left = excess - int(share.sum())
+        counts[np.flatnonzero(cap - counts > 0)[:left]] += 1
+    return counts
+
+
+def _item_table(shape: ParquetShape, planted: _Planted, rng: np.random.Generator):
+    """The items table (``item_id`` int64, ``title``, ``genres`` ``"a|b"``), genres correlated with
+    the item's cluster, as a ``pyarrow.Table``."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+
+    n, k = shape.num_items, int(planted.movie_cluster.max()) + 1
+    real = len(ML25M_GENRES) - 1
+    main = rng.permutation(real)[np.arange(k) % real]
+    side = (main + rng.integers(1, real, size=k)) % real
+    c = planted.movie_cluster
+    flags = np.zeros((n, len(ML25M_GENRES)), dtype=bool)
+    rows = np.arange(n)
+    flags[rows, main[c]] = rng.random(n) < 0.85
+    flags[rows, side[c]] |= rng.random(n) < 0.4
+    flags[rows, rng.integers(0, real, size=n)] |= rng.random(n) < 0.15
+    flags[~flags.any(axis=1), real] = True  # "(no genres listed)"
+    item_rows, genre = np.nonzero(flags)  # row-major: grouped by item
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(item_rows, minlength=n))]).astype(np.int32)
+    genres = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), pa.array(ML25M_GENRES).take(pa.array(genre))), "|")
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    years = rng.integers(1900, 2020, size=n)
+    title = pc.binary_join_element_wise("Synthetic Movie ", pc.cast(pa.array(ids), pa.string()), " (",
+                                        pc.cast(pa.array(years), pa.string()), ")", "")
+    return pa.table({ITEM_COLUMNS["id"]: ids, ITEM_COLUMNS["text"]: title, ITEM_COLUMNS["categories"]: genres})
+
+
+class _Sampler:
+    """Draws items by Zipf-like popularity, globally or inside a cluster (vectorised inverse-CDF)."""
+
+    def __init__(self, shape: ParquetShape, planted: _Planted, rng: np.random.Generator) -> None:
+        n = shape.num_items
+        offset = max(1.0, n * _POPULARITY_OFFSET_SHARE)
+        weight = 1.0 / (rng.permutation(n) + offset) ** _POPULARITY_EXPONENT
+        self.order = np.argsort(planted.movie_cluster, kind="stable")  # items grouped by cluster
+        self.cum = np.cumsum(weight[self.order])
+        k = int(planted.movie_cluster.max()) + 1
+        ends = np.searchsorted(planted.movie_cluster[self.order], np.arange(k), side="right")
+        self.cluster_hi = self.cum[ends - 1]
+        self.cluster_lo = np.concatenate([[0.0], self.cum[ends[:-1] - 1]])
+        self.num_items = n
+
+    def draw(self, rng: np.random.Generator, cluster: np.ndarray, in_cluster: np.ndarray) -> np.ndarray:
+        """Item indices (int64 ``[len(cluster)]``): from ``cluster`` where ``in_cluster``, else global."""
+        u = rng.random(cluster.size)
+        lo = np.where(in_cluster, self.cluster_lo[cluster], 0.0)
+        hi = np.where(in_cluster, self.cluster_hi[cluster], self.cum[-1])
+        idx = np.searchsorted(self.cum, lo + u * (hi - lo), side="right")
+        return self.order[np.minimum(idx, self.num_items - 1)]
+
+
+def _shard(shape: ParquetShape, planted: _Planted, sampler: _Sampler, quality: np.ndarray,
+           user_bias: np.ndarray, counts: np.ndarray, first_user: int, rng: np.random.Generator):
+    """Ratings of users ``first_user .. first_user + len(counts) - 1`` as a ``pyarrow.Table``
+    (rows by user, then time), each user's items distinct."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+    n_users = counts.size
+    local = np.repeat(np.arange(n_users), counts)
+    user = local + first_user
+    n = local.size
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = (np.arange(n) - start[local]) / np.maximum(counts[local] - 1, 1)  # 0 .. 1 along the timeline
+    # Temporal drift: late in-taste picks come more and more from the second cluster.
+    cluster = np.where(rng.random(n) < _DRIFT * position, planted.user_second_cluster[user], planted.user_cluster[user])
+    in_taste = rng.random(n) < _IN_TASTE_SHARE
+    item = sampler.draw(rng, cluster, in_taste)
+    keep = np.ones(n, dtype=bool)
+    for round_ in range(_DEDUPE_ROUNDS):  # a user rates an item once: redraw repeats
+        key = local * shape.num_items + item
+        first = np.unique(key, return_index=True)[1]
+        repeat = np.ones(n, dtype=bool)
+        repeat[first] = False
+        where = np.flatnonzero(repeat)
+        if not where.size:
+            break
+        if round_ == _DEDUPE_ROUNDS - 1:
+            keep[where] = False
+        elif round_ >= 7:
+            item[where] = rng.integers(0, shape.num_items, size=where.size)
+        else:
+            in_taste[where] &= round_ < 3
+            item[where] = sampler.draw(rng, cluster[where], in_taste[where])
+    liked = (planted.movie_cluster[item] == planted.user_cluster[user]) | (
+        planted.movie_cluster[item] == planted.user_second_cluster[user])
+    score = np.where(liked, 4.0, 2.9) + quality[item] + user_bias[user] + rng.normal(0.0, 0.7, size=n)
+    rating = np.clip(np.rint(score * 2.0) / 2.0, 0.5, 5.0).astype(np.float32)
+    # Timestamps: each user rates from a start time over a span (half of them within a day), in order.
+    first_ts, last_ts = ML25M_SHAPE["first_ts"], ML25M_SHAPE["last_ts"]
+    begin = rng.integers(first_ts, last_ts - 86_400, size=n_users)
+    span = np.where(rng.random(n_users) < 0.5, rng.integers(600, 86_400, size=n_users),
+                    rng.exponential(_YEAR_S, size=n_users).astype(np.int64) + 86_400)
+    span = np.minimum(span, last_ts - begin)
+    offset = np.sort(local + rng.random(n)) - local  # sorted uniforms inside each user
+    ts = begin[local] + (span[local] * offset).astype(np.int64)
+    c = PARQUET_COLUMNS
+    return pa.table({c["user"]: (user + 1)[keep], c["item"]: (item + 1)[keep], c["rating"]: rating[keep],
+                     c["time"]: ts[keep]})
+
+
+def _spec_text(name: str) -> str:
+    c, i = PARQUET_COLUMNS, ITEM_COLUMNS
+    return (f"# Synthetic MovieLens-25M-shaped data (tfrs_lab.data.synthetic.write_synthetic_parquet).\n"
+            f"name: {name}\n"
+            f"interactions:\n  path: interactions/part-*.parquet\n"
+            f"  columns: {{user: {c['user']}, item: {c['item']}, rating: {c['rating']}, time: {c['time']}}}\n"
+            f"items:\n  path: items.parquet\n"
+            f"  columns: {{id: {i['id']}, text: {i['text']}, categories: {i['categories']}, separator: '|'}}\n")
+
+
+def write_synthetic_parquet(output_dir: str | os.PathLike, *, interactions: int | str, seed: int = 0,
+                            num_clusters: int = 20, shard_rows: int = 1_000_000,
+                            overwrite: bool = False) -> SyntheticParquet:
+    """Writes MovieLens-25M-shaped synthetic data in the own-data format (docs/own-data.md).
+
+    Layout (built in a hidden sibling directory, renamed into place when complete)::
+
+        output_dir/dataset.yaml                      the own-data spec: --data output_dir/dataset.yaml
+        output_dir/interactions/part-00000.parquet   user_id, item_id (int64), rating (float32, 0.5-5.0
+                                                     in half stars), timestamp (int64 unix s); whole users
+        output_dir/items.parquet                     item_id, title, genres ("Drama|War")
+
+    Shape (:class:`ParquetShape`): ML-25M's users/ratings and items/ratings ratios; users rate at
+    least 20 items plus a log-normal tail (a few rate thousands); item popularity is Zipf-like
+    (weight ``1 / (rank + items/2000)``). Planted structure as in :func:`write_synthetic_zip`
+    (:func:`planted_clusters` of the matching :class:`SyntheticSpec`): 80% of a user's ratings come
+    from their taste cluster, drifting towards a second cluster along their timeline; in-taste items
+    are rated higher. Generated shard by shard (``shard_rows`` ratings of whole users at a time, fully
+    vectorised), so memory stays at a few hundred MB at any size.
+
+    Args:
+        output_dir: directory to create (must not exist or be empty unless ``overwrite``).
+        interactions: ratings to write, e.g. ``25_000_000`` or ``"25M"``.
+        seed: the same seed, size, clusters and shard size give the same rows.
+        num_clusters: planted taste clusters (>= 2).
+        shard_rows: ratings per Parquet shard (approximate: shards hold whole users).
+        overwrite: replace a non-empty ``output_dir``.
+
+    Returns:
+        What was written (:class:`SyntheticParquet`).
+
+    Raises:
+        ValueError: bad size, clusters or shard size, or a non-empty ``output_dir`` without ``overwrite``.
+    """
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+
+    from tfrs_lab.staging import staged_directory  # pylint: disable=import-outside-toplevel
+
+    shape = ParquetShape.of(interactions)
+    if shard_rows <= 0:
+        raise ValueError(f"shard_rows must be > 0, got {shard_rows}")
+    out = pathlib.Path(output_dir)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
+        raise ValueError(f"{out} exists and is not an empty directory: choose another output directory or overwrite it (--overwrite)")
+    spec = SyntheticSpec(num_users=shape.num_users, num_movies=shape.num_items, num_clusters=num_clusters,
+                         ratings_per_user=max(_MIN_RATINGS, shape.interactions // shape.num_users), seed=seed)
+    planted = planted_clusters(spec)
+    rng = np.random.default_rng([seed, 1])  # a stream of its own: the clusters stay planted_clusters(spec)'s
+    counts = _user_counts(shape, rng)
+    sampler = _Sampler(shape, planted, rng)
+    quality = rng.normal(0.0, 0.4, size=shape.num_items)  # per-item rating bias
+    user_bias = rng.normal(0.0, 0.3, size=shape.num_users)
+    items = _item_table(shape, planted, rng)
+    bounds = np.searchsorted(np.cumsum(counts), np.arange(shard_rows, int(counts.sum()), shard_rows), side="left") + 1
+    bounds = np.unique(np.concatenate([[0], bounds, [shape.num_users]]))
+    files, rows, users = [], 0, 0
+    with staged_directory(out) as stage:
+        (stage / "interactions").mkdir()
+        for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            table = _shard(shape, planted, sampler, quality, user_bias, counts[lo:hi], int(lo),
+                           np.random.default_rng([seed, 2, i]))
+            name = pathlib.Path("interactions") / f"part-{i:05d}.parquet"
+            pq.write_table(table, stage / name)
+            files.append(out / name)
+            rows += table.num_rows
+            users += int(hi - lo)
+            del table
+        pq.write_table(items, stage / "items.parquet")
+        label = f"synthetic-{_count_label(shape.interactions)}"
+        (stage / SPEC_FILE).write_text(_spec_text(label))
+    return SyntheticParquet(out, out / SPEC_FILE, tuple(files), out / "items.parquet", rows, users,
+                            shape.num_items, shape, seed)
+
+
+def _count_label(n: int) -> str:
+    """25000000 -> ``25M``, 20000 -> ``20k``, 12345 -> ``12345``."""
+    for unit, div in (("M", 1_000_000), ("k", 1_000)):
+        if n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)

@@ -10,14 +10,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
+import re
+import resource
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["check_output_dir", "CONFIG_FILE", "EXPORT_DIR", "LOGS_DIR", "METRICS_FILE", "run_lock", "RunDirError",
+__all__ = ["check_output_dir", "CONFIG_FILE", "parse_phase_log", "peak_rss_bytes", "PhaseClock", "PHASES", "EXPORT_DIR", "LOGS_DIR", "METRICS_FILE", "run_lock", "RunDirError",
            "staged_run_dir", "write_metrics"]
 
 
@@ -85,3 +90,46 @@ def staged_run_dir(output_dir: Path):
 def write_metrics(run_dir: Path, metrics: dict[str, float | int | str]) -> None:
     """Writes ``metrics.json`` (flat keys, numbers and the ``task``/``dataset``/``split`` strings)."""
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+PHASES = ("load", "train", "evaluate", "export", "report")
+"""The run loop's phases, timed into ``metrics.json`` as ``phase_<name>_seconds`` and
+``phase_<name>_peak_rss_bytes``: load (data, split, vocabularies), train (model building and every
+fit, validation included), evaluate (the test metrics), export (SavedModel, index, reload check),
+report (beyond-accuracy metrics and ``report.html``)."""
+
+_PHASE_LOG = "phase %s done: %.3f s, peak RSS %d bytes"
+_PHASE_LINE = re.compile(r"phase (\w+) done: ([0-9.]+) s, peak RSS (\d+) bytes")
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (``getrusage`` high-water mark), in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS reports bytes, Linux KiB
+
+
+class PhaseClock:
+    """Wall seconds and peak RSS at the end of each phase of a run.
+
+    ``end(phase)`` records the seconds since the previous ``end`` (or construction) and the process's
+    peak RSS so far (a high-water mark: it never goes down), and logs one line that
+    :func:`parse_phase_log` reads back (the ``scale`` benchmark reads the phases a killed run finished).
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        self._last = time.perf_counter()
+        self.metrics: dict[str, float | int] = {}
+
+    def end(self, phase: str) -> None:
+        now = time.perf_counter()
+        seconds, rss = now - self._last, peak_rss_bytes()
+        self._last = now
+        self.metrics[f"phase_{phase}_seconds"] = round(seconds, 3)
+        self.metrics[f"phase_{phase}_peak_rss_bytes"] = rss
+        self._logger.info(_PHASE_LOG, phase, seconds, rss)
+
+
+def parse_phase_log(text: str) -> dict[str, tuple[float, int]]:
+    """``{phase: (seconds, peak RSS bytes)}`` from the log lines :class:`PhaseClock` wrote into ``text``."""
+    return {m.group(1): (float(m.group(2)), int(m.group(3))) for m in _PHASE_LINE.finditer(text)}

@@ -176,8 +176,10 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
     if dist.ps_server_role:
         distribute.serve_forever(dist)  # a parameter-server cluster's worker/ps task only serves
         return Run(task, cfg, {}, output_dir, None, t)
+    clock = rundir.PhaseClock(logger)
     prepared = prepare(t, cfg, inputs)
     data, split, vocab = prepared.data, prepared.split, prepared.vocab
+    clock.end("load")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     lock = rundir.run_lock(output_dir) if dist.is_chief else contextlib.nullcontext()
@@ -187,17 +189,22 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
         ctx = RunContext(cfg, data, split, vocab, stage, output_dir, verbose, dist, backup,
                          lambda: resume.initial_epoch or 0)
         trained = t.train(ctx)
+        clock.end("train")
         logger.info("evaluating on the test split (best epoch %d)", trained.final.stopper.best_epoch)
         metrics = common_metrics(cfg, data, split, trained)
         metrics.update(_rounded(t.evaluate(ctx, trained)))
+        clock.end("evaluate")
         if dist.name != "default":
             metrics.update(num_workers=dist.num_workers, resumed_at_epoch=(resume.initial_epoch or 0) + 1)
         if dist.is_chief:  # non-chief workers: their run directory is discarded, skip the export
             metrics.update(_rounded(t.export(ctx, trained, stage / rundir.EXPORT_DIR)))
+            clock.end("export")
             shown = t.report_inputs(ctx, trained)
             metrics.update(_rounded(beyond_accuracy(shown["recommendations"], shown["item_counts"], report.TOP_K,
                                                     vocab.genres[1:])))
             report.write_report(stage, metrics, history=trained.final.history, **shown)
+            clock.end("report")
+            metrics.update(clock.metrics)  # metrics.json only (report.html's table is the test metrics)
             rundir.write_metrics(stage, metrics)
     ctx.stage = output_dir  # the staging directory was renamed into place
     return Run(task, cfg, metrics, output_dir, trained.model, t, ctx, trained)
