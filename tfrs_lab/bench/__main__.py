@@ -7,9 +7,11 @@ Examples::
     python -m tfrs_lab.bench training --data-zip ml-100k.zip --output-dir bench-out
     python -m tfrs_lab.bench retrieval-index --output-dir bench-out
     python -m tfrs_lab.bench serving --output-dir bench-out
+    python -m tfrs_lab.bench scale --sizes 1M,5M,25M --tasks retrieval,ranking --output-dir bench-out
     python -m tfrs_lab.bench all --data-zip ml-100k.zip --output-dir bench-out
 
 Each suite writes ``<output-dir>/<suite>/results.json`` and PNG plots and prints a short table.
+``all`` runs every suite but ``scale`` (hours at 25M: run it on its own).
 """
 
 from __future__ import annotations
@@ -23,17 +25,51 @@ from tfrs_lab.train import add_own_data_arguments, own_data_source
 
 logger = logging.getLogger(__name__)
 
-SUITES = ("quality", "training", "retrieval-index", "serving")
+SUITES = ("quality", "training", "retrieval-index", "serving", "scale")
+"""Every suite; ``all`` runs these but ``scale`` (:data:`NOT_IN_ALL`)."""
+
+NOT_IN_ALL = ("scale",)
 
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:
+    """``"10k,1M,25_000"`` -> ``(10000, 1000000, 25000)``; UsageError naming ``flag`` otherwise."""
+    from tfrs_lab.data.synthetic import parse_count
+
     try:
-        values = tuple(int(v.replace("_", "")) for v in text.split(",") if v.strip())
+        values = tuple(parse_count(v) for v in text.split(",") if v.strip())
     except ValueError as e:
-        raise UsageError(f"{flag} must be comma-separated positive integers, got {text!r}") from e
-    if not values or min(values) <= 0:
-        raise UsageError(f"{flag} must be comma-separated positive integers, got {text!r}")
+        raise UsageError(f"{flag} must be comma-separated positive integers (10000, 10k, 1M), got {text!r}") from e
+    if not values:
+        raise UsageError(f"{flag} must be comma-separated positive integers (10000, 10k, 1M), got {text!r}")
     return values
+
+
+def _sizes(args) -> tuple[int, ...]:
+    """``--sizes``, or the suite's default."""
+    default = "1M,5M,25M" if args.suite == "scale" else "10000,100000,1000000"
+    return _int_list("--sizes", args.sizes or default)
+
+
+def _tasks(args) -> tuple[str, ...] | None:
+    """``--tasks`` checked against the task registry (None: all)."""
+    from tfrs_lab.config import TASKS
+
+    if not args.tasks:
+        return None
+    names = tuple(t for t in args.tasks.split(",") if t)
+    unknown = [t for t in names if t not in TASKS]
+    if unknown or not names:
+        raise UsageError(f"--tasks: unknown task(s) {', '.join(unknown) or repr(args.tasks)}; choose from {', '.join(TASKS)}")
+    return names
+
+
+def _memory_cap(args) -> int:
+    from tfrs_lab.bench.scale import parse_bytes
+
+    try:
+        return parse_bytes(args.memory_cap)
+    except ValueError as e:
+        raise UsageError(f"--memory-cap: {e}") from e
 
 
 def build_parser() -> ArgumentParser:
@@ -48,14 +84,21 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="config override for our models (quality, training), e.g. --set train.batch_size=512")
     p.add_argument("--methods", help="quality: comma-separated subset of methods (default all)")
-    p.add_argument("--epochs", type=int, help="quality/training: cap on epochs of every trained model")
+    p.add_argument("--epochs", type=int, help="quality/training: cap on epochs of every trained model; scale: epochs per run (default 1)")
     p.add_argument("--seeds", type=int, default=3,
                    help="quality: seeds per seeded method (ours, tutorials, Surprise, implicit): mean ± std (default 3)")
     p.add_argument("--throughput-epochs", type=int, default=4,
                    help="training: epochs per throughput variant, the first is warm-up (default 4)")
     p.add_argument("--variants", help="training: comma-separated throughput variants (default all: "
                    "tutorial_metrics,tutorial,default,batch4,batch16,no_prefetch,parallel_batch,jit)")
-    p.add_argument("--sizes", default="10000,100000,1000000", help="retrieval-index: catalogue sizes")
+    p.add_argument("--sizes", help="retrieval-index: catalogue sizes (default 10k,100k,1M); "
+                   "scale: interactions per data set (default 1M,5M,25M)")
+    p.add_argument("--tasks", help="scale: comma-separated tasks (default all registered)")
+    p.add_argument("--memory-cap", default="10G",
+                   help="scale: kill a stage whose process tree's resident memory exceeds this (default 10G)")
+    p.add_argument("--seed", type=int, default=0, help="scale: seed of the synthetic data (default 0)")
+    p.add_argument("--stage-timeout", type=float, help="scale: seconds before a stage is killed (default none)")
+    p.add_argument("--keep-data", action="store_true", help="scale: keep the generated data under <output-dir>/scale/data")
     p.add_argument("--dim", type=int, default=64, help="retrieval-index: embedding size")
     p.add_argument("--queries", type=int, default=200, help="retrieval-index: timed single queries per method")
     p.add_argument("--batches", type=int, default=10, help="retrieval-index: timed batches of 256 per method")
@@ -96,7 +139,11 @@ def _validate(args) -> None:
         unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
         if unknown:
             raise UsageError(f"--variants: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    _int_list("--sizes", args.sizes)
+    _sizes(args)
+    _tasks(args)
+    _memory_cap(args)
+    if args.stage_timeout is not None and args.stage_timeout <= 0:
+        raise UsageError(f"--stage-timeout must be > 0 seconds, got {args.stage_timeout}")
     _int_list("--serving-clients", args.serving_clients)
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
@@ -132,8 +179,15 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
     elif suite == "retrieval-index":
         from tfrs_lab.bench.index import run_index
 
-        _, table = run_index(output_dir, sizes=_int_list("--sizes", args.sizes), dim=args.dim, single=args.queries,
+        _, table = run_index(output_dir, sizes=_sizes(args), dim=args.dim, single=args.queries,
                              batches=args.batches, savedmodel=not args.no_savedmodel)
+    elif suite == "scale":
+        from tfrs_lab.bench.scale import run_scale
+
+        _, table = run_scale(output_dir, sizes=_sizes(args), tasks=_tasks(args), memory_cap=_memory_cap(args),
+                             seed=args.seed, epochs=args.epochs or 1, overrides=args.overrides,
+                             data_zip=args.data_zip, data_dir=args.data_dir, stage_timeout=args.stage_timeout,
+                             keep_data=args.keep_data)
     else:
         from tfrs_lab.bench.serving import run_serving
 
@@ -153,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.verbose)
         from tfrs_lab.bench.serving import ServingBenchError
 
-        suites = SUITES if args.suite == "all" else (args.suite,)
+        suites = tuple(s for s in SUITES if s not in NOT_IN_ALL) if args.suite == "all" else (args.suite,)
         status = 0
         for suite in suites:
             out = Path(args.output_dir) / suite

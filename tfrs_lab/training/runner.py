@@ -143,6 +143,7 @@ def common_metrics(cfg, data: MovieLensData, split: Split, trained: Trained) -> 
                                              * final.stopper.best_epoch, 3),
         "train_examples_per_second": round(trained.examples_per_epoch * counted / max(trained.train_seconds, 1e-9), 1),
         "num_train_examples": int(trained.num_train_examples),
+        "num_test_examples": int(len(split.test)),
         "epochs_trained": trained.epochs_run,
         "best_epoch": final.stopper.best_epoch,
         **validation_metrics(final.stopper.best_metrics),

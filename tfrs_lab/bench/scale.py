@@ -1,0 +1,501 @@
+"""The ``scale`` suite: time and memory of every stage against data size, each stage in a watched child.
+
+For each size (MovieLens-25M-shaped synthetic data, :func:`tfrs_lab.data.synthetic.write_synthetic_parquet`)
+and task, the stages are::
+
+    generate   python -m tfrs_lab.data.generate            once per size, shared by the tasks
+    prepare    python -m tfrs_lab.data prepare, or (while that CLI does not exist) the current read path,
+               read_source on the spec (python -m tfrs_lab.bench.scale read SPEC); the row's note says which
+    load, train, evaluate, export, report
+               one ``python -m tfrs_lab.train TASK --data SPEC --set train.epochs=1`` process per task; its
+               phases come from metrics.json (phase_<name>_seconds / _peak_rss_bytes), or from its log
+               lines when the run was killed (the phases it finished)
+
+Every child runs in its own process group under a memory watchdog (:func:`run_watched`): the resident
+set of the child and all its descendants is polled (psutil when installed, else ``/proc``) and the
+group is killed above ``memory_cap`` bytes, so an over-sized run never takes the machine down; the
+row says ``over memory cap`` and the suite moves on. Writes ``results.json`` (``rows`` and ``targets``),
+``results.md`` (the table) and ``scale.png`` (seconds and peak RSS against size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from tfrs_lab.bench import common
+from tfrs_lab.data.synthetic import ITEM_COLUMNS, PARQUET_COLUMNS, SPEC_FILE
+from tfrs_lab.training.rundir import METRICS_FILE, PHASES, parse_phase_log
+
+__all__ = ["DEFAULT_MEMORY_CAP", "DEFAULT_SIZES", "OVER_CAP", "parse_bytes", "prepare_command", "read_main",
+           "markdown_table", "ROW_KEYS", "run_scale", "run_watched", "targets", "tree_rss", "Watched"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MEMORY_CAP = 10 * 2**30
+"""Default watchdog cap: 10 GiB for a stage's whole process tree."""
+
+DEFAULT_SIZES = (1_000_000, 5_000_000, 25_000_000)
+
+OVER_CAP = "over memory cap"
+
+ROW_KEYS = ("size", "dataset", "task", "stage", "seconds", "peak_rss_bytes", "examples_per_second", "status")
+"""Keys of every ``results.json`` row (``note`` and ``tree_peak_rss_bytes`` where they apply)."""
+
+_GiB = 2**30
+
+
+def parse_bytes(text: str | int) -> int:
+    """``"10G"`` / ``"10GiB"`` -> 10 * 2**30; ``"512M"`` -> 512 * 2**20; ``"1000"`` -> 1000 bytes.
+
+    Raises:
+        ValueError: naming the text and the accepted forms.
+    """
+    s = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    power = {"K": 1, "M": 2, "G": 3, "T": 4}.get(s[-1:], 0)
+    try:
+        value = int(float(s[:-1] if power else s) * 1024**power)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"{text!r} is not a positive size: write e.g. 10G, 512M or 10737418240 (bytes)")
+    return value
+
+
+# --------------------------------------------------------------------------- the watchdog
+
+
+def _children_proc() -> dict[int, list[int]]:
+    """``{parent pid: [child pids]}`` of every process, read from ``/proc/<pid>/stat``."""
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the process ended meanwhile
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])  # the name may hold spaces: split after ")"
+        out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def _rss_proc(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss(pid: int, *, use_psutil: bool | None = None) -> int:
+    """Resident bytes of ``pid`` and all its descendants (0 once it is gone).
+
+    Args:
+        use_psutil: ``None`` uses psutil when installed, else ``/proc``; ``False`` forces ``/proc``.
+    """
+    if use_psutil is not False:
+        try:
+            import psutil  # pylint: disable=import-outside-toplevel
+        except ImportError:
+            psutil = None
+        if psutil is not None:
+            try:
+                root = psutil.Process(pid)
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                return 0
+            total = 0
+            for p in procs:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            return total
+    children = _children_proc()
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _rss_proc(p)
+        todo += children.get(p, [])
+    return total
+
+
+@dataclasses.dataclass(frozen=True)
+class Watched:
+    """A finished (or killed) child.
+
+    Attributes:
+        returncode: the exit code (negative: killed by that signal).
+        seconds: wall seconds from start to exit.
+        peak_rss_bytes: the largest process-tree resident set seen by the watchdog (sampled).
+        over_cap: killed by the watchdog for exceeding the memory cap.
+        timed_out: killed for running past the time limit.
+        log: the child's stdout and stderr.
+    """
+
+    returncode: int
+    seconds: float
+    peak_rss_bytes: int
+    over_cap: bool
+    timed_out: bool
+    log: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.over_cap and not self.timed_out
+
+    def status(self) -> str:
+        """``ok``, ``over memory cap`` or ``failed: <one line>``."""
+        if self.over_cap:
+            return OVER_CAP
+        if self.timed_out:
+            return "failed: timed out"
+        if self.returncode != 0:
+            return f"failed: {_failure_line(self.log, self.returncode)}"
+        return "ok"
+
+
+def _failure_line(log: str, returncode: int) -> str:
+    """The informative line of a failed child's log: its ``error:`` line or the exception's last line."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ln.startswith("error:") or "Error:" in ln or "Error " in ln:
+            return ln[:300]
+    return (lines[-1][:300] if lines else f"exit code {returncode}")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the child's own process group (it was started in a new session: only our children)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_watched(argv: Sequence[str], *, memory_cap: int = DEFAULT_MEMORY_CAP, log_path: Path,
+                timeout: float | None = None, poll_seconds: float = 0.1,
+                env: dict[str, str] | None = None) -> Watched:
+    """Runs ``argv`` in a new process group, killing the group when its process tree's resident set
+    exceeds ``memory_cap`` bytes or it runs past ``timeout`` seconds.
+
+    Args:
+        log_path: where the child's stdout and stderr go (also returned in :attr:`Watched.log`).
+        poll_seconds: how often the tree's RSS is sampled (a spike shorter than this can be missed).
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    peak, over, late = 0, False, False
+    start = time.perf_counter()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        try:
+            while proc.poll() is None:
+                rss = tree_rss(proc.pid)
+                peak = max(peak, rss)
+                if rss > memory_cap:
+                    over = True
+                    logger.warning("%s: %.2f GiB over the %.2f GiB cap: killed", argv[-1], rss / _GiB,
+                                   memory_cap / _GiB)
+                    break
+                if timeout is not None and time.perf_counter() - start > timeout:
+                    late = True
+                    break
+                time.sleep(poll_seconds)
+        finally:
+            _kill_group(proc)  # the over-cap / late child, or stragglers a finished child left behind
+            returncode = proc.wait()
+    seconds = time.perf_counter() - start
+    return Watched(returncode, seconds, peak, over, late, log_path.read_text(errors="replace"))
+
+
+# --------------------------------------------------------------------------- the stages
+
+
+def prepare_command(spec_path: Path, output_dir: Path) -> tuple[list[str], str]:
+    """The ``prepare`` stage's command and the note its row carries.
+
+    ``python -m tfrs_lab.data prepare`` (the prepared-dataset cache) when this install has it;
+    otherwise the read path every run takes today: ``read_source`` on the spec
+    (``python -m tfrs_lab.bench.scale read SPEC``).
+    """
+    if importlib.util.find_spec("tfrs_lab.data.__main__") is not None:
+        data_dir = spec_path.parent
+        c, i = PARQUET_COLUMNS, ITEM_COLUMNS
+        return ([sys.executable, "-m", "tfrs_lab.data", "prepare",
+                 "--interactions", str(data_dir / "interactions" / "part-*.parquet"),
+                 "--columns", ",".join(f"{k}={v}" for k, v in c.items()),
+                 "--items", str(data_dir / "items.parquet"),
+                 "--item-columns", f"id={i['id']},text={i['text']},categories={i['categories']}:|",
+                 "--output-dir", str(output_dir)], "python -m tfrs_lab.data prepare")
+    return ([sys.executable, "-m", "tfrs_lab.bench.scale", "read", str(spec_path)],
+            "read_source on the spec (python -m tfrs_lab.data prepare not available)")
+
+
+def read_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tfrs_lab.bench.scale read SPEC``: reads an own-data spec the way a run does
+    (``read_source``) and prints the counts; the ``prepare`` stage until the prepare CLI exists."""
+    from tfrs_lab.cli import run_cli  # pylint: disable=import-outside-toplevel
+    from tfrs_lab.config import default_config_file, load_config, read_yaml  # pylint: disable=import-outside-toplevel
+    from tfrs_lab.data.readers import read_source  # pylint: disable=import-outside-toplevel
+    from tfrs_lab.data.spec import OWN, resolve_spec_paths  # pylint: disable=import-outside-toplevel
+
+    args = list(sys.argv[1:] if argv is None else argv)
+
+    def body() -> int:
+        spec_path = Path(args[-1]).resolve()
+        source = resolve_spec_paths(read_yaml(str(spec_path), what="data spec", flag="SPEC"), spec_path.parent)
+        cfg = load_config("retrieval", [default_config_file("retrieval")], [],
+                          extra={"data": {"dataset": OWN, "source": source}})
+        data = read_source(cfg.data.source)
+        print(f"read {len(data.ratings['user_id'])} ratings, {len(data.movies['movie_id'])} items")
+        return 0
+
+    return run_cli(body)
+
+
+def _label(n: int) -> str:
+    for unit, div in (("M", 1_000_000), ("k", 1_000)):
+        if n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)
+
+
+def _row(size: int, dataset: str, task: str | None, stage: str, seconds: float | None, peak: int | None,
+         examples: float | None, status: str, **extra: Any) -> dict[str, Any]:
+    eps = round(examples / seconds, 1) if examples and seconds and status == "ok" else None
+    return {"size": size, "dataset": dataset, "task": task, "stage": stage,
+            "seconds": None if seconds is None else round(seconds, 3), "peak_rss_bytes": peak,
+            "examples_per_second": eps, "status": status, **extra}
+
+
+def _task_rows(size: int, dataset: str, task: str, w: Watched, run_dir: Path) -> list[dict[str, Any]]:
+    """One row per phase of a ``train`` run: from metrics.json, or from the log of a killed run."""
+    metrics_file = run_dir / METRICS_FILE
+    extra = {"tree_peak_rss_bytes": w.peak_rss_bytes}
+    if w.ok and metrics_file.exists():
+        m = json.loads(metrics_file.read_text())
+        work = {"load": size, "train": m.get("num_train_examples", 0) * max(m.get("epochs_trained", 1), 1),
+                "evaluate": m.get("num_test_examples")}
+        rows = []
+        for phase in PHASES:
+            seconds = m.get(f"phase_{phase}_seconds")
+            if seconds is None:
+                continue
+            row = _row(size, dataset, task, phase, seconds, m.get(f"phase_{phase}_peak_rss_bytes"),
+                       work.get(phase), "ok", **extra)
+            if phase == "train":  # the fit alone (validation excluded), as metrics.json reports it
+                row["examples_per_second"] = m.get("train_examples_per_second")
+            rows.append(row)
+        return rows
+    done = parse_phase_log(w.log)
+    rows, spent = [], 0.0
+    for phase in PHASES:
+        if phase in done:
+            seconds, rss = done[phase]
+            spent += seconds
+            rows.append(_row(size, dataset, task, phase, seconds, rss, None, "ok", **extra))
+        elif not any(r["status"] != "ok" for r in rows):  # the phase it died in
+            rows.append(_row(size, dataset, task, phase, max(w.seconds - spent, 0.0), w.peak_rss_bytes, None,
+                             w.status() if not w.ok else "failed: no metrics.json", **extra))
+        else:
+            rows.append(_row(size, dataset, task, phase, None, None, None, "skipped", **extra))
+    return rows
+
+
+def _train_argv(task: str, data_args: list[str], run_dir: Path, epochs: int, overrides: Sequence[str]) -> list[str]:
+    sets = [a for o in ("train.epochs=%d" % epochs, *overrides) for a in ("--set", o)]
+    return [sys.executable, "-m", "tfrs_lab.train", task, *data_args, *sets, "--output-dir", str(run_dir),
+            "--overwrite"]
+
+
+def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: Sequence[str] | None = None,
+              memory_cap: int = DEFAULT_MEMORY_CAP, seed: int = 0, epochs: int = 1,
+              overrides: Sequence[str] = (), data_zip: str | None = None, data_dir: str | None = None,
+              stage_timeout: float | None = None, keep_data: bool = False,
+              poll_seconds: float = 0.1) -> tuple[dict[str, Any], str]:
+    """Runs the suite; writes ``results.json``, ``results.md`` and ``scale.png`` into ``output_dir``.
+
+    Args:
+        sizes: interactions per synthetic data set (e.g. 1M, 5M, 25M).
+        tasks: registered task names (default all of ``tfrs_lab.config.TASKS``).
+        memory_cap: watchdog cap in bytes for each stage's process tree.
+        seed: the data seed; epochs: training epochs per run (the benchmark measures one).
+        overrides: ``--set`` overrides for every train run.
+        data_zip: MovieLens 100K zip: adds an ML-100K retrieval run for comparison (same settings).
+        data_dir: TFDS cache for ``data_zip`` (default ``output_dir/tfds``).
+        stage_timeout: seconds before a stage is killed (``failed: timed out``); ``None``: no limit.
+        keep_data: keep the generated data under ``output_dir/data`` (default: deleted after each size).
+        poll_seconds: the watchdog's sampling interval.
+
+    Returns:
+        ``(results, table)``.
+    """
+    from tfrs_lab.config import TASKS  # pylint: disable=import-outside-toplevel
+
+    tasks = tuple(tasks or TASKS)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    logs = output_dir / "logs"
+    watch = dict(memory_cap=memory_cap, timeout=stage_timeout, poll_seconds=poll_seconds)
+    rows: list[dict[str, Any]] = []
+    results: dict[str, Any] = {"suite": "scale", "machine": common.machine(), "memory_cap_bytes": memory_cap,
+                               "seed": seed, "epochs": epochs, "overrides": list(overrides), "rows": rows}
+
+    def save() -> None:  # after every stage: a later kill of the suite keeps what was measured
+        results["targets"] = targets(rows)
+        common.write_results(output_dir, results)
+
+    for size in sizes:
+        label = _label(size)
+        dataset = f"synthetic-{label}"
+        data = output_dir / "data" / label
+        logger.info("scale suite: %s generate", label)
+        w = run_watched([sys.executable, "-m", "tfrs_lab.data.generate", "--interactions", str(size), "--output-dir",
+                         str(data), "--seed", str(seed), "--overwrite"], log_path=logs / f"{label}-generate.log", **watch)
+        rows.append(_row(size, dataset, None, "generate", w.seconds, w.peak_rss_bytes, size, w.status()))
+        save()
+        if not w.ok:
+            continue
+        spec = data / SPEC_FILE
+        argv, note = prepare_command(spec, output_dir / "prepared" / label)
+        logger.info("scale suite: %s prepare (%s)", label, note)
+        w = run_watched(argv, log_path=logs / f"{label}-prepare.log", **watch)
+        rows.append(_row(size, dataset, None, "prepare", w.seconds, w.peak_rss_bytes, size, w.status(), note=note))
+        save()
+        for task in tasks:
+            run_dir = output_dir / "runs" / f"{task}-{label}"
+            logger.info("scale suite: %s %s (load, train, evaluate, export, report)", label, task)
+            w = run_watched(_train_argv(task, ["--data", str(spec)], run_dir, epochs, overrides),
+                            log_path=logs / f"{label}-{task}.log", **watch)
+            rows.extend(_task_rows(size, dataset, task, w, run_dir))
+            save()
+        if not keep_data:
+            shutil.rmtree(data, ignore_errors=True)
+            shutil.rmtree(output_dir / "prepared" / label, ignore_errors=True)
+    if data_zip:
+        logger.info("scale suite: ML-100K retrieval for comparison")
+        run_dir = output_dir / "runs" / "retrieval-ml-100k"
+        w = run_watched(_train_argv("retrieval", ["--data-zip", str(data_zip), "--data-dir",
+                                                  str(data_dir or output_dir / "tfds")], run_dir, epochs, overrides),
+                        log_path=logs / "ml-100k-retrieval.log", **watch)
+        rows.extend(_task_rows(100_000, "ml-100k", "retrieval", w, run_dir))
+    save()
+    table = markdown_table(rows)
+    (output_dir / "results.md").write_text(table + "\n")
+    plot = _plot(output_dir / "scale.png", rows, memory_cap)
+    results["plots"] = [str(plot)] if plot else []
+    save()
+    return results, table + "\n\n" + _targets_table(results["targets"])
+
+
+# --------------------------------------------------------------------------- targets, table, plot
+
+_TARGETS = (  # issue #16: (name, stage, tasks or None for any, limit, unit)
+    ("prepare 25M <= 10 min", "prepare", None, 600.0, "seconds"),
+    ("retrieval train >= 30k examples/s at 25M", "train", ("retrieval",), 30_000.0, "examples_per_second"),
+    ("test evaluation <= 10 min at 25M", "evaluate", None, 600.0, "seconds"),
+    ("ScaNN export <= 5 min at 25M", "export", ("retrieval", "sequential", "autoencoder"), 300.0, "seconds"),
+)
+
+
+def targets(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, each ``{"target", "value", "met"}`` (``met`` is ``None`` when not measured):
+    the 25M limits above, peak RSS <= 8 GiB in every stage, and 5M -> 25M within 1.25x of linear
+    (seconds per stage and task)."""
+    out = []
+    big = [r for r in rows if r["size"] == 25_000_000 and r["dataset"].startswith("synthetic")]
+    for name, stage, tasks, limit, unit in _TARGETS:
+        hits = [r for r in big if r["stage"] == stage and (tasks is None or r["task"] in tasks)]
+        if not hits:
+            out.append({"target": name, "value": None, "met": None})
+        for r in hits:
+            v = r[unit] if r["status"] == "ok" else None
+            met = (v >= limit if unit == "examples_per_second" else v <= limit) if v is not None else False
+            out.append({"target": name, "task": r["task"], "value": v, "status": r["status"], "met": met})
+    def peak(r: dict[str, Any]) -> int:  # the stage's process, or its whole tree where the watchdog saw more
+        return max(r.get("peak_rss_bytes") or 0, r.get("tree_peak_rss_bytes") or 0)
+
+    measured = [r for r in rows if r.get("peak_rss_bytes") is not None or r["status"] == OVER_CAP]
+    worst = max(measured, key=lambda r: (r["status"] == OVER_CAP, peak(r)), default=None)
+    out.append({"target": "peak RSS <= 8 GiB in every stage", "value": None if worst is None else peak(worst),
+                "where": None if worst is None else " ".join(filter(None, (worst["dataset"], worst["task"], worst["stage"]))),
+                "met": None if worst is None else (worst["status"] != OVER_CAP and peak(worst) <= 8 * _GiB)})
+    by = {(r["size"], r["task"], r["stage"]): r for r in rows if r["dataset"].startswith("synthetic")}
+    for (size, task, stage), r5 in sorted(by.items(), key=lambda kv: str(kv[0])):
+        r25 = by.get((25_000_000, task, stage))
+        if size != 5_000_000 or r25 is None:
+            continue
+        ok = r5["status"] == "ok" and r25["status"] == "ok" and r5["seconds"]
+        ratio = round(r25["seconds"] / r5["seconds"] / 5.0, 3) if ok else None
+        out.append({"target": "5M -> 25M within 1.25x of linear", "task": task, "stage": stage,
+                    "value": ratio, "met": None if not ok else ratio <= 1.25})
+    return out
+
+
+def _gib(v: Any) -> str:
+    return "" if v is None else f"{v / _GiB:.2f}"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as a Markdown table (seconds, GiB, examples/s)."""
+    lines = ["| data | task | stage | seconds | peak RSS GiB | examples/s | status |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        eps = r.get("examples_per_second")
+        status = r["status"] + (f" ({r['note']})" if r.get("note") else "")
+        seconds = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
+        rate = "" if eps is None else f"{eps:,.0f}"
+        lines.append(f"| {r['dataset']} | {r['task'] or '(shared)'} | {r['stage']} | {seconds} | "
+                     f"{_gib(r['peak_rss_bytes'])} | {rate} | {status} |")
+    return "\n".join(lines)
+
+
+def _targets_table(rows: Sequence[dict[str, Any]]) -> str:
+    return common.format_table([{**t, "met": {True: "met", False: "missed", None: "not measured"}[t["met"]]}
+                                for t in rows], ["task", "stage", "value", "met"], first="target")
+
+
+def _plot(path: Path, rows: Sequence[dict[str, Any]], memory_cap: int) -> Path | None:
+    """Seconds and peak RSS against size (log-log), one line per task and stage; ok rows only."""
+    ok = [r for r in rows if r["status"] == "ok" and r["dataset"].startswith("synthetic") and r["seconds"] is not None]
+    if not ok:
+        return None
+    plt = common.pyplot()
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in ok:
+        series.setdefault(f"{r['task'] or 'data'}: {r['stage']}", []).append(r)
+    for name, pts in sorted(series.items()):
+        pts = sorted(pts, key=lambda r: r["size"])
+        x = [r["size"] for r in pts]
+        ax_t.plot(x, [max(r["seconds"], 1e-3) for r in pts], marker="o", label=name)
+        ax_m.plot(x, [(r["peak_rss_bytes"] or 0) / _GiB for r in pts], marker="o", label=name)
+    ax_m.axhline(memory_cap / _GiB, color="red", linestyle="--", linewidth=1, label="watchdog cap")
+    ax_m.axhline(8, color="grey", linestyle=":", linewidth=1, label="target 8 GiB")
+    for ax, ylabel in ((ax_t, "wall seconds"), (ax_m, "peak RSS (GiB)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("interactions")
+        ax.set_ylabel(ylabel)
+    ax_t.set_yscale("log")
+    ax_t.legend(fontsize=6, ncol=2)
+    fig.suptitle("scale: time and memory per stage against data size (failed / over-cap stages left out)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["read"] or len(sys.argv) != 3:
+        print("usage: python -m tfrs_lab.bench.scale read SPEC.yaml", file=sys.stderr)
+        raise SystemExit(2)
+    raise SystemExit(read_main(sys.argv[2:]))
