@@ -332,7 +332,9 @@ _MIN_ITEMS = 1000  # catalogue floor for tiny sizes (the ML-25M ratio would give
 _ACTIVITY_SIGMA = 1.3  # log-normal spread of ratings per user beyond the minimum (ML-25M: median ~71, mean ~154)
 _POPULARITY_EXPONENT = 1.0  # item weight 1 / (rank + offset) ** exponent
 _POPULARITY_OFFSET_SHARE = 1 / 2000  # offset = catalogue / 2000: ML-25M-like head (top movie ~0.4% of ratings)
-_DEDUPE_ROUNDS = 12  # redraws of a user's repeated items: 3 as drawn, 4 from global popularity, 5 uniform
+_IN_CLUSTER_FLATTENING = 0.5  # in-taste picks follow weight ** 0.5: a user's taste reaches beyond the hits
+_DEDUPE_ROUNDS = 12  # redraws of a user's repeated items: 3 as drawn, then from global popularity, then uniform
+_UNIFORM_FROM = 7
 
 PARQUET_COLUMNS = {"user": "user_id", "item": "item_id", "rating": "rating", "time": "timestamp"}
 """Interaction columns of :func:`write_synthetic_parquet` (own-data roles -> Parquet column names)."""
@@ -474,18 +476,21 @@ class _Sampler:
         weight = 1.0 / (rng.permutation(n) + offset) ** _POPULARITY_EXPONENT
         self.order = np.argsort(planted.movie_cluster, kind="stable")  # items grouped by cluster
         self.cum = np.cumsum(weight[self.order])
+        self.cum_in = np.cumsum(weight[self.order] ** _IN_CLUSTER_FLATTENING)
         k = int(planted.movie_cluster.max()) + 1
         ends = np.searchsorted(planted.movie_cluster[self.order], np.arange(k), side="right")
-        self.cluster_hi = self.cum[ends - 1]
-        self.cluster_lo = np.concatenate([[0.0], self.cum[ends[:-1] - 1]])
+        self.cluster_hi = self.cum_in[ends - 1]
+        self.cluster_lo = np.concatenate([[0.0], self.cum_in[ends[:-1] - 1]])
         self.num_items = n
 
     def draw(self, rng: np.random.Generator, cluster: np.ndarray, in_cluster: np.ndarray) -> np.ndarray:
-        """Item indices (int64 ``[len(cluster)]``): from ``cluster`` where ``in_cluster``, else global."""
+        """Item indices (int64 ``[len(cluster)]``): from ``cluster`` where ``in_cluster`` (by the
+        flattened weights), else from the whole catalogue (by the Zipf-like weights)."""
         u = rng.random(cluster.size)
-        lo = np.where(in_cluster, self.cluster_lo[cluster], 0.0)
-        hi = np.where(in_cluster, self.cluster_hi[cluster], self.cum[-1])
-        idx = np.searchsorted(self.cum, lo + u * (hi - lo), side="right")
+        idx = np.empty(cluster.size, dtype=np.int64)
+        lo, hi = self.cluster_lo[cluster[in_cluster]], self.cluster_hi[cluster[in_cluster]]
+        idx[in_cluster] = np.searchsorted(self.cum_in, lo + u[in_cluster] * (hi - lo), side="right")
+        idx[~in_cluster] = np.searchsorted(self.cum, u[~in_cluster] * self.cum[-1], side="right")
         return self.order[np.minimum(idx, self.num_items - 1)]
 
 
@@ -516,7 +521,7 @@ def _shard(shape: ParquetShape, planted: _Planted, sampler: _Sampler, quality: n
             break
         if round_ == _DEDUPE_ROUNDS - 1:
             keep[where] = False
-        elif round_ >= 7:
+        elif round_ >= _UNIFORM_FROM:
             item[where] = rng.integers(0, shape.num_items, size=where.size)
         else:
             in_taste[where] &= round_ < 3
@@ -561,12 +566,15 @@ def write_synthetic_parquet(output_dir: str | os.PathLike, *, interactions: int 
         output_dir/items.parquet                     item_id, title, genres ("Drama|War")
 
     Shape (:class:`ParquetShape`): ML-25M's users/ratings and items/ratings ratios; users rate at
-    least 20 items plus a log-normal tail (a few rate thousands); item popularity is Zipf-like
-    (weight ``1 / (rank + items/2000)``). Planted structure as in :func:`write_synthetic_zip`
-    (:func:`planted_clusters` of the matching :class:`SyntheticSpec`): 80% of a user's ratings come
-    from their taste cluster, drifting towards a second cluster along their timeline; in-taste items
-    are rated higher. Generated shard by shard (``shard_rows`` ratings of whole users at a time, fully
-    vectorised), so memory stays at a few hundred MB at any size.
+    least 20 items plus a log-normal tail (median ~80, mean ~154, the heaviest half the catalogue);
+    item popularity is Zipf-like (weight ``1 / (rank + items/2000)``; in-taste picks follow the
+    square root of it), so the head is ML-like (the top item is rated by most users) but the tail is
+    flatter than ML-25M's (top 10% of items hold ~25% of the ratings, the bottom half ~1/3).
+    Planted structure as in :func:`write_synthetic_zip` (:func:`planted_clusters` of the matching
+    :class:`SyntheticSpec`): 80% of a user's ratings come from their taste cluster, drifting
+    towards a second cluster along their timeline; in-taste items are rated higher. A user rates an
+    item at most once. Generated shard by shard (``shard_rows`` ratings of whole users at a time,
+    fully vectorised), so memory stays at a few hundred MB at any size.
 
     Args:
         output_dir: directory to create (must not exist or be empty unless ``overwrite``).
