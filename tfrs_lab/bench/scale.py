@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tfrs_lab.bench import common
-from tfrs_lab.data.synthetic import ITEM_COLUMNS, PARQUET_COLUMNS, SPEC_FILE
+from tfrs_lab.data.synthetic import ITEM_COLUMNS, PARQUET_COLUMNS, SPEC_FILE, count_label
 from tfrs_lab.training.rundir import METRICS_FILE, PHASES, parse_phase_log
 
 __all__ = ["DEFAULT_MEMORY_CAP", "DEFAULT_SIZES", "OVER_CAP", "parse_bytes", "prepare_command", "read_main",
@@ -264,13 +264,6 @@ def read_main(argv: Sequence[str] | None = None) -> int:
     return run_cli(body)
 
 
-def _label(n: int) -> str:
-    for unit, div in (("M", 1_000_000), ("k", 1_000)):
-        if n % div == 0:
-            return f"{n // div}{unit}"
-    return str(n)
-
-
 def _row(size: int, dataset: str, task: str | None, stage: str, seconds: float | None, peak: int | None,
          examples: float | None, status: str, **extra: Any) -> dict[str, Any]:
     eps = round(examples / seconds, 1) if examples and seconds and status == "ok" else None
@@ -356,7 +349,7 @@ def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: 
         common.write_results(output_dir, results)
 
     for size in sizes:
-        label = _label(size)
+        label = count_label(size)
         dataset = f"synthetic-{label}"
         data = output_dir / "data" / label
         logger.info("scale suite: %s generate", label)

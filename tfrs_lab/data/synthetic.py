@@ -43,6 +43,7 @@ __all__ = [
     "ML25M_SHAPE",
     "PARQUET_COLUMNS",
     "ParquetShape",
+    "count_label",
     "SPEC_FILE",
     "SyntheticParquet",
     "SyntheticSpec",
@@ -624,13 +625,13 @@ def write_synthetic_parquet(output_dir: str | os.PathLike, *, interactions: int 
             users += int(hi - lo)
             del table
         pq.write_table(items, stage / "items.parquet")
-        label = f"synthetic-{_count_label(shape.interactions)}"
+        label = f"synthetic-{count_label(shape.interactions)}"
         (stage / SPEC_FILE).write_text(_spec_text(label))
     return SyntheticParquet(out, out / SPEC_FILE, tuple(files), out / "items.parquet", rows, users,
                             shape.num_items, shape, seed)
 
 
-def _count_label(n: int) -> str:
+def count_label(n: int) -> str:
     """25000000 -> ``25M``, 20000 -> ``20k``, 12345 -> ``12345``."""
     for unit, div in (("M", 1_000_000), ("k", 1_000)):
         if n % div == 0:
