@@ -37,6 +37,17 @@ def test_metrics_json_has_the_hash_split_keys(run_dir):
     assert metrics["train_examples_per_second"] > 0
 
 
+def test_metrics_json_times_every_phase(run_dir):
+    from tfrs_lab.training.rundir import PHASES
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    seconds = [metrics[f"phase_{p}_seconds"] for p in PHASES]
+    peaks = [metrics[f"phase_{p}_peak_rss_bytes"] for p in PHASES]
+    assert all(s > 0 for s in seconds) and sum(seconds) > metrics["train_seconds"]  # train phase includes the fit
+    assert peaks == sorted(peaks) and peaks[0] > 100 * 2**20  # a high-water mark; TensorFlow alone is > 100 MiB
+    assert 0 < metrics["num_test_examples"] < metrics["num_train_examples"]
+
+
 def test_resolved_config_reflects_flags(run_dir):
     import yaml
 
