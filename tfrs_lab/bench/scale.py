@@ -185,8 +185,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def run_watched(argv: Sequence[str], *, memory_cap: int = DEFAULT_MEMORY_CAP, log_path: Path,
-                timeout: float | None = None, poll_seconds: float = 0.1,
-                env: dict[str, str] | None = None) -> Watched:
+                timeout: float | None = None, poll_seconds: float = 0.1) -> Watched:
     """Runs ``argv`` in a new process group, killing the group when its process tree's resident set
     exceeds ``memory_cap`` bytes or it runs past ``timeout`` seconds.
 
@@ -198,7 +197,7 @@ def run_watched(argv: Sequence[str], *, memory_cap: int = DEFAULT_MEMORY_CAP, lo
     peak, over, late = 0, False, False
     start = time.perf_counter()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             while proc.poll() is None:
                 rss = tree_rss(proc.pid)
@@ -297,7 +296,7 @@ def _task_rows(size: int, dataset: str, task: str, w: Watched, run_dir: Path) ->
         if phase in done:
             seconds, rss = done[phase]
             spent += seconds
-            rows.append(_row(size, dataset, task, phase, seconds, rss, None, "ok", **extra))
+            rows.append(_row(size, dataset, task, phase, seconds, rss, size if phase == "load" else None, "ok", **extra))
         elif not any(r["status"] != "ok" for r in rows):  # the phase it died in
             rows.append(_row(size, dataset, task, phase, max(w.seconds - spent, 0.0), w.peak_rss_bytes, None,
                              w.status() if not w.ok else "failed: no metrics.json", **extra))
