@@ -37,7 +37,7 @@ from tfrs_lab.bench import common
 from tfrs_lab.data.synthetic import ITEM_COLUMNS, PARQUET_COLUMNS, SPEC_FILE, count_label
 from tfrs_lab.training.rundir import METRICS_FILE, PHASES, parse_phase_log
 
-__all__ = ["DEFAULT_MEMORY_CAP", "DEFAULT_SIZES", "OVER_CAP", "parse_bytes", "prepare_command", "read_main",
+__all__ = ["DEFAULT_MEMORY_CAP", "DEFAULT_SIZES", "OVER_CAP", "parse_bytes", "plot", "prepare_command", "read_main",
            "markdown_table", "ROW_KEYS", "run_scale", "run_watched", "targets", "tree_rss", "Watched"]
 
 logger = logging.getLogger(__name__)
@@ -384,8 +384,8 @@ def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: 
     save()
     table = markdown_table(rows)
     (output_dir / "results.md").write_text(table + "\n")
-    plot = _plot(output_dir / "scale.png", rows, memory_cap)
-    results["plots"] = [str(plot)] if plot else []
+    figure = plot(output_dir / "scale.png", rows, memory_cap)
+    results["plots"] = [str(figure)] if figure else []
     save()
     return results, table + "\n\n" + _targets_table(results["targets"])
 
@@ -456,21 +456,34 @@ def _targets_table(rows: Sequence[dict[str, Any]]) -> str:
                                 for t in rows], ["task", "stage", "value", "met"], first="target")
 
 
-def _plot(path: Path, rows: Sequence[dict[str, Any]], memory_cap: int) -> Path | None:
-    """Seconds and peak RSS against size (log-log), one line per task and stage; ok rows only."""
+def plot(path: Path, rows: Sequence[dict[str, Any]], memory_cap: int) -> Path | None:
+    """Seconds and peak RSS against size (log-log), one line per task and stage; ok rows, plus a red
+    cross at the cap for each stage the watchdog killed."""
     ok = [r for r in rows if r["status"] == "ok" and r["dataset"].startswith("synthetic") and r["seconds"] is not None]
     if not ok:
         return None
+    path.parent.mkdir(parents=True, exist_ok=True)
     plt = common.pyplot()
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
     series: dict[str, list[dict[str, Any]]] = {}
     for r in ok:
         series.setdefault(f"{r['task'] or 'data'}: {r['stage']}", []).append(r)
+    stages = ("generate", "prepare", *PHASES)
+    tasks = sorted({r["task"] for r in ok if r["task"]})
+    markers = "o^Dvsp*"
     for name, pts in sorted(series.items()):
         pts = sorted(pts, key=lambda r: r["size"])
         x = [r["size"] for r in pts]
-        ax_t.plot(x, [max(r["seconds"], 1e-3) for r in pts], marker="o", label=name)
-        ax_m.plot(x, [(r["peak_rss_bytes"] or 0) / _GiB for r in pts], marker="o", label=name)
+        task, stage = pts[0]["task"], pts[0]["stage"]
+        style = dict(color=f"C{stages.index(stage) % 10}" if stage in stages else "black", label=name,
+                     marker="s" if task is None else markers[tasks.index(task) % len(markers)],
+                     linestyle="-" if task is None or tasks.index(task) == 0 else "--")
+        ax_t.plot(x, [max(r["seconds"], 1e-3) for r in pts], **style)
+        ax_m.plot(x, [(r["peak_rss_bytes"] or 0) / _GiB for r in pts], **style)
+    killed = [r for r in rows if r["status"] == OVER_CAP and r["dataset"].startswith("synthetic")]
+    if killed:  # the misses: at the cap, where the watchdog stopped them
+        ax_m.scatter([r["size"] for r in killed], [memory_cap / _GiB] * len(killed), marker="x", s=80, color="red",
+                     zorder=3, label="over memory cap: " + ", ".join(sorted({f"{r['task']} {r['stage']}" for r in killed})))
     ax_m.axhline(memory_cap / _GiB, color="red", linestyle="--", linewidth=1, label="watchdog cap")
     ax_m.axhline(8, color="grey", linestyle=":", linewidth=1, label="target 8 GiB")
     for ax, ylabel in ((ax_t, "wall seconds"), (ax_m, "peak RSS (GiB)")):
@@ -479,6 +492,7 @@ def _plot(path: Path, rows: Sequence[dict[str, Any]], memory_cap: int) -> Path |
         ax.set_ylabel(ylabel)
     ax_t.set_yscale("log")
     ax_t.legend(fontsize=6, ncol=2)
+    ax_m.legend(fontsize=6, ncol=2)
     fig.suptitle("scale: time and memory per stage against data size (failed / over-cap stages left out)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
