@@ -34,9 +34,10 @@ import logging
 import shutil
 import time
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
@@ -250,8 +251,8 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
         base = [*selection.overrides, *entry.overrides, "export.verify=false"]
         data = load_data(load_config(task, files, base, extra=extra))
         datasets[entry.name] = {"dataset": data.dataset, "num_ratings": data.num_ratings,
-                                "num_users": int(len(set(data.ratings["user_id"]))),
-                                "num_items": int(len(data.movies["movie_id"]))}
+                                "num_users": len(set(data.ratings["user_id"])),
+                                "num_items": len(data.movies["movie_id"])}
         values[entry.name] = {}
         for cand in selection.candidates:
             per_seed = []
