@@ -1,6 +1,6 @@
 """Data layer: MovieLens through TFDS (online or from a local archive), synthetic data, your own
 files or frames (:func:`from_frame`, :func:`read_source`; docs/own-data.md), the prepared dataset
-cache of your own files (:func:`prepare`, :func:`load_prepared`), splits.
+cache of your own files (:func:`prepare_dataset`, :func:`load_prepared`), splits.
 
 Importing this package is cheap: TensorFlow and TFDS are imported only when data is loaded.
 """
@@ -19,7 +19,7 @@ from tfrs_lab.data.movielens import (
     default_data_dir,
     load_movielens,
 )
-from tfrs_lab.data.prepared import PreparedDataset, load_prepared, prepare
+from tfrs_lab.data.prepared import PreparedDataset, load_prepared, prepare_dataset
 from tfrs_lab.data.readers import from_frame, read_source
 from tfrs_lab.data.spec import OWN, SourceSpec
 from tfrs_lab.data.splits import (
@@ -58,7 +58,7 @@ __all__ = [
     "load_movielens",
     "load_prepared",
     "make_split",
-    "prepare",
+    "prepare_dataset",
     "read_source",
     "sequence_order",
     "write_synthetic_zip",

@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(argv)
         configure_logging(args.verbose)
-        from tfrs_lab.data.prepared import prepare
+        from tfrs_lab.data.prepared import prepare_dataset
         from tfrs_lab.data.spec import SourceSpec
         from tfrs_lab.schema import build
 
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if source is None:
             raise UsageError("prepare needs your data: --interactions FILE --columns user=COLUMN,item=COLUMN, or "
                              "--data SPEC.yaml")
-        dataset = prepare(build(SourceSpec, source, "data.source"), cache_dir=args.output_dir)
+        dataset = prepare_dataset(build(SourceSpec, source, "data.source"), cache_dir=args.output_dir)
         c = dataset.manifest["counts"]
         print(dataset.path)
         print(f"{c['interactions']} interactions, {c['users']} users, {c['items']} items, {c['categories']} categories")

@@ -2,7 +2,7 @@
 disk by a fingerprint of the source files' content, the spec and the format version
 (docs/own-data.md#the-prepared-dataset).
 
-:func:`prepare` reads the files a :class:`~tfrs_lab.data.spec.SourceSpec` names (the same readers
+:func:`prepare_dataset` reads the files a :class:`~tfrs_lab.data.spec.SourceSpec` names (the same readers
 and the same one-line :class:`DataError` messages as :func:`~tfrs_lab.data.readers.read_source`),
 encodes the interactions with ``pyarrow.compute`` (``unique`` + ``index_in``; no Python object per
 interaction) and writes a directory ``<cache_dir>/<name>-<fingerprint[:16]>/``::
@@ -55,7 +55,8 @@ from tfrs_lab.data.spec import InteractionColumns, SourceSpec
 from tfrs_lab.data.splits import _movie_order_key
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "PREPARED_DIR", "PreparedDataset", "fingerprint", "load_prepared", "prepare"]
+__all__ = ["FORMAT_VERSION", "MANIFEST", "PREPARED_DIR", "PreparedDataset", "fingerprint", "load_prepared",
+           "prepare_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def fingerprint(spec: SourceSpec, *, where: str = "data.source") -> tuple[str, l
     return hashlib.sha256(key.encode()).hexdigest(), sources
 
 
-def prepare(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = None,
+def prepare_dataset(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = None,
             where: str = "data.source") -> PreparedDataset:
     """The prepared dataset of ``spec``: reused from ``cache_dir`` when its fingerprint is there
     (one log line says so), else read, encoded and written there atomically.
@@ -270,7 +271,7 @@ def _fast_ids(col: Any) -> Any:
             v = np.asarray(col.to_numpy(), dtype=np.float64)
             if not (np.isfinite(v) & (v == np.round(v))).all():
                 return None
-            return pc.cast(pa.array(v.astype(np.int64)), pa.string())
+            return pa.chunked_array([pc.cast(pa.array(v.astype(np.int64)), pa.string())])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if _is_text(t) and not pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0)).as_py():

@@ -23,7 +23,7 @@ import tensorflow as tf
 from tfrs_lab.config import ConfigError, dump_config
 from tfrs_lab.data.features import Vocabularies
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
-from tfrs_lab.data.prepared import PREPARED_DIR, prepare
+from tfrs_lab.data.prepared import PREPARED_DIR, prepare_dataset
 from tfrs_lab.data.spec import OWN
 from tfrs_lab.data.splits import Split
 from tfrs_lab.data.synthetic import SyntheticSpec
@@ -43,7 +43,7 @@ def load_data(cfg) -> MovieLensData:
     d = cfg.data
     if d.dataset == OWN:  # prepared once, then reused from the cache by fingerprint
         cache = Path(d.data_dir).expanduser() / PREPARED_DIR if d.data_dir is not None else None
-        return prepare(d.source, cache_dir=cache).to_data()
+        return prepare_dataset(d.source, cache_dir=cache).to_data()
     synthetic = None
     if d.dataset == "synthetic":
         try:
