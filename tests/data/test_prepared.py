@@ -296,3 +296,14 @@ def test_cli_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, 
 
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("spread, users", [(100, 7), (1 << 60, 7), (1 << 60, 1 << 40)])
+def test_packed_sort_key_falls_back_when_it_does_not_fit(spread, users):
+    """Time offsets, dense time ranks and np.lexsort give the same stable order."""
+    rng = np.random.default_rng(3)
+    user = rng.integers(0, 7, 500).astype(np.int32)
+    timestamp = rng.choice(rng.integers(0, spread, 40, dtype=np.int64), 500)
+    item = rng.integers(0, 9, 500).astype(np.int64)
+    rows = prepared_module._sequence_rows(user, timestamp, item, users, 9)
+    assert (rows == np.lexsort((item, timestamp, user))).all()

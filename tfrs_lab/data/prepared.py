@@ -69,6 +69,7 @@ _FORMAT = "tfrs_lab.prepared"
 _ARRAYS = {"user": np.int32, "item": np.int32, "rating": np.float32, "timestamp": np.int64,
            "sequence_offsets": np.int64, "sequence_rows": np.int64}
 _USERS, _ITEMS = "users.parquet", "items.parquet"
+_BLANK = r"^[\s\x0b\x1c-\x1f\x85\p{Z}]*$"  # what str.strip() empties: an id needs a per-row check
 
 
 # --------------------------------------------------------------------------- the dataset
@@ -274,7 +275,7 @@ def _fast_ids(col: Any) -> Any:
             return pa.chunked_array([pc.cast(pa.array(v.astype(np.int64)), pa.string())])
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if _is_text(t) and not pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(col)), 0)).as_py():
+    if _is_text(t) and not pc.any(pc.match_substring_regex(col, _BLANK)).as_py():
         return pc.cast(col, pa.string())
     return None
 
@@ -388,6 +389,24 @@ def _compact(codes: np.ndarray, vocabulary: Any) -> tuple[np.ndarray, Any]:
     return new[codes], vocabulary.filter(pa.array(used))
 
 
+def _sequence_rows(user: np.ndarray, timestamp: np.ndarray, item_rank: np.ndarray, users: int,
+                   items: int) -> np.ndarray:
+    """:func:`tfrs_lab.data.splits.sequence_order` from codes: int64 ``[n]`` rows by (user code,
+    timestamp, item rank), stable. One stable argsort of a packed int64 key when (user, time,
+    item) fit in 63 bits (timestamps as offsets, else as dense ranks), ``np.lexsort`` otherwise."""
+    if not len(user):
+        return np.empty(0, np.int64)
+    ts = timestamp - timestamp.min()
+    span = int(ts.max()) + 1
+    if users * span * items >= 1 << 63:
+        distinct, ts = np.unique(timestamp, return_inverse=True)
+        span = len(distinct)
+    if users * span * items >= 1 << 63:
+        return np.lexsort((item_rank, timestamp, user)).astype(np.int64)
+    key = (user.astype(np.int64) * span + ts.astype(np.int64).reshape(-1)) * items + item_rank
+    return np.argsort(key, kind="stable").astype(np.int64)
+
+
 def _encode(spec: SourceSpec, where: str) -> _Encoded:
     """Reads and checks every table of ``spec`` (the readers' order and messages) and encodes it."""
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
@@ -457,9 +476,8 @@ def _encode(spec: SourceSpec, where: str) -> _Encoded:
 
     user_counts = np.bincount(user, minlength=len(user_vocab)).astype(np.int64)
     item_counts = np.bincount(item, minlength=len(ids)).astype(np.int64)
-    # splits.sequence_order: users ascending (= code order), then timestamp, then the item id as an integer.
     _, item_rank = np.unique(_movie_order_key(ids.to_numpy(zero_copy_only=False)), return_inverse=True)
-    rows = np.lexsort((item_rank.astype(np.int64)[item], timestamp, user)).astype(np.int64)
+    rows = _sequence_rows(user, timestamp, item_rank.astype(np.int64)[item], len(user_vocab), len(ids))
     offsets = np.concatenate([[0], np.cumsum(user_counts)]).astype(np.int64)
     num_categories = len({x for row in cats for x in row})
     _loaded(spec.name, len(user), len(user_vocab), len(ids), num_categories)
