@@ -6,7 +6,8 @@ benchmark helper, not a test; the official scale benchmark is ``python -m tfrs_l
 Writes ``rows`` seeded interactions in the ML-25M ratings layout (``userId``, ``movieId`` integers,
 ``rating`` in half stars, ``timestamp`` unix seconds; Zipf-like item popularity) as CSV or Parquet,
 then runs the CLI twice in fresh processes under ``/usr/bin/time``: a cold preparation and a cache
-hit. Prints one JSON line per run: seconds (wall) and peak RSS (MiB).
+hit (``--read-source``: and ``read_source``, the in-memory reader, for comparison). Prints one JSON
+line per run: seconds (wall) and peak RSS (MiB).
 """
 
 from __future__ import annotations
@@ -46,11 +47,17 @@ def write_interactions(path: Path, rows: int, *, seed: int = 0) -> Path:
     return path
 
 
-def _run(source: Path, out: Path) -> dict[str, float]:
-    cmd = ["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "tfrs_lab.data", "prepare", "--interactions",
-           str(source), "--columns", "user=userId,item=movieId,rating=rating,time=timestamp", "--output-dir", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                          env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+_COLUMNS = "user=userId,item=movieId,rating=rating,time=timestamp"
+_READ_SOURCE = ("import sys; from tfrs_lab.data import read_source; from tfrs_lab.data.spec import SourceSpec, "
+                "quick_source; from tfrs_lab.schema import build; "
+                "d = read_source(build(SourceSpec, quick_source(sys.argv[1], sys.argv[2]), 'data.source')); "
+                "print(d.num_ratings, 'interactions')")
+
+
+def _run(args: list[str]) -> dict[str, float]:
+    """Wall seconds and peak RSS of ``python ARGS`` in a fresh process, and its last output line."""
+    proc = subprocess.run(["/usr/bin/time", "-f", "%e %M", sys.executable, *args], capture_output=True, text=True,
+                          check=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
     seconds, kib = proc.stderr.strip().splitlines()[-1].split()
     return {"seconds": float(seconds), "peak_rss_mib": round(int(kib) / 1024, 1),
             "counts": proc.stdout.strip().splitlines()[-1]}
@@ -62,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--format", choices=("csv", "parquet"), default="parquet")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument("--read-source", action="store_true", help="also time read_source (today's in-memory reader)")
     args = p.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     source = args.workdir / f"ratings-{args.rows}-{args.seed}.{args.format}"
@@ -72,9 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
 
         shutil.rmtree(out)
-    for run in ("cold", "cache hit"):
+    runs = {"cold": ["-m", "tfrs_lab.data", "prepare", "--interactions", str(source), "--columns", _COLUMNS,
+                     "--output-dir", str(out)]}
+    runs["cache hit"] = runs["cold"]
+    if args.read_source:
+        runs["read_source"] = ["-c", _READ_SOURCE, str(source), _COLUMNS]
+    for run, argv_run in runs.items():
         print(json.dumps({"rows": args.rows, "format": args.format, "bytes": source.stat().st_size, "run": run,
-                          **_run(source, out)}), flush=True)
+                          **_run(argv_run)}), flush=True)
     return 0
 
 

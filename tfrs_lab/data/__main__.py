@@ -26,7 +26,8 @@ def build_parser() -> ArgumentParser:
     prep = commands.add_parser("prepare", help="prepare your own data (cached by fingerprint)")
     add_own_data_arguments(prep)
     prep.add_argument("--output-dir", metavar="DIR", help="the folder of prepared datasets; the dataset goes to "
-                      "DIR/<name>-<fingerprint> (default: $TFRS_LAB_DATA_DIR/prepared, ~/.cache/tfrs_lab/tfds/prepared)")
+                      "DIR/<name>-<fingerprint> (default: $TFRS_LAB_DATA_DIR/prepared, else "
+                      "~/.cache/tfrs_lab/tfds/prepared)")
     prep.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 

@@ -154,6 +154,13 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
         item_categories=items.column("categories").to_pylist())
 
 
+def _complete(path: Path, fp: str) -> bool:
+    """Whether ``path`` holds the prepared dataset of fingerprint ``fp`` in this format version."""
+    manifest = _read_manifest(path)
+    return (manifest is not None and manifest.get("fingerprint") == fp
+            and manifest.get("format_version") == FORMAT_VERSION)
+
+
 def _read_manifest(path: Path) -> dict[str, Any] | None:
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
@@ -191,7 +198,7 @@ def fingerprint(spec: SourceSpec, *, where: str = "data.source") -> tuple[str, l
 
 
 def prepare_dataset(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = None,
-            where: str = "data.source") -> PreparedDataset:
+                    where: str = "data.source") -> PreparedDataset:
     """The prepared dataset of ``spec``: reused from ``cache_dir`` when its fingerprint is there
     (one log line says so), else read, encoded and written there atomically.
 
@@ -206,12 +213,11 @@ def prepare_dataset(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = N
     fp, sources = fingerprint(spec, where=where)
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_data_dir() / PREPARED_DIR
     target = root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)[:40]}-{fp[:16]}"
-    manifest = _read_manifest(target)
-    if manifest is not None and manifest.get("fingerprint") == fp and manifest.get("format_version") == FORMAT_VERSION:
+    if _complete(target, fp):
         logger.info("prepared %s: reusing %s (same fingerprint %s)", spec.name, target, fp[:16])
         return load_prepared(target)
     encoded = _encode(spec, where)  # every read and check; nothing is written before it succeeds
-    if target.exists():  # not a complete dataset of this fingerprint (e.g. hand-edited): rebuild it
+    if target.exists() and not _complete(target, fp):  # e.g. hand-edited (a concurrent preparer's is kept)
         logger.warning("%s is not a complete prepared dataset: preparing it again", target)
         shutil.rmtree(target)
     manifest = {"format": _FORMAT, "format_version": FORMAT_VERSION, "fingerprint": fp, "name": spec.name,
@@ -407,6 +413,38 @@ def _sequence_rows(user: np.ndarray, timestamp: np.ndarray, item_rank: np.ndarra
     return np.argsort(key, kind="stable").astype(np.int64)
 
 
+def _join_catalogue(item: np.ndarray, item_vocab: Any, catalogue: tuple, keep: np.ndarray | None,
+                    missing_items: str) -> tuple[np.ndarray, Any, np.ndarray, list, np.ndarray | None]:
+    """Interactions' items (int32 codes ``[n]`` into ``item_vocab``) against the items table.
+
+    Returns (int32 catalogue position of each ``item_vocab`` entry, -1 for one only dropped rows
+    name; the catalogue's ids (pyarrow strings), texts, categories, with missing items appended
+    under ``keep``; the rows to keep (bool ``[n]``, or None for all)). Logs as the readers do.
+    """
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+
+    ids, text, cats = catalogue
+    ids = pa.array(ids, pa.string())
+    position = np.array(pc.index_in(item_vocab, value_set=ids).fill_null(-1).to_numpy(), dtype=np.int32)
+    absent_rows = position[item] < 0
+    if keep is not None:
+        absent_rows &= keep
+    if not absent_rows.any():
+        return position, ids, text, cats, keep
+    extra = np.zeros(len(item_vocab), bool)
+    extra[item[absent_rows]] = True  # distinct absent items of kept rows, ascending
+    kept = len(item) if keep is None else int(keep.sum())
+    _missing_items(int(absent_rows.sum()), int(extra.sum()), missing_items,
+                   kept if missing_items == "keep" else kept - int(absent_rows.sum()))
+    if missing_items == "drop":
+        return position, ids, text, cats, ~absent_rows if keep is None else keep & ~absent_rows
+    position[extra] = len(ids) + np.arange(int(extra.sum()), dtype=np.int32)
+    return (position, pa.concat_arrays([ids, item_vocab.filter(pa.array(extra))]),
+            np.concatenate([text, np.full(int(extra.sum()), "", dtype=object)]), list(cats) + [[]] * int(extra.sum()),
+            keep)
+
+
 def _encode(spec: SourceSpec, where: str) -> _Encoded:
     """Reads and checks every table of ``spec`` (the readers' order and messages) and encodes it."""
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
@@ -421,7 +459,8 @@ def _encode(spec: SourceSpec, where: str) -> _Encoded:
     n = len(users)
     if n == 0:
         raise DataError(f"{', '.join(map(str, files))}: the interactions table has no rows: check {w}.path")
-    rating = np.concatenate([p[2] for p in parts]).astype(np.float32) if c.rating is not None else np.ones(n, np.float32)
+    rating = (np.concatenate([p[2] for p in parts]).astype(np.float32) if c.rating is not None
+              else np.ones(n, np.float32))
     timestamp = np.concatenate([p[3] for p in parts]) if c.time is not None else np.arange(n, dtype=np.int64)
     del parts
     catalogue = None
@@ -444,25 +483,7 @@ def _encode(spec: SourceSpec, where: str) -> _Encoded:
         ids, text, cats = item_vocab, None, None
         position = np.arange(len(item_vocab), dtype=np.int32)
     else:
-        ids, text, cats = catalogue
-        ids = pa.array(ids, pa.string())
-        position = np.array(pc.index_in(item_vocab, value_set=ids).fill_null(-1).to_numpy(), dtype=np.int32)
-        absent_rows = position[item] < 0
-        if keep is not None:
-            absent_rows &= keep
-        if absent_rows.any():
-            extra = np.zeros(len(item_vocab), bool)
-            extra[item[absent_rows]] = True  # distinct absent items of kept rows, ascending
-            kept = n if keep is None else int(keep.sum())
-            _missing_items(int(absent_rows.sum()), int(extra.sum()), spec.missing_items,
-                           kept if spec.missing_items == "keep" else kept - int(absent_rows.sum()))
-            if spec.missing_items == "keep":
-                position[extra] = len(ids) + np.arange(int(extra.sum()), dtype=np.int32)
-                ids = pa.concat_arrays([ids, item_vocab.filter(pa.array(extra))])
-                text = np.concatenate([text, np.full(int(extra.sum()), "", dtype=object)])
-                cats = list(cats) + [[]] * int(extra.sum())
-            else:
-                keep = ~absent_rows if keep is None else keep & ~absent_rows
+        position, ids, text, cats, keep = _join_catalogue(item, item_vocab, catalogue, keep, spec.missing_items)
     if keep is not None:
         user, item, rating, timestamp = user[keep], item[keep], rating[keep], timestamp[keep]
         user, user_vocab = _compact(user, user_vocab)
@@ -485,6 +506,7 @@ def _encode(spec: SourceSpec, where: str) -> _Encoded:
         arrays={"user": user, "item": item, "rating": rating, "timestamp": timestamp.astype(np.int64),
                 "sequence_offsets": offsets, "sequence_rows": rows},
         users=pa.table({"id": user_vocab, "count": pa.array(user_counts, pa.int64())}),
-        items=pa.table({"id": ids, "count": pa.array(item_counts, pa.int64()), "text": pa.array(list(text), pa.string()),
+        items=pa.table({"id": ids, "count": pa.array(item_counts, pa.int64()),
+                        "text": pa.array(list(text), pa.string()),
                         "categories": pa.array(cats, pa.list_(pa.string()))}),
         num_categories=num_categories)
