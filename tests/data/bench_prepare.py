@@ -6,8 +6,14 @@ benchmark helper, not a test; the official scale benchmark is ``python -m tfrs_l
 Writes ``rows`` seeded interactions in the ML-25M ratings layout (``userId``, ``movieId`` integers,
 ``rating`` in half stars, ``timestamp`` unix seconds; Zipf-like item popularity) as CSV or Parquet,
 then runs the CLI twice in fresh processes under ``/usr/bin/time``: a cold preparation and a cache
-hit (``--read-source``: and ``read_source``, the in-memory reader, for comparison). Prints one JSON
-line per run: seconds (wall) and peak RSS (MiB).
+hit (``--read-source``: and ``read_source``, the in-memory reader, for comparison; ``--check``:
+prepared == ``read_source``). Prints one JSON line per run: seconds (wall) and peak RSS (MiB).
+With the own-data flags (``--interactions ... --columns ...`` or ``--data SPEC.yaml``) it measures
+your files instead of generated ones::
+
+    python tests/data/bench_prepare.py --workdir /tmp/bench-prepare --read-source --check \\
+        --interactions $LFM/user_artists.dat --columns user=userID,item=artistID,rating=weight,label=implicit,time=weight \\
+        --items $LFM/artists.dat --item-columns id=id,text=name
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "write_interactions"]
+__all__ = ["check_equal", "main", "write_interactions"]
 
 
 def write_interactions(path: Path, rows: int, *, seed: int = 0) -> Path:
@@ -48,10 +54,29 @@ def write_interactions(path: Path, rows: int, *, seed: int = 0) -> Path:
 
 
 _COLUMNS = "user=userId,item=movieId,rating=rating,time=timestamp"
-_READ_SOURCE = ("import sys; from tfrs_lab.data import read_source; from tfrs_lab.data.spec import SourceSpec, "
-                "quick_source; from tfrs_lab.schema import build; "
-                "d = read_source(build(SourceSpec, quick_source(sys.argv[1], sys.argv[2]), 'data.source')); "
+_READ_SOURCE = ("import json, sys; from tfrs_lab.data import read_source; from tfrs_lab.data.spec import SourceSpec; "
+                "from tfrs_lab.schema import build; "
+                "d = read_source(build(SourceSpec, json.loads(sys.argv[1]), 'data.source')); "
                 "print(d.num_ratings, 'interactions')")
+_OWN_FLAGS = ("interactions", "columns", "items", "item_columns", "data")
+
+
+def check_equal(source: dict, out: Path) -> dict[str, bool]:
+    """Whether the prepared dataset of ``source`` decodes to exactly what ``read_source`` reads and
+    its sequence index is ``sequence_order``; raises AssertionError naming the column otherwise."""
+    from tfrs_lab.data import prepare_dataset, read_source, sequence_order
+    from tfrs_lab.data.spec import SourceSpec
+    from tfrs_lab.schema import build
+
+    spec = build(SourceSpec, source, "data.source")
+    ds = prepare_dataset(spec, cache_dir=out)
+    a, b = read_source(spec), ds.to_data()
+    for table in ("ratings", "movies"):
+        for key, x in getattr(a, table).items():
+            y = getattr(b, table)[key]
+            assert x.dtype == y.dtype and x.shape == y.shape and (x == y).all(), key
+    assert (np.asarray(ds.sequence_rows) == sequence_order(a.ratings)).all(), "sequence_rows"
+    return {"equal": True}
 
 
 def _run(args: list[str]) -> dict[str, float]:
@@ -64,30 +89,44 @@ def _run(args: list[str]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tfrs_lab.data.spec import quick_source
+    from tfrs_lab.train import add_own_data_arguments, own_data_source
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--rows", type=int, default=1_000_000, help="generated interactions (without own-data flags)")
     p.add_argument("--format", choices=("csv", "parquet"), default="parquet")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, required=True)
     p.add_argument("--read-source", action="store_true", help="also time read_source (today's in-memory reader)")
+    p.add_argument("--check", action="store_true", help="also check prepared == read_source (in this process)")
+    add_own_data_arguments(p)  # instead of generated data: your files (e.g. Last.fm)
     args = p.parse_args(argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    source = args.workdir / f"ratings-{args.rows}-{args.seed}.{args.format}"
-    if not source.exists():
-        write_interactions(source, args.rows, seed=args.seed)
-    out = args.workdir / f"prepared-{args.format}-{args.rows}"
+    source = own_data_source(args)
+    if source is None:
+        path = args.workdir / f"ratings-{args.rows}-{args.seed}.{args.format}"
+        if not path.exists():
+            write_interactions(path, args.rows, seed=args.seed)
+        source = quick_source(str(path), _COLUMNS)
+        flags = ["--interactions", str(path), "--columns", _COLUMNS]
+        what = {"rows": args.rows, "format": args.format, "bytes": path.stat().st_size}
+    else:
+        flags = [x for f in _OWN_FLAGS if getattr(args, f) is not None for x in (f"--{f.replace('_', '-')}",
+                                                                                  getattr(args, f))]
+        what = {"source": " ".join(flags)}
+    out = args.workdir / f"prepared-{abs(hash(json.dumps(source, sort_keys=True))) % 10**8}"
     if out.exists():
         import shutil
 
         shutil.rmtree(out)
-    runs = {"cold": ["-m", "tfrs_lab.data", "prepare", "--interactions", str(source), "--columns", _COLUMNS,
-                     "--output-dir", str(out)]}
+    runs = {"cold": ["-m", "tfrs_lab.data", "prepare", *flags, "--output-dir", str(out)]}
     runs["cache hit"] = runs["cold"]
     if args.read_source:
-        runs["read_source"] = ["-c", _READ_SOURCE, str(source), _COLUMNS]
+        runs["read_source"] = ["-c", _READ_SOURCE, json.dumps(source)]
     for run, argv_run in runs.items():
-        print(json.dumps({"rows": args.rows, "format": args.format, "bytes": source.stat().st_size, "run": run,
-                          **_run(argv_run)}), flush=True)
+        print(json.dumps({**what, "run": run, **_run(argv_run)}), flush=True)
+    if args.check:
+        print(json.dumps({**what, "run": "check", **check_equal(source, out)}), flush=True)
     return 0
 
 
