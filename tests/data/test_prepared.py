@@ -103,6 +103,24 @@ def test_clean_files_never_take_the_per_row_conversion(tmp_path, monkeypatch, fm
     assert_same_data(prepare_dataset(spec, cache_dir=tmp_path / "cache").to_data(), expected)
 
 
+def test_tfrecord_shards_including_an_empty_one(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    table = plays(n=60)
+    for shard, rows in enumerate((range(0, 40), range(40, 40), range(40, 60))):
+        with tf.io.TFRecordWriter(str(tmp_path / f"part-{shard}.tfrecord")) as w:
+            for r in rows:
+                ex = tf.train.Example()
+                ex.features.feature["listener"].bytes_list.value.append(table["listener"][r].encode())
+                ex.features.feature["track"].int64_list.value.append(table["track"][r])
+                ex.features.feature["when"].int64_list.value.append(table["when"][r])
+                w.write(ex.SerializeToString())
+    spec = build(SourceSpec, {"interactions": {"path": str(tmp_path / "part-*.tfrecord"), "columns": {
+        "user": "listener", "item": "track", "time": "when"}}}, "data.source")
+    ds = prepare_dataset(spec, cache_dir=tmp_path / "cache")
+    assert len(ds.user) == 60
+    assert_same_data(ds.to_data(), read_source(spec))
+
+
 def test_values_the_vectorised_path_refuses_go_through_the_readers(tmp_path, caplog):
     """Mixed time zones, padded numbers, true/false labels and float ids: the readers' per-row
     conversion decides, and the prepared data still equals read_source."""
