@@ -103,6 +103,18 @@ def test_clean_files_never_take_the_per_row_conversion(tmp_path, monkeypatch, fm
     assert_same_data(prepare_dataset(spec, cache_dir=tmp_path / "cache").to_data(), expected)
 
 
+def test_dictionary_encoded_parquet_columns_are_read_vectorised(tmp_path, monkeypatch):
+    table = plays()
+    pq.write_table(pa.table({"listener": pa.array(table["listener"]).dictionary_encode(),
+                             "track": pa.array(table["track"]), "stars": pa.array(table["stars"]).dictionary_encode()}),
+                   tmp_path / "cat.parquet")
+    spec = build(SourceSpec, {"interactions": {"path": str(tmp_path / "cat.parquet"), "columns": {
+        "user": "listener", "item": "track", "rating": "stars"}}}, "data.source")
+    expected = read_source(spec)
+    monkeypatch.setattr(prepared_module, "_interactions", None)  # the per-row conversion must not be needed
+    assert_same_data(prepare_dataset(spec, cache_dir=tmp_path / "cache").to_data(), expected)
+
+
 def test_tfrecord_shards_including_an_empty_one(tmp_path):
     tf = pytest.importorskip("tensorflow")
     table = plays(n=60)

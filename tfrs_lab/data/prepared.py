@@ -256,6 +256,13 @@ def _write(encoded: _Encoded, manifest: dict[str, Any], stage: Path) -> None:
     (stage / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def _decoded(col: Any) -> Any:
+    """A dictionary-encoded column (e.g. a pandas categorical in Parquet) as its plain values."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
 def _is_text(t: Any) -> bool:
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
 
@@ -268,6 +275,7 @@ def _fast_ids(col: Any) -> Any:
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
     import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
 
+    col = _decoded(col)
     if col.null_count:
         return None
     t = col.type
@@ -292,6 +300,7 @@ def _fast_numbers(col: Any, *, binary: bool = False) -> np.ndarray | None:
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
     import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
 
+    col = _decoded(col)
     if col.null_count:
         return None
     t = col.type
