@@ -23,7 +23,7 @@ import tensorflow as tf
 from tfrs_lab.config import ConfigError, dump_config
 from tfrs_lab.data.features import Vocabularies
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
-from tfrs_lab.data.readers import read_source
+from tfrs_lab.data.prepared import PREPARED_DIR, prepare_dataset
 from tfrs_lab.data.spec import OWN
 from tfrs_lab.data.splits import Split
 from tfrs_lab.data.synthetic import SyntheticSpec
@@ -41,8 +41,9 @@ def load_data(cfg) -> MovieLensData:
     """The ratings and catalogue ``cfg.data`` points at (TFDS, a local zip, synthetic, or your own
     files: ``data.dataset: own`` reads ``data.source``)."""
     d = cfg.data
-    if d.dataset == OWN:
-        return read_source(d.source)
+    if d.dataset == OWN:  # prepared once, then reused from the cache by fingerprint
+        cache = Path(d.data_dir).expanduser() / PREPARED_DIR if d.data_dir is not None else None
+        return prepare_dataset(d.source, cache_dir=cache).to_data()
     synthetic = None
     if d.dataset == "synthetic":
         try:
