@@ -7,11 +7,12 @@ Examples::
     python -m tfrs_lab.bench training --data-zip ml-100k.zip --output-dir bench-out
     python -m tfrs_lab.bench retrieval-index --output-dir bench-out
     python -m tfrs_lab.bench serving --output-dir bench-out
+    python -m tfrs_lab.bench select --task retrieval --data-root ../data --output-dir bench-out
     python -m tfrs_lab.bench scale --sizes 1M,5M,25M --tasks retrieval,ranking --output-dir bench-out
     python -m tfrs_lab.bench all --data-zip ml-100k.zip --output-dir bench-out
 
 Each suite writes ``<output-dir>/<suite>/results.json`` and PNG plots and prints a short table.
-``all`` runs every suite but ``scale`` (hours at 25M: run it on its own).
+``all`` runs every suite but ``select`` and ``scale`` (hours at 25M: run it on its own).
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from tfrs_lab.train import add_own_data_arguments, own_data_source
 
 logger = logging.getLogger(__name__)
 
-SUITES = ("quality", "training", "retrieval-index", "serving", "scale")
-"""Every suite; ``all`` runs these but ``scale`` (:data:`NOT_IN_ALL`)."""
-
-NOT_IN_ALL = ("scale",)
+SUITES = ("quality", "training", "retrieval-index", "serving")
+"""The suites ``all`` runs; ``select`` (several data sets, many runs) and ``scale`` (hours at 25M)
+run only when named."""
 
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:
@@ -51,11 +51,13 @@ def _sizes(args) -> tuple[int, ...]:
 
 
 def _tasks(args) -> tuple[str, ...] | None:
-    """``--tasks`` checked against the task registry (None: all)."""
+    """``--tasks`` checked against the task registry (None: all; ``()`` for ``none``)."""
     from tfrs_lab.config import TASKS
 
     if not args.tasks:
         return None
+    if args.tasks == "none":  # the data stages only (generate, prepare)
+        return ()
     names = tuple(t for t in args.tasks.split(",") if t)
     unknown = [t for t in names if t not in TASKS]
     if unknown or not names:
@@ -74,7 +76,7 @@ def _memory_cap(args) -> int:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tfrs_lab.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("suite", choices=(*SUITES, "all"), help="which benchmark to run")
+    p.add_argument("suite", choices=(*SUITES, "select", "scale", "all"), help="which benchmark to run")
     p.add_argument("--output-dir", default="bench-out", help="results go to <output-dir>/<suite>/ (default bench-out)")
     p.add_argument("--dataset", default="movielens/100k-ratings", help="as in train; 'synthetic' for a quick run")
     p.add_argument("--data-zip", help="official MovieLens zip (offline)")
@@ -84,16 +86,22 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="config override for our models (quality, training), e.g. --set train.batch_size=512")
     p.add_argument("--methods", help="quality: comma-separated subset of methods (default all)")
-    p.add_argument("--epochs", type=int, help="quality/training: cap on epochs of every trained model; scale: epochs per run (default 1)")
-    p.add_argument("--seeds", type=int, default=3,
-                   help="quality: seeds per seeded method (ours, tutorials, Surprise, implicit): mean ± std (default 3)")
+    p.add_argument("--epochs", type=int, help="quality/training: cap on epochs of every trained model; "
+                   "scale: epochs per run (default 1)")
+    p.add_argument("--seeds", type=int,
+                   help="quality: seeds per seeded method (ours, tutorials, Surprise, implicit): mean ± std "
+                        "(default 3); select: seeds per candidate (default: the selection file's)")
+    p.add_argument("--task", help="select: the task whose defaults are selected (retrieval, sequential, ...)")
+    p.add_argument("--selection", help="select: selection file (default: the shipped selection/<task>.yaml)")
+    p.add_argument("--data-root", default=".",
+                   help="select: directory that {data_root} in the selection file's data paths stands for")
     p.add_argument("--throughput-epochs", type=int, default=4,
                    help="training: epochs per throughput variant, the first is warm-up (default 4)")
     p.add_argument("--variants", help="training: comma-separated throughput variants (default all: "
                    "tutorial_metrics,tutorial,default,batch4,batch16,no_prefetch,parallel_batch,jit)")
     p.add_argument("--sizes", help="retrieval-index: catalogue sizes (default 10k,100k,1M); "
                    "scale: interactions per data set (default 1M,5M,25M)")
-    p.add_argument("--tasks", help="scale: comma-separated tasks (default all registered)")
+    p.add_argument("--tasks", help="scale: comma-separated tasks (default all registered; none: generate and prepare only)")
     p.add_argument("--memory-cap", default="10G",
                    help="scale: kill a stage whose process tree's resident memory exceeds this (default 10G)")
     p.add_argument("--seed", type=int, default=0, help="scale: seed of the synthetic data (default 0)")
@@ -168,8 +176,21 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
         data = load_data(cfg)
         methods = args.methods.split(",") if args.methods else None
         _, table = run_quality(data, output_dir, data_options=data_options, methods=methods, epochs=args.epochs,
-                               seeds=args.seeds, overrides=args.overrides,
+                               seeds=args.seeds or 3, overrides=args.overrides,
                                splits=tuple(args.splits.split(",")))
+    elif suite == "select":
+        from tfrs_lab.bench.select import load_selection, run_select, selection_file
+
+        if not args.task:
+            raise UsageError("select needs --task (the task whose defaults are selected), e.g. --task retrieval")
+        path = args.selection or selection_file(args.task)
+        if not Path(path).is_file():
+            raise UsageError(f"--selection {str(path)!r} does not exist: pass a selection file "
+                             "(format: tfrs_lab/bench/select.py)")
+        selection = load_selection(path, args.data_root)
+        if selection.task != args.task:
+            raise UsageError(f"--selection {str(path)!r} is for task {selection.task!r}, not --task {args.task!r}")
+        _, table = run_select(selection, output_dir, seeds=args.seeds, epochs=args.epochs)
     elif suite == "training":
         from tfrs_lab.bench.training import run_training
 
@@ -207,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(args.verbose)
         from tfrs_lab.bench.serving import ServingBenchError
 
-        suites = tuple(s for s in SUITES if s not in NOT_IN_ALL) if args.suite == "all" else (args.suite,)
+        suites = SUITES if args.suite == "all" else (args.suite,)
         status = 0
         for suite in suites:
             out = Path(args.output_dir) / suite

@@ -4,10 +4,10 @@ For each size (MovieLens-25M-shaped synthetic data, :func:`tfrs_lab.data.synthet
 and task, the stages are::
 
     generate   python -m tfrs_lab.data.generate            once per size, shared by the tasks
-    prepare    python -m tfrs_lab.data prepare, or (while that CLI does not exist) the current read path,
-               read_source on the spec (python -m tfrs_lab.bench.scale read SPEC); the row's note says which
+    prepare    python -m tfrs_lab.data prepare --data SPEC    once per size (the prepared-dataset cache)
     load, train, evaluate, export, report
-               one ``python -m tfrs_lab.train TASK --data SPEC --set train.epochs=1`` process per task; its
+               one ``python -m tfrs_lab.train TASK --data SPEC --data-dir CACHE --set train.epochs=1`` process
+               per task (its load reads the prepared cache the prepare stage wrote); its
                phases come from metrics.json (phase_<name>_seconds / _peak_rss_bytes), or from its log
                lines when the run was killed (the phases it finished)
 
@@ -21,7 +21,6 @@ row says ``over memory cap`` and the suite moves on. Writes ``results.json`` (``
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import os
@@ -34,10 +33,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tfrs_lab.bench import common
-from tfrs_lab.data.synthetic import ITEM_COLUMNS, PARQUET_COLUMNS, SPEC_FILE, count_label
+from tfrs_lab.data.prepared import PREPARED_DIR
+from tfrs_lab.data.synthetic import SPEC_FILE, count_label
 from tfrs_lab.training.rundir import METRICS_FILE, PHASES, parse_phase_log
 
-__all__ = ["DEFAULT_MEMORY_CAP", "DEFAULT_SIZES", "OVER_CAP", "parse_bytes", "plot", "prepare_command", "read_main",
+__all__ = ["DEFAULT_MEMORY_CAP", "DEFAULT_SIZES", "OVER_CAP", "parse_bytes", "plot", "prepare_command",
            "markdown_table", "ROW_KEYS", "run_scale", "run_watched", "targets", "tree_rss", "Watched"]
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ DEFAULT_SIZES = (1_000_000, 5_000_000, 25_000_000)
 OVER_CAP = "over memory cap"
 
 ROW_KEYS = ("size", "dataset", "task", "stage", "seconds", "peak_rss_bytes", "examples_per_second", "status")
-"""Keys of every ``results.json`` row (``note`` and ``tree_peak_rss_bytes`` where they apply)."""
+"""Keys of every ``results.json`` row (train runs' rows add ``tree_peak_rss_bytes``: the watchdog's
+peak of the whole process tree, the export's reload-check child included)."""
 
 _GiB = 2**30
 
@@ -221,46 +222,11 @@ def run_watched(argv: Sequence[str], *, memory_cap: int = DEFAULT_MEMORY_CAP, lo
 # --------------------------------------------------------------------------- the stages
 
 
-def prepare_command(spec_path: Path, output_dir: Path) -> tuple[list[str], str]:
-    """The ``prepare`` stage's command and the note its row carries.
-
-    ``python -m tfrs_lab.data prepare`` (the prepared-dataset cache) when this install has it;
-    otherwise the read path every run takes today: ``read_source`` on the spec
-    (``python -m tfrs_lab.bench.scale read SPEC``).
-    """
-    if importlib.util.find_spec("tfrs_lab.data.__main__") is not None:
-        data_dir = spec_path.parent
-        c, i = PARQUET_COLUMNS, ITEM_COLUMNS
-        return ([sys.executable, "-m", "tfrs_lab.data", "prepare",
-                 "--interactions", str(data_dir / "interactions" / "part-*.parquet"),
-                 "--columns", ",".join(f"{k}={v}" for k, v in c.items()),
-                 "--items", str(data_dir / "items.parquet"),
-                 "--item-columns", f"id={i['id']},text={i['text']},categories={i['categories']}:|",
-                 "--output-dir", str(output_dir)], "python -m tfrs_lab.data prepare")
-    return ([sys.executable, "-m", "tfrs_lab.bench.scale", "read", str(spec_path)],
-            "read_source on the spec (python -m tfrs_lab.data prepare not available)")
-
-
-def read_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tfrs_lab.bench.scale read SPEC``: reads an own-data spec the way a run does
-    (``read_source``) and prints the counts; the ``prepare`` stage until the prepare CLI exists."""
-    from tfrs_lab.cli import run_cli  # pylint: disable=import-outside-toplevel
-    from tfrs_lab.config import default_config_file, load_config, read_yaml  # pylint: disable=import-outside-toplevel
-    from tfrs_lab.data.readers import read_source  # pylint: disable=import-outside-toplevel
-    from tfrs_lab.data.spec import OWN, resolve_spec_paths  # pylint: disable=import-outside-toplevel
-
-    args = list(sys.argv[1:] if argv is None else argv)
-
-    def body() -> int:
-        spec_path = Path(args[-1]).resolve()
-        source = resolve_spec_paths(read_yaml(str(spec_path), what="data spec", flag="SPEC"), spec_path.parent)
-        cfg = load_config("retrieval", [default_config_file("retrieval")], [],
-                          extra={"data": {"dataset": OWN, "source": source}})
-        data = read_source(cfg.data.source)
-        print(f"read {len(data.ratings['user_id'])} ratings, {len(data.movies['movie_id'])} items")
-        return 0
-
-    return run_cli(body)
+def prepare_command(spec_path: Path, data_dir: Path) -> list[str]:
+    """The ``prepare`` stage: ``python -m tfrs_lab.data prepare --data SPEC`` into ``data_dir/prepared``,
+    the cache a run with ``--data-dir data_dir`` reads (so the runs' ``load`` reuses it)."""
+    return [sys.executable, "-m", "tfrs_lab.data", "prepare", "--data", str(spec_path), "--output-dir",
+            str(data_dir / PREPARED_DIR)]
 
 
 def _row(size: int, dataset: str, task: str | None, stage: str, seconds: float | None, peak: int | None,
@@ -320,14 +286,15 @@ def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: 
 
     Args:
         sizes: interactions per synthetic data set (e.g. 1M, 5M, 25M).
-        tasks: registered task names (default all of ``tfrs_lab.config.TASKS``).
+        tasks: registered task names (default all of ``tfrs_lab.config.TASKS``; ``()``: the data stages only).
         memory_cap: watchdog cap in bytes for each stage's process tree.
         seed: the data seed; epochs: training epochs per run (the benchmark measures one).
         overrides: ``--set`` overrides for every train run.
         data_zip: MovieLens 100K zip: adds an ML-100K retrieval run for comparison (same settings).
         data_dir: TFDS cache for ``data_zip`` (default ``output_dir/tfds``).
         stage_timeout: seconds before a stage is killed (``failed: timed out``); ``None``: no limit.
-        keep_data: keep the generated data under ``output_dir/data`` (default: deleted after each size).
+        keep_data: keep the generated data and its prepared cache under ``output_dir/data`` and
+            ``output_dir/cache`` (default: deleted after each size).
         poll_seconds: the watchdog's sampling interval.
 
     Returns:
@@ -335,7 +302,7 @@ def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: 
     """
     from tfrs_lab.config import TASKS  # pylint: disable=import-outside-toplevel
 
-    tasks = tuple(tasks or TASKS)
+    tasks = tuple(TASKS if tasks is None else tasks)
     output_dir.mkdir(parents=True, exist_ok=True)
     logs = output_dir / "logs"
     watch = dict(memory_cap=memory_cap, timeout=stage_timeout, poll_seconds=poll_seconds)
@@ -358,22 +325,21 @@ def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: 
         save()
         if not w.ok:
             continue
-        spec = data / SPEC_FILE
-        argv, note = prepare_command(spec, output_dir / "prepared" / label)
-        logger.info("scale suite: %s prepare (%s)", label, note)
-        w = run_watched(argv, log_path=logs / f"{label}-prepare.log", **watch)
-        rows.append(_row(size, dataset, None, "prepare", w.seconds, w.peak_rss_bytes, size, w.status(), note=note))
+        spec, cache = data / SPEC_FILE, output_dir / "cache" / label
+        logger.info("scale suite: %s prepare", label)
+        w = run_watched(prepare_command(spec, cache), log_path=logs / f"{label}-prepare.log", **watch)
+        rows.append(_row(size, dataset, None, "prepare", w.seconds, w.peak_rss_bytes, size, w.status()))
         save()
         for task in tasks:
             run_dir = output_dir / "runs" / f"{task}-{label}"
             logger.info("scale suite: %s %s (load, train, evaluate, export, report)", label, task)
-            w = run_watched(_train_argv(task, ["--data", str(spec)], run_dir, epochs, overrides),
-                            log_path=logs / f"{label}-{task}.log", **watch)
+            w = run_watched(_train_argv(task, ["--data", str(spec), "--data-dir", str(cache)], run_dir, epochs,
+                                        overrides), log_path=logs / f"{label}-{task}.log", **watch)
             rows.extend(_task_rows(size, dataset, task, w, run_dir))
             save()
         if not keep_data:
             shutil.rmtree(data, ignore_errors=True)
-            shutil.rmtree(output_dir / "prepared" / label, ignore_errors=True)
+            shutil.rmtree(cache, ignore_errors=True)
     if data_zip:
         logger.info("scale suite: ML-100K retrieval for comparison")
         run_dir = output_dir / "runs" / "retrieval-ml-100k"
@@ -443,7 +409,7 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| data | task | stage | seconds | peak RSS GiB | examples/s | status |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         eps = r.get("examples_per_second")
-        status = r["status"] + (f" ({r['note']})" if r.get("note") else "")
+        status = r["status"]
         seconds = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
         rate = "" if eps is None else f"{eps:,.0f}"
         lines.append(f"| {r['dataset']} | {r['task'] or '(shared)'} | {r['stage']} | {seconds} | "
@@ -500,8 +466,3 @@ def plot(path: Path, rows: Sequence[dict[str, Any]], memory_cap: int) -> Path | 
     return path
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["read"] or len(sys.argv) != 3:
-        print("usage: python -m tfrs_lab.bench.scale read SPEC.yaml", file=sys.stderr)
-        raise SystemExit(2)
-    raise SystemExit(read_main(sys.argv[2:]))
