@@ -254,3 +254,13 @@ def test_scale_cli_rejects_bad_input_with_one_line(tmp_path, capsys, argv, needl
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_tasks_none_runs_the_data_stages_and_keep_data_keeps_them(tmp_path, capsys):
+    assert bench_main(["scale", "--sizes", "5k", "--tasks", "none", "--keep-data", "--output-dir", str(tmp_path)]) == 0
+    out = tmp_path / "scale"
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["stage"], r["status"]) for r in rows] == [("generate", "ok"), ("prepare", "ok")]
+    assert (out / "data" / "5k" / "dataset.yaml").is_file()
+    prepared = list((out / "cache" / "5k" / "prepared").iterdir())  # what the runs' --data-dir would reuse
+    assert len(prepared) == 1 and prepared[0].name.startswith("synthetic-5k-")
