@@ -193,6 +193,8 @@ def run_watched(argv: Sequence[str], *, memory_cap: int = DEFAULT_MEMORY_CAP, lo
     Args:
         log_path: where the child's stdout and stderr go (also returned in :attr:`Watched.log`).
         poll_seconds: how often the tree's RSS is sampled (a spike shorter than this can be missed).
+            The watchdog is only as prompt as its own scheduling: on a heavily loaded machine (or when
+            run niced) a fast-growing tree can overshoot the cap before it is killed.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     peak, over, late = 0, False, False
