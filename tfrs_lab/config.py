@@ -115,7 +115,7 @@ class RetrievalModelConfig:
     feature_embedding_dim: int = 16
     tower_layers: tuple[int, ...] = ()
     query_features: tuple[str, ...] = ("timestamp", "age", "gender", "occupation", "history")
-    history_length: int = 20
+    history_length: int = 50
     candidate_features: tuple[str, ...] = ("title", "genres")
     normalize: bool = True
     temperature: float = 0.1
