@@ -40,9 +40,15 @@ class MultitaskModel(RetrievalModel):
         """``vocab``: a ``tfrs_lab.data.features.Vocabularies``; ``global_offset``: the mean training rating."""
         super().__init__(vocab, hp)
         self.global_offset = float(global_offset)
+        # Built here, so a head whose loss weight is 0 still has (untrained) weights to save; seeded
+        # per layer, so it draws nothing from the global generator and the towers start exactly as
+        # the retrieval model's do (a 1/0 run reproduces the retrieval task).
+        sizes = [*hp.rating_layers, 1]
         self.rating_head = tf.keras.Sequential(
-            [*(tf.keras.layers.Dense(n, activation="relu") for n in hp.rating_layers), tf.keras.layers.Dense(1)],
-            name="rating_head")
+            [tf.keras.layers.Dense(n, activation="relu" if i < len(sizes) - 1 else None,
+                                   kernel_initializer=tf.keras.initializers.GlorotUniform(seed=i))
+             for i, n in enumerate(sizes)], name="rating_head")
+        self.rating_head.build((None, 2 * hp.embedding_dim))
         self.rating_task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError())
 
     @property
