@@ -666,15 +666,14 @@ class MultitaskExportConfig(RetrievalExportConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MultitaskConfig(TaskConfig):
-    """The whole configuration of a ``train multitask`` run."""
+class MultitaskConfig(RetrievalConfig):
+    """The whole configuration of a ``train multitask`` run: the retrieval config with the
+    multitask model, one-machine training and the ``multitask`` export name."""
 
-    task: Literal["multitask"] = "multitask"
+    task: Literal["multitask"] = "multitask"  # type: ignore[assignment]
     output_dir: str = "runs/multitask"
-    data: DataConfig = field(default_factory=DataConfig)
     model: MultitaskModelConfig = field(default_factory=MultitaskModelConfig)
     train: MultitaskTrainConfig = field(default_factory=MultitaskTrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
     export: MultitaskExportConfig = field(default_factory=MultitaskExportConfig)
 
     @property

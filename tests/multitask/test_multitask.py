@@ -237,3 +237,11 @@ def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args
     assert message in err and "Traceback" not in err
     assert err.strip().count("\n") == 0, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tuning_can_target_either_head():
+    from tfrs_lab.tuning.space import validation_metric_names
+
+    names = validation_metric_names(load_config("multitask"))
+    assert {"hit_rate@100", "rmse", "mae"} <= names
+    assert "rmse" not in validation_metric_names(load_config("retrieval"))
