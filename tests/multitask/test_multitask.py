@@ -212,7 +212,7 @@ def test_cli_end_to_end_writes_both_heads_metrics_and_one_export(tmp_path):
 def test_api_on_leave_last_out_reports_ranking_and_rating_metrics(tmp_path):
     import tfrs_lab
 
-    small = [o for o in SMALL[2::2] if o.startswith("data.")]  # the CLI test's data: prepared once per session
+    small = [o for o in SMALL[3::2] if o.startswith("data.")]  # the CLI test's data: prepared once per session
     cfg = tfrs_lab.load_config("multitask", overrides=[*small, "train.epochs=1", "export.verify=false",
                                                        "export.index=brute_force", "model.rating_layers=[16]",
                                                        "data.split=leave-last-out"], dataset="synthetic")
