@@ -175,11 +175,12 @@ class RetrievalTask(Task):
         settings = IndexSettings(kind=x.index, k=x.k, max_exclude=x.max_exclude, **asdict(x.scann))
         recall_queries = query_embeddings(trained.model, {k: v[:1000] for k, v in s.cols["test"].items()})
         counts = vocab.item_counts[1:].astype(np.float64)
+        known = seen_table(ctx.data, vocab, x.max_exclude)  # excluded by default, and what ``explain`` cites
         return dict(user_table=serving_user_table(ctx.data, vocab, s.hp),
                     popularity=counts / max(counts.sum(), 1.0), titles=ctx.data.movies["movie_title"],
                     model_name=x.model_name, version=x.version, settings=settings,
                     sample_users=[str(u) for u in vocab.user_ids[:8]], recall_queries=recall_queries,
-                    seen=seen_table(ctx.data, vocab, x.max_exclude) if x.exclude_seen else None, verify=x.verify)
+                    seen=known if x.exclude_seen else None, history=known, verify=x.verify)
 
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
         x = ctx.cfg.export
