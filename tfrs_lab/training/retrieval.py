@@ -139,6 +139,14 @@ class RetrievalTask(Task):
         """The validation metric early stopping maximises."""
         return EARLY_STOPPING_METRIC[protocol]
 
+    def model_shape(self, cfg: RetrievalConfig, has_user_features: bool) -> dict[str, Any] | None:
+        if self.name != "retrieval":  # a task built on these towers (multitask) has weights these keys miss
+            return None
+        m = hyperparameters(cfg, has_user_features)
+        return {f"model.{f}": getattr(m, f) for f in (
+            "embedding_dim", "id_embedding_dim", "feature_embedding_dim", "tower_layers", "query_features",
+            "candidate_features", "timestamp_buckets", "title_vocab_size", "title_max_tokens")}
+
     def train(self, ctx: RunContext) -> Trained:
         cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         hp = hyperparameters(cfg, data.has_user_features)
@@ -148,6 +156,9 @@ class RetrievalTask(Task):
         with dist.strategy.scope():
             model = self.build_model(vocab, hp, cols)
             model.compile(optimizer=ctx.optimizer(steps))
+            if ctx.warm_start is not None:  # continue from the previous run's weights
+                ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, cols),
+                                       {k: v[:2] for k, v in cols["train"].items()})
         train_ds, fit_kwargs = distribute.fit_dataset(
             dist, lambda batch: make_dataset(cols["train"], batch, cfg.train.shuffle_buffer, cfg.train.seed),
             len(split.train), cfg.train.batch_size)
