@@ -85,6 +85,9 @@ class RetrievalServer(tf.Module):
         self.seen = None if seen is None else tf.constant(seen.astype(str))  # [U + 1, s]
         history = seen if history is None else history
         self.history = None if history is None else tf.constant(history.astype(str))  # [U + 1, h]
+        if self.history is not None:  # saving traces every tf.function of the module: only with a history
+            self.explain = tf.function(self._explain,
+                                       input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
 
     def _known_user_features(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
         """Training-time user features of each user (defaults for unknown users), serving time as context."""
@@ -144,9 +147,9 @@ class RetrievalServer(tf.Module):
             exclude_movie_ids = tf.concat([exclude_movie_ids, self._seen(user_id)], axis=1)
         return self._excluding(user_id, exclude_movie_ids)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
-    def explain(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
-        """``serving_default``'s answer and, per movie, the most similar movies of the user's history."""
+    def _explain(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``serving_default``'s answer and, per movie, the most similar movies of the user's history
+        (``explain``; only an export with a history table has it)."""
         answer = self.serve(user_id)
         history = tf.gather(self.history, self.model.user_lookup(user_id))  # [B, h]
         return {**answer, **self.similar.because(history, answer[sig.MOVIE_IDS])}
