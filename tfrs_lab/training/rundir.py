@@ -94,7 +94,7 @@ def write_metrics(run_dir: Path, metrics: dict[str, float | int | str]) -> None:
 
 PHASES = ("load", "train", "evaluate", "export", "report")
 """The run loop's phases, timed into ``metrics.json`` as ``phase_<name>_seconds`` and
-``phase_<name>_peak_rss_bytes``: load (data, split, vocabularies), train (model building and every
+``phase_<name>_peak_rss_bytes``: load (data, split, vocabularies; a warm start's previous run), train (model building and every
 fit, validation included), evaluate (the test metrics), export (SavedModel, index, reload check),
 report (beyond-accuracy metrics and ``report.html``)."""
 
