@@ -28,12 +28,9 @@ if needs_scann:
     import scann  # registers the Scann ops before loading
 import tensorflow as tf
 loaded = tf.saved_model.load(path)
-def _dtype(v):
-    flat = v
-    while isinstance(flat, list) and flat:
-        flat = flat[0]
-    return tf.float32 if isinstance(flat, (int, float)) else tf.string
-out = loaded.signatures[signature](**{k: tf.constant(v, dtype=_dtype(v)) for k, v in inputs.items()})
+fn = loaded.signatures[signature]
+specs = fn.structured_input_signature[1]  # input name -> TensorSpec: each value gets its declared dtype
+out = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
 print(json.dumps({"movie_ids": [[m.decode() for m in row] for row in out["movie_ids"].numpy()],
                   "scores": out["scores"].numpy().tolist(),
                   "scann_imported": "scann" in sys.modules}))
@@ -44,7 +41,7 @@ def answer_in_fresh_process(path: Path, user_ids: list[str] | None = None, *, im
                             inputs: dict[str, list] | None = None, signature: str = sig.SERVING_DEFAULT) -> dict:
     """Loads the SavedModel at ``path`` in a new Python process and returns its answer for ``user_ids``
     (or for ``inputs``: input name -> string or number values, nested lists for [batch, n] inputs;
-    numbers are sent as float32) on ``signature``."""
+    each is converted to the dtype the signature declares for it) on ``signature``."""
     inputs = {sig.USER_ID: user_ids} if inputs is None else inputs
     proc = subprocess.run(
         [sys.executable, "-c", _VERIFY_SCRIPT, str(path), "1" if import_scann else "0", json.dumps(inputs), signature],
