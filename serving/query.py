@@ -192,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 results = client.recommend_from_history(args.model, [movies], k=args.k, **spec)
     except ServingClientError as e:
-        hint = f" (`{command}` needs {_NEEDS[command]})" if e.code in _WRONG_MODEL else ""
+        wrong_model = {grpc.StatusCode.FAILED_PRECONDITION} if command == "cascade" else _WRONG_MODEL  # k: INVALID_ARGUMENT
+        hint = f" (`{command}` needs {_NEEDS[command]})" if e.code in wrong_model else ""
         print(f"error: {args.model} at {args.target}: {e}{hint}", file=sys.stderr)
         return 2 if e.code in _USER_ERRORS else 1
     if command not in ("rank", "cascade") and args.k is not None and any(len(row) < args.k for row in results):

@@ -156,7 +156,7 @@ class CascadeServer(tf.Module):
             tf.debugging.assert_equal(tf.shape(k)[0], batch, message=f"{sig.K} needs one value per {sig.USER_ID}"),
             tf.debugging.assert_greater_equal(k, 1, message=f"{sig.K} must be between 1 and {self.max_k}"),
             tf.debugging.assert_less_equal(k, self.max_k, message=f"{sig.K} must be between 1 and {self.max_k} "
-                                                                  "(the cascade's candidates)"),
+                                                                  "(the number of candidates)"),
         ]
         with tf.control_dependencies(checks):
             found = self.retrieval.serve_excluding(user_id, exclude_movie_ids)
