@@ -274,7 +274,7 @@ def export_cascade(retrieval_run: str | Path, ranking_run: str | Path, output_di
                             signatures={sig.SERVING_DEFAULT: server.serve, sig.EXCLUDE_SEEN: server.serve_excluding,
                                         sig.RECOMMEND: server.recommend})
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, name,
-                             [{sig.USER_ID: users[:1]}, {sig.USER_ID: users}, (sig.RECOMMEND, probe)])
+                             [{sig.USER_ID: users[:1]}, {sig.USER_ID: users}], more={sig.RECOMMEND: [probe]})
         titles = read_titles(retrieval.saved_model)
         if titles:
             write_movie_titles(tmp, list(titles), list(titles.values()))

@@ -4,6 +4,7 @@ model server replays when it loads a version, so the first real request does not
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -13,18 +14,20 @@ from tfrs_lab.export import signatures as sig
 __all__ = ["read_warmup_requests", "write_warmup_records"]
 
 
-def write_warmup_records(path: Path, model_name: str, requests: list[dict[str, list] | tuple[str, dict[str, list]]],
-                         signature_name: str = sig.SERVING_DEFAULT) -> None:
+def write_warmup_records(path: Path, model_name: str, requests: list[dict[str, list]],
+                         signature_name: str = sig.SERVING_DEFAULT,
+                         more: Mapping[str, list[dict[str, list]]] | None = None) -> None:
     """Writes one PredictionLog per entry of ``requests`` (input name -> values: strings, numbers, or a
-    numpy array whose dtype is kept) to ``path``; an entry ``(signature, inputs)`` targets that signature
-    instead of ``signature_name``."""
+    numpy array whose dtype is kept) to ``path``, then one per request of each further signature in
+    ``more`` (signature name -> requests)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    batches = [(signature_name, requests), *(more or {}).items()]
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for entry in requests:
-            name, inputs = entry if isinstance(entry, tuple) else (signature_name, entry)
-            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name=name))
+        for signature_name, inputs in ((name, r) for name, reqs in batches for r in reqs):
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
             for name, values in inputs.items():
                 request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=_request_dtype(values)))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))

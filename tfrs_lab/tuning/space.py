@@ -205,13 +205,14 @@ def validation_metric_names(cfg: Any) -> set[str]:
     """Validation metrics a run with ``cfg`` writes to ``metrics.json`` (as ``validation_<name>``)."""
     from tfrs_lab.evaluation.metrics import metric_ks  # numpy only: no model code runs
 
+    rating = {"rmse", "mae"} if cfg.reports_ratings else set()
     if cfg.predicts_ratings:
-        return {"rmse", "mae"}
+        return rating
     split = cfg.protocol
     ks = metric_ks(split, cfg.eval.ks)
     if split == "hash":
-        return {f"hit_rate@{k}" for k in ks}
-    return {f"{m}@{k}" for k in ks for m in ("recall", "ndcg")} | {"mrr"}
+        return {f"hit_rate@{k}" for k in ks} | rating
+    return {f"{m}@{k}" for k in ks for m in ("recall", "ndcg")} | {"mrr"} | rating
 
 
 def _number(value: Any, path: str) -> float:
