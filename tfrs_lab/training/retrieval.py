@@ -123,7 +123,7 @@ class RetrievalTask(Task):
         cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         hp = hyperparameters(cfg, data.has_user_features)
         cols = split_columns(data, split, hp)
-        state = RetrievalState(hp, cols, metric_ks(split.name, cfg.eval.ks))
+        state = RetrievalState(hp, cols, metric_ks(split.protocol, cfg.eval.ks))
         steps = -(-len(split.train) // cfg.train.batch_size)
         with dist.strategy.scope():
             model = RetrievalModel(vocab, hp)
@@ -133,10 +133,10 @@ class RetrievalTask(Task):
             len(split.train), cfg.train.batch_size)
 
         def validate() -> dict[str, float]:
-            return evaluate(model, vocab, cols["validation"], protocol=split.name, ks=state.ks,
+            return evaluate(model, vocab, cols["validation"], protocol=split.protocol, ks=state.ks,
                             history=cols["train"], batch_size=cfg.eval.batch_size)
 
-        fit = ctx.fit(model, train_ds, validate=validate, monitor=EARLY_STOPPING_METRIC[split.name],
+        fit = ctx.fit(model, train_ds, validate=validate, monitor=EARLY_STOPPING_METRIC[split.protocol],
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: RetrievalModel(vocab, hp), {k: v[:2] for k, v in cols["train"].items()}, ctx.stage)
@@ -144,7 +144,7 @@ class RetrievalTask(Task):
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s: RetrievalState = trained.state
-        return evaluate(trained.model, ctx.vocab, s.cols["test"], protocol=ctx.split.name, ks=s.ks,
+        return evaluate(trained.model, ctx.vocab, s.cols["test"], protocol=ctx.split.protocol, ks=s.ks,
                         history=s.test_history, batch_size=ctx.cfg.eval.batch_size, seen_excluded=True)
 
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
@@ -170,7 +170,7 @@ class RetrievalTask(Task):
         keep = targets >= 0
         columns = {k: v[keep] for k, v in columns.items()}
         exclude = None
-        if ctx.split.name == "leave-last-out":
+        if ctx.split.protocol == "leave-last-out":
             exclude = known_rows(vocab, columns["user_id"], s.test_history)
         return report.factorized_inputs(query_embeddings(model, columns), model.catalogue_embeddings(),
                                         targets[keep], users=columns["user_id"], exclude=exclude,

@@ -207,11 +207,11 @@ def validation_metric_names(cfg: Any) -> set[str]:
 
     if cfg.predicts_ratings:
         return {"rmse", "mae"}
-    split = cfg.protocol
-    ks = metric_ks(split, cfg.eval.ks)
-    if split == "hash":
+    protocol = cfg.protocol
+    ks = metric_ks(protocol, cfg.eval.ks)
+    if protocol == "hash":
         return {f"hit_rate@{k}" for k in ks}
-    return {f"{m}@{k}" for k in ks for m in ("recall", "ndcg")} | {"mrr"}
+    return {f"{m}@{k}" for k in ks for m in ("recall", "ndcg")} | ({"mrr"} if protocol == "leave-last-out" else set())
 
 
 def _number(value: Any, path: str) -> float:
