@@ -35,7 +35,7 @@ def _popularity(data) -> dict[str, float]:
 
 
 def test_dae_on_held_out_users_beats_popularity(tmp_path, synthetic_spec, synthetic_data_dir, synthetic_data):
-    cfg = autoencoder_config("dae", synthetic_spec, synthetic_data_dir, *SHARES, "export.verify=false")
+    cfg = autoencoder_config("dae", synthetic_spec, synthetic_data_dir, *SHARES, "export.verify=true")
     run = run_task("autoencoder", cfg, tmp_path / "run", verbose=0)
     m = run.metrics
     assert m["split"] == "held-out-users"

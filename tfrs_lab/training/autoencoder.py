@@ -272,7 +272,9 @@ class AutoencoderTask(Task):
 
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
         s: AutoencoderState = trained.state
-        result = _export(ctx.cfg, trained.model, ctx.vocab, ctx.data, export_dir, s.r_known, s.m_known, s.train, s.test)
+        h = s.held_out_test  # held-out users: their fold-in inputs are the sample and recall queries
+        r, m, test = (s.r_known, s.m_known, s.test) if h is None else (h.inputs, h.inputs, h.targets)
+        result = _export(ctx.cfg, trained.model, ctx.vocab, ctx.data, export_dir, r, m, s.train, test)
         return {} if result.scann_recall_at_10 is None else {"scann_recall@10": result.scann_recall_at_10}
 
     def report_inputs(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:
