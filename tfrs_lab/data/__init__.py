@@ -21,13 +21,18 @@ from tfrs_lab.data.movielens import (
 from tfrs_lab.data.readers import from_frame, read_source
 from tfrs_lab.data.spec import OWN, SourceSpec
 from tfrs_lab.data.splits import (
+    PROTOCOLS,
     SPLIT_NAMES,
     Split,
+    SplitOptions,
     hash_buckets,
     hash_split,
+    held_out_users_split,
     leave_last_out_split,
     make_split,
+    predefined_split,
     sequence_order,
+    time_split,
 )
 from tfrs_lab.data.synthetic import SyntheticSpec, write_synthetic_zip
 
@@ -39,22 +44,27 @@ __all__ = [
     "MovieLensData",
     "NUM_GENRES",
     "OWN",
+    "PROTOCOLS",
     "RATING_KEYS",
     "SPLIT_NAMES",
     "SourceSpec",
     "SUPPORTED_DATASETS",
     "SYNTHETIC",
     "Split",
+    "SplitOptions",
     "SyntheticSpec",
     "USER_FEATURE_KEYS",
     "default_data_dir",
     "from_frame",
     "hash_buckets",
     "hash_split",
+    "held_out_users_split",
     "leave_last_out_split",
     "load_movielens",
     "make_split",
+    "predefined_split",
     "read_source",
     "sequence_order",
+    "time_split",
     "write_synthetic_zip",
 ]
