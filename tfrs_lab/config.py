@@ -20,11 +20,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
+import numpy as np
 import yaml
 
 from tfrs_lab.data.spec import OWN, SourceSpec
 from tfrs_lab.data.splits import PROTOCOLS as SPLIT_PROTOCOLS
-from tfrs_lab.data.splits import SPLIT_NAMES
+from tfrs_lab.data.splits import SPLIT_NAMES, resolve_time_cutoff
+from tfrs_lab.data.movielens import DataError
 from tfrs_lab.data.predefined import MOVIELENS_100K_SPLITS
 from tfrs_lab.schema import ConfigError, _build, build
 
@@ -93,23 +95,18 @@ class TimeCutoffConfig:
     test: float | str = 0.9
 
     def validate(self, path: str) -> None:
-        import datetime  # pylint: disable=import-outside-toplevel
-
+        order = []
         for name in ("validation", "test"):
-            v = getattr(self, name)
-            if isinstance(v, str):
-                try:
-                    datetime.datetime.fromisoformat(v.strip())
-                except ValueError:
-                    raise ConfigError(f"{path}.{name}={v!r} is not an ISO-8601 date: use e.g. 1998-03-01, unix "
-                                      "seconds or a quantile in (0, 1)") from None
-            elif not (0.0 < v < 1.0 or (v >= 1.0 and v == int(v))):
-                raise ConfigError(f"{path}.{name} must be a quantile in (0, 1), whole unix seconds or an ISO-8601 "
-                                  f"date, got {v}")
-        a, b = self.validation, self.test
-        both_quantiles = isinstance(a, float) and isinstance(b, float) and a < 1 and b < 1
-        if both_quantiles and a > b:  # other mixes are checked once the timestamps are known
-            raise ConfigError(f"{path}.validation ({a}) must not be after {path}.test ({b})")
+            value = getattr(self, name)
+            try:  # the split's own parser, so the config accepts exactly what the split reads
+                seconds = resolve_time_cutoff(value, np.zeros(0, np.int64), f"{path}.{name}")
+            except DataError as e:
+                raise ConfigError(str(e)) from None
+            quantile = isinstance(value, float) and value < 1
+            order.append((quantile, value if quantile else seconds))
+        (q_val, val), (q_test, test) = order
+        if q_val == q_test and val > test:  # a quantile against a date is checked once the data is known
+            raise ConfigError(f"{path}.validation ({self.validation}) must not be after {path}.test ({self.test})")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,6 +24,7 @@ int64 row indices into the ``ratings`` columns, sorted ascending.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 
 import numpy as np
@@ -273,8 +274,6 @@ def resolve_time_cutoff(value: float | str, timestamps: np.ndarray, what: str = 
         DataError: a value that is none of these (one line naming ``what``).
     """
     if isinstance(value, str):
-        import datetime  # pylint: disable=import-outside-toplevel
-
         try:
             parsed = datetime.datetime.fromisoformat(value.strip())
         except ValueError:
