@@ -38,11 +38,13 @@ def apply_umask(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_directory(target: Path) -> Iterator[Path]:
+def staged_directory(target: Path, *, replace: bool = True) -> Iterator[Path]:
     """Yields an empty ``.<name>.partial-XXXX`` directory beside ``target``.
 
     When the block succeeds the staging directory replaces ``target`` (an existing ``target`` is
     removed first); when it raises, the staging directory is deleted and ``target`` is untouched.
+    ``replace=False`` (content-addressed caches): an existing ``target`` -- e.g. published by a
+    concurrent writer of the same content -- is kept and the staging directory discarded.
     Directories inside get the modes the umask gives (0755 under umask 022), not mkdtemp's 0700.
     """
     target = Path(target)
@@ -51,9 +53,13 @@ def staged_directory(target: Path) -> Iterator[Path]:
     try:
         yield stage
         apply_umask(stage)
-        if target.exists():
+        if replace and target.exists():
             shutil.rmtree(target)
-        stage.rename(target)
+        try:
+            stage.rename(target)
+        except OSError:
+            if replace or not target.is_dir():
+                raise
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)

@@ -57,7 +57,9 @@ def test_tfx_tuner_outputs(planted):
 @pytest.mark.slow
 def test_trials_optimise_validation_and_final_fit_tests_once(planted):
     trial = json.loads(next((planted / "keras_tuner" / "search").glob("trial_*/run/metrics.json")).read_text())
-    assert {"validation_hit_rate@10", "validation_hit_rate@100", "hit_rate@10"} <= set(trial)
+    assert {"validation_hit_rate@10", "validation_hit_rate@100"} <= set(trial)
+    assert trial["test_evaluated"] is False and "hit_rate@10" not in trial  # trials never see the test split
+    assert not list((planted / "keras_tuner" / "search").glob("trial_*/run/export"))
     final = json.loads((planted / "final" / "metrics.json").read_text())
     cfg = yaml.safe_load((planted / "final" / "config.yaml").read_text())
     best_epoch = next(r for r in read_trials(planted) if r["model.embedding_dim"] == "32")["best_epoch"]

@@ -7,6 +7,7 @@ Examples::
     python -m tfrs_lab.bench training --data-zip ml-100k.zip --output-dir bench-out
     python -m tfrs_lab.bench retrieval-index --output-dir bench-out
     python -m tfrs_lab.bench serving --output-dir bench-out
+    python -m tfrs_lab.bench select --task retrieval --data-root ../data --output-dir bench-out
     python -m tfrs_lab.bench all --data-zip ml-100k.zip --output-dir bench-out
 
 Each suite writes ``<output-dir>/<suite>/results.json`` and PNG plots and prints a short table.
@@ -24,6 +25,7 @@ from tfrs_lab.train import add_own_data_arguments, own_data_source
 logger = logging.getLogger(__name__)
 
 SUITES = ("quality", "training", "retrieval-index", "serving")
+"""The suites ``all`` runs; ``select`` (several data sets, many runs) runs only when named."""
 
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:
@@ -38,7 +40,7 @@ def _int_list(flag: str, text: str) -> tuple[int, ...]:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tfrs_lab.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("suite", choices=(*SUITES, "all"), help="which benchmark to run")
+    p.add_argument("suite", choices=(*SUITES, "select", "all"), help="which benchmark to run")
     p.add_argument("--output-dir", default="bench-out", help="results go to <output-dir>/<suite>/ (default bench-out)")
     p.add_argument("--dataset", default="movielens/100k-ratings", help="as in train; 'synthetic' for a quick run")
     p.add_argument("--data-zip", help="official MovieLens zip (offline)")
@@ -49,8 +51,13 @@ def build_parser() -> ArgumentParser:
                    help="config override for our models (quality, training), e.g. --set train.batch_size=512")
     p.add_argument("--methods", help="quality: comma-separated subset of methods (default all)")
     p.add_argument("--epochs", type=int, help="quality/training: cap on epochs of every trained model")
-    p.add_argument("--seeds", type=int, default=3,
-                   help="quality: seeds per seeded method (ours, tutorials, Surprise, implicit): mean ± std (default 3)")
+    p.add_argument("--seeds", type=int,
+                   help="quality: seeds per seeded method (ours, tutorials, Surprise, implicit): mean ± std "
+                        "(default 3); select: seeds per candidate (default: the selection file's)")
+    p.add_argument("--task", help="select: the task whose defaults are selected (retrieval, sequential, ...)")
+    p.add_argument("--selection", help="select: selection file (default: the shipped selection/<task>.yaml)")
+    p.add_argument("--data-root", default=".",
+                   help="select: directory that {data_root} in the selection file's data paths stands for")
     p.add_argument("--throughput-epochs", type=int, default=4,
                    help="training: epochs per throughput variant, the first is warm-up (default 4)")
     p.add_argument("--variants", help="training: comma-separated throughput variants (default all: "
@@ -121,8 +128,21 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
         data = load_data(cfg)
         methods = args.methods.split(",") if args.methods else None
         _, table = run_quality(data, output_dir, data_options=data_options, methods=methods, epochs=args.epochs,
-                               seeds=args.seeds, overrides=args.overrides,
+                               seeds=args.seeds or 3, overrides=args.overrides,
                                splits=tuple(args.splits.split(",")))
+    elif suite == "select":
+        from tfrs_lab.bench.select import load_selection, run_select, selection_file
+
+        if not args.task:
+            raise UsageError("select needs --task (the task whose defaults are selected), e.g. --task retrieval")
+        path = args.selection or selection_file(args.task)
+        if not Path(path).is_file():
+            raise UsageError(f"--selection {str(path)!r} does not exist: pass a selection file "
+                             "(format: tfrs_lab/bench/select.py)")
+        selection = load_selection(path, args.data_root)
+        if selection.task != args.task:
+            raise UsageError(f"--selection {str(path)!r} is for task {selection.task!r}, not --task {args.task!r}")
+        _, table = run_select(selection, output_dir, seeds=args.seeds, epochs=args.epochs)
     elif suite == "training":
         from tfrs_lab.bench.training import run_training
 

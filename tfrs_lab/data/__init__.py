@@ -1,5 +1,6 @@
 """Data layer: MovieLens through TFDS (online or from a local archive), synthetic data, your own
-files or frames (:func:`from_frame`, :func:`read_source`; docs/own-data.md), splits.
+files or frames (:func:`from_frame`, :func:`read_source`; docs/own-data.md), the prepared dataset
+cache of your own files (:func:`prepare_dataset`, :func:`load_prepared`), splits.
 
 Importing this package is cheap: TensorFlow and TFDS are imported only when data is loaded.
 """
@@ -18,6 +19,7 @@ from tfrs_lab.data.movielens import (
     default_data_dir,
     load_movielens,
 )
+from tfrs_lab.data.prepared import PreparedDataset, load_prepared, prepare_dataset
 from tfrs_lab.data.readers import from_frame, read_source
 from tfrs_lab.data.spec import OWN, SourceSpec
 from tfrs_lab.data.splits import (
@@ -45,6 +47,7 @@ __all__ = [
     "NUM_GENRES",
     "OWN",
     "PROTOCOLS",
+    "PreparedDataset",
     "RATING_KEYS",
     "SPLIT_NAMES",
     "SourceSpec",
@@ -61,8 +64,10 @@ __all__ = [
     "held_out_users_split",
     "leave_last_out_split",
     "load_movielens",
+    "load_prepared",
     "make_split",
     "predefined_split",
+    "prepare_dataset",
     "read_source",
     "sequence_order",
     "time_split",

@@ -102,7 +102,8 @@ def _sniff(file: Path, encoding: str) -> str:
     return best if counts[best] else ","
 
 
-def _read_delimited(file: Path, fmt: str, source, needed: Mapping[str, str], where: str) -> _Raw:
+def _read_delimited(file: Path, fmt: str, source, needed: Mapping[str, str], where: str) -> tuple[Any, int]:
+    """(pyarrow Table of the ``needed`` columns, all as text; line number of its row 0)."""
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
     import pyarrow.csv as pacsv  # pylint: disable=import-outside-toplevel
 
@@ -122,7 +123,7 @@ def _read_delimited(file: Path, fmt: str, source, needed: Mapping[str, str], whe
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
         raise DataError(_delimited_problem(file, str(e), delimiter, where, lambda: _ragged_line(
             file, o.encoding, delimiter, o.quotechar if quoting else None))) from e
-    return _Raw(str(file), {c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}, 2 if o.header else 1)
+    return table, 2 if o.header else 1
 
 
 def _header(file: Path, read, parse) -> list[str]:
@@ -165,7 +166,8 @@ def _delimited_problem(file: Path, message: str, delimiter: str, where: str, rag
     return f"{file} could not be read as delimited text ({text}): check {where}.format and {where}.csv"
 
 
-def _read_arrow(file: Path, fmt: str, needed: Mapping[str, str], where: str) -> _Raw:
+def _read_arrow(file: Path, fmt: str, needed: Mapping[str, str], where: str) -> Any:
+    """The pyarrow Table of a Parquet / JSON Lines file (at least the ``needed`` columns)."""
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
 
     cols = list(dict.fromkeys(needed.values()))
@@ -185,7 +187,7 @@ def _read_arrow(file: Path, fmt: str, needed: Mapping[str, str], where: str) -> 
         fix = ("convert it to UTF-8" if "UTF8" in text or "utf-8" in text.lower()
                else f"check that it is {fmt} or set {where}.format")
         raise DataError(f"{file} could not be read as {fmt} ({text}): {fix}") from e
-    return _Raw(str(file), {c: table.column(c).to_numpy(zero_copy_only=False) for c in cols}, None)
+    return table
 
 
 def _read_tfrecord(file: Path, needed: Mapping[str, str], where: str) -> _Raw:
@@ -229,13 +231,28 @@ def _read_tfrecord(file: Path, needed: Mapping[str, str], where: str) -> _Raw:
     return _Raw(str(file), out, None)
 
 
-def _read_file(file: Path, source, needed: Mapping[str, str], where: str) -> _Raw:
+def _read_file_table(file: Path, source, needed: Mapping[str, str], where: str) -> tuple[Any, int | None] | None:
+    """(pyarrow Table, line number of row 0 or None) of a delimited / Parquet / JSON Lines file;
+    None for TFRecord (read by :func:`_read_tfrecord`). Used by :mod:`tfrs_lab.data.prepared` too."""
     fmt = _format(file, source.format)
     if fmt in ("csv", "tsv", "text"):
         return _read_delimited(file, fmt, source, needed, where)
     if fmt in ("parquet", "jsonl"):
-        return _read_arrow(file, fmt, needed, where)
-    return _read_tfrecord(file, needed, where)
+        return _read_arrow(file, fmt, needed, where), None
+    return None
+
+
+def _table_raw(where: str, table: Any, first_line: int | None, needed: Mapping[str, str]) -> _Raw:
+    """The ``needed`` columns of a pyarrow Table as a :class:`_Raw` of numpy columns."""
+    return _Raw(where, {c: table.column(c).to_numpy(zero_copy_only=False) for c in dict.fromkeys(needed.values())},
+                first_line)
+
+
+def _read_file(file: Path, source, needed: Mapping[str, str], where: str) -> _Raw:
+    read = _read_file_table(file, source, needed, where)
+    if read is None:
+        return _read_tfrecord(file, needed, where)
+    return _table_raw(str(file), *read, needed)
 
 
 def _read_table(source, needed: Mapping[str, str], where: str) -> list[_Raw]:
@@ -462,15 +479,42 @@ def _multi_hot(cats: list[list[str]]) -> tuple[np.ndarray, list[str]]:
     return hot, names
 
 
+def _binary_kept(keep: np.ndarray, c: InteractionColumns) -> None:
+    """Logs how many rows binary labels keep (``keep``: bool ``[n]``); DataError when none."""
+    logger.info("binary labels: %d positive interactions kept, %d negative dropped", int(keep.sum()),
+                int((~keep).sum()))
+    if not keep.any():
+        raise DataError(f"the interactions table has no positive rows (label 1): check {c.rating!r}")
+
+
+def _missing_items(rows: int, distinct: int, missing_items: str, left: int) -> None:
+    """Logs the interactions (``rows``, ``distinct`` items) whose item is absent from the items table;
+    DataError when ``drop`` leaves no row (``left``)."""
+    logger.warning("%d interactions (%d distinct items) name an item absent from the items table: %s "
+                   "(data.source.missing_items=%s)", rows, distinct,
+                   "kept with an empty text and no categories" if missing_items == "keep" else "dropped",
+                   missing_items)
+    if not left:
+        raise DataError("no interaction names an item of the items table: check the id columns "
+                        "(data.source.interactions.columns.item, data.source.items.columns.id)")
+
+
+def _absent_users(rows: int) -> None:
+    if rows:
+        logger.warning("%d interactions name a user absent from the users table (kept)", rows)
+
+
+def _loaded(name: str, interactions: int, users: int, items: int, categories: int) -> None:
+    logger.info("loaded %s: %d interactions, %d users, %d items, %d categories", name, interactions, users, items,
+                categories)
+
+
 def _assemble(name: str, ratings: dict[str, np.ndarray], items: tuple | None, user_ids: np.ndarray | None,
               c: InteractionColumns, missing_items: str) -> MovieLensData:
     if c.label == "binary":
         keep = ratings["user_rating"] > 0
-        logger.info("binary labels: %d positive interactions kept, %d negative dropped", int(keep.sum()),
-                    int((~keep).sum()))
+        _binary_kept(keep, c)
         ratings = {k: v[keep] for k, v in ratings.items()}
-        if not len(ratings["user_id"]):
-            raise DataError(f"the interactions table has no positive rows (label 1): check {c.rating!r}")
     if items is None:
         ids = np.unique(ratings["movie_id"].astype(str)).astype(object)
         titles, cats = np.full(len(ids), "", dtype=object), [[]] * len(ids)
@@ -479,28 +523,27 @@ def _assemble(name: str, ratings: dict[str, np.ndarray], items: tuple | None, us
         absent = ~np.isin(ratings["movie_id"].astype(str), ids.astype(str))
         if absent.any():
             extra = np.unique(ratings["movie_id"][absent].astype(str)).astype(object)
-            logger.warning("%d interactions (%d distinct items) name an item absent from the items table: %s "
-                           "(data.source.missing_items=%s)", int(absent.sum()), len(extra),
-                           "kept with an empty text and no categories" if missing_items == "keep" else "dropped",
-                           missing_items)
+            _missing_items(int(absent.sum()), len(extra), missing_items,
+                           len(absent) if missing_items == "keep" else int((~absent).sum()))
             if missing_items == "keep":
                 ids = np.concatenate([ids, extra])
                 titles = np.concatenate([titles, np.full(len(extra), "", dtype=object)])
                 cats = list(cats) + [[]] * len(extra)
             else:
                 ratings = {k: v[~absent] for k, v in ratings.items()}
-                if not len(ratings["user_id"]):
-                    raise DataError("no interaction names an item of the items table: check the id columns "
-                                    "(data.source.interactions.columns.item, data.source.items.columns.id)")
     if user_ids is not None:
-        absent = ~np.isin(ratings["user_id"].astype(str), user_ids.astype(str))
-        if absent.any():
-            logger.warning("%d interactions name a user absent from the users table (kept)", int(absent.sum()))
+        _absent_users(int((~np.isin(ratings["user_id"].astype(str), user_ids.astype(str))).sum()))
     genres, names = _multi_hot(cats)
     movies = {"movie_id": ids, "movie_title": titles, "movie_genres": genres}
-    logger.info("loaded %s: %d interactions, %d users, %d items, %d categories", name, len(ratings["user_id"]),
-                len(np.unique(ratings["user_id"].astype(str))), len(ids), len(names))
+    _loaded(name, len(ratings["user_id"]), len(np.unique(ratings["user_id"].astype(str))), len(ids), len(names))
     return MovieLensData(dataset=name, ratings=ratings, movies=movies)
+
+
+def _user_table(raws: list[_Raw], c, where: str) -> np.ndarray:
+    """The users table's ids (object ``[users]`` of ``str``), checked for duplicates."""
+    user_ids = np.concatenate([_ids(r, c.id, f"{where}.columns.id") for r in raws])
+    _unique_ids(user_ids, raws, c.id, where)
+    return user_ids
 
 
 def _read(spec: SourceSpec, interactions: Callable, items: Callable | None, users: Callable | None,
@@ -513,9 +556,8 @@ def _read(spec: SourceSpec, interactions: Callable, items: Callable | None, user
         item_table = _catalogue(raws, spec.items.columns, f"{where}.items")
     user_ids = None
     if users is not None:
-        raws = users(spec.users.columns.columns(), f"{where}.users")
-        user_ids = np.concatenate([_ids(r, spec.users.columns.id, f"{where}.users.columns.id") for r in raws])
-        _unique_ids(user_ids, raws, spec.users.columns.id, f"{where}.users")
+        user_ids = _user_table(users(spec.users.columns.columns(), f"{where}.users"), spec.users.columns,
+                               f"{where}.users")
     return _assemble(spec.name, ratings, item_table, user_ids, ic, spec.missing_items)
 
 

@@ -23,7 +23,7 @@ import tensorflow as tf
 from tfrs_lab.config import ConfigError, dump_config
 from tfrs_lab.data.features import Vocabularies
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
-from tfrs_lab.data.readers import read_source
+from tfrs_lab.data.prepared import PREPARED_DIR, prepare_dataset
 from tfrs_lab.data.spec import OWN
 from tfrs_lab.data.splits import Split
 from tfrs_lab.data.synthetic import SyntheticSpec
@@ -41,8 +41,9 @@ def load_data(cfg) -> MovieLensData:
     """The ratings and catalogue ``cfg.data`` points at (TFDS, a local zip, synthetic, or your own
     files: ``data.dataset: own`` reads ``data.source``)."""
     d = cfg.data
-    if d.dataset == OWN:
-        return read_source(d.source)
+    if d.dataset == OWN:  # prepared once, then reused from the cache by fingerprint
+        cache = Path(d.data_dir).expanduser() / PREPARED_DIR if d.data_dir is not None else None
+        return prepare_dataset(d.source, cache_dir=cache).to_data()
     synthetic = None
     if d.dataset == "synthetic":
         try:
@@ -153,7 +154,7 @@ def common_metrics(cfg, data: MovieLensData, split: Split, trained: Trained) -> 
 
 
 def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None = None, *,
-             verbose: int | None = None) -> Run:
+             verbose: int | None = None, evaluate_test: bool = True) -> Run:
     """Trains, evaluates and exports ``task`` with the resolved config ``cfg`` into ``output_dir``.
 
     Args:
@@ -164,6 +165,9 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
         the same directory while this one runs is refused.
       inputs: prepared inputs; ``None`` loads what ``cfg.data`` names.
       verbose: Keras progress (0 silent, 1 bar, 2 a line per epoch; default 1 on a terminal, else 2).
+      evaluate_test: ``False`` for model selection (tuning trials, ``bench select``): the run trains
+        and validates only; the test split is never evaluated, nothing is exported, no report is
+        written, and ``metrics.json`` holds the training and ``validation_*`` figures only.
 
     Returns:
       the :class:`Run` (its ``metrics`` are what ``metrics.json`` holds).
@@ -188,17 +192,28 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
         ctx = RunContext(cfg, data, split, vocab, stage, output_dir, verbose, dist, backup,
                          lambda: resume.initial_epoch or 0)
         trained = t.train(ctx)
-        logger.info("evaluating on the test split (best epoch %d)", trained.final.stopper.best_epoch)
         metrics = common_metrics(cfg, data, split, trained)
-        metrics.update(_rounded(t.evaluate(ctx, trained)))
-        if dist.name != "default":
-            metrics.update(num_workers=dist.num_workers, resumed_at_epoch=(resume.initial_epoch or 0) + 1)
-        if dist.is_chief:  # non-chief workers: their run directory is discarded, skip the export
-            metrics.update(_rounded(t.export(ctx, trained, stage / rundir.EXPORT_DIR)))
-            shown = t.report_inputs(ctx, trained)
-            metrics.update(_rounded(beyond_accuracy(shown["recommendations"], shown["item_counts"], report.TOP_K,
-                                                    vocab.genres[1:])))
-            report.write_report(stage, metrics, history=trained.final.history, **shown)
-            rundir.write_metrics(stage, metrics)
+        if evaluate_test:
+            _evaluate_and_export(t, ctx, trained, metrics, dist, resume, stage)
+        else:  # model selection: validation figures only (docs/tuning.md#selection-on-validation)
+            metrics["test_evaluated"] = False
+            if dist.is_chief:
+                rundir.write_metrics(stage, metrics)
     ctx.stage = output_dir  # the staging directory was renamed into place
     return Run(task, cfg, metrics, output_dir, trained.model, t, ctx, trained)
+
+
+def _evaluate_and_export(t: Task, ctx: RunContext, trained: Trained, metrics: dict[str, Any], dist, resume,
+                         stage: Path) -> None:
+    """The end of a run: the test evaluation (once), the export, ``report.html``, ``metrics.json``."""
+    logger.info("evaluating on the test split (best epoch %d)", trained.final.stopper.best_epoch)
+    metrics.update(_rounded(t.evaluate(ctx, trained)))
+    if dist.name != "default":
+        metrics.update(num_workers=dist.num_workers, resumed_at_epoch=(resume.initial_epoch or 0) + 1)
+    if dist.is_chief:  # non-chief workers: their run directory is discarded, skip the export
+        metrics.update(_rounded(t.export(ctx, trained, stage / rundir.EXPORT_DIR)))
+        shown = t.report_inputs(ctx, trained)
+        metrics.update(_rounded(beyond_accuracy(shown["recommendations"], shown["item_counts"], report.TOP_K,
+                                                ctx.vocab.genres[1:])))
+        report.write_report(stage, metrics, history=trained.final.history, **shown)
+        rundir.write_metrics(stage, metrics)

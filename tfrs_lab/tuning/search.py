@@ -233,8 +233,8 @@ class _Job:
             cfg = self.trial_config(values, run_dir)
             record["seed"] = cfg.train.seed
             out = rundir.check_output_dir(run_dir, overwrite=True)
-            metrics = run_task(self.task, cfg, out, self.inputs, verbose=0).metrics
-            shutil.rmtree(out / rundir.EXPORT_DIR, ignore_errors=True)  # trials keep metrics/logs, not models
+            # A trial trains and validates only: no test evaluation, no export (selection on validation).
+            metrics = run_task(self.task, cfg, out, self.inputs, verbose=0, evaluate_test=False).metrics
             key = self.space.objective.key
             if key not in metrics:
                 raise ValueError(f"the trial's metrics.json has no {key}")

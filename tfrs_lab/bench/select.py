@@ -1,0 +1,297 @@
+"""The ``select`` suite: pick a task's defaults on **validation** across several data sets.
+
+A selection file (shipped: ``tfrs_lab/configs/selection/<task>.yaml``; ``python -m tfrs_lab.configs
+selection/retrieval.yaml`` prints where) names the task, the split, a validation ``objective``, the
+``datasets`` and the ``candidates`` (config overlays, the first being today's default). Every
+candidate is trained on every data set (``seeds`` times) with
+``run_task(..., evaluate_test=False)``: the runs train and validate only, so **no test metric is
+computed during selection** (docs/tuning.md#selection-on-validation).
+
+Choice: per data set ``d`` and candidate ``c`` the mean validation value ``v[d][c]`` over seeds is
+turned into a relative score ``r[d][c] = v[d][c] / max_c v[d][c]`` (``min_c v / v`` for RMSE/MAE,
+which are minimised); the candidate with the highest mean relative score over the data sets wins
+(the one losing least on its worst data set breaks ties). The winner is written as an overlay
+(``selected.yaml``); the per-data-set winners are listed too, so a setting whose best value moves
+with the data's size shows up in the table.
+
+Data set entries (paths may use ``{data_root}``, the ``--data-root`` flag)::
+
+    ml-100k: {data: {dataset: movielens/100k-ratings, data_zip: "{data_root}/ml-100k.zip"}}
+    lastfm:                               # own data, read from inside an archive
+      archive: "{data_root}/lastfm-2k.zip"  # extracted once into <output-dir>/data/lastfm/
+      interactions: lastfm-2k/user_artists.dat     # quick path, relative to the archive's root
+      columns: user=userID,item=artistID,rating=weight,label=implicit,time=weight
+      items: lastfm-2k/artists.dat
+      item_columns: id=id,text=name
+      overrides: ["model.query_features=[history]"]  # per data set config overrides
+    synthetic: {data: {dataset: synthetic}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from tfrs_lab.bench import common
+
+__all__ = ["Candidate", "DatasetEntry", "Selection", "choose", "load_selection", "run_select",
+           "selection_file"]
+
+logger = logging.getLogger(__name__)
+
+_MINIMISED = ("rmse", "mae")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One data set of a selection: its ``data`` config section and per-data-set overrides."""
+
+    name: str
+    data: dict[str, Any]
+    overrides: tuple[str, ...] = ()
+    archive: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate configuration: a name and its overlay as ``KEY=VALUE`` overrides."""
+
+    name: str
+    overrides: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A parsed selection file."""
+
+    task: str
+    objective: str
+    split: str
+    seeds: int
+    epochs: int | None
+    datasets: tuple[DatasetEntry, ...]
+    candidates: tuple[Candidate, ...]
+    overrides: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def minimise(self) -> bool:
+        """Whether :attr:`objective` is minimised (RMSE, MAE)."""
+        return self.objective in _MINIMISED
+
+
+def selection_file(task: str) -> Path:
+    """The shipped selection file of ``task`` (``tfrs_lab/configs/selection/<task>.yaml``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("tfrs_lab.configs").joinpath("selection", f"{task}.yaml")))
+
+
+def _error(where: str, message: str):
+    from tfrs_lab.config import ConfigError
+
+    return ConfigError(f"{where}: {message}")
+
+
+def _as_overrides(overlay: Any, where: str) -> tuple[str, ...]:
+    """``{dotted.key: value}`` → ``("dotted.key=<value as JSON>", ...)`` (JSON is valid YAML)."""
+    if overlay is None:
+        return ()
+    if not isinstance(overlay, Mapping):
+        raise _error(where, "must be a mapping of dotted config keys to values, e.g. {model.temperature: 0.2}")
+    return tuple(f"{k}={json.dumps(v)}" for k, v in overlay.items())
+
+
+def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
+    """Reads and validates a selection file; ``{data_root}`` in data paths becomes ``data_root``.
+
+    Raises:
+      ConfigError: one line naming the file and the key at fault.
+    """
+    from tfrs_lab.config import TASKS, read_yaml
+
+    raw = read_yaml(str(path), what="selection file", flag="--selection")
+    where = str(path)
+    if not isinstance(raw, dict):
+        raise _error(where, "must hold a mapping (task, objective, split, datasets, candidates)")
+    unknown = set(raw) - {"task", "objective", "split", "seeds", "epochs", "datasets", "candidates", "overrides"}
+    if unknown:
+        raise _error(where, f"unknown key(s) {', '.join(sorted(unknown))}; expected task, objective, split, seeds, "
+                            "epochs, datasets, candidates, overrides")
+    task = raw.get("task")
+    if task not in TASKS:
+        raise _error(f"{where}: task", f"must be one of {', '.join(TASKS)}, got {task!r}")
+    for key in ("objective", "split"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise _error(f"{where}: {key}", "is required (a validation metric name such as ndcg@10; a split name)")
+    seeds = raw.get("seeds", 1)
+    if not isinstance(seeds, int) or seeds < 1:
+        raise _error(f"{where}: seeds", f"must be an integer >= 1, got {seeds!r}")
+    epochs = raw.get("epochs")
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise _error(f"{where}: epochs", f"must be an integer >= 1 or null, got {epochs!r}")
+    root = str(Path(data_root).expanduser())
+    datasets = []
+    for name, entry in (raw.get("datasets") or {}).items():
+        datasets.append(_dataset(str(name), entry, f"{where}: datasets.{name}", root))
+    if len(datasets) < 1:
+        raise _error(f"{where}: datasets", "must name at least one data set")
+    cands = raw.get("candidates") or {}
+    if not isinstance(cands, Mapping) or len(cands) < 2:
+        raise _error(f"{where}: candidates", "must map at least two candidate names to overlays (the first = default)")
+    candidates = tuple(Candidate(str(n), _as_overrides(o, f"{where}: candidates.{n}")) for n, o in cands.items())
+    overrides = raw.get("overrides") or []
+    if not isinstance(overrides, list):
+        raise _error(f"{where}: overrides", "must be a list of KEY=VALUE strings")
+    return Selection(task, raw["objective"], raw["split"], seeds, epochs, tuple(datasets), candidates,
+                     tuple(str(o) for o in overrides))
+
+
+def _dataset(name: str, entry: Any, where: str, root: str) -> DatasetEntry:
+    if not isinstance(entry, Mapping):
+        raise _error(where, "must be a mapping with data: {...} or archive/interactions/columns")
+    unknown = set(entry) - {"data", "archive", "interactions", "columns", "items", "item_columns", "overrides"}
+    if unknown:
+        raise _error(where, f"unknown key(s) {', '.join(sorted(unknown))}")
+    overrides = tuple(str(o) for o in entry.get("overrides") or ())
+    if "data" in entry:
+        data = {k: (v.format(data_root=root) if isinstance(v, str) else v) for k, v in dict(entry["data"]).items()}
+        return DatasetEntry(name, data, overrides)
+    if "interactions" not in entry or "columns" not in entry:
+        raise _error(where, "needs data: {...} or the quick path interactions + columns (+ items, item_columns)")
+    archive = entry.get("archive")
+    quick = {k: entry.get(k) for k in ("interactions", "columns", "items", "item_columns")}
+    return DatasetEntry(name, {"quick": quick}, overrides,
+                        archive.format(data_root=root) if isinstance(archive, str) else None)
+
+
+def _data_options(entry: DatasetEntry, data_dir: Path) -> dict[str, Any]:
+    """The ``data`` config section of ``entry`` (an archive is extracted once under ``data_dir``)."""
+    if "quick" not in entry.data:
+        return dict(entry.data)
+    from tfrs_lab.data.spec import quick_source
+
+    base = Path(".")
+    if entry.archive is not None:
+        base = data_dir / entry.name
+        if not base.is_dir():
+            archive = Path(entry.archive)
+            if not archive.is_file():
+                raise _error(f"datasets.{entry.name}.archive", f"{archive} does not exist: pass --data-root DIR "
+                                                               "holding it")
+            tmp = base.with_name(base.name + ".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(tmp)
+            tmp.replace(base)
+    q = entry.data["quick"]
+    source = quick_source(str(base / q["interactions"]), q["columns"],
+                          None if q.get("items") is None else str(base / q["items"]), q.get("item_columns"))
+    return {"dataset": "own", "source": source}
+
+
+def choose(values: Mapping[str, Mapping[str, float]], minimise: bool) -> tuple[str, dict[str, dict[str, float]]]:
+    """The winning candidate and every candidate's relative scores.
+
+    Args:
+      values: ``values[dataset][candidate]`` = mean validation objective.
+      minimise: whether lower is better.
+
+    Returns:
+      ``(winner, relative)`` with ``relative[candidate][dataset]`` in (0, 1] (1 = best on that data set)
+      plus ``relative[candidate]["mean"]`` and ``["worst"]``.
+    """
+    candidates = list(next(iter(values.values())))
+    relative: dict[str, dict[str, float]] = {c: {} for c in candidates}
+    for d, per in values.items():
+        best = min(per.values()) if minimise else max(per.values())
+        for c, v in per.items():
+            relative[c][d] = (best / v if v > 0 else 0.0) if minimise else (v / best if best > 0 else 0.0)
+    for c, r in relative.items():
+        scores = [r[d] for d in values]
+        r["mean"], r["worst"] = float(np.mean(scores)), float(np.min(scores))
+    winner = max(candidates, key=lambda c: (relative[c]["mean"], relative[c]["worst"]))
+    return winner, relative
+
+
+def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = None,
+               epochs: int | None = None) -> tuple[dict[str, Any], str]:
+    """Runs every candidate on every data set (validation only); writes ``results.json``,
+    ``selected.yaml`` and ``select.png`` into ``output_dir``. Returns ``(results, table)``.
+
+    ``seeds``/``epochs`` override the file's values (``epochs`` caps training; early stopping on the
+    validation metric picks the best epoch below it).
+    """
+    from tfrs_lab.config import default_config_file, load_config, parse_override
+    from tfrs_lab.training.runner import load_data, run_task
+    from tfrs_lab.training.task import TaskInputs
+    from tfrs_lab.tuning.space import merge
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    seeds = seeds or selection.seeds
+    epochs = epochs or selection.epochs
+    task, files = selection.task, [default_config_file(selection.task)]
+    key = f"validation_{selection.objective}"
+    runs: list[dict[str, Any]] = []
+    values: dict[str, dict[str, float]] = {}
+    datasets: dict[str, Any] = {}
+    for entry in selection.datasets:
+        extra: dict[str, Any] = {"data": {**_data_options(entry, output_dir / "data"), "split": selection.split}}
+        if epochs is not None:
+            extra["train"] = {"epochs": epochs}
+        base = [*selection.overrides, *entry.overrides, "export.verify=false"]
+        data = load_data(load_config(task, files, base, extra=extra))
+        datasets[entry.name] = {"dataset": data.dataset, "num_ratings": data.num_ratings,
+                                "num_users": len(set(data.ratings["user_id"])),
+                                "num_items": len(data.movies["movie_id"])}
+        values[entry.name] = {}
+        for cand in selection.candidates:
+            per_seed = []
+            for offset in range(seeds):
+                cfg0 = load_config(task, files, [*base, *cand.overrides], extra=extra)
+                cfg = load_config(task, files, [*base, *cand.overrides, f"train.seed={cfg0.train.seed + offset}"],
+                                  extra=extra)
+                run_dir = output_dir / "runs" / f"{entry.name}-{cand.name}-seed{cfg.train.seed}"
+                shutil.rmtree(run_dir, ignore_errors=True)
+                logger.info("select %s: %s on %s, seed %d", task, cand.name, entry.name, cfg.train.seed)
+                start = time.perf_counter()
+                metrics = run_task(task, cfg, run_dir, TaskInputs(data), verbose=0, evaluate_test=False).metrics
+                if key not in metrics:
+                    raise _error("objective", f"the {task} runs report no {key}; choose one of "
+                                              f"{', '.join(k[11:] for k in metrics if k.startswith('validation_'))}")
+                per_seed.append(float(metrics[key]))
+                runs.append({"dataset": entry.name, "candidate": cand.name, "seed": cfg.train.seed,
+                             "value": float(metrics[key]), "best_epoch": metrics.get("best_epoch"),
+                             "seconds": round(time.perf_counter() - start, 1), "run_dir": str(run_dir)})
+            values[entry.name][cand.name] = float(np.mean(per_seed))
+    winner, relative = choose(values, selection.minimise)
+    per_dataset = {d: (min if selection.minimise else max)(per, key=per.get) for d, per in values.items()}
+    overlay = merge(*(parse_override(o) for o in next(c for c in selection.candidates if c.name == winner).overrides))
+    header = (f"# Selected by `python -m tfrs_lab.bench select --task {task}` on validation {selection.objective}\n"
+              f"# ({selection.split}; data sets {', '.join(values)}; {seeds} seed(s)): candidate {winner}.\n")
+    (output_dir / "selected.yaml").write_text(header + yaml.safe_dump(
+        {"task": task, **overlay}, sort_keys=False))
+    rows = [{"candidate": c, **{d: values[d][c] for d in values}, "relative_mean": relative[c]["mean"],
+             "relative_worst": relative[c]["worst"]} for c in relative]
+    results = {"suite": "select", "task": task, "objective": key, "split": selection.split, "seeds": seeds,
+               "epochs": epochs, "machine": common.machine(), "datasets": datasets, "runs": runs,
+               "values": values, "relative": relative, "winner": winner, "winner_per_dataset": per_dataset,
+               "test_evaluated": False}
+    plot = common.bar_chart(output_dir / "select.png", [{"method": c, **relative[c]} for c in relative],
+                            [*values, "mean"], f"{task}: validation {selection.objective} relative to the best "
+                                               "candidate per data set", label="method")
+    results["plots"] = [str(plot)] if plot else []
+    common.write_results(output_dir, results)
+    table = common.format_table(rows, [*values, "relative_mean", "relative_worst"], first="candidate")
+    table += (f"\nwinner: {winner} (validation {selection.objective}); per data set: "
+              + ", ".join(f"{d}: {c}" for d, c in per_dataset.items()))
+    return results, table
