@@ -35,7 +35,8 @@ __all__ = ["AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AUTOENCODER_SPL
            "AutoencoderEvalConfig", "AutoencoderExportConfig", "AutoencoderModelConfig", "AutoencoderTrainConfig",
            "AutoRecConfig", "check_choices", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
-           "MultAutoencoderConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
+           "MultAutoencoderConfig", "MultitaskConfig", "MultitaskExportConfig", "MultitaskModelConfig",
+           "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
            "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig",
            "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
            "RetrievalModelConfig", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
@@ -196,7 +197,7 @@ class RetrievalModelConfig:
     feature_embedding_dim: int = 16
     tower_layers: tuple[int, ...] = ()
     query_features: tuple[str, ...] = ("timestamp", "age", "gender", "occupation", "history")
-    history_length: int = 20
+    history_length: int = 50
     candidate_features: tuple[str, ...] = ("title", "genres")
     normalize: bool = True
     temperature: float = 0.1
@@ -334,6 +335,11 @@ class TaskConfig:
     def predicts_ratings(self) -> bool:
         """True when the run is evaluated by rating error (``rmse``/``mae``), not by ranking."""
         return False
+
+    @property
+    def reports_ratings(self) -> bool:
+        """True when the run reports rating error (``rmse``/``mae``), alone or beside ranking metrics."""
+        return self.predicts_ratings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -700,6 +706,70 @@ class AutoencoderConfig(TaskConfig):
         return self.model.architecture == "autorec"
 
 
+# --------------------------------------------------------------------------- multitask task
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultitaskModelConfig(RetrievalModelConfig):
+    """The two-tower retrieval model plus a rating head on the same towers (the TFRS multitask
+    tutorial): loss = ``retrieval_weight`` x in-batch softmax + ``rating_weight`` x rating MSE.
+
+    The rating head is ``rating_layers`` Dense(ReLU) layers and a linear output over the
+    concatenated query and candidate vectors, plus the mean training rating; predictions are clipped
+    to [``rating_min``, ``rating_max``]. ``1/0`` trains retrieval only, ``0/1`` ratings only.
+    """
+
+    objective: typing.ClassVar[str] = "explicit"
+    """The rating head regresses explicit ratings (what the ranking exporter's ``rating`` output means)."""
+
+    retrieval_weight: float = 1.0
+    rating_weight: float = 1.0
+    rating_layers: tuple[int, ...] = (256, 128)
+    rating_min: float = 1.0
+    rating_max: float = 5.0
+
+    def validate(self, path: str) -> None:
+        super().validate(path)
+        positive(self.retrieval_weight, f"{path}.retrieval_weight", allow_zero=True)
+        positive(self.rating_weight, f"{path}.rating_weight", allow_zero=True)
+        if self.retrieval_weight == 0 and self.rating_weight == 0:
+            raise ConfigError(f"{path}.retrieval_weight and {path}.rating_weight are both 0: nothing would be "
+                              "trained; set at least one of them > 0")
+        for i, size in enumerate(self.rating_layers):
+            positive(size, f"{path}.rating_layers[{i}]")
+        if not self.rating_max > self.rating_min:
+            raise ConfigError(f"{path}.rating_max ({self.rating_max}) must be > {path}.rating_min "
+                              f"({self.rating_min}): the rating range is empty")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultitaskTrainConfig(TrainConfig):
+    """``TrainConfig`` of the multitask task (one machine)."""
+
+    supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultitaskExportConfig(RetrievalExportConfig):
+    model_name: str = "multitask"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultitaskConfig(RetrievalConfig):
+    """The whole configuration of a ``train multitask`` run: the retrieval config with the
+    multitask model, one-machine training and the ``multitask`` export name."""
+
+    task: Literal["multitask"] = "multitask"  # type: ignore[assignment]
+    output_dir: str = "runs/multitask"
+    model: MultitaskModelConfig = field(default_factory=MultitaskModelConfig)
+    train: MultitaskTrainConfig = field(default_factory=MultitaskTrainConfig)
+    export: MultitaskExportConfig = field(default_factory=MultitaskExportConfig)
+
+    @property
+    def reports_ratings(self) -> bool:
+        return True
+
+
 # --------------------------------------------------------------------------- the task registry
 
 
@@ -723,6 +793,8 @@ TASKS: dict[str, TaskEntry] = {e.name: e for e in (
               "next-item prediction from the user's history (SASRec-style transformer, GRU)"),
     TaskEntry("autoencoder", AutoencoderConfig, "tfrs_lab.training.autoencoder",
               "AutoRec ratings and Mult-DAE/VAE top-K from interaction vectors"),
+    TaskEntry("multitask", MultitaskConfig, "tfrs_lab.training.multitask",
+              "retrieval and rating heads on shared towers, weighted losses (TFRS multitask)"),
 )}
 """The one task registry: ``train``, ``tune``, the components, the benchmarks and the tuning
 spaces all take their task lists from it. Adding a task: its config class above, its module under

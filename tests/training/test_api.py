@@ -22,7 +22,7 @@ def test_import_exposes_the_api_without_loading_tensorflow():
             "print(names, 'tensorflow' in sys.modules, callable(tfrs_lab.data.from_frame))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['Run', 'TaskInputs', 'load_config', 'tasks', 'train'] False True"
-    assert set(tfrs_lab.tasks()) == {"retrieval", "ranking", "sequential", "autoencoder"}
+    assert set(tfrs_lab.tasks()) == {"retrieval", "ranking", "sequential", "autoencoder", "multitask"}
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,12 @@ TASK_FAST = {
     "ranking": ["model.autorec.hidden_units=16"],
     "sequential": ["model.max_length=8", "model.embedding_dim=16", "model.num_blocks=1"],
     "autoencoder": ["model.autorec.hidden_units=16"],
+    "multitask": ["model.embedding_dim=16", "model.id_embedding_dim=16", "model.rating_layers=[16]"],
 }
 INDEX = ["export.index=brute_force", "export.k=10", "export.max_exclude=10"]
 COMMON = {"retrieval": [*INDEX, "export.verify=false"], "ranking": ["export.verify=false"],
-          "sequential": [*INDEX, "export.verify=false"], "autoencoder": [*INDEX, "export.verify=false"]}
+          "sequential": [*INDEX, "export.verify=false"], "autoencoder": [*INDEX, "export.verify=false"],
+          "multitask": [*INDEX, "export.verify=false"]}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def sets(*values) -> list[str]:
     return [a for v in values for a in ("--set", v)]
 
 
-@pytest.mark.parametrize("task", ["ranking", "sequential", "autoencoder"])
+@pytest.mark.parametrize("task", ["ranking", "sequential", "autoencoder", "multitask"])
 def test_cli_quick_path_trains_every_task(task, own_files, tmp_path):
     out = tmp_path / task
     assert main([task, *quick(own_files), "--epochs", "1", "--output-dir", str(out),

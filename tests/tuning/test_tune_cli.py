@@ -150,7 +150,8 @@ def test_bad_arguments_exit_2(tmp_path, data_args, capsys, args, message):
 
 
 SHIPPED_OBJECTIVES = {"retrieval": "validation_hit_rate@100", "ranking": "validation_rmse",
-                      "sequential": "validation_ndcg@10", "autoencoder": "validation_rmse"}
+                      "sequential": "validation_ndcg@10", "autoencoder": "validation_rmse",
+                      "multitask": "validation_hit_rate@100"}
 
 
 def test_every_registered_task_has_a_shipped_space():

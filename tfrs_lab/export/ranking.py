@@ -36,7 +36,7 @@ from tfrs_lab.export.verify import require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["FEATURE_INPUTS", "RankingServer", "export_ranking"]
+__all__ = ["FEATURE_INPUTS", "RankingServer", "export_ranking", "probe_pairs", "verify_rerank"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,26 @@ class RankingServer(tf.Module):
         return {sig.MOVIE_IDS: tf.gather(candidate_movie_ids, pos, batch_dims=1), sig.SCORES: top}
 
 
+def probe_pairs(sample_users: list[str], sample_movies: list[str]) -> tuple[list[str], list[str]]:
+    """Equal-length user and movie id lists for warm-up and the reload check: the samples plus an
+    unknown user and an unknown movie."""
+    users = [*sample_users, "<unknown-user>", sample_users[0]]
+    movies = [*sample_movies[: len(sample_users)], sample_movies[0], "<unknown-movie>"]
+    movies += [sample_movies[0]] * (len(users) - len(movies))
+    return users, movies
+
+
+def verify_rerank(server: RankingServer, path: Path, users: list[str], movies: list[str], *,
+                  import_scann: bool = False) -> None:
+    """The SavedModel at ``path``, reloaded in a fresh process, must re-rank ``movies`` (and their
+    reverse) for the first two ``users`` exactly as ``server`` does, scores included: the ``rerank``
+    signature exercises scoring and sorting together. ``import_scann``: the SavedModel holds a ScaNN index."""
+    inputs = {sig.USER_ID: users[:2], sig.CANDIDATE_MOVIE_IDS: [movies, movies[::-1]]}
+    here = server.rerank(tf.constant(inputs[sig.USER_ID]), tf.constant(inputs[sig.CANDIDATE_MOVIE_IDS]))
+    require_same_answers(path, here, inputs=inputs, import_scann=import_scann, signature=sig.RERANK,
+                         compare_scores=True)
+
+
 def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray], model_name: str, version: int,
                    sample_users: list[str], sample_movies: list[str], verify: bool = True,
                    movie_titles: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
@@ -110,9 +130,7 @@ def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray
     """
     server = RankingServer(model, user_table)
     version_dir = Path(export_base) / model_name / str(version)
-    users = [*sample_users, "<unknown-user>", sample_users[0]]
-    movies = [*sample_movies[: len(sample_users)], sample_movies[0], "<unknown-movie>"]
-    movies += [sample_movies[0]] * (len(users) - len(movies))
+    users, movies = probe_pairs(sample_users, sample_movies)
     with staged_directory(version_dir) as tmp:
         tf.saved_model.save(server, str(tmp), signatures={
             sig.SERVING_DEFAULT: server.serve,
@@ -124,10 +142,7 @@ def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
                              [{sig.USER_ID: users[:1], sig.MOVIE_ID: movies[:1]},
                               {sig.USER_ID: users, sig.MOVIE_ID: movies}])
-        if verify:  # the re-rank signature exercises scoring and sorting together
-            inputs = {sig.USER_ID: users[:2], sig.CANDIDATE_MOVIE_IDS: [movies, movies[::-1]]}
-            here = server.rerank(tf.constant(inputs[sig.USER_ID]), tf.constant(inputs[sig.CANDIDATE_MOVIE_IDS]))
-            require_same_answers(tmp, here, inputs=inputs, import_scann=False, signature=sig.RERANK,
-                                 compare_scores=True)
+        if verify:
+            verify_rerank(server, tmp, users, movies)
     logger.info("exported %s/%s/%d", Path(export_base).name, model_name, version)
     return version_dir

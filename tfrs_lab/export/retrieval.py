@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import tensorflow as tf
@@ -39,10 +40,24 @@ from tfrs_lab.export.verify import require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["ExportResult", "IndexSettings", "RetrievalServer", "export_retrieval"]
+__all__ = ["ExportResult", "IndexSettings", "RetrievalServer", "SignatureExtension", "export_retrieval"]
 """``IndexSettings`` and ``ExportResult`` are re-exported: they are ``export_retrieval``'s argument and result."""
 
 logger = logging.getLogger(__name__)
+
+
+class SignatureExtension(Protocol):
+    """Signatures another exporter adds to a retrieval SavedModel (one model, several heads)."""
+
+    def attach(self, server: "RetrievalServer") -> dict[str, Any]:
+        """Attaches its modules to ``server`` (so they are saved) and returns name -> signature function."""
+
+    def warmup_requests(self) -> dict[str, list[dict[str, list]]]:
+        """Signature name -> warm-up requests (input name -> values)."""
+
+    def verify(self, path: Path, *, import_scann: bool) -> None:
+        """Raises unless the SavedModel at ``path``, reloaded in a fresh process (with the ScaNN ops
+        registered when ``import_scann``), answers as in memory."""
 
 
 class RetrievalServer(tf.Module):
@@ -152,6 +167,7 @@ def export_retrieval(
     recall_queries: np.ndarray,
     seen: np.ndarray | None = None,
     verify: bool = True,
+    extension: SignatureExtension | None = None,
 ) -> ExportResult:
     """Writes ``export_base/model_name/version/`` and checks it.
 
@@ -164,6 +180,8 @@ def export_retrieval(
       recall_queries: float32 [Q, d] query vectors used to measure ScaNN recall@10 vs brute force.
       seen: optional str [U + 1, s] known movies per user index ('' pads, row 0 empty) that
         ``serving_default`` excludes; ``None`` keeps the plain top-k.
+      extension: further signatures saved in the same SavedModel (the multitask export's ranking
+        signatures), with their warm-up requests and reload check.
     """
     item_vectors = model.catalogue_embeddings()
     item_ids = np.array([m.decode() for m in model.movie_ids.numpy()], dtype=object)
@@ -174,22 +192,28 @@ def export_retrieval(
     server = RetrievalServer(model, index, k=k, max_exclude=fetch - k, user_table=user_table,
                              popular=item_ids[order], popular_scores=popularity[order], seen=seen)
     server.similar = SimilarItems(item_vectors, item_ids, settings, k)
+    signatures = {
+        sig.SERVING_DEFAULT: server.serve,
+        sig.QUERY_FEATURES: server.serve_with_features,
+        sig.EXCLUDE_SEEN: server.serve_excluding,
+        sig.SIMILAR_ITEMS: server.similar.serve,
+    }
+    if extension is not None:
+        signatures.update(extension.attach(server))
     version_dir = Path(export_base) / model_name / str(version)
     with staged_directory(version_dir) as tmp:
         options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
-        tf.saved_model.save(server, str(tmp), options=options, signatures={
-            sig.SERVING_DEFAULT: server.serve,
-            sig.QUERY_FEATURES: server.serve_with_features,
-            sig.EXCLUDE_SEEN: server.serve_excluding,
-            sig.SIMILAR_ITEMS: server.similar.serve,
-        })
+        tf.saved_model.save(server, str(tmp), options=options, signatures=signatures)
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
-                             [{sig.USER_ID: sample_users[:1]}, {sig.USER_ID: sample_users[:8]}])
+                             [{sig.USER_ID: sample_users[:1]}, {sig.USER_ID: sample_users[:8]}],
+                             more=None if extension is None else extension.warmup_requests())
         if titles is not None:
             write_movie_titles(tmp, item_ids, titles)
         if verify:
             require_same_answers(tmp, server.serve(tf.constant(sample_users[:4])),
                                  inputs={sig.USER_ID: sample_users[:4]}, import_scann=settings.kind == "scann")
+            if extension is not None:
+                extension.verify(tmp, import_scann=settings.kind == "scann")
     logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,
                 settings.kind, len(item_ids))
     return ExportResult(path=version_dir, scann_recall_at_10=index_recall(item_vectors, settings, recall_queries))

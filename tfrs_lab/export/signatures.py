@@ -5,7 +5,7 @@ Keep these the single source of truth: ``serving/`` imports them (docs/architect
 
 __all__ = ["CANDIDATE_MOVIE_IDS", "EXCLUDE_MOVIE_IDS", "EXCLUDE_SEEN", "HISTORY", "HISTORY_MOVIE_IDS", "MOVIE_ID",
            "MOVIE_IDS", "MOVIE_TITLES_FILE", "PREDICT_RATINGS", "QUERY_FEATURES", "RATING", "RATINGS",
-           "RECOMMEND_FOR_USER", "RERANK", "SCORE", "SCORE_WITH_FEATURES", "SCORES", "SEEN_MOVIE_IDS",
+           "RATE", "RECOMMEND_FOR_USER", "RERANK", "SCORE", "SCORE_WITH_FEATURES", "SCORES", "SEEN_MOVIE_IDS",
            "SEEN_RATINGS", "SERVING_DEFAULT", "SIMILAR_ITEMS", "TIMESTAMP", "USER_ID", "WARMUP_FILE"]
 
 SERVING_DEFAULT = "serving_default"
@@ -55,6 +55,10 @@ RERANK = "rerank"
 ``movie_ids`` (string [batch, n], best first, '' pads last) and ``scores`` (float32 [batch, n], -inf for pads)."""
 
 CANDIDATE_MOVIE_IDS = "candidate_movie_ids"
+
+RATE = "rate"
+"""Multitask: ``user_id`` and ``movie_id`` (string [batch] each) -> ``rating`` (float32 [batch], clipped to
+the rating range): the ranking ``serving_default`` of a model whose ``serving_default`` is retrieval."""
 
 # Item-to-item ("more like this") on retrieval, sequential and autoencoder exports.
 SIMILAR_ITEMS = "similar_items"

@@ -4,6 +4,7 @@ model server replays when it loads a version, so the first real request does not
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -14,13 +15,16 @@ __all__ = ["write_warmup_records"]
 
 
 def write_warmup_records(path: Path, model_name: str, requests: list[dict[str, list]],
-                         signature_name: str = sig.SERVING_DEFAULT) -> None:
-    """Writes one PredictionLog per entry of ``requests`` (input name -> string values) to ``path``."""
+                         signature_name: str = sig.SERVING_DEFAULT,
+                         more: Mapping[str, list[dict[str, list]]] | None = None) -> None:
+    """Writes one PredictionLog per entry of ``requests`` (input name -> string values) to ``path``,
+    then one per request of each further signature in ``more`` (signature name -> requests)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    batches = [(signature_name, requests), *(more or {}).items()]
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for inputs in requests:
+        for signature_name, inputs in ((name, r) for name, reqs in batches for r in reqs):
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
             for name, values in inputs.items():

@@ -29,7 +29,7 @@ from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import evaluate, known_rows, query_embeddings
 from tfrs_lab.training.task import RunContext, Task, Trained
 
-__all__ = ["RetrievalTask", "TASK", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
+__all__ = ["RetrievalState", "RetrievalTask", "TASK", "concat_columns", "hyperparameters", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,27 +119,47 @@ class RetrievalTask(Task):
         return dict(has_user_features=has_user_features, title_vocab_size=m.title_vocab_size,
                     title_max_tokens=m.title_max_tokens, timestamp_buckets=m.timestamp_buckets)
 
+    # Hooks a task built on these towers (multitask) overrides; retrieval's own behaviour below.
+    def columns(self, data: MovieLensData, split: Split, hp: RetrievalModelConfig) -> dict[str, Columns]:
+        """The raw columns of each split the model trains and is evaluated on."""
+        return split_columns(data, split, hp)
+
+    def build_model(self, vocab: Vocabularies, hp: RetrievalModelConfig, cols: dict[str, Columns]) -> RetrievalModel:
+        """A fresh, untrained model (built inside the distribution strategy's scope)."""
+        return RetrievalModel(vocab, hp)
+
+    def validation_metrics(self, model: RetrievalModel, vocab: Vocabularies, state: RetrievalState,
+                           cfg: RetrievalConfig, protocol: str) -> dict[str, float]:
+        """The metrics of one validation pass (the one :meth:`monitor` names among them)."""
+        cols = state.cols
+        return evaluate(model, vocab, cols["validation"], protocol=protocol, ks=state.ks,
+                        history=cols["train"], batch_size=cfg.eval.batch_size)
+
+    def monitor(self, cfg: RetrievalConfig, protocol: str) -> str:
+        """The validation metric early stopping maximises."""
+        return EARLY_STOPPING_METRIC[protocol]
+
     def train(self, ctx: RunContext) -> Trained:
         cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         hp = hyperparameters(cfg, data.has_user_features)
-        cols = split_columns(data, split, hp)
+        cols = self.columns(data, split, hp)
         state = RetrievalState(hp, cols, metric_ks(split.protocol, cfg.eval.ks))
         steps = -(-len(split.train) // cfg.train.batch_size)
         with dist.strategy.scope():
-            model = RetrievalModel(vocab, hp)
+            model = self.build_model(vocab, hp, cols)
             model.compile(optimizer=ctx.optimizer(steps))
         train_ds, fit_kwargs = distribute.fit_dataset(
             dist, lambda batch: make_dataset(cols["train"], batch, cfg.train.shuffle_buffer, cfg.train.seed),
             len(split.train), cfg.train.batch_size)
 
         def validate() -> dict[str, float]:
-            return evaluate(model, vocab, cols["validation"], protocol=split.protocol, ks=state.ks,
-                            history=cols["train"], batch_size=cfg.eval.batch_size)
+            return self.validation_metrics(model, vocab, state, cfg, split.protocol)
 
-        fit = ctx.fit(model, train_ds, validate=validate, monitor=EARLY_STOPPING_METRIC[split.protocol],
+        fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
-            dist, model, lambda: RetrievalModel(vocab, hp), {k: v[:2] for k, v in cols["train"].items()}, ctx.stage)
+            dist, model, lambda: self.build_model(vocab, hp, cols), {k: v[:2] for k, v in cols["train"].items()},
+            ctx.stage)
         return Trained(model, state, [fit], len(split.train), len(split.train))
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
@@ -147,19 +167,24 @@ class RetrievalTask(Task):
         return evaluate(trained.model, ctx.vocab, s.cols["test"], protocol=ctx.split.protocol, ks=s.ks,
                         history=s.test_history, batch_size=ctx.cfg.eval.batch_size, seen_excluded=True)
 
-    def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
+    def export_arguments(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:
+        """The keyword arguments of :func:`tfrs_lab.export.retrieval.export_retrieval` after the model
+        and the export directory (index settings, user table, popularity, seen table …)."""
         cfg, vocab, s = ctx.cfg, ctx.vocab, trained.state
         x = cfg.export
         settings = IndexSettings(kind=x.index, k=x.k, max_exclude=x.max_exclude, **asdict(x.scann))
-        logger.info("exporting %s index (k=%d) to export/%s/%d", x.index, x.k, x.model_name, x.version)
         recall_queries = query_embeddings(trained.model, {k: v[:1000] for k, v in s.cols["test"].items()})
         counts = vocab.item_counts[1:].astype(np.float64)
-        result = export_retrieval(
-            trained.model, export_dir, user_table=serving_user_table(ctx.data, vocab, s.hp),
-            popularity=counts / max(counts.sum(), 1.0), titles=ctx.data.movies["movie_title"],
-            model_name=x.model_name, version=x.version, settings=settings,
-            sample_users=[str(u) for u in vocab.user_ids[:8]], recall_queries=recall_queries,
-            seen=seen_table(ctx.data, vocab, x.max_exclude) if x.exclude_seen else None, verify=x.verify)
+        return dict(user_table=serving_user_table(ctx.data, vocab, s.hp),
+                    popularity=counts / max(counts.sum(), 1.0), titles=ctx.data.movies["movie_title"],
+                    model_name=x.model_name, version=x.version, settings=settings,
+                    sample_users=[str(u) for u in vocab.user_ids[:8]], recall_queries=recall_queries,
+                    seen=seen_table(ctx.data, vocab, x.max_exclude) if x.exclude_seen else None, verify=x.verify)
+
+    def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
+        x = ctx.cfg.export
+        logger.info("exporting %s index (k=%d) to export/%s/%d", x.index, x.k, x.model_name, x.version)
+        result = export_retrieval(trained.model, export_dir, **self.export_arguments(ctx, trained))
         return {} if result.scann_recall_at_10 is None else {"scann_recall@10": result.scann_recall_at_10}
 
     def report_inputs(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:

@@ -205,13 +205,15 @@ def validation_metric_names(cfg: Any) -> set[str]:
     """Validation metrics a run with ``cfg`` writes to ``metrics.json`` (as ``validation_<name>``)."""
     from tfrs_lab.evaluation.metrics import metric_ks  # numpy only: no model code runs
 
+    rating = {"rmse", "mae"} if cfg.reports_ratings else set()
     if cfg.predicts_ratings:
-        return {"rmse", "mae"}
+        return rating
     protocol = cfg.protocol
     ks = metric_ks(protocol, cfg.eval.ks)
     if protocol == "hash":
-        return {f"hit_rate@{k}" for k in ks}
-    return {f"{m}@{k}" for k in ks for m in ("recall", "ndcg")} | ({"mrr"} if protocol == "leave-last-out" else set())
+        return {f"hit_rate@{k}" for k in ks} | rating
+    return ({f"{m}@{k}" for k in ks for m in ("recall", "ndcg")} | ({"mrr"} if protocol == "leave-last-out" else set())
+            | rating)
 
 
 def _number(value: Any, path: str) -> float:
