@@ -5,6 +5,7 @@
 >>> client.recommend("retrieval", ["42"], k=10)                    # [[("50", 3.1), ...]]
 >>> client.rerank("ranking", ["42"], [["1", "50", "181"]])          # [[("50", 4.2), ("1", 3.9), ...]]
 >>> client.recommend_from_history("sequential", [["1", "50"]], k=5)  # [[("181", 7.3), ...]]
+>>> client.recommend("retrieval", ["42"], k=3, explain=True)       # [[("50", 3.1, [("181", 0.93), ...]), ...]]
 
 Calls have a deadline (``timeout_s``) and retry on UNAVAILABLE (server starting, draining, or a
 replica restart) with exponential backoff; other errors raise :class:`ServingClientError` at once.
@@ -212,14 +213,24 @@ class ServingClient:
 
     def recommend(
         self, model: str, user_ids: Sequence[str], *, k: int | None = None, exclude: Sequence[str] | None = None,
-        version: int | None = None, label: str | None = None
-    ) -> list[list[tuple[str, float]]]:
+        version: int | None = None, label: str | None = None, explain: bool = False
+    ) -> list[list[tuple]]:
         """Top movies per user from a retrieval model: ``[[(movie_id, score)]]``.
 
         ``serving_default`` (exports exclude the movies each user rated by default); with ``exclude``
         (movie ids never to return, for every user) its ``recommend_excluding`` signature. A list
-        longer than the export's ``max_exclude`` is answered, with fewer exclusions guaranteed."""
+        longer than the export's ``max_exclude`` is answered, with fewer exclusions guaranteed.
+        With ``explain`` the ``explain`` signature: ``[[(movie_id, score, because)]]``, ``because`` the
+        user's history movies most similar to ``movie_id``, ``[(movie_id, cosine)]`` most similar
+        first (empty for a user without history); not combined with ``exclude``."""
         users = np.array(list(user_ids), dtype=object)
+        if explain:
+            if exclude:
+                raise ValueError("explain and exclude cannot be combined: the explain signature excludes the "
+                                 "user's known movies only")
+            outputs = self.predict(model, {sig_names.USER_ID: users}, signature_name=sig_names.EXPLAIN,
+                                   version=version, label=label)
+            return _explained_rows(outputs, model, "a retrieval model", k)
         if exclude:
             inputs = {sig_names.USER_ID: users,
                       sig_names.EXCLUDE_MOVIE_IDS: _padded([list(exclude)] * len(users), "exclude")}
@@ -260,10 +271,16 @@ class ServingClient:
         k: int | None = None,
         version: int | None = None,
         label: str | None = None,
-    ) -> list[list[tuple[str, float]]]:
+        explain: bool = False,
+    ) -> list[list[tuple]]:
         """Next movies per viewing history (oldest first, newest last) from a sequential model's
-        ``serving_default``: ``[[(movie_id, score)]]``; the history's own movies are not returned."""
+        ``serving_default``: ``[[(movie_id, score)]]``; the history's own movies are not returned.
+        With ``explain`` its ``explain`` signature: ``[[(movie_id, score, because)]]`` as for
+        :meth:`recommend`, ``because`` drawn from the given history."""
         inputs = {sig_names.HISTORY: _padded(histories, "histories")}
+        if explain:
+            outputs = self.predict(model, inputs, signature_name=sig_names.EXPLAIN, version=version, label=label)
+            return _explained_rows(outputs, model, "a sequential model", k)
         outputs = self.predict(model, inputs, version=version, label=label)
         return _ranked_rows(outputs, model, "a sequential model", k)
 
@@ -331,6 +348,24 @@ def _ranked_rows(
     for ids, scores in zip(outputs[sig_names.MOVIE_IDS], outputs[sig_names.SCORES]):
         row = [(_text(i), float(s)) for i, s in zip(ids, scores) if _text(i) or not drop_pads]
         result.append(row[:k] if k else row)
+    return result
+
+
+def _explained_rows(
+    outputs: Mapping[str, np.ndarray], model: str, kind: str, k: int | None
+) -> list[list[tuple[str, float, list[tuple[str, float]]]]]:
+    """``explain`` outputs -> ``[[(movie_id, score, [(because_id, cosine)])]]`` (first ``k``), pads dropped."""
+    if sig_names.BECAUSE_IDS not in outputs or sig_names.BECAUSE_SCORES not in outputs:
+        raise ServingClientError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"model {model} did not return {sig_names.BECAUSE_IDS}/{sig_names.BECAUSE_SCORES}; is it {kind} "
+            "exported with an explain signature?")
+    rows = _ranked_rows(outputs, model, kind, None, drop_pads=False)
+    result = []
+    for row, because_ids, because_scores in zip(rows, outputs[sig_names.BECAUSE_IDS], outputs[sig_names.BECAUSE_SCORES]):
+        explained = [(movie_id, score, [(_text(b), float(c)) for b, c in zip(ids, cos) if _text(b)])
+                     for (movie_id, score), ids, cos in zip(row, because_ids, because_scores) if movie_id]
+        result.append(explained[:k] if k else explained)
     return result
 
 

@@ -4,6 +4,7 @@
     python -m tfrs_lab.serving.query --target localhost:8501 --rest --model retrieval --user-id 42 --json
     python -m tfrs_lab.serving.query rank --target localhost:8500 --model ranking --user-id 42 --movie-ids 1,50,181
     python -m tfrs_lab.serving.query history --target localhost:8500 --model sequential --history 1,50,181 --k 10
+    python -m tfrs_lab.serving.query --target localhost:8500 --model retrieval --user-id 42 --explain --model-dir runs/r1
 
 The optional first word picks the variant: ``recommend`` (default; a retrieval model's
 ``serving_default``), ``rank`` (a ranking model's ``rerank``: the given movies, best first) or
@@ -12,6 +13,9 @@ oldest first, newest last). Titles are printed from the ``movie_titles.tsv`` (``
 ``assets/``) of the export ``--model-dir`` points at: a run directory, an export base path or a
 version directory (an export without titles is an error, never silently ignored). A ``--k`` above
 what the model returns (the export's k) prints what there is, with a warning.
+``--explain`` (``recommend`` and ``history``) asks the export's ``explain`` signature and prints, under
+each movie, "because you watched: A, B": the movies of the user's history (``recommend``: the one
+stored in the export; ``history``: the given one) most similar to it, titled when the export has titles.
 Exit codes: 0 ok, 2 usage or request error (bad arguments, unknown model, bad input),
 1 server/transport failure (unreachable, internal error).
 """
@@ -74,6 +78,8 @@ def build_parser(command: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
     if command == "recommend":
         p.add_argument("--user-id", required=True, action="append", help="user id (repeat for several users)")
         p.add_argument("--k", type=int, default=10, help="number of movies to print (<= the model's k)")
+        p.add_argument("--explain", action="store_true", help="print the user's history movies each recommendation "
+                       "is most like (the export's explain signature); not with --exclude")
         p.add_argument("--exclude", type=_id_list, default=None, metavar="IDS",
                        help="comma-separated movie ids never to return (besides the movies the user rated, "
                             "which exports exclude by default), e.g. 50,181")
@@ -84,6 +90,8 @@ def build_parser(command: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
     else:
         p.add_argument("--history", required=True, help="comma-separated movie ids, oldest first, newest last")
         p.add_argument("--k", type=int, default=10, help="number of movies to print (<= the model's k)")
+        p.add_argument("--explain", action="store_true", help="print the history movies each recommendation is "
+                       "most like (the export's explain signature)")
     p.add_argument("--version", type=int, help="model version (default: latest)")
     p.add_argument("--label", help="version label (e.g. stable)")
     p.add_argument("--rest", action="store_true", help="use the REST API instead of gRPC")
@@ -132,14 +140,22 @@ def load_titles(model_dir: str | None) -> dict[str, str]:
                       "drop --model-dir to print ids only")
 
 
-def _movie_json(row: Sequence[tuple[str, float]], titles: dict[str, str]) -> list[dict[str, object]]:
-    return [{"movie_id": m, "score": s, **({"title": titles[m]} if m in titles else {})} for m, s in row]
+def _movie_json(row: Sequence[tuple], titles: dict[str, str]) -> list[dict[str, object]]:
+    """Entries ``(movie_id, score)``, or ``(movie_id, score, because)`` from ``explain``, as JSON objects."""
+    def one(m: str, s: float) -> dict[str, object]:
+        return {"movie_id": m, "score": s, **({"title": titles[m]} if m in titles else {})}
+
+    return [{**one(*entry[:2]), **({"because": [one(*b) for b in entry[2]]} if len(entry) > 2 else {})}
+            for entry in row]
 
 
-def _print_rows(row: Sequence[tuple[str, float]], titles: dict[str, str]) -> None:
-    for rank, (movie_id, score) in enumerate(row, start=1):
+def _print_rows(row: Sequence[tuple], titles: dict[str, str]) -> None:
+    for rank, (movie_id, score, *because) in enumerate(row, start=1):
         title = f"  {titles[movie_id]}" if movie_id in titles else ""
         print(f"{rank:3d}. {movie_id:>8s}  {score:8.4f}{title}")
+        if because:
+            cited = ", ".join(titles.get(m, m) for m, _ in because[0]) or "(no history)"
+            print(f"{'':15s}because you watched: {cited}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.version is not None and args.label:
         print("error: give --version or --label, not both", file=sys.stderr)
+        return 2
+    if getattr(args, "exclude", None) and getattr(args, "explain", False):
+        print("error: --explain cannot be combined with --exclude (explain excludes the user's known movies only); "
+              "drop one of them", file=sys.stderr)
         return 2
     movies: list[str] = []
     if command in ("rank", "history"):
@@ -175,13 +195,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ) as client:
             spec = {"version": args.version, "label": args.label}
             if command == "recommend":
-                results = client.recommend(args.model, args.user_id, k=args.k, exclude=args.exclude, **spec)
+                results = client.recommend(args.model, args.user_id, k=args.k, exclude=args.exclude,
+                                           explain=args.explain, **spec)
             elif command == "rank":
                 results = client.rerank(args.model, [args.user_id], [movies], k=args.k, **spec)
             else:
-                results = client.recommend_from_history(args.model, [movies], k=args.k, **spec)
+                results = client.recommend_from_history(args.model, [movies], k=args.k, explain=args.explain,
+                                                        **spec)
     except ServingClientError as e:
-        hint = f" (`{command}` needs {_NEEDS[command]})" if e.code in _WRONG_MODEL else ""
+        needs = _NEEDS[command] + (" exported with an `explain` signature" if getattr(args, "explain", False) else "")
+        hint = f" (`{command}` needs {needs})" if e.code in _WRONG_MODEL else ""
         print(f"error: {args.model} at {args.target}: {e}{hint}", file=sys.stderr)
         return 2 if e.code in _USER_ERRORS else 1
     if command != "rank" and args.k is not None and any(len(row) < args.k for row in results):

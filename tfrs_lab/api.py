@@ -12,6 +12,7 @@ configured, and refuses an existing non-empty ``output_dir`` unless ``overwrite=
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -43,7 +44,7 @@ def load_config(task: str, files: Sequence[str | os.PathLike] | None = None, ove
 
 def train(task: str, config: Any = None, *, data: MovieLensData | TaskInputs | None = None,
           output_dir: str | os.PathLike | None = None, overrides: Sequence[str] = (), overwrite: bool = False,
-          verbose: int | None = None) -> Run:
+          verbose: int | None = None, warm_start: str | os.PathLike | None = None) -> Run:
     """Trains, evaluates and exports ``task``; returns the :class:`Run`.
 
     Args:
@@ -56,11 +57,16 @@ def train(task: str, config: Any = None, *, data: MovieLensData | TaskInputs | N
       output_dir: the run directory (default: the config's ``output_dir``); refused when it exists
         and is not empty, unless ``overwrite``.
       verbose: Keras progress (0 silent, 1 bar, 2 a line per epoch; default 1 on a terminal, else 2).
+      warm_start: a previous run directory of the same task to continue from (sets
+        ``train.warm_start``; its vocabularies and exported weights, docs/tasks.md#warm-start).
     """
     if config is None or isinstance(config, Mapping):
         config = _load_config(task, [default_config_file(task)], overrides, extra=dict(config or {}))
     elif overrides:
         raise ConfigError("overrides apply to a config mapping or the defaults: pass them to load_config instead")
+    if warm_start is not None:
+        run = str(Path(warm_start).expanduser().absolute())
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, warm_start=run))
     if data is not None and not isinstance(data, (MovieLensData, TaskInputs)):
         raise DataError(f"data= takes a MovieLensData or TaskInputs, got {type(data).__name__}: wrap a DataFrame or "
                         "dict of arrays with tfrs_lab.data.from_frame(df, columns={'user': ..., 'item': ...})")

@@ -241,6 +241,9 @@ class TrainConfig:
     include_validation: bool = False
     """Final fit (``tune --final``): train on train + validation for exactly ``epochs`` epochs, no
     early stopping and no validation metrics; test is still evaluated once."""
+    warm_start: str | None = None
+    """A previous run directory of the same task to continue from (its vocabularies and exported
+    weights; ``--warm-start RUN``; tfrs_lab/training/warm_start.py); null = from scratch."""
 
     def validate(self, path: str) -> None:
         if self.distribution not in self.supported_distributions:

@@ -10,6 +10,7 @@ Examples::
     python -m tfrs_lab.train retrieval --config configs/retrieval.yaml --set model.embedding_dim=32
     python -m tfrs_lab.train retrieval --interactions plays.csv --columns user=userId,item=artistId,rating=plays,label=implicit
     python -m tfrs_lab.train ranking --data my-spec.yaml --split leave-last-out
+    python -m tfrs_lab.train retrieval --warm-start runs/r1 --interactions newer.csv --columns user=u,item=i --epochs 2
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ def build_parser() -> ArgumentParser:
         f"{e.name}: {e.summary}" for e in TASKS.values()))
     add_config_arguments(p)
     p.add_argument("--output-dir", help="run directory to write (default from the config: runs/<task>)")
+    p.add_argument("--warm-start", metavar="RUN", help="continue from the weights of an earlier run of the same "
+                   "task (its vocabularies are kept: new users/movies map to the unknown row); sets train.warm_start")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output dir")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
@@ -84,7 +87,9 @@ def flag_overrides(args) -> dict[str, Any]:
         data.update(dataset=data.get("dataset", OWN), source=source)
     if data:
         extra["data"] = data
-    train = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    warm = getattr(args, "warm_start", None)  # train only, not tune
+    train = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed),
+                               ("warm_start", warm and str(Path(warm).expanduser().absolute()))) if v is not None}
     if train:
         extra["train"] = train
     if args.output_dir is not None:

@@ -125,3 +125,26 @@ def test_serving_excludes_history_ignores_padding_and_unknown_ids(trained, tmp_p
     by_user = tf.saved_model.load(str(result.path)).signatures[sig.RECOMMEND_FOR_USER](
         user_id=tf.constant([str(vocab.user_ids[0]), "no-such-user"]))[sig.MOVIE_IDS].numpy().astype(str)
     assert by_user[0].tolist() == ids[0].tolist() and by_user[1].tolist() == popular
+
+
+def test_explain_cites_the_most_similar_movies_of_the_given_history(trained, tmp_path):
+    model, vocab, _ = trained
+    result, histories = _export(trained, tmp_path, "brute_force", verify=True)  # the reload check covers explain
+    h = histories[0]
+    noisy = h[:2] + ["", "no-such-movie", h[0]] + h[2:]
+    rows = [noisy, [""] * len(noisy)]  # a repeat, a pad and an unknown id count for nothing
+    loaded = tf.saved_model.load(str(result.path))
+    out = loaded.signatures[sig.EXPLAIN](history=tf.constant(rows, tf.string))
+    ids = out[sig.MOVIE_IDS].numpy().astype(str)
+    because, scores = out[sig.BECAUSE_IDS].numpy().astype(str), out[sig.BECAUSE_SCORES].numpy()
+    plain = loaded.signatures[sig.SERVING_DEFAULT](history=tf.constant(rows, tf.string))[sig.MOVIE_IDS]
+    assert because.shape == (2, 10, 3) and ids.tolist() == plain.numpy().astype(str).tolist()
+    row_of = {m: i for i, m in enumerate(vocab.movie_ids)}
+    vectors = model.item_embeddings().numpy()
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for j, movie in enumerate(ids[0]):
+        cos = {m: float(unit[row_of[movie]] @ unit[row_of[m]]) for m in set(h)}
+        want = sorted(cos, key=lambda m: -cos[m])[:3]
+        assert because[0, j].tolist() == want
+        np.testing.assert_allclose(scores[0, j], [cos[m] for m in want], rtol=1e-4, atol=1e-5)
+    assert (because[1] == "").all() and np.isneginf(scores[1]).all()  # an empty history explains nothing

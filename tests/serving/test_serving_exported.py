@@ -277,6 +277,46 @@ def test_query_cli_prints_titles_from_the_export(server, exports, capsys):
     assert [m["movie_id"] for m in answer["movies"]] == [line.split()[1] for line in lines[1:4]]
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "rest"])
+def test_explain_over_the_wire_agrees_with_the_in_process_call(server, protocol):
+    """3-D outputs (``because_ids`` [batch, k, 3]) travel over gRPC and REST; an unknown user gets pads."""
+    users = [*KNOWN_USERS, "never-seen-1"]
+    direct = server.manager.resolve("retrieval_bf").signatures[sig.EXPLAIN].fn(user_id=tf.constant(users))
+    with _grpc(server) if protocol == "grpc" else _rest(server) as client:
+        out = client.predict("retrieval_bf", {sig.USER_ID: users}, signature_name=sig.EXPLAIN)
+        rows = client.recommend("retrieval_bf", users, explain=True)
+    because = np.asarray(out[sig.BECAUSE_IDS])
+    assert because.shape == (len(users), K, 3)
+    assert [_ids(b) for b in because] == [_ids(b) for b in direct[sig.BECAUSE_IDS].numpy()]
+    scores = np.asarray(out[sig.BECAUSE_SCORES], dtype=np.float32)  # REST sends -inf as "-Infinity"
+    np.testing.assert_allclose(scores, direct[sig.BECAUSE_SCORES].numpy(), rtol=1e-5, atol=1e-6)
+    assert _ids(because[-1]) == [[""] * 3] * K and np.isneginf(scores[-1]).all()
+    assert [m for m, _, _ in rows[0]] == _ids(direct[sig.MOVIE_IDS].numpy())[0]
+    assert [m for m, _ in rows[0][0][2]] == [m for m in _ids(direct[sig.BECAUSE_IDS].numpy()[0])[0] if m]
+    assert all(not because_list for _, _, because_list in rows[-1])  # no history: nothing cited
+
+
+def test_query_cli_explain_prints_because_you_watched_with_titles(server, exports, capsys):
+    base = str(exports["brute_force"])
+    target = ["--target", f"127.0.0.1:{server.rest_port}", "--rest", "--model", "retrieval_bf"]
+    assert query.main([*target, "--user-id", "1", "--k", "3", "--explain", "--model-dir", base]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "user 1: top 3" and len(lines) == 7
+    assert all(line.strip().startswith("because you watched: Synthetic Movie") for line in lines[2::2]), lines
+    assert query.main([*target, "--json", "--user-id", "1", "--k", "3", "--explain", "--model-dir", base]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    direct = server.manager.resolve("retrieval_bf").signatures[sig.EXPLAIN].fn(user_id=tf.constant(["1"]))
+    want = [[m for m in row if m] for row in _ids(direct[sig.BECAUSE_IDS].numpy()[0])[:3]]
+    assert [[b["movie_id"] for b in m["because"]] for m in answer["movies"]] == want
+    assert all(b["title"].startswith("Synthetic Movie") for m in answer["movies"] for b in m["because"])
+    cited = [b["title"] for b in answer["movies"][0]["because"]]
+    assert lines[2].strip() == "because you watched: " + ", ".join(cited)
+    # --explain with --exclude is refused in one line, exit 2
+    assert query.main([*target, "--user-id", "1", "--explain", "--exclude", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--explain" in err[0] and "--exclude" in err[0]
+
+
 # -- batching and hot swap on real exports -----------------------------------------------------
 
 

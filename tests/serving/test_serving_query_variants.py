@@ -160,6 +160,25 @@ def test_history_text_prints_titles(server, exports, capsys):
         assert line.endswith(titles[line.split()[1]])
 
 
+def test_history_explain_cites_the_given_history(server, exports, capsys):
+    """``history --explain`` over gRPC: each movie's "because" ids come from the given history, in the
+    order of the export's ``explain`` signature; the text form prints their titles."""
+    titles = _titles(exports)
+    target = ["--target", _target(server, False), "--model", "sequential", "--history", ",".join(HISTORY)]
+    code, out, err = _run(capsys, "history", *target, "--k", "4", "--explain", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    with ServingClient(_target(server, False), timeout_s=20, retries=0) as client:
+        direct = client.predict("sequential", {sig.HISTORY: [HISTORY]}, signature_name=sig.EXPLAIN)
+    because = [[m.decode() for m in row if m] for row in np.asarray(direct[sig.BECAUSE_IDS])[0][:4]]
+    assert [[b["movie_id"] for b in m["because"]] for m in data["movies"]] == because
+    assert all(len(row) == 3 and set(row) <= set(HISTORY) for row in because)
+    code, out, err = _run(capsys, "history", *target, "--k", "4", "--explain", "--model-dir", str(exports["sequential"]))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 9 and lines[2].strip() == "because you watched: " + ", ".join(titles[m] for m in because[0])
+
+
 # -- bad input -------------------------------------------------------------------------------
 
 

@@ -20,6 +20,11 @@ Signatures (names in :mod:`tfrs_lab.export.signatures`), all returning ``movie_i
   never returns the given movies either ('' pads ragged rows). Exact for up to ``max_exclude`` ids
   per row (the caller's and, with a ``seen`` table, the user's known movies together); a longer list
   is answered with fewer exclusions guaranteed, never an error.
+* ``explain(user_id: string [batch])``: the ``serving_default`` answer plus ``because_ids`` (string
+  [batch, k, e], e = min(3, stored history width)) and ``because_scores`` (float32 [batch, k, e]):
+  the movies of the user's stored history (their newest known movies, as excluded by default) most
+  similar to each recommended movie by cosine similarity of the candidate tower's vectors, most
+  similar first; '' / -inf pads (unknown users have no history: all pads).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from tfrs_lab.export.index import IndexSettings, build_index, index_recall
 from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.similar import SimilarItems
 from tfrs_lab.export.titles import write_movie_titles
-from tfrs_lab.export.verify import require_same_answers
+from tfrs_lab.export.verify import Check, require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
 
@@ -64,9 +69,11 @@ class RetrievalServer(tf.Module):
     """The exported object: the retrieval model, its index, and the serving signatures."""
 
     def __init__(self, model, index, *, k: int, max_exclude: int, user_table: dict[str, np.ndarray],
-                 popular: np.ndarray, popular_scores: np.ndarray, seen: np.ndarray | None = None):
+                 popular: np.ndarray, popular_scores: np.ndarray, seen: np.ndarray | None = None,
+                 history: np.ndarray | None = None):
         """``seen``: optional str [U + 1, s] movies each user index is known to have rated, '' pads
-        (row 0, the unknown user, empty): ``serving_default`` never returns them."""
+        (row 0, the unknown user, empty): ``serving_default`` never returns them. ``history``:
+        optional str [U + 1, h] the same for explanations (``explain``; defaults to ``seen``)."""
         super().__init__()
         self.model = model
         self.index = index
@@ -76,6 +83,11 @@ class RetrievalServer(tf.Module):
         self.popular_scores = tf.constant(popular_scores[: self.fetch], dtype=tf.float32)  # [fetch]
         self.user_table = {name: tf.constant(col) for name, col in user_table.items()}  # [U + 1] each
         self.seen = None if seen is None else tf.constant(seen.astype(str))  # [U + 1, s]
+        history = seen if history is None else history
+        self.history = None if history is None else tf.constant(history.astype(str))  # [U + 1, h]
+        if self.history is not None:  # saving traces every tf.function of the module: only with a history
+            self.explain = tf.function(self._explain,
+                                       input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
 
     def _known_user_features(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
         """Training-time user features of each user (defaults for unknown users), serving time as context."""
@@ -135,6 +147,13 @@ class RetrievalServer(tf.Module):
             exclude_movie_ids = tf.concat([exclude_movie_ids, self._seen(user_id)], axis=1)
         return self._excluding(user_id, exclude_movie_ids)
 
+    def _explain(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``serving_default``'s answer and, per movie, the most similar movies of the user's history
+        (``explain``; only an export with a history table has it)."""
+        answer = self.serve(user_id)
+        history = tf.gather(self.history, self.model.user_lookup(user_id))  # [B, h]
+        return {**answer, **self.similar.because(history, answer[sig.MOVIE_IDS])}
+
     def _excluding(self, user_id: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         """Top k of the ``fetch`` nearest movies (popular ones for unknown users) that are not in
         ``exclude_movie_ids`` (str [B, m], '' pads); '' / -inf where fewer than k remain."""
@@ -168,6 +187,7 @@ def export_retrieval(
     seen: np.ndarray | None = None,
     verify: bool = True,
     extension: SignatureExtension | None = None,
+    history: np.ndarray | None = None,
 ) -> ExportResult:
     """Writes ``export_base/model_name/version/`` and checks it.
 
@@ -182,6 +202,8 @@ def export_retrieval(
         ``serving_default`` excludes; ``None`` keeps the plain top-k.
       extension: further signatures saved in the same SavedModel (the multitask export's ranking
         signatures), with their warm-up requests and reload check.
+      history: optional str [U + 1, h] known movies per user index that ``explain`` draws its
+        explanations from (default ``seen``); without either, the export has no ``explain``.
     """
     item_vectors = model.catalogue_embeddings()
     item_ids = np.array([m.decode() for m in model.movie_ids.numpy()], dtype=object)
@@ -190,7 +212,8 @@ def export_retrieval(
     index = build_index(item_vectors, item_ids, settings, fetch)
     order = np.argsort(-popularity, kind="stable")
     server = RetrievalServer(model, index, k=k, max_exclude=fetch - k, user_table=user_table,
-                             popular=item_ids[order], popular_scores=popularity[order], seen=seen)
+                             popular=item_ids[order], popular_scores=popularity[order], seen=seen,
+                             history=history)
     server.similar = SimilarItems(item_vectors, item_ids, settings, k)
     signatures = {
         sig.SERVING_DEFAULT: server.serve,
@@ -198,6 +221,8 @@ def export_retrieval(
         sig.EXCLUDE_SEEN: server.serve_excluding,
         sig.SIMILAR_ITEMS: server.similar.serve,
     }
+    if server.history is not None:
+        signatures[sig.EXPLAIN] = server.explain
     if extension is not None:
         signatures.update(extension.attach(server))
     version_dir = Path(export_base) / model_name / str(version)
@@ -210,8 +235,11 @@ def export_retrieval(
         if titles is not None:
             write_movie_titles(tmp, item_ids, titles)
         if verify:
-            require_same_answers(tmp, server.serve(tf.constant(sample_users[:4])),
-                                 inputs={sig.USER_ID: sample_users[:4]}, import_scann=settings.kind == "scann")
+            users = {sig.USER_ID: sample_users[:4]}
+            also = [] if server.history is None else [
+                Check(sig.EXPLAIN, users, server.explain(tf.constant(sample_users[:4])))]
+            require_same_answers(tmp, server.serve(tf.constant(sample_users[:4])), inputs=users,
+                                 import_scann=settings.kind == "scann", also=also)
             if extension is not None:
                 extension.verify(tmp, import_scann=settings.kind == "scann")
     logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,

@@ -14,6 +14,10 @@ Signatures (names in :mod:`tfrs_lab.export.signatures`), both returning ``movie_
   training share), never an error.
 * ``recommend_for_user(user_id: string [batch])``: the same, with the user's latest history stored
   in the model at export time (all known ratings); unknown users get the popularity answer.
+* ``explain(history: string [batch, L])``: the ``serving_default`` answer plus ``because_ids``
+  (string [batch, k, e], e = min(3, L)) and ``because_scores`` (float32 [batch, k, e]): the movies of
+  the given history most similar to each recommended movie by cosine similarity of the model's item
+  embeddings, most similar first; '' / -inf pads.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from tfrs_lab.export.index import IndexSettings, build_index, index_recall
 from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.similar import SimilarItems
 from tfrs_lab.export.titles import write_movie_titles
-from tfrs_lab.export.verify import require_same_answers
+from tfrs_lab.export.verify import Check, require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
 
@@ -81,6 +85,12 @@ class SequentialServer(tf.Module):
     def serve(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
         return self.recommend(history)
 
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.HISTORY)])
+    def explain(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``serving_default``'s answer and, per movie, the most similar movies of ``history``."""
+        answer = self.recommend(history)
+        return {**answer, **self.similar.because(history, answer[sig.MOVIE_IDS])}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
     def serve_user(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
         return self.recommend(tf.gather(self.user_histories, self.user_lookup(user_id)))
@@ -130,14 +140,16 @@ def export_sequential(
         options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
         tf.saved_model.save(server, str(tmp), options=options, signatures={
             sig.SERVING_DEFAULT: server.serve, sig.RECOMMEND_FOR_USER: server.serve_user,
-            sig.SIMILAR_ITEMS: server.similar.serve})
+            sig.SIMILAR_ITEMS: server.similar.serve, sig.EXPLAIN: server.explain})
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
                              [{sig.HISTORY: samples[:1]}, {sig.HISTORY: samples[:8]}])
         if titles is not None:
             write_movie_titles(tmp, movie_ids, titles)
         if verify:
-            require_same_answers(tmp, server.serve(tf.constant(samples[:4], tf.string)),
-                                 inputs={sig.HISTORY: samples[:4]}, import_scann=settings.kind == "scann")
+            histories = {sig.HISTORY: samples[:4]}
+            require_same_answers(tmp, server.serve(tf.constant(samples[:4], tf.string)), inputs=histories,
+                                 import_scann=settings.kind == "scann",
+                                 also=[Check(sig.EXPLAIN, histories, server.explain(tf.constant(samples[:4], tf.string)))])
     logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,
                 settings.kind, len(movie_ids))
     return ExportResult(path=version_dir, scann_recall_at_10=index_recall(item_vectors, settings, recall_queries))

@@ -3,7 +3,8 @@
 Keep these the single source of truth: ``serving/`` imports them (docs/architecture.md#layers-and-imports), tests import them.
 """
 
-__all__ = ["CANDIDATE_MOVIE_IDS", "EXCLUDE_MOVIE_IDS", "EXCLUDE_SEEN", "HISTORY", "HISTORY_MOVIE_IDS", "MOVIE_ID",
+__all__ = ["BECAUSE_IDS", "BECAUSE_SCORES", "CANDIDATE_MOVIE_IDS", "EXCLUDE_MOVIE_IDS", "EXCLUDE_SEEN", "EXPLAIN",
+           "MAX_BECAUSE", "HISTORY", "HISTORY_MOVIE_IDS", "MOVIE_ID",
            "MOVIE_IDS", "MOVIE_TITLES_FILE", "PREDICT_RATINGS", "QUERY_FEATURES", "RATING", "RATINGS",
            "RATE", "RECOMMEND_FOR_USER", "RERANK", "SCORE", "SCORE_WITH_FEATURES", "SCORES", "SEEN_MOVIE_IDS",
            "SEEN_RATINGS", "SERVING_DEFAULT", "SIMILAR_ITEMS", "TIMESTAMP", "USER_ID", "WARMUP_FILE"]
@@ -64,6 +65,25 @@ the rating range): the ranking ``serving_default`` of a model whose ``serving_de
 SIMILAR_ITEMS = "similar_items"
 """``movie_id`` (string [batch]) -> ``movie_ids`` (string [batch, k]) and ``scores`` (float32 [batch, k],
 cosine similarity): the query movie itself excluded; unknown ids get '' ids and -inf scores."""
+
+# "Why this movie" explanations on retrieval and sequential exports.
+EXPLAIN = "explain"
+"""Retrieval: ``user_id`` (string [batch]); sequential: ``history`` (string [batch, L]) -> the
+``serving_default`` answer (``movie_ids``, ``scores``) plus :data:`BECAUSE_IDS` and
+:data:`BECAUSE_SCORES`: for each recommended movie, the movies of the user's history (retrieval: the
+history stored in the export; sequential: the given one) most similar to it by cosine similarity of
+the model's item (candidate-tower) vectors, most similar first."""
+
+BECAUSE_IDS = "because_ids"
+"""Output of :data:`EXPLAIN`: string [batch, k, e], e = min(:data:`MAX_BECAUSE`, history width); '' pads
+(fewer known history movies, an unknown user, or a '' recommendation)."""
+
+BECAUSE_SCORES = "because_scores"
+"""Output of :data:`EXPLAIN`: float32 [batch, k, e] cosine similarity of each ``because_ids`` entry
+with its recommended movie; -inf at pads."""
+
+MAX_BECAUSE = 3
+"""At most this many history movies explain each recommendation."""
 
 # Autoencoder models (fold-in of any user from the movies they rated / watched).
 SEEN_MOVIE_IDS = "seen_movie_ids"

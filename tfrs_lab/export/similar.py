@@ -69,6 +69,31 @@ class SimilarItems(tf.Module):
         top_ids = tf.gather(ids, pos, batch_dims=1)
         return {sig.MOVIE_IDS: tf.where(tf.math.is_finite(top_scores), top_ids, ""), sig.SCORES: top_scores}
 
+    def because(self, history: tf.Tensor, movie_ids: tf.Tensor, e: int = sig.MAX_BECAUSE) -> dict[str, tf.Tensor]:
+        """The explanation of each recommendation: the ``e`` movies of ``history`` (string [B, h], ''
+        pads) with the highest cosine similarity to each of ``movie_ids`` (string [B, k]), most
+        similar first. Returns :data:`~tfrs_lab.export.signatures.BECAUSE_IDS` (string [B, k, e'],
+        e' = min(e, h), '' pads) and :data:`~tfrs_lab.export.signatures.BECAUSE_SCORES` (float32
+        [B, k, e'], -inf at pads). History movies without a vector, and '' recommendations, are
+        explained by nothing; a movie repeated in the history counts once."""
+        hist_rows = self.lookup(history)  # [B, h], 0 = unknown or pad
+        rec_rows = self.lookup(movie_ids)  # [B, k]
+        sim = tf.einsum("bkd,bhd->bkh", tf.gather(self.vectors, rec_rows), tf.gather(self.vectors, hist_rows))
+        # A repeated history movie: keep its first occurrence only.
+        h = tf.shape(history)[1]
+        same = tf.equal(hist_rows[:, :, None], hist_rows[:, None, :])  # [B, h, h]
+        earlier = tf.linalg.band_part(tf.ones([h, h], tf.bool), -1, 0) & ~tf.eye(h, dtype=tf.bool)  # j < i
+        repeated = tf.reduce_any(same & earlier[None], axis=2)  # [B, h]
+        usable = (hist_rows > 0) & ~repeated
+        valid = usable[:, None, :] & (rec_rows > 0)[:, :, None]  # [B, k, h]
+        masked = tf.where(valid, sim, tf.fill(tf.shape(sim), -np.inf))
+        width = history.shape[1]
+        top = min(e, width) if width is not None else e
+        top_scores, pos = tf.math.top_k(masked, k=tf.minimum(top, h))
+        k = tf.shape(movie_ids)[1]
+        ids = tf.gather(tf.tile(history[:, None, :], [1, k, 1]), pos, batch_dims=2)
+        return {sig.BECAUSE_IDS: tf.where(tf.math.is_finite(top_scores), ids, ""), sig.BECAUSE_SCORES: top_scores}
+
 
 # --------------------------------------------------------------------------- reading exports
 

@@ -139,6 +139,14 @@ class RetrievalTask(Task):
         """The validation metric early stopping maximises."""
         return EARLY_STOPPING_METRIC[protocol]
 
+    def model_shape(self, cfg: RetrievalConfig, has_user_features: bool) -> dict[str, Any] | None:
+        if self.name != "retrieval":  # a task built on these towers (multitask) has weights these keys miss
+            return None
+        m = hyperparameters(cfg, has_user_features)
+        return {f"model.{f}": getattr(m, f) for f in (
+            "embedding_dim", "id_embedding_dim", "feature_embedding_dim", "tower_layers", "query_features",
+            "candidate_features", "timestamp_buckets", "title_vocab_size", "title_max_tokens")}
+
     def train(self, ctx: RunContext) -> Trained:
         cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         hp = hyperparameters(cfg, data.has_user_features)
@@ -148,6 +156,9 @@ class RetrievalTask(Task):
         with dist.strategy.scope():
             model = self.build_model(vocab, hp, cols)
             model.compile(optimizer=ctx.optimizer(steps))
+            if ctx.warm_start is not None:  # continue from the previous run's weights
+                ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, cols),
+                                       {k: v[:2] for k, v in cols["train"].items()})
         train_ds, fit_kwargs = distribute.fit_dataset(
             dist, lambda batch: make_dataset(cols["train"], batch, cfg.train.shuffle_buffer, cfg.train.seed),
             len(split.train), cfg.train.batch_size)
@@ -175,11 +186,12 @@ class RetrievalTask(Task):
         settings = IndexSettings(kind=x.index, k=x.k, max_exclude=x.max_exclude, **asdict(x.scann))
         recall_queries = query_embeddings(trained.model, {k: v[:1000] for k, v in s.cols["test"].items()})
         counts = vocab.item_counts[1:].astype(np.float64)
+        known = seen_table(ctx.data, vocab, x.max_exclude)  # excluded by default, and what ``explain`` cites
         return dict(user_table=serving_user_table(ctx.data, vocab, s.hp),
                     popularity=counts / max(counts.sum(), 1.0), titles=ctx.data.movies["movie_title"],
                     model_name=x.model_name, version=x.version, settings=settings,
                     sample_users=[str(u) for u in vocab.user_ids[:8]], recall_queries=recall_queries,
-                    seen=seen_table(ctx.data, vocab, x.max_exclude) if x.exclude_seen else None, verify=x.verify)
+                    seen=known if x.exclude_seen else None, history=known, verify=x.verify)
 
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
         x = ctx.cfg.export

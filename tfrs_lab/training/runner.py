@@ -31,6 +31,7 @@ from tfrs_lab.training import distribute, report, rundir
 from tfrs_lab.evaluation.metrics import beyond_accuracy
 from tfrs_lab.training.common import validation_metrics
 from tfrs_lab.training.task import RunContext, Task, TaskInputs, Trained, get_task
+from tfrs_lab.training.warm_start import METRIC as WARM_START_METRIC, WarmStart, load_warm_start
 
 __all__ = ["Prepared", "Run", "load_data", "prepare", "run_task"]
 
@@ -153,6 +154,21 @@ def common_metrics(cfg, data: MovieLensData, split: Split, trained: Trained) -> 
     }
 
 
+def _warm_start(task: Task, cfg) -> WarmStart | None:
+    """The previous run ``cfg.train.warm_start`` names (None without one); its vocabularies are
+    prepared as that run prepared them (through its own warm start, if it had one)."""
+    if not cfg.train.warm_start:
+        return None
+
+    def previous(prev_cfg) -> tuple[Vocabularies, int]:
+        earlier = _warm_start(task, prev_cfg)
+        p = prepare(task, prev_cfg)
+        vocab = p.vocab if earlier is None else earlier.adopt(task, prev_cfg, p.data, p.split)
+        return vocab, len(p.split.train)
+
+    return load_warm_start(task, cfg.train.warm_start, previous)
+
+
 def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None = None, *,
              verbose: int | None = None, evaluate_test: bool = True) -> Run:
     """Trains, evaluates and exports ``task`` with the resolved config ``cfg`` into ``output_dir``.
@@ -181,7 +197,10 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
     if dist.ps_server_role:
         distribute.serve_forever(dist)  # a parameter-server cluster's worker/ps task only serves
         return Run(task, cfg, {}, output_dir, None, t)
+    warm = _warm_start(t, cfg)
     prepared = prepare(t, cfg, inputs)
+    if warm is not None:  # the previous run's vocabularies, so its weights keep their meaning
+        prepared = dataclasses.replace(prepared, vocab=warm.adopt(t, cfg, prepared.data, prepared.split))
     data, split, vocab = prepared.data, prepared.split, prepared.vocab
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -190,9 +209,11 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
         dump_config(cfg, stage / rundir.CONFIG_FILE)
         backup, resume = distribute.fault_tolerance_callbacks(dist, cfg.train, output_dir)
         ctx = RunContext(cfg, data, split, vocab, stage, output_dir, verbose, dist, backup,
-                         lambda: resume.initial_epoch or 0)
+                         lambda: resume.initial_epoch or 0, warm_start=warm)
         trained = t.train(ctx)
         metrics = common_metrics(cfg, data, split, trained)
+        if warm is not None:
+            metrics[WARM_START_METRIC] = warm.oov_rows
         if evaluate_test:
             _evaluate_and_export(t, ctx, trained, metrics, dist, resume, stage)
         else:  # model selection: validation figures only (docs/tuning.md#selection-on-validation)

@@ -131,6 +131,9 @@ class RunContext:
     callbacks: Sequence[tf.keras.callbacks.Callback] = ()
     """Callbacks every fit of this run gets first (distributed fault tolerance)."""
     initial_epoch: Callable[[], int] = lambda: 0
+    warm_start: Any = None
+    """The previous run to continue from (``tfrs_lab.training.warm_start.WarmStart``; ``train.warm_start``),
+    or None: a task that supports it calls ``warm_start.restore(model, sample)`` before fitting."""
 
     def optimizer(self, steps_per_epoch: int) -> tf.keras.optimizers.Optimizer:
         """``train.optimizer`` with ``train.learning_rate`` (and its schedule, where the config has one)."""
@@ -209,6 +212,12 @@ class Task(abc.ABC):
                         "Transform the Trainer's task config)")
             return inputs.vocabularies
         return build_vocabularies(data.ratings, data.movies, train_rows, **fit)
+
+    def model_shape(self, cfg, has_user_features: bool) -> dict[str, Any] | None:
+        """The config values (dotted keys) that fix the shapes of the model's weights: a warm start
+        (``train.warm_start``) needs them equal in both runs. ``None`` (the default): the task
+        cannot warm-start."""
+        return None
 
     # ----------------------------------------------------------------- training and evaluation
     @abc.abstractmethod
