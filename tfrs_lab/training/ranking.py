@@ -267,7 +267,7 @@ class RankingTask(Task):
 
     def train(self, ctx: RunContext) -> Trained:
         cfg, data, split, vocab = ctx.cfg, ctx.data, ctx.split, ctx.vocab
-        protocol, t = split.name, cfg.train
+        protocol, t = split.protocol, cfg.train
         hp = hyperparameters(cfg)
         explicit = hp.objective == "explicit"
         cols = split_columns(data, split, hp)
@@ -328,7 +328,7 @@ class RankingTask(Task):
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s: RankingState = trained.state
-        protocol, explicit = ctx.split.name, s.hp.objective == "explicit"
+        protocol, explicit = ctx.split.protocol, s.hp.objective == "explicit"
         metrics: dict[str, float] = {}
         if explicit:
             metrics.update(explicit_metrics(trained.model, s.cols["test"]))
@@ -358,7 +358,7 @@ class RankingTask(Task):
         rows = rows[targets[rows] >= 0][:sample]
         columns, targets = {k: v[rows] for k, v in columns.items()}, targets[rows]
         exclude = None
-        if ctx.split.name == "leave-last-out":
+        if ctx.split.protocol == "leave-last-out":
             history = s.seen["test"]
             exclude = known_rows(vocab, columns["user_id"], history)
         note = (f"recall@K of the ranking model over the whole catalogue, first test rating of "
