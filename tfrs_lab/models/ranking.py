@@ -39,7 +39,9 @@ are Siamese: the positive and its negatives share every weight):
   positive as the label, ``mean_b (logsumexp_j s_bj - s(u_b, i+_b))`` (:func:`listwise_loss`).
 
 The pairwise and listwise losses read a ``negative_movie_id`` column (string [B, n]) beside the
-positive's features; each negative copies its positive's user and context columns. Embedding regularisation is the classic per-example L2 on the rows a batch looks up
+positive's features; each negative copies its positive's user and context columns.
+
+Embedding regularisation is the classic per-example L2 on the rows a batch looks up
 (``embedding_l2 * mean(|p_u|^2 + |q_m|^2 + b_u^2 + b_m^2)``); dense and cross kernels get
 ``kernel_l2`` through Keras regularisers (added to the loss by ``tfrs.Model``).
 """

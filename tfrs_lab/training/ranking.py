@@ -7,7 +7,8 @@ Objectives (``model.objective``):
 * ``implicit``: every training rating is a positive; ``train.negatives.count`` negatives per positive
   are drawn afresh every epoch (uniform or popularity-proportional, optionally never a movie the
   user rated in training); ``train.loss`` ``pointwise`` (binary cross-entropy), ``pairwise`` (BPR) or
-  ``listwise`` (softmax over each positive and its negatives; see :mod:`tfrs_lab.models.ranking`). Evaluated by full-catalogue ranking (docs/architecture.md#metric-definitions):
+  ``listwise`` (softmax over each positive and its negatives; see :mod:`tfrs_lab.models.ranking`).
+  Evaluated by full-catalogue ranking (docs/architecture.md#metric-definitions):
   ``recall@K`` / ``ndcg@K`` / ``mrr`` on ``leave-last-out`` (seen excluded), ``hit_rate@K`` on ``hash``.
 
 Early stopping watches validation RMSE (explicit) or the retrieval task's ranking metric (implicit).
