@@ -288,6 +288,9 @@ class RankingModel(tfrs.Model):
         else:
             positive, negative, penalty = self._score_lists(features, training)
             loss = (bpr_loss if self.loss_kind == "pairwise" else listwise_loss)(positive, negative)
+            negative = tf.reshape(negative, [-1])  # the training AUC, as pointwise reports it (loss unused)
+            self.task(labels=tf.concat([tf.ones_like(positive), tf.zeros_like(negative)], 0),
+                      predictions=tf.concat([positive, negative], 0))
         if self.hp.embedding_l2:
             loss += self.hp.embedding_l2 * tf.reduce_mean(penalty)
         return loss
