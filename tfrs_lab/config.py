@@ -190,6 +190,12 @@ class RetrievalModelConfig:
 
     ``embedding_dim`` is the size of the final query/candidate vectors; ``tower_layers`` are the
     hidden Dense sizes applied to the concatenated features before the final projection.
+
+    Negatives of the in-batch softmax (``tfrs_lab.models.retrieval``; math in docs/tasks.md):
+    ``uniform_negatives`` movies drawn uniformly from the catalogue per batch are added to the
+    in-batch candidates (mixed negative sampling, Yang et al. 2020; 0 = in-batch only), and
+    ``num_hard_negatives`` keeps only each query's that many highest-scoring negatives in its
+    softmax (0 = all of them).
     """
 
     embedding_dim: int = 64
@@ -203,6 +209,8 @@ class RetrievalModelConfig:
     temperature: float = 0.1
     remove_accidental_hits: bool = True
     logq_correction: bool = True
+    num_hard_negatives: int = 0
+    uniform_negatives: int = 0
     timestamp_buckets: int = 100
     title_vocab_size: int = 10_000
     title_max_tokens: int = 16
@@ -216,6 +224,8 @@ class RetrievalModelConfig:
             positive(size, f"{path}.tower_layers[{i}]")
         positive(self.temperature, f"{path}.temperature")
         positive(self.l2_regularization, f"{path}.l2_regularization", allow_zero=True)
+        positive(self.num_hard_negatives, f"{path}.num_hard_negatives", allow_zero=True)
+        positive(self.uniform_negatives, f"{path}.uniform_negatives", allow_zero=True)
         check_choices(self.query_features, RETRIEVAL_QUERY_FEATURES, f"{path}.query_features")
         check_choices(self.candidate_features, RETRIEVAL_CANDIDATE_FEATURES, f"{path}.candidate_features")
 
@@ -543,6 +553,13 @@ class RankingTrainConfig(TrainConfig):
 
     ``lr_schedule``: ``constant``; ``cosine`` (decays to ``min_learning_rate`` over ``epochs``);
     ``plateau`` (multiplies by ``lr_decay_factor`` after each epoch without validation improvement).
+
+    ``loss`` (implicit objective only): ``pointwise`` binary cross-entropy on
+    positives and negatives alike; ``pairwise`` BPR, ``-log sigma(s(u, i+) - s(u, i-))`` averaged
+    over each positive's ``negatives.count`` negatives; ``listwise`` softmax cross-entropy over
+    each positive and its ``negatives.count`` negatives. A batch holds ``batch_size`` scored pairs
+    whatever the loss (``batch_size // (1 + count)`` positives with their negatives for the
+    pairwise and listwise losses).
     """
 
     supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
@@ -552,6 +569,7 @@ class RankingTrainConfig(TrainConfig):
     lr_decay_factor: float = 0.5
     min_learning_rate: float = 1e-5
     negatives: NegativeSamplingConfig = field(default_factory=NegativeSamplingConfig)
+    loss: Literal["pointwise", "pairwise", "listwise"] = "pointwise"
 
     def validate(self, path: str) -> None:
         super().validate(path)
@@ -588,6 +606,11 @@ class RankingConfig(TaskConfig):
     train: RankingTrainConfig = field(default_factory=RankingTrainConfig)
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(batch_size=64))  # users scored per catalogue block
     export: RankingExportConfig = field(default_factory=RankingExportConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.objective == "explicit" and self.train.loss != "pointwise":
+            raise ConfigError(f"train.loss={self.train.loss} ranks sampled negatives: set model.objective=implicit "
+                              "(explicit ratings are regressed pointwise: train.loss=pointwise)")
 
     @property
     def predicts_ratings(self) -> bool:
