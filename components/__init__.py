@@ -17,7 +17,7 @@ Modules:
   ``lineage_cli``: its CLI; ``processes``: whether an execution's process still lives;
 * standard components: ``example_gen``, ``data_validation`` (StatisticsGen, SchemaGen,
   ExampleValidator), ``transform``, ``tuner``, ``trainer``, ``evaluator``, ``infra_validator``,
-  ``pusher``, ``bulk_inferrer``;
+  ``pusher``, ``bulk_inferrer``, ``cascade`` (retrieve -> rank in one SavedModel);
 * ``kfp``: compile a pipeline to a Kubeflow Pipelines v2 spec; ``entrypoint``: one component in a
   container.
 
@@ -41,6 +41,7 @@ COMPONENT_MODULES: dict[str, str] = {
     "InfraValidator": "infra_validator",
     "Pusher": "pusher",
     "BulkInferrer": "bulk_inferrer",
+    "Cascade": "cascade",
 }
 """The standard components: class name -> module of this package defining it (the one registry;
 the pipeline runner resolves ``type: Trainer`` through it)."""

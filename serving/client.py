@@ -213,24 +213,40 @@ class ServingClient:
 
     def recommend(
         self, model: str, user_ids: Sequence[str], *, k: int | None = None, exclude: Sequence[str] | None = None,
-        version: int | None = None, label: str | None = None, explain: bool = False
+        allow: Sequence[str] | None = None, version: int | None = None, label: str | None = None,
+        explain: bool = False
     ) -> list[list[tuple]]:
-        """Top movies per user from a retrieval model: ``[[(movie_id, score)]]``.
+        """Top movies per user: ``[[(movie_id, score)]]``, best first.
 
-        ``serving_default`` (exports exclude the movies each user rated by default); with ``exclude``
-        (movie ids never to return, for every user) its ``recommend_excluding`` signature. A list
-        longer than the export's ``max_exclude`` is answered, with fewer exclusions guaranteed.
+        Retrieval models (and cascades, which answer the same way): ``serving_default`` (exports
+        exclude the movies each user rated by default); with ``exclude`` (movie ids never to return,
+        for every user) its ``recommend_excluding`` signature. A list longer than the export's
+        ``max_exclude`` is answered, with fewer exclusions guaranteed. ``k`` keeps the first k.
+
+        With ``allow`` (the only movies to return; ``()`` = no restriction) the model must be a
+        retrieve -> rank cascade (``python -m tfrs_lab.export cascade``): its ``recommend`` signature
+        gets ``k`` (default 10, at most the cascade's candidates), ``exclude`` and ``allow``, and the
+        scores are the ranking model's.
+
         With ``explain`` the ``explain`` signature: ``[[(movie_id, score, because)]]``, ``because`` the
         user's history movies most similar to ``movie_id``, ``[(movie_id, cosine)]`` most similar
-        first (empty for a user without history); not combined with ``exclude``."""
+        first (empty for a user without history); not combined with ``exclude`` or ``allow``."""
         users = np.array(list(user_ids), dtype=object)
         if explain:
-            if exclude:
-                raise ValueError("explain and exclude cannot be combined: the explain signature excludes the "
-                                 "user's known movies only")
+            if exclude or allow is not None:
+                raise ValueError("explain cannot be combined with exclude or allow: the explain signature excludes "
+                                 "the user's known movies only")
             outputs = self.predict(model, {sig_names.USER_ID: users}, signature_name=sig_names.EXPLAIN,
                                    version=version, label=label)
             return _explained_rows(outputs, model, "a retrieval model", k)
+        if allow is not None:
+            def rows(ids: Sequence[str] | None) -> np.ndarray:
+                return _padded([list(ids) or [""]] * len(users), "user_ids")
+
+            inputs = {sig_names.USER_ID: users, sig_names.K: np.full(len(users), k or 10, dtype=np.int32),
+                      sig_names.EXCLUDE_MOVIE_IDS: rows(exclude or ()), sig_names.ALLOW_MOVIE_IDS: rows(allow)}
+            outputs = self.predict(model, inputs, signature_name=sig_names.RECOMMEND, version=version, label=label)
+            return _ranked_rows(outputs, model, "a retrieve -> rank cascade", k)
         if exclude:
             inputs = {sig_names.USER_ID: users,
                       sig_names.EXCLUDE_MOVIE_IDS: _padded([list(exclude)] * len(users), "exclude")}

@@ -5,11 +5,13 @@
     python -m tfrs_lab.serving.query rank --target localhost:8500 --model ranking --user-id 42 --movie-ids 1,50,181
     python -m tfrs_lab.serving.query history --target localhost:8500 --model sequential --history 1,50,181 --k 10
     python -m tfrs_lab.serving.query --target localhost:8500 --model retrieval --user-id 42 --explain --model-dir runs/r1
+    python -m tfrs_lab.serving.query cascade --target localhost:8500 --model cascade --user-id 42 --k 20 --allow 1,50,181
 
 The optional first word picks the variant: ``recommend`` (default; a retrieval model's
-``serving_default``), ``rank`` (a ranking model's ``rerank``: the given movies, best first) or
+``serving_default``), ``rank`` (a ranking model's ``rerank``: the given movies, best first),
 ``history`` (a sequential model's ``serving_default``: the next movies after a viewing history,
-oldest first, newest last). Titles are printed from the ``movie_titles.tsv`` (``movie_id<TAB>title``, under ``assets.extra/`` or
+oldest first, newest last) or ``cascade`` (a retrieve -> rank cascade's ``recommend``: k, exclude
+and allow lists answered by the model). Titles are printed from the ``movie_titles.tsv`` (``movie_id<TAB>title``, under ``assets.extra/`` or
 ``assets/``) of the export ``--model-dir`` points at: a run directory, an export base path or a
 version directory (an export without titles is an error, never silently ignored). A ``--k`` above
 what the model returns (the export's k) prints what there is, with a warning.
@@ -55,8 +57,9 @@ class _UsageError(Exception):
     pass
 
 
-COMMANDS = ("recommend", "rank", "history")
-_NEEDS = {"recommend": "a retrieval model", "rank": "a ranking model with a `rerank` signature", "history": "a sequential model"}
+COMMANDS = ("recommend", "rank", "history", "cascade")
+_NEEDS = {"recommend": "a retrieval model", "rank": "a ranking model with a `rerank` signature", "history": "a sequential model",
+          "cascade": "a retrieve -> rank cascade (python -m tfrs_lab.export cascade)"}
 _WRONG_MODEL = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
 DEFAULT_COMMAND = "recommend"
 
@@ -71,18 +74,24 @@ def build_parser(command: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
                      " (`python -m tfrs_lab.serving.query rank --help`).",
         "rank": "Re-rank the given movies for a user with a ranking model's `rerank` signature.",
         "history": "Next movies after a viewing history from a sequential model's `serving_default`.",
+        "cascade": "Top k for users from a retrieve -> rank cascade's `recommend` signature (exclude / allow lists).",
     }[command]
     p = _Parser(prog=prog, description=description)
     p.add_argument("--target", default="localhost:8500", help="host:port (gRPC 8500, REST 8501)")
     p.add_argument("--model", required=True, help="served model name")
-    if command == "recommend":
+    if command in ("recommend", "cascade"):
         p.add_argument("--user-id", required=True, action="append", help="user id (repeat for several users)")
-        p.add_argument("--k", type=int, default=10, help="number of movies to print (<= the model's k)")
-        p.add_argument("--explain", action="store_true", help="print the user's history movies each recommendation "
-                       "is most like (the export's explain signature); not with --exclude")
+        p.add_argument("--k", type=int, default=10, help="number of movies to print (<= the model's k)"
+                       if command == "recommend" else "number of movies (<= the cascade's candidates)")
+        if command == "recommend":
+            p.add_argument("--explain", action="store_true", help="print the user's history movies each "
+                           "recommendation is most like (the export's explain signature); not with --exclude")
         p.add_argument("--exclude", type=_id_list, default=None, metavar="IDS",
                        help="comma-separated movie ids never to return (besides the movies the user rated, "
                             "which exports exclude by default), e.g. 50,181")
+        if command == "cascade":
+            p.add_argument("--allow", type=_id_list, default=(), metavar="IDS",
+                           help="comma-separated movie ids: return only these (default: any movie)")
     elif command == "rank":
         p.add_argument("--user-id", required=True, help="user id")
         p.add_argument("--movie-ids", required=True, help="comma-separated candidate movie ids, e.g. 1,50,181")
@@ -197,17 +206,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if command == "recommend":
                 results = client.recommend(args.model, args.user_id, k=args.k, exclude=args.exclude,
                                            explain=args.explain, **spec)
+            elif command == "cascade":
+                results = client.recommend(args.model, args.user_id, k=args.k, exclude=args.exclude,
+                                           allow=args.allow, **spec)
             elif command == "rank":
                 results = client.rerank(args.model, [args.user_id], [movies], k=args.k, **spec)
             else:
                 results = client.recommend_from_history(args.model, [movies], k=args.k, explain=args.explain,
                                                         **spec)
     except ServingClientError as e:
+        wrong_model = {grpc.StatusCode.FAILED_PRECONDITION} if command == "cascade" else _WRONG_MODEL  # k: INVALID_ARGUMENT
         needs = _NEEDS[command] + (" exported with an `explain` signature" if getattr(args, "explain", False) else "")
-        hint = f" (`{command}` needs {needs})" if e.code in _WRONG_MODEL else ""
+        hint = f" (`{command}` needs {needs})" if e.code in wrong_model else ""
         print(f"error: {args.model} at {args.target}: {e}{hint}", file=sys.stderr)
         return 2 if e.code in _USER_ERRORS else 1
-    if command != "rank" and args.k is not None and any(len(row) < args.k for row in results):
+    if command not in ("rank", "cascade") and args.k is not None and any(len(row) < args.k for row in results):
         got = min(len(row) for row in results)
         print(f"warning: --k {args.k} is more than {args.model} returns ({got}: the export's k); "
               f"printing {got}. Re-export with a larger export.k for more.", file=sys.stderr)

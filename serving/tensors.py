@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -417,5 +418,12 @@ def error_for_tf(e: Exception) -> ServingError:
     from .errors import code_from_number
 
     if isinstance(e, tf.errors.OpError):
-        return ServingError(code_from_number(e.error_code), e.message)
+        return ServingError(code_from_number(e.error_code), _assertion_text(e.message))
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+
+def _assertion_text(message: str) -> str:
+    """A failed ``tf.debugging.assert_*`` in a model answers with its own message (e.g. "k must be
+    between 1 and 200"), not the multi-line graph error around it; other messages are kept."""
+    found = re.search(r"assertion failed: \[(.+?)\](?: \[|\s*$)", message)
+    return found.group(1) if found else message

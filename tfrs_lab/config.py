@@ -20,12 +20,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
+import numpy as np
 import yaml
 
 from tfrs_lab.data.spec import OWN, SourceSpec
+from tfrs_lab.data.splits import PROTOCOLS as SPLIT_PROTOCOLS
+from tfrs_lab.data.splits import SPLIT_NAMES, resolve_time_cutoff
+from tfrs_lab.data.movielens import DataError
+from tfrs_lab.data.predefined import MOVIELENS_100K_SPLITS
 from tfrs_lab.schema import ConfigError, _build, build
 
-__all__ = ["AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AutoencoderConfig", "AutoencoderDataConfig",
+__all__ = ["AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AUTOENCODER_SPLITS", "HeldOutUsersConfig",
+           "SPLIT_PROTOCOLS", "SPLITS", "TimeCutoffConfig", "AutoencoderConfig", "AutoencoderDataConfig",
            "AutoencoderEvalConfig", "AutoencoderExportConfig", "AutoencoderModelConfig", "AutoencoderTrainConfig",
            "AutoRecConfig", "check_choices", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
@@ -76,22 +82,97 @@ class SyntheticConfig:
             positive(getattr(self, name), f"{path}.{name}")
 
 
+SPLITS = SPLIT_NAMES
+"""Every split (docs/architecture.md#splits); ``SPLIT_PROTOCOLS`` maps each to its evaluation protocol."""
+SplitName = Literal["hash", "leave-last-out", "time", "held-out-users", "predefined"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeCutoffConfig:
+    """``data.split: time`` cut-offs: each a quantile in (0, 1) of the timestamps, unix seconds
+    (a whole number >= 1) or an ISO-8601 date (``1998-03-01``; UTC unless an offset is given)."""
+
+    validation: float | str = 0.8
+    test: float | str = 0.9
+
+    def validate(self, path: str) -> None:
+        order = []
+        for name in ("validation", "test"):
+            value = getattr(self, name)
+            try:  # the split's own parser, so the config accepts exactly what the split reads
+                seconds = resolve_time_cutoff(value, np.zeros(0, np.int64), f"{path}.{name}")
+            except DataError as e:
+                raise ConfigError(str(e)) from None
+            quantile = isinstance(value, float) and value < 1
+            order.append((quantile, value if quantile else seconds))
+        (q_val, val), (q_test, test) = order
+        if q_val == q_test and val > test:  # a quantile against a date is checked once the data is known
+            raise ConfigError(f"{path}.validation ({self.validation}) must not be after {path}.test ({self.test})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeldOutUsersConfig:
+    """``data.split: held-out-users`` (Mult-VAE's strong generalisation): shares of users held out
+    for validation and test (by a hash of the user id), and the share of each held-out user's newest
+    ratings to predict (at least 1; the older ones are the fold-in input)."""
+
+    validation: float = 0.1
+    test: float = 0.1
+    target_share: float = 0.2
+
+    def validate(self, path: str) -> None:
+        for name in ("validation", "test"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ConfigError(f"{path}.{name} must be a share of users in (0, 1), got {getattr(self, name)}")
+        if self.validation + self.test >= 1.0:
+            raise ConfigError(f"{path}.validation + {path}.test must be < 1 so that some users train, got "
+                              f"{self.validation + self.test}")
+        if not 0.0 < self.target_share < 1.0:
+            raise ConfigError(f"{path}.target_share must be in (0, 1), got {self.target_share}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """Where ratings come from and how they are split (docs/architecture.md#splits).
 
     ``dataset`` is a MovieLens name, ``synthetic``, or ``own``: your own files, described by
-    ``source`` (:class:`tfrs_lab.data.spec.SourceSpec`; docs/own-data.md).
+    ``source`` (:class:`tfrs_lab.data.spec.SourceSpec`; docs/own-data.md). ``split`` picks the
+    split, and with it the evaluation protocol; ``time_cutoff``, ``held_out_users`` and
+    ``predefined`` configure the ``time``, ``held-out-users`` and ``predefined`` splits
+    (``predefined``: ``u1`` … ``u5``, ``ua``, ``ub`` of the MovieLens 100K archive given as
+    ``data_zip``, or, with ``dataset: own``, a file of test interactions in the interactions'
+    format and columns).
     """
 
     dataset: str = "movielens/100k-ratings"
     data_zip: str | None = None
     data_dir: str | None = None
-    split: Literal["hash", "leave-last-out"] = "hash"
+    split: SplitName = "hash"
+    time_cutoff: TimeCutoffConfig = field(default_factory=TimeCutoffConfig)
+    held_out_users: HeldOutUsersConfig = field(default_factory=HeldOutUsersConfig)
+    predefined: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     source: SourceSpec | None = None
+    supported_splits: typing.ClassVar[tuple[str, ...]] = ("hash", "leave-last-out", "time", "predefined")
 
     def validate(self, path: str) -> None:
+        if self.split not in self.supported_splits and self.split != "auto":
+            raise ConfigError(f"{path}.split={self.split} is not supported by this task: choose "
+                              f"{', '.join(self.supported_splits)}" + (
+                                  " (held-out-users needs a model that folds a new user in from their history: "
+                                  "autoencoder dae/vae or sequential)" if self.split == "held-out-users" else ""))
+        if self.split == "predefined" and not self.predefined:
+            raise ConfigError(f"{path}.predefined is required with {path}.split=predefined: name "
+                              f"{', '.join(MOVIELENS_100K_SPLITS)} (MovieLens 100K with --data-zip) or a test file")
+        if self.predefined is not None and self.split != "predefined":
+            raise ConfigError(f"{path}.predefined is only read with {path}.split=predefined, got split={self.split}: "
+                              f"set {path}.split=predefined or drop {path}.predefined")
+        if self.predefined in MOVIELENS_100K_SPLITS and (self.dataset != "movielens/100k-ratings" or not self.data_zip):
+            raise ConfigError(f"{path}.predefined={self.predefined} is a split of the MovieLens 100K archive: set "
+                              f"{path}.dataset=movielens/100k-ratings and pass the archive with --data-zip")
+        if self.split == "predefined" and self.predefined not in MOVIELENS_100K_SPLITS and self.dataset != OWN:
+            raise ConfigError(f"{path}.predefined={self.predefined!r}: choose {', '.join(MOVIELENS_100K_SPLITS)} "
+                              f"(MovieLens 100K), or a test file with {path}.dataset={OWN}")
         if self.dataset == OWN and self.source is None:
             raise ConfigError(f"{path}.source is required with {path}.dataset={OWN}: pass --interactions FILE "
                               "--columns user=...,item=... or --data SPEC.yaml")
@@ -109,6 +190,12 @@ class RetrievalModelConfig:
 
     ``embedding_dim`` is the size of the final query/candidate vectors; ``tower_layers`` are the
     hidden Dense sizes applied to the concatenated features before the final projection.
+
+    Negatives of the in-batch softmax (``tfrs_lab.models.retrieval``; math in docs/tasks.md):
+    ``uniform_negatives`` movies drawn uniformly from the catalogue per batch are added to the
+    in-batch candidates (mixed negative sampling, Yang et al. 2020; 0 = in-batch only), and
+    ``num_hard_negatives`` keeps only each query's that many highest-scoring negatives in its
+    softmax (0 = all of them).
     """
 
     embedding_dim: int = 64
@@ -122,6 +209,8 @@ class RetrievalModelConfig:
     temperature: float = 0.1
     remove_accidental_hits: bool = True
     logq_correction: bool = True
+    num_hard_negatives: int = 0
+    uniform_negatives: int = 0
     timestamp_buckets: int = 100
     title_vocab_size: int = 10_000
     title_max_tokens: int = 16
@@ -135,6 +224,8 @@ class RetrievalModelConfig:
             positive(size, f"{path}.tower_layers[{i}]")
         positive(self.temperature, f"{path}.temperature")
         positive(self.l2_regularization, f"{path}.l2_regularization", allow_zero=True)
+        positive(self.num_hard_negatives, f"{path}.num_hard_negatives", allow_zero=True)
+        positive(self.uniform_negatives, f"{path}.uniform_negatives", allow_zero=True)
         check_choices(self.query_features, RETRIEVAL_QUERY_FEATURES, f"{path}.query_features")
         check_choices(self.candidate_features, RETRIEVAL_CANDIDATE_FEATURES, f"{path}.candidate_features")
 
@@ -243,9 +334,15 @@ class TaskConfig:
     """What every top-level task config answers (mixed into each task's config dataclass)."""
 
     @property
-    def protocol(self) -> str:
-        """The evaluation protocol (split name) a run uses."""
+    def split_name(self) -> str:
+        """The split a run uses (``data.split``)."""
         return self.data.split  # type: ignore[attr-defined]
+
+    @property
+    def protocol(self) -> str:
+        """The evaluation protocol of that split: ``hash`` (rating-level; also ``time`` and
+        ``predefined``), ``leave-last-out`` or ``held-out-users`` (docs/architecture.md#splits)."""
+        return SPLIT_PROTOCOLS[self.split_name]
 
     @property
     def predicts_ratings(self) -> bool:
@@ -276,14 +373,11 @@ class RetrievalConfig(TaskConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class SequentialDataConfig(DataConfig):
-    """``DataConfig`` for next-item models: only the leave-last-out protocol applies."""
+    """``DataConfig`` for next-item models: the protocols with a per-user history to predict from
+    (``leave-last-out``, ``held-out-users``)."""
 
-    split: Literal["hash", "leave-last-out"] = "leave-last-out"
-
-    def validate(self, path: str) -> None:
-        super().validate(path)
-        if self.split != "leave-last-out":
-            raise ConfigError(f"{path}.split must be leave-last-out for the sequential task, got {self.split}")
+    split: SplitName = "leave-last-out"
+    supported_splits: typing.ClassVar[tuple[str, ...]] = ("leave-last-out", "held-out-users")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -459,6 +553,13 @@ class RankingTrainConfig(TrainConfig):
 
     ``lr_schedule``: ``constant``; ``cosine`` (decays to ``min_learning_rate`` over ``epochs``);
     ``plateau`` (multiplies by ``lr_decay_factor`` after each epoch without validation improvement).
+
+    ``loss`` (implicit objective only): ``pointwise`` binary cross-entropy on
+    positives and negatives alike; ``pairwise`` BPR, ``-log sigma(s(u, i+) - s(u, i-))`` averaged
+    over each positive's ``negatives.count`` negatives; ``listwise`` softmax cross-entropy over
+    each positive and its ``negatives.count`` negatives. A batch holds ``batch_size`` scored pairs
+    whatever the loss (``batch_size // (1 + count)`` positives with their negatives for the
+    pairwise and listwise losses).
     """
 
     supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
@@ -468,6 +569,7 @@ class RankingTrainConfig(TrainConfig):
     lr_decay_factor: float = 0.5
     min_learning_rate: float = 1e-5
     negatives: NegativeSamplingConfig = field(default_factory=NegativeSamplingConfig)
+    loss: Literal["pointwise", "pairwise", "listwise"] = "pointwise"
 
     def validate(self, path: str) -> None:
         super().validate(path)
@@ -505,6 +607,11 @@ class RankingConfig(TaskConfig):
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(batch_size=64))  # users scored per catalogue block
     export: RankingExportConfig = field(default_factory=RankingExportConfig)
 
+    def __post_init__(self) -> None:
+        if self.model.objective == "explicit" and self.train.loss != "pointwise":
+            raise ConfigError(f"train.loss={self.train.loss} ranks sampled negatives: set model.objective=implicit "
+                              "(explicit ratings are regressed pointwise: train.loss=pointwise)")
+
     @property
     def predicts_ratings(self) -> bool:
         return self.model.objective == "explicit"
@@ -514,15 +621,20 @@ class RankingConfig(TaskConfig):
 
 AUTOENCODER_ARCHITECTURES = ("autorec", "dae", "vae")
 AUTOENCODER_PROTOCOL = {"autorec": "hash", "dae": "leave-last-out", "vae": "leave-last-out"}
-"""Evaluation protocol of each autoencoder architecture (``data.split: auto`` picks it)."""
+"""Default split of each autoencoder architecture (``data.split: auto`` picks it)."""
+AUTOENCODER_SPLITS = {"autorec": ("hash", "time", "predefined"), "dae": ("leave-last-out", "held-out-users"),
+                      "vae": ("leave-last-out", "held-out-users")}
+"""The splits each autoencoder architecture can be evaluated on (autorec: rating-level rmse/mae;
+dae/vae: ranking from a user's fold-in history)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class AutoencoderDataConfig(DataConfig):
-    """``DataConfig`` whose ``split: auto`` picks the architecture's protocol: ``hash`` (explicit
+    """``DataConfig`` whose ``split: auto`` picks the architecture's default: ``hash`` (explicit
     ``rmse``/``mae``) for autorec, ``leave-last-out`` (full-catalogue ranking) for dae/vae."""
 
-    split: Literal["auto", "hash", "leave-last-out"] = "auto"
+    split: Literal["auto", "hash", "leave-last-out", "time", "held-out-users", "predefined"] = "auto"
+    supported_splits: typing.ClassVar[tuple[str, ...]] = SPLITS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -601,9 +713,9 @@ class AutoencoderConfig(TaskConfig):
 
     def __post_init__(self) -> None:
         arch, split = self.model.architecture, self.data.split
-        protocol = AUTOENCODER_PROTOCOL[arch]
-        if split not in ("auto", protocol):
-            raise ConfigError(f"data.split must be {protocol} (or auto) for model.architecture={arch}, got {split}")
+        if split != "auto" and split not in AUTOENCODER_SPLITS[arch]:
+            raise ConfigError(f"data.split must be {' or '.join(AUTOENCODER_SPLITS[arch])} (or auto) for "
+                              f"model.architecture={arch}, got {split}")
         m = self.model.mult
         if arch == "vae" and m.kl_anneal_cap > 0 and m.kl_anneal_epochs > self.train.epochs:
             raise ConfigError(
@@ -611,8 +723,8 @@ class AutoencoderConfig(TaskConfig):
                 f"({self.train.epochs}): the KL weight would never reach model.mult.kl_anneal_cap")
 
     @property
-    def protocol(self) -> str:
-        """The evaluation protocol (split name) this run uses."""
+    def split_name(self) -> str:
+        """The split this run uses (``auto`` resolved by architecture)."""
         return AUTOENCODER_PROTOCOL[self.model.architecture] if self.data.split == "auto" else self.data.split
 
     @property

@@ -10,6 +10,7 @@ It lives apart from :mod:`tfrs_lab.config` so that config sections defined in ot
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import types
 import typing
 from typing import Any, Literal, Mapping
@@ -44,7 +45,12 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 return None
             raise ConfigError(f"{path} must not be null")
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], path)
+        for tp_i in inner[:-1]:  # ``float | str``: the first type that accepts the value, in order
+            try:
+                return _coerce(value, tp_i, path)
+            except ConfigError:
+                pass
+        return _coerce(value, inner[-1], path)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path} must be a list, got {value!r}")
@@ -63,6 +69,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path} must be a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, datetime.date):  # YAML reads 1998-03-01 as a date: keep its ISO text
+            return value.isoformat()
         if not isinstance(value, str):
             raise ConfigError(f"{path} must be a string, got {value!r}")
         return value

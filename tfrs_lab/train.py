@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tfrs_lab.cli import ArgumentParser, configure_logging, print_metrics, run_cli
-from tfrs_lab.config import TASKS
+from tfrs_lab.config import SPLITS, TASKS
 from tfrs_lab.data.spec import OWN
 
 __all__ = ["add_config_arguments", "add_own_data_arguments", "build_parser", "flag_overrides", "main", "own_data_source"]
@@ -54,7 +54,10 @@ def add_config_arguments(p: ArgumentParser, *, scope: str = "") -> None:
     p.add_argument("--dataset", help="movielens/100k-ratings (default), movielens/1m-ratings, ..., or synthetic")
     p.add_argument("--data-zip", help="official MovieLens zip to use instead of downloading (offline)")
     p.add_argument("--data-dir", help="where prepared TFDS data is cached (default ~/.cache/tfrs_lab/tfds)")
-    p.add_argument("--split", choices=("hash", "leave-last-out"), help="evaluation protocol (docs/architecture.md#splits)")
+    p.add_argument("--split", choices=SPLITS,
+                   help="the split and with it the evaluation protocol (docs/architecture.md#splits); time, "
+                        "held-out-users and predefined take options from data.time_cutoff, data.held_out_users "
+                        "and data.predefined (--set)")
     add_own_data_arguments(p)
     p.add_argument("--epochs", type=int, help=f"maximum training epochs{scope} (early stopping may end sooner)")
     p.add_argument("--seed", type=int, help=f"random seed for initialisation and shuffling{scope}")

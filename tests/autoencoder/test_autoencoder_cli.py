@@ -32,7 +32,7 @@ def test_masked_mse_ignores_unobserved_entries():
     ("model.mult.dropout=1.0", "model.mult.dropout must be in [0, 1)"),
     ("model.autorec.dropout=-0.1", "model.autorec.dropout must be in [0, 1)"),
     ("model.mult.kl_anneal_epochs=500", "model.mult.kl_anneal_epochs (500) must be <= train.epochs"),
-    ("data.split=hash", "data.split must be leave-last-out (or auto) for model.architecture=vae"),
+    ("data.split=hash", "data.split must be leave-last-out or held-out-users (or auto) for model.architecture=vae"),
 ])
 def test_bad_config_exits_2_naming_the_key(tmp_path, capsys, override, message):
     out = tmp_path / "run"

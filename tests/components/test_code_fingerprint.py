@@ -115,10 +115,10 @@ def test_standard_components_import_like_tfx_without_tensorflow():
             "import tfrs_lab.components as c\n"
             "assert 'tensorflow' not in sys.modules and not any(m.startswith('tfrs_lab.components.') for m in sys.modules)\n"
             "from tfrs_lab.components import (ExampleGen, StatisticsGen, SchemaGen, ExampleValidator, Transform,\n"
-            "    Tuner, Trainer, Evaluator, InfraValidator, Pusher, BulkInferrer)\n"
+            "    Tuner, Trainer, Evaluator, InfraValidator, Pusher, BulkInferrer, Cascade)\n"
             "from tfrs_lab.components.base import Component\n"
             "assert all(issubclass(getattr(c, n), Component) and getattr(c, n).__name__ == n for n in c.__all__)\n"
-            "assert len(c.__all__) == 11 and 'tensorflow' not in sys.modules\n")
+            "assert len(c.__all__) == 12 and 'tensorflow' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     import tfrs_lab.components as c
 

@@ -183,7 +183,7 @@ def test_empty_ratings_give_empty_splits():
 
 
 def test_make_split_rejects_unknown_names():
-    with pytest.raises(DataError, match="unknown split 'random': choose hash or leave-last-out"):
+    with pytest.raises(DataError, match="unknown split 'random': choose hash, leave-last-out, time, held-out-users, predefined"):
         make_split("random", _ratings([("1", "1", 1)]))
 
 

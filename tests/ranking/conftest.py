@@ -33,8 +33,9 @@ rating regressors (GMF, MLP, NeuMF) cannot beat the global mean by a margin a te
 
 
 def train_small(data, architecture: str, *, objective: str = "explicit", split: str = "hash", epochs: int = 6,
-                overrides: tuple[str, ...] = ()) -> Trained:
-    """A ranking model of ``architecture`` trained for ``epochs`` epochs on ``data`` (seeded)."""
+                overrides: tuple[str, ...] = (), loss: str = "pointwise") -> Trained:
+    """A ranking model of ``architecture`` trained for ``epochs`` epochs on ``data`` (seeded), with
+    ``loss`` (``train.loss``) for the implicit objective."""
     cfg = load_config("ranking", overrides=[f"model.architecture={architecture}", f"model.objective={objective}",
                                             f"data.split={split}", "model.embedding_l2=0.05",
                                             "model.history_length=0", "model.dropout=0.0", "model.kernel_l2=0.0",
@@ -53,9 +54,9 @@ def train_small(data, architecture: str, *, objective: str = "explicit", split: 
             cols["train"]["user_id"]).numpy()
         sampler = NegativeSampler(len(vocab.movie_ids), users, movie_rows(vocab, cols["train"]["movie_id"]),
                                   count=4, distribution="uniform", exclude_seen=True, seed=0)
-        ds = implicit_dataset(cols["train"], vocab, sampler, 256, seed=0)
+        ds = implicit_dataset(cols["train"], vocab, sampler, 256, seed=0, grouped=loss != "pointwise")
         offset = -np.log(4.0)
-    model = make_model(vocab, hp, cols["train"], offset)
+    model = make_model(vocab, hp, cols["train"], offset, loss)
     model.compile(optimizer=tf.keras.optimizers.Adam(cfg.train.learning_rate * 5))
     model.fit(ds, epochs=epochs, verbose=0)
     return Trained(model, vocab, cols, serving_user_table(data, s.train, vocab, hp.history_length))

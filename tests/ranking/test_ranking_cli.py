@@ -90,6 +90,9 @@ def test_implicit_neumf_with_pretraining_on_leave_last_out(tmp_path):
      "model.architecture=autorec reconstructs ratings: set model.objective=explicit"),
     (["--set", "model.autorec.hidden_units=0"], "model.autorec.hidden_units must be > 0, got 0"),
     (["--set", "model.autorec.dropout=1"], "model.autorec.dropout must be in [0, 1), got 1"),
+    (["--set", "model.objective=implicit", "--set", "model.architecture=mf", "--set", "train.loss=triplet"],
+     "train.loss must be one of pointwise, pairwise, listwise"),
+    (["--set", "train.loss=pairwise"], "train.loss=pairwise ranks sampled negatives: set model.objective=implicit"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"

@@ -63,10 +63,11 @@ def test_svdpp_history_beats_the_global_mean_and_never_sees_evaluated_rows(train
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("architecture", ["mf", "neumf"])
-def test_implicit_beats_popularity_on_leave_last_out(ranking_data, train_ranking_model, architecture):
+@pytest.mark.parametrize("architecture, loss", [("mf", "pointwise"), ("neumf", "pointwise"), ("mf", "pairwise"),
+                                                ("mf", "listwise")])
+def test_implicit_beats_popularity_on_leave_last_out(ranking_data, train_ranking_model, architecture, loss):
     t = train_ranking_model(ranking_data, architecture, objective="implicit", split="leave-last-out", epochs=5,
-                            overrides=("model.embedding_l2=0.0",))
+                            overrides=("model.embedding_l2=0.0",), loss=loss)
     history = {k: np.concatenate([t.cols["train"][k], t.cols["validation"][k]]) for k in ("user_id", "movie_id")}
     ours = ranking_eval(t.model, t.vocab, t.cols["test"], protocol="leave-last-out", ks=(10,), history=history)
     targets = movie_rows(t.vocab, t.cols["test"]["movie_id"])

@@ -39,7 +39,7 @@ def test_train_evaluate_export_end_to_end(tmp_path, architecture, loss, index):
     (["--set", "model.num_heads=3"], "model.num_heads (3) must divide model.embedding_dim (64)"),
     (["--set", "model.dropout=-0.1"], "model.dropout must be in [0, 1), got -0.1"),
     (["--set", "model.architecture=lstm"], "model.architecture must be one of transformer, gru"),
-    (["--split", "hash"], "data.split must be leave-last-out for the sequential task"),
+    (["--split", "hash"], "data.split=hash is not supported by this task: choose leave-last-out, held-out-users"),
 ])
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"

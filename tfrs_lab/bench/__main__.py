@@ -10,9 +10,10 @@ Examples::
     python -m tfrs_lab.bench select --task retrieval --data-root ../data --output-dir bench-out
     python -m tfrs_lab.bench scale --sizes 1M,5M,25M --tasks retrieval,ranking --output-dir bench-out
     python -m tfrs_lab.bench all --data-zip ml-100k.zip --output-dir bench-out
+    python -m tfrs_lab.bench cascade --cascade-retrieval runs/r1 --cascade-ranking runs/k1 --output-dir bench-out
 
 Each suite writes ``<output-dir>/<suite>/results.json`` and PNG plots and prints a short table.
-``all`` runs every suite but ``select`` and ``scale`` (hours at 25M: run it on its own).
+``all`` runs every suite but ``select``, ``cascade`` and ``scale`` (hours at 25M: run it on its own).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from tfrs_lab.train import add_own_data_arguments, own_data_source
 logger = logging.getLogger(__name__)
 
 SUITES = ("quality", "training", "retrieval-index", "serving")
-"""The suites ``all`` runs; ``select`` (several data sets, many runs) and ``scale`` (hours at 25M)
-run only when named."""
+"""The suites ``all`` runs; ``select`` (several data sets, many runs), ``cascade`` (needs two runs)
+and ``scale`` (hours at 25M) run only when named."""
 
 
 def _int_list(flag: str, text: str) -> tuple[int, ...]:
@@ -76,7 +77,9 @@ def _memory_cap(args) -> int:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(prog="python -m tfrs_lab.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("suite", choices=(*SUITES, "select", "scale", "all"), help="which benchmark to run")
+    p.add_argument("suite", choices=(*SUITES, "select", "cascade", "scale", "all"),
+                   help="which benchmark to run (all: every suite but select, cascade and scale, which need "
+                        "their own inputs or hours)")
     p.add_argument("--output-dir", default="bench-out", help="results go to <output-dir>/<suite>/ (default bench-out)")
     p.add_argument("--dataset", default="movielens/100k-ratings", help="as in train; 'synthetic' for a quick run")
     p.add_argument("--data-zip", help="official MovieLens zip (offline)")
@@ -119,6 +122,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--serving-batching", choices=("off", "on", "both"), default="both")
     p.add_argument("--serving-floor-seconds", type=float, default=3.0,
                    help="serving: seconds of in-process (no server) calls measured as the floor")
+    p.add_argument("--cascade-retrieval", metavar="RUN", help="cascade: a retrieval run (export.exclude_seen=false)")
+    p.add_argument("--cascade-ranking", metavar="RUN", help="cascade: a ranking run on the same data")
+    p.add_argument("--cascade-candidates", type=int, help="cascade: retrieval candidates (default: its export.k)")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     return p
 
@@ -156,6 +162,8 @@ def _validate(args) -> None:
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output-dir {str(out)!r} is a file: choose a directory")
+    if args.suite == "cascade" and not (args.cascade_retrieval and args.cascade_ranking):
+        raise UsageError("cascade needs --cascade-retrieval RUN and --cascade-ranking RUN")
     if args.serving_model and not Path(args.serving_model).is_dir():
         raise UsageError(f"--serving-model {args.serving_model!r} is not a directory: pass an export base "
                          "such as runs/r1/export/retrieval")
@@ -197,6 +205,15 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
         _, table = run_training(data_options, output_dir, epochs=args.epochs, throughput_epochs=args.throughput_epochs,
                                 overrides=tuple(args.overrides),
                                 **({"variants": tuple(args.variants.split(","))} if args.variants else {}))
+    elif suite == "cascade":
+        from tfrs_lab.bench.cascade import run_cascade_bench
+        from tfrs_lab.export.cascade import CascadeError
+
+        try:
+            _, table = run_cascade_bench(args.cascade_retrieval, args.cascade_ranking, output_dir,
+                                         candidates=args.cascade_candidates)
+        except CascadeError as e:
+            raise UsageError(str(e)) from e
     elif suite == "retrieval-index":
         from tfrs_lab.bench.index import run_index
 

@@ -77,7 +77,7 @@ def catalogue_rows(data: MovieLensData, movie_ids: np.ndarray) -> np.ndarray:
 
 def fit_rows(split: Split) -> np.ndarray:
     """Rows a peer without early stopping is fitted on (see the module docstring)."""
-    if split.name == "hash":
+    if split.protocol == "hash":
         return split.train
     return np.concatenate([split.train, split.validation])
 
@@ -106,7 +106,7 @@ def target_ranks_for(data: MovieLensData, split: Split, queries: np.ndarray, ite
     targets = catalogue_rows(data, r["movie_id"][query_rows])
     keep = targets >= 0
     exclude = None
-    if split.name != "hash":
+    if split.protocol != "hash":
         seen = seen_lists(r["user_id"][query_rows][keep], r["user_id"][history_rows],
                           catalogue_rows(data, r["movie_id"][history_rows]))
         exclude = [s[s >= 0] for s in seen]
@@ -119,7 +119,7 @@ def rank_metrics(data: MovieLensData, split: Split, queries: np.ndarray, items: 
     """Our metrics (docs/architecture.md#metric-definitions) for a method that yields one query vector per ``part`` rating."""
     query_rows, history_rows = evaluated_rows(split, part)
     ranks = target_ranks_for(data, split, queries, items, query_rows, history_rows)
-    return hit_rate(ranks, ks) if split.name == "hash" else ranking_metrics(ranks, ks)
+    return hit_rate(ranks, ks) if split.protocol == "hash" else ranking_metrics(ranks, ks)
 
 
 def clipped_rating_metrics(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -95,7 +95,7 @@ def _retrieval_setup(cfg):
     model = RetrievalModel(vocab, hp)
 
     def validate() -> dict[str, float]:
-        return evaluate(model, vocab, cols["validation"], protocol=split.name, ks=REQUIRED_KS[split.name],
+        return evaluate(model, vocab, cols["validation"], protocol=split.protocol, ks=REQUIRED_KS[split.protocol],
                         history=cols["train"], batch_size=cfg.eval.batch_size)
 
     return model, cols["train"], validate

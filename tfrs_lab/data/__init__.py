@@ -23,13 +23,18 @@ from tfrs_lab.data.prepared import PreparedDataset, load_prepared, prepare_datas
 from tfrs_lab.data.readers import from_frame, read_source
 from tfrs_lab.data.spec import OWN, SourceSpec
 from tfrs_lab.data.splits import (
+    PROTOCOLS,
     SPLIT_NAMES,
     Split,
+    SplitOptions,
     hash_buckets,
     hash_split,
+    held_out_users_split,
     leave_last_out_split,
     make_split,
+    predefined_split,
     sequence_order,
+    time_split,
 )
 from tfrs_lab.data.synthetic import SyntheticSpec, write_synthetic_zip
 
@@ -41,6 +46,7 @@ __all__ = [
     "MovieLensData",
     "NUM_GENRES",
     "OWN",
+    "PROTOCOLS",
     "PreparedDataset",
     "RATING_KEYS",
     "SPLIT_NAMES",
@@ -48,18 +54,22 @@ __all__ = [
     "SUPPORTED_DATASETS",
     "SYNTHETIC",
     "Split",
+    "SplitOptions",
     "SyntheticSpec",
     "USER_FEATURE_KEYS",
     "default_data_dir",
     "from_frame",
     "hash_buckets",
     "hash_split",
+    "held_out_users_split",
     "leave_last_out_split",
     "load_movielens",
     "load_prepared",
     "make_split",
+    "predefined_split",
     "prepare_dataset",
     "read_source",
     "sequence_order",
+    "time_split",
     "write_synthetic_zip",
 ]

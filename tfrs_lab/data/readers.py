@@ -35,9 +35,9 @@ import numpy as np
 
 from tfrs_lab.schema import ConfigError, build
 from tfrs_lab.data.movielens import DataError, MovieLensData
-from tfrs_lab.data.spec import (InteractionColumns, ItemColumns, SourceSpec)
+from tfrs_lab.data.spec import (InteractionColumns, InteractionsSource, ItemColumns, SourceSpec)
 
-__all__ = ["from_frame", "read_source", "resolve_paths"]
+__all__ = ["from_frame", "read_interactions", "read_source", "resolve_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -573,6 +573,21 @@ def read_source(spec: SourceSpec, *, where: str = "data.source") -> MovieLensDat
 
     return _read(spec, reader(spec.interactions), reader(spec.items) if spec.items else None,
                  reader(spec.users) if spec.users else None, where)
+
+
+def read_interactions(source: InteractionsSource, *, where: str) -> dict[str, np.ndarray]:
+    """Only the interactions table ``source`` names, as ``user_id``, ``movie_id`` (str ``[n]``),
+    ``user_rating`` (float32 ``[n]``) and ``timestamp`` (int64 ``[n]``) columns, read exactly as
+    :func:`read_source` reads them (``binary`` labels: the positive rows only).
+
+    ``where`` is the dotted path named in messages. Raises DataError (one line) on any problem.
+    """
+    c = source.columns
+    ratings = _interactions(_read_table(source, c.columns(), where), c, where)
+    if c.label == "binary":
+        keep = ratings["user_rating"] > 0
+        ratings = {k: v[keep] for k, v in ratings.items()}
+    return ratings
 
 
 def from_frame(interactions: Any, columns: Mapping[str, str], *, items: Any = None,

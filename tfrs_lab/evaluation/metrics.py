@@ -9,6 +9,9 @@ model that gives every item the same score ranks every target last rather than f
 * ``recall@K`` / ``ndcg@K`` / ``mrr`` (leave-last-out): one target per user, the user's train and
   validation items excluded; ``ndcg@K = 1 / log2(rank + 2)`` if rank < K else 0 (one relevant item,
   so the ideal DCG is 1); ``mrr = mean(1 / (rank + 1))`` over the full ranking.
+* ``recall@K`` / ``ndcg@K`` (held-out-users, Mult-VAE's definitions): several targets per user, the
+  fold-in items excluded; ``recall@K = hits / min(K, #targets)``, ``ndcg@K = DCG@K / IDCG@K`` with
+  ``IDCG@K = sum_{i < min(K, #targets)} 1 / log2(i + 2)``; averaged over users.
 """
 
 from __future__ import annotations
@@ -17,18 +20,18 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["EARLY_STOPPING_METRIC", "REQUIRED_KS", "beyond_accuracy", "hit_rate", "hits_at_k", "metric_ks", "ranking_metrics",
-           "ranks_from_scores", "rating_metrics", "target_ranks"]
+__all__ = ["EARLY_STOPPING_METRIC", "REQUIRED_KS", "beyond_accuracy", "hit_rate", "hits_at_k", "metric_ks",
+           "multi_target_metrics", "ranking_metrics", "ranks_from_scores", "rating_metrics", "target_ranks"]
 
-REQUIRED_KS = {"hash": (10, 50, 100), "leave-last-out": (10, 50)}
-"""Cut-offs whose metrics ``metrics.json`` must always hold (docs/architecture.md)."""
-EARLY_STOPPING_METRIC = {"hash": "hit_rate@100", "leave-last-out": "ndcg@50"}
-"""The validation metric top-K tasks early-stop on, per split."""
+REQUIRED_KS = {"hash": (10, 50, 100), "leave-last-out": (10, 50), "held-out-users": (20, 50, 100)}
+"""Cut-offs whose metrics ``metrics.json`` must always hold, per evaluation protocol (docs/architecture.md)."""
+EARLY_STOPPING_METRIC = {"hash": "hit_rate@100", "leave-last-out": "ndcg@50", "held-out-users": "ndcg@100"}
+"""The validation metric top-K tasks early-stop on, per evaluation protocol."""
 
 
-def metric_ks(split: str, eval_ks) -> tuple[int, ...]:
-    """The sorted cut-offs to report on ``split``: the config's ``eval.ks`` plus :data:`REQUIRED_KS`."""
-    return tuple(sorted(set(eval_ks) | set(REQUIRED_KS[split])))
+def metric_ks(protocol: str, eval_ks) -> tuple[int, ...]:
+    """The sorted cut-offs to report under ``protocol``: the config's ``eval.ks`` plus :data:`REQUIRED_KS`."""
+    return tuple(sorted(set(eval_ks) | set(REQUIRED_KS[protocol])))
 
 
 def target_ranks(
@@ -125,6 +128,35 @@ def ranking_metrics(ranks: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
         out[f"recall@{k}"] = float(hit.mean())
         out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean())
     out["mrr"] = float(np.mean(1.0 / (ranks + 1.0)))
+    return out
+
+
+def multi_target_metrics(ranks: np.ndarray, query: np.ndarray, ks: Iterable[int]) -> dict[str, float]:
+    """``recall@K`` and ``ndcg@K`` (Mult-VAE's definitions) for queries with several targets.
+
+    Args:
+      ranks: int [T] 0-based rank of every target among its query's candidates (the other targets
+        compete: a rank is the target's position in the query's full list).
+      query: int [T] the query (user) of each target, values in ``[0, Q)``; every query has >= 1 target.
+      ks: cut-offs.
+
+    Returns:
+      per K, the mean over queries of ``hits / min(K, #targets)`` and of ``DCG@K / IDCG@K``.
+    """
+    ranks = np.asarray(ranks, dtype=np.float64)
+    query = np.asarray(query, dtype=np.int64)
+    if not len(ranks):
+        return {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "ndcg")}
+    _, query = np.unique(query, return_inverse=True)
+    n_targets = np.bincount(query)
+    out: dict[str, float] = {}
+    for k in ks:
+        hit = ranks < k
+        hits = np.bincount(query, weights=hit.astype(np.float64), minlength=len(n_targets))
+        dcg = np.bincount(query, weights=np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0), minlength=len(n_targets))
+        ideal = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))[np.minimum(n_targets, k) - 1]
+        out[f"recall@{k}"] = float(np.mean(hits / np.minimum(n_targets, k)))
+        out[f"ndcg@{k}"] = float(np.mean(dcg / ideal))
     return out
 
 

@@ -99,9 +99,13 @@ class RetrievalServer(tf.Module):
         return feats
 
     def _answer(self, features: dict[str, tf.Tensor], fetch: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """scores, ids [B, fetch]; padded with -inf / '' when the index returns fewer (ScaNN returns
+        at most the points in the leaves it searched, which can be fewer than ``fetch``)."""
         query = self.model.query_embedding(features)
         scores, ids = self.index(query, k=fetch)
-        return scores, ids
+        short = tf.maximum(fetch - tf.shape(ids)[1], 0)
+        return (tf.pad(scores, [[0, 0], [0, short]], constant_values=-np.inf),
+                tf.pad(ids, [[0, 0], [0, short]], constant_values=""))
 
     def _with_fallback(self, user_id: tf.Tensor, scores: tf.Tensor, ids: tf.Tensor) -> dict[str, tf.Tensor]:
         unknown = tf.expand_dims(tf.equal(self.model.user_lookup(user_id), 0), -1)  # [B, 1]

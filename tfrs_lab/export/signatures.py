@@ -3,11 +3,12 @@
 Keep these the single source of truth: ``serving/`` imports them (docs/architecture.md#layers-and-imports), tests import them.
 """
 
-__all__ = ["BECAUSE_IDS", "BECAUSE_SCORES", "CANDIDATE_MOVIE_IDS", "EXCLUDE_MOVIE_IDS", "EXCLUDE_SEEN", "EXPLAIN",
-           "MAX_BECAUSE", "HISTORY", "HISTORY_MOVIE_IDS", "MOVIE_ID",
-           "MOVIE_IDS", "MOVIE_TITLES_FILE", "PREDICT_RATINGS", "QUERY_FEATURES", "RATING", "RATINGS",
-           "RATE", "RECOMMEND_FOR_USER", "RERANK", "SCORE", "SCORE_WITH_FEATURES", "SCORES", "SEEN_MOVIE_IDS",
-           "SEEN_RATINGS", "SERVING_DEFAULT", "SIMILAR_ITEMS", "TIMESTAMP", "USER_ID", "WARMUP_FILE"]
+__all__ = ["ALLOW_MOVIE_IDS", "BECAUSE_IDS", "BECAUSE_SCORES", "CANDIDATE_MOVIE_IDS", "EXCLUDE_MOVIE_IDS",
+           "EXCLUDE_SEEN", "EXPLAIN", "HISTORY", "HISTORY_MOVIE_IDS", "K", "MAX_BECAUSE", "MOVIE_ID",
+           "MOVIE_IDS", "MOVIE_TITLES_FILE", "PREDICT_RATINGS", "QUERY_FEATURES", "RATE", "RATING", "RATINGS",
+           "RECOMMEND", "RECOMMEND_FOR_USER", "RERANK", "RETRIEVAL_SCORES", "SCORE", "SCORES",
+           "SCORE_WITH_FEATURES", "SEEN_MOVIE_IDS", "SEEN_RATINGS", "SERVING_DEFAULT", "SIMILAR_ITEMS",
+           "TIMESTAMP", "USER_ID", "WARMUP_FILE"]
 
 SERVING_DEFAULT = "serving_default"
 """Retrieval: ``user_id`` (string [batch]) -> ``movie_ids`` (string [batch, k]), ``scores`` (float32 [batch, k])."""
@@ -98,3 +99,19 @@ PREDICT_RATINGS = "predict_ratings"
 
 RATINGS = "ratings"
 """Output of :data:`PREDICT_RATINGS`: float32 [batch, m] predicted ratings."""
+
+# Retrieve -> rank cascades (python -m tfrs_lab.export cascade).
+RECOMMEND = "recommend"
+"""Cascade: ``user_id`` (string [batch]), ``k`` (int32 [batch], 1 <= k <= the export's ``max_k``),
+``exclude_movie_ids`` (string [batch, m], '' pads) and ``allow_movie_ids`` (string [batch, a], '' pads; a
+row of only '' = no restriction) -> ``movie_ids`` (string [batch, max k]), ``scores`` (float32, the ranking
+score) and ``retrieval_scores`` (float32), best first; a row's entries past its own k are '' / -inf."""
+
+K = "k"
+"""Cascade ``recommend`` input: int32 [batch] how many movies each row wants."""
+
+ALLOW_MOVIE_IDS = "allow_movie_ids"
+"""Cascade ``recommend`` input: string [batch, a] the only movies a row may return ('' pads; all '' = any)."""
+
+RETRIEVAL_SCORES = "retrieval_scores"
+"""Cascade output: float32 [batch, k] the retrieval (two-tower) score of each returned movie."""

@@ -39,18 +39,15 @@ if needs_scann:
 import numpy as np
 import tensorflow as tf
 loaded = tf.saved_model.load(path)
-def _dtype(v):
-    flat = v
-    while isinstance(flat, list) and flat:
-        flat = flat[0]
-    return tf.float32 if isinstance(flat, (int, float)) else tf.string
 def _plain(a):
     if a.dtype == object:
         return np.vectorize(lambda b: b.decode(), otypes=[object])(a).tolist() if a.size else a.tolist()
     return a.tolist()
 answers = []
 for signature, inputs in requests:
-    out = loaded.signatures[signature](**{k: tf.constant(v, dtype=_dtype(v)) for k, v in inputs.items()})
+    fn = loaded.signatures[signature]
+    specs = fn.structured_input_signature[1]  # input name -> TensorSpec: each value gets its declared dtype
+    out = fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
     answers.append({**{name: _plain(t.numpy()) for name, t in out.items()}, "scann_imported": "scann" in sys.modules})
 print(json.dumps(answers))
 """
@@ -75,7 +72,7 @@ def answer_in_fresh_process(path: Path, user_ids: list[str] | None = None, *, im
                             inputs: dict[str, list] | None = None, signature: str = sig.SERVING_DEFAULT) -> dict:
     """Loads the SavedModel at ``path`` in a new Python process and returns its answer for ``user_ids``
     (or for ``inputs``: input name -> string or number values, nested lists for [batch, n] inputs;
-    numbers are sent as float32) on ``signature``."""
+    each is converted to the dtype the signature declares for it) on ``signature``."""
     inputs = {sig.USER_ID: user_ids} if inputs is None else inputs
     return answers_in_fresh_process(path, [(signature, inputs)], import_scann=import_scann, timeout=timeout)[0]
 

@@ -28,8 +28,20 @@ SVD++ implicit feedback (``history_length > 0``): every architecture's user vect
 padding; :func:`tfrs_lab.models.features.history_embedding`), with its own ``y`` table per branch.
 
 Objectives: ``explicit`` regresses ratings with MSE (``predict`` clips to the rating range);
-``implicit`` treats the output as a logit trained with binary cross-entropy against sampled
-negatives. Embedding regularisation is the classic per-example L2 on the rows a batch looks up
+``implicit`` treats the output as a logit s(u, i) trained against sampled negatives with one of
+three losses (``loss``; every score comes from the same model, so the pairwise and listwise set-ups
+are Siamese: the positive and its negatives share every weight):
+
+* ``pointwise``: binary cross-entropy, label 1 for positives and 0 for negatives (rows mixed freely).
+* ``pairwise`` (BPR, Rendle et al. 2009): ``mean_{b, k} -log sigma(s(u_b, i+_b) - s(u_b, i-_bk))``
+  over each positive b and its n negatives k (:func:`bpr_loss`).
+* ``listwise``: softmax cross-entropy over each positive's list ``[i+_b, i-_b1 .. i-_bn]`` with the
+  positive as the label, ``mean_b (logsumexp_j s_bj - s(u_b, i+_b))`` (:func:`listwise_loss`).
+
+The pairwise and listwise losses read a ``negative_movie_id`` column (string [B, n]) beside the
+positive's features; each negative copies its positive's user and context columns.
+
+Embedding regularisation is the classic per-example L2 on the rows a batch looks up
 (``embedding_l2 * mean(|p_u|^2 + |q_m|^2 + b_u^2 + b_m^2)``); dense and cross kernels get
 ``kernel_l2`` through Keras regularisers (added to the loss by ``tfrs.Model``).
 """
@@ -46,7 +58,25 @@ from tfrs_lab.models.autoencoder import AutoRec
 from tfrs_lab.models.features import (MOVIE_FEATURES, USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder,
                                      history_embedding)
 
-__all__ = ["GMFBranch", "MLPBranch", "RankingModel"]
+__all__ = ["GMFBranch", "MLPBranch", "NEGATIVE_MOVIE_ID", "RankingModel", "bpr_loss", "listwise_loss"]
+
+NEGATIVE_MOVIE_ID = "negative_movie_id"
+"""Batch column of the pairwise and listwise losses: string [B, n], each positive's sampled negatives."""
+
+
+def bpr_loss(positive: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
+    """BPR: ``mean -log sigma(positive_b - negative_bk)`` over every (positive, negative) pair; a
+    float32 scalar from logits ``positive`` float32 [B] and ``negative`` float32 [B, n]."""
+    return tf.reduce_mean(tf.nn.softplus(negative - positive[:, None]))  # -log sigma(x) = softplus(-x)
+
+
+def listwise_loss(positive: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
+    """Softmax cross-entropy of each list ``[positive_b, negative_b1 .. negative_bn]`` with the
+    positive as the label, averaged over the B lists; a float32 scalar from logits ``positive``
+    float32 [B] and ``negative`` float32 [B, n]."""
+    logits = tf.concat([positive[:, None], negative], 1)  # [B, 1 + n]
+    labels = tf.one_hot(tf.zeros_like(positive, tf.int32), tf.shape(logits)[1])
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
 def _embedding(rows: int, dim: int, name: str) -> tf.keras.layers.Embedding:
@@ -129,15 +159,18 @@ class RankingModel(tfrs.Model):
     """
 
     def __init__(self, vocab, hp: RankingModelConfig, *, global_offset: float = 0.0,
-                 item_ratings=None) -> None:
+                 item_ratings=None, loss: str = "pointwise") -> None:
         """``vocab`` is a ``tfrs_lab.data.features.Vocabularies`` (duck-typed: models never import data).
 
         ``global_offset`` initialises the global bias (mean training rating, or the log-odds of a
         positive among the training examples). ``item_ratings`` (``autorec`` only): float32
         [M + 1, U + 1] training ratings by (movie index, user index), 0 = unrated; row/column 0 are
-        the unknown movie/user."""
+        the unknown movie/user. ``loss`` (implicit objective): ``pointwise``, ``pairwise`` or
+        ``listwise`` (module docstring)."""
         super().__init__()
-        self.hp = hp
+        if loss not in ("pointwise", "pairwise", "listwise") or (loss != "pointwise" and hp.objective == "explicit"):
+            raise ValueError(f"loss must be pointwise, or pairwise / listwise with the implicit objective; got {loss!r}")
+        self.hp, self.loss_kind = hp, loss
         U, M, d = vocab.num_users, vocab.num_movies, hp.embedding_dim
         reg = tf.keras.regularizers.l2(hp.kernel_l2) if hp.kernel_l2 else None
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)
@@ -249,11 +282,34 @@ class RankingModel(tfrs.Model):
     # ------------------------------------------------------------------ training
 
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        raw, penalty = self._forward(features, training)
-        loss = self.task(labels=features["label"], predictions=raw)
+        if self.loss_kind == "pointwise":
+            raw, penalty = self._forward(features, training)
+            loss = self.task(labels=features["label"], predictions=raw)
+        else:
+            positive, negative, penalty = self._score_lists(features, training)
+            loss = (bpr_loss if self.loss_kind == "pairwise" else listwise_loss)(positive, negative)
+            negative = tf.reshape(negative, [-1])  # the training AUC, as pointwise reports it (loss unused)
+            self.task(labels=tf.concat([tf.ones_like(positive), tf.zeros_like(negative)], 0),
+                      predictions=tf.concat([positive, negative], 0))
         if self.hp.embedding_l2:
             loss += self.hp.embedding_l2 * tf.reduce_mean(penalty)
         return loss
+
+    def _score_lists(self, features: Mapping[str, tf.Tensor],
+                     training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Logits of the positives float32 [B] and of their negatives float32 [B, n] in one forward
+        pass (each negative with its positive's user and context columns), and the per-row squared
+        norms of every looked-up embedding [B * (1 + n)]."""
+        negatives = features[NEGATIVE_MOVIE_ID]  # [B, n]
+        b, n = tf.shape(negatives)[0], tf.shape(negatives)[1]
+        rows = {}
+        for name, column in features.items():
+            if name in ("label", NEGATIVE_MOVIE_ID):
+                continue
+            copies = tf.reshape(negatives, [-1]) if name == "movie_id" else tf.repeat(column, n, axis=0)
+            rows[name] = tf.concat([column, copies], 0)
+        raw, penalty = self._forward(rows, training)
+        return raw[:b], tf.reshape(raw[b:], [b, n]), penalty
 
     # ------------------------------------------------------------------ NeuMF pre-training
 

@@ -12,6 +12,24 @@ lookup layers and the shared encoders of :mod:`tfrs_lab.models.features` built f
 :class:`tfrs_lab.data.features.Vocabularies`-like arrays, so the training pipeline and the
 exported SavedModel share one encoding path. Unknown ids and values map to a
 reserved out-of-vocabulary index (0) and never raise.
+
+Loss (TFRS ``Retrieval``: softmax cross-entropy over sampled candidates). A batch of B (query,
+movie) positives gives queries ``q_b`` and in-batch candidates ``v_1 .. v_B``; with
+``uniform_negatives = N > 0`` (mixed negative sampling, Yang et al. 2020) N more movies
+``v_{B+1} .. v_{B+N}`` are drawn uniformly from the catalogue of M movies for the whole batch. Query
+b's logits over the C = B + N candidates, with item j of candidate column c:
+
+    l_bc = <q_b, v_c> / temperature - log Q(j)                            (logQ correction)
+    Q(j) = (B p_j + N / M) / (B + N)
+
+``p_j`` is item j's unigram frequency in the training rows (add-one smoothed): in-batch candidates
+are drawn ~ p (the batch's positives), uniform ones ~ 1/M, so the candidate set is a sample of the
+mixture Q, and Q(j) (proportional to j's expected count in it) is the correction of *every* column
+holding j, whichever stream drew it. With N = 0 it is the plain in-batch correction ``log p_j``.
+``remove_accidental_hits`` then sets ``l_bc`` to -inf-like (``MIN_FLOAT``) for every column c != b
+holding query b's positive movie (an in-batch duplicate or a uniform draw of that movie);
+``num_hard_negatives = K > 0`` keeps the positive column and the K highest corrected negatives
+per query. The loss is ``sum_b -log softmax(l_b)_b`` (TFRS sums over the batch).
 """
 
 from __future__ import annotations
@@ -27,7 +45,7 @@ from tfrs_lab.config import RetrievalModelConfig
 from tfrs_lab.models.cross_replica import global_candidates
 from tfrs_lab.models.features import USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder, history_embedding
 
-__all__ = ["RetrievalModel"]
+__all__ = ["RetrievalModel", "mixed_sampling_probability"]
 
 
 def _tower(layers: Sequence[int], out_dim: int, l2: float, name: str) -> tf.keras.Sequential:
@@ -35,6 +53,18 @@ def _tower(layers: Sequence[int], out_dim: int, l2: float, name: str) -> tf.kera
     stack = [tf.keras.layers.Dense(n, activation="relu", kernel_regularizer=reg) for n in layers]
     stack.append(tf.keras.layers.Dense(out_dim, kernel_regularizer=reg))
     return tf.keras.Sequential(stack, name=name)
+
+
+def mixed_sampling_probability(item_probability: tf.Tensor, batch_size: tf.Tensor | int, num_uniform: int,
+                               num_items: int) -> tf.Tensor:
+    """Q(j) = (B p_j + N / M) / (B + N), float32 [C]: the probability that one draw of the mixed
+    candidate set is item j, for the unigram probabilities ``item_probability`` p_j (float32 [C], one
+    per candidate column), B = ``batch_size`` in-batch candidates, N = ``num_uniform`` uniform ones
+    and a catalogue of M = ``num_items`` movies. N = 0 returns p unchanged."""
+    if not num_uniform:
+        return item_probability
+    b = tf.cast(batch_size, tf.float32)
+    return (b * item_probability + num_uniform / num_items) / (b + num_uniform)
 
 
 class RetrievalModel(tfrs.Model):
@@ -69,8 +99,10 @@ class RetrievalModel(tfrs.Model):
         # --- task
         counts = np.asarray(vocab.item_counts, dtype=np.float64) + 1.0
         self.item_probability = tf.constant(counts / counts.sum(), dtype=tf.float32)  # [M + 1]
+        self.num_catalogue = int(vocab.num_movies) - 1  # M: indices 1 .. M (0 = unknown)
         self.task = tfrs.tasks.Retrieval(
-            temperature=hp.temperature, remove_accidental_hits=hp.remove_accidental_hits)
+            temperature=hp.temperature, remove_accidental_hits=hp.remove_accidental_hits,
+            num_hard_negatives=hp.num_hard_negatives or None)
 
     # ------------------------------------------------------------------ towers
 
@@ -107,12 +139,29 @@ class RetrievalModel(tfrs.Model):
         movie_index = self.movie_lookup(features["movie_id"])
         query = self.query_embedding(features)
         candidate = self.candidate_embedding_from_index(movie_index)
-        probability = tf.gather(self.item_probability, movie_index) if self.hp.logq_correction else None
         # synchronous replicas: every query's softmax runs over the whole global batch
-        candidate, probability, movie_index = global_candidates(candidate, probability, movie_index)
+        candidate, movie_index = global_candidates(candidate, movie_index)
+        if self.hp.uniform_negatives:  # mixed negatives: N catalogue movies drawn uniformly per batch
+            uniform = tf.random.uniform([self.hp.uniform_negatives], 1, self.num_catalogue + 1, dtype=tf.int64)
+            candidate = tf.concat([candidate, self.candidate_embedding_from_index(uniform)], 0)
+            movie_index = tf.concat([movie_index, uniform], 0)
+        return self.softmax_loss(query, candidate, movie_index)
+
+    def softmax_loss(self, query: tf.Tensor, candidate: tf.Tensor, candidate_index: tf.Tensor) -> tf.Tensor:
+        """The corrected sampled-softmax loss (module docstring), a float32 scalar summed over queries.
+
+        ``query`` float32 [B, d]; ``candidate`` float32 [B + N, d]: row b < B is query b's positive,
+        rows B .. B + N - 1 the ``hp.uniform_negatives`` uniform draws; ``candidate_index`` int64
+        [B + N] their movie indices (1 .. M)."""
+        probability = None
+        if self.hp.logq_correction:
+            probability = mixed_sampling_probability(
+                tf.gather(self.item_probability, candidate_index),
+                tf.shape(candidate_index)[0] - self.hp.uniform_negatives, self.hp.uniform_negatives,
+                self.num_catalogue)
         return self.task(
             query, candidate,
             candidate_sampling_probability=probability,
-            candidate_ids=movie_index if self.hp.remove_accidental_hits else None,
+            candidate_ids=candidate_index if self.hp.remove_accidental_hits else None,
             compute_metrics=False,
         )

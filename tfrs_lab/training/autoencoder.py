@@ -8,9 +8,14 @@ Protocols (``data.split: auto`` picks by architecture, docs/architecture.md#spli
   and its training + validation ratings at test time (the convention of every model here:
   test rows see training and validation rows). A (user, movie) pair the model cannot score (user
   or movie without input ratings) gets the user's mean training rating, else the global mean.
+  The same on ``time`` and ``predefined`` (rating-level protocol too).
 * ``dae`` / ``vae`` on ``leave-last-out``: full-catalogue ``recall@K``, ``ndcg@K``, ``mrr``; the
   user vector is built from training items for validation and from training + validation items
   for test, and exactly those items are excluded from the ranking.
+* ``dae`` / ``vae`` on ``held-out-users`` (Mult-VAE's strong generalisation): trained on the
+  training users only; a held-out user's vector is built from their fold-in items, which are
+  excluded from the ranking, and all their target items are ranked together (Mult-VAE's
+  ``recall@K`` normalised by ``min(K, #targets)`` and ``ndcg@K``).
 
 Matrices are dense [users, catalogue] float32 (MovieLens 100K/1M size; ML-1M is ~90 MB).
 """
@@ -30,18 +35,21 @@ import tensorflow as tf
 from tfrs_lab.config import AutoencoderConfig
 from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.data.movielens import MovieLensData
-from tfrs_lab.evaluation.metrics import metric_ks, ranking_metrics, ranks_from_scores, rating_metrics
+from tfrs_lab.data.splits import HELD_OUT_USERS
+from tfrs_lab.evaluation.metrics import (metric_ks, multi_target_metrics, ranking_metrics, ranks_from_scores,
+                                         rating_metrics)
 from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
 from tfrs_lab.training import report
 from tfrs_lab.training.task import RunContext, Task, Trained
 
-__all__ = ["AutoencoderTask", "TASK", "autorec_predictions", "interactions", "rating_matrix"]
+__all__ = ["AutoencoderTask", "TASK", "autorec_predictions", "held_out_inputs", "interactions", "rating_matrix"]
 
 logger = logging.getLogger(__name__)
 
 EARLY_STOPPING_METRIC = {"autorec": "neg_rmse", "dae": "ndcg@10", "vae": "ndcg@10"}
+HELD_OUT_EARLY_STOPPING_METRIC = "ndcg@100"  # dae / vae on held-out-users (Mult-VAE selects on ndcg@100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +145,40 @@ def rank_targets(model: MultAutoencoder, inputs: np.ndarray, users: np.ndarray, 
     return ranks
 
 
+@dataclasses.dataclass(frozen=True)
+class HeldOutUsers:
+    """Held-out users of one evaluated split (``held-out-users``): row h of ``inputs`` is user ``user_ids[h]``."""
+
+    user_ids: np.ndarray  # str [H]
+    inputs: np.ndarray  # float32 [H, M] multi-hot of each user's fold-in movies
+    targets: Interactions  # users = row in inputs, items = catalogue row (movies outside the catalogue dropped)
+
+
+def held_out_inputs(data: MovieLensData, vocab: Vocabularies, fold_in_rows: np.ndarray,
+                    target_rows: np.ndarray) -> HeldOutUsers:
+    """The fold-in input matrix and the targets of the users of ``fold_in_rows`` / ``target_rows``."""
+    ids = data.ratings["user_id"]
+    user_ids, inverse = np.unique(np.concatenate([ids[fold_in_rows], ids[target_rows]]).astype(str),
+                                  return_inverse=True)
+    fold_users, target_users = inverse[: len(fold_in_rows)], inverse[len(fold_in_rows):]
+    fold_items = movie_rows(vocab, data.ratings["movie_id"][fold_in_rows])
+    target_items = movie_rows(vocab, data.ratings["movie_id"][target_rows])
+    inputs = np.zeros((len(user_ids), len(vocab.movie_ids)), np.float32)
+    k = fold_items >= 0
+    inputs[fold_users[k], fold_items[k]] = 1.0
+    keep = target_items >= 0
+    targets = Interactions(target_users[keep].astype(np.int64), target_items[keep],
+                           data.ratings["user_rating"][target_rows][keep].astype(np.float32))
+    return HeldOutUsers(user_ids.astype(object), inputs, targets)
+
+
+def held_out_metrics(model: MultAutoencoder, held: HeldOutUsers, ks: tuple[int, ...], batch_size: int) -> dict[str, float]:
+    """Mult-VAE's ``recall@K`` / ``ndcg@K`` of the held-out users (fold-in movies excluded)."""
+    users, targets = user_targets(held.targets)
+    ranks = rank_targets(model, held.inputs, users, targets, batch_size)
+    return multi_target_metrics(ranks, users, ks)
+
+
 def mult_dataset(items: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
     rows = np.flatnonzero(items.sum(axis=1) > 0)
     ds = tf.data.Dataset.from_tensor_slices({"items": items[rows]})
@@ -155,6 +197,7 @@ class AutoencoderState:
     r_known: np.ndarray
     m_known: np.ndarray
     test_metrics: Callable[[], dict[str, float]]
+    held_out_test: HeldOutUsers | None = None  # held-out-users: the test users' fold-in inputs and targets
 
 
 class AutoencoderTask(Task):
@@ -164,7 +207,7 @@ class AutoencoderTask(Task):
 
     def resolve_config(self, cfg: AutoencoderConfig) -> AutoencoderConfig:
         """``data.split: auto`` resolved to the architecture's protocol."""
-        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=cfg.protocol))
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=cfg.split_name))
 
     def train(self, ctx: RunContext) -> Trained:
         cfg, data, split, vocab = ctx.cfg, ctx.data, ctx.split, ctx.vocab
@@ -175,7 +218,10 @@ class AutoencoderTask(Task):
         validation, test = interactions(data, vocab, split.validation), interactions(data, vocab, split.test)
         r_train, m_train = rating_matrix(train, num_users, num_items)
         r_known, m_known = rating_matrix(train_plus_val, num_users, num_items)
-        ks = metric_ks("leave-last-out", cfg.eval.ks)
+        protocol = split.protocol
+        ks = metric_ks("leave-last-out" if arch == "autorec" else protocol, cfg.eval.ks)
+        held_out_test = None
+        monitor = EARLY_STOPPING_METRIC[arch]
 
         if arch == "autorec":
             base = baselines(train, num_users)
@@ -197,16 +243,28 @@ class AutoencoderTask(Task):
             val_users, val_targets = user_targets(validation)
             test_users, test_targets = user_targets(test)
 
-            def validate() -> dict[str, float]:
-                return ranking_metrics(rank_targets(model, m_train, val_users, val_targets, cfg.eval.batch_size), ks)
+            if protocol == HELD_OUT_USERS:
+                held_out_val = held_out_inputs(data, vocab, split.fold_in_validation, split.validation)
+                held_out_test = held_out_inputs(data, vocab, split.fold_in_test, split.test)
+                monitor = HELD_OUT_EARLY_STOPPING_METRIC
 
-            def test_metrics() -> dict[str, float]:
-                return ranking_metrics(rank_targets(model, m_known, test_users, test_targets, cfg.eval.batch_size), ks)
+                def validate() -> dict[str, float]:
+                    return held_out_metrics(model, held_out_val, ks, cfg.eval.batch_size)
+
+                def test_metrics() -> dict[str, float]:
+                    return held_out_metrics(model, held_out_test, ks, cfg.eval.batch_size)
+            else:
+                def validate() -> dict[str, float]:
+                    return ranking_metrics(rank_targets(model, m_train, val_users, val_targets, cfg.eval.batch_size), ks)
+
+                def test_metrics() -> dict[str, float]:
+                    return ranking_metrics(rank_targets(model, m_known, test_users, test_targets, cfg.eval.batch_size),
+                                           ks)
 
         model.compile(optimizer=ctx.optimizer(steps))
         logger.info("training %s (%d training ratings)", arch, len(split.train))
-        fit = ctx.fit(model, dataset, validate=validate, monitor=EARLY_STOPPING_METRIC[arch])
-        state = AutoencoderState(train, test, r_known, m_known, test_metrics)
+        fit = ctx.fit(model, dataset, validate=validate, monitor=monitor)
+        state = AutoencoderState(train, test, r_known, m_known, test_metrics, held_out_test)
         return Trained(model, state, [fit], len(split.train), len(split.train), {"architecture": arch})
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
@@ -214,20 +272,29 @@ class AutoencoderTask(Task):
 
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
         s: AutoencoderState = trained.state
-        result = _export(ctx.cfg, trained.model, ctx.vocab, ctx.data, export_dir, s.r_known, s.m_known, s.train, s.test)
+        h = s.held_out_test  # held-out users: their fold-in inputs are the sample and recall queries
+        r, m, test = (s.r_known, s.m_known, s.test) if h is None else (h.inputs, h.inputs, h.targets)
+        result = _export(ctx.cfg, trained.model, ctx.vocab, ctx.data, export_dir, r, m, s.train, test)
         return {} if result.scann_recall_at_10 is None else {"scann_recall@10": result.scann_recall_at_10}
 
     def report_inputs(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:
         s: AutoencoderState = trained.state
+        if s.held_out_test is not None:  # held-out users: scored from their fold-in inputs
+            h = s.held_out_test
+            return report_inputs(trained.model, ctx.cfg.model.architecture, ctx.vocab, ctx.data, h.inputs, h.inputs,
+                                 h.targets, ctx.cfg.eval.batch_size, user_ids=h.user_ids)
         return report_inputs(trained.model, ctx.cfg.model.architecture, ctx.vocab, ctx.data, s.r_known, s.m_known,
                              s.test, ctx.cfg.eval.batch_size)
 
 
 def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, r_known: np.ndarray,
-                  m_known: np.ndarray, test: Interactions, batch_size: int, sample: int = 200) -> dict:
+                  m_known: np.ndarray, test: Interactions, batch_size: int, sample: int = 200,
+                  user_ids: np.ndarray | None = None) -> dict:
     """:func:`report.write_report` inputs: the whole catalogue scored for each test user from their
     training + validation interactions (autorec: predicted ratings of the first test rating of up to
-    ``sample`` users, seen not excluded; dae/vae: every test user, seen excluded)."""
+    ``sample`` users, seen not excluded; dae/vae: every test row, seen excluded). ``user_ids``: the
+    id of each matrix row (default ``vocab.user_ids``)."""
+    user_ids = vocab.user_ids if user_ids is None else user_ids
     users, targets = user_targets(test)
     if arch == "autorec":
         first = np.unique(users, return_index=True)[1][:sample]
@@ -240,7 +307,7 @@ def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, r_
         blocks = ((s, model(tf.constant(m_known[users[s : s + batch_size]])).numpy())
                   for s in range(0, len(users), batch_size))
         note = ""
-    return report.scored_inputs(blocks, targets, users=vocab.user_ids[users], exclude=exclude,
+    return report.scored_inputs(blocks, targets, users=user_ids[users], exclude=exclude,
                                 item_counts=vocab.item_counts[1:],
                                 titles=report.catalogue_titles(data, vocab.movie_ids), ranks_note=note)
 

@@ -6,7 +6,9 @@ Objectives (``model.objective``):
   On ``leave-last-out`` the catalogue is also ranked by predicted rating for ``recall@K`` etc.
 * ``implicit``: every training rating is a positive; ``train.negatives.count`` negatives per positive
   are drawn afresh every epoch (uniform or popularity-proportional, optionally never a movie the
-  user rated in training); binary cross-entropy. Evaluated by full-catalogue ranking (docs/architecture.md#metric-definitions):
+  user rated in training); ``train.loss`` ``pointwise`` (binary cross-entropy), ``pairwise`` (BPR) or
+  ``listwise`` (softmax over each positive and its negatives; see :mod:`tfrs_lab.models.ranking`).
+  Evaluated by full-catalogue ranking (docs/architecture.md#metric-definitions):
   ``recall@K`` / ``ndcg@K`` / ``mrr`` on ``leave-last-out`` (seen excluded), ``hit_rate@K`` on ``hash``.
 
 Early stopping watches validation RMSE (explicit) or the retrieval task's ranking metric (implicit).
@@ -32,7 +34,7 @@ from tfrs_lab.evaluation.metrics import (EARLY_STOPPING_METRIC, hit_rate, metric
                                          ranks_from_scores, rating_metrics)
 from tfrs_lab.export.ranking import export_ranking
 from tfrs_lab.models.features import RAW_COLUMNS
-from tfrs_lab.models.ranking import RankingModel
+from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID, RankingModel
 from tfrs_lab.training import report
 from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import known_rows
@@ -81,11 +83,12 @@ def split_columns(data: MovieLensData, split: Split, hp: RankingModelConfig) -> 
     return {name: feature_columns(data, getattr(split, name), hp, known[name]) for name in known}
 
 
-def make_model(vocab: Vocabularies, hp: RankingModelConfig, train: Columns, global_offset: float) -> RankingModel:
-    """A :class:`RankingModel` of ``hp`` for training on the ``train`` columns (autorec: with their
-    :func:`item_rating_table`)."""
+def make_model(vocab: Vocabularies, hp: RankingModelConfig, train: Columns, global_offset: float,
+               loss: str = "pointwise") -> RankingModel:
+    """A :class:`RankingModel` of ``hp`` trained with ``loss`` (``train.loss``) on the ``train``
+    columns (autorec: with their :func:`item_rating_table`)."""
     table = item_rating_table(vocab, train) if hp.architecture == "autorec" else None
-    return RankingModel(vocab, hp, global_offset=global_offset, item_ratings=table)
+    return RankingModel(vocab, hp, global_offset=global_offset, item_ratings=table, loss=loss)
 
 
 def item_rating_table(vocab: Vocabularies, train: Columns) -> np.ndarray:
@@ -172,10 +175,14 @@ class NegativeSampler:
 
 
 def implicit_dataset(cols: Columns, vocab: Vocabularies, sampler: NegativeSampler, batch_size: int,
-                     seed: int) -> tf.data.Dataset:
-    """Batches of positives (label 1) and fresh sampled negatives (label 0), re-drawn every epoch.
+                     seed: int, *, grouped: bool = False) -> tf.data.Dataset:
+    """Batches of training positives and fresh sampled negatives, re-drawn every epoch; a negative
+    copies its positive's user and context columns and swaps in the sampled movie.
 
-    A negative copies its positive's user and context columns and swaps in the sampled movie."""
+    ``grouped=False`` (pointwise loss): ``batch_size`` rows of positives (``label`` 1) and negatives
+    (``label`` 0), shuffled together. ``grouped=True`` (pairwise / listwise losses): ``batch_size //
+    (1 + count)`` positives (at least one), each row with its ``count`` negatives in the
+    ``negative_movie_id`` column (string [b, count]), so a batch scores as many pairs either way."""
     users = np.asarray(tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
         cols["user_id"]).numpy(), np.int64)
     base = {k: v for k, v in cols.items() if k != "label"}
@@ -194,10 +201,23 @@ def implicit_dataset(cols: Columns, vocab: Vocabularies, sampler: NegativeSample
             batch["movie_id"], batch["label"] = movies[take], labels[take]
             yield batch
 
+    def grouped_epoch() -> Iterator[dict[str, np.ndarray]]:
+        negatives = vocab.movie_ids[sampler.sample(users)]  # [n, k] movie ids
+        order = shuffle_rng.permutation(n)
+        step = max(1, batch_size // (1 + k))
+        for s in range(0, n, step):
+            take = order[s : s + step]
+            batch = {name: col[take] for name, col in base.items()}
+            batch[NEGATIVE_MOVIE_ID] = negatives[take]
+            yield batch
+
     spec = {name: tf.TensorSpec([None, *col.shape[1:]], tf.string if col.dtype == object else tf.as_dtype(col.dtype))
             for name, col in base.items()}
-    spec["label"] = tf.TensorSpec([None], tf.float32)
-    return tf.data.Dataset.from_generator(epoch, output_signature=spec).prefetch(2)
+    if grouped:
+        spec[NEGATIVE_MOVIE_ID] = tf.TensorSpec([None, k], tf.string)
+    else:
+        spec["label"] = tf.TensorSpec([None], tf.float32)
+    return tf.data.Dataset.from_generator(grouped_epoch if grouped else epoch, output_signature=spec).prefetch(2)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -267,7 +287,7 @@ class RankingTask(Task):
 
     def train(self, ctx: RunContext) -> Trained:
         cfg, data, split, vocab = ctx.cfg, ctx.data, ctx.split, ctx.vocab
-        protocol, t = split.name, cfg.train
+        protocol, t = split.protocol, cfg.train
         hp = hyperparameters(cfg)
         explicit = hp.objective == "explicit"
         cols = split_columns(data, split, hp)
@@ -287,9 +307,11 @@ class RankingTask(Task):
                 len(vocab.movie_ids), train_users, movie_rows(vocab, cols["train"]["movie_id"]),
                 count=t.negatives.count, distribution=t.negatives.distribution,
                 exclude_seen=t.negatives.exclude_seen, item_counts=vocab.item_counts[1:], seed=t.seed)
-            train_ds = implicit_dataset(cols["train"], vocab, sampler, t.batch_size, t.seed)
+            grouped = t.loss != "pointwise"
+            train_ds = implicit_dataset(cols["train"], vocab, sampler, t.batch_size, t.seed, grouped=grouped)
             examples_per_epoch = n_train * (1 + t.negatives.count)
-            steps = -(-examples_per_epoch // t.batch_size)
+            per_step = max(1, t.batch_size // (1 + t.negatives.count)) if grouped else t.batch_size
+            steps = -(-(n_train if grouped else examples_per_epoch) // per_step)
             offset = -float(np.log(t.negatives.count))
             monitor = EARLY_STOPPING_METRIC[protocol]
 
@@ -311,10 +333,10 @@ class RankingTask(Task):
         if hp.architecture == "neumf" and cfg.model.neumf_pretrain:
             pretrained = {}
             for arch in ("gmf", "mlp"):
-                sub = RankingModel(vocab, hyperparameters(cfg, arch), global_offset=offset)
+                sub = RankingModel(vocab, hyperparameters(cfg, arch), global_offset=offset, loss=t.loss)
                 fits.append(fit(sub, arch))
                 pretrained[arch] = sub
-        model = make_model(vocab, hp, cols["train"], offset)
+        model = make_model(vocab, hp, cols["train"], offset, t.loss)
         if pretrained is not None:
             model(next(iter(train_ds.take(1))))  # build the layers before copying weights in
             model.init_neumf_from(pretrained["gmf"], pretrained["mlp"], cfg.model.neumf_alpha)
@@ -328,7 +350,7 @@ class RankingTask(Task):
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s: RankingState = trained.state
-        protocol, explicit = ctx.split.name, s.hp.objective == "explicit"
+        protocol, explicit = ctx.split.protocol, s.hp.objective == "explicit"
         metrics: dict[str, float] = {}
         if explicit:
             metrics.update(explicit_metrics(trained.model, s.cols["test"]))
@@ -358,7 +380,7 @@ class RankingTask(Task):
         rows = rows[targets[rows] >= 0][:sample]
         columns, targets = {k: v[rows] for k, v in columns.items()}, targets[rows]
         exclude = None
-        if ctx.split.name == "leave-last-out":
+        if ctx.split.protocol == "leave-last-out":
             history = s.seen["test"]
             exclude = known_rows(vocab, columns["user_id"], history)
         note = (f"recall@K of the ranking model over the whole catalogue, first test rating of "

@@ -151,7 +151,7 @@ class RetrievalTask(Task):
         cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         hp = hyperparameters(cfg, data.has_user_features)
         cols = self.columns(data, split, hp)
-        state = RetrievalState(hp, cols, metric_ks(split.name, cfg.eval.ks))
+        state = RetrievalState(hp, cols, metric_ks(split.protocol, cfg.eval.ks))
         steps = -(-len(split.train) // cfg.train.batch_size)
         with dist.strategy.scope():
             model = self.build_model(vocab, hp, cols)
@@ -164,9 +164,9 @@ class RetrievalTask(Task):
             len(split.train), cfg.train.batch_size)
 
         def validate() -> dict[str, float]:
-            return self.validation_metrics(model, vocab, state, cfg, split.name)
+            return self.validation_metrics(model, vocab, state, cfg, split.protocol)
 
-        fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.name),
+        fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: self.build_model(vocab, hp, cols), {k: v[:2] for k, v in cols["train"].items()},
@@ -175,7 +175,7 @@ class RetrievalTask(Task):
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s: RetrievalState = trained.state
-        return evaluate(trained.model, ctx.vocab, s.cols["test"], protocol=ctx.split.name, ks=s.ks,
+        return evaluate(trained.model, ctx.vocab, s.cols["test"], protocol=ctx.split.protocol, ks=s.ks,
                         history=s.test_history, batch_size=ctx.cfg.eval.batch_size, seen_excluded=True)
 
     def export_arguments(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:
@@ -207,7 +207,7 @@ class RetrievalTask(Task):
         keep = targets >= 0
         columns = {k: v[keep] for k, v in columns.items()}
         exclude = None
-        if ctx.split.name == "leave-last-out":
+        if ctx.split.protocol == "leave-last-out":
             exclude = known_rows(vocab, columns["user_id"], s.test_history)
         return report.factorized_inputs(query_embeddings(model, columns), model.catalogue_embeddings(),
                                         targets[keep], users=columns["user_id"], exclude=exclude,

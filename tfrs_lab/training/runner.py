@@ -118,9 +118,10 @@ def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None) -> Prepared
 
 def _split(task: Task, cfg, data: MovieLensData) -> Split:
     split = task.split(cfg, data)
-    if cfg.train.include_validation:  # final fit: validation rows join training
-        split = Split(split.name, np.sort(np.concatenate([split.train, split.validation])),
-                      split.validation[:0], split.test)
+    if cfg.train.include_validation:  # final fit: validation rows (and validation users' fold-in rows) join training
+        split = dataclasses.replace(
+            split, train=np.sort(np.concatenate([split.train, split.validation, split.fold_in_validation])),
+            validation=split.validation[:0], fold_in_validation=split.fold_in_validation[:0])
     logger.info("split %s: %d train / %d validation / %d test ratings", split.name,
                 len(split.train), len(split.validation), len(split.test))
     return split

@@ -1,4 +1,9 @@
-"""The ``sequential`` task: data -> leave-last-out split -> sequences -> next-item model -> evaluation -> export."""
+"""The ``sequential`` task: data -> split -> sequences -> next-item model -> evaluation -> export.
+
+Protocols: ``leave-last-out`` (each user's last rating is the target, the earlier ones the history)
+and ``held-out-users`` (users never trained on: their older ratings are the history, every one of
+their newest ratings a target; Mult-VAE's ``recall@K`` / ``ndcg@K`` per user).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ from tfrs_lab.data.history import latest_history
 from tfrs_lab.data.movielens import MovieLensData
 from tfrs_lab.data.sequences import (EvaluationSequences, TrainingSequences, evaluation_sequences,
                                      training_sequences)
-from tfrs_lab.data.splits import Split, leave_last_out_split
-from tfrs_lab.evaluation.metrics import metric_ks, ranking_metrics, target_ranks
+from tfrs_lab.data.splits import HELD_OUT_USERS, Split
+from tfrs_lab.evaluation.metrics import metric_ks, multi_target_metrics, ranking_metrics, target_ranks
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.sequential import SequentialModel
@@ -31,7 +36,7 @@ __all__ = ["SequentialTask", "TASK", "build_model", "build_sequences", "evaluate
 
 logger = logging.getLogger(__name__)
 
-EARLY_STOPPING_METRIC = "ndcg@10"
+EARLY_STOPPING_METRIC = {"leave-last-out": "ndcg@10", "held-out-users": "ndcg@100"}
 
 
 def item_indices(vocab: Vocabularies, movie_ids: np.ndarray) -> np.ndarray:
@@ -41,12 +46,17 @@ def item_indices(vocab: Vocabularies, movie_ids: np.ndarray) -> np.ndarray:
 
 def build_sequences(data: MovieLensData, split: Split, vocab: Vocabularies, max_length: int
                     ) -> tuple[TrainingSequences, EvaluationSequences, EvaluationSequences]:
-    """Leakage-free (train, validation, test) sequences: see :mod:`tfrs_lab.data.sequences`."""
+    """Leakage-free (train, validation, test) sequences: see :mod:`tfrs_lab.data.sequences`.
+
+    ``held-out-users``: a held-out user's history is their fold-in rows, one query per target row."""
     index = item_indices(vocab, data.ratings["movie_id"])
     train = training_sequences(data.ratings, split.train, index, max_length)
-    validation = evaluation_sequences(data.ratings, split.train, split.validation, index, max_length)
-    test = evaluation_sequences(data.ratings, np.concatenate([split.train, split.validation]), split.test,
-                                index, max_length)
+    if split.protocol == HELD_OUT_USERS:
+        validation_history, test_history = split.fold_in_validation, split.fold_in_test
+    else:
+        validation_history, test_history = split.train, np.concatenate([split.train, split.validation])
+    validation = evaluation_sequences(data.ratings, validation_history, split.validation, index, max_length)
+    test = evaluation_sequences(data.ratings, test_history, split.test, index, max_length)
     return train, validation, test
 
 
@@ -58,12 +68,16 @@ def query_vectors(model: SequentialModel, inputs: np.ndarray, batch_size: int = 
 
 
 def evaluate_sequences(model: SequentialModel, seqs: EvaluationSequences, ks: tuple[int, ...],
-                       batch_size: int = 1024) -> dict[str, float]:
-    """``recall@K``, ``ndcg@K``, ``mrr``: full-catalogue ranks, each user's history excluded (docs/architecture.md#metric-definitions)."""
+                       batch_size: int = 1024, protocol: str = "leave-last-out") -> dict[str, float]:
+    """Full-catalogue ranks, each user's history excluded (docs/architecture.md#metric-definitions):
+    ``recall@K``, ``ndcg@K``, ``mrr`` (one target per user), or on ``held-out-users`` Mult-VAE's
+    ``recall@K``, ``ndcg@K`` over each user's targets together."""
     queries = query_vectors(model, seqs.inputs, batch_size)
     exclude = [s - 1 for s in seqs.seen]  # item index -> catalogue row
     ranks = target_ranks(queries, model.item_embeddings().numpy(), seqs.targets - 1, exclude=exclude,
                          batch_size=batch_size)
+    if protocol == HELD_OUT_USERS:
+        return multi_target_metrics(ranks, np.unique(seqs.user_ids.astype(str), return_inverse=True)[1], ks)
     return ranking_metrics(ranks, ks)
 
 
@@ -95,32 +109,31 @@ class SequentialState:
     validation: EvaluationSequences
     test: EvaluationSequences
     ks: tuple[int, ...]
+    protocol: str
 
 
 class SequentialTask(Task):
-    """Next-item prediction from the user's time-ordered history (always ``leave-last-out``)."""
+    """Next-item prediction from the user's time-ordered history (``leave-last-out`` or ``held-out-users``)."""
 
     name = "sequential"
-
-    def split(self, cfg: SequentialConfig, data: MovieLensData) -> Split:
-        return leave_last_out_split(data.ratings)
 
     def train(self, ctx: RunContext) -> Trained:
         cfg, vocab = ctx.cfg, ctx.vocab
         train, validation, test = build_sequences(ctx.data, ctx.split, vocab, cfg.model.max_length)
         logger.info("%d training sequences (%d next-item targets), %d validation / %d test users",
                     len(train.inputs), train.num_positions, len(validation.targets), len(test.targets))
-        state = SequentialState(train, validation, test, metric_ks("leave-last-out", cfg.eval.ks))
+        protocol = ctx.split.protocol
+        state = SequentialState(train, validation, test, metric_ks(protocol, cfg.eval.ks), protocol)
         model = build_model(cfg, vocab)
         dataset = sequence_dataset(train, cfg.train.batch_size, cfg.train.shuffle_buffer, cfg.train.seed)
-        fit = ctx.fit(model, dataset, monitor=EARLY_STOPPING_METRIC, label=None,
-                      validate=lambda: evaluate_sequences(model, validation, state.ks, cfg.eval.batch_size))
+        fit = ctx.fit(model, dataset, monitor=EARLY_STOPPING_METRIC[protocol], label=None,
+                      validate=lambda: evaluate_sequences(model, validation, state.ks, cfg.eval.batch_size, protocol))
         return Trained(model, state, [fit], train.num_positions, train.num_positions,
                        {"architecture": cfg.model.architecture, "num_train_sequences": int(len(train.inputs))})
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s: SequentialState = trained.state
-        return evaluate_sequences(trained.model, s.test, s.ks, ctx.cfg.eval.batch_size)
+        return evaluate_sequences(trained.model, s.test, s.ks, ctx.cfg.eval.batch_size, s.protocol)
 
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
         cfg, vocab, data, model, test = ctx.cfg, ctx.vocab, ctx.data, trained.model, trained.state.test

@@ -29,11 +29,13 @@ import tensorflow as tf
 from tfrs_lab.config import task_entry
 from tfrs_lab.data.features import Vocabularies, build_vocabularies
 from tfrs_lab.data.movielens import DataError, MovieLensData
-from tfrs_lab.data.splits import Split, make_split
+from tfrs_lab.data.predefined import movielens_split_rows, own_test_rows
+from tfrs_lab.data.spec import OWN
+from tfrs_lab.data.splits import PREDEFINED, Split, SplitOptions, make_split
 from tfrs_lab.training.common import ValidationEarlyStopping, learning_rate, optimizer
 
 __all__ = ["FitResult", "RunContext", "Task", "TaskInputs", "Trained", "VocabularyMismatch", "get_task",
-           "rows_digest"]
+           "rows_digest", "split_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +163,20 @@ class RunContext:
         return FitResult(stopper, seconds, dict(history), stopper.epochs_run - self.initial_epoch())
 
 
+def split_options(cfg) -> SplitOptions:
+    """The :class:`SplitOptions` of ``cfg.data`` (``predefined``: its train/test rows, read here)."""
+    d = cfg.data
+    train = test = None
+    if cfg.split_name == PREDEFINED:
+        if d.dataset == OWN:
+            test = own_test_rows(d.source.interactions, d.predefined)
+        else:
+            train, test = movielens_split_rows(d.data_zip, d.predefined)
+    h, t = d.held_out_users, d.time_cutoff
+    return SplitOptions(time_validation=t.validation, time_test=t.test, validation_users=h.validation,
+                        test_users=h.test, target_share=h.target_share, predefined_test=test, predefined_train=train)
+
+
 class Task(abc.ABC):
     """One kind of model the library trains. Subclasses set ``name`` and implement the hooks."""
 
@@ -171,13 +187,10 @@ class Task(abc.ABC):
         """``cfg`` with values the task derives filled in (written to ``config.yaml``); default: as is."""
         return cfg
 
-    def split_name(self, cfg) -> str:
-        """The evaluation protocol (split) a run of ``cfg`` uses."""
-        return cfg.protocol
-
     def split(self, cfg, data: MovieLensData) -> Split:
-        """The train / validation / test rows of ``data`` for ``cfg``."""
-        return make_split(self.split_name(cfg), data.ratings)
+        """The train / validation / test rows of ``data`` for ``cfg`` (``cfg.split_name``; its
+        evaluation protocol is ``Split.protocol``)."""
+        return make_split(cfg.split_name, data.ratings, split_options(cfg))
 
     def vocabulary_fit(self, cfg, has_user_features: bool) -> dict[str, Any]:
         """The :func:`tfrs_lab.data.features.build_vocabularies` keyword arguments this task needs

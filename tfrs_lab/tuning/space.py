@@ -208,11 +208,12 @@ def validation_metric_names(cfg: Any) -> set[str]:
     rating = {"rmse", "mae"} if cfg.reports_ratings else set()
     if cfg.predicts_ratings:
         return rating
-    split = cfg.protocol
-    ks = metric_ks(split, cfg.eval.ks)
-    if split == "hash":
+    protocol = cfg.protocol
+    ks = metric_ks(protocol, cfg.eval.ks)
+    if protocol == "hash":
         return {f"hit_rate@{k}" for k in ks} | rating
-    return {f"{m}@{k}" for k in ks for m in ("recall", "ndcg")} | {"mrr"} | rating
+    return ({f"{m}@{k}" for k in ks for m in ("recall", "ndcg")} | ({"mrr"} if protocol == "leave-last-out" else set())
+            | rating)
 
 
 def _number(value: Any, path: str) -> float:
