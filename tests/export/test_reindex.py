@@ -87,8 +87,22 @@ def test_new_items_are_added_and_existing_ids_update_nothing(run, reindexed):
     assert titles["new-other"] == "Zzyzx Quux (2031)"
 
 
+def _feature_rows(model, ids: list[str], wanted: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Title tokens and genres rows the candidate tower reads for ``wanted`` (index = row + 1)."""
+    index = [ids.index(m) + 1 for m in wanted]
+    features = model.movie_features
+    return features.title_tokens.numpy()[index], features.genres.numpy()[index]
+
+
 def test_a_twin_lands_next_to_its_original_in_similar_items(run, reindexed):
     ids = [m.decode() for m in reindexed.model.movie_ids.numpy()]
+    twins = [f"new-{i}" for i in range(TWINS)]
+    tokens, genres = _feature_rows(reindexed.model, ids, twins)
+    want_tokens, want_genres = _feature_rows(reindexed.model, ids, ids[:TWINS])
+    np.testing.assert_array_equal(tokens, want_tokens)  # encoded through the run's title vocabulary
+    np.testing.assert_array_equal(genres, want_genres)  # onto the run's genre columns
+    other_tokens, other_genres = _feature_rows(reindexed.model, ids, ["new-other"])
+    assert set(other_tokens[0][other_tokens[0] > 0]) == {1} and not other_genres.any()  # unknown words, category
     loaded = _load(reindexed.path)
     similar = loaded.signatures[sig.SIMILAR_ITEMS](**{sig.MOVIE_ID: tf.constant(ids[:TWINS])})
     answers = np.asarray(similar[sig.MOVIE_IDS]).astype(str)
@@ -172,3 +186,30 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(run, items_file,
 def test_an_existing_version_is_refused(run, reindexed, items_file):
     with pytest.raises(ReindexError, match="already holds it"):
         reindex(run, items_file, version=reindexed.version)
+
+
+def test_an_own_data_run_reads_new_items_with_its_own_columns_and_category_names(tmp_path):
+    """A quick-path run (items ``songId,name,styles`` split by ';'): the default columns are the run's,
+    categories map by name onto its sorted category columns."""
+    from tfrs_lab.train import main
+
+    rng = np.random.default_rng(0)
+    plays = ["listener,song"] + [f"fan-{u},S{s:03d}" for u in range(40)
+                                 for s in rng.choice(np.arange(u % 2 * 20, u % 2 * 20 + 20), 10, replace=False)]
+    (tmp_path / "plays.csv").write_text("\n".join(plays) + "\n")
+    songs = ["songId,name,styles"] + [f"S{s:03d},Song {s},{'rock;indie' if s < 20 else 'jazz'}" for s in range(40)]
+    (tmp_path / "songs.csv").write_text("\n".join(songs) + "\n")
+    (tmp_path / "new.csv").write_text("songId,name,styles\nS900,Song 3,indie;rock\nS901,Song 30,jazz;polka\n")
+    assert main(["retrieval", "--interactions", str(tmp_path / "plays.csv"), "--columns", "user=listener,item=song",
+                 "--items", str(tmp_path / "songs.csv"), "--item-columns", "id=songId,text=name,categories=styles:;",
+                 "--epochs", "1", *[a for v in ("model.embedding_dim=16", "model.id_embedding_dim=16",
+                                                 "export.index=brute_force", "export.k=10", "export.max_exclude=10",
+                                                 "export.verify=false") for a in ("--set", v)],
+                 "--output-dir", str(tmp_path / "run")]) == 0
+    done = reindex(tmp_path / "run", tmp_path / "new.csv", verify=False)
+    assert list(done.new_items) == ["S900", "S901"] and done.version == 2
+    ids = [m.decode() for m in done.model.movie_ids.numpy()]
+    tokens, genres = _feature_rows(done.model, ids, ["S900", "S901"])
+    want_tokens, want_genres = _feature_rows(done.model, ids, ["S003", "S030"])
+    np.testing.assert_array_equal(tokens, want_tokens)
+    np.testing.assert_array_equal(genres, want_genres)  # columns indie, jazz, rock by name; polka dropped
