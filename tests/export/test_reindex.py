@@ -184,8 +184,10 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(run, items_file,
 
 
 def test_an_existing_version_is_refused(run, reindexed, items_file):
-    with pytest.raises(ReindexError, match="already holds it"):
+    with pytest.raises(ReindexError, match="already holds version 2"):
         reindex(run, items_file, version=reindexed.version)
+    with pytest.raises(ReindexError, match="--version must be a positive integer"):
+        reindex(run, items_file, version=0)
 
 
 def test_an_own_data_run_reads_new_items_with_its_own_columns_and_category_names(tmp_path):

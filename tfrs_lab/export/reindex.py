@@ -103,7 +103,7 @@ def _category_names(cfg, vocab: Vocabularies, run_dir: Path) -> list[str]:
     width = vocab.genres.shape[1]
     if cfg.data.dataset == OWN:
         own = cfg.data.source.items if cfg.data.source is not None else None
-        names = [] if own is None else sorted({c for row in _read(own, "data.source.items")[2] for c in row})
+        names = [] if own is None else sorted({c for row in read_items(own, where="data.source.items")[2] for c in row})
     else:
         names = list(GENRE_NAMES)
     if len(names) != width and not (not names and width == 1):
@@ -199,8 +199,10 @@ def reindex(run: str | Path, items: str | Path, *, item_columns: str | dict | No
     if base.exists() and not base.is_dir():
         raise ReindexError(f"--output-dir {str(base)!r} is a file: pass a directory (the model's base path)")
     version = next_version(base) if version is None else int(version)
-    if version < 1 or (base / str(version)).exists():
-        raise ReindexError(f"--version {version}: {str(base)!r} already holds it (or it is not positive): pass another")
+    if version < 1:
+        raise ReindexError(f"--version must be a positive integer, got {version}")
+    if (base / str(version)).exists():
+        raise ReindexError(f"{str(base)!r} already holds version {version}: pass another --version")
 
     warm, prepared = load_run(TASK, exported.run_dir)
     vocab, data, split = warm.vocab, prepared.data, prepared.split
