@@ -184,7 +184,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(run, items_file,
 
 
 def test_an_existing_version_is_refused(run, reindexed, items_file):
-    with pytest.raises(ReindexError, match="already holds version 2"):
+    with pytest.raises(ReindexError, match="already holds version 2: pass another --version"):
         reindex(run, items_file, version=reindexed.version)
     with pytest.raises(ReindexError, match="--version must be a positive integer"):
         reindex(run, items_file, version=0)

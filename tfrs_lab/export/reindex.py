@@ -32,7 +32,7 @@ from tfrs_lab.data.features import Vocabularies, encode_titles, title_word_ids
 from tfrs_lab.data.movielens import GENRE_NAMES, DataError, MovieLensData
 from tfrs_lab.data.readers import read_items
 from tfrs_lab.data.spec import OWN, ItemsSource, parse_columns
-from tfrs_lab.export.cascade import CascadeError, next_version, read_run
+from tfrs_lab.export.cascade import CascadeError, new_version, read_run
 from tfrs_lab.export.retrieval import export_retrieval
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.schema import build
@@ -189,20 +189,13 @@ def reindex(run: str | Path, items: str | Path, *, item_columns: str | dict | No
 
     try:
         exported = read_run(run, "retrieval", "--run")
+        cfg = exported.config
+        base = (exported.run_dir / "export" / cfg.export.model_name if output_dir is None
+                else Path(output_dir).expanduser().absolute())
+        version = new_version(base, version)
     except CascadeError as e:
         raise ReindexError(str(e)) from e
-    cfg = exported.config
-    source = _item_source(items, item_columns, cfg)
-    ids, texts, cats = _read(source, "--items")
-    base = (exported.run_dir / "export" / cfg.export.model_name if output_dir is None
-            else Path(output_dir).expanduser().absolute())
-    if base.exists() and not base.is_dir():
-        raise ReindexError(f"--output-dir {str(base)!r} is a file: pass a directory (the model's base path)")
-    version = next_version(base) if version is None else int(version)
-    if version < 1:
-        raise ReindexError(f"--version must be a positive integer, got {version}")
-    if (base / str(version)).exists():
-        raise ReindexError(f"{str(base)!r} already holds version {version}: pass another --version")
+    ids, texts, cats = _read(_item_source(items, item_columns, cfg), "--items")
 
     warm, prepared = load_run(TASK, exported.run_dir)
     vocab, data, split = warm.vocab, prepared.data, prepared.split
