@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["build_vocabularies", "movie_rows", "RAW_QUERY_FEATURES", "tokenize_titles", "Vocabularies"]
+__all__ = ["build_vocabularies", "encode_titles", "movie_rows", "RAW_QUERY_FEATURES", "title_word_ids", "tokenize_titles",
+           "Vocabularies"]
 
 RAW_QUERY_FEATURES = ("timestamp", "bucketized_user_age", "user_gender", "user_occupation_label")
 """Raw (TFDS) columns the query tower can use besides ``user_id``."""
@@ -61,21 +62,31 @@ class Vocabularies:
         return len(self.movie_ids) + 1
 
 
+def title_word_ids(titles: np.ndarray, vocab_size: int) -> dict[str, int]:
+    """Word -> token id of the title vocabulary fitted on ``titles`` (str [M]): the ``vocab_size - 2``
+    most frequent lower-cased words get ids 2.. in frequency order (ties by word)."""
+    counts = Counter(w for t in titles for w in _TOKEN.findall(str(t).lower()))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(vocab_size - 2, 0)]
+    return {w: i + 2 for i, (w, _) in enumerate(ranked)}
+
+
+def encode_titles(titles: np.ndarray, word_ids: dict[str, int], max_tokens: int) -> np.ndarray:
+    """int32 [len(titles), max_tokens]: each title's first ``max_tokens`` words as ids of
+    ``word_ids`` (1 for an unknown word, 0 pads)."""
+    out = np.zeros((len(titles), max_tokens), dtype=np.int32)
+    for row, t in enumerate(titles):
+        toks = [word_ids.get(w, 1) for w in _TOKEN.findall(str(t).lower())[:max_tokens]]
+        out[row, : len(toks)] = toks
+    return out
+
+
 def tokenize_titles(titles: np.ndarray, vocab_size: int, max_tokens: int) -> tuple[np.ndarray, int]:
-    """Lower-cases and splits titles into word ids.
+    """Lower-cases and splits titles into word ids (:func:`title_word_ids`, :func:`encode_titles`).
 
     Returns ``(tokens int32 [len(titles), max_tokens], number of ids incl. padding and unknown)``.
-    The ``vocab_size - 2`` most frequent words get ids 2.. in frequency order (ties by word).
     """
-    words = [_TOKEN.findall(str(t).lower()) for t in titles]
-    counts = Counter(w for ws in words for w in ws)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max(vocab_size - 2, 0)]
-    ids = {w: i + 2 for i, (w, _) in enumerate(ranked)}
-    out = np.zeros((len(titles), max_tokens), dtype=np.int32)
-    for row, ws in enumerate(words):
-        toks = [ids.get(w, 1) for w in ws[:max_tokens]]
-        out[row, : len(toks)] = toks
-    return out, len(ids) + 2
+    ids = title_word_ids(titles, vocab_size)
+    return encode_titles(titles, ids, max_tokens), len(ids) + 2
 
 
 def _user_table(ratings: dict[str, np.ndarray], rows: np.ndarray, user_ids: np.ndarray) -> dict[str, np.ndarray]:

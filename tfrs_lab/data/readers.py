@@ -35,9 +35,9 @@ import numpy as np
 
 from tfrs_lab.schema import ConfigError, build
 from tfrs_lab.data.movielens import DataError, MovieLensData
-from tfrs_lab.data.spec import (InteractionColumns, InteractionsSource, ItemColumns, SourceSpec)
+from tfrs_lab.data.spec import (InteractionColumns, InteractionsSource, ItemColumns, ItemsSource, SourceSpec)
 
-__all__ = ["from_frame", "read_interactions", "read_source", "resolve_paths"]
+__all__ = ["from_frame", "read_interactions", "read_items", "read_source", "resolve_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -588,6 +588,16 @@ def read_interactions(source: InteractionsSource, *, where: str) -> dict[str, np
         keep = ratings["user_rating"] > 0
         ratings = {k: v[keep] for k, v in ratings.items()}
     return ratings
+
+
+def read_items(source: ItemsSource, *, where: str) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    """Only the items table ``source`` names, read exactly as :func:`read_source` reads it:
+    ``(ids object [m] of str (unique), texts object [m] of str ("" without a text column),
+    categories: each item's list of category names)``.
+
+    ``where`` is the dotted path (or flag) named in messages. Raises DataError (one line) on any problem.
+    """
+    return _catalogue(_read_table(source, source.columns.columns(), where), source.columns, where)
 
 
 def from_frame(interactions: Any, columns: Mapping[str, str], *, items: Any = None,

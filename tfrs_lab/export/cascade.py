@@ -48,7 +48,8 @@ from tfrs_lab.export.verify import require_same_answers
 from tfrs_lab.export.warmup import read_warmup_requests, write_warmup_records
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["CASCADE_FILE", "CascadeError", "CascadeServer", "RunExport", "export_cascade", "next_version", "read_run"]
+__all__ = ["CASCADE_FILE", "CascadeError", "CascadeServer", "RunExport", "export_cascade", "new_version", "next_version",
+           "read_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,20 @@ def next_version(output_dir: str | Path) -> int:
     path = Path(output_dir)
     versions = [int(p.name) for p in path.iterdir() if p.name.isdigit()] if path.is_dir() else []
     return max(versions, default=0) + 1
+
+
+def new_version(base: Path, version: int | None) -> int:
+    """The version to write under the model's base path ``base``: ``version``, or one above the
+    highest there; :class:`CascadeError` for a ``base`` that is a file, a non-positive version or
+    one that exists already."""
+    if base.exists() and not base.is_dir():
+        raise CascadeError(f"--output-dir {str(base)!r} is a file: pass a directory (the model's base path)")
+    version = next_version(base) if version is None else int(version)
+    if version < 1:
+        raise CascadeError(f"--version must be a positive integer, got {version}")
+    if (base / str(version)).exists():
+        raise CascadeError(f"--output-dir {str(base)!r} already holds version {version}: pass another --version")
+    return version
 
 
 def _data_identity(cfg) -> dict:
@@ -242,13 +257,7 @@ def export_cascade(retrieval_run: str | Path, ranking_run: str | Path, output_di
     if not 1 <= k <= n:
         raise CascadeError(f"--k must be between 1 and --candidates ({n}), got {k}")
     out = Path(output_dir).expanduser().absolute()
-    if out.exists() and not out.is_dir():
-        raise CascadeError(f"--output-dir {str(out)!r} is a file: pass a directory (the model's base path)")
-    version = next_version(out) if version is None else int(version)
-    if version < 1:
-        raise CascadeError(f"--version must be a positive integer, got {version}")
-    if (out / str(version)).exists():
-        raise CascadeError(f"--output-dir {str(out)!r} already holds version {version}: pass another --version")
+    version = new_version(out, version)
     if not retrieval.config.export.exclude_seen:
         logger.warning("the retrieval run was exported with export.exclude_seen=false: the cascade does not "
                        "exclude the movies users rated (pass them as exclude_movie_ids)")

@@ -33,7 +33,7 @@ from tfrs_lab.training.common import validation_metrics
 from tfrs_lab.training.task import RunContext, Task, TaskInputs, Trained, get_task
 from tfrs_lab.training.warm_start import METRIC as WARM_START_METRIC, WarmStart, load_warm_start
 
-__all__ = ["Prepared", "Run", "load_data", "prepare", "run_task"]
+__all__ = ["Prepared", "Run", "load_data", "load_run", "prepare", "run_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,19 +155,38 @@ def common_metrics(cfg, data: MovieLensData, split: Split, trained: Trained) -> 
     }
 
 
-def _warm_start(task: Task, cfg) -> WarmStart | None:
-    """The previous run ``cfg.train.warm_start`` names (None without one); its vocabularies are
-    prepared as that run prepared them (through its own warm start, if it had one)."""
-    if not cfg.train.warm_start:
-        return None
+def _previous(task: Task, kept: list[Prepared] | None = None):
+    """``prepare`` for :func:`load_warm_start`: a previous run's config -> (its vocabularies as it
+    fitted them, through its own warm start if it had one; its number of training rows). The
+    previous run's :class:`Prepared` is appended to ``kept`` when given."""
 
     def previous(prev_cfg) -> tuple[Vocabularies, int]:
         earlier = _warm_start(task, prev_cfg)
         p = prepare(task, prev_cfg)
         vocab = p.vocab if earlier is None else earlier.adopt(task, prev_cfg, p.data, p.split)
+        if kept is not None:
+            kept.append(p)
         return vocab, len(p.split.train)
 
-    return load_warm_start(task, cfg.train.warm_start, previous)
+    return previous
+
+
+def _warm_start(task: Task, cfg) -> WarmStart | None:
+    """The previous run ``cfg.train.warm_start`` names (None without one); its vocabularies are
+    prepared as that run prepared them (through its own warm start, if it had one)."""
+    if not cfg.train.warm_start:
+        return None
+    return load_warm_start(task, cfg.train.warm_start, _previous(task))
+
+
+def load_run(task: str | Task, run_dir: str | Path) -> tuple[WarmStart, Prepared]:
+    """A finished run read back as warm start reads it (:func:`load_warm_start`: its resolved
+    config, vocabularies refitted exactly as it fitted them, the checkpoint of its export) together
+    with its data, split and vocabularies as prepared again from its ``config.yaml``."""
+    t = get_task(task) if isinstance(task, str) else task
+    kept: list[Prepared] = []
+    run = load_warm_start(t, run_dir, _previous(t, kept))
+    return run, kept[-1]
 
 
 def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None = None, *,
