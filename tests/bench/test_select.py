@@ -62,7 +62,7 @@ def test_select_runs_every_candidate_on_validation_only(tmp_path, capsys):
     path = tmp_path / "sel.yaml"
     path.write_text(yaml.safe_dump(sel))
     out = tmp_path / "out"
-    assert main(["select", "--task", "retrieval", "--selection", str(path), "--output-dir", str(out)]) == 0
+    assert main(["select", "--tasks", "retrieval", "--selection", str(path), "--output-dir", str(out)]) == 0
     r = json.loads((out / "select" / "results.json").read_text())
     assert len(r["runs"]) == 4 and r["test_evaluated"] is False
     assert set(r["values"]) == {"small", "other"} and set(r["values"]["small"]) == {"default", "tiny"}
@@ -81,4 +81,4 @@ def test_select_runs_every_candidate_on_validation_only(tmp_path, capsys):
 
 def test_select_needs_a_task(tmp_path, capsys):
     assert main(["select", "--output-dir", str(tmp_path)]) == 2
-    assert "select needs --task" in capsys.readouterr().err
+    assert "select needs --tasks naming one task" in capsys.readouterr().err

@@ -7,7 +7,7 @@ Examples::
     python -m tfrs_lab.bench training --data-zip ml-100k.zip --output-dir bench-out
     python -m tfrs_lab.bench retrieval-index --output-dir bench-out
     python -m tfrs_lab.bench serving --output-dir bench-out
-    python -m tfrs_lab.bench select --task retrieval --data-root ../data --output-dir bench-out
+    python -m tfrs_lab.bench select --tasks retrieval --data-root ../data --output-dir bench-out
     python -m tfrs_lab.bench scale --sizes 1M,5M,25M --tasks retrieval,ranking --output-dir bench-out
     python -m tfrs_lab.bench all --data-zip ml-100k.zip --output-dir bench-out
     python -m tfrs_lab.bench cascade --cascade-retrieval runs/r1 --cascade-ranking runs/k1 --output-dir bench-out
@@ -94,7 +94,6 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--seeds", type=int,
                    help="quality: seeds per seeded method (ours, tutorials, Surprise, implicit): mean ± std "
                         "(default 3); select: seeds per candidate (default: the selection file's)")
-    p.add_argument("--task", help="select: the task whose defaults are selected (retrieval, sequential, ...)")
     p.add_argument("--selection", help="select: selection file (default: the shipped selection/<task>.yaml)")
     p.add_argument("--data-root", default=".",
                    help="select: directory that {data_root} in the selection file's data paths stands for")
@@ -104,7 +103,8 @@ def build_parser() -> ArgumentParser:
                    "tutorial_metrics,tutorial,default,batch4,batch16,no_prefetch,parallel_batch,jit)")
     p.add_argument("--sizes", help="retrieval-index: catalogue sizes (default 10k,100k,1M); "
                    "scale: interactions per data set (default 1M,5M,25M)")
-    p.add_argument("--tasks", help="scale: comma-separated tasks (default all registered; none: generate and prepare only)")
+    p.add_argument("--tasks", help="scale: comma-separated tasks (default all registered; none: generate and prepare "
+                   "only); select: the one task whose defaults are selected")
     p.add_argument("--memory-cap", default="10G",
                    help="scale: kill a stage whose process tree's resident memory exceeds this (default 10G)")
     p.add_argument("--seed", type=int, default=0, help="scale: seed of the synthetic data (default 0)")
@@ -188,16 +188,19 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
                                splits=tuple(args.splits.split(",")))
     elif suite == "select":
         from tfrs_lab.bench.select import load_selection, run_select, selection_file
+        from tfrs_lab.config import TASKS
 
-        if not args.task:
-            raise UsageError("select needs --task (the task whose defaults are selected), e.g. --task retrieval")
-        path = args.selection or selection_file(args.task)
+        task = args.tasks or ""
+        if task not in TASKS:
+            raise UsageError(f"select needs --tasks naming one task (the one whose defaults are selected), one of "
+                             f"{', '.join(TASKS)}; got {task!r}")
+        path = args.selection or selection_file(task)
         if not Path(path).is_file():
             raise UsageError(f"--selection {str(path)!r} does not exist: pass a selection file "
                              "(format: tfrs_lab/bench/select.py)")
         selection = load_selection(path, args.data_root)
-        if selection.task != args.task:
-            raise UsageError(f"--selection {str(path)!r} is for task {selection.task!r}, not --task {args.task!r}")
+        if selection.task != task:
+            raise UsageError(f"--selection {str(path)!r} is for task {selection.task!r}, not --tasks {task!r}")
         _, table = run_select(selection, output_dir, seeds=args.seeds, epochs=args.epochs)
     elif suite == "training":
         from tfrs_lab.bench.training import run_training

@@ -276,7 +276,7 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
     winner, relative = choose(values, selection.minimise)
     per_dataset = {d: (min if selection.minimise else max)(per, key=per.get) for d, per in values.items()}
     overlay = merge(*(parse_override(o) for o in next(c for c in selection.candidates if c.name == winner).overrides))
-    header = (f"# Selected by `python -m tfrs_lab.bench select --task {task}` on validation {selection.objective}\n"
+    header = (f"# Selected by `python -m tfrs_lab.bench select --tasks {task}` on validation {selection.objective}\n"
               f"# ({selection.split}; data sets {', '.join(values)}; {seeds} seed(s)): candidate {winner}.\n")
     (output_dir / "selected.yaml").write_text(header + yaml.safe_dump(
         {"task": task, **overlay}, sort_keys=False))
