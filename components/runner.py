@@ -41,7 +41,7 @@ import tfrs_lab.components as components_package
 from tfrs_lab.components import lineage as L
 from tfrs_lab.components.artifacts import Artifact
 from tfrs_lab.components.base import Component, ComponentError, execute_component, stable_json
-from tfrs_lab.config import parse_override
+from tfrs_lab.config import load_yaml_text, parse_override
 
 __all__ = ["build_pipeline", "cache_key", "component_class", "load_pipeline", "Node", "NodeResult", "Pipeline",
            "PipelineError", "PipelineResult", "Progress", "run_pipeline", "STANDARD_COMPONENTS"]
@@ -132,7 +132,7 @@ def load_pipeline(path: str | Path, *, overrides: Sequence[str] = (), pipeline_r
     """Reads and checks a pipeline file; raises :class:`PipelineError` naming the component and field."""
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = load_yaml_text(path.read_text())
     except OSError as e:
         raise PipelineError(f"cannot read pipeline file {str(path)!r}: {e.strerror}") from e
     except yaml.YAMLError as e:

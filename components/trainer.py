@@ -34,9 +34,9 @@ def read_hyperparameters(artifact: A.Artifact) -> dict[str, Any]:
     """The Tuner's best configuration as dotted config overrides (``{"model.embedding_dim": 64}``),
     from ``best_hyperparameters.yaml`` (the config overlay ``tfrs_lab.tuning`` writes next to TFX's
     ``best_hyperparameters.txt``)."""
-    import yaml
+    from tfrs_lab.config import load_yaml_text
 
-    overlay = yaml.safe_load((artifact.path / BEST_OVERLAY_FILE).read_text()) or {}
+    overlay = load_yaml_text((artifact.path / BEST_OVERLAY_FILE).read_text()) or {}
     overlay.pop("task", None)
     flat: dict[str, Any] = {}
 

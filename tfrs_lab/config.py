@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,7 +31,7 @@ from tfrs_lab.data.movielens import DataError
 from tfrs_lab.data.predefined import MOVIELENS_100K_SPLITS
 from tfrs_lab.schema import ConfigError, _build, build
 
-__all__ = ["AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AUTOENCODER_SPLITS", "HeldOutUsersConfig",
+__all__ = ["load_yaml_text", "AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AUTOENCODER_SPLITS", "HeldOutUsersConfig",
            "SPLIT_PROTOCOLS", "SPLITS", "TimeCutoffConfig", "AutoencoderConfig", "AutoencoderDataConfig",
            "AutoencoderEvalConfig", "AutoencoderExportConfig", "AutoencoderModelConfig", "AutoencoderTrainConfig",
            "AutoRecConfig", "check_choices", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
@@ -875,6 +876,22 @@ CONFIG_DIR = shipped_config()
 # --------------------------------------------------------------------------- loading
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (YAML 1.1) plus YAML 1.2 floats, so ``1e-3`` and ``5E4`` are numbers
+    rather than strings (YAML 1.1 wants ``1.0e-3``), in config files and in ``--set`` values."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def load_yaml_text(text: str) -> Any:
+    """``text`` parsed as YAML the way config files and ``--set`` values are (safe, YAML 1.2 floats)."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: str | os.PathLike, *, what: str = "config file", flag: str = "--config") -> Any:
     """The parsed YAML of ``path`` (``None`` when empty); ConfigError naming ``what`` and ``flag``
     when the file is missing or not YAML."""
@@ -882,7 +899,7 @@ def read_yaml(path: str | os.PathLike, *, what: str = "config file", flag: str =
     if not p.is_file():
         raise ConfigError(f"{what} {str(p)!r} does not exist: pass an existing YAML file to {flag}")
     try:
-        return yaml.safe_load(p.read_text())
+        return load_yaml_text(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{what} {str(p)!r} is not valid YAML: {e}".replace("\n", " ")) from e
 
@@ -913,7 +930,7 @@ def parse_override(text: str) -> dict[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set expects KEY=VALUE with a dotted key, e.g. model.embedding_dim=32; got {text!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml_text(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML") from e
     for part in reversed(key.split(".")):

@@ -20,6 +20,16 @@ def test_files_overlay_in_order_and_set_wins(tmp_path):
     assert cfg.train.epochs == 7 and cfg.model.tower_layers == (32, 16)
 
 
+def test_exponent_floats_are_numbers_in_files_and_overrides(tmp_path):
+    # YAML 1.1 reads 1e-3 as a string; configs read it as the number users mean.
+    f = tmp_path / "lr.yaml"
+    f.write_text("train: {learning_rate: 5e-4}\nmodel: {l2_regularization: 1E-5}\n")
+    cfg = load_config("retrieval", [f])
+    assert cfg.train.learning_rate == 0.0005 and cfg.model.l2_regularization == 0.00001
+    assert load_config("retrieval", overrides=["train.learning_rate=1e-3"]).train.learning_rate == 0.001
+    assert load_config("retrieval", overrides=["export.model_name=1e"]).export.model_name == "1e"  # not a number
+
+
 def test_resolved_config_round_trips(tmp_path):
     cfg = load_config("retrieval", overrides=["data.split=leave-last-out", "export.index=brute_force"])
     dump_config(cfg, tmp_path / "config.yaml")
