@@ -82,3 +82,17 @@ def test_select_runs_every_candidate_on_validation_only(tmp_path, capsys):
 def test_select_needs_a_task(tmp_path, capsys):
     assert main(["select", "--output-dir", str(tmp_path)]) == 2
     assert "select needs --tasks naming one task" in capsys.readouterr().err
+
+
+def test_an_objective_the_task_does_not_report_is_refused_before_training(tmp_path, capsys):
+    sel = {"task": "retrieval", "objective": "rmse", "split": "leave-last-out",
+           "datasets": {"s": {"data": {"dataset": "synthetic", "synthetic": {"num_users": 40, "num_movies": 30,
+                                                                              "ratings_per_user": 10}}}},
+           "candidates": {"a": {}, "b": {"model.temperature": 0.2}}}
+    path = tmp_path / "sel.yaml"
+    path.write_text(yaml.safe_dump(sel))
+    out = tmp_path / "out"
+    assert main(["select", "--tasks", "retrieval", "--selection", str(path), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "report no validation_rmse" in err and "ndcg@10" in err
+    assert not (out / "select" / "runs").exists()  # refused before any run

@@ -29,6 +29,7 @@ Data set entries (paths may use ``{data_root}``, the ``--data-root`` flag)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -234,7 +235,7 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
     from tfrs_lab.config import default_config_file, load_config, parse_override
     from tfrs_lab.training.runner import load_data, run_task
     from tfrs_lab.training.task import TaskInputs
-    from tfrs_lab.tuning.space import merge
+    from tfrs_lab.tuning.space import merge, validation_metric_names
 
     output_dir.mkdir(parents=True, exist_ok=True)
     seeds = seeds or selection.seeds
@@ -255,19 +256,19 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
                                 "num_items": len(data.movies["movie_id"])}
         values[entry.name] = {}
         for cand in selection.candidates:
+            cand_cfg = load_config(task, files, [*base, *cand.overrides], extra=extra)
+            if selection.objective not in validation_metric_names(cand_cfg):  # checked before any training
+                raise _error("objective", f"the {task} runs report no {key}; choose one of "
+                                          f"{', '.join(sorted(validation_metric_names(cand_cfg)))}")
             per_seed = []
             for offset in range(seeds):
-                cfg0 = load_config(task, files, [*base, *cand.overrides], extra=extra)
-                cfg = load_config(task, files, [*base, *cand.overrides, f"train.seed={cfg0.train.seed + offset}"],
-                                  extra=extra)
+                cfg = dataclasses.replace(cand_cfg, train=dataclasses.replace(
+                    cand_cfg.train, seed=cand_cfg.train.seed + offset))
                 run_dir = output_dir / "runs" / f"{entry.name}-{cand.name}-seed{cfg.train.seed}"
                 shutil.rmtree(run_dir, ignore_errors=True)
                 logger.info("select %s: %s on %s, seed %d", task, cand.name, entry.name, cfg.train.seed)
                 start = time.perf_counter()
                 metrics = run_task(task, cfg, run_dir, TaskInputs(data), verbose=0, evaluate_test=False).metrics
-                if key not in metrics:
-                    raise _error("objective", f"the {task} runs report no {key}; choose one of "
-                                              f"{', '.join(k[11:] for k in metrics if k.startswith('validation_'))}")
                 per_seed.append(float(metrics[key]))
                 runs.append({"dataset": entry.name, "candidate": cand.name, "seed": cfg.train.seed,
                              "value": float(metrics[key]), "best_epoch": metrics.get("best_epoch"),
