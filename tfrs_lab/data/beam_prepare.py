@@ -5,13 +5,12 @@ Beam runner (``DirectRunner`` here and in the tests; ``DataflowRunner``, ``Flink
 The pipeline runs the single-machine path's own steps (the functions of :mod:`tfrs_lab.data.prepared`),
 one interactions file (shard) per element::
 
-    files ─ Reshuffle ─ Parse (_interaction_file, _filter_shard) ──┬─ shards ───────────────┐
-    items / users tables (_side_tables) ─ side input ──────────────┤                        │
-                                      counts (_id_counts) ─ CombinePerKey(sum) ─┐           │
-                                      stats, errors ─────────────────────────────┴─ Plan ──┤ (side input)
-                                                                    (_check_*, _vocabulary) │
-    shards ─ Encode (_encode_shard; columns written at the shard's row offset) ─ blocks of users
-           ─ GroupByKey ─ Sequence (_sequence_rows; written at the block's offset)
+    files -> Reshuffle -> Parse (_interaction_file, _filter_shard) -> shards, stats, errors
+    items / users tables (_side_tables)                            -> one element, a side input
+    shards -> IdCounts (_id_counts) -> CombinePerKey(sum)          -> vocabulary counts
+    stats + errors + counts + tables -> Plan (_check_rows, _check_kept, _vocabulary): a side input
+    shards -> Encode (_encode_shard; columns written at the shard's row offset) -> blocks of users
+           -> GroupByKey -> Sequence (_sequence_rows; written at the block's offset)
 
 and writes exactly the files :func:`~tfrs_lab.data.prepared.prepare_dataset` writes (same bytes,
 manifest and fingerprint, so either path reuses the other's directory). Workers write into the
@@ -155,7 +154,7 @@ class _Plan:
     sequence_offsets: np.ndarray  # int64 [U+1]
 
 
-def _run(options: Any, spec: SourceSpec, files: list[Path], stage: Path, where: str, users_per_block: int) -> None:
+def _run(options: Any, spec: SourceSpec, files: list[Path], stage: Path, where: str, block: int) -> None:
     beam = _beam()
     w = f"{where}.interactions"
     side = beam.pvalue.AsSingleton
@@ -174,9 +173,9 @@ def _run(options: Any, spec: SourceSpec, files: list[Path], stage: Path, where: 
                                      tables=side(tables), stats=beam.pvalue.AsList(parsed.stats),
                                      errors=beam.pvalue.AsList(parsed.errors), counts=beam.pvalue.AsList(counts)))
         (parsed.shards
-         | "Encode" >> beam.FlatMap(_encode_and_write, plan=side(plan), stage=str(stage), users_per_block=users_per_block)
+         | "Encode" >> beam.FlatMap(_encode_and_write, plan=side(plan), stage=str(stage), users_per_block=block)
          | "ByUserBlock" >> beam.GroupByKey()
-         | "Sequence" >> beam.Map(_sequence_block, plan=side(plan), stage=str(stage), users_per_block=users_per_block))
+         | "Sequence" >> beam.Map(_sequence_block, plan=side(plan), stage=str(stage), users_per_block=block))
 
 
 def _read_side_tables(_: None, spec: SourceSpec, where: str) -> dict[str, Any]:

@@ -31,6 +31,10 @@ conversion, which raises the one-line error naming the file, line and column (or
 only Python parses, such as ``1_000``).
 
 Splits are not stored: they are computed after loading (:mod:`tfrs_lab.data.splits`).
+
+The preparation is a sequence of per-shard steps (one interactions file = one shard; see the
+comment above :class:`_Encoded`) that :mod:`tfrs_lab.data.beam_prepare` also runs, as an Apache
+Beam pipeline, writing the same bytes.
 """
 
 from __future__ import annotations
