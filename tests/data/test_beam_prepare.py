@@ -95,6 +95,20 @@ def test_beam_writes_the_same_files_as_the_single_machine_path(tmp_path, case):
         assert len(rows(x, "test")) > 0
 
 
+def test_equal_user_time_and_item_in_several_shards_keep_the_file_order(tmp_path):
+    """Rows equal in (user, time, item) sort by row number in both paths, whichever worker
+    hands its shard over first: the sequence index must still be byte-identical."""
+    for i in range(3):
+        (tmp_path / f"plays-{i}.csv").write_text(f"u,i,r,t\nanna,7,{i + 1},100\nben,7,{i + 1},100\nanna,3,1,{50 + i}\n")
+    spec = build(SourceSpec, {"interactions": {"path": str(tmp_path / "plays-*.csv"), "columns": {
+        "user": "u", "item": "i", "rating": "r", "time": "t"}}}, "data.source")
+    single = prepare_dataset(spec, cache_dir=tmp_path / "single")
+    beam = prepare_dataset_beam(spec, runner="DirectRunner", cache_dir=tmp_path / "beam", users_per_block=1)
+    assert single.sequence(0).tolist() == [2, 5, 8, 0, 3, 6]  # anna: item 3 by time, then item 7 in row order
+    for name in FILES:
+        assert (single.path / name).read_bytes() == (beam.path / name).read_bytes(), name
+
+
 def test_either_path_reuses_the_others_directory(tmp_path, caplog):
     spec = spec_of(tmp_path, "csv-catalogue-keep")
     first = prepare_dataset_beam(spec, runner="DirectRunner", cache_dir=tmp_path / "cache")
