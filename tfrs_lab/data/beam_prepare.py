@@ -73,13 +73,19 @@ def pipeline_options(runner: str, beam_options: Sequence[str] = ()) -> Any:
     """Beam ``PipelineOptions`` of ``runner`` plus ``KEY=VALUE`` pairs (``--beam-option``), e.g.
     ``project=my-project``, ``temp_location=gs://bucket/tmp``, ``flink_master=host:8081``.
 
-    Raises ConfigError for a pair without ``=`` or naming the runner (pass it as ``runner``), and
-    when Apache Beam is not installed.
+    Raises ConfigError for an unknown runner, a pair without ``=`` or naming the runner (pass it as
+    ``runner``), and when Apache Beam is not installed.
     """
     beam = _beam()
     if not runner or not runner.strip():
         raise ConfigError("--runner: name a Beam runner such as DirectRunner, DataflowRunner, FlinkRunner or "
                           "SparkRunner")
+    from apache_beam.runners.runner import create_runner  # pylint: disable=import-outside-toplevel
+
+    try:
+        create_runner(runner)
+    except ValueError as e:
+        raise ConfigError(f"--runner {runner}: {' '.join(str(e).split())}") from e
     flags = [f"--runner={runner}"]
     for pair in beam_options:
         key, sep, value = pair.partition("=")
