@@ -56,7 +56,8 @@ BEAM_INSTALL = "pip install 'tfrs-lab[beam]'"
 """How to install the optional Apache Beam dependency."""
 USERS_PER_BLOCK = 4096
 """Users per sequence-ordering element (a block's rows are sorted and written together)."""
-_ERRORS = ".errors.json"  # in the staging directory: the errors the pipeline collected
+_ERRORS = ".errors.json"  # in the staging directory: the error the pipeline collected (bad input)
+_COUNTS = ".counts.json"  # in the staging directory: the manifest's counts (removed before publishing)
 _COLUMNS = ("user", "item", "rating", "timestamp")
 
 
@@ -119,6 +120,8 @@ def prepare_dataset_beam(spec: SourceSpec, *, runner: str, beam_options: Sequenc
         ConfigError: Beam missing, a bad option or runner. DataError: the single-machine path's
         one-line error; nothing is left behind (not even a folder this call created).
     """
+    if users_per_block < 1:
+        raise ConfigError(f"users_per_block must be at least 1, got {users_per_block}")
     options = pipeline_options(runner, beam_options)
     target, fp, sources = _target(spec, cache_dir, where)
     if _complete(target, fp):
@@ -132,8 +135,8 @@ def prepare_dataset_beam(spec: SourceSpec, *, runner: str, beam_options: Sequenc
             errors = stage / _ERRORS
             if errors.exists():
                 raise DataError(json.loads(errors.read_text(encoding="utf-8"))["error"])
-            counts = json.loads((stage / ".counts.json").read_text(encoding="utf-8"))
-            (stage / ".counts.json").unlink()
+            counts = json.loads((stage / _COUNTS).read_text(encoding="utf-8"))
+            (stage / _COUNTS).unlink()
             shapes = {k: np.load(stage / f"{k}.npy", mmap_mode="r").shape for k in _ARRAYS}
             _write_manifest(_manifest(spec, fp, sources, counts, shapes), stage)
     except BaseException:
@@ -257,7 +260,7 @@ def _plan(_: None, spec: SourceSpec, files: list[str], where: str, stage: str, t
         np.lib.format.open_memmap(stage_dir / f"{k}.npy", mode="w+", dtype=_ARRAYS[k], shape=(n,)).flush()
     np.save(stage_dir / "sequence_offsets.npy", offsets)
     _write_tables(*vocab.tables(), stage_dir)
-    (stage_dir / ".counts.json").write_text(json.dumps(
+    (stage_dir / _COUNTS).write_text(json.dumps(
         {"interactions": n, "users": len(vocab.user_counts), "items": len(vocab.item_counts),
          "categories": vocab.num_categories}), encoding="utf-8")
     return _Plan(vocab, {i: int(kept[j]) for j, i in enumerate(indices)},
