@@ -115,6 +115,21 @@ def test_equal_user_time_and_item_in_several_shards_keep_the_file_order(tmp_path
 
 
 @needs_beam
+def test_direct_runner_runs_in_process_and_never_downloads_prism(tmp_path, monkeypatch):
+    """Beam's own DirectRunner would first try to fetch the Prism binary from GitHub."""
+    from apache_beam.runners.portability import prism_runner
+
+    fetched = []
+    monkeypatch.setattr(prism_runner, "urlopen", lambda *a, **k: fetched.append(a) or (_ for _ in ()).throw(
+        OSError("no network in tests")))
+    write(plays(n=30), tmp_path / "plays.csv", "csv")
+    spec = build(SourceSpec, {"interactions": {"path": str(tmp_path / "plays.csv"), "columns": {
+        "user": "listener", "item": "track"}}}, "data.source")
+    assert len(prepare_dataset_beam(spec, runner="DirectRunner", cache_dir=tmp_path / "out").user) == 30
+    assert fetched == []
+
+
+@needs_beam
 def test_either_path_reuses_the_others_directory(tmp_path, caplog):
     spec = spec_of(tmp_path, "csv-catalogue-keep")
     first = prepare_dataset_beam(spec, runner="DirectRunner", cache_dir=tmp_path / "cache")

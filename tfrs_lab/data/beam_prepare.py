@@ -59,6 +59,11 @@ USERS_PER_BLOCK = 4096
 _ERRORS = ".errors.json"  # in the staging directory: the error the pipeline collected (bad input)
 _COUNTS = ".counts.json"  # in the staging directory: the manifest's counts (removed before publishing)
 _COLUMNS = ("user", "item", "rating", "timestamp")
+_LOCAL_RUNNERS = {"DirectRunner": "FnApiRunner"}
+"""Beam 2.77's ``DirectRunner`` first fetches the Prism runner's binary from GitHub (every run, when
+it is not cached) and falls back to the in-process ``FnApiRunner`` when that fails; a preparation
+never downloads anything, so ``DirectRunner`` means that in-process runner here (``PrismRunner``
+can still be named explicitly)."""
 
 
 def _beam() -> Any:
@@ -74,6 +79,9 @@ def pipeline_options(runner: str, beam_options: Sequence[str] = ()) -> Any:
     """Beam ``PipelineOptions`` of ``runner`` plus ``KEY=VALUE`` pairs (``--beam-option``), e.g.
     ``project=my-project``, ``temp_location=gs://bucket/tmp``, ``flink_master=host:8081``.
 
+    ``DirectRunner`` runs on Beam's in-process Python runner (``FnApiRunner``; it honours
+    ``direct_num_workers`` and ``direct_running_mode``), never fetching the Prism binary.
+
     Raises ConfigError for an unknown runner, a pair without ``=`` or naming the runner (pass it as
     ``runner``), and when Apache Beam is not installed.
     """
@@ -87,7 +95,7 @@ def pipeline_options(runner: str, beam_options: Sequence[str] = ()) -> Any:
         create_runner(runner)
     except ValueError as e:
         raise ConfigError(f"--runner {runner}: {' '.join(str(e).split())}") from e
-    flags = [f"--runner={runner}"]
+    flags = [f"--runner={_LOCAL_RUNNERS.get(runner, runner)}"]
     for pair in beam_options:
         key, sep, value = pair.partition("=")
         key = key.strip().lstrip("-")
