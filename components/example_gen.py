@@ -43,6 +43,8 @@ import numpy as np
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.artifacts import Artifact
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
+from tfrs_lab.config import DataConfig
+from tfrs_lab.data.splits import SPLIT_NAMES
 
 __all__ = ["CATALOGUE_COLUMNS", "column_spec", "COLUMNS", "data_section", "DEFAULT_SPLIT_CONFIG", "ExampleGen",
            "FOLD_IN_SPLITS", "load_table", "LoadedExamples", "read_examples", "read_records", "ROW", "split_rows",
@@ -277,6 +279,12 @@ def load_table(input_path: Path, movies_path: Path | None, component: str):
     return MovieLensData(str(input_path.name), ratings, movies)
 
 
+class _AnySplitData(DataConfig):  # pylint: disable=too-few-public-methods
+    """``DataConfig`` accepting every split: ExampleGen writes any; a task refuses one it cannot use."""
+
+    supported_splits = SPLIT_NAMES
+
+
 class ExampleGen(Component):
     """Loads ratings and writes them as split GZIP TFRecords of ``tf.train.Example``."""
 
@@ -319,14 +327,11 @@ class ExampleGen(Component):
         """The task config's ``DataConfig`` of this ExampleGen's split and options (every split
         allowed: a task refuses the ones it cannot use when its config loads), validated like a
         task config's; ComponentError naming the parameter (``<id>.time_cutoff.validation``)."""
-        from tfrs_lab.config import ConfigError, DataConfig, to_dict
+        from tfrs_lab.config import ConfigError, to_dict
         from tfrs_lab.data.predefined import MOVIELENS_100K_SPLITS
         from tfrs_lab.data.spec import OWN
-        from tfrs_lab.data.splits import HASH, HELD_OUT_USERS, PREDEFINED, SPLIT_NAMES, TIME
+        from tfrs_lab.data.splits import HASH, HELD_OUT_USERS, PREDEFINED, TIME
         from tfrs_lab.schema import build
-
-        class AnySplit(DataConfig):  # pylint: disable=too-few-public-methods
-            supported_splits = SPLIT_NAMES
 
         p, split = self.parameters, self.parameters["split"]
         if split not in SPLIT_NAMES:
@@ -354,7 +359,7 @@ class ExampleGen(Component):
                   "source": None if own is None else to_dict(own),
                   **{k: p[k] for k in ("time_cutoff", "held_out_users") if p[k] is not None}}
         try:
-            return build(AnySplit, values, self.id)
+            return build(_AnySplitData, values, self.id)
         except ConfigError as e:
             raise ComponentError(str(e)) from e
 
