@@ -300,15 +300,14 @@ class EaseScorer:
 
     * **primal** (``U >= Ma``, or ``dual=False``): G = XᵀX [Ma, Ma], B = I − P / diag(P) with
       P = (G + λI)⁻¹, one O(Ma³) inverse per λ; queries = the histories x [n, Ma], items = Bᵀ.
-    * **dual** (``U < Ma`` and ``dual=True``): Woodbury, P = (1/λ)(I − Xᵀ(XXᵀ + λI)⁻¹X), so with
-      the eigendecomposition XXᵀ = V diag(s) Vᵀ (once, O(U²·Ma)) and W = VᵀX [U, Ma]:
-      ``λ·P_jj = d_j = 1 − Σ_k W_kj² / (s_k + λ)`` and, for an item j outside the history x,
-      ``(x B)_j = (x Xᵀ V diag(1/(s + λ)) W)_j / d_j``; per λ only O(U·Ma) work, never an
-      [Ma, Ma] matrix. queries = ``x Xᵀ V / (s + λ)`` [n, U], items = ``(W / d)ᵀ`` [Ma, U].
-      With c = x Xᵀ(XXᵀ + λI)⁻¹X, the exact score of an item j *in* the history is
-      ``1 − (1 − c_j) / d_j``, not the ``c_j / d_j`` the dual form gives, so the dual form is only
-      for evaluations that exclude the history (``leave-last-out``: :func:`rank_metrics` excludes
-      exactly the fitted rows' items of each user).
+    * **dual** (``U < Ma`` and ``dual=True``): Woodbury, P = (1/λ)(I − XᵀK⁻¹X) with the [U, U]
+      matrix K = XXᵀ + λI, so with A = K⁻¹X [U, Ma]: ``λ·P_jj = d_j = 1 − Σ_u X_uj A_uj`` and, for
+      an item j outside the history x, ``(x B)_j = (x Xᵀ A)_j / d_j``. Per λ: one O(U³) inverse and
+      the sparse product XᵀK⁻¹ (O(nnz·U)); never an [Ma, Ma] matrix. queries = ``x Xᵀ`` [n, U]
+      (the same for every λ), items = ``(A / d)ᵀ`` [Ma, U]. With c = x Xᵀ A, the exact score of an
+      item j *in* the history is ``1 − (1 − c_j) / d_j``, not the ``c_j / d_j`` the dual form
+      gives, so the dual form is only for evaluations that exclude the history (``leave-last-out``:
+      :func:`rank_metrics` excludes exactly the fitted rows' items of each user).
 
     Items without interactions score 0 in both forms (their rows of ``items`` are zero).
     """
@@ -320,26 +319,25 @@ class EaseScorer:
         self.x = matrix[:, self.active].astype(np.float64).tocsr()  # [U, Ma]
         self.dual = bool(dual) and self.x.shape[0] < len(self.active)
         if self.dual:
-            s, v = np.linalg.eigh(np.asarray((self.x @ self.x.T).todense()))  # XXᵀ = V diag(s) Vᵀ, [U], [U, U]
-            self.s = np.clip(s, 0.0, None)  # PSD; clip rounding below zero
-            self.v = v
-            self.w = np.asarray((self.x.T @ v).T)  # [U, Ma] = VᵀX
+            self.gram = np.asarray((self.x @ self.x.T).todense())  # [U, U] = XXᵀ
         else:
-            self.gram = np.asarray((self.x.T @ self.x).todense())  # [Ma, Ma]
+            self.gram = np.asarray((self.x.T @ self.x).todense())  # [Ma, Ma] = XᵀX
 
     def factors(self, histories: Any, lam: float) -> tuple[np.ndarray, np.ndarray]:
         """``(queries, items)``: float32 [n, r] and [M, r] (r = Ma primal, U dual) for the binary
-        history rows ``histories`` ([n, M], dense or sparse) at L2 weight ``lam``."""
-        h = histories[:, self.active]
+        history rows ``histories`` ([n, M], dense) at L2 weight ``lam``."""
+        h = np.asarray(histories)[:, self.active]
         if not self.dual:
             items = np.zeros((self.num_items, len(self.active)), np.float32)
             items[self.active] = _ease_from_gram(self.gram, lam).T
-            return np.asarray(h, np.float32), items
-        inv = 1.0 / (self.s + lam)  # [U]
-        d = 1.0 - (self.w ** 2 * inv[:, None]).sum(axis=0)  # [Ma] = λ·diag(P)
-        queries = np.asarray(self.x @ h.T).T @ self.v * inv[None, :]  # [n, U] = x Xᵀ V / (s + λ)
+            return h.astype(np.float32), items
+        k = self.gram.copy()
+        k[np.diag_indices_from(k)] += lam
+        a_t = np.asarray(self.x.T @ np.linalg.inv(k))  # [Ma, U] = (K⁻¹X)ᵀ (K symmetric)
+        d = 1.0 - np.asarray(self.x.T.multiply(a_t).sum(axis=1)).ravel()  # [Ma] = λ·diag(P)
         items = np.zeros((self.num_items, self.x.shape[0]), np.float32)
-        items[self.active] = (self.w / d[None, :]).T
+        items[self.active] = a_t / d[:, None]
+        queries = np.asarray(self.x @ h.T.astype(np.float64)).T  # [n, U] = x Xᵀ
         return queries.astype(np.float32), items
 
 
