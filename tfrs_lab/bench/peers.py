@@ -14,7 +14,8 @@ test item, which our models also see at test time).
 * :func:`implicit_metrics`: ``implicit``'s ALS and BPR (64 factors, default settings otherwise).
 * :func:`ease_metrics`: EASE (Steck 2019), the closed-form item-item autoencoder, with its L2
   weight λ chosen on the validation rows only (:func:`ease_select`), then refitted on
-  :func:`fit_rows` and scored once on test.
+  :func:`fit_rows` and scored once on test; with fewer users than items in its exact dual
+  (Woodbury) form (:class:`EaseScorer`), which never builds an item x item matrix.
 * :func:`surprise_metrics`: Surprise SVD / SVD++ rating predictors (optional ``bench`` extra).
 * :func:`build_tutorial_retrieval` / :func:`tutorial_retrieval_metrics`: the TFRS basic-retrieval
   tutorial recipe, reimplemented from its published description: user id and movie *title*
@@ -251,15 +252,6 @@ EASE_LAMBDAS: tuple[float, ...] = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000
 EASE_SELECTION_METRIC = "ndcg@10"
 
 
-def _gram(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(active, G)``: int64 [Ma] catalogue columns of ``matrix`` (binary [U, M] CSR) with at least
-    one interaction, and the float64 [Ma, Ma] Gram matrix ``XᵀX`` of those columns. An item without
-    interactions gets an all-zero row and column of B, so EASE is solved on the active items only."""
-    active = _active_items(matrix)
-    x = matrix[:, active].astype(np.float64)
-    return active, np.asarray((x.T @ x).todense())
-
-
 def _active_items(matrix: Any) -> np.ndarray:
     """int64 [Ma] columns of ``matrix`` (sparse [U, M]) with at least one interaction."""
     return np.flatnonzero(np.asarray(matrix.getnnz(axis=0)).ravel() > 0)
@@ -286,9 +278,9 @@ def ease_weights(matrix: Any, lam: float) -> np.ndarray:
       float64 [M, M] B with ``diag(B) == 0``; a user's scores are ``x @ B`` (x: [M] binary row).
       Rows and columns of items without interactions are zero.
     """
-    active, gram = _gram(matrix)
+    primal = EaseScorer(matrix, dual=False)  # items without interactions are left out of the inverse
     out = np.zeros((matrix.shape[1], matrix.shape[1]))
-    out[np.ix_(active, active)] = _ease_from_gram(gram, lam)
+    out[np.ix_(primal.active, primal.active)] = _ease_from_gram(primal.gram, lam)
     return out
 
 
