@@ -166,8 +166,41 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
             shipped_config(str(name))
         except ConfigError as e:
             raise _error(f"{where}: configs", str(e)) from None
-    return Selection(task, raw["objective"], raw["split"], seeds, epochs, tuple(datasets), candidates,
-                     tuple(str(o) for o in overrides), tuple(str(c) for c in configs))
+    selection = Selection(task, raw["objective"], raw["split"], seeds, epochs, tuple(datasets), candidates,
+                          tuple(str(o) for o in overrides), tuple(str(c) for c in configs))
+    for cand in candidates:  # every overlay is a valid config reporting the objective, before any data is read
+        _candidate_config(selection, cand, list(selection.overrides), {"data": {"split": selection.split}}, where)
+    return selection
+
+
+def _config_files(selection: Selection) -> list[Path]:
+    """``configs/<task>.yaml`` then the selection's ``configs`` overlays."""
+    from tfrs_lab.config import default_config_file, shipped_config
+
+    return [default_config_file(selection.task), *(shipped_config(c) for c in selection.configs)]
+
+
+def _candidate_config(selection: Selection, cand: Candidate, base: list[str], extra: Mapping[str, Any],
+                      where: str = "") -> Any:
+    """The resolved config of ``cand`` (files < ``extra`` < ``base`` < the candidate's overlay).
+
+    Raises:
+      ConfigError: the overlay is not a valid config, or its runs do not report the objective (the
+        message starts with ``where``, the selection file, when given).
+    """
+    from tfrs_lab.config import ConfigError, load_config
+    from tfrs_lab.tuning.space import validation_metric_names
+
+    prefix = f"{where}: " if where else ""
+    try:
+        cfg = load_config(selection.task, _config_files(selection), [*base, *cand.overrides], extra=extra)
+    except ConfigError as e:
+        raise _error(f"{prefix}candidates.{cand.name}", str(e)) from None
+    names = validation_metric_names(cfg)
+    if selection.objective not in names:
+        raise _error(f"{prefix}objective", f"the {selection.task} runs report no validation_{selection.objective}; "
+                                           f"choose an objective among {', '.join(sorted(names))}")
+    return cfg
 
 
 def _dataset(name: str, entry: Any, where: str, root: str) -> DatasetEntry:
@@ -245,16 +278,15 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
     ``seeds``/``epochs`` override the file's values (``epochs`` caps training; early stopping on the
     validation metric picks the best epoch below it).
     """
-    from tfrs_lab.config import default_config_file, load_config, parse_override, shipped_config
+    from tfrs_lab.config import load_config, parse_override
     from tfrs_lab.training.runner import load_data, run_task
     from tfrs_lab.training.task import TaskInputs
-    from tfrs_lab.tuning.space import merge, validation_metric_names
+    from tfrs_lab.tuning.space import merge
 
     output_dir.mkdir(parents=True, exist_ok=True)
     seeds = seeds or selection.seeds
     epochs = epochs or selection.epochs
-    task = selection.task
-    files = [default_config_file(task), *(shipped_config(c) for c in selection.configs)]
+    task, files = selection.task, _config_files(selection)
     key = f"validation_{selection.objective}"
     runs: list[dict[str, Any]] = []
     values: dict[str, dict[str, float]] = {}
@@ -270,10 +302,7 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
                                 "num_items": len(data.movies["movie_id"])}
         values[entry.name] = {}
         for cand in selection.candidates:
-            cand_cfg = load_config(task, files, [*base, *cand.overrides], extra=extra)
-            if selection.objective not in validation_metric_names(cand_cfg):  # checked before any training
-                raise _error("objective", f"the {task} runs report no {key}; choose one of "
-                                          f"{', '.join(sorted(validation_metric_names(cand_cfg)))}")
+            cand_cfg = _candidate_config(selection, cand, base, extra)
             per_seed = []
             for offset in range(seeds):
                 cfg = dataclasses.replace(cand_cfg, train=dataclasses.replace(
