@@ -57,6 +57,8 @@ def test_minimised_objectives_are_rmse_and_mae(tmp_path):
     ({"candidates": {"a": {}, "b": {"model.embedding_dim": 0}}}, "candidates.b: model.embedding_dim"),
     ({"candidates": {"a": {}, "b": {"model.colour": 1}}}, "candidates.b:"),
     ({"objective": "rmse"}, "objective: the retrieval runs report no validation_rmse"),
+    ({"task": "autoencoder", "configs": ["autoencoder-implicit.yaml"], "epochs": 5},
+     "candidates.a: model.mult.kl_anneal_epochs (20) must be <= train.epochs (5)"),
 ])
 def test_bad_selection_files_are_rejected(tmp_path, body, message):
     raw = {"task": "retrieval", "objective": "ndcg@10", "split": "leave-last-out",

@@ -166,10 +166,12 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
             shipped_config(str(name))
         except ConfigError as e:
             raise _error(f"{where}: configs", str(e)) from None
-    selection = Selection(task, raw["objective"], raw["split"], seeds, epochs, tuple(datasets), candidates,
+    split = raw["split"]
+    selection = Selection(task, raw["objective"], split, seeds, epochs, tuple(datasets), candidates,
                           tuple(str(o) for o in overrides), tuple(str(c) for c in configs))
+    extra: dict[str, Any] = {"data": {"split": split}, **({"train": {"epochs": epochs}} if epochs else {})}
     for cand in candidates:  # every overlay is a valid config reporting the objective, before any data is read
-        _candidate_config(selection, cand, list(selection.overrides), {"data": {"split": selection.split}}, where)
+        _candidate_config(selection, cand, list(selection.overrides), extra, where)
     return selection
 
 
