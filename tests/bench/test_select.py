@@ -24,12 +24,26 @@ def test_choose_minimises_rmse():
     assert winner == "x" and rel["y"]["a"] == pytest.approx(0.90 / 0.95)
 
 
-def test_shipped_selection_files_are_valid(tmp_path):
-    sel = load_selection(selection_file("retrieval"), data_root=tmp_path)
-    assert sel.task == "retrieval" and sel.split == "leave-last-out" and len(sel.candidates) >= 2
+SHIPPED = sorted(p.stem for p in selection_file("retrieval").parent.glob("*.yaml"))
+
+
+def test_every_task_with_chosen_defaults_ships_a_selection_file():
+    assert {"retrieval", "sequential", "autoencoder", "ranking"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("task", SHIPPED)
+def test_shipped_selection_files_are_valid(tmp_path, task):
+    # load_selection resolves every candidate's config and checks the objective: a typo fails here
+    sel = load_selection(selection_file(task), data_root=tmp_path)
+    assert sel.task == task and len(sel.candidates) >= 2
     assert sel.candidates[0].overrides == ()  # the first candidate is today's default
     ml = next(d for d in sel.datasets if d.name == "ml-100k")
     assert ml.data["data_zip"] == f"{tmp_path}/ml-100k.zip"
+
+
+def test_minimised_objectives_are_rmse_and_mae(tmp_path):
+    assert load_selection(selection_file("ranking"), data_root=tmp_path).minimise
+    assert not load_selection(selection_file("sequential"), data_root=tmp_path).minimise
 
 
 @pytest.mark.parametrize("body, message", [
@@ -39,6 +53,12 @@ def test_shipped_selection_files_are_valid(tmp_path):
     ({"seeds": 0}, "seeds: must be an integer >= 1"),
     ({"colour": 1}, "unknown key(s) colour"),
     ({"datasets": {"d": {"interactions": "x.csv"}}}, "datasets.d: needs data"),
+    ({"configs": ["no-such.yaml"]}, "configs: 'no-such.yaml' is not a shipped config"),
+    ({"candidates": {"a": {}, "b": {"model.embedding_dim": 0}}}, "candidates.b: model.embedding_dim"),
+    ({"candidates": {"a": {}, "b": {"model.colour": 1}}}, "candidates.b:"),
+    ({"objective": "rmse"}, "objective: the retrieval runs report no validation_rmse"),
+    ({"task": "autoencoder", "configs": ["autoencoder-implicit.yaml"], "epochs": 5},
+     "candidates.a: model.mult.kl_anneal_epochs (20) must be <= train.epochs (5)"),
 ])
 def test_bad_selection_files_are_rejected(tmp_path, body, message):
     raw = {"task": "retrieval", "objective": "ndcg@10", "split": "leave-last-out",
@@ -96,3 +116,50 @@ def test_an_objective_the_task_does_not_report_is_refused_before_training(tmp_pa
     err = capsys.readouterr().err
     assert "report no validation_rmse" in err and "ndcg@10" in err
     assert not (out / "select" / "runs").exists()  # refused before any run
+
+
+TINY = {"dataset": "synthetic", "synthetic": {"num_users": 60, "num_movies": 40, "ratings_per_user": 12}}
+
+
+@pytest.mark.slow
+def test_select_minimises_validation_rmse(tmp_path):
+    sel = {"task": "ranking", "objective": "rmse", "split": "hash", "epochs": 2,
+           "overrides": ["model.architecture=mf", "model.history_length=0"],
+           "datasets": {"a": {"data": TINY}, "b": {"data": {**TINY, "synthetic": {**TINY["synthetic"], "seed": 5}}}},
+           "candidates": {"default": {}, "fast": {"train.learning_rate": 0.05}, "tiny": {"model.embedding_dim": 2}}}
+    path = tmp_path / "sel.yaml"
+    path.write_text(yaml.safe_dump(sel))
+    out = tmp_path / "out"
+    assert main(["select", "--tasks", "ranking", "--selection", str(path), "--output-dir", str(out)]) == 0
+    r = json.loads((out / "select" / "results.json").read_text())
+    assert r["objective"] == "validation_rmse" and r["test_evaluated"] is False
+    for d, per in r["values"].items():
+        best = min(per, key=per.get)  # the lowest RMSE is best: relative score 1, the others below
+        assert r["winner_per_dataset"][d] == best and r["relative"][best][d] == pytest.approx(1.0)
+        for c, v in per.items():
+            assert r["relative"][c][d] == pytest.approx(per[best] / v) and (c == best or v > per[best])
+    means = {c: r["relative"][c]["mean"] for c in r["values"]["a"]}
+    assert r["winner"] == max(means, key=means.get)
+    assert max(r["values"]["a"].values()) - min(r["values"]["a"].values()) > 0.01  # the candidates really differ
+
+
+@pytest.mark.slow
+def test_select_layers_the_configs_overlay_under_every_candidate(tmp_path):
+    sel = {"task": "autoencoder", "configs": ["autoencoder-implicit.yaml"], "objective": "ndcg@10",
+           "split": "leave-last-out", "epochs": 1,
+           "overrides": ["export.index=brute_force", "model.mult.kl_anneal_epochs=1"],
+           "datasets": {"s": {"data": TINY}},
+           "candidates": {"default": {}, "dae": {"model.architecture": "dae"}}}
+    path = tmp_path / "sel.yaml"
+    path.write_text(yaml.safe_dump(sel))
+    out = tmp_path / "out"
+    assert main(["select", "--tasks", "autoencoder", "--selection", str(path), "--output-dir", str(out)]) == 0
+    runs = out / "select" / "runs"
+    default = yaml.safe_load((runs / "s-default-seed42" / "config.yaml").read_text())
+    dae = yaml.safe_load((runs / "s-dae-seed42" / "config.yaml").read_text())
+    # configs/autoencoder.yaml alone is AutoRec with batch 256 and learning rate 0.001
+    assert default["model"]["architecture"] == "vae" and dae["model"]["architecture"] == "dae"
+    assert default["train"]["learning_rate"] == dae["train"]["learning_rate"] == 0.003
+    r = json.loads((out / "select" / "results.json").read_text())
+    assert r["configs"] == ["autoencoder-implicit.yaml"]
+    assert "configs/autoencoder-implicit.yaml" in (out / "select" / "selected.yaml").read_text()

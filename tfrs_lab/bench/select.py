@@ -1,8 +1,11 @@
 """The ``select`` suite: pick a task's defaults on **validation** across several data sets.
 
 A selection file (shipped: ``tfrs_lab/configs/selection/<task>.yaml``; ``python -m tfrs_lab.configs
-selection/retrieval.yaml`` prints where) names the task, the split, a validation ``objective``, the
-``datasets`` and the ``candidates`` (config overlays, the first being today's default). Every
+selection/retrieval.yaml`` prints where) names the task, the split, a validation ``objective`` (maximised;
+``rmse``/``mae`` minimised), the ``datasets`` and the ``candidates`` (config overlays, the first being
+today's default). Optional keys: ``configs`` (shipped config files layered on ``configs/<task>.yaml``,
+e.g. ``[autoencoder-implicit.yaml]``: the defaults a candidate overlays when they live in an overlay
+file), ``overrides`` (``KEY=VALUE`` for every run), ``seeds``, ``epochs`` (a cap). Every
 candidate is trained on every data set (``seeds`` times) with
 ``run_task(..., evaluate_test=False)``: the runs train and validate only, so **no test metric is
 computed during selection** (docs/tuning.md#selection-on-validation).
@@ -83,6 +86,7 @@ class Selection:
     datasets: tuple[DatasetEntry, ...]
     candidates: tuple[Candidate, ...]
     overrides: tuple[str, ...] = field(default_factory=tuple)
+    configs: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def minimise(self) -> bool:
@@ -118,16 +122,17 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
     Raises:
       ConfigError: one line naming the file and the key at fault.
     """
-    from tfrs_lab.config import TASKS, read_yaml
+    from tfrs_lab.config import TASKS, ConfigError, read_yaml, shipped_config
 
     raw = read_yaml(str(path), what="selection file", flag="--selection")
     where = str(path)
     if not isinstance(raw, dict):
         raise _error(where, "must hold a mapping (task, objective, split, datasets, candidates)")
-    unknown = set(raw) - {"task", "objective", "split", "seeds", "epochs", "datasets", "candidates", "overrides"}
+    unknown = set(raw) - {"task", "objective", "split", "seeds", "epochs", "datasets", "candidates", "overrides",
+                          "configs"}
     if unknown:
         raise _error(where, f"unknown key(s) {', '.join(sorted(unknown))}; expected task, objective, split, seeds, "
-                            "epochs, datasets, candidates, overrides")
+                            "epochs, datasets, candidates, overrides, configs")
     task = raw.get("task")
     if task not in TASKS:
         raise _error(f"{where}: task", f"must be one of {', '.join(TASKS)}, got {task!r}")
@@ -153,8 +158,51 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
     overrides = raw.get("overrides") or []
     if not isinstance(overrides, list):
         raise _error(f"{where}: overrides", "must be a list of KEY=VALUE strings")
-    return Selection(task, raw["objective"], raw["split"], seeds, epochs, tuple(datasets), candidates,
-                     tuple(str(o) for o in overrides))
+    configs = raw.get("configs") or []
+    if not isinstance(configs, list):
+        raise _error(f"{where}: configs", "must be a list of shipped config files, e.g. [autoencoder-implicit.yaml]")
+    for name in configs:
+        try:
+            shipped_config(str(name))
+        except ConfigError as e:
+            raise _error(f"{where}: configs", str(e)) from None
+    split = raw["split"]
+    selection = Selection(task, raw["objective"], split, seeds, epochs, tuple(datasets), candidates,
+                          tuple(str(o) for o in overrides), tuple(str(c) for c in configs))
+    extra: dict[str, Any] = {"data": {"split": split}, **({"train": {"epochs": epochs}} if epochs else {})}
+    for cand in candidates:  # every overlay is a valid config reporting the objective, before any data is read
+        _candidate_config(selection, cand, list(selection.overrides), extra, where)
+    return selection
+
+
+def _config_files(selection: Selection) -> list[Path]:
+    """``configs/<task>.yaml`` then the selection's ``configs`` overlays."""
+    from tfrs_lab.config import default_config_file, shipped_config
+
+    return [default_config_file(selection.task), *(shipped_config(c) for c in selection.configs)]
+
+
+def _candidate_config(selection: Selection, cand: Candidate, base: list[str], extra: Mapping[str, Any],
+                      where: str = "") -> Any:
+    """The resolved config of ``cand`` (files < ``extra`` < ``base`` < the candidate's overlay).
+
+    Raises:
+      ConfigError: the overlay is not a valid config, or its runs do not report the objective (the
+        message starts with ``where``, the selection file, when given).
+    """
+    from tfrs_lab.config import ConfigError, load_config
+    from tfrs_lab.tuning.space import validation_metric_names
+
+    prefix = f"{where}: " if where else ""
+    try:
+        cfg = load_config(selection.task, _config_files(selection), [*base, *cand.overrides], extra=extra)
+    except ConfigError as e:
+        raise _error(f"{prefix}candidates.{cand.name}", str(e)) from None
+    names = validation_metric_names(cfg)
+    if selection.objective not in names:
+        raise _error(f"{prefix}objective", f"the {selection.task} runs report no validation_{selection.objective}; "
+                                           f"choose an objective among {', '.join(sorted(names))}")
+    return cfg
 
 
 def _dataset(name: str, entry: Any, where: str, root: str) -> DatasetEntry:
@@ -232,15 +280,15 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
     ``seeds``/``epochs`` override the file's values (``epochs`` caps training; early stopping on the
     validation metric picks the best epoch below it).
     """
-    from tfrs_lab.config import default_config_file, load_config, parse_override
+    from tfrs_lab.config import load_config, parse_override
     from tfrs_lab.training.runner import load_data, run_task
     from tfrs_lab.training.task import TaskInputs
-    from tfrs_lab.tuning.space import merge, validation_metric_names
+    from tfrs_lab.tuning.space import merge
 
     output_dir.mkdir(parents=True, exist_ok=True)
     seeds = seeds or selection.seeds
     epochs = epochs or selection.epochs
-    task, files = selection.task, [default_config_file(selection.task)]
+    task, files = selection.task, _config_files(selection)
     key = f"validation_{selection.objective}"
     runs: list[dict[str, Any]] = []
     values: dict[str, dict[str, float]] = {}
@@ -256,10 +304,7 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
                                 "num_items": len(data.movies["movie_id"])}
         values[entry.name] = {}
         for cand in selection.candidates:
-            cand_cfg = load_config(task, files, [*base, *cand.overrides], extra=extra)
-            if selection.objective not in validation_metric_names(cand_cfg):  # checked before any training
-                raise _error("objective", f"the {task} runs report no {key}; choose one of "
-                                          f"{', '.join(sorted(validation_metric_names(cand_cfg)))}")
+            cand_cfg = _candidate_config(selection, cand, base, extra)
             per_seed = []
             for offset in range(seeds):
                 cfg = dataclasses.replace(cand_cfg, train=dataclasses.replace(
@@ -278,12 +323,14 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
     per_dataset = {d: (min if selection.minimise else max)(per, key=per.get) for d, per in values.items()}
     overlay = merge(*(parse_override(o) for o in next(c for c in selection.candidates if c.name == winner).overrides))
     header = (f"# Selected by `python -m tfrs_lab.bench select --tasks {task}` on validation {selection.objective}\n"
-              f"# ({selection.split}; data sets {', '.join(values)}; {seeds} seed(s)): candidate {winner}.\n")
+              f"# ({selection.split}; data sets {', '.join(values)}; {seeds} seed(s)): candidate {winner}.\n"
+              + "".join(f"# Overlays configs/{c} (apply it too).\n" for c in selection.configs))
     (output_dir / "selected.yaml").write_text(header + yaml.safe_dump(
         {"task": task, **overlay}, sort_keys=False))
     rows = [{"candidate": c, **{d: values[d][c] for d in values}, "relative_mean": relative[c]["mean"],
              "relative_worst": relative[c]["worst"]} for c in relative]
-    results = {"suite": "select", "task": task, "objective": key, "split": selection.split, "seeds": seeds,
+    results = {"suite": "select", "task": task, "configs": list(selection.configs), "objective": key,
+               "split": selection.split, "seeds": seeds,
                "epochs": epochs, "machine": common.machine(), "datasets": datasets, "runs": runs,
                "values": values, "relative": relative, "winner": winner, "winner_per_dataset": per_dataset,
                "test_evaluated": False}
