@@ -209,12 +209,11 @@ class RankingModel(SynchronousModel):
             self.user_bias = tf.keras.layers.Embedding(U, 1, embeddings_initializer="zeros", name="user_bias")
             self.movie_bias = tf.keras.layers.Embedding(M, 1, embeddings_initializer="zeros", name="movie_bias")
         self.global_bias = tf.Variable(float(global_offset), dtype=tf.float32, name="global_bias")
+        # The task holds the training metrics; the loss is ``compute_loss``'s own (a global-batch mean).
         if hp.objective == "explicit":
-            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
-                                           metrics=[tf.keras.metrics.RootMeanSquaredError("rmse")])
+            self.task = tfrs.tasks.Ranking(metrics=[tf.keras.metrics.RootMeanSquaredError("rmse")])
         else:
-            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
-                                           metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
+            self.task = tfrs.tasks.Ranking(metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
 
     @property
     def raw_feature_columns(self) -> tuple[str, ...]:
