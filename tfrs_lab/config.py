@@ -618,6 +618,10 @@ class RankingConfig(TaskConfig):
         if self.model.objective == "explicit" and self.train.loss != "pointwise":
             raise ConfigError(f"train.loss={self.train.loss} ranks sampled negatives: set model.objective=implicit "
                               "(explicit ratings are regressed pointwise: train.loss=pointwise)")
+        if self.model.architecture == "neumf" and self.model.neumf_pretrain and self.train.distribution != "default":
+            raise ConfigError(f"model.neumf_pretrain=true fits three models in one run, which a restarted "
+                              f"train.distribution={self.train.distribution} run cannot resume from its backup: "
+                              "set model.neumf_pretrain=false or train.distribution=default")
 
     @property
     def predicts_ratings(self) -> bool:

@@ -53,6 +53,9 @@ def test_distribution_keys_validated_per_task():
         with pytest.raises(ConfigError, match=r"train.distribution=parameter_server is not supported by this task yet: "
                                               r"choose default or mirrored or multi_worker_mirrored \(parameter servers"):
             load_config(task, [], ["train.distribution=parameter_server"])
+    with pytest.raises(ConfigError, match="model.neumf_pretrain=true fits three models in one run"):
+        load_config("ranking", [], ["train.distribution=multi_worker_mirrored", "model.architecture=neumf",
+                                    "model.neumf_pretrain=true"])
     with pytest.raises(ConfigError, match="train.ps_min_shard_bytes must be > 0"):
         load_config("retrieval", [], ["train.ps_min_shard_bytes=0"])
 
