@@ -31,7 +31,7 @@ from tfrs_lab.data.movielens import DataError
 from tfrs_lab.data.predefined import MOVIELENS_100K_SPLITS
 from tfrs_lab.schema import ConfigError, _build, build
 
-__all__ = ["load_yaml_text", "AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AUTOENCODER_SPLITS", "HeldOutUsersConfig",
+__all__ = ["load_yaml_text", "SYNCHRONOUS_DISTRIBUTIONS", "AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AUTOENCODER_SPLITS", "HeldOutUsersConfig",
            "SPLIT_PROTOCOLS", "SPLITS", "TimeCutoffConfig", "AutoencoderConfig", "AutoencoderDataConfig",
            "AutoencoderEvalConfig", "AutoencoderExportConfig", "AutoencoderModelConfig", "AutoencoderTrainConfig",
            "AutoRecConfig", "check_choices", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
@@ -237,6 +237,11 @@ class RetrievalModelConfig:
         check_choices(self.candidate_features, RETRIEVAL_CANDIDATE_FEATURES, f"{path}.candidate_features")
 
 
+SYNCHRONOUS_DISTRIBUTIONS = ("default", "mirrored", "multi_worker_mirrored")
+"""``train.distribution`` values of the tasks that train under synchronous replicas only (all but
+retrieval, which also trains with parameter servers; docs/distributed.md)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Optimisation settings. ``epochs`` is the maximum; early stopping may end sooner."""
@@ -265,7 +270,8 @@ class TrainConfig:
     def validate(self, path: str) -> None:
         if self.distribution not in self.supported_distributions:
             raise ConfigError(f"{path}.distribution={self.distribution} is not supported by this task yet: "
-                              f"choose {' or '.join(self.supported_distributions)} (distributed training covers retrieval)")
+                              f"choose {' or '.join(self.supported_distributions)} (parameter servers train the "
+                              "retrieval task only; docs/distributed.md)")
         positive(self.ps_min_shard_bytes, f"{path}.ps_min_shard_bytes")
         positive(self.collective_timeout_seconds, f"{path}.collective_timeout_seconds", allow_zero=True)
         if self.epochs <= 0:
@@ -419,7 +425,7 @@ class SequentialModelConfig:
 class SequentialTrainConfig(TrainConfig):
     """``TrainConfig`` with the sequential task's defaults."""
 
-    supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
+    supported_distributions: typing.ClassVar[tuple[str, ...]] = SYNCHRONOUS_DISTRIBUTIONS
 
     epochs: int = 200
     batch_size: int = 32
@@ -570,7 +576,7 @@ class RankingTrainConfig(TrainConfig):
     pairwise and listwise losses).
     """
 
-    supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
+    supported_distributions: typing.ClassVar[tuple[str, ...]] = SYNCHRONOUS_DISTRIBUTIONS
     epochs: int = 40
     early_stopping_patience: int = 5
     lr_schedule: Literal["constant", "cosine", "plateau"] = "cosine"
@@ -619,6 +625,10 @@ class RankingConfig(TaskConfig):
         if self.model.objective == "explicit" and self.train.loss != "pointwise":
             raise ConfigError(f"train.loss={self.train.loss} ranks sampled negatives: set model.objective=implicit "
                               "(explicit ratings are regressed pointwise: train.loss=pointwise)")
+        if self.model.architecture == "neumf" and self.model.neumf_pretrain and self.train.distribution != "default":
+            raise ConfigError(f"model.neumf_pretrain=true fits three models in one run, which a restarted "
+                              f"train.distribution={self.train.distribution} run cannot resume from its backup: "
+                              "set model.neumf_pretrain=false or train.distribution=default")
 
     @property
     def predicts_ratings(self) -> bool:
@@ -687,7 +697,7 @@ class AutoencoderTrainConfig(TrainConfig):
     epochs: int = 300
     batch_size: int = 256
     early_stopping_patience: int = 20
-    supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
+    supported_distributions: typing.ClassVar[tuple[str, ...]] = SYNCHRONOUS_DISTRIBUTIONS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -780,7 +790,7 @@ class MultitaskModelConfig(RetrievalModelConfig):
 class MultitaskTrainConfig(TrainConfig):
     """``TrainConfig`` of the multitask task (one machine)."""
 
-    supported_distributions: typing.ClassVar[tuple[str, ...]] = ("default",)
+    supported_distributions: typing.ClassVar[tuple[str, ...]] = SYNCHRONOUS_DISTRIBUTIONS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""Launch ``python -m tfrs_lab.train retrieval`` tasks of a local (127.0.0.1) TF_CONFIG cluster."""
+"""Launch ``python -m tfrs_lab.train <task>`` tasks of a local (127.0.0.1) TF_CONFIG cluster."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from pathlib import Path
 #: Synthetic data big enough for hit rates that do not saturate, small enough for seconds per epoch.
 SYNTHETIC = ["--dataset", "synthetic", "--set", "data.synthetic.num_users=200", "--set",
              "data.synthetic.num_movies=300", "--set", "data.synthetic.ratings_per_user=30"]
+
+#: The export arguments of the tasks whose export has an index: brute force (no ScaNN tree to build).
+BRUTE_FORCE = {task: ["--set", "export.index=brute_force"] for task in ("retrieval", "sequential", "autoencoder",
+                                                                          "multitask")}
 
 
 def free_ports(n: int) -> list[int]:
@@ -33,9 +37,11 @@ def tf_config(cluster: dict[str, list[str]], task_type: str, index: int) -> str:
     return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
 
 
-def train_command(output_dir: Path, data_dir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "tfrs_lab.train", "retrieval", *SYNTHETIC, "--data-dir", str(data_dir),
-            "--output-dir", str(output_dir), "--set", "export.index=brute_force", *args]
+def train_command(output_dir: Path, data_dir: Path, *args: str, task: str = "retrieval") -> list[str]:
+    """``python -m tfrs_lab.train <task>`` on :data:`SYNTHETIC` data cached in ``data_dir`` (with a
+    brute-force index: :data:`BRUTE_FORCE`)."""
+    return [sys.executable, "-m", "tfrs_lab.train", task, *SYNTHETIC, "--data-dir", str(data_dir),
+            "--output-dir", str(output_dir), *BRUTE_FORCE.get(task, ()), *args]
 
 
 def launch(cmd: list[str], log: Path, tf_config_json: str | None) -> subprocess.Popen:

@@ -47,9 +47,15 @@ def test_distribution_keys_validated_per_task():
     assert (cfg.train.distribution, cfg.train.ps_min_shard_bytes) == ("parameter_server", 1024)
     with pytest.raises(ConfigError, match="train.distribution must be one of default, mirrored"):
         load_config("retrieval", [], ["train.distribution=horovod"])
-    for task in ("ranking", "sequential"):  # covered by the retrieval trainer only (docs/distributed.md)
-        with pytest.raises(ConfigError, match="train.distribution=mirrored is not supported by this task"):
-            load_config(task, [], ["train.distribution=mirrored"])
+    for task in ("ranking", "sequential", "autoencoder", "multitask"):  # synchronous replicas only (docs/distributed.md)
+        for name in ("mirrored", "multi_worker_mirrored"):
+            assert load_config(task, [], [f"train.distribution={name}"]).train.distribution == name
+        with pytest.raises(ConfigError, match=r"train.distribution=parameter_server is not supported by this task yet: "
+                                              r"choose default or mirrored or multi_worker_mirrored \(parameter servers"):
+            load_config(task, [], ["train.distribution=parameter_server"])
+    with pytest.raises(ConfigError, match="model.neumf_pretrain=true fits three models in one run"):
+        load_config("ranking", [], ["train.distribution=multi_worker_mirrored", "model.architecture=neumf",
+                                    "model.neumf_pretrain=true"])
     with pytest.raises(ConfigError, match="train.ps_min_shard_bytes must be > 0"):
         load_config("retrieval", [], ["train.ps_min_shard_bytes=0"])
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import AutoRecConfig, MultAutoencoderConfig
+from tfrs_lab.models.cross_replica import SynchronousModel, global_mean
 
 __all__ = ["AutoRec", "masked_mse", "MultAutoencoder"]
 
@@ -37,14 +37,14 @@ def masked_mse(ratings: tf.Tensor, predictions: tf.Tensor, mask: tf.Tensor) -> t
 
     Returns:
       scalar ``sum(mask * (ratings - predictions)^2) / max(sum(mask), 1)``; unobserved entries
-      contribute nothing, whatever the predictions there.
+      contribute nothing, whatever the predictions there. Under synchronous replicas the
+      denominator is the observed count of the whole global batch (:func:`global_mean`).
     """
-    mask = tf.cast(mask, predictions.dtype)
-    squared = tf.square(tf.cast(ratings, predictions.dtype) - predictions) * mask
-    return tf.reduce_sum(squared) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    squared = tf.square(tf.cast(ratings, predictions.dtype) - predictions)
+    return global_mean(squared, mask)
 
 
-class AutoRec(tfrs.Model):
+class AutoRec(SynchronousModel):
     """I-AutoRec over ``num_users`` users. Batches are movies: ``{"ratings": [B, U], "mask": [B, U]}``."""
 
     def __init__(self, num_users: int, hp: AutoRecConfig) -> None:
@@ -77,7 +77,7 @@ class AutoRec(tfrs.Model):
         return kernel.T, bias
 
 
-class MultAutoencoder(tfrs.Model):
+class MultAutoencoder(SynchronousModel):
     """Mult-DAE (``variational=False``) or Mult-VAE over ``num_items`` catalogue movies.
 
     Batches are users: ``{"items": float32 [B, M]}`` multi-hot (1 = seen in the input split).
@@ -96,7 +96,9 @@ class MultAutoencoder(tfrs.Model):
         self.code = dense(code_units, None if variational else "tanh", "code")
         self.decoder_layers = [dense(u, "tanh", f"decoder_{i}") for i, u in enumerate(reversed(hp.encoder_layers))]
         self.output_layer = dense(num_items, None, "logits")
-        self.beta = tf.Variable(0.0, trainable=False, name="kl_beta")
+        # assigned by every replica in ``compute_loss`` (the same value): keep the first replica's
+        self.beta = tf.Variable(0.0, trainable=False, name="kl_beta",
+                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self(tf.zeros((1, num_items)))  # build every layer
 
     def encode(self, items: tf.Tensor, training: bool = False) -> tuple[tf.Tensor, tf.Tensor | None]:
@@ -148,10 +150,10 @@ class MultAutoencoder(tfrs.Model):
         if self.variational and training:
             z = mean + tf.exp(0.5 * log_var) * tf.random.normal(tf.shape(mean))
         logits = self.output_layer(self.decoder_hidden(z))
-        nll = -tf.reduce_mean(tf.reduce_sum(tf.nn.log_softmax(logits) * items, axis=-1))
+        nll = -global_mean(tf.reduce_sum(tf.nn.log_softmax(logits) * items, axis=-1))  # mean over users
         if not self.variational:
             return nll
-        kl = tf.reduce_mean(tf.reduce_sum(0.5 * (-log_var + tf.exp(log_var) + tf.square(mean) - 1.0), axis=-1))
+        kl = global_mean(tf.reduce_sum(0.5 * (-log_var + tf.exp(log_var) + tf.square(mean) - 1.0), axis=-1))
         beta = self._kl_weight()
         if training:
             self.beta.assign(beta)

@@ -7,7 +7,7 @@ The query and candidate towers are those of :class:`tfrs_lab.models.retrieval.Re
   retrieval model trains);
 * the rating head: ``rating_layers`` Dense(ReLU) layers and a linear output over the concatenated
   query and candidate vectors, plus the mean training rating (``global_offset``), regressing the
-  explicit rating with MSE (TFRS ``Ranking`` task).
+  explicit rating with MSE (over the global batch under synchronous replicas).
 
 ``compute_loss`` = ``retrieval_weight`` x retrieval loss + ``rating_weight`` x rating loss; a head
 whose weight is 0 is not computed, so its variables stay at their initial values.
@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Mapping
 
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import MultitaskModelConfig
+from tfrs_lab.models.cross_replica import global_mean
 from tfrs_lab.models.retrieval import RetrievalModel
 
 __all__ = ["MultitaskModel"]
@@ -49,7 +49,6 @@ class MultitaskModel(RetrievalModel):
                                    kernel_initializer=tf.keras.initializers.GlorotUniform(seed=i))
              for i, n in enumerate(sizes)], name="rating_head")
         self.rating_head.build((None, 2 * hp.embedding_dim))
-        self.rating_task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError())
 
     @property
     def uses_history(self) -> bool:
@@ -74,6 +73,6 @@ class MultitaskModel(RetrievalModel):
         if hp.rating_weight > 0:
             query = self.query_embedding(features)
             candidate = self.candidate_embedding(features["movie_id"])
-            loss += hp.rating_weight * self.rating_task(
-                labels=features["label"], predictions=self._rating(query, candidate), compute_metrics=False)
+            error = features["label"] - self._rating(query, candidate)  # MSE over the global batch
+            loss += hp.rating_weight * global_mean(tf.square(error))
         return loss

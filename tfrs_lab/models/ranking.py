@@ -43,7 +43,7 @@ positive's features; each negative copies its positive's user and context column
 
 Embedding regularisation is the classic per-example L2 on the rows a batch looks up
 (``embedding_l2 * mean(|p_u|^2 + |q_m|^2 + b_u^2 + b_m^2)``); dense and cross kernels get
-``kernel_l2`` through Keras regularisers (added to the loss by ``tfrs.Model``).
+``kernel_l2`` through Keras regularisers (added to the loss by ``train_step``).
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import RankingModelConfig
 from tfrs_lab.models.autoencoder import AutoRec
+from tfrs_lab.models.cross_replica import SynchronousModel, global_mean
 from tfrs_lab.models.features import (MOVIE_FEATURES, USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder,
                                      history_embedding)
 
@@ -67,7 +68,7 @@ NEGATIVE_MOVIE_ID = "negative_movie_id"
 def bpr_loss(positive: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
     """BPR: ``mean -log sigma(positive_b - negative_bk)`` over every (positive, negative) pair; a
     float32 scalar from logits ``positive`` float32 [B] and ``negative`` float32 [B, n]."""
-    return tf.reduce_mean(tf.nn.softplus(negative - positive[:, None]))  # -log sigma(x) = softplus(-x)
+    return global_mean(tf.nn.softplus(negative - positive[:, None]))  # -log sigma(x) = softplus(-x)
 
 
 def listwise_loss(positive: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
@@ -76,7 +77,7 @@ def listwise_loss(positive: tf.Tensor, negative: tf.Tensor) -> tf.Tensor:
     float32 [B] and ``negative`` float32 [B, n]."""
     logits = tf.concat([positive[:, None], negative], 1)  # [B, 1 + n]
     labels = tf.one_hot(tf.zeros_like(positive, tf.int32), tf.shape(logits)[1])
-    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    return global_mean(tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
 def _embedding(rows: int, dim: int, name: str) -> tf.keras.layers.Embedding:
@@ -148,7 +149,7 @@ class MLPBranch(tf.keras.layers.Layer):
         return x, penalty
 
 
-class RankingModel(tfrs.Model):
+class RankingModel(SynchronousModel):
     """Scores raw (user, movie) feature batches; ``compute_loss`` reads the ``label`` column.
 
     Batch features (all shape [B]): ``user_id``, ``movie_id`` (string), ``label`` (float32: the
@@ -208,12 +209,11 @@ class RankingModel(tfrs.Model):
             self.user_bias = tf.keras.layers.Embedding(U, 1, embeddings_initializer="zeros", name="user_bias")
             self.movie_bias = tf.keras.layers.Embedding(M, 1, embeddings_initializer="zeros", name="movie_bias")
         self.global_bias = tf.Variable(float(global_offset), dtype=tf.float32, name="global_bias")
+        # The task holds the training metrics; the loss is ``compute_loss``'s own (a global-batch mean).
         if hp.objective == "explicit":
-            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.MeanSquaredError(),
-                                           metrics=[tf.keras.metrics.RootMeanSquaredError("rmse")])
+            self.task = tfrs.tasks.Ranking(metrics=[tf.keras.metrics.RootMeanSquaredError("rmse")])
         else:
-            self.task = tfrs.tasks.Ranking(loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
-                                           metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
+            self.task = tfrs.tasks.Ranking(metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
 
     @property
     def raw_feature_columns(self) -> tuple[str, ...]:
@@ -284,16 +284,27 @@ class RankingModel(tfrs.Model):
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         if self.loss_kind == "pointwise":
             raw, penalty = self._forward(features, training)
-            loss = self.task(labels=features["label"], predictions=raw)
+            loss = global_mean(self._pointwise_losses(features["label"], raw))
+            for metric in self.task.metrics:  # the task's training rmse / auc
+                metric.update_state(features["label"], raw)
         else:
             positive, negative, penalty = self._score_lists(features, training)
             loss = (bpr_loss if self.loss_kind == "pairwise" else listwise_loss)(positive, negative)
             negative = tf.reshape(negative, [-1])  # the training AUC, as pointwise reports it (loss unused)
-            self.task(labels=tf.concat([tf.ones_like(positive), tf.zeros_like(negative)], 0),
-                      predictions=tf.concat([positive, negative], 0))
+            for metric in self.task.metrics:
+                metric.update_state(tf.concat([tf.ones_like(positive), tf.zeros_like(negative)], 0),
+                                    tf.concat([positive, negative], 0))
         if self.hp.embedding_l2:
-            loss += self.hp.embedding_l2 * tf.reduce_mean(penalty)
+            loss += self.hp.embedding_l2 * global_mean(penalty)
         return loss
+
+    def _pointwise_losses(self, labels: tf.Tensor, raw: tf.Tensor) -> tf.Tensor:
+        """float32 [B] per-example losses of the pointwise objective: the squared error of the
+        rating (explicit) or the binary cross-entropy of the logit (implicit). Averaged with
+        :func:`global_mean` (the task's Keras loss refuses a per-replica mean under a strategy)."""
+        if self.hp.objective == "explicit":
+            return tf.square(labels - raw)
+        return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=raw)
 
     def _score_lists(self, features: Mapping[str, tf.Tensor],
                      training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

@@ -42,7 +42,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import RetrievalModelConfig
 
-from tfrs_lab.models.cross_replica import global_candidates
+from tfrs_lab.models.cross_replica import SynchronousModel, global_candidates
 from tfrs_lab.models.features import USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder, history_embedding
 
 __all__ = ["RetrievalModel", "mixed_sampling_probability"]
@@ -67,7 +67,7 @@ def mixed_sampling_probability(item_probability: tf.Tensor, batch_size: tf.Tenso
     return (b * item_probability + num_uniform / num_items) / (b + num_uniform)
 
 
-class RetrievalModel(tfrs.Model):
+class RetrievalModel(SynchronousModel):
     """Two-tower model; ``compute_loss`` takes a batch of raw rating features.
 
     Batch features (all shape [B]): ``user_id`` (string), ``movie_id`` (string), ``timestamp``

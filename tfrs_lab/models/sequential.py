@@ -25,9 +25,9 @@ import math
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_recommenders as tfrs
 
 from tfrs_lab.config import SequentialModelConfig
+from tfrs_lab.models.cross_replica import SynchronousModel, global_mean
 
 __all__ = ["SequentialModel", "TransformerBlock"]
 
@@ -55,7 +55,7 @@ class TransformerBlock(tf.keras.layers.Layer):
         return x * mask
 
 
-class SequentialModel(tfrs.Model):
+class SequentialModel(SynchronousModel):
     """Next-item model; ``compute_loss`` takes ``{"inputs": int [B, L], "targets": int [B, L]}``
     where ``targets[:, t]`` is the item after ``inputs[:, t]`` (0 = no target at that position)."""
 
@@ -134,7 +134,7 @@ class SequentialModel(tfrs.Model):
         if self.hp.loss == "softmax":
             logits = tf.matmul(h, table, transpose_b=True)  # [N, num_items]
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            return tf.reduce_mean(losses)
+            return global_mean(losses)  # mean over the global batch's target positions
         n = self.hp.num_negatives
         negatives = tf.random.categorical(self.log_item_probability[None], n, dtype=tf.int32)[0]  # [n]
         positive = tf.reduce_sum(h * tf.gather(table, y), -1, keepdims=True)  # [N, 1]
@@ -146,4 +146,4 @@ class SequentialModel(tfrs.Model):
         negative = tf.where(tf.equal(y[:, None], negatives[None]), tf.fill(tf.shape(negative), -1e9), negative)
         logits = tf.concat([positive, negative], axis=1)
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.zeros_like(y), logits=logits)
-        return tf.reduce_mean(losses)
+        return global_mean(losses)

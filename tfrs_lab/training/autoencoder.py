@@ -41,7 +41,7 @@ from tfrs_lab.evaluation.metrics import (metric_ks, multi_target_metrics, rankin
 from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
-from tfrs_lab.training import report
+from tfrs_lab.training import distribute, report
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["AutoencoderTask", "TASK", "autorec_predictions", "held_out_inputs", "interactions", "rating_matrix"]
@@ -225,9 +225,17 @@ class AutoencoderTask(Task):
 
         if arch == "autorec":
             base = baselines(train, num_users)
-            model = AutoRec(num_users, cfg.model.autorec)
-            dataset = autorec_dataset(r_train, m_train, cfg.train.batch_size, cfg.train.seed)
-            steps = math.ceil(int((m_train.sum(axis=0) > 0).sum()) / cfg.train.batch_size)
+
+            def build() -> AutoRec:
+                return AutoRec(num_users, cfg.model.autorec)
+
+            def make(batch: int) -> tf.data.Dataset:
+                return autorec_dataset(r_train, m_train, batch, cfg.train.seed)
+
+            def probe(m: AutoRec, features) -> tf.Tensor:
+                return m(features["ratings"])
+
+            rows = int((m_train.sum(axis=0) > 0).sum())  # movies with training ratings
 
             def validate() -> dict[str, float]:
                 m = rating_metrics(autorec_predictions(model, r_train, m_train, validation, base), validation.ratings)
@@ -236,10 +244,18 @@ class AutoencoderTask(Task):
             def test_metrics() -> dict[str, float]:
                 return rating_metrics(autorec_predictions(model, r_known, m_known, test, base), test.ratings)
         else:
-            steps = math.ceil(int((m_train.sum(axis=1) > 0).sum()) / cfg.train.batch_size)
-            model = MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae",
-                                    anneal_steps=cfg.model.mult.kl_anneal_epochs * steps)
-            dataset = mult_dataset(m_train, cfg.train.batch_size, cfg.train.seed)
+            rows = int((m_train.sum(axis=1) > 0).sum())  # users with training ratings
+            anneal_steps = cfg.model.mult.kl_anneal_epochs * math.ceil(rows / cfg.train.batch_size)
+
+            def build() -> MultAutoencoder:
+                return MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae", anneal_steps=anneal_steps)
+
+            def make(batch: int) -> tf.data.Dataset:
+                return mult_dataset(m_train, batch, cfg.train.seed)
+
+            def probe(m: MultAutoencoder, features) -> tf.Tensor:
+                return m(features["items"])
+
             val_users, val_targets = user_targets(validation)
             test_users, test_targets = user_targets(test)
 
@@ -261,9 +277,17 @@ class AutoencoderTask(Task):
                     return ranking_metrics(rank_targets(model, m_known, test_users, test_targets, cfg.eval.batch_size),
                                            ks)
 
-        model.compile(optimizer=ctx.optimizer(steps))
+        dist = ctx.distribution
+        with dist.strategy.scope():
+            model = build()
+            model.compile(optimizer=ctx.optimizer(math.ceil(rows / cfg.train.batch_size)))
+        # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
+        dataset, fit_kwargs = distribute.fit_dataset(dist, make, rows, cfg.train.batch_size)
         logger.info("training %s (%d training ratings)", arch, len(split.train))
-        fit = ctx.fit(model, dataset, validate=validate, monitor=monitor)
+        fit = ctx.fit(model, dataset, validate=validate, monitor=monitor, fit_kwargs=fit_kwargs)
+        sample = {k: v.numpy() for k, v in next(iter(make(2))).items()}
+        # distributed: evaluate and export a single-device copy (the closures above read ``model``)
+        model = distribute.finish_training(dist, model, build, sample, ctx.stage, probe)
         state = AutoencoderState(train, test, r_known, m_known, test_metrics, held_out_test)
         return Trained(model, state, [fit], len(split.train), len(split.train), {"architecture": arch})
 

@@ -43,7 +43,7 @@ import tensorflow as tf
 from tfrs_lab.config import ConfigError
 
 __all__ = ["backup_dir", "ClusterSpec", "Distribution", "DISTRIBUTIONS", "fault_tolerance_callbacks",
-           "finish_training", "fit_dataset", "is_chief", "make_distribution", "parse_tf_config", "ResumeProbe",
+           "finish_training", "fit_dataset", "is_chief", "make_distribution", "parse_tf_config", "Probe", "ResumeProbe",
            "run_directory", "serve_forever", "single_device_copy", "SUMMARY_FILE", "TF_CONFIG", "variable_devices"]
 
 logger = logging.getLogger(__name__)
@@ -292,24 +292,29 @@ def fit_dataset(dist: Distribution, make: Callable[[int], tf.data.Dataset], num_
     return ds, {}
 
 
+Probe = Callable[[tf.keras.Model, Mapping[str, tf.Tensor]], tf.Tensor]
+"""``probe(model, features)``: an output of ``model`` on a batch of ``features`` (the query
+embeddings of a two-tower model, a ranking model's scores …) that a copy must reproduce."""
+
+
 def single_device_copy(model: tf.keras.Model, build: Callable[[], tf.keras.Model],
-                       sample: Mapping[str, Any]) -> tf.keras.Model:
+                       sample: Mapping[str, Any], probe: Probe) -> tf.keras.Model:
     """A plain (default-strategy) copy of the distributed ``model`` with its trained weights.
 
-    ``build()`` constructs an identical, unbuilt model; ``sample`` is one small batch of training
-    features that creates its variables. The weights travel through a TensorFlow checkpoint, which
-    stores sharded parameter-server variables whole, so the copy has ordinary variables. The copy
-    must embed ``sample``'s queries exactly like ``model`` (checked).
+    ``build()`` constructs an identical, unbuilt model; ``sample`` is one small training batch (what
+    ``compute_loss`` reads) that creates its variables. The weights travel through a TensorFlow
+    checkpoint, which stores sharded parameter-server variables whole, so the copy has ordinary
+    variables. ``probe(copy, sample)`` must equal ``probe(model, sample)`` (checked).
     """
     copy = build()
-    copy.compute_loss(sample)
+    features = {k: tf.constant(v) for k, v in sample.items()}
+    copy.compute_loss(features)
     with tempfile.TemporaryDirectory(prefix="tfrs_lab-copy-") as tmp:
         path = tf.train.Checkpoint(model=model).write(os.path.join(tmp, "model"))
         tf.train.Checkpoint(model=copy).read(path).assert_existing_objects_matched()
-    features = {k: tf.constant(v) for k, v in sample.items()}
-    expected, got = model.query_embedding(features).numpy(), copy.query_embedding(features).numpy()
+    expected, got = np.asarray(probe(model, features)), np.asarray(probe(copy, features))
     if not np.allclose(expected, got, rtol=1e-5, atol=1e-6):
-        raise RuntimeError("the single-device copy of the distributed model embeds queries differently")
+        raise RuntimeError("the single-device copy of the distributed model computes different outputs")
     return copy
 
 
@@ -317,10 +322,11 @@ SUMMARY_FILE = "distribution.json"
 
 
 def finish_training(dist: Distribution, model: tf.keras.Model, build: Callable[[], tf.keras.Model],
-                    sample: Mapping[str, Any], run_dir: Path) -> tf.keras.Model:
+                    sample: Mapping[str, Any], run_dir: Path, probe: Probe) -> tf.keras.Model:
     """After ``fit``: writes ``run_dir/distribution.json`` (strategy, cluster, this task, and the
     device of every variable shard) and returns the model to evaluate and export — ``model``
-    itself under ``default``, else its :func:`single_device_copy`."""
+    itself under ``default``, else its :func:`single_device_copy` (``build``, ``sample``, ``probe``
+    as there)."""
     if dist.name == "default":
         return model
     summary = {
@@ -331,7 +337,7 @@ def finish_training(dist: Distribution, model: tf.keras.Model, build: Callable[[
         "variables": variable_devices(model),  # where each (sharded) table lives
     }
     (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    return single_device_copy(model, build, sample)
+    return single_device_copy(model, build, sample, probe)
 
 
 _PART = re.compile(r"^(?P<base>.*)/part_(?P<index>\d+)(?::\d+)?$")

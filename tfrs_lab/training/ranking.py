@@ -35,7 +35,7 @@ from tfrs_lab.evaluation.metrics import (EARLY_STOPPING_METRIC, hit_rate, metric
 from tfrs_lab.export.ranking import export_ranking
 from tfrs_lab.models.features import RAW_COLUMNS
 from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID, RankingModel
-from tfrs_lab.training import report
+from tfrs_lab.training import distribute, report
 from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import known_rows
 from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
@@ -286,7 +286,7 @@ class RankingTask(Task):
                     timestamp_buckets=cfg.model.timestamp_buckets)
 
     def train(self, ctx: RunContext) -> Trained:
-        cfg, data, split, vocab = ctx.cfg, ctx.data, ctx.split, ctx.vocab
+        cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         protocol, t = split.protocol, cfg.train
         hp = hyperparameters(cfg)
         explicit = hp.objective == "explicit"
@@ -295,8 +295,10 @@ class RankingTask(Task):
                 "test": {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id")}}
         state = RankingState(hp, cols, seen, metric_ks(protocol, cfg.eval.ks))
         n_train = len(split.train)
+        make_train: Callable[[int], tf.data.Dataset]  # global batch size -> the training batches
         if explicit:
-            train_ds = make_dataset(cols["train"], t.batch_size, t.shuffle_buffer, t.seed)
+            def make_train(batch: int) -> tf.data.Dataset:
+                return make_dataset(cols["train"], batch, t.shuffle_buffer, t.seed)
             steps, examples_per_epoch = -(-n_train // t.batch_size), n_train
             offset = float(np.mean(cols["train"]["label"]))
             monitor = "neg_rmse"
@@ -308,12 +310,16 @@ class RankingTask(Task):
                 count=t.negatives.count, distribution=t.negatives.distribution,
                 exclude_seen=t.negatives.exclude_seen, item_counts=vocab.item_counts[1:], seed=t.seed)
             grouped = t.loss != "pointwise"
-            train_ds = implicit_dataset(cols["train"], vocab, sampler, t.batch_size, t.seed, grouped=grouped)
+
+            def make_train(batch: int) -> tf.data.Dataset:  # every worker draws the same negatives (same seed)
+                return implicit_dataset(cols["train"], vocab, sampler, batch, t.seed, grouped=grouped)
             examples_per_epoch = n_train * (1 + t.negatives.count)
             per_step = max(1, t.batch_size // (1 + t.negatives.count)) if grouped else t.batch_size
             steps = -(-(n_train if grouped else examples_per_epoch) // per_step)
             offset = -float(np.log(t.negatives.count))
             monitor = EARLY_STOPPING_METRIC[protocol]
+        # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
+        train_ds, fit_kwargs = distribute.fit_dataset(dist, make_train, n_train, t.batch_size)
 
         def validator(model: RankingModel) -> Callable[[], dict[str, float]]:
             def validate() -> dict[str, float]:
@@ -325,23 +331,37 @@ class RankingTask(Task):
             return validate
 
         def fit(model: RankingModel, label: str) -> FitResult:
-            model.compile(optimizer=ctx.optimizer(steps))
-            return ctx.fit(model, train_ds, validate=validator(model), monitor=monitor, label=label)
+            with dist.strategy.scope():
+                model.compile(optimizer=ctx.optimizer(steps))
+            return ctx.fit(model, train_ds, validate=validator(model), monitor=monitor, label=label,
+                           fit_kwargs=fit_kwargs)
+
+        def build() -> RankingModel:
+            return make_model(vocab, hp, cols["train"], offset, t.loss)
 
         fits: list[FitResult] = []
         pretrained = None
         if hp.architecture == "neumf" and cfg.model.neumf_pretrain:
             pretrained = {}
             for arch in ("gmf", "mlp"):
-                sub = RankingModel(vocab, hyperparameters(cfg, arch), global_offset=offset, loss=t.loss)
+                with dist.strategy.scope():
+                    sub = RankingModel(vocab, hyperparameters(cfg, arch), global_offset=offset, loss=t.loss)
                 fits.append(fit(sub, arch))
                 pretrained[arch] = sub
-        model = make_model(vocab, hp, cols["train"], offset, t.loss)
-        if pretrained is not None:
-            model(next(iter(train_ds.take(1))))  # build the layers before copying weights in
-            model.init_neumf_from(pretrained["gmf"], pretrained["mlp"], cfg.model.neumf_alpha)
-            logger.info("NeuMF initialised from the pre-trained GMF and MLP (alpha %.2f)", cfg.model.neumf_alpha)
+        def first_batch() -> dict[str, np.ndarray]:  # a small training batch: what builds a model's variables
+            return {k: v.numpy() for k, v in next(iter(make_train(2))).items()}
+
+        sample = first_batch() if pretrained is not None else None
+        with dist.strategy.scope():
+            model = build()
+            if pretrained is not None:
+                model(sample)  # build the layers before copying weights in
+                model.init_neumf_from(pretrained["gmf"], pretrained["mlp"], cfg.model.neumf_alpha)
+                logger.info("NeuMF initialised from the pre-trained GMF and MLP (alpha %.2f)", cfg.model.neumf_alpha)
         fits.append(fit(model, hp.architecture))
+        model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
+            dist, model, build, sample if sample is not None else first_batch(), ctx.stage,
+            lambda m, features: m.predict_scores(features))
         if hp.architecture == "autorec":  # test time: the ratings known before the test split
             model.item_ratings.assign(item_rating_table(vocab, {
                 k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id", "label")}))

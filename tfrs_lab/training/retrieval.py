@@ -1,7 +1,6 @@
 """The ``retrieval`` task: data -> split -> vocabularies -> two-tower model -> evaluation -> export.
 
-Trains under every ``train.distribution`` (``tfrs_lab.training.distribute``); the other tasks
-train on one machine.
+Trains under every ``train.distribution`` (``tfrs_lab.training.distribute``; docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -170,7 +169,7 @@ class RetrievalTask(Task):
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: self.build_model(vocab, hp, cols), {k: v[:2] for k, v in cols["train"].items()},
-            ctx.stage)
+            ctx.stage, lambda m, features: m.query_embedding(features))
         return Trained(model, state, [fit], len(split.train), len(split.train))
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:

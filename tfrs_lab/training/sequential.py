@@ -27,7 +27,7 @@ from tfrs_lab.evaluation.metrics import metric_ks, multi_target_metrics, ranking
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.sequential import SequentialModel
-from tfrs_lab.training import report
+from tfrs_lab.training import distribute, report
 from tfrs_lab.training.common import learning_rate, make_dataset, optimizer
 from tfrs_lab.training.task import RunContext, Task, Trained
 
@@ -124,10 +124,20 @@ class SequentialTask(Task):
                     len(train.inputs), train.num_positions, len(validation.targets), len(test.targets))
         protocol = ctx.split.protocol
         state = SequentialState(train, validation, test, metric_ks(protocol, cfg.eval.ks), protocol)
-        model = build_model(cfg, vocab)
-        dataset = sequence_dataset(train, cfg.train.batch_size, cfg.train.shuffle_buffer, cfg.train.seed)
-        fit = ctx.fit(model, dataset, monitor=EARLY_STOPPING_METRIC[protocol], label=None,
+        dist = ctx.distribution
+        with dist.strategy.scope():
+            model = build_model(cfg, vocab)
+
+        def make(batch: int) -> tf.data.Dataset:
+            return sequence_dataset(train, batch, cfg.train.shuffle_buffer, cfg.train.seed)
+
+        # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
+        dataset, fit_kwargs = distribute.fit_dataset(dist, make, len(train.inputs), cfg.train.batch_size)
+        fit = ctx.fit(model, dataset, monitor=EARLY_STOPPING_METRIC[protocol], label=None, fit_kwargs=fit_kwargs,
                       validate=lambda: evaluate_sequences(model, validation, state.ks, cfg.eval.batch_size, protocol))
+        model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
+            dist, model, lambda: build_model(cfg, vocab), {"inputs": train.inputs[:2], "targets": train.targets[:2]},
+            ctx.stage, lambda m, features: m.query_embedding(features["inputs"]))
         return Trained(model, state, [fit], train.num_positions, train.num_positions,
                        {"architecture": cfg.model.architecture, "num_train_sequences": int(len(train.inputs))})
 
