@@ -31,7 +31,7 @@ class TableRetrieval(tf.Module):
     def _top(self, user_id: tf.Tensor, exclude: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         offset = tf.strings.to_hash_bucket_fast(user_id, N_ITEMS)
         idx = (offset[:, None] + tf.range(K, dtype=tf.int64)[None, :]) % N_ITEMS
-        return {sig.MOVIE_IDS: tf.gather(self.movies, idx), sig.SCORES: tf.gather(self.item_scores, idx)}
+        return {sig.ITEM_IDS: tf.gather(self.movies, idx), sig.SCORES: tf.gather(self.item_scores, idx)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
     def serve(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -39,9 +39,9 @@ class TableRetrieval(tf.Module):
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=sig.USER_ID),
-        tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_MOVIE_IDS),
+        tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_ITEM_IDS),
     ])
-    def excluding(self, user_id: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    def excluding(self, user_id: tf.Tensor, exclude_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._top(user_id)
 
 
@@ -139,7 +139,7 @@ def save_scann_model(version_dir: str) -> str:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
         def serve(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
             scores, ids = self.layer(user_id)
-            return {sig.MOVIE_IDS: ids, sig.SCORES: scores}
+            return {sig.ITEM_IDS: ids, sig.SCORES: scores}
 
     module = Serve(index)
     tf.saved_model.save(module, version_dir, signatures={sig.SERVING_DEFAULT: module.serve},
