@@ -147,7 +147,7 @@ def load_titles(model_dir: str | None) -> dict[str, str]:
             return titles
     old = sig_names.pre_rename_export(version_dir)
     if old:
-        raise ConfigError(f"--model-dir {model_dir}: " + sig_names.pre_rename_error(version_dir, old))
+        raise ConfigError(sig_names.pre_rename_error(f"--model-dir {model_dir}", old))
     raise ConfigError(f"--model-dir {model_dir}: {version_dir} has no assets.extra/{TITLES_FILE}; "
                       "drop --model-dir to print ids only")
 
