@@ -109,7 +109,7 @@ def test_rank_text_with_titles_and_k(server, exports, capsys):
                           "--item-ids", " 1, 5,,9 ", "--k", "2", "--model-dir", str(exports["sequential"]))
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == "user 7: 2 movies, best first" and len(lines) == 3
+    assert lines[0] == "user 7: 2 items, best first" and len(lines) == 3
     movies = [line.split()[1] for line in lines[1:]]
     assert set(movies) <= {"1", "5", "9"}
     for line, movie in zip(lines[1:], movies):
@@ -183,9 +183,9 @@ def test_history_explain_cites_the_given_history(server, exports, capsys):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["rank", "--model", "ranking", "--user-id", "7", "--item-ids", ""], "--item-ids needs at least one movie id"),
-    (["rank", "--model", "ranking", "--user-id", "7", "--item-ids", " , ,"], "--item-ids needs at least one movie id"),
-    (["history", "--model", "sequential", "--history", ","], "--history needs at least one movie id"),
+    (["rank", "--model", "ranking", "--user-id", "7", "--item-ids", ""], "--item-ids needs at least one item id"),
+    (["rank", "--model", "ranking", "--user-id", "7", "--item-ids", " , ,"], "--item-ids needs at least one item id"),
+    (["history", "--model", "sequential", "--history", ","], "--history needs at least one item id"),
     (["rank", "--model", "ranking", "--user-id", "7"], "--item-ids"),
     (["rank", "--model", "ranking", "--item-ids", "1", "--user-id", "7", "--k", "0"], "--k must be >= 1"),
     (["rank", "--model", "nope", "--user-id", "7", "--item-ids", "1,5"], "Servable not found"),
