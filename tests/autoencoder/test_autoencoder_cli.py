@@ -75,7 +75,7 @@ def test_train_then_similar_cli(tmp_path, capsys, synthetic_spec, synthetic_data
     for model_dir in (out, out / "export" / "autoencoder", out / "export" / "autoencoder" / "1"):
         assert similar.main(["--model-dir", str(model_dir), "--item-id", "3", "--k", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[-5:]
-    assert lines[0].startswith("movies similar to 3 Synthetic Movie 3")
+    assert lines[0].startswith("items similar to 3 Synthetic Movie 3")
     assert len(lines) == 5 and all("Synthetic Movie" in line for line in lines[1:])
     assert all(line.split()[1] != "3" for line in lines[1:])
 
