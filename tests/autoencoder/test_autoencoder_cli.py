@@ -79,9 +79,9 @@ def test_train_then_similar_cli(tmp_path, capsys, synthetic_spec, synthetic_data
     assert len(lines) == 5 and all("Synthetic Movie" in line for line in lines[1:])
     assert all(line.split()[1] != "3" for line in lines[1:])
 
-    # bad input: unknown movie, k above the export's k, a directory without a model
+    # bad input: unknown item, k above the export's k, a directory without a model
     assert similar.main(["--model-dir", str(out), "--item-id", "99999"]) == 2
-    assert "--item-id 99999 is not a movie the model knows" in capsys.readouterr().err
+    assert "--item-id 99999 is not an item the model knows" in capsys.readouterr().err
     assert similar.main(["--model-dir", str(out), "--item-id", "3", "--k", "11"]) == 2
     assert "--k must be <= 10" in capsys.readouterr().err
     assert similar.main(["--model-dir", str(tmp_path / "nothing"), "--item-id", "3"]) == 2
