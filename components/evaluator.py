@@ -11,8 +11,9 @@ Metrics are the trainer's test-split metrics (``metrics.json`` of the ModelRun: 
   model of a pipeline has no baseline and passes the change checks.
 
 With the ``examples`` input the Evaluator also evaluates the exported SavedModel itself — the
-artifact that will be served — on the test split, and reports ``served_<metric>``: for hash-split
-retrieval ``served_hit_rate@K`` (K up to the export's top-K) through the ``query_with_features``
+artifact that will be served — on the test split, and reports ``served_<metric>``: for retrieval on a
+rating-level split (protocol ``hash``: the ``hash``, ``time`` and ``predefined`` splits)
+``served_hit_rate@K`` (K up to the export's top-K) through the ``query_with_features``
 signature fed the same features the trainer evaluated with (histories from train + validation),
 for explicit rating models ``served_rmse``/``served_mae`` through ``serving_default`` (the user
 features the model stored at export, timestamp = serving time). Close agreement with the
@@ -80,7 +81,7 @@ def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifac
 
     from tfrs_lab.components.example_gen import read_examples
     from tfrs_lab.config import load_config
-    from tfrs_lab.data.splits import Split
+    from tfrs_lab.data.splits import HASH, PROTOCOLS, Split
     from tfrs_lab.evaluation.metrics import hits_at_k, rating_metrics
     from tfrs_lab.export import signatures as sig
     from tfrs_lab.serving.servable import register_scann_ops
@@ -94,7 +95,7 @@ def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifac
     register_scann_ops()
     saved = tf.saved_model.load(str(model.serving_dir))
     data = loaded.data
-    if task == "retrieval" and loaded.protocol == "hash":
+    if task == "retrieval" and PROTOCOLS[loaded.protocol] == HASH:  # hash, time, predefined: rating-level
         from tfrs_lab.training.retrieval import hyperparameters, split_columns
 
         hp = hyperparameters(cfg, data.has_user_features)
@@ -142,6 +143,10 @@ class Evaluator(Component):
     def execute(self, ctx: ExecutionContext) -> None:
         metrics = json.loads(ctx.inputs["model_run"].properties[METRICS])
         if ctx.inputs.get("examples") is not None:
+            split = ctx.inputs["examples"].properties.get("split", "hash")
+            if metrics.get("split", split) != split:  # served metrics on another test set would not compare
+                raise ComponentError(f"{ctx.component_id}.examples: split {split}, but the model was trained and tested "
+                                     f"on the {metrics['split']} split: wire the Examples the Trainer read")
             served = served_metrics(ctx.inputs["model"], ctx.inputs["model_run"], ctx.inputs["examples"])
             for k, v in served.items():
                 logger.info("%s: %s = %.4f (trainer: %s)", ctx.component_id, k, v, metrics.get(k.removeprefix("served_")))

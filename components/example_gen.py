@@ -10,10 +10,21 @@ Output layout (TFX's): ``Split-train/``, ``Split-validation/``, ``Split-test/`` 
 ``catalogue/`` (one Example per movie). Every rating keeps its original row number in the
 ``_row`` feature, so reading the artifact back gives exactly the table that was loaded.
 
-Splits: ``split: hash`` buckets ``"<user_id>:<movie_id>"`` with ``tf.strings.to_hash_bucket_fast``
-(docs/architecture.md#splits; ``split_config`` gives each split's number of buckets, default train 8, validation
-1, test 1 of 10 — TFX's ``hash_buckets``); ``split: leave-last-out`` takes each user's last rating as
-test and the one before as validation.
+Splits (docs/architecture.md#splits): ``split: hash | leave-last-out | time | held-out-users |
+predefined``, the rows computed by :func:`tfrs_lab.data.splits.make_split` with the task config's own
+options (``time_cutoff: {validation, test}``, ``held_out_users: {validation, test, target_share}``,
+``predefined: u1..u5 | ua | ub | <test file>``), so the Trainer's run re-splits identically. ``hash``
+alone also takes ``split_config`` (each split's number of buckets, default train 8, validation 1,
+test 1 of 10 — TFX's ``hash_buckets``; the Trainer accepts only the default). ``held-out-users``
+writes two more splits, ``Split-fold_in_validation/`` and ``Split-fold_in_test/``: the held-out
+users' older ratings, which the model reads (folds in) when it predicts their ``validation`` /
+``test`` targets; ``Split-train`` holds only the other users' ratings, exactly the run's training
+rows. The artifact records the split (property ``split``) and its options (``split_options``: the
+task config's ``data`` settings, which :func:`data_section` hands to Transform, Tuner and Trainer).
+
+Your own data goes through the prepared-dataset cache as ``train``'s does
+(:func:`tfrs_lab.data.prepared.prepare_dataset`, in ``<data_dir>/prepared`` or else
+``<pipeline root>/prepared``): a repeated run reuses it by the files' fingerprint.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +42,19 @@ import numpy as np
 
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.artifacts import Artifact
-from tfrs_lab.components.base import Channel, Component, ExecutionContext, Param
+from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
+from tfrs_lab.config import DataConfig
+from tfrs_lab.data.splits import SPLIT_NAMES
 
-__all__ = ["CATALOGUE_COLUMNS", "column_spec", "COLUMNS", "DEFAULT_SPLIT_CONFIG", "ExampleGen", "load_table",
-           "LoadedExamples", "read_examples", "read_records", "ROW", "split_rows", "SPLITS", "write_examples",
-           "write_records"]
+__all__ = ["CATALOGUE_COLUMNS", "column_spec", "COLUMNS", "data_section", "DEFAULT_SPLIT_CONFIG", "ExampleGen",
+           "FOLD_IN_SPLITS", "load_table", "LoadedExamples", "read_examples", "read_records", "ROW", "split_rows",
+           "SPLIT_OPTIONS", "SPLITS", "write_examples", "write_records"]
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+FOLD_IN_SPLITS = ("fold_in_validation", "fold_in_test")  # held-out-users: the held-out users' fold-in input
+SPLIT_OPTIONS = "split_options"  # property: the task config's data settings of the split, as JSON
 DEFAULT_SPLIT_CONFIG = {"train": 8, "validation": 1, "test": 1}
 ROW = "_row"
 COLUMNS = "columns"  # property: {name: [dtype, width]} of the rating features
@@ -112,8 +128,14 @@ class LoadedExamples:
 
     data: Any  # MovieLensData
     splits: dict[str, np.ndarray]  # split name -> row indices into data.ratings, ascending
-    protocol: str  # "hash" | "leave-last-out"
+    protocol: str  # the split's name (tfrs_lab.data.splits.SPLIT_NAMES); its evaluation protocol is PROTOCOLS[protocol]
     split_config: dict[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLIT_CONFIG))
+    split_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # see data_section
+
+    @property
+    def split_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`write_examples` that pass these split settings on."""
+        return {"protocol": self.protocol, "split_config": self.split_config, "split_options": self.split_options}
 
 
 def read_examples(examples: Artifact) -> LoadedExamples:
@@ -137,16 +159,24 @@ def read_examples(examples: Artifact) -> LoadedExamples:
                           json.loads(examples.properties[CATALOGUE_COLUMNS]))
     data = MovieLensData(examples.properties.get("dataset", "examples"), ratings, movies)
     return LoadedExamples(data, splits, examples.properties.get("split", "hash"),
-                          json.loads(examples.properties.get("split_config", json.dumps(DEFAULT_SPLIT_CONFIG))))
+                          json.loads(examples.properties.get("split_config", json.dumps(DEFAULT_SPLIT_CONFIG))),
+                          json.loads(examples.properties.get(SPLIT_OPTIONS, "{}")))
+
+
+def data_section(examples: Artifact) -> dict[str, Any]:
+    """The task config's ``data`` settings an Examples artifact was split with: ``split`` and, as
+    the split needs them, ``time_cutoff``, ``held_out_users`` or ``predefined`` (with the ``data_zip``
+    or ``dataset: own`` + ``source`` its files are read from), so a run re-splits identically."""
+    return {**json.loads(examples.properties.get(SPLIT_OPTIONS, "{}")), "split": examples.properties.get("split", "hash")}
 
 
 def write_examples(out: Artifact, data: Any, splits: dict[str, np.ndarray], *, protocol: str = "hash",
-                   split_config: dict[str, int] | None = None) -> None:
+                   split_config: dict[str, int] | None = None, split_options: dict[str, Any] | None = None) -> None:
     """Writes ``data`` (a ``MovieLensData``) as the Examples artifact ``out``: ``Split-<name>/``
     records of each split's rows (indices into ``data.ratings``), the catalogue, and every property
-    readers need, the split ``protocol`` and ``split_config`` the Trainer checks included. A custom
-    component deriving Examples from Examples passes on its input's ``protocol``/``split_config``
-    (:class:`LoadedExamples`)."""
+    readers need, the split (``protocol``: its name), ``split_config`` and ``split_options`` (see
+    :func:`data_section`) the Trainer checks included. A custom component deriving Examples from
+    Examples passes on its input's settings: ``**loaded.split_settings`` (:class:`LoadedExamples`)."""
     columns = {**data.ratings, ROW: np.arange(data.num_ratings, dtype=np.int64)}
     for name, rows in splits.items():
         logger.info("writing %d %s examples to %s", len(rows), name, out.uri)
@@ -158,18 +188,26 @@ def write_examples(out: Artifact, data: Any, splits: dict[str, np.ndarray], *, p
     out.properties.update({
         A.SPLIT_NAMES: json.dumps(list(splits)), "split": protocol,
         "split_config": json.dumps(DEFAULT_SPLIT_CONFIG if split_config is None else split_config),
+        SPLIT_OPTIONS: json.dumps(split_options or {}, sort_keys=True),
         "dataset": data.dataset, COLUMNS: json.dumps(spec), CATALOGUE_COLUMNS: json.dumps(cat),
         **{f"num_{k}": int(len(v)) for k, v in splits.items()},
     })
 
 
-def split_rows(protocol: str, ratings: dict[str, np.ndarray], split_config: dict[str, int]) -> dict[str, np.ndarray]:
-    """Row indices per split (ascending)."""
-    from tfrs_lab.data.splits import hash_buckets, leave_last_out_split
+def split_rows(protocol: str, ratings: dict[str, np.ndarray], split_config: dict[str, int] | None = None,
+               options: Any = None) -> dict[str, np.ndarray]:
+    """Row indices per split (int64, ascending): :func:`tfrs_lab.data.splits.make_split`'s ``train``,
+    ``validation``, ``test`` (+ ``fold_in_validation``, ``fold_in_test`` on ``held-out-users``) of the
+    split ``protocol`` with ``options`` (a ``SplitOptions``); ``hash`` with a ``split_config`` other than
+    :data:`DEFAULT_SPLIT_CONFIG` buckets by it instead (TFX's ``hash_buckets``)."""
+    from tfrs_lab.data.splits import HASH, HELD_OUT_USERS, hash_buckets, make_split
 
-    if protocol == "leave-last-out":
-        s = leave_last_out_split(ratings)
-        return {"train": s.train, "validation": s.validation, "test": s.test}
+    if protocol != HASH or split_config is None or split_config == DEFAULT_SPLIT_CONFIG:
+        s = make_split(protocol, ratings, options)
+        out = {"train": s.train, "validation": s.validation, "test": s.test}
+        if protocol == HELD_OUT_USERS:
+            out.update(zip(FOLD_IN_SPLITS, (s.fold_in_validation, s.fold_in_test)))
+        return out
     total = sum(split_config.values())
     buckets = hash_buckets(ratings["user_id"], ratings["movie_id"], total)
     out, start = {}, 0
@@ -194,7 +232,6 @@ _RATING_TYPES = {"user_rating": np.float32, "timestamp": np.int64, "bucketized_u
 def load_table(input_path: Path, movies_path: Path | None, component: str):
     """Ratings (+ catalogue) from a CSV file or a directory/file of GZIP TFRecords written by
     ExampleGen (any ``*.gz`` under it, or an Examples artifact directory)."""
-    from tfrs_lab.components.base import ComponentError
     from tfrs_lab.data.movielens import GENRE_NAMES, MovieLensData, NUM_GENRES
 
     if not input_path.exists():
@@ -242,6 +279,12 @@ def load_table(input_path: Path, movies_path: Path | None, component: str):
     return MovieLensData(str(input_path.name), ratings, movies)
 
 
+class _AnySplitData(DataConfig):  # pylint: disable=too-few-public-methods
+    """``DataConfig`` accepting every split: ExampleGen writes any; a task refuses one it cannot use."""
+
+    supported_splits = SPLIT_NAMES
+
+
 class ExampleGen(Component):
     """Loads ratings and writes them as split GZIP TFRecords of ``tf.train.Example``."""
 
@@ -259,27 +302,86 @@ class ExampleGen(Component):
         "item_columns": Param(str, None, "your own data, quick path: the roles of movies_path's columns, "
                               "id=movieId[,text=title][,categories=genres:|]"),
         "source": Param(dict, None, "your own data: a dataset spec (the data.source mapping; docs/own-data.md)"),
-        "split": Param(str, "hash", "hash | leave-last-out"),
-        "split_config": Param(dict, DEFAULT_SPLIT_CONFIG, "hash buckets per split (train, validation, test)"),
+        "split": Param(str, "hash", "hash | leave-last-out | time | held-out-users | predefined "
+                       "(docs/architecture.md#splits)"),
+        "split_config": Param(dict, DEFAULT_SPLIT_CONFIG, "split: hash: hash buckets per split (train, validation, test)"),
+        "time_cutoff": Param(dict, None, "split: time: {validation, test} cut-offs, each a quantile in (0, 1), unix "
+                             "seconds or an ISO-8601 date (default 0.8, 0.9)"),
+        "held_out_users": Param(dict, None, "split: held-out-users: {validation, test, target_share} (default 0.1, "
+                                "0.1, 0.2)"),
+        "predefined": Param(str, None, "split: predefined: u1..u5, ua, ub (MovieLens 100K, with data_zip) or a file "
+                            "of test interactions of your own data"),
     }
 
     def __init__(self, id: str | None = None, **parameters: Any) -> None:
         super().__init__(id, **parameters)
-        from tfrs_lab.components.base import ComponentError
 
         p = self.parameters
-        if p["split"] not in ("hash", "leave-last-out"):
-            raise ComponentError(f"{self.id}.split: must be hash or leave-last-out, got {p['split']!r}")
         cfg = p["split_config"]
         if list(cfg) != list(SPLITS) or not all(isinstance(v, int) and v > 0 for v in cfg.values()):
             raise ComponentError(f"{self.id}.split_config: give positive bucket counts for train, validation, test "
                                  f"in that order, got {cfg!r}")
-        self.own_source()  # a bad spec or quick-path column list fails here, naming the parameter
+        self.split_data()  # a bad split option, spec or quick-path column list fails here, naming the parameter
+
+    def split_data(self):
+        """The task config's ``DataConfig`` of this ExampleGen's split and options (every split
+        allowed: a task refuses the ones it cannot use when its config loads), validated like a
+        task config's; ComponentError naming the parameter (``<id>.time_cutoff.validation``)."""
+        from tfrs_lab.config import ConfigError, to_dict
+        from tfrs_lab.data.predefined import MOVIELENS_100K_SPLITS
+        from tfrs_lab.data.spec import OWN
+        from tfrs_lab.data.splits import HASH, HELD_OUT_USERS, PREDEFINED, TIME
+        from tfrs_lab.schema import build
+
+        p, split = self.parameters, self.parameters["split"]
+        if split not in SPLIT_NAMES:
+            raise ComponentError(f"{self.id}.split: must be one of {', '.join(SPLIT_NAMES)}, got {split!r}")
+        if split != HASH and p["split_config"] != DEFAULT_SPLIT_CONFIG:
+            raise ComponentError(f"{self.id}.split_config: hash buckets are only read with {self.id}.split=hash, got "
+                                 f"split={split}: drop {self.id}.split_config")
+        for key, needs in (("time_cutoff", TIME), ("held_out_users", HELD_OUT_USERS)):
+            if p[key] is not None and split != needs:
+                raise ComponentError(f"{self.id}.{key} is only read with {self.id}.split={needs}, got split={split}: "
+                                     f"set {self.id}.split={needs} or drop {self.id}.{key}")
+        own = self.own_source()
+        name = p["predefined"]
+        if split == PREDEFINED and name in MOVIELENS_100K_SPLITS and (
+                own is not None or p["input_path"] or p["dataset"] != "movielens/100k-ratings" or not p["data_zip"]):
+            raise ComponentError(f"{self.id}.predefined={name} is a split of the MovieLens 100K archive: read the "
+                                 f"archive with {self.id}.dataset=movielens/100k-ratings and {self.id}.data_zip "
+                                 "(or the pipeline's --data-zip)")
+        if split == PREDEFINED and name is not None and name not in MOVIELENS_100K_SPLITS and own is None:
+            raise ComponentError(f"{self.id}.predefined={name!r}: choose {', '.join(MOVIELENS_100K_SPLITS)} (MovieLens "
+                                 f"100K with {self.id}.data_zip), or a file of test interactions of your own data "
+                                 f"({self.id}.source, or input_path + columns)")
+        values = {"dataset": OWN if own is not None else p["dataset"], "split": split, "predefined": name,
+                  "data_zip": None if own is not None else p["data_zip"],
+                  "source": None if own is None else to_dict(own),
+                  **{k: p[k] for k in ("time_cutoff", "held_out_users") if p[k] is not None}}
+        try:
+            return build(_AnySplitData, values, self.id)
+        except ConfigError as e:
+            raise ComponentError(str(e)) from e
+
+    def split_options(self, data) -> dict[str, Any]:
+        """What the Examples record as ``split_options`` (:func:`data_section`) for ``data``, the
+        :meth:`split_data`: the options of the split, as the task config's ``data`` keys."""
+        from tfrs_lab.config import to_dict
+        from tfrs_lab.data.spec import OWN
+        from tfrs_lab.data.splits import HELD_OUT_USERS, PREDEFINED, TIME
+
+        if data.split == TIME:
+            return {"time_cutoff": to_dict(data.time_cutoff)}
+        if data.split == HELD_OUT_USERS:
+            return {"held_out_users": to_dict(data.held_out_users)}
+        if data.split == PREDEFINED:  # where the split files are read from
+            where = {"source": to_dict(data.source)} if data.dataset == OWN else {"data_zip": data.data_zip}
+            return {"predefined": data.predefined, "dataset": data.dataset, **where}
+        return {}
 
     def own_source(self):
         """The :class:`~tfrs_lab.data.spec.SourceSpec` of ``source`` or of the quick path, or None;
         ComponentError naming the parameter when it is invalid."""
-        from tfrs_lab.components.base import ComponentError
         from tfrs_lab.schema import ConfigError
 
         try:
@@ -290,7 +392,6 @@ class ExampleGen(Component):
             raise ComponentError(str(e)) from e
 
     def _own_source(self):
-        from tfrs_lab.components.base import ComponentError
         from tfrs_lab.data.spec import SourceSpec, quick_source
         from tfrs_lab.schema import build
 
@@ -328,17 +429,20 @@ class ExampleGen(Component):
                         h.update(f.name.encode() + f.read_bytes())
         return h.hexdigest()
 
-    def load(self):
-        from tfrs_lab.components.base import ComponentError
+    def load(self, cache_dir: str | Path | None = None):
+        """The ratings and catalogue (a ``MovieLensData``). Your own data is prepared as ``train``
+        prepares it (:func:`tfrs_lab.data.prepared.prepare_dataset`), cached under ``cache_dir``
+        (default ``<data_dir>/prepared``, else ``$TFRS_LAB_DATA_DIR/prepared``)."""
         from tfrs_lab.data.movielens import load_movielens
+        from tfrs_lab.data.prepared import PREPARED_DIR, prepare_dataset
         from tfrs_lab.data.synthetic import SyntheticSpec
-
-        from tfrs_lab.data.readers import read_source
 
         p = self.parameters
         own = self.own_source()
         if own is not None:
-            return read_source(own, where=f"{self.id}.source")
+            if cache_dir is None and p["data_dir"]:
+                cache_dir = Path(p["data_dir"]).expanduser() / PREPARED_DIR
+            return prepare_dataset(own, cache_dir=cache_dir, where=f"{self.id}.source").to_data()
         if p["input_path"]:
             return load_table(Path(p["input_path"]).expanduser(), Path(p["movies_path"]) if p["movies_path"] else None, self.id)
         synthetic = None
@@ -350,7 +454,16 @@ class ExampleGen(Component):
         return load_movielens(p["dataset"], data_zip=p["data_zip"], data_dir=p["data_dir"], synthetic=synthetic)
 
     def execute(self, ctx: ExecutionContext) -> None:
-        data = self.load()
+        from tfrs_lab.data.movielens import DataError
+        from tfrs_lab.data.prepared import PREPARED_DIR
+        from tfrs_lab.training.task import data_split_options
+
         p = self.parameters
-        write_examples(ctx.outputs["examples"], data, split_rows(p["split"], data.ratings, p["split_config"]),
-                       protocol=p["split"], split_config=p["split_config"])
+        data = self.load(None if p["data_dir"] else ctx.pipeline_root / PREPARED_DIR)
+        split = self.split_data()
+        try:  # the messages name the task config's keys: say which component's parameters they are
+            rows = split_rows(p["split"], data.ratings, p["split_config"], data_split_options(split, p["split"]))
+        except DataError as e:  # a cut-off pair out of order, split files of other data: name our parameters
+            raise ComponentError(re.sub(r"\bdata\.(?=time_cutoff|held_out_users|predefined)", f"{self.id}.", str(e))) from e
+        write_examples(ctx.outputs["examples"], data, rows, protocol=p["split"], split_config=p["split_config"],
+                       split_options=self.split_options(split))

@@ -6,7 +6,11 @@ Outputs: ``model`` (TFX ``Model``: the SavedModel in ``Format-Serving/``, proper
 
 The run is the library's own (:func:`tfrs_lab.training.runner.run_task` for the registered
 ``task``); the Examples are read back into a ``MovieLensData`` and, with the TransformGraph's
-vocabularies, handed to it explicitly as :class:`tfrs_lab.training.task.TaskInputs`. A Tuner's
+vocabularies, handed to it explicitly as :class:`tfrs_lab.training.task.TaskInputs`; the run re-splits
+them with the split and options ExampleGen recorded (:func:`~tfrs_lab.components.transform.examples_overrides`;
+an override that disagrees is refused, a task refuses a split it cannot use) and must train on exactly
+``Split-train``'s rows (sequential models excepted: they count predicted positions); on ``held-out-users``
+the fold-in rows are splits of their own, never training rows. A Tuner's
 ``best_hyperparameters`` are applied as config overrides below the component's own ``overrides``.
 """
 
@@ -79,8 +83,6 @@ class Trainer(Component):
         if examples.properties.get("split") == "hash" and split_config != DEFAULT_SPLIT_CONFIG:
             raise ComponentError(f"{ctx.component_id}.examples: the trainers split as docs/architecture.md#splits defines "
                                  f"(hash buckets {DEFAULT_SPLIT_CONFIG}); ExampleGen used {split_config}")
-        if p["task"] == "sequential" and examples.properties.get("split") != "leave-last-out":
-            raise ComponentError(f"{ctx.component_id}.examples: sequential models need ExampleGen split: leave-last-out")
         overrides = dict(p["overrides"])
         hp = ctx.inputs.get("hyperparameters")
         if hp is not None:

@@ -21,7 +21,7 @@ from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.artifacts import Artifact
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 
-__all__ = ["config_file_text", "FEATURE_STATS", "load_vocabularies", "nest_overrides", "save_vocabularies",
+__all__ = ["config_file_text", "examples_overrides", "FEATURE_STATS", "load_vocabularies", "nest_overrides", "save_vocabularies",
            "task_config", "Transform", "VOCAB_ARRAYS", "VOCAB_META"]
 
 VOCAB_ARRAYS = "vocabularies.npz"
@@ -42,20 +42,46 @@ def config_file_text(path: str | None, task: str | None = None) -> str:
 def task_config(component: str, task: str, config: str | None, overrides: dict[str, Any],
                 examples: Artifact | None = None):
     """The task's resolved config (``configs/<task>.yaml`` unless ``config``) with ``overrides``
-    (dotted key -> value) and, given ``examples``, the data fields set to what ExampleGen wrote."""
+    (dotted key -> value) and, given ``examples``, the data fields set to what ExampleGen split them
+    with (:func:`examples_overrides`)."""
     from tfrs_lab.config import TASKS, default_config_file, load_config
 
     if task not in TASKS:
         raise ComponentError(f"{component}.task: must be one of {', '.join(TASKS)}, got {task!r}")
     files = [config] if config else [default_config_file(task)]
-    extra: dict[str, Any] = {}
-    if examples is not None:
-        extra["data"] = {"split": examples.properties.get("split", "hash")}  # a task refuses a split it cannot use
-    nest_overrides(component, overrides, extra)
+    extra = examples_overrides(component, overrides, examples)
     try:
         return load_config(task, files, (), extra=extra)
     except ValueError as e:
+        if examples is not None and str(e).startswith("data.split"):  # a task refuses a split it cannot use
+            raise ComponentError(f"{component}.examples: ExampleGen's {e}") from e
         raise ComponentError(f"{component}.overrides: {e}") from e
+
+
+def examples_overrides(component: str, overrides: dict[str, Any], examples: Artifact | None) -> dict[str, Any]:
+    """The nested config values of a component reading ``examples``: the ``data`` settings the
+    Examples were split with (:func:`~tfrs_lab.components.example_gen.data_section`: split, cut-offs,
+    held-out shares, predefined files), so the run re-splits identically, then ``overrides``.
+    An override of one of those settings that disagrees with the Examples raises ComponentError
+    naming it: the split is ExampleGen's parameter."""
+    from tfrs_lab.components.example_gen import data_section
+
+    if examples is None:
+        return nest_overrides(component, overrides, {})
+    section = data_section(examples)
+    given = nest_overrides(component, overrides, {})
+
+    def check(have: Any, want: Any, dotted: str) -> None:
+        if isinstance(have, dict) and isinstance(want, dict):
+            for k in have.keys() & want.keys():
+                check(have[k], want[k], f"{dotted}.{k}")
+        elif have != want:
+            raise ComponentError(f"{component}.overrides.{dotted}: {want!r} disagrees with the Examples, which "
+                                 f"ExampleGen split with {dotted}={have!r}: set the split on ExampleGen, or drop "
+                                 f"the override")
+
+    check(section, given.get("data", {}), "data")
+    return nest_overrides(component, overrides, {"data": section})
 
 
 def nest_overrides(component: str, overrides: dict[str, Any], into: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import shutil
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 from tfrs_lab.components.trainer import BEST_OVERLAY_FILE
-from tfrs_lab.components.transform import config_file_text, nest_overrides
+from tfrs_lab.components.transform import config_file_text, examples_overrides
 
 __all__ = ["Tuner"]
 
@@ -62,8 +62,7 @@ class Tuner(Component):
         if p["task"] not in TASKS:
             raise ComponentError(f"{ctx.component_id}.task: must be one of {', '.join(TASKS)}, got {p['task']!r}")
         examples = ctx.inputs["examples"]
-        extra = nest_overrides(ctx.component_id, p["overrides"],
-                               {"data": {"split": examples.properties.get("split", "hash")}})
+        extra = examples_overrides(ctx.component_id, p["overrides"], examples)
         loaded = read_examples(examples)
         results = ctx.outputs["tuner_results"]
         search_dir = results.path / "search"

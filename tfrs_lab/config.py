@@ -142,7 +142,9 @@ class DataConfig:
     ``predefined`` configure the ``time``, ``held-out-users`` and ``predefined`` splits
     (``predefined``: ``u1`` … ``u5``, ``ua``, ``ub`` of the MovieLens 100K archive given as
     ``data_zip``, or, with ``dataset: own``, a file of test interactions in the interactions'
-    format and columns).
+    format and columns). ``min_user_interactions`` / ``min_item_interactions`` drop the rows of
+    users / items with fewer rows than that before the split, in one pass, as SASRec's
+    preprocessing does (:func:`tfrs_lab.data.splits.min_interactions_filter`; 0 keeps all).
     """
 
     dataset: str = "movielens/100k-ratings"
@@ -154,9 +156,13 @@ class DataConfig:
     predefined: str | None = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     source: SourceSpec | None = None
+    min_user_interactions: int = 0
+    min_item_interactions: int = 0
     supported_splits: typing.ClassVar[tuple[str, ...]] = ("hash", "leave-last-out", "time", "predefined")
 
     def validate(self, path: str) -> None:
+        for name in ("min_user_interactions", "min_item_interactions"):
+            positive(getattr(self, name), f"{path}.{name}", allow_zero=True)
         if self.split not in self.supported_splits and self.split != "auto":
             raise ConfigError(f"{path}.split={self.split} is not supported by this task: choose "
                               f"{', '.join(self.supported_splits)}" + (

@@ -63,6 +63,36 @@ def test_ease_weights_closed_form_with_zero_diagonal():
     np.testing.assert_allclose(grad - np.diag(np.diag(grad)), 0.0, atol=1e-9)
 
 
+@pytest.mark.parametrize("lam", [3.0, 250.0])
+def test_ease_dual_form_equals_primal_off_the_history(lam):
+    """Fewer users than items: the Woodbury (dual) scores equal the primal ``x @ B`` on every item
+    outside the user's history, without an [M, M] matrix; the primal path stays for U >= M."""
+    rng = np.random.default_rng(2)
+    x = (rng.random((25, 60)) < 0.15).astype(np.float64)
+    x[:, 7] = 0.0  # an item nobody interacted with: scores 0 in both forms
+    matrix = csr_matrix(x)
+    queries_x = (rng.random((9, 60)) < 0.2).astype(np.float32)
+    queries_x[:3] = x[:3]  # some queries are fitted users' own rows
+    dual = peers.EaseScorer(matrix)
+    assert dual.dual
+    q, items = dual.factors(queries_x, lam)
+    assert q.shape == (9, 25) and items.shape == (60, 25)  # rank U, never [M, M]
+    scores = q.astype(np.float64) @ items.T.astype(np.float64)
+    expected = queries_x @ peers.ease_weights(matrix, lam)
+    outside = queries_x == 0
+    np.testing.assert_allclose(scores[outside], expected[outside], rtol=1e-4, atol=1e-5)
+    assert np.abs(expected[outside]).max() > 0.05  # the comparison is not between near-zeros
+    assert not scores[:, 7].any()
+    # the history items differ (the dual form leaves out the x_j term): it is only for excluded histories
+    assert not np.allclose(scores[~outside], expected[~outside], atol=1e-3)
+
+    primal = peers.EaseScorer(matrix, dual=False)
+    qp, itemsp = primal.factors(queries_x, lam)
+    assert not primal.dual and itemsp.shape == (60, len(primal.active)) and 7 not in primal.active
+    np.testing.assert_allclose(qp @ itemsp.T, expected, rtol=1e-4, atol=1e-5)
+    assert not peers.EaseScorer(csr_matrix(x[:, :20].repeat(2, axis=0))).dual  # U >= M: primal
+
+
 def test_ease_beats_popularity_on_planted_clusters(planted):
     data, split = planted
     ease = peers.ease_metrics(data, split, KS)

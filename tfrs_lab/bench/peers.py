@@ -14,7 +14,8 @@ test item, which our models also see at test time).
 * :func:`implicit_metrics`: ``implicit``'s ALS and BPR (64 factors, default settings otherwise).
 * :func:`ease_metrics`: EASE (Steck 2019), the closed-form item-item autoencoder, with its L2
   weight λ chosen on the validation rows only (:func:`ease_select`), then refitted on
-  :func:`fit_rows` and scored once on test.
+  :func:`fit_rows` and scored once on test; with fewer users than items in its exact dual
+  (Woodbury) form (:class:`EaseScorer`), which never builds an item x item matrix.
 * :func:`surprise_metrics`: Surprise SVD / SVD++ rating predictors (optional ``bench`` extra).
 * :func:`build_tutorial_retrieval` / :func:`tutorial_retrieval_metrics`: the TFRS basic-retrieval
   tutorial recipe, reimplemented from its published description: user id and movie *title*
@@ -42,12 +43,12 @@ import tensorflow_recommenders as tfrs
 from tfrs_lab.bench.common import mean_over_seeds
 from tfrs_lab.data.features import movie_rows
 from tfrs_lab.data.movielens import MovieLensData
-from tfrs_lab.data.splits import Split
+from tfrs_lab.data.splits import LEAVE_LAST_OUT, Split
 from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, rating_metrics, target_ranks
 from tfrs_lab.training.evaluate import seen_lists
 
 __all__ = ["build_tutorial_ranking", "build_tutorial_retrieval", "catalogue_rows", "clipped_rating_metrics",
-           "EASE_LAMBDAS", "ease_metrics", "ease_select", "ease_weights", "evaluated_rows", "fit_rows", "IMPLICIT_FACTORS", "implicit_metrics", "Interactions", "interactions",
+           "EASE_LAMBDAS", "ease_metrics", "EaseScorer", "ease_select", "ease_weights", "evaluated_rows", "fit_rows", "IMPLICIT_FACTORS", "implicit_metrics", "Interactions", "interactions",
            "item_counts", "item_knn_metrics", "PeerUnavailable", "popularity_metrics", "rank_metrics",
            "RATING_RANGE", "surprise_metrics", "target_ranks_for", "TUTORIAL_BATCH", "tutorial_dataset",
            "TUTORIAL_EPOCHS", "tutorial_ranking_metrics", "tutorial_retrieval_metrics", "TutorialRanking",
@@ -251,14 +252,9 @@ EASE_LAMBDAS: tuple[float, ...] = (10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000
 EASE_SELECTION_METRIC = "ndcg@10"
 
 
-def _gram(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(active, G)``: int64 [Ma] catalogue columns of ``matrix`` (binary [U, M] CSR) with at least
-    one interaction, and the float64 [Ma, Ma] Gram matrix ``XᵀX`` of those columns. An item without
-    interactions gets an all-zero row and column of B, so EASE is solved on the active items only."""
-    counts = np.asarray(matrix.getnnz(axis=0)).ravel()
-    active = np.flatnonzero(counts > 0)
-    x = matrix[:, active].astype(np.float64)
-    return active, np.asarray((x.T @ x).todense())
+def _active_items(matrix: Any) -> np.ndarray:
+    """int64 [Ma] columns of ``matrix`` (sparse [U, M]) with at least one interaction."""
+    return np.flatnonzero(np.asarray(matrix.getnnz(axis=0)).ravel() > 0)
 
 
 def _ease_from_gram(gram: np.ndarray, lam: float) -> np.ndarray:
@@ -282,18 +278,64 @@ def ease_weights(matrix: Any, lam: float) -> np.ndarray:
       float64 [M, M] B with ``diag(B) == 0``; a user's scores are ``x @ B`` (x: [M] binary row).
       Rows and columns of items without interactions are zero.
     """
-    active, gram = _gram(matrix)
+    primal = EaseScorer(matrix, dual=False)  # items without interactions are left out of the inverse
     out = np.zeros((matrix.shape[1], matrix.shape[1]))
-    out[np.ix_(active, active)] = _ease_from_gram(gram, lam)
+    out[np.ix_(primal.active, primal.active)] = _ease_from_gram(primal.gram, lam)
     return out
 
 
-def _ease_items(m: int, active: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float32 [M, Ma] item vectors for :func:`rank_metrics`: with queries = histories restricted to
-    the active columns [n, Ma], ``queries @ items.T`` = ``x @ B`` (items without data score 0)."""
-    items = np.zeros((m, len(active)), np.float32)
-    items[active] = b.T
-    return items
+class EaseScorer:
+    """EASE fitted on a binary [U, M] matrix X, factored once for every λ; :meth:`factors` gives the
+    ``(queries, items)`` pair :func:`rank_metrics` scores as ``queries @ items.T``.
+
+    Two exact forms, chosen by size (Ma = items with at least one interaction):
+
+    * **primal** (``U >= Ma``, or ``dual=False``): G = XᵀX [Ma, Ma], B = I − P / diag(P) with
+      P = (G + λI)⁻¹, one O(Ma³) inverse per λ; queries = the histories x [n, Ma], items = Bᵀ.
+    * **dual** (``U < Ma`` and ``dual=True``): Woodbury, P = (1/λ)(I − XᵀK⁻¹X) with the [U, U]
+      matrix K = XXᵀ + λI, so with A = K⁻¹X [U, Ma]: ``λ·P_jj = d_j = 1 − Σ_u X_uj A_uj`` and, for
+      an item j outside the history x, ``(x B)_j = (x Xᵀ A)_j / d_j``. Per λ: one O(U³) inverse and
+      the sparse product XᵀK⁻¹ (O(nnz·U)); never an [Ma, Ma] matrix. queries = ``x Xᵀ`` [n, U]
+      (the same for every λ), items = ``(A / d)ᵀ`` [Ma, U]. With c = x Xᵀ A, the exact score of an
+      item j *in* the history is ``1 − (1 − c_j) / d_j``, not the ``c_j / d_j`` the dual form
+      gives, so the dual form is only for evaluations that exclude the history (``leave-last-out``:
+      :func:`rank_metrics` excludes exactly the fitted rows' items of each user).
+
+    Items without interactions score 0 in both forms (their rows of ``items`` are zero).
+    """
+
+    def __init__(self, matrix: Any, *, dual: bool = True) -> None:
+        """``matrix``: scipy.sparse binary [U, M]; ``dual``: allow the dual form when U < Ma."""
+        self.num_items = int(matrix.shape[1])
+        self.active = _active_items(matrix)
+        self.x = matrix[:, self.active].astype(np.float64).tocsr()  # [U, Ma]
+        self.dual = bool(dual) and self.x.shape[0] < len(self.active)
+        if self.dual:
+            self.gram = np.asarray((self.x @ self.x.T).todense())  # [U, U] = XXᵀ
+        else:
+            self.gram = np.asarray((self.x.T @ self.x).todense())  # [Ma, Ma] = XᵀX
+
+    def factors(self, histories: Any, lam: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(queries, items)``: float32 [n, r] and [M, r] (r = Ma primal, U dual) for the binary
+        history rows ``histories`` ([n, M], dense) at L2 weight ``lam``."""
+        h = np.asarray(histories)[:, self.active]
+        if not self.dual:
+            items = np.zeros((self.num_items, len(self.active)), np.float32)
+            items[self.active] = _ease_from_gram(self.gram, lam).T
+            return h.astype(np.float32), items
+        k = self.gram.copy()
+        k[np.diag_indices_from(k)] += lam
+        a_t = np.asarray(self.x.T @ np.linalg.inv(k))  # [Ma, U] = (K⁻¹X)ᵀ (K symmetric)
+        d = 1.0 - np.asarray(self.x.T.multiply(a_t).sum(axis=1)).ravel()  # [Ma] = λ·diag(P)
+        items = np.zeros((self.num_items, self.x.shape[0]), np.float32)
+        items[self.active] = a_t / d[:, None]
+        queries = np.asarray(self.x @ h.T.astype(np.float64)).T  # [n, U] = x Xᵀ
+        return queries.astype(np.float32), items
+
+
+def _ease_scorer(matrix: Any, split: Split) -> EaseScorer:
+    """The dual form only where the evaluation excludes the fitted history (see :class:`EaseScorer`)."""
+    return EaseScorer(matrix, dual=split.protocol == LEAVE_LAST_OUT)
 
 
 def ease_select(data: MovieLensData, split: Split, ks: tuple[int, ...], lambdas: tuple[float, ...] = EASE_LAMBDAS,
@@ -306,13 +348,12 @@ def ease_select(data: MovieLensData, split: Split, ks: tuple[int, ...], lambdas:
       validation ``metric``.
     """
     inter = interactions(data, split.train)
-    active, gram = _gram(inter.matrix)
+    scorer = _ease_scorer(inter.matrix, split)
     users = inter.user_index(data.ratings["user_id"][split.validation].astype(str))
-    queries = _histories(inter, users)[:, active]
+    histories = _histories(inter, users)
     record = {}
     for lam in lambdas:
-        items = _ease_items(inter.matrix.shape[1], active, _ease_from_gram(gram, lam))
-        record[lam] = rank_metrics(data, split, queries, items, ks, part="validation")
+        record[lam] = rank_metrics(data, split, *scorer.factors(histories, lam), ks, part="validation")
     if metric not in record[lambdas[0]]:
         raise ValueError(f"EASE selects on {metric!r}, which the {split.name} split does not report")
     best = max(lambdas, key=lambda lam: record[lam][metric])
@@ -324,21 +365,22 @@ def ease_metrics(data: MovieLensData, split: Split, ks: tuple[int, ...], *,
     """EASE with λ from :func:`ease_select`, refitted on :func:`fit_rows`, test metrics computed once.
 
     Returns the test metrics plus ``lambda``, ``validation_ndcg@10`` (of the chosen λ),
-    ``validation_grid`` ({λ: validation ndcg@10}), ``selection_seconds`` and ``train_seconds`` (the
-    final fit). Deterministic: no ``_std``.
+    ``validation_grid`` ({λ: validation ndcg@10}), ``form`` (``primal`` or ``dual``, see
+    :class:`EaseScorer`), ``selection_seconds`` and ``train_seconds`` (the final fit).
+    Deterministic: no ``_std``.
     """
     start = time.perf_counter()
     lam, record = ease_select(data, split, ks, lambdas)
     selection_seconds = time.perf_counter() - start
     start = time.perf_counter()
     inter = interactions(data, fit_rows(split))
-    active, gram = _gram(inter.matrix)
-    items = _ease_items(inter.matrix.shape[1], active, _ease_from_gram(gram, lam))
+    scorer = _ease_scorer(inter.matrix, split)
+    queries, items = scorer.factors(_histories(inter, _test_user_rows(data, split, inter)), lam)
     train_seconds = time.perf_counter() - start
-    queries = _histories(inter, _test_user_rows(data, split, inter))[:, active]
     out: dict[str, Any] = rank_metrics(data, split, queries, items, ks)
     out.update({"lambda": lam, f"validation_{EASE_SELECTION_METRIC}": record[lam][EASE_SELECTION_METRIC],
                 "validation_grid": {str(k): v[EASE_SELECTION_METRIC] for k, v in record.items()},
+                "form": "dual" if scorer.dual else "primal",
                 "selection_seconds": round(selection_seconds, 3), "train_seconds": round(train_seconds, 3)})
     return out
 

@@ -1,6 +1,7 @@
 """Data layer: MovieLens through TFDS (online or from a local archive), synthetic data, your own
 files or frames (:func:`from_frame`, :func:`read_source`; docs/own-data.md), the prepared dataset
-cache of your own files (:func:`prepare_dataset`, :func:`load_prepared`), splits.
+cache of your own files (:func:`prepare_dataset`, :func:`load_prepared`; as an Apache Beam pipeline
+:func:`prepare_dataset_beam`), splits.
 
 Importing this package is cheap: TensorFlow and TFDS are imported only when data is loaded.
 """
@@ -19,6 +20,7 @@ from tfrs_lab.data.movielens import (
     default_data_dir,
     load_movielens,
 )
+from tfrs_lab.data.beam_prepare import prepare_dataset_beam
 from tfrs_lab.data.prepared import PreparedDataset, load_prepared, prepare_dataset
 from tfrs_lab.data.readers import from_frame, read_source
 from tfrs_lab.data.spec import OWN, SourceSpec
@@ -68,6 +70,7 @@ __all__ = [
     "make_split",
     "predefined_split",
     "prepare_dataset",
+    "prepare_dataset_beam",
     "read_source",
     "sequence_order",
     "time_split",

@@ -5,6 +5,11 @@ Examples::
 
     python -m tfrs_lab.data prepare --interactions plays.csv --columns user=uid,item=sku,rating=plays,time=ts
     python -m tfrs_lab.data prepare --data spec.yaml --output-dir /data/prepared
+    python -m tfrs_lab.data prepare --data spec.yaml --output-dir /shared/prepared --runner DirectRunner \
+        --beam-option direct_num_workers=2
+
+``--runner`` runs the same preparation as an Apache Beam pipeline (``pip install 'tfrs-lab[beam]'``;
+docs/own-data.md#preparing-with-apache-beam); the files it writes are identical.
 
 Prints the dataset directory on the first line and its counts on the second. A second run with the
 same files and spec reuses the directory (``<output-dir>/<name>-<fingerprint>``). Bad input: one
@@ -28,6 +33,13 @@ def build_parser() -> ArgumentParser:
     prep.add_argument("--output-dir", metavar="DIR", help="the folder of prepared datasets; the dataset goes to "
                       "DIR/<name>-<fingerprint> (default: $TFRS_LAB_DATA_DIR/prepared, else "
                       "~/.cache/tfrs_lab/tfds/prepared)")
+    prep.add_argument("--runner", metavar="RUNNER", help="run the preparation as an Apache Beam pipeline on this "
+                      "runner (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, ...; needs "
+                      "pip install 'tfrs-lab[beam]'); the output dir and the sources must be on a filesystem every "
+                      "worker mounts")
+    prep.add_argument("--beam-option", metavar="KEY=VALUE", action="append", default=[],
+                      help="a Beam pipeline option passed through (repeatable), e.g. project=P, region=R, "
+                      "temp_location=gs://B/tmp, flink_master=HOST:8081, spark_master_url=spark://HOST:7077")
     prep.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -46,7 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if source is None:
             raise UsageError("prepare needs your data: --interactions FILE --columns user=COLUMN,item=COLUMN, or "
                              "--data SPEC.yaml")
-        dataset = prepare_dataset(build(SourceSpec, source, "data.source"), cache_dir=args.output_dir)
+        if args.beam_option and not args.runner:
+            raise UsageError("--beam-option needs --runner (e.g. --runner DirectRunner)")
+        spec = build(SourceSpec, source, "data.source")
+        if args.runner:
+            from tfrs_lab.data.beam_prepare import prepare_dataset_beam
+
+            dataset = prepare_dataset_beam(spec, runner=args.runner, beam_options=args.beam_option,
+                                           cache_dir=args.output_dir)
+        else:
+            dataset = prepare_dataset(spec, cache_dir=args.output_dir)
         c = dataset.manifest["counts"]
         print(dataset.path)
         print(f"{c['interactions']} interactions, {c['users']} users, {c['items']} items, {c['categories']} categories")

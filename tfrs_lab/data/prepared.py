@@ -31,6 +31,10 @@ conversion, which raises the one-line error naming the file, line and column (or
 only Python parses, such as ``1_000``).
 
 Splits are not stored: they are computed after loading (:mod:`tfrs_lab.data.splits`).
+
+The preparation is a sequence of per-shard steps (one interactions file = one shard; see the
+comment above :class:`_Encoded`) that :mod:`tfrs_lab.data.beam_prepare` also runs, as an Apache
+Beam pipeline, writing the same bytes.
 """
 
 from __future__ import annotations
@@ -202,6 +206,9 @@ def prepare_dataset(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = N
     """The prepared dataset of ``spec``: reused from ``cache_dir`` when its fingerprint is there
     (one log line says so), else read, encoded and written there atomically.
 
+    The same preparation runs as an Apache Beam pipeline through
+    :func:`tfrs_lab.data.beam_prepare.prepare_dataset_beam` (identical files, same fingerprint).
+
     Args:
         spec: the source spec (``data.source``).
         cache_dir: the folder of prepared datasets; default ``default_data_dir()/prepared``.
@@ -210,28 +217,64 @@ def prepare_dataset(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = N
     Raises:
         DataError: one line naming the file, column, line and fix; nothing is written then.
     """
-    fp, sources = fingerprint(spec, where=where)
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_data_dir() / PREPARED_DIR
-    target = root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)[:40]}-{fp[:16]}"
+    target, fp, sources = _target(spec, cache_dir, where)
     if _complete(target, fp):
-        logger.info("prepared %s: reusing %s (same fingerprint %s)", spec.name, target, fp[:16])
-        return load_prepared(target)
+        return _reuse(spec, target, fp)
     encoded = _encode(spec, where)  # every read and check; nothing is written before it succeeds
-    if target.exists() and not _complete(target, fp):  # e.g. hand-edited (a concurrent preparer's is kept)
-        logger.warning("%s is not a complete prepared dataset: preparing it again", target)
-        shutil.rmtree(target)
-    manifest = {"format": _FORMAT, "format_version": FORMAT_VERSION, "fingerprint": fp, "name": spec.name,
-                "spec": dataclasses.asdict(spec), "sources": sources, "counts": encoded.counts(),
-                "arrays": {k: {"file": f"{k}.npy", "dtype": np.dtype(t).name, "shape": list(encoded.arrays[k].shape)}
-                           for k, t in _ARRAYS.items()},
-                "tables": {"users": _USERS, "items": _ITEMS}}
+    _clear_incomplete(target, fp)
+    manifest = _manifest(spec, fp, sources, encoded.counts(), {k: v.shape for k, v in encoded.arrays.items()})
     with staged_directory(target, replace=False) as stage:
         _write(encoded, manifest, stage)
     logger.info("prepared %s into %s", spec.name, target)
     return load_prepared(target)
 
 
+def _target(spec: SourceSpec, cache_dir: str | os.PathLike | None, where: str) -> tuple[Path, str, list[dict]]:
+    """(the dataset directory ``<cache>/<name>-<fingerprint[:16]>``, the fingerprint, the sources)."""
+    fp, sources = fingerprint(spec, where=where)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_data_dir() / PREPARED_DIR
+    return root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)[:40]}-{fp[:16]}", fp, sources
+
+
+def _reuse(spec: SourceSpec, target: Path, fp: str) -> PreparedDataset:
+    logger.info("prepared %s: reusing %s (same fingerprint %s)", spec.name, target, fp[:16])
+    return load_prepared(target)
+
+
+def _clear_incomplete(target: Path, fp: str) -> None:
+    """Removes ``target`` when it exists without being the complete dataset ``fp`` (e.g. hand-edited;
+    a concurrent preparer's complete one is kept)."""
+    if target.exists() and not _complete(target, fp):
+        logger.warning("%s is not a complete prepared dataset: preparing it again", target)
+        shutil.rmtree(target)
+
+
+def _manifest(spec: SourceSpec, fp: str, sources: list[dict], counts: dict[str, int],
+              shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """``manifest.json``'s content; ``shapes``: the shape of every array of :data:`_ARRAYS`."""
+    return {"format": _FORMAT, "format_version": FORMAT_VERSION, "fingerprint": fp, "name": spec.name,
+            "spec": dataclasses.asdict(spec), "sources": sources, "counts": counts,
+            "arrays": {k: {"file": f"{k}.npy", "dtype": np.dtype(t).name, "shape": [int(x) for x in shapes[k]]}
+                       for k, t in _ARRAYS.items()},
+            "tables": {"users": _USERS, "items": _ITEMS}}
+
+
+def _write_manifest(manifest: dict[str, Any], stage: Path) -> None:
+    (stage / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
 # --------------------------------------------------------------------------- reading and encoding
+#
+# The steps below are shared by this single-machine path and the Beam pipeline
+# (tfrs_lab/data/beam_prepare.py), which calls them per shard (one interactions file):
+#   _interaction_file   parse and check one file (vectorised, else the readers' per-row conversion)
+#   _side_tables        the items and users tables (catalogue-sized)
+#   _filter_shard       binary labels' negatives and (missing_items: drop) unknown items out; stats
+#   _check_rows, _check_kept   the checks over all shards (no rows; no positive row, nothing left)
+#   _id_counts / _sorted_counts   the vocabularies' counts (per shard, then combined)
+#   _vocabulary         the user vocabulary and the catalogue with counts and item order
+#   _encode_shard       ids -> codes against the vocabularies; timestamps (row numbers without a time column)
+#   _sequence_rows      the (user, time, item) order of a block of users' rows
 
 
 @dataclasses.dataclass
@@ -247,13 +290,17 @@ class _Encoded:
 
 
 def _write(encoded: _Encoded, manifest: dict[str, Any], stage: Path) -> None:
-    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
-
     for k, dtype in _ARRAYS.items():
         np.save(stage / f"{k}.npy", np.ascontiguousarray(encoded.arrays[k], dtype=dtype))
-    pq.write_table(encoded.users, stage / _USERS)
-    pq.write_table(encoded.items, stage / _ITEMS)
-    (stage / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    _write_tables(encoded.users, encoded.items, stage)
+    _write_manifest(manifest, stage)
+
+
+def _write_tables(users: Any, items: Any, stage: Path) -> None:
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+
+    pq.write_table(users, stage / _USERS)
+    pq.write_table(items, stage / _ITEMS)
 
 
 def _decoded(col: Any) -> Any:
@@ -382,26 +429,182 @@ def _interaction_file(file: Path, spec: SourceSpec, where: str) -> tuple:
             cols["timestamp"] if c.time is not None else None)
 
 
-def _codes(values: Any) -> tuple[np.ndarray, Any]:
-    """Chunked strings ``[n]`` -> (int32 codes ``[n]``, the distinct values in ascending order)."""
+def _side_tables(spec: SourceSpec, where: str) -> tuple[tuple | None, np.ndarray | None]:
+    """(the catalogue ``(ids, texts, categories)`` or None, the users table's ids or None), read and
+    checked by the readers (their order and messages)."""
+    catalogue = user_table = None
+    if spec.items is not None:
+        ic = spec.items.columns
+        catalogue = _catalogue(_read_table(spec.items, ic.columns(), f"{where}.items"), ic, f"{where}.items")
+    if spec.users is not None:
+        uc = spec.users.columns
+        user_table = _user_table(_read_table(spec.users, uc.columns(), f"{where}.users"), uc, f"{where}.users")
+    return catalogue, user_table
+
+
+@dataclasses.dataclass
+class _Shard:
+    """The kept rows of one interactions file (k rows)."""
+
+    users: Any  # pyarrow chunked strings [k]
+    items: Any  # pyarrow chunked strings [k]
+    rating: np.ndarray  # float32 [k] (1.0 without a rating column)
+    time: np.ndarray | None  # int64 [k] unix seconds; None without a time column
+    row: np.ndarray  # int64 [k] the kept rows' positions among the file's rows
+
+
+@dataclasses.dataclass
+class _ShardStats:
+    """What the checks over all shards need from one file."""
+
+    rows: int  # rows read
+    positive: int  # rows left after binary labels' negatives are dropped (= rows otherwise)
+    absent_rows: int  # of those, rows naming an item absent from the items table
+    absent_ids: list[str]  # their distinct items, ascending
+
+
+def _filter_shard(parsed: tuple, spec: SourceSpec, catalogue_ids: Any) -> tuple[_Shard, _ShardStats]:
+    """One file's parsed columns (:func:`_interaction_file`) -> its kept rows and stats.
+
+    ``catalogue_ids``: the items table's ids (pyarrow strings) or None. Drops binary labels'
+    negatives and, with ``missing_items: drop``, rows naming an item absent from the catalogue.
+    """
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
     import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
 
-    distinct = pc.unique(values)
-    distinct = distinct.take(pc.sort_indices(distinct))
-    if not len(values):
-        return np.empty(0, np.int32), distinct
-    return np.asarray(pc.index_in(values, value_set=distinct).to_numpy(), dtype=np.int32), distinct
+    users, items, rating, time = parsed
+    c = spec.interactions.columns
+    n = len(users)
+    rating = rating.astype(np.float32) if c.rating is not None else np.ones(n, np.float32)
+    keep = rating > 0 if c.label == "binary" else np.ones(n, bool)
+    positive = int(keep.sum())
+    absent_rows, absent_ids = 0, []
+    if catalogue_ids is not None and n:
+        absent = ~np.asarray(pc.is_in(items, value_set=catalogue_ids).to_numpy(zero_copy_only=False), bool) & keep
+        absent_rows = int(absent.sum())
+        if absent_rows:
+            absent_ids = _sorted_counts(pc.unique(items.filter(pa.array(absent))), None)[0].to_pylist()
+            if spec.missing_items == "drop":
+                keep &= ~absent
+    row = np.flatnonzero(keep).astype(np.int64)
+    take = pa.array(row)
+    shard = _Shard(users.take(take), items.take(take), rating[row],
+                   time[row].astype(np.int64) if c.time is not None else None, row)
+    return shard, _ShardStats(n, positive, absent_rows, absent_ids)
 
 
-def _compact(codes: np.ndarray, vocabulary: Any) -> tuple[np.ndarray, Any]:
-    """Drops vocabulary entries no code uses (after rows were removed); keeps the order."""
+def _check_rows(rows: int, files: list[Path], where: str) -> None:
+    """DataError when the interactions files (``rows`` rows read in all) hold no row."""
+    if not rows:
+        raise DataError(f"{', '.join(map(str, files))}: the interactions table has no rows: check "
+                        f"{where}.interactions.path")
+
+
+def _check_kept(stats: list[_ShardStats], spec: SourceSpec) -> None:
+    """The checks over all shards' kept rows, with their log lines (binary labels kept; items absent
+    from the catalogue); DataError when no positive row or no row is left."""
+    positive = sum(s.positive for s in stats)
+    if spec.interactions.columns.label == "binary":
+        _binary_kept(positive, sum(s.rows for s in stats) - positive, spec.interactions.columns)
+    absent_rows = sum(s.absent_rows for s in stats)
+    if absent_rows:
+        distinct = len({x for s in stats for x in s.absent_ids})
+        _missing_items(absent_rows, distinct, spec.missing_items,
+                       positive if spec.missing_items == "keep" else positive - absent_rows)
+
+
+def _id_counts(values: Any) -> tuple[Any, np.ndarray]:
+    """Chunked strings ``[k]`` -> (distinct values, int64 counts), unordered."""
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+
+    counted = pc.value_counts(values)
+    return counted.field("values"), np.asarray(counted.field("counts").to_numpy(), np.int64)
+
+
+def _sorted_counts(ids: Any, counts: np.ndarray | None) -> tuple[Any, np.ndarray | None]:
+    """(ids as pyarrow strings in ascending order, their counts in the same order)."""
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
 
-    used = np.bincount(codes, minlength=len(vocabulary)) > 0
-    if used.all():
-        return codes, vocabulary
-    new = (np.cumsum(used) - 1).astype(np.int32)
-    return new[codes], vocabulary.filter(pa.array(used))
+    ids = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(ids, pa.string())
+    order = pc.sort_indices(ids)
+    ids = ids.take(order)
+    ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
+    return ids, None if counts is None else np.asarray(counts, np.int64)[order.to_numpy()]
+
+
+@dataclasses.dataclass
+class _Vocabulary:
+    """The vocabularies (U users, m catalogue items) every shard is encoded against."""
+
+    user_ids: Any  # pyarrow strings [U], ascending
+    user_counts: np.ndarray  # int64 [U]
+    item_ids: Any  # pyarrow strings [m], the catalogue order
+    item_counts: np.ndarray  # int64 [m]
+    item_text: np.ndarray  # object [m]
+    item_categories: list[list[str]]
+    item_rank: np.ndarray  # int64 [m]: each item's position in the (id as an integer) order
+
+    @property
+    def num_categories(self) -> int:
+        return len({x for row in self.item_categories for x in row})
+
+    def tables(self) -> tuple[Any, Any]:
+        """(users.parquet, items.parquet) as pyarrow Tables."""
+        import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+        return (pa.table({"id": self.user_ids, "count": pa.array(self.user_counts, pa.int64())}),
+                pa.table({"id": self.item_ids, "count": pa.array(self.item_counts, pa.int64()),
+                          "text": pa.array(list(self.item_text), pa.string()),
+                          "categories": pa.array(self.item_categories, pa.list_(pa.string()))}))
+
+    def sequence_offsets(self) -> np.ndarray:
+        """int64 ``[U+1]``: user u's rows are ``sequence_rows[offsets[u]:offsets[u+1]]``."""
+        return np.concatenate([[0], np.cumsum(self.user_counts)]).astype(np.int64)
+
+
+def _vocabulary(users: tuple[Any, np.ndarray], items: tuple[Any, np.ndarray], catalogue: tuple | None,
+                user_table: np.ndarray | None, absent_ids: list[str], spec: SourceSpec) -> _Vocabulary:
+    """The vocabularies from the kept rows' (ids ascending, int64 counts) of users and items, the
+    catalogue, the users table's ids and the absent items (ascending; appended with ``keep``)."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+
+    user_ids, user_counts = users
+    seen, seen_counts = items
+    if catalogue is None:
+        ids, text, cats = seen, np.full(len(seen), "", dtype=object), [[]] * len(seen)
+    else:
+        ids, text, cats = pa.array(catalogue[0], pa.string()), catalogue[1], list(catalogue[2])
+        if spec.missing_items == "keep" and absent_ids:
+            ids = pa.concat_arrays([ids, pa.array(absent_ids, pa.string())])
+            text = np.concatenate([text, np.full(len(absent_ids), "", dtype=object)])
+            cats = cats + [[]] * len(absent_ids)
+    item_counts = np.zeros(len(ids), np.int64)
+    if len(seen):
+        item_counts[np.asarray(pc.index_in(seen, value_set=ids).to_numpy(), np.int64)] = seen_counts
+    if user_table is not None:
+        absent = ~pc.is_in(user_ids, value_set=pa.array(user_table, pa.string())).to_numpy(zero_copy_only=False)
+        _absent_users(int(user_counts[absent].sum()))
+    _, rank = np.unique(_movie_order_key(ids.to_numpy(zero_copy_only=False)), return_inverse=True)
+    vocab = _Vocabulary(user_ids, user_counts, ids, item_counts, text, cats, rank.astype(np.int64).reshape(-1))
+    _loaded(spec.name, int(user_counts.sum()), len(user_ids), len(ids), vocab.num_categories)
+    return vocab
+
+
+def _encode_shard(shard: _Shard, vocab: _Vocabulary, first_row: int) -> dict[str, np.ndarray]:
+    """One shard's ``user``, ``item`` (int32 codes), ``rating`` (float32) and ``timestamp`` (int64;
+    without a time column the row number over all files read, ``first_row`` being this file's first)."""
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+
+    def codes(values: Any, vocabulary: Any) -> np.ndarray:
+        if not len(values):
+            return np.empty(0, np.int32)
+        return np.asarray(pc.index_in(values, value_set=vocabulary).to_numpy(), dtype=np.int32)
+
+    return {"user": codes(shard.users, vocab.user_ids), "item": codes(shard.items, vocab.item_ids),
+            "rating": shard.rating,
+            "timestamp": shard.time if shard.time is not None else first_row + shard.row}
 
 
 def _sequence_rows(user: np.ndarray, timestamp: np.ndarray, item_rank: np.ndarray, users: int,
@@ -422,100 +625,31 @@ def _sequence_rows(user: np.ndarray, timestamp: np.ndarray, item_rank: np.ndarra
     return np.argsort(key, kind="stable").astype(np.int64)
 
 
-def _join_catalogue(item: np.ndarray, item_vocab: Any, catalogue: tuple, keep: np.ndarray | None,
-                    missing_items: str) -> tuple[np.ndarray, Any, np.ndarray, list, np.ndarray | None]:
-    """Interactions' items (int32 codes ``[n]`` into ``item_vocab``) against the items table.
-
-    Returns (int32 catalogue position of each ``item_vocab`` entry, -1 for one only dropped rows
-    name; the catalogue's ids (pyarrow strings), texts, categories, with missing items appended
-    under ``keep``; the rows to keep (bool ``[n]``, or None for all)). Logs as the readers do.
-    """
-    import pyarrow as pa  # pylint: disable=import-outside-toplevel
-    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
-
-    ids, text, cats = catalogue
-    ids = pa.array(ids, pa.string())
-    position = np.array(pc.index_in(item_vocab, value_set=ids).fill_null(-1).to_numpy(), dtype=np.int32)
-    absent_rows = position[item] < 0
-    if keep is not None:
-        absent_rows &= keep
-    if not absent_rows.any():
-        return position, ids, text, cats, keep
-    extra = np.zeros(len(item_vocab), bool)
-    extra[item[absent_rows]] = True  # distinct absent items of kept rows, ascending
-    kept = len(item) if keep is None else int(keep.sum())
-    _missing_items(int(absent_rows.sum()), int(extra.sum()), missing_items,
-                   kept if missing_items == "keep" else kept - int(absent_rows.sum()))
-    if missing_items == "drop":
-        return position, ids, text, cats, ~absent_rows if keep is None else keep & ~absent_rows
-    position[extra] = len(ids) + np.arange(int(extra.sum()), dtype=np.int32)
-    return (position, pa.concat_arrays([ids, item_vocab.filter(pa.array(extra))]),
-            np.concatenate([text, np.full(int(extra.sum()), "", dtype=object)]), list(cats) + [[]] * int(extra.sum()),
-            keep)
-
-
 def _encode(spec: SourceSpec, where: str) -> _Encoded:
     """Reads and checks every table of ``spec`` (the readers' order and messages) and encodes it."""
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
-    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
 
-    c = spec.interactions.columns
     w = f"{where}.interactions"
     files = resolve_paths(spec.interactions.path, f"{w}.path")
-    parts = [_interaction_file(f, spec, w) for f in files]
-    users = pa.chunked_array([ch for p in parts for ch in p[0].chunks], pa.string())
-    items = pa.chunked_array([ch for p in parts for ch in p[1].chunks], pa.string())
-    n = len(users)
-    if n == 0:
-        raise DataError(f"{', '.join(map(str, files))}: the interactions table has no rows: check {w}.path")
-    rating = (np.concatenate([p[2] for p in parts]).astype(np.float32) if c.rating is not None
-              else np.ones(n, np.float32))
-    timestamp = np.concatenate([p[3] for p in parts]) if c.time is not None else np.arange(n, dtype=np.int64)
-    del parts
-    catalogue = None
-    if spec.items is not None:
-        ic = spec.items.columns
-        catalogue = _catalogue(_read_table(spec.items, ic.columns(), f"{where}.items"), ic, f"{where}.items")
-    user_table = None
-    if spec.users is not None:
-        uc = spec.users.columns
-        user_table = _user_table(_read_table(spec.users, uc.columns(), f"{where}.users"), uc, f"{where}.users")
-
-    user, user_vocab = _codes(users)
-    item, item_vocab = _codes(items)
+    parsed = [_interaction_file(f, spec, w) for f in files]
+    _check_rows(sum(len(p[0]) for p in parsed), files, where)
+    catalogue, user_table = _side_tables(spec, where)
+    catalogue_ids = None if catalogue is None else pa.array(catalogue[0], pa.string())
+    filtered = [_filter_shard(p, spec, catalogue_ids) for p in parsed]
+    del parsed
+    _check_kept([s for _, s in filtered], spec)
+    shards = [s for s, _ in filtered]
+    users = pa.chunked_array([ch for s in shards for ch in s.users.chunks], pa.string())
+    items = pa.chunked_array([ch for s in shards for ch in s.items.chunks], pa.string())
+    vocab = _vocabulary(_sorted_counts(*_id_counts(users)), _sorted_counts(*_id_counts(items)), catalogue,
+                        user_table, sorted({x for _, s in filtered for x in s.absent_ids}), spec)
     del users, items
-    keep = None
-    if c.label == "binary":
-        keep = rating > 0
-        _binary_kept(keep, c)
-    if catalogue is None:
-        ids, text, cats = item_vocab, None, None
-        position = np.arange(len(item_vocab), dtype=np.int32)
-    else:
-        position, ids, text, cats, keep = _join_catalogue(item, item_vocab, catalogue, keep, spec.missing_items)
-    if keep is not None:
-        user, item, rating, timestamp = user[keep], item[keep], rating[keep], timestamp[keep]
-        user, user_vocab = _compact(user, user_vocab)
-    item = position[item]
-    if catalogue is None:
-        item, ids = _compact(item, ids)
-        text, cats = np.full(len(ids), "", dtype=object), [[]] * len(ids)
-    if user_table is not None:
-        absent = ~pc.is_in(user_vocab, value_set=pa.array(user_table, pa.string())).to_numpy(zero_copy_only=False)
-        _absent_users(int(absent[user].sum()))
-
-    user_counts = np.bincount(user, minlength=len(user_vocab)).astype(np.int64)
-    item_counts = np.bincount(item, minlength=len(ids)).astype(np.int64)
-    _, item_rank = np.unique(_movie_order_key(ids.to_numpy(zero_copy_only=False)), return_inverse=True)
-    rows = _sequence_rows(user, timestamp, item_rank.astype(np.int64)[item], len(user_vocab), len(ids))
-    offsets = np.concatenate([[0], np.cumsum(user_counts)]).astype(np.int64)
-    num_categories = len({x for row in cats for x in row})
-    _loaded(spec.name, len(user), len(user_vocab), len(ids), num_categories)
-    return _Encoded(
-        arrays={"user": user, "item": item, "rating": rating, "timestamp": timestamp.astype(np.int64),
-                "sequence_offsets": offsets, "sequence_rows": rows},
-        users=pa.table({"id": user_vocab, "count": pa.array(user_counts, pa.int64())}),
-        items=pa.table({"id": ids, "count": pa.array(item_counts, pa.int64()),
-                        "text": pa.array(list(text), pa.string()),
-                        "categories": pa.array(cats, pa.list_(pa.string()))}),
-        num_categories=num_categories)
+    first = np.concatenate([[0], np.cumsum([s.rows for _, s in filtered])])
+    parts = [_encode_shard(s, vocab, int(first[i])) for i, s in enumerate(shards)]
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in ("user", "item", "rating", "timestamp")}
+    del parts, shards, filtered
+    arrays["sequence_offsets"] = vocab.sequence_offsets()
+    arrays["sequence_rows"] = _sequence_rows(arrays["user"], arrays["timestamp"], vocab.item_rank[arrays["item"]],
+                                             len(vocab.user_counts), len(vocab.item_counts))
+    users_table, items_table = vocab.tables()
+    return _Encoded(arrays=arrays, users=users_table, items=items_table, num_categories=vocab.num_categories)

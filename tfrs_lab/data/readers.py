@@ -479,11 +479,10 @@ def _multi_hot(cats: list[list[str]]) -> tuple[np.ndarray, list[str]]:
     return hot, names
 
 
-def _binary_kept(keep: np.ndarray, c: InteractionColumns) -> None:
-    """Logs how many rows binary labels keep (``keep``: bool ``[n]``); DataError when none."""
-    logger.info("binary labels: %d positive interactions kept, %d negative dropped", int(keep.sum()),
-                int((~keep).sum()))
-    if not keep.any():
+def _binary_kept(kept: int, dropped: int, c: InteractionColumns) -> None:
+    """Logs how many rows binary labels keep (positive) and drop; DataError when none is kept."""
+    logger.info("binary labels: %d positive interactions kept, %d negative dropped", kept, dropped)
+    if not kept:
         raise DataError(f"the interactions table has no positive rows (label 1): check {c.rating!r}")
 
 
@@ -513,7 +512,7 @@ def _assemble(name: str, ratings: dict[str, np.ndarray], items: tuple | None, us
               c: InteractionColumns, missing_items: str) -> MovieLensData:
     if c.label == "binary":
         keep = ratings["user_rating"] > 0
-        _binary_kept(keep, c)
+        _binary_kept(int(keep.sum()), int((~keep).sum()), c)
         ratings = {k: v[keep] for k, v in ratings.items()}
     if items is None:
         ids = np.unique(ratings["movie_id"].astype(str)).astype(object)

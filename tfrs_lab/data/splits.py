@@ -29,7 +29,7 @@ import logging
 
 import numpy as np
 
-from tfrs_lab.data.movielens import DataError
+from tfrs_lab.data.movielens import DataError, MovieLensData
 
 __all__ = [
     "HASH",
@@ -46,6 +46,7 @@ __all__ = [
     "held_out_users_split",
     "leave_last_out_split",
     "make_split",
+    "min_interactions_filter",
     "predefined_split",
     "resolve_time_cutoff",
     "sequence_order",
@@ -257,6 +258,45 @@ def leave_last_out_split(ratings: dict[str, np.ndarray]) -> Split:
     validation = np.sort(order[eligible & (from_end == 1)])
     train = np.sort(order[~eligible | (from_end >= 2)])
     return Split(name=LEAVE_LAST_OUT, train=train, validation=validation, test=test)
+
+
+def min_interactions_filter(data: MovieLensData, min_user: int = 0, min_item: int = 0) -> MovieLensData:
+    """Drops the rows of rare users and items before any split (``data.min_user_interactions`` /
+    ``data.min_item_interactions``; docs/architecture.md#splits).
+
+    One pass, as SASRec's preprocessing does (Kang & McAuley 2018, ``data/DataProcessing.py``): a
+    row is kept when its user has at least ``min_user`` and its item at least ``min_item`` rows in
+    the *unfiltered* table, so a kept user can end with fewer than ``min_user`` rows (not a k-core).
+    With ``min_item > 0`` the catalogue keeps only the items left with a row: ranking the "full
+    catalogue" then means the items the protocol keeps. ``0`` (the default) keeps everything.
+
+    Args:
+        data: ratings and catalogue.
+        min_user, min_item: minimum rows per user / per item (>= 0).
+
+    Returns:
+        ``data`` itself when nothing is dropped, otherwise a new :class:`MovieLensData` with every
+        ratings column restricted to the kept rows (row order kept) and, with ``min_item > 0``,
+        the catalogue restricted to the kept items (catalogue order kept).
+    """
+    if min_user < 0 or min_item < 0:
+        raise DataError(f"minimum interactions must be >= 0, got users {min_user}, items {min_item}")
+    r = data.ratings
+    keep = np.ones(data.num_ratings, dtype=bool)
+    for column, minimum in (("user_id", min_user), ("movie_id", min_item)):
+        if minimum > 1:
+            _, inverse, counts = np.unique(_as_str_array(r[column]), return_inverse=True, return_counts=True)
+            keep &= counts[inverse.ravel()] >= minimum
+    movies = data.movies
+    if min_item > 0:
+        kept_items = np.isin(_as_str_array(movies["movie_id"]), _as_str_array(r["movie_id"][keep]))
+        if not kept_items.all():
+            movies = {k: v[kept_items] for k, v in movies.items()}
+    if keep.all() and movies is data.movies:
+        return data
+    logger.info("minimum interactions (users %d, items %d): kept %d of %d rows, %d of %d catalogue items",
+                min_user, min_item, int(keep.sum()), keep.size, len(movies["movie_id"]), len(data.movies["movie_id"]))
+    return dataclasses.replace(data, ratings={k: v[keep] for k, v in r.items()}, movies=movies)
 
 
 def resolve_time_cutoff(value: float | str, timestamps: np.ndarray, what: str = "data.time_cutoff") -> int:

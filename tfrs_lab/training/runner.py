@@ -25,7 +25,7 @@ from tfrs_lab.data.features import Vocabularies
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
 from tfrs_lab.data.prepared import PREPARED_DIR, prepare_dataset
 from tfrs_lab.data.spec import OWN
-from tfrs_lab.data.splits import Split
+from tfrs_lab.data.splits import Split, min_interactions_filter
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.training import distribute, report, rundir
 from tfrs_lab.evaluation.metrics import beyond_accuracy
@@ -40,18 +40,21 @@ logger = logging.getLogger(__name__)
 
 def load_data(cfg) -> MovieLensData:
     """The ratings and catalogue ``cfg.data`` points at (TFDS, a local zip, synthetic, or your own
-    files: ``data.dataset: own`` reads ``data.source``)."""
+    files: ``data.dataset: own`` reads ``data.source``), less the rows of users and items below
+    ``data.min_user_interactions`` / ``data.min_item_interactions`` (:func:`min_interactions_filter`)."""
     d = cfg.data
     if d.dataset == OWN:  # prepared once, then reused from the cache by fingerprint
         cache = Path(d.data_dir).expanduser() / PREPARED_DIR if d.data_dir is not None else None
-        return prepare_dataset(d.source, cache_dir=cache).to_data()
-    synthetic = None
-    if d.dataset == "synthetic":
-        try:
-            synthetic = SyntheticSpec(**asdict(d.synthetic))
-        except ValueError as e:  # the spec names the field: "num_clusters must be >= 2, got 1"
-            raise ConfigError(f"data.synthetic.{e}") from e
-    return load_movielens(d.dataset, data_zip=d.data_zip, data_dir=d.data_dir, synthetic=synthetic)
+        data = prepare_dataset(d.source, cache_dir=cache).to_data()
+    else:
+        synthetic = None
+        if d.dataset == "synthetic":
+            try:
+                synthetic = SyntheticSpec(**asdict(d.synthetic))
+            except ValueError as e:  # the spec names the field: "num_clusters must be >= 2, got 1"
+                raise ConfigError(f"data.synthetic.{e}") from e
+        data = load_movielens(d.dataset, data_zip=d.data_zip, data_dir=d.data_dir, synthetic=synthetic)
+    return min_interactions_filter(data, d.min_user_interactions, d.min_item_interactions)
 
 
 @dataclasses.dataclass

@@ -34,8 +34,8 @@ from tfrs_lab.data.spec import OWN
 from tfrs_lab.data.splits import PREDEFINED, Split, SplitOptions, make_split
 from tfrs_lab.training.common import ValidationEarlyStopping, learning_rate, optimizer
 
-__all__ = ["FitResult", "RunContext", "Task", "TaskInputs", "Trained", "VocabularyMismatch", "get_task",
-           "rows_digest", "split_options"]
+__all__ = ["data_split_options", "FitResult", "RunContext", "Task", "TaskInputs", "Trained", "VocabularyMismatch",
+           "get_task", "rows_digest", "split_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -165,9 +165,15 @@ class RunContext:
 
 def split_options(cfg) -> SplitOptions:
     """The :class:`SplitOptions` of ``cfg.data`` (``predefined``: its train/test rows, read here)."""
-    d = cfg.data
+    return data_split_options(cfg.data, cfg.split_name)
+
+
+def data_split_options(d, split_name: str) -> SplitOptions:
+    """The :class:`SplitOptions` of a ``DataConfig`` ``d`` for the split ``split_name``; ``predefined``
+    reads its train/test rows (the MovieLens 100K archive ``d.data_zip``, or ``d.predefined`` in the
+    format of ``d.source.interactions``). One implementation for runs and the pipeline's ExampleGen."""
     train = test = None
-    if cfg.split_name == PREDEFINED:
+    if split_name == PREDEFINED:
         if d.dataset == OWN:
             test = own_test_rows(d.source.interactions, d.predefined)
         else:

@@ -1,0 +1,330 @@
+"""The prepared dataset (:mod:`tfrs_lab.data.prepared`) built by an Apache Beam pipeline, on any
+Beam runner (``DirectRunner`` here and in the tests; ``DataflowRunner``, ``FlinkRunner``,
+``SparkRunner`` on a cluster; docs/own-data.md#preparing-with-apache-beam).
+
+The pipeline runs the single-machine path's own steps (the functions of :mod:`tfrs_lab.data.prepared`),
+one interactions file (shard) per element::
+
+    files -> Reshuffle -> Parse (_interaction_file, _filter_shard) -> shards, stats, errors
+    items / users tables (_side_tables)                            -> one element, a side input
+    shards -> IdCounts (_id_counts) -> CombinePerKey(sum)          -> vocabulary counts
+    stats + errors + counts + tables -> Plan (_check_rows, _check_kept, _vocabulary): a side input
+    shards -> Encode (_encode_shard; columns written at the shard's row offset) -> blocks of users
+           -> GroupByKey -> Sequence (_sequence_rows; written at the block's offset)
+
+and writes exactly the files :func:`~tfrs_lab.data.prepared.prepare_dataset` writes (same bytes,
+manifest and fingerprint, so either path reuses the other's directory). Workers write into the
+hidden staging directory beside the target: positional writes into preallocated ``.npy`` files (each
+shard its rows, each block of users its sequence rows), so the output directory and the source
+files must be on a filesystem every worker mounts (local disk for ``DirectRunner``; NFS or another
+shared mount on a cluster; ``gs://`` / ``hdfs://`` URLs are not supported). The launcher hashes the
+sources (fingerprint) and renames the staging directory into place when the pipeline succeeded.
+
+Bad input: every shard's error is collected (never raised inside a worker, where runners wrap it);
+the launcher raises the one the single-machine path would raise first (file order, then the
+checks over all rows in its order), as the same one-line :class:`DataError`, and nothing is left
+behind. Apache Beam is imported only here, lazily: ``pip install 'tfrs-lab[beam]'``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from tfrs_lab.data.movielens import DataError
+from tfrs_lab.data.prepared import (_ARRAYS, PreparedDataset, _check_kept, _check_rows, _clear_incomplete,
+                                    _complete, _encode_shard, _filter_shard, _id_counts, _interaction_file,
+                                    _manifest, _reuse, _sequence_rows, _Shard, _ShardStats, _side_tables,
+                                    _sorted_counts, _target, _Vocabulary, _vocabulary, _write_manifest,
+                                    _write_tables, load_prepared)
+from tfrs_lab.data.readers import resolve_paths
+from tfrs_lab.data.spec import SourceSpec
+from tfrs_lab.schema import ConfigError
+from tfrs_lab.staging import staged_directory
+
+__all__ = ["BEAM_INSTALL", "USERS_PER_BLOCK", "pipeline_options", "prepare_dataset_beam"]
+
+logger = logging.getLogger(__name__)
+
+BEAM_INSTALL = "pip install 'tfrs-lab[beam]'"
+"""How to install the optional Apache Beam dependency."""
+USERS_PER_BLOCK = 4096
+"""Users per sequence-ordering element (a block's rows are sorted and written together)."""
+_ERRORS = ".errors.json"  # in the staging directory: the error the pipeline collected (bad input)
+_COUNTS = ".counts.json"  # in the staging directory: the manifest's counts (removed before publishing)
+_COLUMNS = ("user", "item", "rating", "timestamp")
+_LOCAL_RUNNERS = {"DirectRunner": "FnApiRunner"}
+"""Beam 2.77's ``DirectRunner`` first fetches the Prism runner's binary from GitHub (every run, when
+it is not cached) and falls back to the in-process ``FnApiRunner`` when that fails; a preparation
+never downloads anything, so ``DirectRunner`` means that in-process runner here (``PrismRunner``
+can still be named explicitly)."""
+
+
+def _beam() -> Any:
+    """The ``apache_beam`` module; ConfigError with the install command when it is missing."""
+    try:
+        import apache_beam as beam  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+        raise ConfigError(f"--runner needs Apache Beam, which is not installed: {BEAM_INSTALL}") from e
+    return beam
+
+
+def pipeline_options(runner: str, beam_options: Sequence[str] = ()) -> Any:
+    """Beam ``PipelineOptions`` of ``runner`` plus ``KEY=VALUE`` pairs (``--beam-option``), e.g.
+    ``project=my-project``, ``temp_location=gs://bucket/tmp``, ``flink_master=host:8081``.
+
+    ``DirectRunner`` runs on Beam's in-process Python runner (``FnApiRunner``; it honours
+    ``direct_num_workers`` and ``direct_running_mode``), never fetching the Prism binary.
+
+    Raises ConfigError for an unknown runner, a pair without ``=`` or naming the runner (pass it as
+    ``runner``), and when Apache Beam is not installed.
+    """
+    beam = _beam()
+    if not runner or not runner.strip():
+        raise ConfigError("--runner: name a Beam runner such as DirectRunner, DataflowRunner, FlinkRunner or "
+                          "SparkRunner")
+    from apache_beam.runners.runner import create_runner  # pylint: disable=import-outside-toplevel
+
+    try:
+        create_runner(runner)
+    except ValueError as e:
+        raise ConfigError(f"--runner {runner}: {' '.join(str(e).split())}") from e
+    flags = [f"--runner={_LOCAL_RUNNERS.get(runner, runner)}"]
+    for pair in beam_options:
+        key, sep, value = pair.partition("=")
+        key = key.strip().lstrip("-")
+        if not sep or not key:
+            raise ConfigError(f"--beam-option {pair!r}: expected KEY=VALUE, such as temp_location=/shared/tmp "
+                              "(a Beam pipeline option without its leading --)")
+        if key == "runner":
+            raise ConfigError(f"--beam-option {pair!r}: name the runner with --runner, not as a Beam option")
+        flags.append(f"--{key}={value}")
+    return beam.options.pipeline_options.PipelineOptions(flags)
+
+
+def prepare_dataset_beam(spec: SourceSpec, *, runner: str, beam_options: Sequence[str] = (),
+                         cache_dir: str | os.PathLike | None = None, where: str = "data.source",
+                         users_per_block: int = USERS_PER_BLOCK) -> PreparedDataset:
+    """:func:`~tfrs_lab.data.prepared.prepare_dataset` as an Apache Beam pipeline on ``runner``.
+
+    Reuses a dataset already prepared with the same fingerprint (by either path); otherwise runs the
+    pipeline into a staging directory beside the target and renames it into place on success.
+
+    Args:
+        spec: the source spec (``data.source``); its files must be readable by every worker.
+        runner: a Beam runner name (``DirectRunner``, ``DataflowRunner``, ``FlinkRunner``, ...).
+        beam_options: ``KEY=VALUE`` Beam pipeline options passed through (:func:`pipeline_options`).
+        cache_dir: the folder of prepared datasets (a path every worker can write).
+        where: the spec's dotted path in messages.
+        users_per_block: users per sequence-ordering element (memory per element vs. parallelism).
+
+    Raises:
+        ConfigError: Beam missing, a bad option or runner. DataError: the single-machine path's
+        one-line error; nothing is left behind (not even a folder this call created).
+    """
+    if users_per_block < 1:
+        raise ConfigError(f"users_per_block must be at least 1, got {users_per_block}")
+    options = pipeline_options(runner, beam_options)
+    target, fp, sources = _target(spec, cache_dir, where)
+    if _complete(target, fp):
+        return _reuse(spec, target, fp)
+    files = resolve_paths(spec.interactions.path, f"{where}.interactions.path")
+    _clear_incomplete(target, fp)
+    created = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
+    try:
+        with staged_directory(target, replace=False) as stage:
+            _run(options, spec, files, stage, where, users_per_block)
+            errors = stage / _ERRORS
+            if errors.exists():
+                raise DataError(json.loads(errors.read_text(encoding="utf-8"))["error"])
+            counts = json.loads((stage / _COUNTS).read_text(encoding="utf-8"))
+            (stage / _COUNTS).unlink()
+            shapes = {k: np.load(stage / f"{k}.npy", mmap_mode="r").shape for k in _ARRAYS}
+            _write_manifest(_manifest(spec, fp, sources, counts, shapes), stage)
+    except BaseException:
+        for folder in created:  # innermost first: only the folders this call made, only when empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    logger.info("prepared %s into %s with Beam (%s)", spec.name, target, runner)
+    return load_prepared(target)
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What the writing steps need (a side input): the vocabularies and every shard's offsets."""
+
+    vocab: _Vocabulary
+    first_kept: dict[int, int]  # shard -> its first row in the prepared columns
+    first_read: dict[int, int]  # shard -> its first row among all rows read (row-number timestamps)
+    sequence_offsets: np.ndarray  # int64 [U+1]
+
+
+def _run(options: Any, spec: SourceSpec, files: list[Path], stage: Path, where: str, block: int) -> None:
+    beam = _beam()
+    w = f"{where}.interactions"
+    side = beam.pvalue.AsSingleton
+    with beam.Pipeline(options=options) as p:
+        tables = (p | "TablesSeed" >> beam.Create([None])
+                  | "ReadTables" >> beam.Map(_read_side_tables, spec=spec, where=where))
+        parsed = (p | "Files" >> beam.Create(list(enumerate(str(f) for f in files)))
+                  | "Spread" >> beam.Reshuffle()
+                  | "Parse" >> beam.FlatMap(_parse, spec=spec, where=w, tables=side(tables)).with_outputs(
+                      "stats", "errors", main="shards"))
+        counts = (parsed.shards
+                  | "IdCounts" >> beam.FlatMap(_shard_id_counts)
+                  | "SumCounts" >> beam.CombinePerKey(sum))
+        plan = (p | "PlanSeed" >> beam.Create([None])
+                | "Plan" >> beam.Map(_plan, spec=spec, files=[str(f) for f in files], where=where, stage=str(stage),
+                                     tables=side(tables), stats=beam.pvalue.AsList(parsed.stats),
+                                     errors=beam.pvalue.AsList(parsed.errors), counts=beam.pvalue.AsList(counts)))
+        (parsed.shards
+         | "Encode" >> beam.FlatMap(_encode_and_write, plan=side(plan), stage=str(stage), users_per_block=block)
+         | "ByUserBlock" >> beam.GroupByKey()
+         | "Sequence" >> beam.Map(_sequence_block, plan=side(plan), stage=str(stage), users_per_block=block))
+
+
+def _read_side_tables(_: None, spec: SourceSpec, where: str) -> dict[str, Any]:
+    """The catalogue and users table (one worker), or the error reading them raised."""
+    try:
+        catalogue, user_table = _side_tables(spec, where)
+    except DataError as e:
+        return {"error": str(e)}
+    return {"catalogue": catalogue, "user_table": user_table}
+
+
+def _parse(element: tuple[int, str], spec: SourceSpec, where: str, tables: dict[str, Any]) -> Iterator[Any]:
+    """One file -> ``(index, _Shard)``; ``stats``: ``(index, _ShardStats)``; ``errors``: ``(index, message)``."""
+    beam = _beam()
+    index, file = element
+    try:
+        parsed = _interaction_file(Path(file), spec, where)
+    except DataError as e:
+        yield beam.pvalue.TaggedOutput("errors", (index, str(e)))
+        return
+    if "error" in tables:  # reported in the order the single-machine path reads the tables
+        yield beam.pvalue.TaggedOutput("stats", (index, _ShardStats(len(parsed[0]), 0, 0, [])))
+        return
+    catalogue = tables["catalogue"]
+    catalogue_ids = None
+    if catalogue is not None:
+        import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+        catalogue_ids = pa.array(catalogue[0], pa.string())
+    shard, stats = _filter_shard(parsed, spec, catalogue_ids)
+    yield beam.pvalue.TaggedOutput("stats", (index, stats))
+    yield index, shard
+
+
+def _shard_id_counts(element: tuple[int, _Shard]) -> Iterator[tuple[tuple[str, str], int]]:
+    """``(("user" | "item", id), count)`` of one shard's kept rows (summed over shards by the combine)."""
+    _, shard = element
+    for kind, values in (("user", shard.users), ("item", shard.items)):
+        ids, counts = _id_counts(values)
+        yield from zip(((kind, v) for v in ids.to_pylist()), counts.tolist())
+
+
+def _plan(_: None, spec: SourceSpec, files: list[str], where: str, stage: str, tables: dict[str, Any],
+          stats: list[tuple[int, _ShardStats]], errors: list[tuple[int, str]],
+          counts: list[tuple[tuple[str, str], int]]) -> _Plan | None:
+    """The checks over all shards (the single-machine order), the vocabularies, the tables and the
+    preallocated columns; None (and the first error written for the launcher) on bad input."""
+    stage_dir = Path(stage)
+    try:
+        if errors:
+            raise DataError(min(errors)[1])
+        _check_rows(sum(s.rows for _, s in stats), [Path(f) for f in files], where)
+        if "error" in tables:
+            raise DataError(tables["error"])
+        ordered = [s for _, s in sorted(stats, key=lambda x: x[0])]
+        _check_kept(ordered, spec)
+    except DataError as e:
+        (stage_dir / _ERRORS).write_text(json.dumps({"error": str(e)}), encoding="utf-8")
+        return None
+    by_kind: dict[str, tuple[list[str], list[int]]] = {"user": ([], []), "item": ([], [])}
+    for (kind, value), count in counts:
+        by_kind[kind][0].append(value)
+        by_kind[kind][1].append(count)
+    vocab = _vocabulary(_sorted_counts(*by_kind["user"]), _sorted_counts(*by_kind["item"]), tables["catalogue"],
+                        tables["user_table"], sorted({x for s in ordered for x in s.absent_ids}), spec)
+    kept = np.concatenate([[0], np.cumsum([s.positive - (s.absent_rows if spec.missing_items == "drop" else 0)
+                                           for s in ordered])]).astype(np.int64)
+    read = np.concatenate([[0], np.cumsum([s.rows for s in ordered])]).astype(np.int64)
+    indices = sorted(i for i, _ in stats)
+    n = int(kept[-1])
+    offsets = vocab.sequence_offsets()
+    for k in _COLUMNS + ("sequence_rows",):
+        np.lib.format.open_memmap(stage_dir / f"{k}.npy", mode="w+", dtype=_ARRAYS[k], shape=(n,)).flush()
+    np.save(stage_dir / "sequence_offsets.npy", offsets)
+    _write_tables(*vocab.tables(), stage_dir)
+    (stage_dir / _COUNTS).write_text(json.dumps(
+        {"interactions": n, "users": len(vocab.user_counts), "items": len(vocab.item_counts),
+         "categories": vocab.num_categories}), encoding="utf-8")
+    return _Plan(vocab, {i: int(kept[j]) for j, i in enumerate(indices)},
+                 {i: int(read[j]) for j, i in enumerate(indices)}, offsets)
+
+
+def _write_at(path: Path, start: int, values: np.ndarray) -> None:
+    """Writes ``values`` into the preallocated ``.npy`` file ``path`` from element ``start`` on."""
+    if not len(values):
+        return
+    header = np.load(path, mmap_mode="r")
+    values = np.ascontiguousarray(values, dtype=header.dtype)
+    offset = header.offset + start * header.dtype.itemsize
+    del header
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        data = memoryview(values.tobytes())
+        while data:
+            written = os.pwrite(fd, data, offset)
+            data, offset = data[written:], offset + written
+    finally:
+        os.close(fd)
+
+
+def _encode_and_write(element: tuple[int, _Shard], plan: _Plan | None, stage: str,
+                      users_per_block: int) -> Iterable[tuple[int, Any]]:
+    """Encodes one shard, writes its columns at its row offset; ``(user block, piece)`` for the
+    sequence order, a piece being (shard, user codes, timestamps, item ranks, rows)."""
+    if plan is None:
+        return []
+    index, shard = element
+    columns = _encode_shard(shard, plan.vocab, plan.first_read[index])
+    first = plan.first_kept[index]
+    for k in _COLUMNS:
+        _write_at(Path(stage) / f"{k}.npy", first, columns[k])
+    user = columns["user"]
+    rank = plan.vocab.item_rank[columns["item"]]
+    block = user // users_per_block
+    rows = first + np.arange(len(user), dtype=np.int64)
+    out = []
+    for b in np.unique(block):
+        mask = block == b
+        out.append((int(b), (index, user[mask], columns["timestamp"][mask], rank[mask], rows[mask])))
+    return out
+
+
+def _sequence_block(element: tuple[int, Iterable[tuple]], plan: _Plan | None, stage: str,
+                    users_per_block: int) -> None:
+    """Orders one block of users' rows by (user, time, item) and writes them at the block's offset.
+    Pieces in shard order keep ties in row order, as the single-machine stable sort does."""
+    if plan is None:
+        return
+    block, pieces = element
+    pieces = sorted(pieces, key=lambda piece: piece[0])
+    user, timestamp, rank, rows = (np.concatenate([piece[k] for piece in pieces]) for k in range(1, 5))
+    lo = block * users_per_block
+    hi = min(lo + users_per_block, len(plan.vocab.user_counts))
+    order = _sequence_rows(user - lo, timestamp, rank, hi - lo, len(plan.vocab.item_counts))
+    _write_at(Path(stage) / "sequence_rows.npy", int(plan.sequence_offsets[lo]), rows[order])
