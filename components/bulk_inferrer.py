@@ -1,9 +1,9 @@
-"""BulkInferrer: top-K movies for every user of the Examples, from the exported SavedModel.
+"""BulkInferrer: top-K items for every user of the Examples, from the exported SavedModel.
 
-Writes ``top_k.jsonl`` (one ``{"user_id", "movie_ids", "scores"}`` line per user, best first).
+Writes ``top_k.jsonl`` (one ``{"user_id", "item_ids", "scores"}`` line per user, best first).
 Retrieval and sequential models are asked through their user-id signature (``serving_default``
 or ``recommend_for_user``); rating models score the whole catalogue per user through
-``serving_default(user_id, movie_id)``.
+``serving_default(user_id, item_id)``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class BulkInferrer(Component):
     INPUTS = {"model": Channel(A.MODEL), "examples": Channel(A.EXAMPLES),
               "model_blessing": Channel(A.MODEL_BLESSING, optional=True)}
     OUTPUTS = {"inference_result": Channel(A.INFERENCE_RESULT)}
-    PARAMETERS = {"k": Param(int, 10, "movies per user"), "batch_size": Param(int, 256, "users per call")}
+    PARAMETERS = {"k": Param(int, 10, "items per user"), "batch_size": Param(int, 256, "users per call")}
 
     def execute(self, ctx: ExecutionContext) -> None:
         import tensorflow as tf
@@ -55,11 +55,11 @@ class BulkInferrer(Component):
                 batch = users[start:start + bs]
                 if by_user is not None:
                     res = by_user(**{sig.USER_ID: tf.constant(batch)})
-                    ids, scores = res[sig.MOVIE_IDS].numpy()[:, :k], res[sig.SCORES].numpy()[:, :k]
+                    ids, scores = res[sig.ITEM_IDS].numpy()[:, :k], res[sig.SCORES].numpy()[:, :k]
                 else:
                     ids, scores = self._rank_catalogue(fns[sig.SERVING_DEFAULT], batch, data.movies["movie_id"].astype(str), k)
                 for u, i_row, s_row in zip(batch, ids, scores):
-                    f.write(json.dumps({"user_id": str(u), "movie_ids": [x.decode() if isinstance(x, bytes) else str(x) for x in i_row],
+                    f.write(json.dumps({"user_id": str(u), "item_ids": [x.decode() if isinstance(x, bytes) else str(x) for x in i_row],
                                         "scores": [round(float(s), 6) for s in s_row]}) + "\n")
         out.properties.update({"num_users": int(len(users)), "k": k})
 
@@ -71,7 +71,7 @@ class BulkInferrer(Component):
 
         ids, scores = [], []
         for u in users:
-            res = fn(**{sig.USER_ID: tf.constant(np.full(len(movies), u)), sig.MOVIE_ID: tf.constant(movies)})
+            res = fn(**{sig.USER_ID: tf.constant(np.full(len(movies), u)), sig.ITEM_ID: tf.constant(movies)})
             s = next(iter(res.values())).numpy().reshape(-1)
             top = np.argsort(-s, kind="stable")[:k]
             ids.append(movies[top])

@@ -111,8 +111,8 @@ def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifac
             part = slice(start, start + batch_size)
             inputs = {sig.USER_ID: cols["user_id"][part].astype(str), sig.TIMESTAMP: cols["timestamp"][part].astype(np.int64),
                       **{k: np.asarray(cols.get(k, v))[part].astype(v.dtype) for k, v in defaults.items()},
-                      sig.HISTORY_MOVIE_IDS: history[part].astype(str)}
-            found.append(fn(**{k: tf.constant(v) for k, v in inputs.items()})[sig.MOVIE_IDS].numpy().astype(str))
+                      sig.HISTORY: history[part].astype(str)}
+            found.append(fn(**{k: tf.constant(v) for k, v in inputs.items()})[sig.ITEM_IDS].numpy().astype(str))
         ids = np.concatenate(found)
         ks = [k for k in sorted(set(cfg.eval.ks)) if k <= ids.shape[1]]
         return {f"served_{k}": round(v, 6) for k, v in hits_at_k(ids, cols["movie_id"].astype(str), ks).items()}
@@ -122,7 +122,7 @@ def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifac
         for start in range(0, len(test), batch_size):
             rows = test[start:start + batch_size]
             out = fn(**{sig.USER_ID: tf.constant(data.ratings["user_id"][rows].astype(str)),
-                        sig.MOVIE_ID: tf.constant(data.ratings["movie_id"][rows].astype(str))})
+                        sig.ITEM_ID: tf.constant(data.ratings["movie_id"][rows].astype(str))})
             preds.append(np.asarray(out[sig.RATING]).reshape(-1))
         m = rating_metrics(np.concatenate(preds), data.ratings["user_rating"][test])
         return {f"served_{k}": round(v, 6) for k, v in m.items()}

@@ -3,7 +3,7 @@
 The model is served by :class:`tfrs_lab.serving.server.ModelServer` (the TF-Serving-protocol
 server ``python -m tfrs_lab.serving.start`` runs) on ``127.0.0.1`` with a free gRPC port; the
 component asks for its signatures, sends ``num_requests`` Predict requests to ``serving_default``
-built from its input names (user ids and movie ids from the Examples when given), and checks each
+built from its input names (user ids and item ids from the Examples when given), and checks each
 answer holds every output with one row per query. Writes ``INFRA_BLESSED`` or
 ``INFRA_NOT_BLESSED`` (with the reason in ``infra_validation.json``); with ``make_warmup`` also
 ``assets.extra/tf_serving_warmup_requests`` built from the requests that succeeded, which the
@@ -40,7 +40,7 @@ def sample_inputs(signature: dict[str, Any], users: list[str], movies: list[str]
         dims = info.get("tensor_shape", {}).get("dim", [])
         if name == sig.USER_ID:
             out[name] = np.array(users[:rows], dtype=object)
-        elif name == sig.MOVIE_ID:
+        elif name == sig.ITEM_ID:
             out[name] = np.array(movies[:rows], dtype=object)
         elif len(dims) == 2 and info.get("dtype") == "DT_STRING":
             out[name] = np.array([movies[i:i + 3] for i in range(rows)], dtype=object)
@@ -80,7 +80,7 @@ class InfraValidator(Component):
             loaded = read_examples(ctx.inputs["examples"])
             test = loaded.splits.get("test", np.arange(loaded.data.num_ratings))[: p["batch_size"] + 8]
             users = [str(u) for u in loaded.data.ratings["user_id"][test]] + ["unknown-user"]
-            movies = [str(m) for m in loaded.data.ratings["movie_id"][test]] + ["unknown-movie"] * 3
+            movies = [str(m) for m in loaded.data.ratings["movie_id"][test]] + ["unknown-item"] * 3
         rows = max(1, min(p["batch_size"], len(users) - 1))
         report: dict[str, Any] = {"model": name, "requests": []}
         good: list[dict[str, list]] = []

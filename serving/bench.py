@@ -60,7 +60,7 @@ def build_synthetic_export(base: Path, *, items: int, dim: int, users: int = 10_
     """Write a ScaNN retrieval SavedModel over ``items`` random ``dim``-d vectors to ``base/1``.
 
     ``serving_default(user_id)`` hashes the id into ``users`` random query vectors and returns the
-    top-``k`` ``movie_ids``/``scores``, like the trained exports. Reused when it already exists.
+    top-``k`` ``item_ids``/``scores``, like the trained exports. Reused when it already exists.
     """
     version_dir = base / "1"
     if (version_dir / "saved_model.pb").is_file():
@@ -92,8 +92,8 @@ def build_synthetic_export(base: Path, *, items: int, dim: int, users: int = 10_
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
         def serve(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
             query = tf.gather(self.user_vectors, tf.strings.to_hash_bucket_fast(user_id, self.num_users))
-            scores, movie_ids = self.index(query, k=k)
-            return {sig.MOVIE_IDS: movie_ids, sig.SCORES: scores}
+            scores, item_ids = self.index(query, k=k)
+            return {sig.ITEM_IDS: item_ids, sig.SCORES: scores}
 
     module = SyntheticRetrieval()
     base.mkdir(parents=True, exist_ok=True)

@@ -216,26 +216,26 @@ class ServingClient:
         allow: Sequence[str] | None = None, version: int | None = None, label: str | None = None,
         explain: bool = False
     ) -> list[list[tuple]]:
-        """Top movies per user: ``[[(movie_id, score)]]``, best first.
+        """Top items per user: ``[[(item_id, score)]]``, best first.
 
         Retrieval models (and cascades, which answer the same way): ``serving_default`` (exports
-        exclude the movies each user rated by default); with ``exclude`` (movie ids never to return,
+        exclude the items each user rated by default); with ``exclude`` (item ids never to return,
         for every user) its ``recommend_excluding`` signature. A list longer than the export's
         ``max_exclude`` is answered, with fewer exclusions guaranteed. ``k`` keeps the first k.
 
-        With ``allow`` (the only movies to return; ``()`` = no restriction) the model must be a
+        With ``allow`` (the only items to return; ``()`` = no restriction) the model must be a
         retrieve -> rank cascade (``python -m tfrs_lab.export cascade``): its ``recommend`` signature
         gets ``k`` (default 10, at most the cascade's candidates), ``exclude`` and ``allow``, and the
         scores are the ranking model's.
 
-        With ``explain`` the ``explain`` signature: ``[[(movie_id, score, because)]]``, ``because`` the
-        user's history movies most similar to ``movie_id``, ``[(movie_id, cosine)]`` most similar
+        With ``explain`` the ``explain`` signature: ``[[(item_id, score, because)]]``, ``because`` the
+        user's history items most similar to ``item_id``, ``[(item_id, cosine)]`` most similar
         first (empty for a user without history); not combined with ``exclude`` or ``allow``."""
         users = np.array(list(user_ids), dtype=object)
         if explain:
             if exclude or allow is not None:
                 raise ValueError("explain cannot be combined with exclude or allow: the explain signature excludes "
-                                 "the user's known movies only")
+                                 "the user's known items only")
             outputs = self.predict(model, {sig_names.USER_ID: users}, signature_name=sig_names.EXPLAIN,
                                    version=version, label=label)
             return _explained_rows(outputs, model, "a retrieval model", k)
@@ -244,12 +244,12 @@ class ServingClient:
                 return _padded([list(ids) or [""]] * len(users), "user_ids")
 
             inputs = {sig_names.USER_ID: users, sig_names.K: np.full(len(users), k or 10, dtype=np.int32),
-                      sig_names.EXCLUDE_MOVIE_IDS: rows(exclude or ()), sig_names.ALLOW_MOVIE_IDS: rows(allow)}
+                      sig_names.EXCLUDE_ITEM_IDS: rows(exclude or ()), sig_names.ALLOW_ITEM_IDS: rows(allow)}
             outputs = self.predict(model, inputs, signature_name=sig_names.RECOMMEND, version=version, label=label)
             return _ranked_rows(outputs, model, "a retrieve -> rank cascade", k)
         if exclude:
             inputs = {sig_names.USER_ID: users,
-                      sig_names.EXCLUDE_MOVIE_IDS: _padded([list(exclude)] * len(users), "exclude")}
+                      sig_names.EXCLUDE_ITEM_IDS: _padded([list(exclude)] * len(users), "exclude")}
             outputs = self.predict(model, inputs, signature_name=sig_names.EXCLUDE_SEEN, version=version, label=label)
         else:
             outputs = self.predict(model, {sig_names.USER_ID: users}, version=version, label=label)
@@ -259,7 +259,7 @@ class ServingClient:
         self,
         model: str,
         user_ids: Sequence[str],
-        candidate_movie_ids: Sequence[Sequence[str]],
+        candidate_item_ids: Sequence[Sequence[str]],
         *,
         k: int | None = None,
         version: int | None = None,
@@ -267,14 +267,14 @@ class ServingClient:
     ) -> list[list[tuple[str, float]]]:
         """Re-rank candidates per user with a ranking model's ``rerank`` signature.
 
-        ``candidate_movie_ids[i]`` are user ``i``'s candidates (rows of different lengths are padded
-        with ''). Returns ``[[(movie_id, score)]]`` best first, pads dropped; ``k`` keeps the first k.
+        ``candidate_item_ids[i]`` are user ``i``'s candidates (rows of different lengths are padded
+        with ''). Returns ``[[(item_id, score)]]`` best first, pads dropped; ``k`` keeps the first k.
         """
-        if len(user_ids) != len(candidate_movie_ids):
-            raise ValueError(f"{len(user_ids)} user ids but {len(candidate_movie_ids)} candidate lists")
+        if len(user_ids) != len(candidate_item_ids):
+            raise ValueError(f"{len(user_ids)} user ids but {len(candidate_item_ids)} candidate lists")
         inputs = {
             sig_names.USER_ID: np.array(list(user_ids), dtype=object),
-            sig_names.CANDIDATE_MOVIE_IDS: _padded(candidate_movie_ids, "candidate_movie_ids"),
+            sig_names.CANDIDATE_ITEM_IDS: _padded(candidate_item_ids, "candidate_item_ids"),
         }
         outputs = self.predict(model, inputs, signature_name=sig_names.RERANK, version=version, label=label)
         return _ranked_rows(outputs, model, "a ranking model", k)
@@ -289,9 +289,9 @@ class ServingClient:
         label: str | None = None,
         explain: bool = False,
     ) -> list[list[tuple]]:
-        """Next movies per viewing history (oldest first, newest last) from a sequential model's
-        ``serving_default``: ``[[(movie_id, score)]]``; the history's own movies are not returned.
-        With ``explain`` its ``explain`` signature: ``[[(movie_id, score, because)]]`` as for
+        """Next items per viewing history (oldest first, newest last) from a sequential model's
+        ``serving_default``: ``[[(item_id, score)]]``; the history's own items are not returned.
+        With ``explain`` its ``explain`` signature: ``[[(item_id, score, because)]]`` as for
         :meth:`recommend`, ``because`` drawn from the given history."""
         inputs = {sig_names.HISTORY: _padded(histories, "histories")}
         if explain:
@@ -344,7 +344,7 @@ def _padded(rows: Sequence[Sequence[str]], what: str) -> np.ndarray:
         raise ValueError(f"{what} is empty")
     width = max(len(row) for row in rows)
     if width == 0:
-        raise ValueError(f"{what} holds no movie ids")
+        raise ValueError(f"{what} holds no item ids")
     array = np.empty((len(rows), width), dtype=object)
     for i, row in enumerate(rows):
         array[i] = row + [""] * (width - len(row))
@@ -354,14 +354,18 @@ def _padded(rows: Sequence[Sequence[str]], what: str) -> np.ndarray:
 def _ranked_rows(
     outputs: Mapping[str, np.ndarray], model: str, kind: str, k: int | None, *, drop_pads: bool = True
 ) -> list[list[tuple[str, float]]]:
-    """``movie_ids``/``scores`` outputs -> ``[[(movie_id, score)]]`` (first ``k``), '' pads dropped if asked."""
-    if sig_names.MOVIE_IDS not in outputs or sig_names.SCORES not in outputs:
+    """``item_ids``/``scores`` outputs -> ``[[(item_id, score)]]`` (first ``k``), '' pads dropped if asked."""
+    if sig_names.ITEM_IDS not in outputs or sig_names.SCORES not in outputs:
+        old = sig_names.pre_rename_names(outputs)
+        if old:
+            raise ServingClientError(grpc.StatusCode.FAILED_PRECONDITION,
+                                     sig_names.pre_rename_error(f"model {model}", old))
         raise ServingClientError(
             grpc.StatusCode.FAILED_PRECONDITION,
-            f"model {model} did not return {sig_names.MOVIE_IDS}/{sig_names.SCORES}; is it {kind}?",
+            f"model {model} did not return {sig_names.ITEM_IDS}/{sig_names.SCORES}; is it {kind}?",
         )
     result = []
-    for ids, scores in zip(outputs[sig_names.MOVIE_IDS], outputs[sig_names.SCORES]):
+    for ids, scores in zip(outputs[sig_names.ITEM_IDS], outputs[sig_names.SCORES]):
         row = [(_text(i), float(s)) for i, s in zip(ids, scores) if _text(i) or not drop_pads]
         result.append(row[:k] if k else row)
     return result
@@ -370,7 +374,7 @@ def _ranked_rows(
 def _explained_rows(
     outputs: Mapping[str, np.ndarray], model: str, kind: str, k: int | None
 ) -> list[list[tuple[str, float, list[tuple[str, float]]]]]:
-    """``explain`` outputs -> ``[[(movie_id, score, [(because_id, cosine)])]]`` (first ``k``), pads dropped."""
+    """``explain`` outputs -> ``[[(item_id, score, [(because_id, cosine)])]]`` (first ``k``), pads dropped."""
     if sig_names.BECAUSE_IDS not in outputs or sig_names.BECAUSE_SCORES not in outputs:
         raise ServingClientError(
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -379,8 +383,8 @@ def _explained_rows(
     rows = _ranked_rows(outputs, model, kind, None, drop_pads=False)
     result = []
     for row, because_ids, because_scores in zip(rows, outputs[sig_names.BECAUSE_IDS], outputs[sig_names.BECAUSE_SCORES]):
-        explained = [(movie_id, score, [(_text(b), float(c)) for b, c in zip(ids, cos) if _text(b)])
-                     for (movie_id, score), ids, cos in zip(row, because_ids, because_scores) if movie_id]
+        explained = [(item_id, score, [(_text(b), float(c)) for b, c in zip(ids, cos) if _text(b)])
+                     for (item_id, score), ids, cos in zip(row, because_ids, because_scores) if item_id]
         result.append(explained[:k] if k else explained)
     return result
 

@@ -200,6 +200,10 @@ def load_servable(
         signatures[sig_name] = build_signature(sig_name, sig_proto, loaded_fns[sig_name])
     if not signatures:
         raise failed_precondition(f"SavedModel at {path} has no serving signatures; export with signatures={{...}}")
+    old = sig_names.pre_rename_names(
+        n for s in signatures.values() for n in (*s.inputs, *s.outputs))
+    if old:  # still served as it is (TF Serving would), but today's clients will not find their names
+        logger.warning("%s", sig_names.pre_rename_error(f"model {name!r} version {version} ({path})", old))
     from tensorflow_serving.apis import get_model_metadata_pb2
 
     sig_map = get_model_metadata_pb2.SignatureDefMap()

@@ -18,6 +18,8 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2
 
+from tfrs_lab.export import signatures as sig_names
+
 from .errors import ServingError, invalid_argument
 
 __all__ = ["arrays_to_columns", "arrays_to_rows", "batch_size_of", "build_signature", "check_input_names",
@@ -87,6 +89,7 @@ def check_input_names(signature: Signature, given: Sequence[str]) -> None:
     sent = set(given)
     if sent == expected:
         return
+    _check_item_names(signature, sent, expected)
     if len(sent) != len(expected):
         raise invalid_argument(
             f"input size does not match signature: {len(sent)}!={len(expected)} "
@@ -99,6 +102,19 @@ def check_input_names(signature: Signature, given: Sequence[str]) -> None:
         f"input tensor alias not found in signature: {extra[0]}. "
         f"Inputs expected to be in the set {{{_names(list(expected))}}}."
     )
+
+
+def _check_item_names(signature: Signature, sent: set[str], expected: set[str]) -> None:
+    """INVALID_ARGUMENT in one line when the mismatch is the movie -> item rename: a pre-rename
+    export asked with today's names, or today's export asked with the old ones."""
+    old_model = {o: n for o, n in sig_names.pre_rename_names(expected - sent).items() if n in sent}
+    if old_model:
+        raise invalid_argument(sig_names.pre_rename_error(f"the model behind signature {signature.name!r}", old_model))
+    old_client = {o: n for o, n in sig_names.pre_rename_names(sent - expected).items() if n in expected}
+    if old_client:
+        renamed = ", ".join(f"{o} -> {n}" for o, n in old_client.items())
+        raise invalid_argument(f"signature {signature.name!r} takes item names now ({renamed}): "
+                               f"update the request - {sig_names.RENAME_DOC}")
 
 
 def check_output_filter(signature: Signature, output_filter: Sequence[str]) -> list[str]:

@@ -73,20 +73,20 @@ def test_train_then_similar_cli(tmp_path, capsys, synthetic_spec, synthetic_data
 
     # similar: run dir, model dir and version dir all work; titles printed, the query never listed.
     for model_dir in (out, out / "export" / "autoencoder", out / "export" / "autoencoder" / "1"):
-        assert similar.main(["--model-dir", str(model_dir), "--movie-id", "3", "--k", "4"]) == 0
+        assert similar.main(["--model-dir", str(model_dir), "--item-id", "3", "--k", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[-5:]
-    assert lines[0].startswith("movies similar to 3 Synthetic Movie 3")
+    assert lines[0].startswith("items similar to 3 Synthetic Movie 3")
     assert len(lines) == 5 and all("Synthetic Movie" in line for line in lines[1:])
     assert all(line.split()[1] != "3" for line in lines[1:])
 
-    # bad input: unknown movie, k above the export's k, a directory without a model
-    assert similar.main(["--model-dir", str(out), "--movie-id", "99999"]) == 2
-    assert "--movie-id 99999 is not a movie the model knows" in capsys.readouterr().err
-    assert similar.main(["--model-dir", str(out), "--movie-id", "3", "--k", "11"]) == 2
+    # bad input: unknown item, k above the export's k, a directory without a model
+    assert similar.main(["--model-dir", str(out), "--item-id", "99999"]) == 2
+    assert "--item-id 99999 is not an item the model knows" in capsys.readouterr().err
+    assert similar.main(["--model-dir", str(out), "--item-id", "3", "--k", "11"]) == 2
     assert "--k must be <= 10" in capsys.readouterr().err
-    assert similar.main(["--model-dir", str(tmp_path / "nothing"), "--movie-id", "3"]) == 2
+    assert similar.main(["--model-dir", str(tmp_path / "nothing"), "--item-id", "3"]) == 2
     assert "is not a directory" in capsys.readouterr().err
-    assert similar.main(["--model-dir", str(out), "--movie-id", "3", "--k", "0"]) == 2
+    assert similar.main(["--model-dir", str(out), "--item-id", "3", "--k", "0"]) == 2
 
 
 def test_similar_cli_model_without_signature(tmp_path, capsys):
@@ -98,6 +98,6 @@ def test_similar_cli_model_without_signature(tmp_path, capsys):
     version = tmp_path / "plain" / "1"
     module = Plain()
     tf.saved_model.save(module, str(version), signatures={"serving_default": module.serve})
-    assert similar.main(["--model-dir", str(tmp_path / "plain"), "--movie-id", "1"]) == 2
+    assert similar.main(["--model-dir", str(tmp_path / "plain"), "--item-id", "1"]) == 2
     err = capsys.readouterr().err
     assert "has no similar_items signature" in err and "Traceback" not in err

@@ -98,11 +98,11 @@ def test_fold_in_new_user_gets_their_cluster_first(runs, synthetic_data, movie_c
     counts = rating_counts(synthetic_data)
     clusters = range(4)
     seen = [_new_user(movie_cluster, counts, c) + ["no-such-movie", ""] for c in clusters]
-    inputs = {sig.SEEN_MOVIE_IDS: tf.constant(seen)}
+    inputs = {sig.SEEN_ITEM_IDS: tf.constant(seen)}
     if arch == "autorec":
         inputs[sig.SEEN_RATINGS] = tf.constant([[5.0] * 5 + [1.0, 0.0]] * len(seen))
     out = loaded.signatures[sig.SERVING_DEFAULT](**inputs)
-    ids = out[sig.MOVIE_IDS].numpy().astype(str)
+    ids = out[sig.ITEM_IDS].numpy().astype(str)
     for c, row, s in zip(clusters, ids, seen):
         assert not set(row) & set(s), "seen movies must be excluded"
         top3 = [movie_cluster[m] for m in row[:3]]
@@ -117,14 +117,14 @@ def test_autorec_predict_ratings(runs, synthetic_data, movie_cluster):
     seen = [members[:5]]
     candidates = [members[5:8] + others + ["no-such-movie"]]
     predict = loaded.signatures[sig.PREDICT_RATINGS]
-    out = predict(seen_movie_ids=tf.constant(seen), seen_ratings=tf.constant([[5.0] * 5]),
-                  candidate_movie_ids=tf.constant(candidates))[sig.RATINGS].numpy()[0]
+    out = predict(seen_item_ids=tf.constant(seen), seen_ratings=tf.constant([[5.0] * 5]),
+                  candidate_item_ids=tf.constant(candidates))[sig.RATINGS].numpy()[0]
     assert out.shape == (9,) and np.all((out >= 1.0) & (out <= 5.0))
     assert out[:3].mean() > out[3:8].mean() + 0.3, out
     # Unknown seen ids are ignored: the answer is the same as without them.
-    again = predict(seen_movie_ids=tf.constant([members[:5] + ["nope", ""]]),
+    again = predict(seen_item_ids=tf.constant([members[:5] + ["nope", ""]]),
                     seen_ratings=tf.constant([[5.0] * 5 + [1.0, 3.0]]),
-                    candidate_movie_ids=tf.constant(candidates))[sig.RATINGS].numpy()[0]
+                    candidate_item_ids=tf.constant(candidates))[sig.RATINGS].numpy()[0]
     np.testing.assert_allclose(again, out, rtol=1e-5)
 
 
@@ -133,8 +133,8 @@ def test_similar_items_are_cluster_mates_never_the_query(runs, synthetic_data, m
     _, loaded, _ = runs[arch]
     counts = rating_counts(synthetic_data)
     queries = [cluster_members(movie_cluster, counts, c)[0] for c in range(8)]
-    out = loaded.signatures[sig.SIMILAR_ITEMS](movie_id=tf.constant(queries + ["no-such-movie"]))
-    ids = out[sig.MOVIE_IDS].numpy().astype(str)
+    out = loaded.signatures[sig.SIMILAR_ITEMS](item_id=tf.constant(queries + ["no-such-movie"]))
+    ids = out[sig.ITEM_IDS].numpy().astype(str)
     scores = out[sig.SCORES].numpy()
     mates = [np.mean([movie_cluster[m] == movie_cluster[q] for m in row[:3]]) for q, row in zip(queries, ids)]
     assert np.mean(mates) >= 0.8, (arch, mates)
@@ -151,8 +151,8 @@ def test_export_round_trip_in_fresh_process(runs):
     # The VAE export has a ScaNN index: similar_items must still answer after it in a fresh process.
     _, loaded, export = runs["vae"]
     similar = answer_in_fresh_process(export, import_scann=True, signature=sig.SIMILAR_ITEMS,
-                                      inputs={sig.MOVIE_ID: ["1", "2", "no-such-movie"]})
-    here = loaded.signatures[sig.SIMILAR_ITEMS](movie_id=tf.constant(["1", "2", "no-such-movie"]))
-    assert similar["movie_ids"] == here[sig.MOVIE_IDS].numpy().astype(str).tolist()
+                                      inputs={sig.ITEM_ID: ["1", "2", "no-such-movie"]})
+    here = loaded.signatures[sig.SIMILAR_ITEMS](item_id=tf.constant(["1", "2", "no-such-movie"]))
+    assert similar["item_ids"] == here[sig.ITEM_IDS].numpy().astype(str).tolist()
     np.testing.assert_allclose(similar["scores"], here[sig.SCORES].numpy(), rtol=1e-5)
-    assert similar["movie_ids"][2] == [""] * 10
+    assert similar["item_ids"][2] == [""] * 10

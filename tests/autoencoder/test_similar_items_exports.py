@@ -30,8 +30,8 @@ def _check_similar(loaded, data, movie_cluster, min_share: float | None, item_ve
     cosine top-k."""
     counts = rating_counts(data)
     queries = [cluster_members(movie_cluster, counts, c)[0] for c in range(8)]
-    out = loaded.signatures[sig.SIMILAR_ITEMS](movie_id=tf.constant(queries + ["no-such-movie", ""]))
-    ids = out[sig.MOVIE_IDS].numpy().astype(str)
+    out = loaded.signatures[sig.SIMILAR_ITEMS](item_id=tf.constant(queries + ["no-such-movie", ""]))
+    ids = out[sig.ITEM_IDS].numpy().astype(str)
     scores = out[sig.SCORES].numpy()
     assert ids.shape == (10, 10)
     if min_share is not None:

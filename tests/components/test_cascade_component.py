@@ -46,8 +46,8 @@ def test_builds_the_cascade_as_a_model_artifact(runs, tmp_path):
     users = tf.constant(["1", "2", "3", "nobody"])
     answers = [tf.saved_model.load(str(path)).signatures[sig.SERVING_DEFAULT](**{sig.USER_ID: users})
                for path in (model.serving_dir, direct)]
-    assert answers[0][sig.MOVIE_IDS].shape == (4, 4)
-    for name in (sig.MOVIE_IDS, sig.SCORES, sig.RETRIEVAL_SCORES):
+    assert answers[0][sig.ITEM_IDS].shape == (4, 4)
+    for name in (sig.ITEM_IDS, sig.SCORES, sig.RETRIEVAL_SCORES):
         np.testing.assert_array_equal(answers[0][name].numpy(), answers[1][name].numpy())
 
 

@@ -44,7 +44,7 @@ def test_every_component_ran_and_the_model_was_pushed(first_run):
     # the InfraValidator's warm-up records travel with the pushed version
     assert (version_dir / "assets.extra" / "tf_serving_warmup_requests").stat().st_size > 0
     lines = (first_run.output("bulk_inferrer", "inference_result").path / A.INFERENCE_FILE).read_text().splitlines()
-    assert len(lines) == 120 and all(len(json.loads(line)["movie_ids"]) == 5 for line in lines)
+    assert len(lines) == 120 and all(len(json.loads(line)["item_ids"]) == 5 for line in lines)
 
 
 def exported_top_k(version_dir, user_ids: list[str], k: int) -> list[list[tuple[str, float]]]:
@@ -58,7 +58,7 @@ def exported_top_k(version_dir, user_ids: list[str], k: int) -> list[list[tuple[
     out = tf.saved_model.load(str(version_dir)).signatures[sig.SERVING_DEFAULT](
         **{sig.USER_ID: tf.constant(user_ids)})
     return [[(i.decode(), float(s)) for i, s in zip(ids[:k], scores[:k])]
-            for ids, scores in zip(out[sig.MOVIE_IDS].numpy(), out[sig.SCORES].numpy())]
+            for ids, scores in zip(out[sig.ITEM_IDS].numpy(), out[sig.SCORES].numpy())]
 
 
 def test_pushed_model_answers_grpc_from_the_serving_base_path(first_run):
@@ -86,7 +86,7 @@ def test_pushed_model_answers_grpc_from_the_serving_base_path(first_run):
                                rtol=1e-5)
     assert len({tuple(m for m, _ in row) for row in rows}) > 1  # per user, not one answer for everyone
     # and it is what BulkInferrer wrote for user 1 from the same model
-    inferred = {json.loads(line)["user_id"]: json.loads(line)["movie_ids"] for line in
+    inferred = {json.loads(line)["user_id"]: json.loads(line)["item_ids"] for line in
                 (first_run.output("bulk_inferrer", "inference_result").path / A.INFERENCE_FILE).read_text().splitlines()}
     assert inferred["1"] == [movie for movie, _ in rows[0]]
 

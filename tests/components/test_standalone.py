@@ -121,7 +121,7 @@ def hand_model(tmp_path: Path, *, broken: bool = False) -> Artifact:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
         def serve(self, user_id):
             n = tf.shape(user_id)[0]
-            return {sig.MOVIE_IDS: tf.fill([n, 3], "m1"), sig.SCORES: tf.ones([n, 3])}
+            return {sig.ITEM_IDS: tf.fill([n, 3], "m1"), sig.SCORES: tf.ones([n, 3])}
 
     m = Tiny()
     tf.saved_model.save(m, str(model.serving_dir), signatures={sig.SERVING_DEFAULT: m.serve})

@@ -101,7 +101,7 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path, data_
     assert set(a.signatures) == set(b.signatures)
     users = tf.constant(["1", "2", "3", "unknown-user"])
     out_a, out_b = a.signatures["serving_default"](user_id=users), b.signatures["serving_default"](user_id=users)
-    assert out_b["movie_ids"].shape == out_a["movie_ids"].shape == (4, 100)
+    assert out_b["item_ids"].shape == out_a["item_ids"].shape == (4, 100)
     np.testing.assert_allclose(out_b["scores"].numpy()[:, :10], out_a["scores"].numpy()[:, :10], atol=1e-3)
 
 
@@ -130,7 +130,7 @@ def test_parameter_servers_hold_the_embedding_shards_and_the_coordinator_exports
     assert metrics["epochs_trained"] == 2 and metrics["hit_rate@10"] > 0.05
     model = load_export(run)
     out = model.signatures["serving_default"](user_id=tf.constant(["1", "nobody"]))
-    assert out["movie_ids"].shape == (2, 100) and out["movie_ids"].dtype == tf.string
+    assert out["item_ids"].shape == (2, 100) and out["item_ids"].dtype == tf.string
 
 
 def test_killed_worker_restarts_from_the_backup_not_from_zero(tmp_path, data_dir):

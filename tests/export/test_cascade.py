@@ -66,19 +66,19 @@ def _recommend(model, users, k, exclude, allow):
 
     return model.signatures[sig.RECOMMEND](**{
         sig.USER_ID: tf.constant(users), sig.K: tf.constant(k if isinstance(k, list) else [k] * len(users), tf.int32),
-        sig.EXCLUDE_MOVIE_IDS: rows(exclude), sig.ALLOW_MOVIE_IDS: rows(allow)})
+        sig.EXCLUDE_ITEM_IDS: rows(exclude), sig.ALLOW_ITEM_IDS: rows(allow)})
 
 
 def _by_hand(models, user: str, k: int, exclude=(), allow=()) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Retrieval's top N (seen and ``exclude`` removed by its own signature) -> keep allowed ->
     ranking score per pair -> stable sort -> first k."""
     out = models["retrieval"].signatures[sig.EXCLUDE_SEEN](**{
-        sig.USER_ID: tf.constant([user]), sig.EXCLUDE_MOVIE_IDS: tf.constant([list(exclude) or [""]])})
-    ids = np.asarray(out[sig.MOVIE_IDS][0, :N]).astype(str)
+        sig.USER_ID: tf.constant([user]), sig.EXCLUDE_ITEM_IDS: tf.constant([list(exclude) or [""]])})
+    ids = np.asarray(out[sig.ITEM_IDS][0, :N]).astype(str)
     retrieval_scores = out[sig.SCORES].numpy()[0, :N]
     keep = [i for i, m in enumerate(ids) if m and m not in exclude and (not allow or m in allow)]
     ranked = models["ranking"].signatures[sig.SERVING_DEFAULT](**{
-        sig.USER_ID: tf.constant([user] * len(keep)), sig.MOVIE_ID: tf.constant(ids[keep])})[sig.RATING].numpy()
+        sig.USER_ID: tf.constant([user] * len(keep)), sig.ITEM_ID: tf.constant(ids[keep])})[sig.RATING].numpy()
     order = np.argsort(-ranked, kind="stable")[:k]
     return [ids[keep][i] for i in order], ranked[order], retrieval_scores[keep][order]
 
@@ -96,32 +96,32 @@ def _seen(runs) -> dict[str, set[str]]:
 
 def test_serving_default_is_retrieval_then_ranking_then_top_k_by_hand(models):
     got = models["cascade"].signatures[sig.SERVING_DEFAULT](**{sig.USER_ID: tf.constant(USERS)})
-    assert got[sig.MOVIE_IDS].shape == (len(USERS), K)
+    assert got[sig.ITEM_IDS].shape == (len(USERS), K)
     for row, user in enumerate(USERS):
         ids, scores, retrieval_scores = _by_hand(models, user, K)
-        assert _text(got[sig.MOVIE_IDS])[row] == ids, user
+        assert _text(got[sig.ITEM_IDS])[row] == ids, user
         np.testing.assert_allclose(got[sig.SCORES].numpy()[row], scores, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got[sig.RETRIEVAL_SCORES].numpy()[row], retrieval_scores, rtol=1e-5, atol=1e-5)
         assert list(scores) == sorted(scores, reverse=True)  # best first by the ranking score
     # the ranking model really reorders: the cascade is not the retrieval top k
     plain = models["retrieval"].signatures[sig.SERVING_DEFAULT](**{sig.USER_ID: tf.constant(USERS)})
-    assert any(_text(got[sig.MOVIE_IDS])[r] != _text(plain[sig.MOVIE_IDS])[r][:K] for r in range(len(USERS)))
+    assert any(_text(got[sig.ITEM_IDS])[r] != _text(plain[sig.ITEM_IDS])[r][:K] for r in range(len(USERS)))
 
 
 def test_seen_and_excluded_movies_are_never_returned(runs, models):
     seen = _seen(runs)
     known = USERS[:-1]
     first = models["cascade"].signatures[sig.SERVING_DEFAULT](**{sig.USER_ID: tf.constant(known)})
-    for user, row in zip(known, _text(first[sig.MOVIE_IDS])):
+    for user, row in zip(known, _text(first[sig.ITEM_IDS])):
         assert not set(row) & seen[user] and all(row)
-    banned = [row[:3] for row in _text(first[sig.MOVIE_IDS])]
+    banned = [row[:3] for row in _text(first[sig.ITEM_IDS])]
     again = _recommend(models["cascade"], known, K, banned, ())
-    for user, bans, row in zip(known, banned, _text(again[sig.MOVIE_IDS])):
+    for user, bans, row in zip(known, banned, _text(again[sig.ITEM_IDS])):
         assert not set(row) & (set(bans) | seen[user]) and all(row)
         assert row == _by_hand(models, user, K, exclude=bans)[0]
     via_excluding = models["cascade"].signatures[sig.EXCLUDE_SEEN](**{
-        sig.USER_ID: tf.constant(known), sig.EXCLUDE_MOVIE_IDS: tf.constant(banned)})
-    assert _text(via_excluding[sig.MOVIE_IDS]) == _text(again[sig.MOVIE_IDS])
+        sig.USER_ID: tf.constant(known), sig.EXCLUDE_ITEM_IDS: tf.constant(banned)})
+    assert _text(via_excluding[sig.ITEM_IDS]) == _text(again[sig.ITEM_IDS])
 
 
 def test_allow_list_restricts_rows_that_give_one(models):
@@ -129,7 +129,7 @@ def test_allow_list_restricts_rows_that_give_one(models):
     candidates = _by_hand(models, user, N)[0]
     allow = [candidates[-1], candidates[4], candidates[9], "no-such-movie"]
     got = _recommend(models["cascade"], [user, user], K, (), [allow, [""] * len(allow)])
-    restricted, free = _text(got[sig.MOVIE_IDS])
+    restricted, free = _text(got[sig.ITEM_IDS])
     expected = _by_hand(models, user, K, allow=allow)[0]
     assert len(expected) == 3 and restricted == expected + [""] * (K - 3)
     assert got[sig.SCORES].numpy()[0, 3:].tolist() == [-np.inf] * (K - 3)
@@ -138,8 +138,8 @@ def test_allow_list_restricts_rows_that_give_one(models):
 
 def test_k_per_row_and_its_bounds(models):
     got = _recommend(models["cascade"], USERS[:3], [1, 3, N], (), ())
-    ids = _text(got[sig.MOVIE_IDS])
-    assert got[sig.MOVIE_IDS].shape == (3, N)
+    ids = _text(got[sig.ITEM_IDS])
+    assert got[sig.ITEM_IDS].shape == (3, N)
     assert [sum(1 for m in row if m) for row in ids] == [1, 3, N]
     assert ids[1][:3] == _by_hand(models, USERS[1], 3)[0] and ids[2] == _by_hand(models, USERS[2], N)[0]
     for bad in (0, N + 1):
@@ -148,12 +148,12 @@ def test_k_per_row_and_its_bounds(models):
 
 
 def test_reload_in_a_fresh_process_answers_the_same(cascade, models):
-    inputs = {sig.USER_ID: USERS[:3], sig.K: [2, K, 4], sig.EXCLUDE_MOVIE_IDS: [["1", ""], ["", ""], ["2", "3"]],
-              sig.ALLOW_MOVIE_IDS: [[""], [""], [""]]}
-    here = _recommend(models["cascade"], inputs[sig.USER_ID], inputs[sig.K], inputs[sig.EXCLUDE_MOVIE_IDS],
-                      inputs[sig.ALLOW_MOVIE_IDS])
+    inputs = {sig.USER_ID: USERS[:3], sig.K: [2, K, 4], sig.EXCLUDE_ITEM_IDS: [["1", ""], ["", ""], ["2", "3"]],
+              sig.ALLOW_ITEM_IDS: [[""], [""], [""]]}
+    here = _recommend(models["cascade"], inputs[sig.USER_ID], inputs[sig.K], inputs[sig.EXCLUDE_ITEM_IDS],
+                      inputs[sig.ALLOW_ITEM_IDS])
     fresh = answer_in_fresh_process(cascade, import_scann=True, inputs=inputs, signature=sig.RECOMMEND)
-    assert fresh[sig.MOVIE_IDS] == _text(here[sig.MOVIE_IDS])
+    assert fresh[sig.ITEM_IDS] == _text(here[sig.ITEM_IDS])
     np.testing.assert_allclose(fresh[sig.SCORES], here[sig.SCORES].numpy(), rtol=1e-5)
 
 

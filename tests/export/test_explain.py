@@ -43,13 +43,13 @@ def test_explanations_are_the_users_most_similar_history_movies(explained, synth
     users = [str(u) for u in np.unique(synthetic_data.ratings["user_id"])[:5]]
     out = loaded.signatures[sig.EXPLAIN](user_id=tf.constant(users))
     plain = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(users))
-    assert (out[sig.MOVIE_IDS].numpy() == plain[sig.MOVIE_IDS].numpy()).all()  # the same recommendations
+    assert (out[sig.ITEM_IDS].numpy() == plain[sig.ITEM_IDS].numpy()).all()  # the same recommendations
     because = out[sig.BECAUSE_IDS].numpy().astype(str)
     scores = out[sig.BECAUSE_SCORES].numpy()
     assert because.shape == (5, 10, 3) and scores.shape == (5, 10, 3) and scores.dtype == np.float32
     for u, user in enumerate(users):
         history = _rated(synthetic_data, user)  # synthetic users rate 25 movies: all of them are stored
-        for j, movie in enumerate(out[sig.MOVIE_IDS].numpy()[u].astype(str)):
+        for j, movie in enumerate(out[sig.ITEM_IDS].numpy()[u].astype(str)):
             want_ids, want_cos = _by_hand(run, history, movie)
             assert list(because[u, j]) == want_ids, (user, movie)
             np.testing.assert_allclose(scores[u, j], want_cos, rtol=1e-4, atol=1e-5)
@@ -59,7 +59,7 @@ def test_explanations_are_the_users_most_similar_history_movies(explained, synth
 def test_a_user_without_history_gets_pads(explained):
     _, loaded = explained
     out = loaded.signatures[sig.EXPLAIN](user_id=tf.constant(["no-such-user"]))
-    assert (out[sig.MOVIE_IDS].numpy() != b"").all()  # the popularity answer ...
+    assert (out[sig.ITEM_IDS].numpy() != b"").all()  # the popularity answer ...
     assert (out[sig.BECAUSE_IDS].numpy() == b"").all()  # ... explained by nothing
     assert np.isneginf(out[sig.BECAUSE_SCORES].numpy()).all()
 
@@ -70,4 +70,4 @@ def test_explain_answers_the_same_in_a_fresh_process(explained, synthetic_data):
     here = loaded.signatures[sig.EXPLAIN](user_id=tf.constant(users))
     fresh = answer_in_fresh_process(run.export_path, users, import_scann=False, signature=sig.EXPLAIN)
     assert fresh[sig.BECAUSE_IDS] == here[sig.BECAUSE_IDS].numpy().astype(str).tolist()
-    assert fresh[sig.MOVIE_IDS] == here[sig.MOVIE_IDS].numpy().astype(str).tolist()
+    assert fresh[sig.ITEM_IDS] == here[sig.ITEM_IDS].numpy().astype(str).tolist()

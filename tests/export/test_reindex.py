@@ -104,8 +104,8 @@ def test_a_twin_lands_next_to_its_original_in_similar_items(run, reindexed):
     other_tokens, other_genres = _feature_rows(reindexed.model, ids, ["new-other"])
     assert set(other_tokens[0][other_tokens[0] > 0]) == {1} and not other_genres.any()  # unknown words, category
     loaded = _load(reindexed.path)
-    similar = loaded.signatures[sig.SIMILAR_ITEMS](**{sig.MOVIE_ID: tf.constant(ids[:TWINS])})
-    answers = np.asarray(similar[sig.MOVIE_IDS]).astype(str)
+    similar = loaded.signatures[sig.SIMILAR_ITEMS](**{sig.ITEM_ID: tf.constant(ids[:TWINS])})
+    answers = np.asarray(similar[sig.ITEM_IDS]).astype(str)
     for i in range(TWINS):
         assert f"new-{i}" in answers[i][:5], (ids[i], answers[i])
     # an item with nothing in common (unknown words and category, OOV id) is not anyone's nearest twin
@@ -118,8 +118,8 @@ def test_old_items_scores_are_unchanged(run, reindexed):
     a, b = before(**{sig.USER_ID: tf.constant(USERS)}), after(**{sig.USER_ID: tf.constant(USERS)})
     new = set(reindexed.new_items)
     for u in range(len(USERS)):
-        ids_a = np.asarray(a[sig.MOVIE_IDS][u]).astype(str).tolist()
-        ids_b = np.asarray(b[sig.MOVIE_IDS][u]).astype(str).tolist()
+        ids_a = np.asarray(a[sig.ITEM_IDS][u]).astype(str).tolist()
+        ids_b = np.asarray(b[sig.ITEM_IDS][u]).astype(str).tolist()
         kept = [(m, s) for m, s in zip(ids_b, np.asarray(b[sig.SCORES][u])) if m not in new and m]
         # new items can only push old ones down the list: the old ones left are v1's prefix, same scores
         assert [m for m, _ in kept] == ids_a[: len(kept)]
@@ -129,7 +129,7 @@ def test_old_items_scores_are_unchanged(run, reindexed):
 def test_the_reindexed_export_reloads_in_a_fresh_process_with_the_same_answers(reindexed):
     here = _load(reindexed.path).signatures[sig.SERVING_DEFAULT](**{sig.USER_ID: tf.constant(USERS)})
     there = answer_in_fresh_process(reindexed.path, USERS, import_scann=False)
-    assert np.asarray(there[sig.MOVIE_IDS]).astype(str).tolist() == np.asarray(here[sig.MOVIE_IDS]).astype(str).tolist()
+    assert np.asarray(there[sig.ITEM_IDS]).astype(str).tolist() == np.asarray(here[sig.ITEM_IDS]).astype(str).tolist()
 
 
 def test_cli_end_to_end_with_its_own_reload_check(run, items_file, tmp_path, capsys):

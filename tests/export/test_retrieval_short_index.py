@@ -35,5 +35,5 @@ def test_a_short_index_answer_is_padded_and_the_exclusions_still_hold():
     server = RetrievalServer(_Model(), _ShortIndex(), k=2, max_exclude=4, user_table={}, popular=popular,
                              popular_scores=np.linspace(0.6, 0.1, 6).astype(np.float32))
     out = server.serve_excluding(tf.constant(["u1", "u2", "stranger"]), tf.constant([["a", ""], ["a", "b"], ["f", ""]]))
-    assert out[sig.MOVIE_IDS].numpy().astype(str).tolist() == [["b", "c"], ["c", ""], ["e", "d"]]
+    assert out[sig.ITEM_IDS].numpy().astype(str).tolist() == [["b", "c"], ["c", ""], ["e", "d"]]
     assert out[sig.SCORES].numpy()[1].tolist() == [1.0, -np.inf]

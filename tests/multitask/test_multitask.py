@@ -146,14 +146,14 @@ def test_export_answers_retrieval_and_ranking_like_the_in_memory_model(exported,
     assert {sig.SERVING_DEFAULT, sig.EXCLUDE_SEEN, sig.QUERY_FEATURES, sig.SIMILAR_ITEMS, sig.RATE, sig.RERANK,
             sig.SCORE_WITH_FEATURES} <= set(loaded.signatures)
     # Retrieval: the top 10 never holds a movie the user is known to have rated.
-    top = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(users))[sig.MOVIE_IDS].numpy().astype(str)
+    top = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(users))[sig.ITEM_IDS].numpy().astype(str)
     known = concat_columns(f.cols["train"], concat_columns(f.cols["validation"], f.cols["test"]))
     for user, row in zip(users, top):
         assert not set(row) & set(known["movie_id"][known["user_id"] == user].astype(str)), user
     # Ranking: the predicted rating equals the in-memory model's on the user's training-time
     # features with the serving time clipped to the last training timestamp.
     movies = [str(m) for m in f.vocab.movie_ids[10:16]]
-    rated = loaded.signatures[sig.RATE](user_id=tf.constant(users), movie_id=tf.constant(movies))[sig.RATING].numpy()
+    rated = loaded.signatures[sig.RATE](user_id=tf.constant(users), item_id=tf.constant(movies))[sig.RATING].numpy()
     table = serving_user_table(data, f.vocab, f.model.hp)
     idx = f.model.user_lookup(tf.constant(users)).numpy()
     feats = {name: tf.constant(col[idx]) for name, col in table.items()}
@@ -163,10 +163,10 @@ def test_export_answers_retrieval_and_ranking_like_the_in_memory_model(exported,
     assert rated.min() >= 1.0 and rated.max() <= 5.0 and np.ptp(rated) > 0
     # rerank in a fresh process: the candidates sorted by that rating, '' padding last.
     fresh = answer_in_fresh_process(path, import_scann=False, signature=sig.RERANK,
-                                    inputs={sig.USER_ID: users[:1], sig.CANDIDATE_MOVIE_IDS: [movies + [""]]})
+                                    inputs={sig.USER_ID: users[:1], sig.CANDIDATE_ITEM_IDS: [movies + [""]]})
     first = {**{k: tf.repeat(v[:1], len(movies), axis=0) for k, v in feats.items()}, "movie_id": tf.constant(movies)}
     order = np.argsort(-f.model.predict_scores(first).numpy(), kind="stable")
-    assert fresh[sig.MOVIE_IDS][0] == [movies[i] for i in order] + [""]
+    assert fresh[sig.ITEM_IDS][0] == [movies[i] for i in order] + [""]
     assert fresh[sig.SCORES][0][-1] == -np.inf
 
 

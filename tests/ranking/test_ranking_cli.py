@@ -20,7 +20,7 @@ def test_explicit_dcn_run_directory_and_metrics(tmp_path):
     assert (out / "config.yaml").is_file() and any((out / "logs").rglob("events.out.tfevents*"))
     version = out / "export" / "ranking" / "1"
     assert (version / "saved_model.pb").is_file() and (version / "assets.extra" / sig.WARMUP_FILE).is_file()
-    titles = (version / "assets.extra" / sig.MOVIE_TITLES_FILE).read_text().splitlines()
+    titles = (version / "assets.extra" / sig.ITEM_TITLES_FILE).read_text().splitlines()
     assert len(titles) > 0 and all(len(line.split("\t")) == 2 for line in titles)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "ranking" and metrics["split"] == "hash" and metrics["architecture"] == "dcn"
@@ -51,10 +51,10 @@ def test_autorec_export_predicts_the_test_split_as_evaluated(tmp_path):
     data, split = prepared.data, prepared.split
     serve = tf.saved_model.load(str(out / "export" / "ranking" / "1")).signatures[sig.SERVING_DEFAULT]
     users, movies = data.ratings["user_id"][split.test], data.ratings["movie_id"][split.test]
-    rating = serve(user_id=tf.constant(users.astype(str)), movie_id=tf.constant(movies.astype(str)))["rating"].numpy()
+    rating = serve(user_id=tf.constant(users.astype(str)), item_id=tf.constant(movies.astype(str)))["rating"].numpy()
     truth = data.ratings["user_rating"][split.test]
     assert np.sqrt(np.mean((rating - truth) ** 2)) == pytest.approx(metrics["rmse"], abs=1e-4)
-    unknown = serve(user_id=tf.constant(["no-such-user"]), movie_id=tf.constant(["no-such-movie"]))["rating"].numpy()
+    unknown = serve(user_id=tf.constant(["no-such-user"]), item_id=tf.constant(["no-such-movie"]))["rating"].numpy()
     assert np.all((unknown >= 1.0) & (unknown <= 5.0))
 
 
@@ -71,7 +71,7 @@ def test_implicit_neumf_with_pretraining_on_leave_last_out(tmp_path):
     assert metrics["epochs_trained"] == 3  # GMF, MLP, then NeuMF: one epoch each
     assert {p.name for p in (out / "logs").iterdir()} == {"gmf", "mlp", "neumf"}
     loaded = tf.saved_model.load(str(out / "export" / "ranking" / "1"))
-    score = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(["1"]), movie_id=tf.constant(["1"]))
+    score = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(["1"]), item_id=tf.constant(["1"]))
     assert list(score) == [sig.SCORE]
 
 

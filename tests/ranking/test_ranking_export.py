@@ -35,7 +35,7 @@ def test_reloaded_model_answers_like_the_in_memory_model(exported):
     users = [str(u) for u in t.vocab.user_ids[:5]] + ["no-such-user"]
     movies = [str(m) for m in t.vocab.movie_ids[5:10]] + [str(t.vocab.movie_ids[0])]
     out = tf.saved_model.load(str(path)).signatures[sig.SERVING_DEFAULT](
-        user_id=tf.constant(users), movie_id=tf.constant(movies))
+        user_id=tf.constant(users), item_id=tf.constant(movies))
     assert list(out) == [sig.RATING]
     np.testing.assert_allclose(out[sig.RATING].numpy(), _expected(t, users, movies), rtol=1e-5, atol=1e-5)
 
@@ -46,10 +46,10 @@ def test_unknown_ids_are_answered_and_ratings_clipped(exported):
     known_u, known_m = str(t.vocab.user_ids[0]), str(t.vocab.movie_ids[0])
     out = loaded.signatures[sig.SERVING_DEFAULT](
         user_id=tf.constant([known_u, "no-such-user", known_u, "", "nobody"]),
-        movie_id=tf.constant([known_m, known_m, "no-such-movie", "", "nothing"]))[sig.RATING].numpy()
+        item_id=tf.constant([known_m, known_m, "no-such-movie", "", "nothing"]))[sig.RATING].numpy()
     assert out.shape == (5,) and np.all(np.isfinite(out)) and np.all((out >= 1.0) & (out <= 5.0))
     explicit = loaded.signatures[sig.SCORE_WITH_FEATURES](
-        user_id=tf.constant([known_u]), movie_id=tf.constant([known_m]),
+        user_id=tf.constant([known_u]), item_id=tf.constant([known_m]),
         timestamp=tf.constant([t.vocab.timestamp_max], tf.int64), bucketized_user_age=tf.constant([25.0]),
         user_gender=tf.constant([1], tf.int64), user_occupation_label=tf.constant([99], tf.int64),  # unknown -> OOV
         user_zip_code=tf.constant(["00000"]))[sig.RATING].numpy()
@@ -63,8 +63,8 @@ def test_rerank_sorts_candidates_by_the_models_rating(exported):
     candidates = [str(m) for m in t.vocab.movie_ids[10:20]]
     out = loaded.signatures[sig.RERANK](
         user_id=tf.constant([user, "no-such-user"]),
-        candidate_movie_ids=tf.constant([candidates, candidates[:3] + ["no-such-movie"] + [""] * 6]))
-    ids, scores = out[sig.MOVIE_IDS].numpy().astype(str), out[sig.SCORES].numpy()
+        candidate_item_ids=tf.constant([candidates, candidates[:3] + ["no-such-movie"] + [""] * 6]))
+    ids, scores = out[sig.ITEM_IDS].numpy().astype(str), out[sig.SCORES].numpy()
     expected = _expected(t, [user] * 10, candidates)
     assert ids[0].tolist() == [candidates[i] for i in np.argsort(-expected, kind="stable")]
     np.testing.assert_allclose(scores[0], np.sort(expected)[::-1], rtol=1e-5, atol=1e-5)
@@ -82,16 +82,16 @@ def test_history_model_looks_history_up_at_serving_and_takes_it_explicitly(train
                           sample_users=users, sample_movies=movies, verify=False)
     loaded = tf.saved_model.load(str(path))
     ask_users, ask_movies = users + ["no-such-user"], movies[::-1] + ["no-such-movie"]
-    out = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(ask_users), movie_id=tf.constant(ask_movies))
+    out = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(ask_users), item_id=tf.constant(ask_movies))
     np.testing.assert_allclose(out[sig.RATING].numpy(), _expected(t, ask_users, ask_movies), rtol=1e-5, atol=1e-5)
     # The explicit-features signature takes the history itself; it changes the answer.
     idx = t.model.user_lookup(tf.constant(users[:1])).numpy()
     explicit = {name: tf.constant(t.user_table[name][idx]) for name in FEATURE_INPUTS if name in t.user_table}
     explicit.update(timestamp=tf.constant([t.vocab.timestamp_max], tf.int64))
     served = loaded.signatures[sig.SCORE_WITH_FEATURES]
-    same = served(user_id=tf.constant(users[:1]), movie_id=tf.constant(movies[:1]), **explicit,
+    same = served(user_id=tf.constant(users[:1]), item_id=tf.constant(movies[:1]), **explicit,
                   history=tf.constant(t.user_table["history"][idx].astype(str)))[sig.RATING].numpy()
     np.testing.assert_allclose(same, _expected(t, users[:1], movies[:1]), rtol=1e-5, atol=1e-5)
-    empty = served(user_id=tf.constant(users[:1]), movie_id=tf.constant(movies[:1]), **explicit,
+    empty = served(user_id=tf.constant(users[:1]), item_id=tf.constant(movies[:1]), **explicit,
                    history=tf.constant([[""]]))[sig.RATING].numpy()
     assert not np.allclose(empty, same)

@@ -99,5 +99,5 @@ def test_listwise_run_evaluates_and_exports_like_pointwise(tmp_path):
     for key in ("recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr", "validation_ndcg@10"):
         assert 0.0 <= metrics[key] <= 1.0, key
     loaded = tf.saved_model.load(str(out / "export" / "ranking" / "1"))
-    served = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(["1", "1"]), movie_id=tf.constant(["1", "2"]))
+    served = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(["1", "1"]), item_id=tf.constant(["1", "2"]))
     assert list(served) == [sig.SCORE] and np.all(np.isfinite(served[sig.SCORE].numpy()))

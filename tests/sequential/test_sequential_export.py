@@ -82,14 +82,14 @@ def test_export_reloads_with_the_same_top_k(trained, tmp_path, kind):
         fresh = answer_in_fresh_process(result.path, import_scann=False, inputs={sig.HISTORY: padded})
     else:  # the ScaNN ops are registered in this process already (the index was built here)
         out = tf.saved_model.load(str(result.path)).signatures[sig.SERVING_DEFAULT](history=tf.constant(padded))
-        fresh = {"movie_ids": out[sig.MOVIE_IDS].numpy().astype(str).tolist()}
+        fresh = {"item_ids": out[sig.ITEM_IDS].numpy().astype(str).tolist()}
     expected = _exact_top_k(model, vocab, histories, 10)
     if kind == "brute_force":
-        assert fresh["movie_ids"] == expected
+        assert fresh["item_ids"] == expected
         assert fresh["scann_imported"] is False
         assert b"Scann" not in (result.path / "saved_model.pb").read_bytes()
     else:
-        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(fresh["movie_ids"], expected)])
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(fresh["item_ids"], expected)])
         assert overlap >= 0.9 and 0.9 <= result.scann_recall_at_10 <= 1.0
 
 
@@ -101,7 +101,7 @@ def test_serving_excludes_history_ignores_padding_and_unknown_ids(trained, tmp_p
 
     def ask(rows):
         out = serve(history=tf.constant(rows, tf.string))
-        return out[sig.MOVIE_IDS].numpy().astype(str), out[sig.SCORES].numpy()
+        return out[sig.ITEM_IDS].numpy().astype(str), out[sig.SCORES].numpy()
 
     ids, scores = ask([h])
     assert ids.shape == (1, 20) and not set(ids[0]) & set(h) and np.all(np.diff(scores[0]) <= 0)
@@ -123,7 +123,7 @@ def test_serving_excludes_history_ignores_padding_and_unknown_ids(trained, tmp_p
     assert popular[0] not in unpopular[0]
     # By user id: the history stored in the model; unknown users get the popularity answer.
     by_user = tf.saved_model.load(str(result.path)).signatures[sig.RECOMMEND_FOR_USER](
-        user_id=tf.constant([str(vocab.user_ids[0]), "no-such-user"]))[sig.MOVIE_IDS].numpy().astype(str)
+        user_id=tf.constant([str(vocab.user_ids[0]), "no-such-user"]))[sig.ITEM_IDS].numpy().astype(str)
     assert by_user[0].tolist() == ids[0].tolist() and by_user[1].tolist() == popular
 
 
@@ -135,9 +135,9 @@ def test_explain_cites_the_most_similar_movies_of_the_given_history(trained, tmp
     rows = [noisy, [""] * len(noisy)]  # a repeat, a pad and an unknown id count for nothing
     loaded = tf.saved_model.load(str(result.path))
     out = loaded.signatures[sig.EXPLAIN](history=tf.constant(rows, tf.string))
-    ids = out[sig.MOVIE_IDS].numpy().astype(str)
+    ids = out[sig.ITEM_IDS].numpy().astype(str)
     because, scores = out[sig.BECAUSE_IDS].numpy().astype(str), out[sig.BECAUSE_SCORES].numpy()
-    plain = loaded.signatures[sig.SERVING_DEFAULT](history=tf.constant(rows, tf.string))[sig.MOVIE_IDS]
+    plain = loaded.signatures[sig.SERVING_DEFAULT](history=tf.constant(rows, tf.string))[sig.ITEM_IDS]
     assert because.shape == (2, 10, 3) and ids.tolist() == plain.numpy().astype(str).tolist()
     row_of = {m: i for i, m in enumerate(vocab.movie_ids)}
     vectors = model.item_embeddings().numpy()

@@ -31,7 +31,7 @@ class TableRetrieval(tf.Module):
     def _top(self, user_id: tf.Tensor, exclude: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         offset = tf.strings.to_hash_bucket_fast(user_id, N_ITEMS)
         idx = (offset[:, None] + tf.range(K, dtype=tf.int64)[None, :]) % N_ITEMS
-        return {sig.MOVIE_IDS: tf.gather(self.movies, idx), sig.SCORES: tf.gather(self.item_scores, idx)}
+        return {sig.ITEM_IDS: tf.gather(self.movies, idx), sig.SCORES: tf.gather(self.item_scores, idx)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
     def serve(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -39,9 +39,9 @@ class TableRetrieval(tf.Module):
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=sig.USER_ID),
-        tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_MOVIE_IDS),
+        tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_ITEM_IDS),
     ])
-    def excluding(self, user_id: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    def excluding(self, user_id: tf.Tensor, exclude_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         return self._top(user_id)
 
 
@@ -105,6 +105,37 @@ def save_table_model(version_dir: str, version: int, *, warmup: int = 3) -> str:
     return version_dir
 
 
+class PreRenameRetrieval(tf.Module):
+    """A retrieval export as written before the item names: ``movie_ids`` out, ``exclude_movie_ids`` in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = TableRetrieval(1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
+    def serve(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        top = self.table._top(user_id)
+        return {"movie_ids": top[sig.ITEM_IDS], sig.SCORES: top[sig.SCORES]}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),
+                                  tf.TensorSpec([None, None], tf.string, name="exclude_movie_ids")])
+    def excluding(self, user_id: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self.serve(user_id)
+
+
+def save_pre_rename_model(version_dir: str) -> str:
+    """A pre-rename retrieval export in ``version_dir`` (``movie_ids``, ``exclude_movie_ids``,
+    ``assets.extra/movie_titles.tsv``)."""
+    module = PreRenameRetrieval()
+    tf.saved_model.save(module, version_dir, signatures={
+        sig.SERVING_DEFAULT: module.serve, sig.EXCLUDE_SEEN: module.excluding,
+    })
+    os.makedirs(os.path.join(version_dir, "assets.extra"), exist_ok=True)
+    with open(os.path.join(version_dir, "assets.extra", sig.LEGACY_TITLES_FILE), "w", encoding="utf-8") as f:
+        f.write("".join(f"v1_m{j}\tOld Movie {j}\n" for j in range(N_ITEMS)))
+    return version_dir
+
+
 def _set_method_names(version_dir: str, methods: dict[str, str]) -> None:
     path = os.path.join(version_dir, "saved_model.pb")
     proto = saved_model_pb2.SavedModel()
@@ -139,7 +170,7 @@ def save_scann_model(version_dir: str) -> str:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
         def serve(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
             scores, ids = self.layer(user_id)
-            return {sig.MOVIE_IDS: ids, sig.SCORES: scores}
+            return {sig.ITEM_IDS: ids, sig.SCORES: scores}
 
     module = Serve(index)
     tf.saved_model.save(module, version_dir, signatures={sig.SERVING_DEFAULT: module.serve},

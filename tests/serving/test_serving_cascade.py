@@ -65,10 +65,10 @@ def _client(server, protocol: str) -> ServingClient:
 def _local_recommend(local, users, k, exclude, allow):
     out = local.signatures[sig.RECOMMEND](**{
         sig.USER_ID: tf.constant(users), sig.K: tf.constant([k] * len(users), tf.int32),
-        sig.EXCLUDE_MOVIE_IDS: tf.constant([exclude or [""]] * len(users)),
-        sig.ALLOW_MOVIE_IDS: tf.constant([allow or [""]] * len(users))})
+        sig.EXCLUDE_ITEM_IDS: tf.constant([exclude or [""]] * len(users)),
+        sig.ALLOW_ITEM_IDS: tf.constant([allow or [""]] * len(users))})
     return [[(m.decode(), float(s)) for m, s in zip(ids, scores) if m]
-            for ids, scores in zip(out[sig.MOVIE_IDS].numpy(), out[sig.SCORES].numpy())]
+            for ids, scores in zip(out[sig.ITEM_IDS].numpy(), out[sig.SCORES].numpy())]
 
 
 def test_warmup_covers_both_signatures_and_metadata_lists_k_as_int32(server, cascade):
@@ -77,7 +77,7 @@ def test_warmup_covers_both_signatures_and_metadata_lists_k_as_int32(server, cas
     with _client(server, "grpc") as client:
         inputs = client.signature_defs("cascade")[sig.RECOMMEND]["inputs"]
     assert inputs[sig.K]["dtype"] == "DT_INT32"
-    assert set(inputs) == {sig.USER_ID, sig.K, sig.EXCLUDE_MOVIE_IDS, sig.ALLOW_MOVIE_IDS}
+    assert set(inputs) == {sig.USER_ID, sig.K, sig.EXCLUDE_ITEM_IDS, sig.ALLOW_ITEM_IDS}
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
@@ -85,8 +85,8 @@ def test_serving_default_matches_the_in_process_call(server, local, protocol):
     here = local.signatures[sig.SERVING_DEFAULT](**{sig.USER_ID: tf.constant(USERS)})
     with _client(server, protocol) as client:
         out = client.predict("cascade", {sig.USER_ID: np.array(USERS, dtype=object)})
-    assert set(out) == {sig.MOVIE_IDS, sig.SCORES, sig.RETRIEVAL_SCORES}
-    assert np.asarray(out[sig.MOVIE_IDS]).astype(str).tolist() == here[sig.MOVIE_IDS].numpy().astype(str).tolist()
+    assert set(out) == {sig.ITEM_IDS, sig.SCORES, sig.RETRIEVAL_SCORES}
+    assert np.asarray(out[sig.ITEM_IDS]).astype(str).tolist() == here[sig.ITEM_IDS].numpy().astype(str).tolist()
     np.testing.assert_allclose(np.asarray(out[sig.SCORES], np.float32), here[sig.SCORES].numpy(), rtol=1e-5)
 
 
@@ -106,13 +106,13 @@ def test_client_recommend_with_k_exclude_and_allow(server, local, protocol):
 
 def test_rest_row_format_takes_k_as_a_json_number(server, local):
     body = {"signature_name": sig.RECOMMEND, "instances": [
-        {sig.USER_ID: "1", sig.K: 2, sig.EXCLUDE_MOVIE_IDS: [""], sig.ALLOW_MOVIE_IDS: [""]}]}
+        {sig.USER_ID: "1", sig.K: 2, sig.EXCLUDE_ITEM_IDS: [""], sig.ALLOW_ITEM_IDS: [""]}]}
     req = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}/v1/models/cascade:predict",
                                  data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=20) as resp:
         [row] = json.loads(resp.read())["predictions"]
-    assert row[sig.MOVIE_IDS] == [m for m, _ in _local_recommend(local, ["1"], 2, [], [])[0]]
+    assert row[sig.ITEM_IDS] == [m for m, _ in _local_recommend(local, ["1"], 2, [], [])[0]]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
@@ -132,8 +132,8 @@ def test_query_cli_cascade_variant(server, local, cascade, capsys, rest):
             "--allow", ",".join(allow), "--json", "--model-dir", str(cascade), *(["--rest"] if rest else [])]
     assert query.main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert [m["movie_id"] for m in printed["movies"]] == [m for m, _ in _local_recommend(local, ["1"], 3, [], allow)[0]]
-    assert all(m["title"] for m in printed["movies"])
+    assert [m["item_id"] for m in printed["items"]] == [m for m, _ in _local_recommend(local, ["1"], 3, [], allow)[0]]
+    assert all(m["title"] for m in printed["items"])
     assert query.main([*argv[:8], str(N + 1), *argv[9:]]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cascade at") and err.endswith(f"k must be between 1 and {N} (the number of candidates)")

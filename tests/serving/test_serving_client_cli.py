@@ -46,7 +46,7 @@ class FlakyPredict(prediction_service_pb2_grpc.PredictionServiceServicer):
         if self.calls <= self.failures:
             context.abort(self.code, "warming up")
         response = predict_pb2.PredictResponse()
-        response.outputs[sig.MOVIE_IDS].CopyFrom(tf.make_tensor_proto([["a", "b"]]))
+        response.outputs[sig.ITEM_IDS].CopyFrom(tf.make_tensor_proto([["a", "b"]]))
         response.outputs[sig.SCORES].CopyFrom(tf.make_tensor_proto([[2.0, 1.0]]))
         return response
 
@@ -110,7 +110,7 @@ def test_query_cli_end_to_end(served, capsys, tmp_path):
     assert query.main(["--target", f"127.0.0.1:{served.rest_port}", "--rest", "--json", "--model", "scann",
                        "--user-id", "7"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["user_id"] == "7" and len(data["movies"]) == K
+    assert data["user_id"] == "7" and len(data["items"]) == K
 
 
 @pytest.mark.parametrize("argv, code, fragment", [

@@ -78,7 +78,7 @@ def _ids(array) -> list[list[str]]:
 
 def _catalogue(exports, variant: str) -> set[str]:
     version = max(int(v) for v in os.listdir(exports[variant]) if v.isdigit())
-    tsv = exports[variant] / str(version) / "assets.extra" / sig.MOVIE_TITLES_FILE
+    tsv = exports[variant] / str(version) / "assets.extra" / sig.ITEM_TITLES_FILE
     return {line.split("\t")[0] for line in tsv.read_text(encoding="utf-8").splitlines()}
 
 
@@ -104,10 +104,10 @@ def test_metadata_lists_the_named_signatures(server, model):
         defs = client.signature_defs(model)
     for name in (sig.SERVING_DEFAULT, sig.QUERY_FEATURES, sig.EXCLUDE_SEEN):
         assert name in defs, sorted(defs)
-        assert set(defs[name]["outputs"]) == {sig.MOVIE_IDS, sig.SCORES}
+        assert set(defs[name]["outputs"]) == {sig.ITEM_IDS, sig.SCORES}
     assert set(defs[sig.SERVING_DEFAULT]["inputs"]) == {sig.USER_ID}
-    assert set(defs[sig.EXCLUDE_SEEN]["inputs"]) == {sig.USER_ID, sig.EXCLUDE_MOVIE_IDS}
-    assert {sig.USER_ID, sig.TIMESTAMP, sig.HISTORY_MOVIE_IDS} <= set(defs[sig.QUERY_FEATURES]["inputs"])
+    assert set(defs[sig.EXCLUDE_SEEN]["inputs"]) == {sig.USER_ID, sig.EXCLUDE_ITEM_IDS}
+    assert {sig.USER_ID, sig.TIMESTAMP, sig.HISTORY} <= set(defs[sig.QUERY_FEATURES]["inputs"])
     with _rest(server) as client:
         assert set(client.signature_defs(model)) == set(defs)
 
@@ -116,7 +116,7 @@ def test_metadata_lists_the_named_signatures(server, model):
 def test_serving_default_over_grpc_and_rest_agree_with_the_in_process_call(server, exports, model, variant):
     with _grpc(server) as client:
         out = client.predict(model, {sig.USER_ID: KNOWN_USERS})
-    ids, scores = _ids(out[sig.MOVIE_IDS]), np.asarray(out[sig.SCORES])
+    ids, scores = _ids(out[sig.ITEM_IDS]), np.asarray(out[sig.SCORES])
     assert scores.shape == (len(KNOWN_USERS), K) and scores.dtype == np.float32
     assert np.all(np.diff(scores, axis=1) <= 1e-6), "scores must be sorted best first"
     catalogue = _catalogue(exports, variant)
@@ -124,11 +124,11 @@ def test_serving_default_over_grpc_and_rest_agree_with_the_in_process_call(serve
         assert len(set(row)) == K and set(row) <= catalogue
     with _rest(server) as client:
         rest = client.predict(model, {sig.USER_ID: KNOWN_USERS})
-    assert _ids(rest[sig.MOVIE_IDS]) == ids
+    assert _ids(rest[sig.ITEM_IDS]) == ids
     np.testing.assert_allclose(np.asarray(rest[sig.SCORES], dtype=np.float32), scores, rtol=1e-5, atol=1e-6)
     servable = server.manager.resolve(model)
     direct = servable.signatures[sig.SERVING_DEFAULT].fn(user_id=tf.constant(KNOWN_USERS))
-    assert _ids(direct[sig.MOVIE_IDS].numpy()) == ids
+    assert _ids(direct[sig.ITEM_IDS].numpy()) == ids
 
 
 def test_rest_row_format_on_serving_default(server):
@@ -140,10 +140,10 @@ def test_rest_row_format_on_serving_default(server):
     with urllib.request.urlopen(req, timeout=20) as resp:
         predictions = json.loads(resp.read())["predictions"]
     assert len(predictions) == 2
-    assert len(predictions[0][sig.MOVIE_IDS]) == K and len(predictions[0][sig.SCORES]) == K
+    assert len(predictions[0][sig.ITEM_IDS]) == K and len(predictions[0][sig.SCORES]) == K
     with _grpc(server) as client:
         assert client.recommend("retrieval", ["1", "2"]) == [
-            [(m, pytest.approx(s, rel=1e-5, abs=1e-6)) for m, s in zip(p[sig.MOVIE_IDS], p[sig.SCORES])]
+            [(m, pytest.approx(s, rel=1e-5, abs=1e-6)) for m, s in zip(p[sig.ITEM_IDS], p[sig.SCORES])]
             for p in predictions
         ]
 
@@ -152,11 +152,11 @@ def test_rest_row_format_on_serving_default(server):
 def test_recommend_excluding_never_returns_excluded_movies(server, protocol):
     client = _grpc(server) if protocol == "grpc" else _rest(server)
     with client:
-        top = _ids(client.predict("retrieval", {sig.USER_ID: ["1", "2"]})[sig.MOVIE_IDS])
+        top = _ids(client.predict("retrieval", {sig.USER_ID: ["1", "2"]})[sig.ITEM_IDS])
         exclude = [top[0][:5], top[1][:3] + ["", ""]]  # '' pads the ragged second row
-        out = client.predict("retrieval", {sig.USER_ID: ["1", "2"], sig.EXCLUDE_MOVIE_IDS: exclude},
+        out = client.predict("retrieval", {sig.USER_ID: ["1", "2"], sig.EXCLUDE_ITEM_IDS: exclude},
                              signature_name=sig.EXCLUDE_SEEN)
-    got = _ids(out[sig.MOVIE_IDS])
+    got = _ids(out[sig.ITEM_IDS])
     assert not set(got[0]) & set(top[0][:5]) and not set(got[1]) & set(top[1][:3])
     assert got[0][: K - 5] == top[0][5:]  # the rest keeps its order
     assert got[1][: K - 3] == top[1][3:]
@@ -184,17 +184,17 @@ def test_query_with_features_answers_explicit_features(server, protocol):
         "bucketized_user_age": np.array([25.0, 45.0], dtype=np.float32),
         "user_gender": np.array([1, 0], dtype=np.int64),
         "user_occupation_label": np.array([3, 7], dtype=np.int64),
-        sig.HISTORY_MOVIE_IDS: [["1", "2", ""], ["", "", ""]],
+        sig.HISTORY: [["1", "2", ""], ["", "", ""]],
     }
     client = _grpc(server) if protocol == "grpc" else _rest(server)
     with client:
         out = client.predict("retrieval", inputs, signature_name=sig.QUERY_FEATURES)
-        other = client.predict("retrieval", {**inputs, sig.HISTORY_MOVIE_IDS: [["50", "60", "70"], ["", "", ""]]},
-                               signature_name=sig.QUERY_FEATURES, output_filter=[sig.MOVIE_IDS])
+        other = client.predict("retrieval", {**inputs, sig.HISTORY: [["50", "60", "70"], ["", "", ""]]},
+                               signature_name=sig.QUERY_FEATURES, output_filter=[sig.ITEM_IDS])
     assert np.asarray(out[sig.SCORES]).shape == (2, K)
-    assert set(other) == {sig.MOVIE_IDS}  # output_filter honoured
-    assert _ids(other[sig.MOVIE_IDS])[1] == _ids(out[sig.MOVIE_IDS])[1]  # same features, same answer
-    assert len(set(_ids(out[sig.MOVIE_IDS])[0])) == K
+    assert set(other) == {sig.ITEM_IDS}  # output_filter honoured
+    assert _ids(other[sig.ITEM_IDS])[1] == _ids(out[sig.ITEM_IDS])[1]  # same features, same answer
+    assert len(set(_ids(out[sig.ITEM_IDS])[0])) == K
 
 
 def test_wrong_dtype_on_an_exported_signature_is_invalid_argument_and_server_keeps_serving(server):
@@ -223,9 +223,9 @@ def test_unknown_users_get_the_popularity_fallback(server, model):
         assert [m for m, _ in known] != [m for m, _ in unknown]
         # recommend_excluding ranks the same popular list for unknown users
         first = unknown[0][0]
-        out = client.predict(model, {sig.USER_ID: ["never-seen-1"], sig.EXCLUDE_MOVIE_IDS: [[first]]},
+        out = client.predict(model, {sig.USER_ID: ["never-seen-1"], sig.EXCLUDE_ITEM_IDS: [[first]]},
                              signature_name=sig.EXCLUDE_SEEN)
-        assert _ids(out[sig.MOVIE_IDS])[0][: K - 1] == [m for m, _ in unknown[1:]]
+        assert _ids(out[sig.ITEM_IDS])[0][: K - 1] == [m for m, _ in unknown[1:]]
 
 
 def test_warmup_records_were_replayed_before_available(server, exports):
@@ -272,9 +272,9 @@ def test_query_cli_prints_titles_from_the_export(server, exports, capsys):
     assert query.main(["--target", f"127.0.0.1:{server.rest_port}", "--rest", "--json", "--model", "retrieval",
                        "--user-id", "42", "--k", "3", "--model-dir", base]) == 0
     answer = json.loads(capsys.readouterr().out)
-    assert answer["user_id"] == "42" and len(answer["movies"]) == 3
-    assert all(m["title"].startswith("Synthetic Movie") for m in answer["movies"])
-    assert [m["movie_id"] for m in answer["movies"]] == [line.split()[1] for line in lines[1:4]]
+    assert answer["user_id"] == "42" and len(answer["items"]) == 3
+    assert all(m["title"].startswith("Synthetic Movie") for m in answer["items"])
+    assert [m["item_id"] for m in answer["items"]] == [line.split()[1] for line in lines[1:4]]
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "rest"])
@@ -291,7 +291,7 @@ def test_explain_over_the_wire_agrees_with_the_in_process_call(server, protocol)
     scores = np.asarray(out[sig.BECAUSE_SCORES], dtype=np.float32)  # REST sends -inf as "-Infinity"
     np.testing.assert_allclose(scores, direct[sig.BECAUSE_SCORES].numpy(), rtol=1e-5, atol=1e-6)
     assert _ids(because[-1]) == [[""] * 3] * K and np.isneginf(scores[-1]).all()
-    assert [m for m, _, _ in rows[0]] == _ids(direct[sig.MOVIE_IDS].numpy())[0]
+    assert [m for m, _, _ in rows[0]] == _ids(direct[sig.ITEM_IDS].numpy())[0]
     assert [m for m, _ in rows[0][0][2]] == [m for m in _ids(direct[sig.BECAUSE_IDS].numpy()[0])[0] if m]
     assert all(not because_list for _, _, because_list in rows[-1])  # no history: nothing cited
 
@@ -307,9 +307,9 @@ def test_query_cli_explain_prints_because_you_watched_with_titles(server, export
     answer = json.loads(capsys.readouterr().out)
     direct = server.manager.resolve("retrieval_bf").signatures[sig.EXPLAIN].fn(user_id=tf.constant(["1"]))
     want = [[m for m in row if m] for row in _ids(direct[sig.BECAUSE_IDS].numpy()[0])[:3]]
-    assert [[b["movie_id"] for b in m["because"]] for m in answer["movies"]] == want
-    assert all(b["title"].startswith("Synthetic Movie") for m in answer["movies"] for b in m["because"])
-    cited = [b["title"] for b in answer["movies"][0]["because"]]
+    assert [[b["item_id"] for b in m["because"]] for m in answer["items"]] == want
+    assert all(b["title"].startswith("Synthetic Movie") for m in answer["items"] for b in m["because"])
+    cited = [b["title"] for b in answer["items"][0]["because"]]
     assert lines[2].strip() == "because you watched: " + ", ".join(cited)
     # --explain with --exclude is refused in one line, exit 2
     assert query.main([*target, "--user-id", "1", "--explain", "--exclude", "5"]) == 2
@@ -376,7 +376,7 @@ def test_hot_swap_to_a_reexported_version_under_load_has_zero_failures(exports, 
                     with lock:
                         failures.append(f"{e.code()}: {e.details()}")
                     continue
-                shape = tuple(d.size for d in response.outputs[sig.MOVIE_IDS].tensor_shape.dim)
+                shape = tuple(d.size for d in response.outputs[sig.ITEM_IDS].tensor_shape.dim)
                 with lock:
                     if shape != (1, K):
                         failures.append(f"version {response.model_spec.version.value} answered shape {shape}")

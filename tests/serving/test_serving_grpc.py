@@ -40,7 +40,7 @@ def _err(fn, request):
 def test_predict_returns_named_outputs(stubs):
     predict, _, _ = stubs
     response = predict.Predict(predict_request("retrieval", ["1", "2", "unknown"]), timeout=10)
-    ids = tf.make_ndarray(response.outputs[sig.MOVIE_IDS])
+    ids = tf.make_ndarray(response.outputs[sig.ITEM_IDS])
     scores = tf.make_ndarray(response.outputs[sig.SCORES])
     assert ids.shape == (3, K) and scores.shape == (3, K) and scores.dtype == np.float32
     assert all(m.startswith(b"v1_") for m in ids.ravel())
@@ -64,9 +64,9 @@ def test_predict_named_signature(stubs):
     predict, _, _ = stubs
     request = predict_request("retrieval", ["1", "2"])
     request.model_spec.signature_name = sig.EXCLUDE_SEEN
-    request.inputs[sig.EXCLUDE_MOVIE_IDS].CopyFrom(tf.make_tensor_proto([["a", ""], ["b", "c"]]))
+    request.inputs[sig.EXCLUDE_ITEM_IDS].CopyFrom(tf.make_tensor_proto([["a", ""], ["b", "c"]]))
     response = predict.Predict(request, timeout=10)
-    assert tf.make_ndarray(response.outputs[sig.MOVIE_IDS]).shape == (2, K)
+    assert tf.make_ndarray(response.outputs[sig.ITEM_IDS]).shape == (2, K)
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_predict_bad_requests_keep_server_alive(stubs, mutate, code, fragment):
     got_code, details = _err(predict.Predict, request)
     assert got_code == code
     assert fragment in details
-    assert predict.Predict(predict_request("retrieval", ["1"]), timeout=10).outputs[sig.MOVIE_IDS].string_val
+    assert predict.Predict(predict_request("retrieval", ["1"]), timeout=10).outputs[sig.ITEM_IDS].string_val
 
 
 def test_swapped_input_name_message(stubs):
@@ -112,7 +112,7 @@ def test_get_model_metadata(stubs):
     response.metadata["signature_def"].Unpack(sig_map)
     default = sig_map.signature_def[sig.SERVING_DEFAULT]
     assert set(default.inputs) == {sig.USER_ID}
-    assert set(default.outputs) == {sig.MOVIE_IDS, sig.SCORES}
+    assert set(default.outputs) == {sig.ITEM_IDS, sig.SCORES}
     assert default.method_name == "tensorflow/serving/predict"
     assert response.model_spec.version.value == 1
     bad = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["nope"])
@@ -183,7 +183,7 @@ def test_classify_on_predict_signature_is_tf_serving_error(stubs):
 def test_scann_model_served_and_warmed_up(stubs, served):
     predict, _, _ = stubs
     response = predict.Predict(predict_request("scann", ["1", "2"]), timeout=10)
-    ids = tf.make_ndarray(response.outputs[sig.MOVIE_IDS])
+    ids = tf.make_ndarray(response.outputs[sig.ITEM_IDS])
     scores = tf.make_ndarray(response.outputs[sig.SCORES])
     assert ids.shape == (2, K)
     assert np.all(np.diff(scores, axis=1) <= 1e-6)  # sorted best first

@@ -371,7 +371,7 @@ def _random_json(rng: random.Random, depth: int = 0):
         return rng.choice([[], [[]], [[], [1]]])
     if kind in (5, 6):
         return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
-    keys = ["instances", "inputs", "signature_name", "output_filter", sig.USER_ID, sig.EXCLUDE_MOVIE_IDS, "x"]
+    keys = ["instances", "inputs", "signature_name", "output_filter", sig.USER_ID, sig.EXCLUDE_ITEM_IDS, "x"]
     return {rng.choice(keys): _random_json(rng, depth + 1) for _ in range(rng.randrange(4))}
 
 
@@ -444,5 +444,5 @@ def test_fuzzed_grpc_tensors_get_client_errors_and_the_server_stays_healthy(serv
             stub.Predict(request, timeout=10)
         except grpc.RpcError as e:
             assert e.code() in client_codes, (i, proto, e.code(), e.details())
-    assert stub.Predict(predict_request("retrieval", ["1"]), timeout=10).outputs[sig.MOVIE_IDS].string_val
+    assert stub.Predict(predict_request("retrieval", ["1"]), timeout=10).outputs[sig.ITEM_IDS].string_val
     assert tf.make_ndarray(stub.Predict(predict_request("retrieval", ["2"]), timeout=10).outputs[sig.SCORES]).shape

@@ -22,7 +22,7 @@ def run_dir(model_store, tmp_path):
     base = run / "export" / "retrieval"
     install_version(model_store["table_v1"], str(base), 1)
     v2 = install_version(model_store["table_v2"], str(base), 2)
-    with open(os.path.join(v2, "assets.extra", sig.MOVIE_TITLES_FILE), "w", encoding="utf-8") as f:
+    with open(os.path.join(v2, "assets.extra", sig.ITEM_TITLES_FILE), "w", encoding="utf-8") as f:
         f.write("v2_m0\tThe First Movie (1999)\n")
     return run
 
@@ -68,7 +68,7 @@ def test_query_titles_from_any_model_dir(run_dir, given):
 
 
 def test_query_refuses_a_model_dir_without_titles(run_dir):
-    with pytest.raises(ConfigError, match="has no assets.extra/movie_titles.tsv"):
+    with pytest.raises(ConfigError, match="has no assets.extra/item_titles.tsv"):
         query.load_titles(str(run_dir / "export" / "retrieval" / "1"))
 
 

@@ -82,17 +82,17 @@ def test_exports_have_the_expected_signatures_and_titles(exports):
 @pytest.mark.parametrize("rest", [False, True], ids=["grpc", "rest"])
 def test_rank_json_is_the_direct_predict_order(server, capsys, rest):
     code, out, err = _run(capsys, "rank", "--target", _target(server, rest), *(["--rest"] if rest else []), "--json",
-                          "--model", "ranking", "--user-id", "7", "--movie-ids", ",".join(CANDIDATES))
+                          "--model", "ranking", "--user-id", "7", "--item-ids", ",".join(CANDIDATES))
     assert code == 0, err
     data = json.loads(out)
     assert data["user_id"] == "7"
-    got = [(m["movie_id"], m["score"]) for m in data["movies"]]
+    got = [(m["item_id"], m["score"]) for m in data["items"]]
     assert sorted(m for m, _ in got) == sorted(CANDIDATES)
-    assert all("title" not in m for m in data["movies"])  # no --model-dir: ids only
+    assert all("title" not in m for m in data["items"])  # no --model-dir: ids only
 
     # The same scores from serving_default, one Predict call per (user, movie) pair.
     with ServingClient(_target(server, False), timeout_s=20, retries=0) as client:
-        direct = client.predict("ranking", {sig.USER_ID: ["7"] * len(CANDIDATES), sig.MOVIE_ID: CANDIDATES})
+        direct = client.predict("ranking", {sig.USER_ID: ["7"] * len(CANDIDATES), sig.ITEM_ID: CANDIDATES})
     ratings = dict(zip(CANDIDATES, np.asarray(direct[sig.RATING], dtype=np.float64).tolist()))
     expected = sorted(CANDIDATES, key=lambda m: -ratings[m])
     if len(set(ratings.values())) == len(ratings):  # no ties: the order is fully determined
@@ -106,10 +106,10 @@ def test_rank_json_is_the_direct_predict_order(server, capsys, rest):
 def test_rank_text_with_titles_and_k(server, exports, capsys):
     titles = _titles(exports)
     code, out, err = _run(capsys, "rank", "--target", _target(server, False), "--model", "ranking", "--user-id", "7",
-                          "--movie-ids", " 1, 5,,9 ", "--k", "2", "--model-dir", str(exports["sequential"]))
+                          "--item-ids", " 1, 5,,9 ", "--k", "2", "--model-dir", str(exports["sequential"]))
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == "user 7: 2 movies, best first" and len(lines) == 3
+    assert lines[0] == "user 7: 2 items, best first" and len(lines) == 3
     movies = [line.split()[1] for line in lines[1:]]
     assert set(movies) <= {"1", "5", "9"}
     for line, movie in zip(lines[1:], movies):
@@ -134,7 +134,7 @@ def test_history_over_grpc_and_rest(server, exports, capsys):
         assert code == 0, err
         data = json.loads(out)
         assert data["history"] == HISTORY
-        answers.append([(m["movie_id"], m["score"]) for m in data["movies"]])
+        answers.append([(m["item_id"], m["score"]) for m in data["items"]])
     grpc_answer, rest_answer = answers
     assert [m for m, _ in grpc_answer] == [m for m, _ in rest_answer]
     np.testing.assert_allclose([s for _, s in grpc_answer], [s for _, s in rest_answer], rtol=1e-5, atol=1e-5)
@@ -145,7 +145,7 @@ def test_history_over_grpc_and_rest(server, exports, capsys):
 
     with ServingClient(_target(server, False), timeout_s=20, retries=0) as client:
         direct = client.predict("sequential", {sig.HISTORY: [HISTORY]})
-    direct_ids = [m.decode() if isinstance(m, bytes) else str(m) for m in np.asarray(direct[sig.MOVIE_IDS])[0]]
+    direct_ids = [m.decode() if isinstance(m, bytes) else str(m) for m in np.asarray(direct[sig.ITEM_IDS])[0]]
     assert movies == [m for m in direct_ids if m][:5]
 
 
@@ -171,7 +171,7 @@ def test_history_explain_cites_the_given_history(server, exports, capsys):
     with ServingClient(_target(server, False), timeout_s=20, retries=0) as client:
         direct = client.predict("sequential", {sig.HISTORY: [HISTORY]}, signature_name=sig.EXPLAIN)
     because = [[m.decode() for m in row if m] for row in np.asarray(direct[sig.BECAUSE_IDS])[0][:4]]
-    assert [[b["movie_id"] for b in m["because"]] for m in data["movies"]] == because
+    assert [[b["item_id"] for b in m["because"]] for m in data["items"]] == because
     assert all(len(row) == 3 and set(row) <= set(HISTORY) for row in because)
     code, out, err = _run(capsys, "history", *target, "--k", "4", "--explain", "--model-dir", str(exports["sequential"]))
     assert code == 0, err
@@ -183,14 +183,14 @@ def test_history_explain_cites_the_given_history(server, exports, capsys):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["rank", "--model", "ranking", "--user-id", "7", "--movie-ids", ""], "--movie-ids needs at least one movie id"),
-    (["rank", "--model", "ranking", "--user-id", "7", "--movie-ids", " , ,"], "--movie-ids needs at least one movie id"),
-    (["history", "--model", "sequential", "--history", ","], "--history needs at least one movie id"),
-    (["rank", "--model", "ranking", "--user-id", "7"], "--movie-ids"),
-    (["rank", "--model", "ranking", "--movie-ids", "1", "--user-id", "7", "--k", "0"], "--k must be >= 1"),
-    (["rank", "--model", "nope", "--user-id", "7", "--movie-ids", "1,5"], "Servable not found"),
+    (["rank", "--model", "ranking", "--user-id", "7", "--item-ids", ""], "--item-ids needs at least one item id"),
+    (["rank", "--model", "ranking", "--user-id", "7", "--item-ids", " , ,"], "--item-ids needs at least one item id"),
+    (["history", "--model", "sequential", "--history", ","], "--history needs at least one item id"),
+    (["rank", "--model", "ranking", "--user-id", "7"], "--item-ids"),
+    (["rank", "--model", "ranking", "--item-ids", "1", "--user-id", "7", "--k", "0"], "--k must be >= 1"),
+    (["rank", "--model", "nope", "--user-id", "7", "--item-ids", "1,5"], "Servable not found"),
     (["history", "--model", "nope", "--history", "1,5"], "Servable not found"),
-    (["rank", "--model", "sequential", "--user-id", "7", "--movie-ids", "1,5"], "needs a ranking model"),
+    (["rank", "--model", "sequential", "--user-id", "7", "--item-ids", "1,5"], "needs a ranking model"),
     (["history", "--model", "ranking", "--history", "1,5"], "needs a sequential model"),
     (["recommend", "--model", "ranking", "--user-id", "7"], "needs a retrieval model"),
     (["rnak", "--model", "ranking", "--user-id", "7"], "unrecognized arguments: rnak"),
@@ -206,7 +206,7 @@ def test_user_errors_are_one_line_exit_2(server, capsys, argv, fragment, rest):
 
 
 @pytest.mark.parametrize("argv", [
-    ["rank", "--model", "ranking", "--user-id", "7", "--movie-ids", "1,5"],
+    ["rank", "--model", "ranking", "--user-id", "7", "--item-ids", "1,5"],
     ["history", "--model", "sequential", "--history", "1,5"],
 ])
 def test_unreachable_is_exit_1(capsys, argv):

@@ -41,15 +41,15 @@ def test_metadata(served):
     assert body["model_spec"] == {"name": "retrieval", "signature_name": "", "version": "1"}
     default = body["metadata"]["signature_def"]["signature_def"][sig.SERVING_DEFAULT]
     assert default["inputs"][sig.USER_ID]["dtype"] == "DT_STRING"
-    assert set(default["outputs"]) == {sig.MOVIE_IDS, sig.SCORES}
+    assert set(default["outputs"]) == {sig.ITEM_IDS, sig.SCORES}
 
 
 def test_predict_row_format(served):
     status, body = _call(served, "POST", "/v1/models/retrieval:predict", {"instances": ["1", {"b64": base64.b64encode(b"2").decode()}]})
     assert status == 200, body
     rows = body["predictions"]
-    assert len(rows) == 2 and set(rows[0]) == {sig.MOVIE_IDS, sig.SCORES}
-    assert len(rows[0][sig.MOVIE_IDS]) == K and rows[0][sig.MOVIE_IDS][0].startswith("v1_")
+    assert len(rows) == 2 and set(rows[0]) == {sig.ITEM_IDS, sig.SCORES}
+    assert len(rows[0][sig.ITEM_IDS]) == K and rows[0][sig.ITEM_IDS][0].startswith("v1_")
     # {"b64": "Mg=="} is the same user as "2".
     _, same = _call(served, "POST", "/v1/models/retrieval:predict", {"instances": [{"user_id": "2"}]})
     assert same["predictions"][0] == rows[1]
@@ -62,15 +62,15 @@ def test_predict_columnar_format_with_filter_and_signature(served):
     assert len(body["outputs"]) == 2 and len(body["outputs"][0]) == K  # single output -> bare value
     status, body = _call(served, "POST", "/v1/models/retrieval/labels/stable:predict", {
         "signature_name": sig.EXCLUDE_SEEN,
-        "inputs": {sig.USER_ID: ["1"], sig.EXCLUDE_MOVIE_IDS: [["v1_m0", ""]]},
+        "inputs": {sig.USER_ID: ["1"], sig.EXCLUDE_ITEM_IDS: [["v1_m0", ""]]},
     })
     assert status == 200, body
-    assert set(body["outputs"]) == {sig.MOVIE_IDS, sig.SCORES}
+    assert set(body["outputs"]) == {sig.ITEM_IDS, sig.SCORES}
 
 
 def test_scann_model_over_rest(served):
     status, body = _call(served, "POST", "/v1/models/scann:predict", {"instances": ["3"]})
-    assert status == 200 and len(body["predictions"][0][sig.MOVIE_IDS]) == K
+    assert status == 200 and len(body["predictions"][0][sig.ITEM_IDS]) == K
 
 
 @pytest.mark.parametrize(

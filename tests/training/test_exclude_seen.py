@@ -33,7 +33,7 @@ def excluding(tmp_path_factory, synthetic_data):
 def test_serving_default_never_returns_a_rated_movie(excluding, synthetic_data):
     run, loaded = excluding
     users = [str(u) for u in np.unique(synthetic_data.ratings["user_id"])[:40]]
-    ids = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(users))[sig.MOVIE_IDS].numpy().astype(str)
+    ids = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(users))[sig.ITEM_IDS].numpy().astype(str)
     assert ids.shape == (40, 20) and (ids != "").all()  # the catalogue has enough unseen movies
     for user, row in zip(users, ids):
         assert not set(row) & _rated(synthetic_data, user), user
@@ -45,10 +45,10 @@ def test_serving_default_never_returns_a_rated_movie(excluding, synthetic_data):
 def test_recommend_excluding_adds_the_callers_list_to_the_seen_movies(excluding, synthetic_data):
     _, loaded = excluding
     user = str(synthetic_data.ratings["user_id"][0])
-    plain = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant([user]))[sig.MOVIE_IDS].numpy().astype(str)[0]
+    plain = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant([user]))[sig.ITEM_IDS].numpy().astype(str)[0]
     out = loaded.signatures[sig.EXCLUDE_SEEN](user_id=tf.constant([user]),
-                                              exclude_movie_ids=tf.constant([list(plain[:5])]))
-    ids = out[sig.MOVIE_IDS].numpy().astype(str)[0]
+                                              exclude_item_ids=tf.constant([list(plain[:5])]))
+    ids = out[sig.ITEM_IDS].numpy().astype(str)[0]
     assert not set(ids) & (set(plain[:5]) | _rated(synthetic_data, user))
     assert list(ids[:15]) == list(plain[5:])  # the rest keeps its order
 
@@ -56,7 +56,7 @@ def test_recommend_excluding_adds_the_callers_list_to_the_seen_movies(excluding,
 def test_unknown_users_get_the_popular_movies(excluding):
     _, loaded = excluding
     out = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(["no-such-user"]))
-    assert (out[sig.MOVIE_IDS].numpy() != b"").all() and np.all(np.diff(out[sig.SCORES].numpy()[0]) <= 0)
+    assert (out[sig.ITEM_IDS].numpy() != b"").all() and np.all(np.diff(out[sig.SCORES].numpy()[0]) <= 0)
 
 
 def test_exclude_seen_false_keeps_the_plain_top_k(tmp_path, synthetic_data):
@@ -64,5 +64,5 @@ def test_exclude_seen_false_keeps_the_plain_top_k(tmp_path, synthetic_data):
     run = _train(tmp_path, synthetic_data, "export.exclude_seen=false")
     loaded = tf.saved_model.load(str(run.export_path))
     users = [str(u) for u in np.unique(synthetic_data.ratings["user_id"])[:40]]
-    ids = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(users))[sig.MOVIE_IDS].numpy().astype(str)
+    ids = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(users))[sig.ITEM_IDS].numpy().astype(str)
     assert sum(len(set(row) & _rated(synthetic_data, u)) for u, row in zip(users, ids)) > 0

@@ -69,11 +69,11 @@ def test_export_reloads_in_a_fresh_process_with_the_same_top_k(trained, tmp_path
     scores = query_embeddings(model, feats) @ model.catalogue_embeddings().T
     expected = [[str(vocab.movie_ids[i]) for i in row] for row in np.argsort(-scores, axis=1, kind="stable")[:, :10]]
     if kind == "brute_force":
-        assert fresh["movie_ids"] == expected
+        assert fresh["item_ids"] == expected
         assert fresh["scann_imported"] is False
         assert b"Scann" not in (result.path / "saved_model.pb").read_bytes()
     else:
-        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(fresh["movie_ids"], expected)])
+        overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(fresh["item_ids"], expected)])
         assert overlap >= 0.9
         assert 0.9 <= result.scann_recall_at_10 <= 1.0
 
@@ -87,22 +87,22 @@ def test_serving_signatures_handle_unknown_users_and_exclusions(trained, tmp_pat
     loaded = tf.saved_model.load(str(result.path))
     known = str(vocab.user_ids[0])
     out = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant([known, "no-such-user"]))
-    ids = out[sig.MOVIE_IDS].numpy().astype(str)
+    ids = out[sig.ITEM_IDS].numpy().astype(str)
     assert ids.shape == (2, 5) and out[sig.SCORES].shape == (2, 5)
     most_popular = [str(vocab.movie_ids[i]) for i in np.argsort(-vocab.item_counts[1:], kind="stable")[:5]]
     assert ids[1].tolist() == most_popular  # popularity fallback, not a crash
     excluded = loaded.signatures[sig.EXCLUDE_SEEN](
         user_id=tf.constant([known, "no-such-user"]),
-        exclude_movie_ids=tf.constant([[ids[0][0], ids[0][2]], [most_popular[0], ""]]))
-    got = excluded[sig.MOVIE_IDS].numpy().astype(str)
+        exclude_item_ids=tf.constant([[ids[0][0], ids[0][2]], [most_popular[0], ""]]))
+    got = excluded[sig.ITEM_IDS].numpy().astype(str)
     assert ids[0][0] not in got[0] and ids[0][2] not in got[0] and len(set(got[0])) == 5
     assert got[1].tolist() == most_popular[1:] + [str(vocab.movie_ids[np.argsort(-vocab.item_counts[1:], kind="stable")[5]])]
     explicit = loaded.signatures[sig.QUERY_FEATURES](
         user_id=tf.constant([known]), timestamp=tf.constant([vocab.timestamp_max], tf.int64),
         bucketized_user_age=tf.constant([25.0]), user_gender=tf.constant([1], tf.int64),
         user_occupation_label=tf.constant([99], tf.int64),  # unknown occupation -> OOV bucket
-        history_movie_ids=tf.constant([[str(vocab.movie_ids[0]), "no-such-movie", ""]]))
-    assert explicit[sig.MOVIE_IDS].shape == (1, 5)
+        history=tf.constant([[str(vocab.movie_ids[0]), "no-such-movie", ""]]))
+    assert explicit[sig.ITEM_IDS].shape == (1, 5)
 
 
 def test_scann_exclusion_signature_fetches_past_the_rescored_candidates(trained, tmp_path):
@@ -116,9 +116,9 @@ def test_scann_exclusion_signature_fetches_past_the_rescored_candidates(trained,
         recall_queries=np.zeros((0, 1)), verify=False)
     loaded = tf.saved_model.load(str(result.path))
     users = tf.constant([str(vocab.user_ids[0]), "no-such-user"])
-    first = loaded.signatures[sig.SERVING_DEFAULT](user_id=users)[sig.MOVIE_IDS].numpy().astype(str)
-    out = loaded.signatures[sig.EXCLUDE_SEEN](user_id=users, exclude_movie_ids=tf.constant(first[:, :3]))
-    got = out[sig.MOVIE_IDS].numpy().astype(str)
+    first = loaded.signatures[sig.SERVING_DEFAULT](user_id=users)[sig.ITEM_IDS].numpy().astype(str)
+    out = loaded.signatures[sig.EXCLUDE_SEEN](user_id=users, exclude_item_ids=tf.constant(first[:, :3]))
+    got = out[sig.ITEM_IDS].numpy().astype(str)
     assert got.shape == (2, 10)
     for row, excluded in zip(got, first[:, :3]):
         assert not set(row) & set(excluded) and "" not in row

@@ -79,7 +79,7 @@ def test_cli_retrieval_export_answers_for_an_id_from_the_csv(own_files, tmp_path
     assert cfg["data"]["source"]["items"]["columns"] == {"id": "songId", "text": "name", "categories": "styles",
                                                          "separator": ";"}
     loaded = tf.saved_model.load(str(out / "export" / "retrieval" / "1"))
-    ids = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(["fan-3"]))[sig.MOVIE_IDS].numpy().astype(str)
+    ids = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant(["fan-3"]))[sig.ITEM_IDS].numpy().astype(str)
     songs = {f"S{s:03d}" for s in range(40)}
     assert ids.shape == (1, 10) and set(ids[0]) <= songs
     # the config.yaml of the run reproduces it: the same data loads from it alone

@@ -1,15 +1,15 @@
 """``python -m tfrs_lab.bench cascade``: the retrieve -> rank cascade against retrieval alone, on the
 hash test split of the retrieval run's data, through the two SavedModels as they serve.
 
-Quality: ``hit_rate@k`` = share of test ratings whose movie is in the user's top k, the user's train
-and validation movies excluded in both (passed as ``exclude_movie_ids``: retrieval's
+Quality: ``hit_rate@k`` = share of test ratings whose item is in the user's top k, the user's train
+and validation items excluded in both (passed as ``exclude_item_ids``: retrieval's
 ``recommend_excluding``, the cascade's ``recommend``), as ``hit_rate_seen_excluded@K`` in
 ``metrics.json`` defines it. Latency: one user per call, in-process (no server), the same two
 signatures with the same exclusion lists, after a warm-up.
 
 Measure with a retrieval run exported with ``export.exclude_seen=false`` (its stored history holds
-the test ratings too, which would hide every test movie) and without the ``history`` query feature
-(the export's history is the user's latest movies of *all* splits, test included). The runs are the
+the test ratings too, which would hide every test item) and without the ``history`` query feature
+(the export's history is the user's latest items of *all* splits, test included). The runs are the
 caller's; the cascade is built into ``<output-dir>/model/``.
 """
 
@@ -43,7 +43,7 @@ def run_cascade_bench(retrieval_run: str | Path, ranking_run: str | Path, output
 
     retrieval = read_run(retrieval_run, "retrieval", "--cascade-retrieval")
     if retrieval.config.export.exclude_seen:
-        raise CascadeError("--cascade-retrieval: its export excludes every rated movie, test ones included: "
+        raise CascadeError("--cascade-retrieval: its export excludes every rated item, test ones included: "
                            "train it with --set export.exclude_seen=false for this measurement")
     out = Path(output_dir)
     model = export_cascade(retrieval_run, ranking_run, out / "model", candidates=candidates, k=k, verify=False)
@@ -64,11 +64,11 @@ def run_cascade_bench(retrieval_run: str | Path, ranking_run: str | Path, output
         exclude = tf.constant(_padded([known.get(u, []) for u in batch]))
         ids = tf.constant(batch)
         if name == "retrieval":
-            found = fns[name](**{sig.USER_ID: ids, sig.EXCLUDE_MOVIE_IDS: exclude})
+            found = fns[name](**{sig.USER_ID: ids, sig.EXCLUDE_ITEM_IDS: exclude})
         else:
-            found = fns[name](**{sig.USER_ID: ids, sig.EXCLUDE_MOVIE_IDS: exclude, sig.K: tf.fill([len(batch)], k),
-                                 sig.ALLOW_MOVIE_IDS: tf.fill([len(batch), 1], "")})
-        return found[sig.MOVIE_IDS].numpy()[:, :k].astype(str)
+            found = fns[name](**{sig.USER_ID: ids, sig.EXCLUDE_ITEM_IDS: exclude, sig.K: tf.fill([len(batch)], k),
+                                 sig.ALLOW_ITEM_IDS: tf.fill([len(batch), 1], "")})
+        return found[sig.ITEM_IDS].numpy()[:, :k].astype(str)
 
     results: dict = {"retrieval_run": str(retrieval.run_dir), "ranking_run": str(Path(ranking_run).absolute()),
                      "candidates": candidates or retrieval.config.export.k, "k": k,

@@ -165,7 +165,7 @@ def _operating_points(leaves: int, default_search: int, default_reorder: int, n:
 
 
 def _savedmodel_entry(index, dim: int, path: Path, entry, build_s: float, mem: float) -> dict[str, Any]:
-    """The default index behind a ``serving_default(query [b, dim]) -> movie_ids, scores`` signature."""
+    """The default index behind a ``serving_default(query [b, dim]) -> item_ids, scores`` signature."""
     import tensorflow as tf
 
     from tfrs_lab.export import signatures as sig
@@ -178,7 +178,7 @@ def _savedmodel_entry(index, dim: int, path: Path, entry, build_s: float, mem: f
         @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="query")])
         def serve(self, query):
             scores, ids = self.index(query, k=K)
-            return {sig.MOVIE_IDS: ids, sig.SCORES: scores}
+            return {sig.ITEM_IDS: ids, sig.SCORES: scores}
 
     server = Server()
     t0 = time.perf_counter()
@@ -186,7 +186,7 @@ def _savedmodel_entry(index, dim: int, path: Path, entry, build_s: float, mem: f
     save_s = time.perf_counter() - t0
     loaded = tf.saved_model.load(str(path)).signatures["serving_default"]
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
-    return entry("savedmodel (ours)", lambda q: _rows(loaded(query=tf.constant(q))[sig.MOVIE_IDS]), build_s, mem,
+    return entry("savedmodel (ours)", lambda q: _rows(loaded(query=tf.constant(q))[sig.ITEM_IDS]), build_s, mem,
                  save_seconds=round(save_s, 3), savedmodel_mib=round(size, 1))
 
 

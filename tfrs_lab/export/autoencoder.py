@@ -2,7 +2,7 @@
 
 Layout as for retrieval (:mod:`tfrs_lab.export.retrieval`): ``<export_base>/<model_name>/<version>/``
 with ``saved_model.pb``, ``variables/``, ``assets.extra/tf_serving_warmup_requests`` and
-``assets.extra/movie_titles.tsv``.
+``assets.extra/item_titles.tsv``.
 
 Every recommendation is a maximum-inner-product search, so it goes through the same index
 machinery as retrieval (:func:`~tfrs_lab.export.index.build_index`, ScaNN or brute force):
@@ -10,25 +10,25 @@ machinery as retrieval (:func:`~tfrs_lab.export.index.build_index`, ScaNN or bru
 * Mult-DAE / Mult-VAE: ``logit_i = g(x) . W_i + b_i`` where ``g(x)`` are the decoder's last
   activations for the user's multi-hot input ``x``; the index holds ``[W_i, b_i]``, the query is
   ``[g(x), 1]``.
-* I-AutoRec: ``rating(u, i) = h_i . w_u + b_u`` with movie codes ``h_i`` (the encoder's output for
-  the movie's known ratings) and user u's decoder row ``w_u``, ``b_u``. A user is folded in as the
+* I-AutoRec: ``rating(u, i) = h_i . w_u + b_u`` with item codes ``h_i`` (the encoder's output for
+  the item's known ratings) and user u's decoder row ``w_u``, ``b_u``. A user is folded in as the
   average training user (mean decoder row and bias) plus a deviation fitted by ridge regression
-  (``fold_in_l2``) of their residual ratings on the centred codes of the movies they rated; the
+  (``fold_in_l2``) of their residual ratings on the centred codes of the items they rated; the
   index holds ``[h_i, 1]``, the query is ``[w, b]``. This works for users never seen in training.
 
-Signatures (names in :mod:`tfrs_lab.export.signatures`); movie ids unknown to the model are
+Signatures (names in :mod:`tfrs_lab.export.signatures`); item ids unknown to the model are
 ignored, '' pads, nothing raises:
 
-* ``serving_default(seen_movie_ids string [batch, n][, seen_ratings float32 [batch, n] for autorec])``
-  -> ``movie_ids`` string [batch, k], ``scores`` float32 [batch, k] (logits, or predicted ratings
-  for autorec), the seen movies excluded (exact for up to ``max_exclude`` of them). Rows with no
-  known movie get the most popular training movies (``scores`` = their training share).
-* ``predict_ratings`` (autorec): ``seen_movie_ids``, ``seen_ratings``, ``candidate_movie_ids``
+* ``serving_default(seen_item_ids string [batch, n][, seen_ratings float32 [batch, n] for autorec])``
+  -> ``item_ids`` string [batch, k], ``scores`` float32 [batch, k] (logits, or predicted ratings
+  for autorec), the seen items excluded (exact for up to ``max_exclude`` of them). Rows with no
+  known item get the most popular training items (``scores`` = their training share).
+* ``predict_ratings`` (autorec): ``seen_item_ids``, ``seen_ratings``, ``candidate_item_ids``
   string [batch, m] -> ``ratings`` float32 [batch, m], clipped to the training rating range
-  (an unknown candidate is rated like an average movie).
-* ``similar_items(movie_id string [batch])`` -> cosine top-k over the movie codes (autorec) or the
+  (an unknown candidate is rated like an average item).
+* ``similar_items(item_id string [batch])`` -> cosine top-k over the item codes (autorec) or the
   output-layer vectors ``W_i`` (dae/vae), see :mod:`tfrs_lab.export.similar`.
-Only movies with training interactions are indexed (the model knows nothing about the others).
+Only items with training interactions are indexed (the model knows nothing about the others).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.index import IndexSettings, build_index, index_recall
 from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.similar import SimilarItems
-from tfrs_lab.export.titles import write_movie_titles
+from tfrs_lab.export.titles import write_item_titles
 from tfrs_lab.export.verify import require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
@@ -56,9 +56,9 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class FoldIn:
-    """What an AutoRec export needs besides the index: movie codes and the average user.
+    """What an AutoRec export needs besides the index: item codes and the average user.
 
-    ``codes`` float32 [N, d] are the indexed movies' codes (same order as the index ids);
+    ``codes`` float32 [N, d] are the indexed items' codes (same order as the index ids);
     ``mean_row`` float32 [d] and ``mean_bias`` are the average training user's decoder row and bias.
     """
 
@@ -71,20 +71,20 @@ class FoldIn:
 
 
 class AutoencoderServer(tf.Module):
-    """The exported object's common part: index over the trained movies, lookups, popularity."""
+    """The exported object's common part: index over the trained items, lookups, popularity."""
 
     def __init__(self, index, *, item_ids: np.ndarray, k: int, fetch: int, popular: np.ndarray,
                  popular_scores: np.ndarray):
         super().__init__()
         self.index = index
         self.k, self.fetch = k, fetch
-        # Indexed movies: row i + 1 (0 = unknown / no training interactions).
+        # Indexed items: row i + 1 (0 = unknown / no training interactions).
         self.item_lookup = tf.keras.layers.StringLookup(vocabulary=[str(i) for i in item_ids], mask_token=None)
         self.popular_ids = tf.constant([str(p) for p in popular[:fetch]], dtype=tf.string)
         self.popular_scores = tf.constant(popular_scores[:fetch], dtype=tf.float32)
 
     def recommend(self, query: tf.Tensor, known: tf.Tensor, seen: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Top-k of the index for ``query``, popularity where no movie is ``known``, ``seen`` excluded."""
+        """Top-k of the index for ``query``, popularity where no item is ``known``, ``seen`` excluded."""
         scores, ids = self.index(query, k=self.fetch)
         batch, found = tf.shape(query)[0], tf.shape(ids)[1]
         ids = tf.where(known, ids, tf.tile(self.popular_ids[None, :found], [batch, 1]))
@@ -92,11 +92,11 @@ class AutoencoderServer(tf.Module):
         drop = tf.reduce_any(tf.equal(ids[:, :, None], seen[:, None, :]), axis=-1) | tf.equal(ids, "")
         top_scores, pos = tf.math.top_k(tf.where(drop, tf.fill(tf.shape(scores), -np.inf), scores), k=self.k)
         top_ids = tf.gather(ids, pos, batch_dims=1)
-        return {sig.MOVIE_IDS: tf.where(tf.math.is_finite(top_scores), top_ids, ""), sig.SCORES: top_scores}
+        return {sig.ITEM_IDS: tf.where(tf.math.is_finite(top_scores), top_ids, ""), sig.SCORES: top_scores}
 
 
 class AutoRecServer(AutoencoderServer):
-    """I-AutoRec export: fold-in by ridge regression on the movie codes."""
+    """I-AutoRec export: fold-in by ridge regression on the item codes."""
 
     def __init__(self, index, *, fold_in: FoldIn, **kwargs):
         super().__init__(index, **kwargs)
@@ -113,14 +113,14 @@ class AutoRecServer(AutoencoderServer):
         self.rating_range = tf.constant([fold_in.rating_min, fold_in.rating_max], tf.float32)
         self.ridge = tf.constant(fold_in.l2 * np.eye(d + 1, dtype=np.float32))
 
-    def fold_in(self, seen_movie_ids: tf.Tensor, seen_ratings: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def fold_in(self, seen_item_ids: tf.Tensor, seen_ratings: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """AutoRec: (query float32 [B, d + 1] against the index's ``[h_i, 1]``, any-known bool [B, 1]).
 
         The average training user predicts ``h_i . mean_row + mean_bias``; the user's deviation
         from it is a ridge regression (``l2``) of their residual ratings on the centred codes
-        ``[h_i - mean(h), 1]`` of the known movies they rated. No known movie: the average user.
+        ``[h_i - mean(h), 1]`` of the known items they rated. No known item: the average user.
         """
-        idx = self.item_lookup(seen_movie_ids)  # [B, n]
+        idx = self.item_lookup(seen_item_ids)  # [B, n]
         mask = tf.cast(idx > 0, tf.float32)
         phi = tf.gather(self.centred, idx) * mask[..., None]  # [B, n, d + 1]
         average = tf.einsum("bnd,d->bn", tf.gather(self.codes, idx), self.mean_row) + self.mean_bias
@@ -134,21 +134,21 @@ class AutoRecServer(AutoencoderServer):
         query = tf.concat([self.mean_row[None, :] + dw, offset], axis=1)
         return query, tf.reduce_any(idx > 0, axis=1, keepdims=True)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.SEEN_MOVIE_IDS),
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.SEEN_ITEM_IDS),
                                   tf.TensorSpec([None, None], tf.float32, name=sig.SEEN_RATINGS)])
-    def serve(self, seen_movie_ids: tf.Tensor, seen_ratings: tf.Tensor) -> dict[str, tf.Tensor]:
-        query, known = self.fold_in(seen_movie_ids, seen_ratings)
-        return self.recommend(query, known, seen_movie_ids)
+    def serve(self, seen_item_ids: tf.Tensor, seen_ratings: tf.Tensor) -> dict[str, tf.Tensor]:
+        query, known = self.fold_in(seen_item_ids, seen_ratings)
+        return self.recommend(query, known, seen_item_ids)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.SEEN_MOVIE_IDS),
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.SEEN_ITEM_IDS),
                                   tf.TensorSpec([None, None], tf.float32, name=sig.SEEN_RATINGS),
-                                  tf.TensorSpec([None, None], tf.string, name=sig.CANDIDATE_MOVIE_IDS)])
-    def predict_ratings(self, seen_movie_ids: tf.Tensor, seen_ratings: tf.Tensor,
-                        candidate_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        query, _ = self.fold_in(seen_movie_ids, seen_ratings)
-        idx = self.item_lookup(candidate_movie_ids)  # [B, m]
+                                  tf.TensorSpec([None, None], tf.string, name=sig.CANDIDATE_ITEM_IDS)])
+    def predict_ratings(self, seen_item_ids: tf.Tensor, seen_ratings: tf.Tensor,
+                        candidate_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        query, _ = self.fold_in(seen_item_ids, seen_ratings)
+        idx = self.item_lookup(candidate_item_ids)  # [B, m]
         predicted = tf.einsum("bmd,bd->bm", tf.gather(self.codes, idx), query[:, :-1]) + query[:, -1:]
-        # An unknown candidate is rated like the average movie (the mean code).
+        # An unknown candidate is rated like the average item (the mean code).
         average_movie = tf.reduce_sum(query[:, :-1] * self.mean_code, axis=1, keepdims=True) + query[:, -1:]
         baseline = tf.broadcast_to(average_movie, tf.shape(predicted))
         predicted = tf.where(idx > 0, predicted, baseline)
@@ -166,23 +166,23 @@ class MultServer(AutoencoderServer):
                                                              mask_token=None)
         self.num_catalogue = len(catalogue_ids)
 
-    def multi_hot(self, seen_movie_ids: tf.Tensor) -> tf.Tensor:
-        """Model input float32 [B, M]: 1 for each known seen catalogue movie."""
-        idx = self.catalogue_lookup(seen_movie_ids)  # [B, n], 0 = unknown or ''
+    def multi_hot(self, seen_item_ids: tf.Tensor) -> tf.Tensor:
+        """Model input float32 [B, M]: 1 for each known seen catalogue item."""
+        idx = self.catalogue_lookup(seen_item_ids)  # [B, n], 0 = unknown or ''
         hot = tf.reduce_max(tf.one_hot(idx, self.num_catalogue + 1), axis=1)  # [B, M + 1]
         return hot[:, 1:]
 
-    def query(self, seen_movie_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def query(self, seen_item_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(query float32 [B, d + 1] = [decoder activations, 1], any-known bool [B, 1])."""
-        x = self.multi_hot(seen_movie_ids)
+        x = self.multi_hot(seen_item_ids)
         g = self.model.query_vectors(x)
         query = tf.concat([g, tf.ones_like(g[:, :1])], axis=1)
         return query, tf.reduce_any(x > 0, axis=1, keepdims=True)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.SEEN_MOVIE_IDS)])
-    def serve(self, seen_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        query, known = self.query(seen_movie_ids)
-        return self.recommend(query, known, seen_movie_ids)
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.SEEN_ITEM_IDS)])
+    def serve(self, seen_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        query, known = self.query(seen_item_ids)
+        return self.recommend(query, known, seen_item_ids)
 
 
 def export_autoencoder(
@@ -206,11 +206,11 @@ def export_autoencoder(
     """Writes ``export_base/model_name/version/`` and checks it.
 
     Args:
-      item_ids: str [N] the indexed movies (those with training interactions).
+      item_ids: str [N] the indexed items (those with training interactions).
       index_vectors: float32 [N, d + 1] MIPS item vectors (``[W_i, b_i]`` or ``[h_i, 1]``).
       similarity_vectors: float32 [N, e] item representations for ``similar_items``.
       catalogue_ids: str [M] the whole catalogue (the DAE/VAE input columns; titles).
-      popularity: float [N] training share of each indexed movie (fallback for empty inputs).
+      popularity: float [N] training share of each indexed item (fallback for empty inputs).
       sample_inputs: ``serving_default`` inputs (nested lists, a few rows) for warm-up and the check.
       recall_queries: float32 [Q, d + 1] queries used to measure ScaNN recall@10 vs brute force.
       model: the trained ``MultAutoencoder`` (dae/vae); ``None`` with ``fold_in`` for autorec.
@@ -238,11 +238,11 @@ def export_autoencoder(
         first = {name: rows[:1] for name, rows in sample_inputs.items()}
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name, [first, sample_inputs])
         if titles is not None:
-            write_movie_titles(tmp, catalogue_ids, titles)
+            write_item_titles(tmp, catalogue_ids, titles)
         if verify:
             here = serve(**{name: tf.constant(rows, tf.float32 if name == sig.SEEN_RATINGS else tf.string)
                             for name, rows in sample_inputs.items()})
             require_same_answers(tmp, here, inputs=sample_inputs, import_scann=settings.kind == "scann")
-    logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,
+    logger.info("exported %s/%s/%d (%s index over %d items)", Path(export_base).name, model_name, version,
                 settings.kind, len(item_ids))
     return ExportResult(path=version_dir, scann_recall_at_10=index_recall(index_vectors, settings, recall_queries))

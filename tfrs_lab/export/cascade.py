@@ -6,8 +6,8 @@ serves it, in one call.
 :class:`CascadeServer` and writes ``output_dir/<version>/`` in TF Serving's layout (the retrieval
 export's variables, ScaNN searcher included, travel inside it). Per request:
 
-1. retrieval: the user's top ``candidates`` (N) movies from the retrieval export's
-   ``recommend_excluding``, which already drops the movies the user is known to have rated (the
+1. retrieval: the user's top ``candidates`` (N) items from the retrieval export's
+   ``recommend_excluding``, which already drops the items the user is known to have rated (the
    history the retrieval export stores, ``export.exclude_seen``; exact for its ``export.max_exclude``
    newest) and the request's exclude list;
 2. filter: the exclude list again (also past ``max_exclude``) and the allow-list, if any;
@@ -15,20 +15,20 @@ export's variables, ScaNN searcher included, travel inside it). Per request:
    (explicit: predicted rating; implicit: logit);
 4. the best k by ranking score, ties in retrieval order.
 
-Signatures (names in :mod:`tfrs_lab.export.signatures`), each returning ``movie_ids`` (string
+Signatures (names in :mod:`tfrs_lab.export.signatures`), each returning ``item_ids`` (string
 [batch, k]), ``scores`` (float32 [batch, k], the ranking score) and ``retrieval_scores`` (float32
 [batch, k]); '' / -inf where fewer than k candidates survive:
 
 * ``serving_default(user_id: string [batch])``: the top ``k`` (fixed at export);
-* ``recommend_excluding(user_id [batch], exclude_movie_ids string [batch, m])``: as the retrieval
+* ``recommend_excluding(user_id [batch], exclude_item_ids string [batch, m])``: as the retrieval
   export's signature of that name, so a cascade is a drop-in replacement for a retrieval model;
-* ``recommend(user_id [batch], k int32 [batch], exclude_movie_ids string [batch, m],
-  allow_movie_ids string [batch, a])``: per-row k (1 <= k <= ``max_k`` = N; outputs are [batch,
+* ``recommend(user_id [batch], k int32 [batch], exclude_item_ids string [batch, m],
+  allow_item_ids string [batch, a])``: per-row k (1 <= k <= ``max_k`` = N; outputs are [batch,
   max k], a row's entries past its own k are '' / -inf), exclusions, and an allow-list (only these
-  movies; a row of only '' pads means no restriction). The allow-list filters the N candidates:
-  an allowed movie outside the retrieval top N is not returned (raise N for small allow-lists).
+  items; a row of only '' pads means no restriction). The allow-list filters the N candidates:
+  an allowed item outside the retrieval top N is not returned (raise N for small allow-lists).
 
-Unknown users get the retrieval export's popular movies, ranked by the ranking model.
+Unknown users get the retrieval export's popular items, ranked by the ranking model.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from tfrs_lab.config import ConfigError, load_config, read_yaml
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.titles import read_titles, write_movie_titles
+from tfrs_lab.export.titles import read_titles, write_item_titles
 from tfrs_lab.export.verify import require_same_answers
 from tfrs_lab.export.warmup import read_warmup_requests, write_warmup_records
 from tfrs_lab.staging import staged_directory
@@ -95,6 +95,9 @@ def read_run(run_dir: str | Path, task: str, flag: str) -> RunExport:
     if not (saved / "saved_model.pb").is_file():
         raise CascadeError(f"{flag} {str(path)!r} holds no export at {_EXPORT_DIR}/{cfg.export.model_name}/"
                            f"{cfg.export.version}: {fix} that finished")
+    old = sig.pre_rename_export(saved)
+    if old:
+        raise CascadeError(f"{flag} {str(path)!r}: " + sig.pre_rename_error(f"its export {str(saved)!r}", old))
     return RunExport(run_dir=path, task=task, config=cfg, saved_model=saved)
 
 
@@ -133,9 +136,9 @@ def _check_compatible(retrieval: RunExport, ranking: RunExport) -> None:
     if movies_r and movies_k:
         only_r, only_k = sorted(set(movies_r) - set(movies_k)), sorted(set(movies_k) - set(movies_r))
         if only_r or only_k:
-            example = f"movie {(only_r or only_k)[0]!r} only in the {'retrieval' if only_r else 'ranking'} run"
+            example = f"item {(only_r or only_k)[0]!r} only in the {'retrieval' if only_r else 'ranking'} run"
             raise CascadeError(f"--ranking {str(ranking.run_dir)!r} has another catalogue than --retrieval "
-                               f"{str(retrieval.run_dir)!r} ({len(movies_k)} vs {len(movies_r)} movies, {example}): "
+                               f"{str(retrieval.run_dir)!r} ({len(movies_k)} vs {len(movies_r)} items, {example}): "
                                "train both on the same data")
         return
     a, b = _data_identity(retrieval.config), _data_identity(ranking.config)
@@ -162,9 +165,9 @@ class CascadeServer(tf.Module):
         self.max_k = int(candidates)
         self.score_output = score_output
 
-    def cascade(self, user_id: tf.Tensor, k: tf.Tensor, exclude_movie_ids: tf.Tensor,
-                allow_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        """user_id [B], k int32 [B], exclude [B, m], allow [B, a] -> movie_ids, scores,
+    def cascade(self, user_id: tf.Tensor, k: tf.Tensor, exclude_item_ids: tf.Tensor,
+                allow_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        """user_id [B], k int32 [B], exclude [B, m], allow [B, a] -> item_ids, scores,
         retrieval_scores, each [B, max(k)]."""
         batch = tf.shape(user_id)[0]
         checks = [
@@ -174,12 +177,12 @@ class CascadeServer(tf.Module):
                                                                   "(the number of candidates)"),
         ]
         with tf.control_dependencies(checks):
-            found = self.retrieval.serve_excluding(user_id, exclude_movie_ids)
-        ids = found[sig.MOVIE_IDS][:, : self.candidates]  # [B, N]
+            found = self.retrieval.serve_excluding(user_id, exclude_item_ids)
+        ids = found[sig.ITEM_IDS][:, : self.candidates]  # [B, N]
         retrieval_scores = found[sig.SCORES][:, : self.candidates]
-        excluded = tf.reduce_any(tf.equal(ids[:, :, None], exclude_movie_ids[:, None, :]), axis=-1)
-        allow_given = tf.not_equal(allow_movie_ids, "")  # [B, a]
-        allowed = tf.reduce_any(tf.equal(ids[:, :, None], allow_movie_ids[:, None, :]) & allow_given[:, None, :],
+        excluded = tf.reduce_any(tf.equal(ids[:, :, None], exclude_item_ids[:, None, :]), axis=-1)
+        allow_given = tf.not_equal(allow_item_ids, "")  # [B, a]
+        allowed = tf.reduce_any(tf.equal(ids[:, :, None], allow_item_ids[:, None, :]) & allow_given[:, None, :],
                                 axis=-1)
         unrestricted = tf.logical_not(tf.reduce_any(allow_given, axis=1, keepdims=True))  # [B, 1]
         keep = tf.not_equal(ids, "") & tf.logical_not(excluded) & (allowed | unrestricted)
@@ -190,7 +193,7 @@ class CascadeServer(tf.Module):
         top, pos = tf.math.top_k(scores, k=width)
         within = tf.math.is_finite(top) & (tf.range(width)[None, :] < k[:, None])
         minus_inf = tf.fill(tf.shape(top), tf.constant(-np.inf, tf.float32))
-        return {sig.MOVIE_IDS: tf.where(within, tf.gather(ids, pos, batch_dims=1), ""),
+        return {sig.ITEM_IDS: tf.where(within, tf.gather(ids, pos, batch_dims=1), ""),
                 sig.SCORES: tf.where(within, top, minus_inf),
                 sig.RETRIEVAL_SCORES: tf.where(within, tf.gather(retrieval_scores, pos, batch_dims=1), minus_inf)}
 
@@ -201,18 +204,18 @@ class CascadeServer(tf.Module):
         return self.cascade(user_id, tf.fill([batch], self.k), none, none)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),
-                                  tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_MOVIE_IDS)])
-    def serve_excluding(self, user_id: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+                                  tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_ITEM_IDS)])
+    def serve_excluding(self, user_id: tf.Tensor, exclude_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         batch = tf.shape(user_id)[0]
-        return self.cascade(user_id, tf.fill([batch], self.k), exclude_movie_ids, tf.fill([batch, 1], ""))
+        return self.cascade(user_id, tf.fill([batch], self.k), exclude_item_ids, tf.fill([batch, 1], ""))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),
                                   tf.TensorSpec([None], tf.int32, name=sig.K),
-                                  tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_MOVIE_IDS),
-                                  tf.TensorSpec([None, None], tf.string, name=sig.ALLOW_MOVIE_IDS)])
-    def recommend(self, user_id: tf.Tensor, k: tf.Tensor, exclude_movie_ids: tf.Tensor,
-                  allow_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self.cascade(user_id, k, exclude_movie_ids, allow_movie_ids)
+                                  tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_ITEM_IDS),
+                                  tf.TensorSpec([None, None], tf.string, name=sig.ALLOW_ITEM_IDS)])
+    def recommend(self, user_id: tf.Tensor, k: tf.Tensor, exclude_item_ids: tf.Tensor,
+                  allow_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self.cascade(user_id, k, exclude_item_ids, allow_item_ids)
 
 
 def _sample_users(retrieval: RunExport) -> list[str]:
@@ -260,7 +263,7 @@ def export_cascade(retrieval_run: str | Path, ranking_run: str | Path, output_di
     version = new_version(out, version)
     if not retrieval.config.export.exclude_seen:
         logger.warning("the retrieval run was exported with export.exclude_seen=false: the cascade does not "
-                       "exclude the movies users rated (pass them as exclude_movie_ids)")
+                       "exclude the items users rated (pass them as exclude_item_ids)")
 
     import_scann = retrieval.config.export.index == "scann"
     if import_scann:
@@ -276,7 +279,7 @@ def export_cascade(retrieval_run: str | Path, ranking_run: str | Path, output_di
     users = _sample_users(retrieval)
     rows = len(users)
     probe = {sig.USER_ID: users, sig.K: np.array([k] * rows, np.int32),
-             sig.EXCLUDE_MOVIE_IDS: [[""]] * rows, sig.ALLOW_MOVIE_IDS: [[""]] * rows}
+             sig.EXCLUDE_ITEM_IDS: [[""]] * rows, sig.ALLOW_ITEM_IDS: [[""]] * rows}
     name = model_name or out.name
     with staged_directory(out / str(version)) as tmp:
         tf.saved_model.save(server, str(tmp), options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]),
@@ -286,7 +289,7 @@ def export_cascade(retrieval_run: str | Path, ranking_run: str | Path, output_di
                              [{sig.USER_ID: users[:1]}, {sig.USER_ID: users}], more={sig.RECOMMEND: [probe]})
         titles = read_titles(retrieval.saved_model)
         if titles:
-            write_movie_titles(tmp, list(titles), list(titles.values()))
+            write_item_titles(tmp, list(titles), list(titles.values()))
         (tmp / "assets.extra" / CASCADE_FILE).write_text(json.dumps({
             "retrieval": str(retrieval.saved_model), "ranking": str(ranking.saved_model), "candidates": n, "k": k,
             "max_k": server.max_k, "ranking_output": outputs[0],
@@ -295,7 +298,7 @@ def export_cascade(retrieval_run: str | Path, ranking_run: str | Path, output_di
             require_same_answers(tmp, server.serve(tf.constant(users)), inputs={sig.USER_ID: users},
                                  import_scann=import_scann, compare_scores=True)
             here = server.recommend(*(tf.constant(probe[key]) for key in
-                                      (sig.USER_ID, sig.K, sig.EXCLUDE_MOVIE_IDS, sig.ALLOW_MOVIE_IDS)))
+                                      (sig.USER_ID, sig.K, sig.EXCLUDE_ITEM_IDS, sig.ALLOW_ITEM_IDS)))
             require_same_answers(tmp, here, inputs={key: np.asarray(v).tolist() for key, v in probe.items()},
                                  import_scann=import_scann, signature=sig.RECOMMEND, compare_scores=True)
     logger.info("exported the cascade %s/%d: retrieval top %d -> %s -> top %d", name, version, n, outputs[0], k)

@@ -2,20 +2,20 @@
 
 The retrieval exporter (:func:`tfrs_lab.export.retrieval.export_retrieval`) writes the model with its
 ScaNN (or brute-force) index and the retrieval signatures — ``serving_default`` (top-k, the user's
-known movies excluded by default), ``query_with_features``, ``recommend_excluding``,
+known items excluded by default), ``query_with_features``, ``recommend_excluding``,
 ``similar_items`` — and :class:`RatingSignatures` adds the rating head's, served by the ranking
 exporter's :class:`tfrs_lab.export.ranking.RankingServer` on the same model object (the variables
 are saved once):
 
-* ``rate(user_id: string [batch], movie_id: string [batch])`` -> ``rating`` float32 [batch], clipped
+* ``rate(user_id: string [batch], item_id: string [batch])`` -> ``rating`` float32 [batch], clipped
   to the rating range (the ranking export's ``serving_default``);
-* ``rerank(user_id [batch], candidate_movie_ids string [batch, n])`` -> ``movie_ids``, ``scores``
+* ``rerank(user_id [batch], candidate_item_ids string [batch, n])`` -> ``item_ids``, ``scores``
   (the predicted ratings), best first, '' pads last with ``-inf``;
-* ``score_with_features(user_id, movie_id, timestamp, bucketized_user_age, user_gender,
+* ``score_with_features(user_id, item_id, timestamp, bucketized_user_age, user_gender,
   user_occupation_label, user_zip_code[, history])`` -> ``rating`` (``user_zip_code`` is ignored).
 
 Warm-up records cover ``serving_default``, ``rate`` and ``rerank``; the fresh-process reload check
-compares ``serving_default``'s movies and ``rerank``'s movies and scores with the in-memory model.
+compares ``serving_default``'s items and ``rerank``'s items and scores with the in-memory model.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class RatingSignatures:
                 sig.SCORE_WITH_FEATURES: self.server.serve_with_features}
 
     def warmup_requests(self) -> dict[str, list[dict[str, list]]]:
-        return {sig.RATE: [{sig.USER_ID: self.users, sig.MOVIE_ID: self.movies}],
-                sig.RERANK: [{sig.USER_ID: self.users[:2], sig.CANDIDATE_MOVIE_IDS: [self.movies, self.movies]}]}
+        return {sig.RATE: [{sig.USER_ID: self.users, sig.ITEM_ID: self.movies}],
+                sig.RERANK: [{sig.USER_ID: self.users[:2], sig.CANDIDATE_ITEM_IDS: [self.movies, self.movies]}]}
 
     def verify(self, path: Path, *, import_scann: bool) -> None:
         verify_rerank(self.server, path, self.users, self.movies, import_scann=import_scann)
@@ -61,7 +61,7 @@ def export_multitask(model, export_base: Path, *, sample_movies: list[str], **re
 
     Args:
       model: a trained ``MultitaskModel``.
-      sample_movies: known movie ids for the rating signatures' warm-up and reload check.
+      sample_movies: known item ids for the rating signatures' warm-up and reload check.
       retrieval: the keyword arguments of :func:`tfrs_lab.export.retrieval.export_retrieval`
         (``user_table`` serves both heads; ``sample_users`` both checks).
     """

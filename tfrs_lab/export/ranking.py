@@ -6,19 +6,19 @@ Layout: ``<export_base>/<model_name>/<version>/`` with ``saved_model.pb``, ``var
 Signatures (names in :mod:`tfrs_lab.export.signatures`); the output is ``rating`` (explicit
 objective: float32, clipped to the rating range) or ``score`` (implicit: float32 logit):
 
-* ``serving_default(user_id: string [batch], movie_id: string [batch])``: user features known at
+* ``serving_default(user_id: string [batch], item_id: string [batch])``: user features known at
   training time (age, gender, occupation, zip) are looked up inside the model; the time context is
   the serving time (clipped to the training range).
-* ``score_with_features(user_id, movie_id, timestamp, bucketized_user_age, user_gender,
+* ``score_with_features(user_id, item_id, timestamp, bucketized_user_age, user_gender,
   user_occupation_label, user_zip_code)``: every feature explicit, each [batch]; the model ignores
   those its architecture does not use. A model with SVD++ implicit feedback (``history_length > 0``)
-  also takes ``history`` (string [batch, n]: the user's latest movies, most recent first, ''
+  also takes ``history`` (string [batch, n]: the user's latest items, most recent first, ''
   padding); ``serving_default`` and ``rerank`` look it up per user inside the model.
-* ``rerank(user_id: string [batch], candidate_movie_ids: string [batch, n])``: each user's candidates
-  (e.g. from retrieval) sorted best first -> ``movie_ids`` string [batch, n] and ``scores`` float32
+* ``rerank(user_id: string [batch], candidate_item_ids: string [batch, n])``: each user's candidates
+  (e.g. from retrieval) sorted best first -> ``item_ids`` string [batch, n] and ``scores`` float32
   [batch, n]; '' pads ragged rows and comes back last with score ``-inf``.
 
-Unknown users and movies are answered through the model's out-of-vocabulary rows (zero embeddings:
+Unknown users and items are answered through the model's out-of-vocabulary rows (zero embeddings:
 the known side's bias decides), never an error.
 """
 
@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
-from tfrs_lab.export.titles import write_movie_titles
+from tfrs_lab.export.titles import write_item_titles
 from tfrs_lab.export.verify import require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
@@ -47,7 +47,7 @@ FEATURE_INPUTS = {
     "user_occupation_label": tf.int64,
     "user_zip_code": tf.string,
 }
-"""``score_with_features`` inputs besides ``user_id`` and ``movie_id`` (raw TFDS column names)."""
+"""``score_with_features`` inputs besides ``user_id`` and ``item_id`` (raw TFDS column names)."""
 HISTORY = "history"
 """The extra ``score_with_features`` input of models with SVD++ implicit feedback."""
 
@@ -60,57 +60,57 @@ class RankingServer(tf.Module):
         self.model = model
         self.output_name = sig.RATING if model.hp.objective == "explicit" else sig.SCORE
         self.user_table = {name: tf.constant(col) for name, col in user_table.items()}  # [U + 1] each
-        specs = [tf.TensorSpec([None], tf.string, name=sig.USER_ID), tf.TensorSpec([None], tf.string, name=sig.MOVIE_ID),
+        specs = [tf.TensorSpec([None], tf.string, name=sig.USER_ID), tf.TensorSpec([None], tf.string, name=sig.ITEM_ID),
                  *[tf.TensorSpec([None], dtype, name=name) for name, dtype in FEATURE_INPUTS.items()]]
         if model.uses_history:
             specs.append(tf.TensorSpec([None, None], tf.string, name=HISTORY))
         self.serve_with_features = tf.function(self._score_with_features, input_signature=specs)
 
-    def _known_features(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _known_features(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
         idx = self.model.user_lookup(user_id)
         feats = {name: tf.gather(col, idx) for name, col in self.user_table.items()}
-        feats["user_id"], feats["movie_id"] = user_id, movie_id
+        feats["user_id"], feats["movie_id"] = user_id, item_id  # the model's feature keys
         feats["timestamp"] = tf.fill(tf.shape(user_id), tf.cast(tf.timestamp(), tf.int64))
         return feats
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),
-                                  tf.TensorSpec([None], tf.string, name=sig.MOVIE_ID)])
-    def serve(self, user_id: tf.Tensor, movie_id: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {self.output_name: self.model.predict_scores(self._known_features(user_id, movie_id))}
+                                  tf.TensorSpec([None], tf.string, name=sig.ITEM_ID)])
+    def serve(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {self.output_name: self.model.predict_scores(self._known_features(user_id, item_id))}
 
-    def _score_with_features(self, user_id, movie_id, *features) -> dict[str, tf.Tensor]:
+    def _score_with_features(self, user_id, item_id, *features) -> dict[str, tf.Tensor]:
         names = [*FEATURE_INPUTS, HISTORY] if self.model.uses_history else list(FEATURE_INPUTS)
-        feats = {"user_id": user_id, "movie_id": movie_id, **dict(zip(names, features))}
+        feats = {"user_id": user_id, "movie_id": item_id, **dict(zip(names, features))}
         return {self.output_name: self.model.predict_scores(feats)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID),
-                                  tf.TensorSpec([None, None], tf.string, name=sig.CANDIDATE_MOVIE_IDS)])
-    def rerank(self, user_id: tf.Tensor, candidate_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        shape = tf.shape(candidate_movie_ids)
+                                  tf.TensorSpec([None, None], tf.string, name=sig.CANDIDATE_ITEM_IDS)])
+    def rerank(self, user_id: tf.Tensor, candidate_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        shape = tf.shape(candidate_item_ids)
         users = tf.repeat(user_id, shape[1])
-        feats = self._known_features(users, tf.reshape(candidate_movie_ids, [-1]))
+        feats = self._known_features(users, tf.reshape(candidate_item_ids, [-1]))
         scores = tf.reshape(self.model.predict_scores(feats), shape)
-        scores = tf.where(tf.equal(candidate_movie_ids, ""), tf.constant(-np.inf, tf.float32), scores)
+        scores = tf.where(tf.equal(candidate_item_ids, ""), tf.constant(-np.inf, tf.float32), scores)
         top, pos = tf.math.top_k(scores, k=shape[1])
-        return {sig.MOVIE_IDS: tf.gather(candidate_movie_ids, pos, batch_dims=1), sig.SCORES: top}
+        return {sig.ITEM_IDS: tf.gather(candidate_item_ids, pos, batch_dims=1), sig.SCORES: top}
 
 
 def probe_pairs(sample_users: list[str], sample_movies: list[str]) -> tuple[list[str], list[str]]:
-    """Equal-length user and movie id lists for warm-up and the reload check: the samples plus an
-    unknown user and an unknown movie."""
+    """Equal-length user and item id lists for warm-up and the reload check: the samples plus an
+    unknown user and an unknown item."""
     users = [*sample_users, "<unknown-user>", sample_users[0]]
-    movies = [*sample_movies[: len(sample_users)], sample_movies[0], "<unknown-movie>"]
+    movies = [*sample_movies[: len(sample_users)], sample_movies[0], "<unknown-item>"]
     movies += [sample_movies[0]] * (len(users) - len(movies))
     return users, movies
 
 
 def verify_rerank(server: RankingServer, path: Path, users: list[str], movies: list[str], *,
                   import_scann: bool = False) -> None:
-    """The SavedModel at ``path``, reloaded in a fresh process, must re-rank ``movies`` (and their
+    """The SavedModel at ``path``, reloaded in a fresh process, must re-rank ``items`` (and their
     reverse) for the first two ``users`` exactly as ``server`` does, scores included: the ``rerank``
     signature exercises scoring and sorting together. ``import_scann``: the SavedModel holds a ScaNN index."""
-    inputs = {sig.USER_ID: users[:2], sig.CANDIDATE_MOVIE_IDS: [movies, movies[::-1]]}
-    here = server.rerank(tf.constant(inputs[sig.USER_ID]), tf.constant(inputs[sig.CANDIDATE_MOVIE_IDS]))
+    inputs = {sig.USER_ID: users[:2], sig.CANDIDATE_ITEM_IDS: [movies, movies[::-1]]}
+    here = server.rerank(tf.constant(inputs[sig.USER_ID]), tf.constant(inputs[sig.CANDIDATE_ITEM_IDS]))
     require_same_answers(path, here, inputs=inputs, import_scann=import_scann, signature=sig.RERANK,
                          compare_scores=True)
 
@@ -124,9 +124,9 @@ def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray
       model: a trained ``RankingModel``.
       user_table: raw user features per user index ([U + 1] each, row 0 = unknown-user defaults).
       sample_users, sample_movies: known ids for the warm-up records and the fresh-process check
-        (which also asks about an unknown user and an unknown movie).
+        (which also asks about an unknown user and an unknown item).
       verify: reload in a fresh process and require the same re-ranking as the in-memory model.
-      movie_titles: ``(movie_ids, titles)`` of the catalogue, written to ``assets.extra/movie_titles.tsv``.
+      movie_titles: ``(item_ids, titles)`` of the catalogue, written to ``assets.extra/item_titles.tsv``.
     """
     server = RankingServer(model, user_table)
     version_dir = Path(export_base) / model_name / str(version)
@@ -138,10 +138,10 @@ def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray
             sig.RERANK: server.rerank,
         })
         if movie_titles is not None:
-            write_movie_titles(tmp, *movie_titles)
+            write_item_titles(tmp, *movie_titles)
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
-                             [{sig.USER_ID: users[:1], sig.MOVIE_ID: movies[:1]},
-                              {sig.USER_ID: users, sig.MOVIE_ID: movies}])
+                             [{sig.USER_ID: users[:1], sig.ITEM_ID: movies[:1]},
+                              {sig.USER_ID: users, sig.ITEM_ID: movies}])
         if verify:
             verify_rerank(server, tmp, users, movies)
     logger.info("exported %s/%s/%d", Path(export_base).name, model_name, version)

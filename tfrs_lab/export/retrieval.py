@@ -3,27 +3,27 @@
 Layout: ``<export_base>/<model_name>/<version>/`` with ``saved_model.pb``, ``variables/``,
 ``assets/`` and ``assets.extra/tf_serving_warmup_requests``.
 
-Signatures (names in :mod:`tfrs_lab.export.signatures`), all returning ``movie_ids`` (string
+Signatures (names in :mod:`tfrs_lab.export.signatures`), all returning ``item_ids`` (string
 [batch, k]) and ``scores`` (float32 [batch, k], higher is better):
 
 * ``serving_default(user_id: string [batch])``: user features known at training time are looked up
-  inside the model (with the user's latest known movies as history); the time context is the
+  inside the model (with the user's latest known items as history); the time context is the
   serving time (clipped to the training range). With a ``seen`` table (``export.exclude_seen``, the
-  default) the movies the user is known to have rated are never returned (exact for up to
+  default) the items the user is known to have rated are never returned (exact for up to
   ``max_exclude`` of them, the newest; fewer than k answers, '' padded, only when the catalogue runs
-  out). Unknown users get the most popular movies of the training data (``scores`` = their training
+  out). Unknown users get the most popular items of the training data (``scores`` = their training
   share).
 * ``query_with_features(user_id, timestamp, bucketized_user_age, user_gender, user_occupation_label,
-  history_movie_ids)``: every query feature explicit, each [batch] (history string [batch, h], the
-  user's recent movies in any order — the model averages them — '' pads).
-* ``recommend_excluding(user_id [batch], exclude_movie_ids string [batch, m])``: as the default but
-  never returns the given movies either ('' pads ragged rows). Exact for up to ``max_exclude`` ids
-  per row (the caller's and, with a ``seen`` table, the user's known movies together); a longer list
+  history)``: every query feature explicit, each [batch] (history string [batch, h], the
+  user's recent items in any order — the model averages them — '' pads).
+* ``recommend_excluding(user_id [batch], exclude_item_ids string [batch, m])``: as the default but
+  never returns the given items either ('' pads ragged rows). Exact for up to ``max_exclude`` ids
+  per row (the caller's and, with a ``seen`` table, the user's known items together); a longer list
   is answered with fewer exclusions guaranteed, never an error.
 * ``explain(user_id: string [batch])``: the ``serving_default`` answer plus ``because_ids`` (string
   [batch, k, e], e = min(3, stored history width)) and ``because_scores`` (float32 [batch, k, e]):
-  the movies of the user's stored history (their newest known movies, as excluded by default) most
-  similar to each recommended movie by cosine similarity of the candidate tower's vectors, most
+  the items of the user's stored history (their newest known items, as excluded by default) most
+  similar to each recommended item by cosine similarity of the candidate tower's vectors, most
   similar first; '' / -inf pads (unknown users have no history: all pads).
 """
 
@@ -40,7 +40,7 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.index import IndexSettings, build_index, index_recall
 from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.similar import SimilarItems
-from tfrs_lab.export.titles import write_movie_titles
+from tfrs_lab.export.titles import write_item_titles
 from tfrs_lab.export.verify import Check, require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
@@ -71,7 +71,7 @@ class RetrievalServer(tf.Module):
     def __init__(self, model, index, *, k: int, max_exclude: int, user_table: dict[str, np.ndarray],
                  popular: np.ndarray, popular_scores: np.ndarray, seen: np.ndarray | None = None,
                  history: np.ndarray | None = None):
-        """``seen``: optional str [U + 1, s] movies each user index is known to have rated, '' pads
+        """``seen``: optional str [U + 1, s] items each user index is known to have rated, '' pads
         (row 0, the unknown user, empty): ``serving_default`` never returns them. ``history``:
         optional str [U + 1, h] the same for explanations (``explain``; defaults to ``seen``)."""
         super().__init__()
@@ -112,11 +112,11 @@ class RetrievalServer(tf.Module):
         batch = tf.shape(user_id)[0]
         pop_ids = tf.tile(tf.expand_dims(self.popular_ids[: self.k], 0), [batch, 1])
         pop_scores = tf.tile(tf.expand_dims(self.popular_scores[: self.k], 0), [batch, 1])
-        return {sig.MOVIE_IDS: tf.where(unknown, pop_ids, ids[:, : self.k]),
+        return {sig.ITEM_IDS: tf.where(unknown, pop_ids, ids[:, : self.k]),
                 sig.SCORES: tf.where(unknown, pop_scores, scores[:, : self.k])}
 
     def _seen(self, user_id: tf.Tensor) -> tf.Tensor:
-        """str [B, s] the known movies of each user ('' for unknown users)."""
+        """str [B, s] the known items of each user ('' for unknown users)."""
         return tf.gather(self.seen, self.model.user_lookup(user_id))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
@@ -132,48 +132,48 @@ class RetrievalServer(tf.Module):
         tf.TensorSpec([None], tf.float32, name="bucketized_user_age"),
         tf.TensorSpec([None], tf.int64, name="user_gender"),
         tf.TensorSpec([None], tf.int64, name="user_occupation_label"),
-        tf.TensorSpec([None, None], tf.string, name=sig.HISTORY_MOVIE_IDS),
+        tf.TensorSpec([None, None], tf.string, name=sig.HISTORY),
     ])
     def serve_with_features(self, user_id, timestamp, bucketized_user_age, user_gender, user_occupation_label,
-                            history_movie_ids):
+                            history):
         features = {"user_id": user_id, "timestamp": timestamp, "bucketized_user_age": bucketized_user_age,
                     "user_gender": user_gender, "user_occupation_label": user_occupation_label,
-                    "history": history_movie_ids}
+                    "history": history}
         scores, ids = self._answer(features, self.k)
-        return {sig.MOVIE_IDS: ids, sig.SCORES: scores}
+        return {sig.ITEM_IDS: ids, sig.SCORES: scores}
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=sig.USER_ID),
-        tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_MOVIE_IDS),
+        tf.TensorSpec([None, None], tf.string, name=sig.EXCLUDE_ITEM_IDS),
     ])
-    def serve_excluding(self, user_id: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    def serve_excluding(self, user_id: tf.Tensor, exclude_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         if self.seen is not None:
-            exclude_movie_ids = tf.concat([exclude_movie_ids, self._seen(user_id)], axis=1)
-        return self._excluding(user_id, exclude_movie_ids)
+            exclude_item_ids = tf.concat([exclude_item_ids, self._seen(user_id)], axis=1)
+        return self._excluding(user_id, exclude_item_ids)
 
     def _explain(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
-        """``serving_default``'s answer and, per movie, the most similar movies of the user's history
+        """``serving_default``'s answer and, per item, the most similar items of the user's history
         (``explain``; only an export with a history table has it)."""
         answer = self.serve(user_id)
         history = tf.gather(self.history, self.model.user_lookup(user_id))  # [B, h]
-        return {**answer, **self.similar.because(history, answer[sig.MOVIE_IDS])}
+        return {**answer, **self.similar.because(history, answer[sig.ITEM_IDS])}
 
-    def _excluding(self, user_id: tf.Tensor, exclude_movie_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Top k of the ``fetch`` nearest movies (popular ones for unknown users) that are not in
-        ``exclude_movie_ids`` (str [B, m], '' pads); '' / -inf where fewer than k remain."""
+    def _excluding(self, user_id: tf.Tensor, exclude_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Top k of the ``fetch`` nearest items (popular ones for unknown users) that are not in
+        ``exclude_item_ids`` (str [B, m], '' pads); '' / -inf where fewer than k remain."""
         scores, ids = self._answer(self._known_user_features(user_id), self.fetch)
         # Unknown users: rank the popular list instead, through the same exclusion below.
         unknown = tf.expand_dims(tf.equal(self.model.user_lookup(user_id), 0), -1)
         batch = tf.shape(user_id)[0]
         ids = tf.where(unknown, tf.tile(self.popular_ids[None], [batch, 1]), ids)
         scores = tf.where(unknown, tf.tile(self.popular_scores[None], [batch, 1]), scores)
-        hit = tf.reduce_any(tf.equal(ids[:, :, None], exclude_movie_ids[:, None, :]), axis=-1)  # [B, fetch]
+        hit = tf.reduce_any(tf.equal(ids[:, :, None], exclude_item_ids[:, None, :]), axis=-1)  # [B, fetch]
         hit = hit | tf.equal(ids, "")
         masked = tf.where(hit, tf.fill(tf.shape(scores), -np.inf), scores)
         top_scores, pos = tf.math.top_k(masked, k=self.k)
         top_ids = tf.gather(ids, pos, batch_dims=1)
         valid = tf.math.is_finite(top_scores)
-        return {sig.MOVIE_IDS: tf.where(valid, top_ids, ""), sig.SCORES: top_scores}
+        return {sig.ITEM_IDS: tf.where(valid, top_ids, ""), sig.SCORES: top_scores}
 
 
 def export_retrieval(
@@ -198,15 +198,15 @@ def export_retrieval(
     Args:
       model: a trained ``RetrievalModel``.
       user_table: raw user features per user index ([U + 1] each, row 0 = unknown user defaults).
-      popularity: float [M] training share of each catalogue movie (fallback for unknown users).
-      titles: str [M] catalogue titles, written to ``assets.extra/movie_titles.tsv`` for clients.
+      popularity: float [M] training share of each catalogue item (fallback for unknown users).
+      titles: str [M] catalogue titles, written to ``assets.extra/item_titles.tsv`` for clients.
       sample_users: known user ids used for warm-up records and the fresh-process check.
       recall_queries: float32 [Q, d] query vectors used to measure ScaNN recall@10 vs brute force.
-      seen: optional str [U + 1, s] known movies per user index ('' pads, row 0 empty) that
+      seen: optional str [U + 1, s] known items per user index ('' pads, row 0 empty) that
         ``serving_default`` excludes; ``None`` keeps the plain top-k.
       extension: further signatures saved in the same SavedModel (the multitask export's ranking
         signatures), with their warm-up requests and reload check.
-      history: optional str [U + 1, h] known movies per user index that ``explain`` draws its
+      history: optional str [U + 1, h] known items per user index that ``explain`` draws its
         explanations from (default ``seen``); without either, the export has no ``explain``.
     """
     item_vectors = model.catalogue_embeddings()
@@ -237,7 +237,7 @@ def export_retrieval(
                              [{sig.USER_ID: sample_users[:1]}, {sig.USER_ID: sample_users[:8]}],
                              more=None if extension is None else extension.warmup_requests())
         if titles is not None:
-            write_movie_titles(tmp, item_ids, titles)
+            write_item_titles(tmp, item_ids, titles)
         if verify:
             users = {sig.USER_ID: sample_users[:4]}
             also = [] if server.history is None else [
@@ -246,7 +246,7 @@ def export_retrieval(
                                  import_scann=settings.kind == "scann", also=also)
             if extension is not None:
                 extension.verify(tmp, import_scann=settings.kind == "scann")
-    logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,
+    logger.info("exported %s/%s/%d (%s index over %d items)", Path(export_base).name, model_name, version,
                 settings.kind, len(item_ids))
     return ExportResult(path=version_dir, scann_recall_at_10=index_recall(item_vectors, settings, recall_queries))
 

@@ -3,20 +3,20 @@
 Layout as for retrieval (:mod:`tfrs_lab.export.retrieval`): ``<export_base>/<model_name>/<version>/``
 with ``saved_model.pb``, ``variables/`` and ``assets.extra/tf_serving_warmup_requests``.
 
-Signatures (names in :mod:`tfrs_lab.export.signatures`), both returning ``movie_ids`` (string
+Signatures (names in :mod:`tfrs_lab.export.signatures`), both returning ``item_ids`` (string
 [batch, k]) and ``scores`` (float32 [batch, k], higher is better):
 
-* ``serving_default(history: string [batch, L])``: the user's recent movies, oldest first, newest
+* ``serving_default(history: string [batch, L])``: the user's recent items, oldest first, newest
   last; '' pads (anywhere, any amount, so rows of different lengths fit one batch); unknown ids are
-  ignored; only the latest ``max_length`` known movies feed the model, but every movie of the
-  history is excluded from the answer (exactly for up to ``max_exclude`` distinct movies). Empty
-  or all-unknown histories get the most popular movies of the training data (``scores`` = their
+  ignored; only the latest ``max_length`` known items feed the model, but every item of the
+  history is excluded from the answer (exactly for up to ``max_exclude`` distinct items). Empty
+  or all-unknown histories get the most popular items of the training data (``scores`` = their
   training share), never an error.
 * ``recommend_for_user(user_id: string [batch])``: the same, with the user's latest history stored
   in the model at export time (all known ratings); unknown users get the popularity answer.
 * ``explain(history: string [batch, L])``: the ``serving_default`` answer plus ``because_ids``
-  (string [batch, k, e], e = min(3, L)) and ``because_scores`` (float32 [batch, k, e]): the movies of
-  the given history most similar to each recommended movie by cosine similarity of the model's item
+  (string [batch, k, e], e = min(3, L)) and ``because_scores`` (float32 [batch, k, e]): the items of
+  the given history most similar to each recommended item by cosine similarity of the model's item
   embeddings, most similar first; '' / -inf pads.
 """
 
@@ -33,7 +33,7 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.index import IndexSettings, build_index, index_recall
 from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.similar import SimilarItems
-from tfrs_lab.export.titles import write_movie_titles
+from tfrs_lab.export.titles import write_item_titles
 from tfrs_lab.export.verify import Check, require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
@@ -62,7 +62,7 @@ class SequentialServer(tf.Module):
         self.popular_scores = tf.constant(popular_scores[:fetch], dtype=tf.float32)  # [fetch]
 
     def model_inputs(self, history: tf.Tensor) -> tf.Tensor:
-        """int64 [B, max_length]: the latest ``max_length`` known movies of each row, left-padded with 0."""
+        """int64 [B, max_length]: the latest ``max_length`` known items of each row, left-padded with 0."""
         idx = self.movie_lookup(history)  # [B, T]
         newest_first = tf.reverse(idx, axis=[1])
         known = tf.ragged.boolean_mask(newest_first, newest_first > 0)
@@ -79,7 +79,7 @@ class SequentialServer(tf.Module):
         seen = tf.reduce_any(tf.equal(ids[:, :, None], history[:, None, :]), axis=-1) | tf.equal(ids, "")
         top_scores, pos = tf.math.top_k(tf.where(seen, tf.fill(tf.shape(scores), -np.inf), scores), k=self.k)
         top_ids = tf.gather(ids, pos, batch_dims=1)
-        return {sig.MOVIE_IDS: tf.where(tf.math.is_finite(top_scores), top_ids, ""), sig.SCORES: top_scores}
+        return {sig.ITEM_IDS: tf.where(tf.math.is_finite(top_scores), top_ids, ""), sig.SCORES: top_scores}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.HISTORY)])
     def serve(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -87,9 +87,9 @@ class SequentialServer(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name=sig.HISTORY)])
     def explain(self, history: tf.Tensor) -> dict[str, tf.Tensor]:
-        """``serving_default``'s answer and, per movie, the most similar movies of ``history``."""
+        """``serving_default``'s answer and, per item, the most similar items of ``history``."""
         answer = self.recommend(history)
-        return {**answer, **self.similar.because(history, answer[sig.MOVIE_IDS])}
+        return {**answer, **self.similar.because(history, answer[sig.ITEM_IDS])}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
     def serve_user(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -115,11 +115,11 @@ def export_sequential(
     """Writes ``export_base/model_name/version/`` and checks it.
 
     Args:
-      model: a trained ``SequentialModel`` over ``movie_ids`` (index i + 1 = ``movie_ids[i]``).
-      popularity: float [M] training share of each catalogue movie (fallback for empty histories).
+      model: a trained ``SequentialModel`` over ``item_ids`` (index i + 1 = ``movie_ids[i]``).
+      popularity: float [M] training share of each catalogue item (fallback for empty histories).
       user_ids: str [U] users whose history ``recommend_for_user`` knows.
-      user_histories: str [U, H] each user's latest movies, oldest first, '' padding.
-      sample_histories: histories (lists of movie ids) for warm-up records and the fresh-process check.
+      user_histories: str [U, H] each user's latest items, oldest first, '' padding.
+      sample_histories: histories (lists of item ids) for warm-up records and the fresh-process check.
       recall_queries: float32 [Q, d] query vectors used to measure ScaNN recall@10 vs brute force.
     """
     item_vectors = model.item_embeddings().numpy()
@@ -144,12 +144,12 @@ def export_sequential(
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,
                              [{sig.HISTORY: samples[:1]}, {sig.HISTORY: samples[:8]}])
         if titles is not None:
-            write_movie_titles(tmp, movie_ids, titles)
+            write_item_titles(tmp, movie_ids, titles)
         if verify:
             histories = {sig.HISTORY: samples[:4]}
             require_same_answers(tmp, server.serve(tf.constant(samples[:4], tf.string)), inputs=histories,
                                  import_scann=settings.kind == "scann",
                                  also=[Check(sig.EXPLAIN, histories, server.explain(tf.constant(samples[:4], tf.string)))])
-    logger.info("exported %s/%s/%d (%s index over %d movies)", Path(export_base).name, model_name, version,
+    logger.info("exported %s/%s/%d (%s index over %d items)", Path(export_base).name, model_name, version,
                 settings.kind, len(movie_ids))
     return ExportResult(path=version_dir, scann_recall_at_10=index_recall(item_vectors, settings, recall_queries))

@@ -87,10 +87,10 @@ def require_same_answers(path: Path, expected: Mapping[str, tf.Tensor], *, input
                          signature: str = sig.SERVING_DEFAULT, compare_scores: bool = False,
                          also: Sequence[Check] = ()) -> None:
     """Raises ``RuntimeError`` unless the SavedModel at ``path``, loaded in a fresh process, answers
-    ``inputs`` on ``signature`` with the movie ids of ``expected`` (the in-memory model's output for
+    ``inputs`` on ``signature`` with the item ids of ``expected`` (the in-memory model's output for
     the same inputs), and, with ``compare_scores``, the same scores (to 1e-5). Each of ``also`` (more
     signatures, checked in the same process) must give every string output of its ``expected``."""
-    checks = [Check(signature, inputs, {sig.MOVIE_IDS: expected[sig.MOVIE_IDS]}), *also]
+    checks = [Check(signature, inputs, {sig.ITEM_IDS: expected[sig.ITEM_IDS]}), *also]
     fresh = answers_in_fresh_process(path, [(c.signature, c.inputs) for c in checks], import_scann=import_scann)
     same = all(answer[name] == _strings(value) for check, answer in zip(checks, fresh)
                for name, value in check.expected.items() if np.asarray(value).dtype.kind in "OSU")

@@ -349,7 +349,7 @@ def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensD
     sample_users = np.unique(test.users[test.known])[:8]
     seen = [[str(vocab.movie_ids[i]) for i in np.flatnonzero(m_known[u])] for u in sample_users]
     width = max([len(s) for s in seen] + [1])
-    samples = {"seen_movie_ids": [s + [""] * (width - len(s)) for s in seen]}
+    samples = {"seen_item_ids": [s + [""] * (width - len(s)) for s in seen]}
     common = dict(item_ids=item_ids, catalogue_ids=vocab.movie_ids, popularity=popularity, model_name=x.model_name,
                   version=x.version, settings=settings, titles=data.movies["movie_title"], verify=x.verify)
     if isinstance(model, AutoRec):
