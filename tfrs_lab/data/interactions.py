@@ -54,7 +54,12 @@ class HistorySource:
         """Per entry of ``users`` (int codes), the catalogue rows (item codes < ``num_catalogue``) of
         its source rows: what a ranking excludes (views, no copy when every item is in the catalogue)."""
         out = [self.items[a:b] for a, b in zip(self.user_start[users], self.user_start[users + 1])]
-        return out if not (self.items[:-1] >= num_catalogue).any() else [e[e < num_catalogue] for e in out]
+        return out if self.largest_item < num_catalogue else [e[e < num_catalogue] for e in out]
+
+    @functools.cached_property
+    def largest_item(self) -> int:
+        """The largest item code among the source rows (-1 without any)."""
+        return int(self.items[:-1].max()) if len(self.items) > 1 else -1
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

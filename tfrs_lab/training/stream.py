@@ -72,10 +72,13 @@ class RetrievalStream:
     # ------------------------------------------------------------------ features
 
     def _constants(self, name: str) -> tuple:
+        """(rows, stops, source items, source user starts) of ``parts[name]`` as TF constants, made
+        once (a source shared by two splits once)."""
         if name not in self._graphs:
             p = self.parts[name]
-            self._graphs[name] = (tf.constant(p.rows), tf.constant(p.stop), tf.constant(p.source.items),
-                                  tf.constant(p.source.user_start))
+            shared = next((g[2:] for n, g in self._graphs.items() if self.parts[n].source is p.source), None)
+            self._graphs[name] = (tf.constant(p.rows), tf.constant(p.stop),
+                                  *(shared or (tf.constant(p.source.items), tf.constant(p.source.user_start))))
         return self._graphs[name]
 
     def batch_fn(self, name: str):
