@@ -27,7 +27,7 @@ from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.prepared import PreparedDataset
 from tfrs_lab.data.readers import _multi_hot
 from tfrs_lab.data.splits import (HASH, LEAVE_LAST_OUT, TIME, Split, SplitOptions, _HASH_CHUNK, _NUM_BUCKETS,
-                                  _TEST_BUCKET, _TRAIN_BUCKETS, _VALIDATION_BUCKET, hash_buckets, sequence_order,
+                                  _TEST_BUCKET, _TRAIN_BUCKETS, _VALIDATION_BUCKET, sequence_order,
                                   time_split)
 
 __all__ = ["HistorySource", "Interactions", "STREAMED_SPLITS"]
@@ -149,11 +149,15 @@ class Interactions:
             DataError: for a split that needs the string columns.
         """
         o = options or SplitOptions()
-        if name == HASH:  # the ids' strings are built per chunk only
+        if name == HASH:  # hash_buckets' keys, gathered from the vocabularies in TF a chunk at a time
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+            users, items = tf.constant(self.user_ids.astype(str)), tf.constant(self.item_ids.astype(str))
             buckets = np.empty(self.num_ratings, np.int64)
             for s in range(0, self.num_ratings, _HASH_CHUNK):
                 e = slice(s, s + _HASH_CHUNK)
-                buckets[e] = hash_buckets(self.user_ids[self.user[e]], self.item_ids[self.item[e]], _NUM_BUCKETS)
+                keys = tf.strings.join([tf.gather(users, self.user[e]), tf.gather(items, self.item[e])], separator=":")
+                buckets[e] = tf.strings.to_hash_bucket_fast(keys, _NUM_BUCKETS).numpy()
             return Split(HASH, np.flatnonzero(buckets < _TRAIN_BUCKETS).astype(np.int64),
                          np.flatnonzero(buckets == _VALIDATION_BUCKET).astype(np.int64),
                          np.flatnonzero(buckets == _TEST_BUCKET).astype(np.int64))
