@@ -46,7 +46,7 @@ def test_restore_loads_the_previous_weights_exactly(previous):
     assert list(warm.vocab.user_ids) == [str(u) for u in previous.model.user_lookup.get_vocabulary()[1:]]
     hp = hyperparameters(previous.config, warm.vocab.has_user_features)
     model = RetrievalModel(warm.vocab, hp)
-    sample = {k: v[:2] for k, v in previous._trained.state.cols["train"].items()}
+    sample = previous._trained.state.stream.features("train", np.arange(2))  # two training rows
     model.compute_loss(sample)
     assert not all(np.array_equal(a, b) for a, b in zip(model.get_weights(), previous.model.get_weights()))
     warm.restore(model, lambda: RetrievalModel(warm.vocab, hp), sample)

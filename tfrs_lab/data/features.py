@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["build_vocabularies", "encode_titles", "movie_rows", "RAW_QUERY_FEATURES", "title_word_ids", "tokenize_titles",
+__all__ = ["build_vocabularies", "encode_titles", "fit_vocabularies", "movie_rows", "RAW_QUERY_FEATURES", "title_word_ids", "tokenize_titles",
            "Vocabularies"]
 
 RAW_QUERY_FEATURES = ("timestamp", "bucketized_user_age", "user_gender", "user_occupation_label")
@@ -124,35 +124,53 @@ def build_vocabularies(
     train_rows = np.asarray(train_rows)
     user_ids = np.unique(ratings["user_id"][train_rows]).astype(object)
     movie_ids = np.asarray(movies["movie_id"], dtype=object)
-    tokens, vocab = tokenize_titles(movies["movie_title"], title_vocab_size, title_max_tokens)
-    pad = np.zeros((1, tokens.shape[1]), dtype=np.int32)
-    genres = np.asarray(movies["movie_genres"], dtype=np.float32)
     # Count training interactions per catalogue movie (index i + 1).
     order = np.argsort(movie_ids)
     pos = np.searchsorted(movie_ids[order], ratings["movie_id"][train_rows])
     pos = np.clip(pos, 0, len(movie_ids) - 1)
     known = movie_ids[order][pos] == ratings["movie_id"][train_rows]
     counts = np.bincount(order[pos[known]] + 1, minlength=len(movie_ids) + 1).astype(np.int64)
-    ts = ratings["timestamp"][train_rows].astype(np.float64)
+    if has_user_features:
+        users = dict(ages=np.unique(ratings["bucketized_user_age"][train_rows]).astype(np.float32),
+                     num_occupations=int(ratings["user_occupation_label"][train_rows].max()) + 1,
+                     user_table=_user_table(ratings, train_rows, user_ids))
+    else:
+        users = {}
+    return fit_vocabularies(user_ids, movies, counts, ratings["timestamp"][train_rows], title_vocab_size=title_vocab_size,
+                            title_max_tokens=title_max_tokens, timestamp_buckets=timestamp_buckets, **users)
+
+
+def fit_vocabularies(user_ids: np.ndarray, movies: dict[str, np.ndarray], item_counts: np.ndarray,
+                     timestamps: np.ndarray, *, title_vocab_size: int, title_max_tokens: int, timestamp_buckets: int,
+                     ages: np.ndarray | None = None, num_occupations: int = 0,
+                     user_table: dict[str, np.ndarray] | None = None) -> Vocabularies:
+    """The :class:`Vocabularies` of fitted pieces (what :func:`build_vocabularies` derives from the
+    string columns; :class:`tfrs_lab.data.interactions.Interactions` from codes).
+
+    Args:
+      user_ids: str [U] the training users, sorted. movies: the catalogue columns.
+      item_counts: int64 [M + 1] training interactions per movie index (0 = unknown).
+      timestamps: int [t] the training rows' unix seconds.
+      ages, num_occupations, user_table: the demographics (``ages`` None: the data has none).
+    """
+    movie_ids = np.asarray(movies["movie_id"], dtype=object)
+    tokens, vocab = tokenize_titles(movies["movie_title"], title_vocab_size, title_max_tokens)
+    pad = np.zeros((1, tokens.shape[1]), dtype=np.int32)
+    genres = np.asarray(movies["movie_genres"], dtype=np.float32)
+    ts = np.asarray(timestamps).astype(np.float64)
     quantiles = np.linspace(0.0, 1.0, timestamp_buckets + 1)[1:-1]
     boundaries = np.unique(np.quantile(ts, quantiles)) if len(quantiles) else np.zeros(0)
-    if has_user_features:
-        ages = np.unique(ratings["bucketized_user_age"][train_rows]).astype(np.float32)
-        num_occ = int(ratings["user_occupation_label"][train_rows].max()) + 1
-        table = _user_table(ratings, train_rows, user_ids)
-    else:
-        ages, num_occ, table = np.zeros(0, np.float32), 0, {}
     return Vocabularies(
-        user_ids=user_ids,
+        user_ids=np.asarray(user_ids, dtype=object),
         movie_ids=movie_ids,
         title_tokens=np.concatenate([pad, tokens]),
         title_vocab_size=vocab,
         genres=np.concatenate([np.zeros((1, genres.shape[1]), np.float32), genres]),
-        item_counts=counts,
-        has_user_features=has_user_features,
-        age_values=ages,
-        num_occupations=num_occ,
-        user_table=table,
+        item_counts=np.asarray(item_counts, np.int64),
+        has_user_features=ages is not None,
+        age_values=np.zeros(0, np.float32) if ages is None else ages,
+        num_occupations=num_occupations,
+        user_table=dict(user_table or {}),
         timestamp_mean=float(ts.mean()),
         timestamp_std=float(ts.std() or 1.0),
         timestamp_min=int(ts.min()),

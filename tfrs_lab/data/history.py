@@ -11,7 +11,7 @@ import numpy as np
 
 from tfrs_lab.data.splits import sequence_order
 
-__all__ = ["latest_history", "PAD", "recent_history"]
+__all__ = ["latest_history", "PAD", "recent_history", "walk_back"]
 
 PAD = ""
 """Movie id used to pad histories shorter than ``length``."""
@@ -50,11 +50,17 @@ def recent_history(
 
 def _walk_back(sorted_movies: np.ndarray, start: np.ndarray, stop: np.ndarray, length: int) -> np.ndarray:
     """``sorted_movies[stop-1], sorted_movies[stop-2], …`` down to ``start`` (per row), padded to ``length``."""
-    out = np.full((len(start), length), PAD, dtype=object)
+    return walk_back(sorted_movies, start, stop, length, PAD)
+
+
+def walk_back(values: np.ndarray, start: np.ndarray, stop: np.ndarray, length: int, pad) -> np.ndarray:
+    """``[len(start), length]`` of ``values``' dtype: row i is ``values[stop[i] - 1], values[stop[i] - 2],
+    …`` down to ``values[start[i]]``, then ``pad`` (the newest first when ``values`` is in time order)."""
+    out = np.full((len(start), length), pad, dtype=values.dtype)
     for j in range(length):
         at = stop - 1 - j
         ok = at >= start
-        out[ok, j] = sorted_movies[at[ok]]
+        out[ok, j] = values[at[ok]]
     return out
 
 

@@ -65,6 +65,12 @@ class SignatureExtension(Protocol):
         registered when ``import_scann``), answers as in memory."""
 
 
+def _table(values: np.ndarray) -> tf.Variable:
+    """A constant per-user table as a non-trainable variable (strings as str)."""
+    values = np.asarray(values)
+    return tf.Variable(values.astype(str) if values.dtype == object else values, trainable=False)
+
+
 class RetrievalServer(tf.Module):
     """The exported object: the retrieval model, its index, and the serving signatures."""
 
@@ -81,10 +87,12 @@ class RetrievalServer(tf.Module):
         self.fetch = k + max_exclude
         self.popular_ids = tf.constant(list(popular[: self.fetch]), dtype=tf.string)  # [fetch]
         self.popular_scores = tf.constant(popular_scores[: self.fetch], dtype=tf.float32)  # [fetch]
-        self.user_table = {name: tf.constant(col) for name, col in user_table.items()}  # [U + 1] each
-        self.seen = None if seen is None else tf.constant(seen.astype(str))  # [U + 1, s]
+        # Per-user tables are variables: saved once in the checkpoint, not copied into the graph of
+        # every signature that reads them (constants were, which multiplied the export's memory).
+        self.user_table = {name: _table(col) for name, col in user_table.items()}  # [U + 1] each
+        self.seen = None if seen is None else _table(seen)  # [U + 1, s]
         history = seen if history is None else history
-        self.history = None if history is None else tf.constant(history.astype(str))  # [U + 1, h]
+        self.history = None if history is None else _table(history)  # [U + 1, h]
         if self.history is not None:  # saving traces every tf.function of the module: only with a history
             self.explain = tf.function(self._explain,
                                        input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])

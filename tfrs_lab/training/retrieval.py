@@ -1,6 +1,12 @@
 """The ``retrieval`` task: data -> split -> vocabularies -> two-tower model -> evaluation -> export.
 
 Trains under every ``train.distribution`` (``tfrs_lab.training.distribute``; docs/distributed.md).
+
+The task streams its batches (:mod:`tfrs_lab.training.stream`) from compact
+:class:`~tfrs_lab.data.interactions.Interactions`: your own data straight from the prepared dataset
+(:meth:`RetrievalTask.streams`), MovieLens encoded once. The in-memory columns below
+(:func:`split_columns`, :class:`RetrievalState`) remain for the tasks built on these towers
+(multitask), the pipeline Evaluator and ``reindex``; both give the same features for the same rows.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 from tfrs_lab.config import RetrievalConfig, RetrievalModelConfig
 from tfrs_lab.data.features import RAW_QUERY_FEATURES, Vocabularies, movie_rows
 from tfrs_lab.data.history import latest_history, recent_history
+from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions
 from tfrs_lab.data.movielens import MovieLensData
 from tfrs_lab.data.splits import Split
 from tfrs_lab.export.index import IndexSettings
@@ -26,9 +33,10 @@ from tfrs_lab.training import distribute, report
 from tfrs_lab.evaluation.metrics import EARLY_STOPPING_METRIC, metric_ks
 from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import evaluate, known_rows, query_embeddings
+from tfrs_lab.training.stream import RetrievalStream, stream_metrics
 from tfrs_lab.training.task import RunContext, Task, Trained
 
-__all__ = ["RetrievalState", "RetrievalTask", "TASK", "concat_columns", "hyperparameters", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
+__all__ = ["RetrievalState", "RetrievalTask", "StreamState", "TASK", "streamed_tables", "concat_columns", "hyperparameters", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +56,30 @@ class RetrievalState:
         """Train + validation columns: what test rows may see (built once; evaluation, the
         report and a re-evaluation all use it)."""
         return concat_columns(self.cols["train"], self.cols["validation"])
+
+
+@dataclasses.dataclass
+class StreamState:
+    """The streamed task's state: the batches of every split and the metric cut-offs."""
+
+    hp: RetrievalModelConfig
+    stream: RetrievalStream
+    ks: tuple[int, ...]
+
+
+def streamed_tables(data: Interactions, vocab: Vocabularies, hp: RetrievalModelConfig,
+                    width: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`serving_user_table` and :func:`seen_table` from the sequence index: (the user table
+    [U + 1] each, the seen table str [U + 1, w]) for the vocabulary's users, row 0 the unknown user."""
+    users = data.codes_of(vocab.user_ids)
+    counts = np.diff(data.sequence_offsets)
+    w = max(1, min(width, int(counts.max()) if len(counts) else 1))
+    known = np.concatenate([np.full((1, w), "", dtype=object), data.latest(users, w)])
+    table = dict(vocab.user_table)
+    if "history" in hp.query_features:
+        table["history"] = np.concatenate([np.full((1, hp.history_length), "", dtype=object),
+                                           data.latest(users, hp.history_length)])
+    return table, known
 
 
 def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RetrievalModelConfig,
@@ -113,6 +145,17 @@ class RetrievalTask(Task):
 
     name = "retrieval"
 
+    def streams(self, cfg: RetrievalConfig) -> bool:
+        """Your own data reaches retrieval as :class:`Interactions` (never converted to strings per
+        row) on the splits computed from codes; a warm start reads the string columns."""
+        return self.streamed and cfg.split_name in STREAMED_SPLITS and not cfg.train.warm_start
+
+    @property
+    def streamed(self) -> bool:
+        """Whether this task trains from :mod:`tfrs_lab.training.stream` (retrieval; not the tasks
+        built on its towers, whose hooks read in-memory columns)."""
+        return self.name == "retrieval"
+
     def vocabulary_fit(self, cfg: RetrievalConfig, has_user_features: bool) -> dict[str, Any]:
         m = cfg.model
         return dict(has_user_features=has_user_features, title_vocab_size=m.title_vocab_size,
@@ -146,7 +189,34 @@ class RetrievalTask(Task):
             "embedding_dim", "id_embedding_dim", "feature_embedding_dim", "tower_layers", "query_features",
             "candidate_features", "timestamp_buckets", "title_vocab_size", "title_max_tokens")}
 
+    def _train_streamed(self, ctx: RunContext) -> Trained:
+        cfg, split, vocab, dist = ctx.cfg, ctx.split, ctx.vocab, ctx.distribution
+        data = ctx.data if isinstance(ctx.data, Interactions) else Interactions.from_data(ctx.data)
+        hp = hyperparameters(cfg, data.has_user_features)
+        stream = RetrievalStream(data, split, hp.history_length if "history" in hp.query_features else 0)
+        state = StreamState(hp, stream, metric_ks(split.protocol, cfg.eval.ks))
+        sample = stream.features("train", np.arange(min(2, len(split.train))))
+        steps = -(-len(split.train) // cfg.train.batch_size)
+        with dist.strategy.scope():
+            model = self.build_model(vocab, hp, {})
+            model.compile(optimizer=ctx.optimizer(steps))
+            if ctx.warm_start is not None:  # continue from the previous run's weights
+                ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, {}), sample)
+        train_ds, fit_kwargs = distribute.fit_dataset(
+            dist, lambda batch: stream.training_dataset(batch, cfg.train.seed), len(split.train), cfg.train.batch_size)
+
+        def validate() -> dict[str, float]:
+            return stream_metrics(model, stream, "validation", protocol=split.protocol, ks=state.ks,
+                                  batch_size=cfg.eval.batch_size)
+
+        fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
+                      fit_kwargs=fit_kwargs)
+        model = distribute.finish_training(dist, model, lambda: self.build_model(vocab, hp, {}), sample, ctx.stage)
+        return Trained(model, state, [fit], len(split.train), len(split.train))
+
     def train(self, ctx: RunContext) -> Trained:
+        if self.streamed:
+            return self._train_streamed(ctx)
         cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         hp = hyperparameters(cfg, data.has_user_features)
         cols = self.columns(data, split, hp)
@@ -173,7 +243,10 @@ class RetrievalTask(Task):
         return Trained(model, state, [fit], len(split.train), len(split.train))
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
-        s: RetrievalState = trained.state
+        s = trained.state
+        if isinstance(s, StreamState):
+            return stream_metrics(trained.model, s.stream, "test", protocol=ctx.split.protocol, ks=s.ks,
+                                  batch_size=ctx.cfg.eval.batch_size, seen_excluded=True)
         return evaluate(trained.model, ctx.vocab, s.cols["test"], protocol=ctx.split.protocol, ks=s.ks,
                         history=s.test_history, batch_size=ctx.cfg.eval.batch_size, seen_excluded=True)
 
@@ -183,10 +256,15 @@ class RetrievalTask(Task):
         cfg, vocab, s = ctx.cfg, ctx.vocab, trained.state
         x = cfg.export
         settings = IndexSettings(kind=x.index, k=x.k, max_exclude=x.max_exclude, **asdict(x.scann))
-        recall_queries = query_embeddings(trained.model, {k: v[:1000] for k, v in s.cols["test"].items()})
         counts = vocab.item_counts[1:].astype(np.float64)
-        known = seen_table(ctx.data, vocab, x.max_exclude)  # excluded by default, and what ``explain`` cites
-        return dict(user_table=serving_user_table(ctx.data, vocab, s.hp),
+        if isinstance(s, StreamState):
+            recall_queries = s.stream.queries(trained.model, "test", np.arange(min(1000, len(ctx.split.test))))
+            user_table, known = streamed_tables(s.stream.data, vocab, s.hp, x.max_exclude)
+        else:
+            recall_queries = query_embeddings(trained.model, {k: v[:1000] for k, v in s.cols["test"].items()})
+            user_table = serving_user_table(ctx.data, vocab, s.hp)
+            known = seen_table(ctx.data, vocab, x.max_exclude)  # excluded by default, and what ``explain`` cites
+        return dict(user_table=user_table,
                     popularity=counts / max(counts.sum(), 1.0), titles=ctx.data.movies["movie_title"],
                     model_name=x.model_name, version=x.version, settings=settings,
                     sample_users=[str(u) for u in vocab.user_ids[:8]], recall_queries=recall_queries,
@@ -201,6 +279,14 @@ class RetrievalTask(Task):
     def report_inputs(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:
         """A two-tower model scored on the test rows, as :meth:`evaluate` does."""
         vocab, s, model = ctx.vocab, trained.state, trained.model
+        titles = report.catalogue_titles(ctx.data, vocab.movie_ids)
+        if isinstance(s, StreamState):
+            keep = s.stream.rankable("test")
+            exclude = s.stream.seen("test", keep) if ctx.split.protocol == "leave-last-out" else None
+            return report.factorized_inputs(
+                s.stream.queries(model, "test", keep), model.catalogue_embeddings(), s.stream.targets("test")[keep],
+                users=s.stream.data.user_ids[s.stream.users("test")[keep]], exclude=exclude,
+                item_counts=vocab.item_counts[1:], titles=titles)
         columns = s.cols["test"]
         targets = movie_rows(vocab, columns["movie_id"])
         keep = targets >= 0
@@ -210,8 +296,7 @@ class RetrievalTask(Task):
             exclude = known_rows(vocab, columns["user_id"], s.test_history)
         return report.factorized_inputs(query_embeddings(model, columns), model.catalogue_embeddings(),
                                         targets[keep], users=columns["user_id"], exclude=exclude,
-                                        item_counts=vocab.item_counts[1:],
-                                        titles=report.catalogue_titles(ctx.data, vocab.movie_ids))
+                                        item_counts=vocab.item_counts[1:], titles=titles)
 
 
 TASK = RetrievalTask()

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from tfrs_lab.config import ConfigError, dump_config
 from tfrs_lab.data.features import Vocabularies
+from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
 from tfrs_lab.data.prepared import PREPARED_DIR, prepare_dataset
 from tfrs_lab.data.spec import OWN
@@ -38,14 +39,20 @@ __all__ = ["Prepared", "Run", "load_data", "load_run", "prepare", "run_task"]
 logger = logging.getLogger(__name__)
 
 
-def load_data(cfg) -> MovieLensData:
+def load_data(cfg, *, compact: bool = False) -> MovieLensData | Interactions:
     """The ratings and catalogue ``cfg.data`` points at (TFDS, a local zip, synthetic, or your own
     files: ``data.dataset: own`` reads ``data.source``), less the rows of users and items below
-    ``data.min_user_interactions`` / ``data.min_item_interactions`` (:func:`min_interactions_filter`)."""
+    ``data.min_user_interactions`` / ``data.min_item_interactions`` (:func:`min_interactions_filter`).
+    ``compact``: your own data as :class:`Interactions` straight from the prepared dataset (no
+    string per row) when no minimum-count filter applies; the in-memory tables otherwise."""
     d = cfg.data
+    filtering = d.min_user_interactions > 0 or d.min_item_interactions > 0
     if d.dataset == OWN:  # prepared once, then reused from the cache by fingerprint
         cache = Path(d.data_dir).expanduser() / PREPARED_DIR if d.data_dir is not None else None
-        data = prepare_dataset(d.source, cache_dir=cache).to_data()
+        prepared = prepare_dataset(d.source, cache_dir=cache)
+        if compact and not filtering:
+            return Interactions.from_prepared(prepared)
+        data = prepared.to_data()
     else:
         synthetic = None
         if d.dataset == "synthetic":
@@ -102,24 +109,25 @@ class Run:
 class Prepared:
     """A run's data, its split and its fitted vocabularies (what :func:`prepare` returns)."""
 
-    data: MovieLensData
+    data: MovieLensData | Interactions
     split: Split
     vocab: Vocabularies
 
 
-def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None) -> Prepared:
+def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None, *, stream: bool = True) -> Prepared:
     """Seeds TF/NumPy/Python from ``cfg.train.seed``, then the data (``inputs`` or the config's
-    source), the task's split and its vocabularies: everything a run trains on."""
+    source; compact :class:`Interactions` when the task streams it and ``stream``), the task's split
+    and its vocabularies: everything a run trains on."""
     t = get_task(task) if isinstance(task, str) else task
     tf.keras.utils.set_random_seed(cfg.train.seed)
     if inputs is None:
         logger.info("loading %s", cfg.data.dataset)
-        inputs = TaskInputs(load_data(cfg))
+        inputs = TaskInputs(load_data(cfg, compact=stream and t.streams(cfg)))
     split = _split(t, cfg, inputs.data)
     return Prepared(inputs.data, split, t.vocabularies(cfg, inputs.data, split.train, inputs))
 
 
-def _split(task: Task, cfg, data: MovieLensData) -> Split:
+def _split(task: Task, cfg, data: MovieLensData | Interactions) -> Split:
     split = task.split(cfg, data)
     if cfg.train.include_validation:  # final fit: validation rows (and validation users' fold-in rows) join training
         split = dataclasses.replace(
@@ -135,7 +143,7 @@ def _rounded(values: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in values.items()}
 
 
-def common_metrics(cfg, data: MovieLensData, split: Split, trained: Trained) -> dict[str, Any]:
+def common_metrics(cfg, data: MovieLensData | Interactions, split: Split, trained: Trained) -> dict[str, Any]:
     """The ``metrics.json`` entries every task writes (docs/architecture.md)."""
     final = trained.final
     epochs = max(trained.epochs_run, 1)
@@ -165,7 +173,7 @@ def _previous(task: Task, kept: list[Prepared] | None = None):
 
     def previous(prev_cfg) -> tuple[Vocabularies, int]:
         earlier = _warm_start(task, prev_cfg)
-        p = prepare(task, prev_cfg)
+        p = prepare(task, prev_cfg, stream=False)  # callers (warm start, reindex) read the string columns
         vocab = p.vocab if earlier is None else earlier.adopt(task, prev_cfg, p.data, p.split)
         if kept is not None:
             kept.append(p)

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tfrs_lab.config import task_entry
 from tfrs_lab.data.features import Vocabularies, build_vocabularies
+from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.predefined import movielens_split_rows, own_test_rows
 from tfrs_lab.data.spec import OWN
@@ -121,7 +122,8 @@ class RunContext:
     vocabularies, the staging directory the run is written into, and :meth:`fit`."""
 
     cfg: Any
-    data: MovieLensData
+    data: MovieLensData | Interactions
+    """The data: :class:`Interactions` when the task streams (:meth:`Task.streams`), else :class:`MovieLensData`."""
     split: Split
     vocab: Vocabularies
     stage: Path
@@ -193,9 +195,17 @@ class Task(abc.ABC):
         """``cfg`` with values the task derives filled in (written to ``config.yaml``); default: as is."""
         return cfg
 
-    def split(self, cfg, data: MovieLensData) -> Split:
+    def streams(self, cfg) -> bool:
+        """Whether the run loop hands this task your own data as compact :class:`Interactions`
+        (integer codes read straight from the prepared dataset, never a string per row) instead of
+        :class:`MovieLensData`; default False."""
+        return False
+
+    def split(self, cfg, data: MovieLensData | Interactions) -> Split:
         """The train / validation / test rows of ``data`` for ``cfg`` (``cfg.split_name``; its
         evaluation protocol is ``Split.protocol``)."""
+        if isinstance(data, Interactions):
+            return data.split(cfg.split_name, split_options(cfg))
         return make_split(cfg.split_name, data.ratings, split_options(cfg))
 
     def vocabulary_fit(self, cfg, has_user_features: bool) -> dict[str, Any]:
@@ -203,7 +213,7 @@ class Task(abc.ABC):
         (a pipeline's Transform fits exactly these)."""
         return dict(has_user_features=False, title_vocab_size=2, title_max_tokens=1, timestamp_buckets=1)
 
-    def vocabularies(self, cfg, data: MovieLensData, train_rows: np.ndarray,
+    def vocabularies(self, cfg, data: MovieLensData | Interactions, train_rows: np.ndarray,
                      inputs: TaskInputs | None = None) -> Vocabularies:
         """The provided vocabularies when they were fitted as this task needs, else a fresh fit."""
         fit = self.vocabulary_fit(cfg, data.has_user_features)
@@ -217,6 +227,8 @@ class Task(abc.ABC):
                         f"{key}={value!r}: fit them with the same task config and split (a pipeline: give "
                         "Transform the Trainer's task config)")
             return inputs.vocabularies
+        if isinstance(data, Interactions):
+            return data.vocabularies(train_rows, **fit)
         return build_vocabularies(data.ratings, data.movies, train_rows, **fit)
 
     def model_shape(self, cfg, has_user_features: bool) -> dict[str, Any] | None:

@@ -1,0 +1,229 @@
+"""Compact interactions: integer codes, small vocabularies and a per-user sequence index, never a
+per-row string.
+
+:class:`Interactions` is what the retrieval task streams its batches from
+(:mod:`tfrs_lab.training.stream`): a prepared dataset (:func:`Interactions.from_prepared`; your own
+data, read once by :mod:`tfrs_lab.data.prepared`, never converted back to strings per row) or an
+in-memory :class:`~tfrs_lab.data.movielens.MovieLensData` encoded once
+(:func:`Interactions.from_data`). Both give the same codes, splits, vocabularies and histories as
+the string columns would (tests/data/test_interactions.py), so the model and its SavedModel stay
+string-keyed.
+
+Memory at n interactions, U users, m items: ``user``/``item`` int32 and ``timestamp`` int64 per
+row (16 bytes), the sequence index (8 bytes per row, 8 per user), the id vocabularies (one Python
+string per user and item) and the catalogue (``movies``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from tfrs_lab.data.features import RAW_QUERY_FEATURES, Vocabularies, fit_vocabularies
+from tfrs_lab.data.history import walk_back
+from tfrs_lab.data.movielens import DataError, MovieLensData
+from tfrs_lab.data.prepared import PreparedDataset
+from tfrs_lab.data.readers import _multi_hot
+from tfrs_lab.data.splits import (HASH, LEAVE_LAST_OUT, TIME, Split, SplitOptions, _HASH_CHUNK, _NUM_BUCKETS,
+                                  _TEST_BUCKET, _TRAIN_BUCKETS, _VALIDATION_BUCKET, sequence_order,
+                                  time_split)
+
+__all__ = ["HistorySource", "Interactions", "STREAMED_SPLITS"]
+
+STREAMED_SPLITS = (HASH, LEAVE_LAST_OUT, TIME)
+"""Splits :meth:`Interactions.split` computes from codes (``predefined`` and ``held-out-users`` need
+the string columns: a run with them reads the data as :class:`MovieLensData`)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class HistorySource:
+    """The rows histories may come from (e.g. the training split), in sequence order.
+
+    Attributes:
+        items: int32 ``[s + 1]`` item codes of the source rows ordered by (user, timestamp, item id
+            as an integer); a last 0 entry pads so a gather never sees an empty array.
+        user_start: int64 ``[U + 1]``: user code u's source rows are ``items[user_start[u]:user_start[u + 1]]``.
+    """
+
+    items: np.ndarray
+    user_start: np.ndarray
+
+    def seen(self, users: np.ndarray, num_catalogue: int) -> list[np.ndarray]:
+        """Per entry of ``users`` (int codes), the catalogue rows (item codes < ``num_catalogue``) of
+        its source rows: what a ranking excludes (views, no copy when every item is in the catalogue)."""
+        out = [self.items[a:b] for a, b in zip(self.user_start[users], self.user_start[users + 1])]
+        return out if self.largest_item < num_catalogue else [e[e < num_catalogue] for e in out]
+
+    @functools.cached_property
+    def largest_item(self) -> int:
+        """The largest item code among the source rows (-1 without any)."""
+        return int(self.items[:-1].max()) if len(self.items) > 1 else -1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Interactions:
+    """Integer-coded interactions with their vocabularies and sequence index.
+
+    Attributes:
+        dataset: the data set's name (``metrics.json``'s ``dataset``).
+        user: int32 ``[n]`` codes into ``user_ids``; item: int32 ``[n]`` codes into ``item_ids``.
+        timestamp: int64 ``[n]`` unix seconds.
+        user_ids: object ``[U]`` of ``str`` in ascending order; item_ids: object ``[m']`` of ``str``:
+            the catalogue (``movies["movie_id"]``, its first ``m`` entries) then any interacted item
+            missing from it.
+        sequence_offsets: int64 ``[U + 1]``; sequence_rows: int64 ``[n]``: user u's rows, oldest first,
+            are ``sequence_rows[sequence_offsets[u]:sequence_offsets[u + 1]]``
+            (= :func:`tfrs_lab.data.splits.sequence_order`).
+        movies: the catalogue columns of :class:`MovieLensData` (``movie_id``, ``movie_title``, ``movie_genres``).
+        extra: per-row numeric query features of :data:`RAW_QUERY_FEATURES` the data has besides
+            ``timestamp`` (MovieLens demographics), ``[n]`` each.
+    """
+
+    dataset: str
+    user: np.ndarray
+    item: np.ndarray
+    timestamp: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    sequence_offsets: np.ndarray
+    sequence_rows: np.ndarray
+    movies: dict[str, np.ndarray]
+    extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_prepared(cls, prepared: PreparedDataset) -> "Interactions":
+        """The prepared dataset's columns as they are on disk (memory-mapped; no string per row)."""
+        genres, _ = _multi_hot(prepared.item_categories)
+        movies = {"movie_id": prepared.item_ids, "movie_title": prepared.item_text, "movie_genres": genres}
+        return cls(prepared.name, prepared.user, prepared.item, prepared.timestamp, prepared.user_ids,
+                   prepared.item_ids, prepared.sequence_offsets, prepared.sequence_rows, movies)
+
+    @classmethod
+    def from_data(cls, data: MovieLensData) -> "Interactions":
+        """``data`` encoded once: users in ascending id order, items in catalogue order (ids the
+        catalogue lacks appended in ascending order), the sequence index of :func:`sequence_order`."""
+        r = data.ratings
+        user_ids, user = np.unique(r["user_id"].astype(object), return_inverse=True)
+        catalogue = np.asarray(data.movies["movie_id"], dtype=object)
+        order = np.argsort(catalogue)
+        pos = np.clip(np.searchsorted(catalogue[order], r["movie_id"]), 0, max(len(catalogue) - 1, 0))
+        known = catalogue[order][pos] == r["movie_id"] if len(catalogue) else np.zeros(len(user), bool)
+        missing, code = np.unique(r["movie_id"][~known].astype(object), return_inverse=True)
+        item = np.empty(len(user), np.int64)
+        item[known] = order[pos[known]]
+        item[~known] = len(catalogue) + code
+        rows = sequence_order(r)
+        counts = np.bincount(user, minlength=len(user_ids))
+        extra = {k: r[k] for k in RAW_QUERY_FEATURES[1:] if k in r}
+        return cls(data.dataset, user.astype(np.int32), item.astype(np.int32), np.asarray(r["timestamp"], np.int64),
+                   user_ids.astype(object), np.concatenate([catalogue, missing]).astype(object),
+                   np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rows.astype(np.int64), data.movies, extra)
+
+    # ------------------------------------------------------------------ what MovieLensData answers too
+
+    @property
+    def has_user_features(self) -> bool:
+        """Whether the rows carry the MovieLens demographics (never for a prepared dataset)."""
+        return bool(self.extra)
+
+    @property
+    def num_ratings(self) -> int:
+        return int(self.user.shape[0])
+
+    @property
+    def num_catalogue(self) -> int:
+        """m: catalogue items (item codes ``0 .. m - 1``; larger codes are items the catalogue lacks)."""
+        return int(len(self.movies["movie_id"]))
+
+    # ------------------------------------------------------------------ splits and vocabularies
+
+    def split(self, name: str, options: SplitOptions | None = None) -> Split:
+        """The split ``name`` (one of :data:`STREAMED_SPLITS`), equal to
+        :func:`tfrs_lab.data.splits.make_split` on the string columns.
+
+        Raises:
+            DataError: for a split that needs the string columns.
+        """
+        o = options or SplitOptions()
+        if name == HASH:  # hash_buckets' keys, gathered from the vocabularies in TF a chunk at a time
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+            users, items = tf.constant(self.user_ids.astype(str)), tf.constant(self.item_ids.astype(str))
+            buckets = np.empty(self.num_ratings, np.int64)
+            for s in range(0, self.num_ratings, _HASH_CHUNK):
+                e = slice(s, s + _HASH_CHUNK)
+                keys = tf.strings.join([tf.gather(users, self.user[e]), tf.gather(items, self.item[e])], separator=":")
+                buckets[e] = tf.strings.to_hash_bucket_fast(keys, _NUM_BUCKETS).numpy()
+            return Split(HASH, np.flatnonzero(buckets < _TRAIN_BUCKETS).astype(np.int64),
+                         np.flatnonzero(buckets == _VALIDATION_BUCKET).astype(np.int64),
+                         np.flatnonzero(buckets == _TEST_BUCKET).astype(np.int64))
+        if name == LEAVE_LAST_OUT:
+            counts = np.diff(self.sequence_offsets)
+            eligible = np.flatnonzero(counts >= 3)
+            last = self.sequence_offsets[eligible + 1]
+            test = np.sort(self.sequence_rows[last - 1])
+            validation = np.sort(self.sequence_rows[last - 2])
+            train = np.ones(self.num_ratings, bool)
+            train[test] = train[validation] = False
+            return Split(LEAVE_LAST_OUT, np.flatnonzero(train).astype(np.int64), validation, test)
+        if name == TIME:
+            return time_split({"timestamp": self.timestamp}, o.time_validation, o.time_test)
+        raise DataError(f"data.split={name} is not computed on streamed data: choose one of {', '.join(STREAMED_SPLITS)}")
+
+    def vocabularies(self, train_rows: np.ndarray, *, has_user_features: bool, title_vocab_size: int,
+                     title_max_tokens: int, timestamp_buckets: int) -> Vocabularies:
+        """:func:`tfrs_lab.data.features.build_vocabularies` of the training rows, from the codes."""
+        if has_user_features:
+            raise DataError("user features need the string columns: read the data as MovieLensData")
+        train_rows = np.asarray(train_rows)
+        users = self.user_ids[np.unique(self.user[train_rows])]
+        items = self.item[train_rows]
+        items = items[items < self.num_catalogue]
+        counts = np.bincount(items.astype(np.int64) + 1, minlength=self.num_catalogue + 1).astype(np.int64)
+        return fit_vocabularies(users, self.movies, counts, self.timestamp[train_rows],
+                                title_vocab_size=title_vocab_size, title_max_tokens=title_max_tokens,
+                                timestamp_buckets=timestamp_buckets)
+
+    # ------------------------------------------------------------------ histories
+
+    @functools.cached_property
+    def group_start(self) -> np.ndarray:
+        """int64 ``[n]``: per sequence position, the first position holding the same (user,
+        timestamp, item) key (computed once)."""
+        rows = self.sequence_rows
+        n = len(rows)
+        same = np.zeros(n, bool)
+        if n > 1:
+            same[1:] = ((self.user[rows[1:]] == self.user[rows[:-1]]) & (self.timestamp[rows[1:]] == self.timestamp[rows[:-1]])
+                        & (self.item[rows[1:]] == self.item[rows[:-1]]))
+        return np.maximum.accumulate(np.where(same, 0, np.arange(n)))
+
+    def history_source(self, source_rows: np.ndarray) -> tuple[HistorySource, np.ndarray]:
+        """The :class:`HistorySource` of ``source_rows`` (row indices) and int64 ``[n]``: for every row
+        r, the end (exclusive) in its ``items`` of the source rows of r's user strictly before r (rows
+        with r's exact (user, timestamp, item) key are not before it, as
+        :func:`tfrs_lab.data.history.recent_history` decides)."""
+        is_source = np.zeros(self.num_ratings, bool)
+        is_source[np.asarray(source_rows, np.int64)] = True
+        in_order = is_source[self.sequence_rows]
+        before = np.concatenate([[0], np.cumsum(in_order)]).astype(np.int64)  # source rows before each position
+        stop = np.empty(self.num_ratings, np.int64)
+        stop[self.sequence_rows] = before[self.group_start]
+        items = np.concatenate([self.item[self.sequence_rows[in_order]], [0]]).astype(np.int32)
+        return HistorySource(items, before[self.sequence_offsets]), stop
+
+    def latest(self, users: np.ndarray, length: int) -> np.ndarray:
+        """object ``[len(users), length]``: each user's (int codes) newest ``length`` item ids among
+        all rows, most recent first, '' padded (:func:`tfrs_lab.data.history.latest_history`)."""
+        users = np.asarray(users, np.int64)
+        codes = walk_back(self.item[self.sequence_rows], self.sequence_offsets[users],
+                          self.sequence_offsets[users + 1], length, -1)
+        return np.where(codes >= 0, self.item_ids[np.maximum(codes, 0)], "").astype(object)
+
+    def codes_of(self, user_ids: np.ndarray) -> np.ndarray:
+        """int64 user codes of ``user_ids`` (each must be one of :attr:`user_ids`)."""
+        return np.searchsorted(self.user_ids, np.asarray(user_ids, dtype=object)).astype(np.int64)

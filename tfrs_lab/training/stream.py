@@ -1,0 +1,186 @@
+"""The retrieval task's input pipeline: batches gathered from compact interactions, never a per-row
+string column.
+
+:class:`RetrievalStream` holds the integer columns of :class:`tfrs_lab.data.interactions.Interactions`
+(user and item codes, timestamps) as TF constants, the id vocabularies, and per split its rows and
+their place in a :class:`~tfrs_lab.data.interactions.HistorySource`. A ``tf.data`` pipeline over row
+positions (a fresh permutation each epoch, batched first, then mapped) gathers per batch exactly the
+raw columns :func:`tfrs_lab.training.retrieval.feature_columns` would hold for those rows:
+``user_id`` / ``movie_id`` (string [B], ``tf.gather(vocabulary, codes)``), ``timestamp`` (int64 [B]),
+the MovieLens demographics where the data has them, and ``history`` (string [B, H], the user's
+previous ``history_length`` source items, most recent first, '' padded), so the model and its
+export stay string-keyed. Evaluation ranks every evaluated row over the whole catalogue in chunks
+(:func:`stream_ranks`), the exclusions as views into the history source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_lab.data.interactions import HistorySource, Interactions
+from tfrs_lab.data.splits import Split
+from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
+
+__all__ = ["RetrievalStream", "SplitRows", "stream_metrics", "stream_ranks"]
+
+_CHUNK = 1 << 16  # evaluated rows per chunk: bounds queries and exclusion lists in memory
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SplitRows:
+    """One split's rows (int64 ``[q]``), where each row's history ends in ``source`` (int64 ``[q]``),
+    and the source itself."""
+
+    rows: np.ndarray
+    stop: np.ndarray
+    source: HistorySource
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class RetrievalStream:
+    """Batches of the retrieval task's raw features from :class:`Interactions` (module docstring).
+
+    Args:
+        data: the interactions. split: the run's split.
+        history_length: H, items per history; 0 when the query tower reads none (no ``history`` key).
+    """
+
+    def __init__(self, data: Interactions, split: Split, history_length: int) -> None:
+        self.data, self.length = data, history_length
+        self.user = tf.constant(np.asarray(data.user, np.int32))
+        self.item = tf.constant(np.asarray(data.item, np.int32))
+        self.timestamp = tf.constant(np.asarray(data.timestamp, np.int64))
+        self.extra = {k: tf.constant(v) for k, v in data.extra.items()}
+        self.user_ids = tf.constant(data.user_ids.astype(str))
+        self.item_ids = tf.constant(data.item_ids.astype(str))
+        self.parts: dict[str, SplitRows] = {}
+        for names, source_rows in ((("train", "validation"), split.train),
+                                   (("test",), np.concatenate([split.train, split.validation]))):
+            source, stop = data.history_source(source_rows)
+            for name in names:  # only the split rows' stops are kept
+                rows = getattr(split, name)
+                self.parts[name] = SplitRows(rows, stop[rows], source)
+            del stop
+        self._graphs: dict[str, tuple] = {}
+
+    # ------------------------------------------------------------------ features
+
+    def _constants(self, name: str) -> tuple:
+        """(rows, stops, source items, source user starts) of ``parts[name]`` as TF constants, made
+        once (a source shared by two splits once)."""
+        if name not in self._graphs:
+            p = self.parts[name]
+            shared = next((g[2:] for n, g in self._graphs.items() if self.parts[n].source is p.source), None)
+            self._graphs[name] = (tf.constant(p.rows), tf.constant(p.stop),
+                                  *(shared or (tf.constant(p.source.items), tf.constant(p.source.user_start))))
+        return self._graphs[name]
+
+    def batch_fn(self, name: str):
+        """``f(positions int64 [b]) -> features``: the raw columns of rows ``parts[name].rows[positions]``."""
+        rows, stops, items, user_start = self._constants(name)
+        length = self.length
+
+        def features(positions: tf.Tensor) -> dict[str, tf.Tensor]:
+            r = tf.gather(rows, positions)
+            u = tf.gather(self.user, r)
+            out = {"user_id": tf.gather(self.user_ids, u), "movie_id": tf.gather(self.item_ids, tf.gather(self.item, r)),
+                   "timestamp": tf.gather(self.timestamp, r), **{k: tf.gather(v, r) for k, v in self.extra.items()}}
+            if length:
+                stop = tf.gather(stops, positions)
+                start = tf.gather(user_start, u)
+                at = stop[:, None] - 1 - tf.range(length, dtype=tf.int64)[None, :]  # [b, H], newest first
+                codes = tf.gather(items, tf.maximum(at, 0))
+                out["history"] = tf.where(at >= start[:, None], tf.gather(self.item_ids, codes), "")
+            return out
+
+        return features
+
+    def features(self, name: str, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """The raw columns (numpy; strings as bytes) of ``parts[name].rows[positions]``: for tests and samples."""
+        return {k: v.numpy() for k, v in self.batch_fn(name)(tf.constant(np.asarray(positions, np.int64))).items()}
+
+    def training_dataset(self, batch_size: int, seed: int, name: str = "train") -> tf.data.Dataset:
+        """Batches of ``parts[name]`` in a new random order every epoch (seeded: the same run gives
+        the same epochs), the last batch smaller; mapped in parallel, order kept, prefetched."""
+        n = len(self.parts[name])
+
+        def epoch(s: tf.Tensor) -> tf.data.Dataset:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(n, dtype=tf.int64), seed=tf.stack([s, tf.constant(seed, tf.int64)]))
+            return tf.data.Dataset.range(0, n, batch_size).map(lambda a: order[a:a + batch_size])
+
+        ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(epoch)
+        return ds.map(self.batch_fn(name), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def batches(self, name: str, positions: np.ndarray, batch_size: int = 4096) -> tf.data.Dataset:
+        """Batches of ``parts[name].rows[positions]`` in that order."""
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray(positions, np.int64)).batch(batch_size)
+        return ds.map(self.batch_fn(name), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def queries(self, model, name: str, positions: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """float32 [len(positions), d]: the query vectors of those rows."""
+        out = [model.query_embedding(b).numpy() for b in self.batches(name, positions, batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, model.hp.embedding_dim), np.float32)
+
+    # ------------------------------------------------------------------ what evaluation reads
+
+    def targets(self, name: str) -> np.ndarray:
+        """int64 [q]: each row's item code (its catalogue row when < ``data.num_catalogue``)."""
+        return self.data.item[self.parts[name].rows].astype(np.int64)
+
+    def users(self, name: str) -> np.ndarray:
+        """int64 [q]: each row's user code."""
+        return self.data.user[self.parts[name].rows].astype(np.int64)
+
+    def seen(self, name: str, positions: np.ndarray) -> list[np.ndarray]:
+        """The catalogue rows each of those rows' users has in its history source (what a ranking excludes)."""
+        p = self.parts[name]
+        return p.source.seen(self.data.user[p.rows[positions]].astype(np.int64), self.data.num_catalogue)
+
+    def rankable(self, name: str) -> np.ndarray:
+        """Positions of the rows whose item is in the catalogue (the others cannot be ranked)."""
+        return np.flatnonzero(self.targets(name) < self.data.num_catalogue)
+
+
+def stream_ranks(model, stream: RetrievalStream, name: str, *, exclude: bool, plain: bool = True,
+                 batch_size: int = 1024) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """Per chunk of the rankable rows of split ``name``: (positions, ranks over the whole catalogue
+    or None without ``plain``, ranks with the seen items excluded or None without ``exclude``)."""
+    items = model.catalogue_embeddings()
+    targets = stream.targets(name)
+    keep = stream.rankable(name)
+    for s in range(0, len(keep), _CHUNK):
+        positions = keep[s:s + _CHUNK]
+        queries = stream.queries(model, name, positions)
+        plain_ranks = target_ranks(queries, items, targets[positions], batch_size=batch_size) if plain else None
+        excluded = None
+        if exclude:
+            excluded = target_ranks(queries, items, targets[positions], exclude=stream.seen(name, positions),
+                                    batch_size=batch_size)
+        yield positions, plain_ranks, excluded
+
+
+def stream_metrics(model, stream: RetrievalStream, name: str, *, protocol: str, ks: tuple[int, ...],
+                   batch_size: int = 1024, seen_excluded: bool = False) -> dict[str, float]:
+    """:func:`tfrs_lab.training.evaluate.evaluate` of split ``name``'s rows, streamed: ``hash`` ->
+    ``hit_rate@K`` (and ``hit_rate_seen_excluded@K`` with ``seen_excluded``); ``leave-last-out`` ->
+    ``recall@K``, ``ndcg@K``, ``mrr`` with the user's history-source items excluded."""
+    llo = protocol == "leave-last-out"
+    chunks = list(stream_ranks(model, stream, name, exclude=llo or seen_excluded, plain=not llo,
+                               batch_size=batch_size))
+
+    def joined(i: int) -> np.ndarray:
+        return np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0, np.int64)
+
+    if llo:
+        return ranking_metrics(joined(2), ks)
+    metrics = hit_rate(joined(1), ks)
+    if seen_excluded:
+        metrics.update({k.replace("hit_rate@", "hit_rate_seen_excluded@"): v for k, v in hit_rate(joined(2), ks).items()})
+    return metrics
