@@ -140,6 +140,11 @@ def serving_user_table(data: MovieLensData, vocab: Vocabularies, hp: RetrievalMo
     return table
 
 
+def _query_probe(model, features):
+    """The output a single-device copy must reproduce: query embeddings [B, D] of ``features``."""
+    return model.query_embedding(features)
+
+
 class RetrievalTask(Task):
     """Two-tower retrieval (TFRS ``Retrieval`` task, in-batch softmax) with a ScaNN export."""
 
@@ -211,7 +216,8 @@ class RetrievalTask(Task):
 
         fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
                       fit_kwargs=fit_kwargs)
-        model = distribute.finish_training(dist, model, lambda: self.build_model(vocab, hp, {}), sample, ctx.stage)
+        model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
+            dist, model, lambda: self.build_model(vocab, hp, {}), sample, ctx.stage, _query_probe)
         return Trained(model, state, [fit], len(split.train), len(split.train))
 
     def train(self, ctx: RunContext) -> Trained:
@@ -239,7 +245,7 @@ class RetrievalTask(Task):
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: self.build_model(vocab, hp, cols), {k: v[:2] for k, v in cols["train"].items()},
-            ctx.stage, lambda m, features: m.query_embedding(features))
+            ctx.stage, _query_probe)
         return Trained(model, state, [fit], len(split.train), len(split.train))
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
