@@ -284,10 +284,14 @@ class TrainConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
-    """Full-catalogue evaluation. ``batch_size`` is queries scored per matrix product."""
+    """Full-catalogue evaluation. ``batch_size`` is queries scored per matrix product;
+    ``validation_users``: the streamed retrieval task validates each epoch on the rows of at most
+    this many users (a fixed sample seeded by ``train.seed``; every user when there are fewer);
+    test evaluation always ranks every test row."""
 
     ks: tuple[int, ...] = (10, 50, 100)
     batch_size: int = 1024
+    validation_users: int = 10000
 
     def validate(self, path: str) -> None:
         if not self.ks:
@@ -295,6 +299,7 @@ class EvalConfig:
         for i, k in enumerate(self.ks):
             positive(k, f"{path}.ks[{i}]")
         positive(self.batch_size, f"{path}.batch_size")
+        positive(self.validation_users, f"{path}.validation_users")
 
 
 @dataclass(frozen=True, kw_only=True)

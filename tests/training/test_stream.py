@@ -125,7 +125,7 @@ def test_own_data_run_never_converts_the_prepared_dataset_and_its_export_reloads
     user = 0
     known = set(data.item_ids[data.item[data.sequence_rows[data.sequence_offsets[user]:data.sequence_offsets[user + 1]]]])
     loaded = tf.saved_model.load(str(out / "export" / "retrieval" / "1"))
-    ids = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant([data.user_ids[user]]))[sig.MOVIE_IDS].numpy()
+    ids = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant([data.user_ids[user]]))[sig.ITEM_IDS].numpy()
     got = set(ids[0].astype(str))
     assert len(got) == 10 and not got & known
 

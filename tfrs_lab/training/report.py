@@ -32,7 +32,7 @@ import numpy as np
 from tfrs_lab.evaluation.metrics import beyond_accuracy, ranks_from_scores
 
 __all__ = ["catalogue_titles", "EXAMPLE_USERS", "factorized_inputs", "first_per_user", "MAX_K", "popularity_ranks",
-           "pyplot", "recall_curve", "REPORT_FILE", "scored_inputs", "TOP_K", "top_k_rows",
+           "pyplot", "ranked_inputs", "recall_curve", "REPORT_FILE", "scored_inputs", "TOP_K", "top_k_rows",
            "write_report"]
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,29 @@ def factorized_inputs(queries: np.ndarray, items: np.ndarray, targets: np.ndarra
             "recommendation_users": np.asarray(users)[first], "item_counts": item_counts, "titles": titles}
 
 
+def ranked_inputs(ranks: np.ndarray, targets: np.ndarray, *, users: np.ndarray, first_queries: np.ndarray,
+                  items: np.ndarray, exclude: Sequence[np.ndarray] | None = None, item_counts: np.ndarray,
+                  titles: np.ndarray | None = None, batch_size: int = 1024) -> dict[str, Any]:
+    """:func:`write_report` inputs from ranks an evaluation already computed (no second ranking of
+    the test rows): only each user's first row is scored, for its top-:data:`MAX_K` recommendations.
+
+    Args:
+      ranks: int [Q] 0-based rank of each target; targets: int [Q] its catalogue row; users: [Q].
+      first_queries: float [U, d] the query vectors of rows :func:`first_per_user` ``(users)``, in
+        that order; items: float [M, d] catalogue vectors (scores are ``queries @ items.T``).
+      exclude: optional per-row catalogue rows the ranks excluded (leave-last-out).
+      item_counts: [M] training interactions per catalogue row; titles: str [M].
+    """
+    first = first_per_user(users)
+    queries, items = np.asarray(first_queries, np.float32), np.asarray(items, np.float32)
+    recs = [top_k_rows(queries[s:s + batch_size] @ items.T, MAX_K,
+                       None if exclude is None else [exclude[i] for i in first[s:s + batch_size]])
+            for s in range(0, len(first), batch_size)]
+    return {"ranks": np.asarray(ranks), "targets": np.asarray(targets), "exclude": exclude,
+            "recommendations": np.concatenate(recs) if recs else np.zeros((0, MAX_K), np.int64),
+            "recommendation_users": np.asarray(users)[first], "item_counts": item_counts, "titles": titles}
+
+
 def first_per_user(users: np.ndarray) -> np.ndarray:
     """int [U]: the index of each user's first row in ``users`` (in row order)."""
     _, first = np.unique(np.asarray(users).astype(str), return_index=True)
@@ -108,14 +131,28 @@ def recall_curve(ranks: np.ndarray, max_k: int = MAX_K) -> np.ndarray:
     return np.cumsum(hist) / len(ranks)
 
 
-def popularity_ranks(item_counts: np.ndarray, targets: np.ndarray, exclude: Sequence[np.ndarray] | None) -> np.ndarray:
-    """Ranks of ``targets`` when everyone gets the catalogue by training popularity (same exclusions)."""
+def popularity_ranks(item_counts: np.ndarray, targets: np.ndarray, exclude: Sequence[np.ndarray] | None,
+                     chunk: int = 1 << 16) -> np.ndarray:
+    """int64 [Q]: ranks of ``targets`` when everyone gets the catalogue by training popularity
+    (same exclusions, same pessimistic tie rule as :func:`ranks_from_scores`), without a [Q, M]
+    score matrix: the items scoring at least the target's count, less the target itself and the
+    distinct excluded items (never the target) that score at least it. O(Q log M + exclusions)."""
     counts = np.asarray(item_counts, np.float64)
-    out = np.empty(len(targets), np.int64)
-    for s in range(0, len(targets), 2048):
-        e = slice(s, min(s + 2048, len(targets)))
-        scores = np.broadcast_to(counts, (e.stop - e.start, len(counts))).copy()
-        out[e] = ranks_from_scores(scores, np.asarray(targets[e]), None if exclude is None else exclude[e])
+    targets = np.asarray(targets, np.int64)
+    at_least = len(counts) - np.searchsorted(np.sort(counts), counts[targets], side="left")
+    out = (at_least - 1).astype(np.int64)
+    if exclude is None:
+        return out
+    for s in range(0, len(targets), chunk):
+        lists = [np.asarray(e, np.int64) for e in exclude[s:s + chunk]]
+        sizes = np.fromiter((len(e) for e in lists), np.int64, count=len(lists))
+        if not sizes.sum():
+            continue
+        rows = np.repeat(np.arange(s, s + len(lists)), sizes)
+        pairs = np.unique(rows * len(counts) + np.concatenate(lists))  # each excluded item once per row
+        rows, cols = pairs // len(counts), pairs % len(counts)
+        drop = (cols != targets[rows]) & (counts[cols] >= counts[targets[rows]])
+        out[s:s + len(lists)] -= np.bincount(rows[drop] - s, minlength=len(lists))
     return out
 
 

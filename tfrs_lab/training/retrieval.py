@@ -33,7 +33,7 @@ from tfrs_lab.training import distribute, report
 from tfrs_lab.evaluation.metrics import EARLY_STOPPING_METRIC, metric_ks
 from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import evaluate, known_rows, query_embeddings
-from tfrs_lab.training.stream import RetrievalStream, stream_metrics
+from tfrs_lab.training.stream import RetrievalStream, SplitRanks, rank_split, split_metrics, stream_metrics
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["RetrievalState", "RetrievalTask", "StreamState", "TASK", "streamed_tables", "concat_columns", "hyperparameters", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
@@ -60,11 +60,14 @@ class RetrievalState:
 
 @dataclasses.dataclass
 class StreamState:
-    """The streamed task's state: the batches of every split and the metric cut-offs."""
+    """The streamed task's state: the batches of every split, the metric cut-offs and the ranks of
+    the latest test evaluation (``test_ranks``, which ``report.html`` reuses instead of ranking the
+    test rows again)."""
 
     hp: RetrievalModelConfig
     stream: RetrievalStream
     ks: tuple[int, ...]
+    test_ranks: SplitRanks | None = None
 
 
 def streamed_tables(data: Interactions, vocab: Vocabularies, hp: RetrievalModelConfig,
@@ -209,16 +212,21 @@ class RetrievalTask(Task):
                 ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, {}), sample)
         train_ds, fit_kwargs = distribute.fit_dataset(
             dist, lambda batch: stream.training_dataset(batch, cfg.train.seed), len(split.train), cfg.train.batch_size)
+        # validation: the rows of a fixed sample of users, the same every epoch (eval.validation_users)
+        validated, sampled, total = stream.user_sample("validation", cfg.eval.validation_users, cfg.train.seed)
 
         def validate() -> dict[str, float]:
             return stream_metrics(model, stream, "validation", protocol=split.protocol, ks=state.ks,
-                                  batch_size=cfg.eval.batch_size)
+                                  batch_size=cfg.eval.batch_size, positions=validated)
 
         fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: self.build_model(vocab, hp, {}), sample, ctx.stage, _query_probe)
-        return Trained(model, state, [fit], len(split.train), len(split.train))
+        counts = {"sampled_validation_users": sampled, "total_validation_users": total,
+                  "sampled_validation_rows": len(validated)}
+        return Trained(model, state, [fit], len(split.train), len(split.train),
+                       metrics={} if cfg.train.include_validation else counts)
 
     def train(self, ctx: RunContext) -> Trained:
         if self.streamed:
@@ -250,9 +258,10 @@ class RetrievalTask(Task):
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s = trained.state
-        if isinstance(s, StreamState):
-            return stream_metrics(trained.model, s.stream, "test", protocol=ctx.split.protocol, ks=s.ks,
-                                  batch_size=ctx.cfg.eval.batch_size, seen_excluded=True)
+        if isinstance(s, StreamState):  # every rankable test row; the ranks are kept for the report
+            s.test_ranks = rank_split(trained.model, s.stream, "test", protocol=ctx.split.protocol,
+                                      batch_size=ctx.cfg.eval.batch_size, seen_excluded=True)
+            return split_metrics(s.test_ranks, s.ks)
         return evaluate(trained.model, ctx.vocab, s.cols["test"], protocol=ctx.split.protocol, ks=s.ks,
                         history=s.test_history, batch_size=ctx.cfg.eval.batch_size, seen_excluded=True)
 
@@ -283,16 +292,22 @@ class RetrievalTask(Task):
         return {} if result.scann_recall_at_10 is None else {"scann_recall@10": result.scann_recall_at_10}
 
     def report_inputs(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:
-        """A two-tower model scored on the test rows, as :meth:`evaluate` does."""
+        """A two-tower model scored on the test rows, as :meth:`evaluate` does (streamed: the ranks
+        :meth:`evaluate` computed, reused; only each test user's first row is scored again, for its
+        top-K recommendations)."""
         vocab, s, model = ctx.vocab, trained.state, trained.model
         titles = report.catalogue_titles(ctx.data, vocab.movie_ids)
         if isinstance(s, StreamState):
-            keep = s.stream.rankable("test")
-            exclude = s.stream.seen("test", keep) if ctx.split.protocol == "leave-last-out" else None
-            return report.factorized_inputs(
-                s.stream.queries(model, "test", keep), model.catalogue_embeddings(), s.stream.targets("test")[keep],
-                users=s.stream.data.user_ids[s.stream.users("test")[keep]], exclude=exclude,
-                item_counts=vocab.item_counts[1:], titles=titles)
+            if s.test_ranks is None:  # the run loop evaluates first; a caller that did not, does now
+                self.evaluate(ctx, trained)
+            r, stream = s.test_ranks, s.stream
+            codes = stream.users("test")[r.positions]
+            first = report.first_per_user(codes)
+            exclude = stream.seen("test", r.positions) if ctx.split.protocol == "leave-last-out" else None
+            return report.ranked_inputs(
+                r.ranks, stream.targets("test")[r.positions], users=stream.data.user_ids[codes],
+                first_queries=stream.queries(model, "test", r.positions[first]), items=model.catalogue_embeddings(),
+                exclude=exclude, item_counts=vocab.item_counts[1:], titles=titles)
         columns = s.cols["test"]
         targets = movie_rows(vocab, columns["movie_id"])
         keep = targets >= 0

@@ -10,7 +10,10 @@ raw columns :func:`tfrs_lab.training.retrieval.feature_columns` would hold for t
 the MovieLens demographics where the data has them, and ``history`` (string [B, H], the user's
 previous ``history_length`` source items, most recent first, '' padded), so the model and its
 export stay string-keyed. Evaluation ranks every evaluated row over the whole catalogue in chunks
-(:func:`stream_ranks`), the exclusions as views into the history source.
+(:func:`stream_ranks`), the exclusions as views into the history source; validation during training
+may rank only the rows of a fixed, seeded sample of users (:meth:`RetrievalStream.user_sample`,
+``eval.validation_users``), test evaluation always ranks every rankable test row, and
+:func:`rank_split` keeps the ranks so the report reuses them (:class:`SplitRanks`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from tfrs_lab.data.interactions import HistorySource, Interactions
 from tfrs_lab.data.splits import Split
 from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
 
-__all__ = ["RetrievalStream", "SplitRows", "stream_metrics", "stream_ranks"]
+__all__ = ["RetrievalStream", "SplitRanks", "SplitRows", "rank_split", "split_metrics", "stream_metrics", "stream_ranks"]
 
 _CHUNK = 1 << 16  # evaluated rows per chunk: bounds queries and exclusion lists in memory
 
@@ -147,14 +150,29 @@ class RetrievalStream:
         """Positions of the rows whose item is in the catalogue (the others cannot be ranked)."""
         return np.flatnonzero(self.targets(name) < self.data.num_catalogue)
 
+    def user_sample(self, name: str, max_users: int, seed: int) -> tuple[np.ndarray, int, int]:
+        """The rankable rows of a fixed sample of split ``name``'s users: (positions int64 [q'] in
+        row order, users sampled, users in the split). Every user when the split has at most
+        ``max_users``; otherwise ``max_users`` distinct users drawn without replacement by
+        ``numpy.random.default_rng(seed)`` (the same seed and split, the same sample)."""
+        keep = self.rankable(name)
+        users = self.users(name)[keep]
+        distinct = np.unique(users)
+        if len(distinct) <= max_users:
+            return keep, len(distinct), len(distinct)
+        chosen = np.sort(np.random.default_rng(seed).choice(distinct, size=max_users, replace=False))
+        return keep[np.isin(users, chosen)], max_users, len(distinct)
+
 
 def stream_ranks(model, stream: RetrievalStream, name: str, *, exclude: bool, plain: bool = True,
-                 batch_size: int = 1024) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
-    """Per chunk of the rankable rows of split ``name``: (positions, ranks over the whole catalogue
+                 batch_size: int = 1024, positions: np.ndarray | None = None
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """Per chunk of the rankable rows of split ``name`` (or of ``positions``, rankable positions
+    such as :meth:`RetrievalStream.user_sample`'s): (positions, ranks over the whole catalogue
     or None without ``plain``, ranks with the seen items excluded or None without ``exclude``)."""
     items = model.catalogue_embeddings()
     targets = stream.targets(name)
-    keep = stream.rankable(name)
+    keep = stream.rankable(name) if positions is None else np.asarray(positions, np.int64)
     for s in range(0, len(keep), _CHUNK):
         positions = keep[s:s + _CHUNK]
         queries = stream.queries(model, name, positions)
@@ -166,21 +184,60 @@ def stream_ranks(model, stream: RetrievalStream, name: str, *, exclude: bool, pl
         yield positions, plain_ranks, excluded
 
 
-def stream_metrics(model, stream: RetrievalStream, name: str, *, protocol: str, ks: tuple[int, ...],
-                   batch_size: int = 1024, seen_excluded: bool = False) -> dict[str, float]:
-    """:func:`tfrs_lab.training.evaluate.evaluate` of split ``name``'s rows, streamed: ``hash`` ->
-    ``hit_rate@K`` (and ``hit_rate_seen_excluded@K`` with ``seen_excluded``); ``leave-last-out`` ->
-    ``recall@K``, ``ndcg@K``, ``mrr`` with the user's history-source items excluded."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class SplitRanks:
+    """The ranks one evaluation pass computed: ``positions`` int64 [q] (rankable rows of the
+    split, row order), ``plain`` int64 [q] 0-based ranks over the whole catalogue (None when not
+    needed), ``excluded`` int64 [q] ranks with the user's history-source items excluded (None when
+    not needed). ``protocol`` and ``seen_excluded`` say which the metrics read."""
+
+    name: str
+    protocol: str
+    positions: np.ndarray
+    plain: np.ndarray | None
+    excluded: np.ndarray | None
+
+    @property
+    def ranks(self) -> np.ndarray:
+        """The ranks the protocol's headline metrics read (``excluded`` for leave-last-out,
+        ``plain`` otherwise): what ``report.html``'s recall@K curve shows."""
+        return self.excluded if self.protocol == "leave-last-out" else self.plain
+
+
+def rank_split(model, stream: RetrievalStream, name: str, *, protocol: str, batch_size: int = 1024,
+               seen_excluded: bool = False, positions: np.ndarray | None = None) -> SplitRanks:
+    """One pass of :func:`stream_ranks` over split ``name`` (all its rankable rows, or
+    ``positions``), joined: the ranks :func:`split_metrics` turns into metrics."""
     llo = protocol == "leave-last-out"
     chunks = list(stream_ranks(model, stream, name, exclude=llo or seen_excluded, plain=not llo,
-                               batch_size=batch_size))
+                               batch_size=batch_size, positions=positions))
 
-    def joined(i: int) -> np.ndarray:
+    def joined(i: int) -> np.ndarray | None:
+        if chunks and chunks[0][i] is None:
+            return None
         return np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0, np.int64)
 
-    if llo:
-        return ranking_metrics(joined(2), ks)
-    metrics = hit_rate(joined(1), ks)
-    if seen_excluded:
-        metrics.update({k.replace("hit_rate@", "hit_rate_seen_excluded@"): v for k, v in hit_rate(joined(2), ks).items()})
+    return SplitRanks(name, protocol, joined(0), None if llo else joined(1),
+                      joined(2) if llo or seen_excluded else None)
+
+
+def split_metrics(ranks: SplitRanks, ks: tuple[int, ...]) -> dict[str, float]:
+    """``leave-last-out`` -> ``recall@K``, ``ndcg@K``, ``mrr`` of the excluded ranks; otherwise
+    ``hit_rate@K`` of the plain ranks (and ``hit_rate_seen_excluded@K`` when ranked with exclusions)."""
+    if ranks.protocol == "leave-last-out":
+        return ranking_metrics(ranks.excluded, ks)
+    metrics = hit_rate(ranks.plain, ks)
+    if ranks.excluded is not None:
+        metrics.update({k.replace("hit_rate@", "hit_rate_seen_excluded@"): v
+                        for k, v in hit_rate(ranks.excluded, ks).items()})
     return metrics
+
+
+def stream_metrics(model, stream: RetrievalStream, name: str, *, protocol: str, ks: tuple[int, ...],
+                   batch_size: int = 1024, seen_excluded: bool = False,
+                   positions: np.ndarray | None = None) -> dict[str, float]:
+    """:func:`tfrs_lab.training.evaluate.evaluate` of split ``name``'s rows (or of ``positions``),
+    streamed: ``hash`` -> ``hit_rate@K`` (and ``hit_rate_seen_excluded@K`` with ``seen_excluded``);
+    ``leave-last-out`` -> ``recall@K``, ``ndcg@K``, ``mrr`` with the user's history-source items excluded."""
+    return split_metrics(rank_split(model, stream, name, protocol=protocol, batch_size=batch_size,
+                                    seen_excluded=seen_excluded, positions=positions), ks)
