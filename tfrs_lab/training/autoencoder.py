@@ -47,8 +47,9 @@ from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
 from tfrs_lab.training import distribute, report
 from tfrs_lab.training.task import RunContext, Task, Trained
 
-__all__ = ["AutoencoderTask", "TASK", "autorec_predictions", "dense_rows", "held_out_inputs", "interactions",
-           "rating_matrix", "sparse_rows_dataset"]
+__all__ = ["AutoencoderTask", "TASK", "Interactions", "RatingBaselines", "autorec_dataset", "autorec_predictions",
+           "dense_rows", "held_out_inputs", "interactions", "mult_dataset", "rank_targets", "rating_matrix",
+           "sparse_rows_dataset"]
 
 logger = logging.getLogger(__name__)
 
