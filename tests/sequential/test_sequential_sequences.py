@@ -106,3 +106,26 @@ def test_sliding_windows_train_every_position_once_per_epoch():
     batch = window_batch(newest)
     assert batch["inputs"].tolist() == [[7, 8, 9, 10], [0, 20, 21, 22]]
     assert batch["targets"].tolist() == [[8, 9, 10, 11], [0, 21, 22, 23]]  # today's behaviour: 7 positions
+
+
+def test_stride_0_batches_are_the_materialised_newest_windows(synthetic_data):
+    """``window_stride`` 0 (default): per-batch gathered windows equal today's materialised
+    left-padded matrices, batch for batch over two epochs (same shuffle order per seed)."""
+    from tfrs_lab.training.common import make_dataset
+
+    ratings = synthetic_data.ratings
+    split = leave_last_out_split(ratings)
+    vocab = TASK.vocabularies(None, synthetic_data, split.train)
+    index = item_indices(vocab, ratings["movie_id"])
+    train = training_sequences(ratings, split.train, index, max_length=7)
+    per_user = user_items(ratings, split.train, index)
+    seqs = [per_user.of(u) for u in range(len(per_user.user_ids)) if len(per_user.of(u)) >= 2]
+    dense = make_dataset({"inputs": left_pad([s[:-1] for s in seqs], 7), "targets": left_pad([s[1:] for s in seqs], 7)},
+                         64, 100, seed=5)
+    gathered = sequence_dataset(train, 64, 100, seed=5)
+    for _ in range(2):
+        pairs = list(zip(dense, gathered))
+        assert len(pairs) == -(-len(seqs) // 64)
+        for a, b in pairs:
+            for k in ("inputs", "targets"):
+                np.testing.assert_array_equal(a[k].numpy(), b[k].numpy())
