@@ -404,6 +404,7 @@ class SequentialModelConfig:
 
     architecture: Literal["transformer", "gru"] = "transformer"
     max_length: int = 200
+    window_stride: int = 0
     embedding_dim: int = 64
     num_blocks: int = 2
     num_heads: int = 1
@@ -416,6 +417,9 @@ class SequentialModelConfig:
     def validate(self, path: str) -> None:
         if self.max_length < 2:
             raise ConfigError(f"{path}.max_length must be >= 2, got {self.max_length}")
+        if not 0 <= self.window_stride <= self.max_length:
+            raise ConfigError(f"{path}.window_stride must be in [0, {path}.max_length={self.max_length}] (0 = the "
+                              f"newest window only), got {self.window_stride}")
         for name in ("embedding_dim", "num_blocks", "num_heads", "num_negatives"):
             positive(getattr(self, name), f"{path}.{name}")
         if self.embedding_dim % self.num_heads:

@@ -101,3 +101,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args,
     assert message in err and "Traceback" not in err, err
     assert err.strip().count("\n") == 0, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_autorec_above_the_table_size_limit_is_refused(tmp_path, capsys, monkeypatch):
+    """Ranking autorec's dense [movies x users] table: above ``AUTOREC_MAX_CELLS`` the run stops
+    before training with one line naming model.architecture and the alternatives, exit 2, nothing written."""
+    from tfrs_lab.training import ranking as ranking_training
+
+    monkeypatch.setattr(ranking_training, "AUTOREC_MAX_CELLS", 1000)  # synthetic: 101 x 151 = 15,251 cells
+    out = tmp_path / "run"
+    assert main(["ranking", *SMALL, "--set", "model.architecture=autorec", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err  # the data is loaded first (the sizes come from its vocabularies)
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].strip().startswith("error: model.architecture: autorec holds a dense [movies x users] rating "
+                                        "table of 15,251 cells (101 x 151), over the 1,000 limit: use the "
+                                        "autoencoder task"), err
+    assert list(tmp_path.iterdir()) == []

@@ -36,6 +36,8 @@ def test_train_evaluate_export_end_to_end(tmp_path, architecture, loss, index):
 
 @pytest.mark.parametrize("args, message", [
     (["--set", "model.max_length=1"], "model.max_length must be >= 2, got 1"),
+    (["--set", "model.window_stride=300"],
+     "model.window_stride must be in [0, model.max_length=200] (0 = the newest window only), got 300"),
     (["--set", "model.num_heads=3"], "model.num_heads (3) must divide model.embedding_dim (64)"),
     (["--set", "model.dropout=-0.1"], "model.dropout must be in [0, 1), got -0.1"),
     (["--set", "model.architecture=lstm"], "model.architecture must be one of transformer, gru"),

@@ -3,7 +3,8 @@
 import numpy as np
 from tfrs_lab.data.sequences import evaluation_sequences, left_pad, training_sequences, user_items
 from tfrs_lab.data.splits import leave_last_out_split
-from tfrs_lab.training.sequential import TASK, build_sequences, item_indices, serving_histories
+from tfrs_lab.training.sequential import (TASK, build_sequences, item_indices, sequence_dataset, serving_histories,
+                                          window_batch)
 
 
 def _ratings(rows):
@@ -20,7 +21,8 @@ def test_order_ties_padding_and_truncation_worked_by_hand():
     assert per_user.of(0).tolist() == [4, 9, 10, 7] and per_user.of(1).tolist() == [3]
     train = training_sequences(ratings, np.arange(6), index, max_length=2)
     assert train.user_ids.tolist() == ["1"]  # user 2 has one known item: nothing to predict
-    assert train.inputs.tolist() == [[9, 10]] and train.targets.tolist() == [[10, 7]]  # newest positions kept
+    batch = window_batch(train)
+    assert batch["inputs"].tolist() == [[9, 10]] and batch["targets"].tolist() == [[10, 7]]  # newest positions kept
     assert left_pad([np.array([1, 2]), np.array([], np.int64)], 3).tolist() == [[0, 1, 2], [0, 0, 0]]
     ev = evaluation_sequences(ratings, np.array([0, 2, 3, 1]), np.array([4, 5]), index, max_length=5)
     assert ev.user_ids.tolist() == ["1"] and ev.targets.tolist() == [7]  # row 5 (unknown movie) dropped
@@ -33,11 +35,12 @@ def test_no_leakage_from_validation_or_test_into_earlier_sequences(synthetic_dat
     vocab = TASK.vocabularies(None, synthetic_data, split.train)
     train, validation, test = build_sequences(synthetic_data, split, vocab, max_length=1000)
     index = item_indices(vocab, ratings["movie_id"])
+    windows = window_batch(train)
     held_out = {}
     for name, rows in (("validation", split.validation), ("test", split.test)):
         for r in rows:
             held_out.setdefault(str(ratings["user_id"][r]), {})[name] = int(index[r])
-    train_items = {u: set(i[i > 0]) | set(t[t > 0]) for u, i, t in zip(train.user_ids, train.inputs, train.targets)}
+    train_items = {u: set(i[i > 0]) | set(t[t > 0]) for u, i, t in zip(train.user_ids, windows["inputs"], windows["targets"])}
     leaks = [u for u, items in train_items.items() if set(held_out.get(u, {}).values()) & items]
     assert not leaks, f"validation/test items inside training sequences of users {leaks[:5]}"
     for rows_name, seqs in (("validation", validation), ("test", test)):
@@ -49,7 +52,8 @@ def test_no_leakage_from_validation_or_test_into_earlier_sequences(synthetic_dat
             else:
                 assert held_out[u]["test"] not in set(inputs)
     # Validation histories are exactly the training items (inputs + the last target) in time order.
-    by_user = {u: np.concatenate([i[i > 0][:1], t[t > 0]]) for u, i, t in zip(train.user_ids, train.inputs, train.targets)}
+    by_user = {u: np.concatenate([i[i > 0][:1], t[t > 0]])
+               for u, i, t in zip(train.user_ids, windows["inputs"], windows["targets"])}
     for u, inputs in zip(validation.user_ids, validation.inputs):
         assert inputs[inputs > 0].tolist() == by_user[u].tolist()
 
@@ -74,3 +78,54 @@ def test_serving_histories_hold_each_users_latest_ratings_oldest_first(synthetic
         assert everything.user_ids[u] == vocab.user_ids[u]
         expected = [str(vocab.movie_ids[i - 1]) for i in everything.of(u)[-5:]]  # includes the test item
         assert [m for m in stored[u] if m] == expected and stored[u][-1] == expected[-1]
+
+
+def test_sliding_windows_train_every_position_once_per_epoch():
+    """Stride S: windows slide back over the whole history; over one epoch of the real dataset every
+    (history item -> next item) pair of every user is a target exactly once, with the history
+    before it (up to max_length) as inputs; stride 0 is the newest window only."""
+    ratings = _ratings([("a", str(m), t) for t, m in enumerate(range(1, 12))]  # 11 items: 10 positions
+                       + [("b", str(m), t) for t, m in enumerate(range(20, 24))]  # 4 items: 3 positions
+                       + [("c", "30", 0)])  # 1 item: nothing to predict
+    index = np.array([int(m) for m in ratings["movie_id"]])
+    expected = sorted([(i, i + 1) for i in range(1, 11)] + [(i, i + 1) for i in range(20, 23)])
+    for stride in (1, 2, 3, 4):
+        train = training_sequences(ratings, np.arange(len(index)), index, max_length=4, window_stride=stride)
+        assert train.num_positions == 13
+        trained = []
+        for batch in sequence_dataset(train, 3, 100, seed=0):  # one epoch, windows gathered per batch
+            for inputs, targets in zip(batch["inputs"].numpy(), batch["targets"].numpy()):
+                assert inputs.shape == (4,)
+                for t in np.flatnonzero(targets):
+                    trained.append((int(inputs[t]), int(targets[t])))
+                    history = inputs[: t + 1][inputs[: t + 1] > 0]  # causal context: consecutive, oldest first
+                    assert history.tolist() == list(range(inputs[t] - len(history) + 1, inputs[t] + 1))
+                    assert len(history) >= min(4 - stride + 1, inputs[t] - (1 if inputs[t] < 20 else 20) + 1)
+        assert sorted(trained) == expected, stride
+    newest = training_sequences(ratings, np.arange(len(index)), index, max_length=4, window_stride=0)
+    batch = window_batch(newest)
+    assert batch["inputs"].tolist() == [[7, 8, 9, 10], [0, 20, 21, 22]]
+    assert batch["targets"].tolist() == [[8, 9, 10, 11], [0, 21, 22, 23]]  # today's behaviour: 7 positions
+
+
+def test_stride_0_batches_are_the_materialised_newest_windows(synthetic_data):
+    """``window_stride`` 0 (default): per-batch gathered windows equal today's materialised
+    left-padded matrices, batch for batch over two epochs (same shuffle order per seed)."""
+    from tfrs_lab.training.common import make_dataset
+
+    ratings = synthetic_data.ratings
+    split = leave_last_out_split(ratings)
+    vocab = TASK.vocabularies(None, synthetic_data, split.train)
+    index = item_indices(vocab, ratings["movie_id"])
+    train = training_sequences(ratings, split.train, index, max_length=7)
+    per_user = user_items(ratings, split.train, index)
+    seqs = [per_user.of(u) for u in range(len(per_user.user_ids)) if len(per_user.of(u)) >= 2]
+    dense = make_dataset({"inputs": left_pad([s[:-1] for s in seqs], 7), "targets": left_pad([s[1:] for s in seqs], 7)},
+                         64, 100, seed=5)
+    gathered = sequence_dataset(train, 64, 100, seed=5)
+    for _ in range(2):
+        pairs = list(zip(dense, gathered))
+        assert len(pairs) == -(-len(seqs) // 64)
+        for a, b in pairs:
+            for k in ("inputs", "targets"):
+                np.testing.assert_array_equal(a[k].numpy(), b[k].numpy())

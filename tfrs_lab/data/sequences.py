@@ -12,6 +12,14 @@ Leakage rules (what :func:`training_sequences` and :func:`evaluation_sequences` 
 * test predicts the test item from the training and validation rows (the validation item included).
 
 Rows whose item is 0 (a movie missing from the catalogue) are dropped from every sequence.
+
+Training windows (:class:`TrainingSequences`) are an index into the users' concatenated items (a
+CSR layout), gathered per batch by
+:func:`tfrs_lab.training.sequential.gather_windows`: no [windows x max_length] matrix is
+built. ``window_stride`` 0 keeps one window per user (the newest ``max_length`` positions); a
+stride ``S`` in [1, max_length] slides windows of ``max_length`` inputs back over the whole
+history ``S`` positions at a time, each window training only the ``S`` positions the newer window
+did not (its older inputs are context), so every training position is trained once per epoch.
 """
 
 from __future__ import annotations
@@ -22,8 +30,8 @@ import numpy as np
 
 from tfrs_lab.data.splits import sequence_order
 
-__all__ = ["evaluation_sequences", "EvaluationSequences", "left_pad", "PAD_INDEX", "training_sequences",
-           "TrainingSequences", "user_items", "UserItems"]
+__all__ = ["evaluation_sequences", "EvaluationSequences", "left_pad", "PAD_INDEX",
+           "training_sequences", "TrainingSequences", "user_items", "UserItems"]
 
 PAD_INDEX = 0
 """Item index used for padding (and for unknown items, which never enter a sequence)."""
@@ -49,16 +57,27 @@ class UserItems:
 
 @dataclass(frozen=True)
 class TrainingSequences:
-    """Next-item training pairs: ``targets[:, t]`` is the item following ``inputs[:, t]``."""
+    """Next-item training windows as an index into ``items`` (every user's items, oldest first,
+    users concatenated): window w reads the inputs at flat positions ``ends[w] - L + 1 .. ends[w]``
+    (those before ``starts[w]``, the user's first item, are padding) and trains the next item of
+    the positions from ``trained_from[w]`` on. ``training.sequential.gather_windows`` turns windows into
+    ``inputs`` / ``targets`` int32 [B, L] (``targets[:, t]`` = the item after ``inputs[:, t]``,
+    0 = not trained in this window)."""
 
-    user_ids: np.ndarray  # str [n]
-    inputs: np.ndarray  # int32 [n, L], left-padded with 0
-    targets: np.ndarray  # int32 [n, L], 0 where inputs is padding
+    user_ids: np.ndarray  # str [n] user of each window
+    items: np.ndarray  # int32 [N] catalogue indices of the training users' items
+    starts: np.ndarray  # int64 [n] flat position of the window's user's first item
+    ends: np.ndarray  # int64 [n] flat position of the window's newest input
+    trained_from: np.ndarray  # int64 [n] flat position of its oldest trained input (>= starts, > ends - L)
+    max_length: int  # L
+
+    def __len__(self) -> int:
+        return len(self.ends)
 
     @property
     def num_positions(self) -> int:
         """Number of (history, next item) predictions in one epoch."""
-        return int(np.count_nonzero(self.targets))
+        return int(np.sum(self.ends - self.trained_from + 1))
 
 
 @dataclass(frozen=True)
@@ -100,18 +119,30 @@ def left_pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
 
 
 def training_sequences(ratings: dict[str, np.ndarray], train_rows: np.ndarray, item_index: np.ndarray,
-                       max_length: int) -> TrainingSequences:
-    """Next-item training sequences from the training rows only.
+                       max_length: int, window_stride: int = 0) -> TrainingSequences:
+    """Next-item training windows from the training rows only.
 
-    For a user with training items ``s1 … sn`` the input is ``s1 … s(n-1)`` and the target
-    ``s2 … sn`` (each position predicts the next item), both cut to the latest ``max_length``
-    positions. Users with fewer than 2 training items give no sequence.
+    For a user with training items ``s1 … sn`` the inputs are ``s1 … s(n-1)`` and the targets
+    ``s2 … sn`` (each position predicts the next item). ``window_stride`` 0: one window, the
+    latest ``max_length`` positions. ``window_stride`` S (1 .. max_length): windows of
+    ``max_length`` inputs ending at positions n-1, n-1-S, … until every position is trained, each
+    training its newest S positions (the oldest window all of its own). Users with fewer than 2
+    training items give no window. Windows of a user are listed newest first, users in id order.
     """
+    if not 0 <= window_stride <= max_length:
+        raise ValueError(f"window_stride must be in [0, max_length={max_length}], got {window_stride}")
     per_user = user_items(ratings, train_rows, item_index)
     keep = np.flatnonzero(per_user.lengths() >= 2)
-    seqs = [per_user.of(u) for u in keep]
-    return TrainingSequences(user_ids=per_user.user_ids[keep], inputs=left_pad([s[:-1] for s in seqs], max_length),
-                             targets=left_pad([s[1:] for s in seqs], max_length))
+    first, last = per_user.offsets[keep], per_user.offsets[keep + 1] - 2  # flat positions of each user's inputs
+    span = window_stride or max_length
+    count = np.ones(len(keep), np.int64) if window_stride == 0 else -(-(last - first + 1) // window_stride)
+    owner = np.repeat(np.arange(len(keep)), count)
+    k = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)  # 0 = newest window of its user
+    ends = last[owner] - k * window_stride
+    starts = first[owner]
+    return TrainingSequences(user_ids=per_user.user_ids[keep][owner], items=per_user.items.astype(np.int32),
+                             starts=starts, ends=ends, trained_from=np.maximum(starts, ends - span + 1),
+                             max_length=max_length)
 
 
 def evaluation_sequences(ratings: dict[str, np.ndarray], history_rows: np.ndarray, target_rows: np.ndarray,

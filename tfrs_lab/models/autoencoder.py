@@ -13,7 +13,8 @@
   multinomial log-likelihood over the catalogue; the VAE adds ``beta * KL`` with beta annealed
   linearly from 0 to a cap.
 
-The models know nothing about MovieLens: inputs are dense float matrices built by the trainer.
+The models know nothing about MovieLens: inputs are dense float batches [B, U] / [B, M] that the
+trainer densifies per batch from sparse matrices (never a whole [users x catalogue] matrix).
 """
 
 from __future__ import annotations

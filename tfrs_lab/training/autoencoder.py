@@ -17,7 +17,9 @@ Protocols (``data.split: auto`` picks by architecture, docs/architecture.md#spli
   excluded from the ranking, and all their target items are ranked together (Mult-VAE's
   ``recall@K`` normalised by ``min(K, #targets)`` and ``ndcg@K``).
 
-Matrices are dense [users, catalogue] float32 (MovieLens 100K/1M size; ML-1M is ~90 MB).
+Matrices are sparse (``scipy.sparse.csr_matrix``, O(interactions)); training batches and evaluation
+blocks densify only their own rows (:func:`sparse_rows_dataset`, :func:`dense_rows`), so memory is
+O(interactions) + O(batch x catalogue) and no [users x catalogue] matrix is ever built.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import scipy.sparse as sp
 import tensorflow as tf
 
 from tfrs_lab.config import AutoencoderConfig
@@ -44,7 +47,9 @@ from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
 from tfrs_lab.training import distribute, report
 from tfrs_lab.training.task import RunContext, Task, Trained
 
-__all__ = ["AutoencoderTask", "TASK", "autorec_predictions", "held_out_inputs", "interactions", "rating_matrix"]
+__all__ = ["AutoencoderTask", "TASK", "Interactions", "RatingBaselines", "autorec_dataset", "autorec_predictions",
+           "dense_rows", "held_out_inputs", "interactions", "mult_dataset", "rank_targets", "rating_matrix",
+           "sparse_rows_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +79,50 @@ def interactions(data: MovieLensData, vocab: Vocabularies, *row_sets: np.ndarray
     return Interactions(users, items, data.ratings["user_rating"][rows].astype(np.float32))
 
 
-def rating_matrix(x: Interactions, num_users: int, num_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ratings float32 [U, M] with 0 where unobserved, mask float32 [U, M])."""
+def rating_matrix(x: Interactions, num_users: int, num_items: int) -> sp.csr_matrix:
+    """Sparse ratings float32 [U, M] of the known rows: the stored entries are the observed
+    ratings (the mask is the sparsity pattern); a repeated (user, movie) keeps its last rating.
+    Memory O(interactions)."""
     k = x.known
-    ratings = np.zeros((num_users, num_items), np.float32)
-    mask = np.zeros((num_users, num_items), np.float32)
-    ratings[x.users[k], x.items[k]] = x.ratings[k]
-    mask[x.users[k], x.items[k]] = 1.0
-    return ratings, mask
+    users, items, ratings = x.users[k], x.items[k], x.ratings[k]
+    _, last = np.unique((users * num_items + items)[::-1], return_index=True)
+    keep = len(users) - 1 - last
+    return sp.csr_matrix((ratings[keep], (users[keep], items[keep])), shape=(num_users, num_items), dtype=np.float32)
+
+
+def dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, binary: bool = False) -> np.ndarray:
+    """float32 [len(rows), columns]: the given rows of ``matrix`` densified (``binary``: 1 where stored)."""
+    block = matrix[np.asarray(rows, np.int64)]
+    if binary:
+        block = block.copy()
+        block.data = np.ones_like(block.data)
+    return block.toarray().astype(np.float32, copy=False)
+
+
+def sparse_rows_dataset(matrix: sp.csr_matrix, batch_size: int, seed: int,
+                        features: Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]]) -> tf.data.Dataset:
+    """Shuffled batches of the non-empty rows of ``matrix`` [R, C], densified per batch.
+
+    The dataset holds the CSR arrays (O(nnz)) and shuffles row numbers; each batch of B rows
+    becomes ``features(values, mask)`` of two float32 [B, C] tensors (stored values, 1 where
+    stored). The row order is that of shuffling the dense rows themselves with the same seed.
+    """
+    rows = np.flatnonzero(np.diff(matrix.indptr) > 0).astype(np.int64)
+    splits = matrix.indptr.astype(np.int64)
+    columns = tf.RaggedTensor.from_row_splits(matrix.indices.astype(np.int64), splits)
+    values = tf.RaggedTensor.from_row_splits(matrix.data.astype(np.float32), splits)
+    width = int(matrix.shape[1])
+
+    def densify(batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        cols, vals = tf.gather(columns, batch), tf.gather(values, batch)  # ragged [B, None]
+        index = tf.stack([cols.value_rowids(), cols.flat_values], axis=1)
+        shape = tf.stack([tf.size(batch, out_type=tf.int64), tf.constant(width, tf.int64)])
+        dense = tf.ensure_shape(tf.scatter_nd(index, vals.flat_values, shape), (None, width))
+        mask = tf.ensure_shape(tf.scatter_nd(index, tf.ones_like(vals.flat_values), shape), (None, width))
+        return features(dense, mask)
+
+    ds = tf.data.Dataset.from_tensor_slices(rows).shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).map(densify, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 # --------------------------------------------------------------------------- AutoRec (explicit)
@@ -104,23 +145,42 @@ def baselines(train: Interactions, num_users: int) -> RatingBaselines:
     return RatingBaselines(g, user_mean, float(train.ratings[k].min()), float(train.ratings[k].max()))
 
 
-def autorec_predictions(model: AutoRec, input_ratings: np.ndarray, input_mask: np.ndarray, pairs: Interactions,
-                        base: RatingBaselines) -> np.ndarray:
-    """float32 [n] predicted ratings of ``pairs`` from the model fed ``input_ratings`` [U, M],
-    clipped to the training range; fallbacks as the module docstring says."""
-    reconstruction = model(tf.constant(input_ratings.T)).numpy()  # [M, U]
-    has_input = input_mask.sum(axis=0) > 0  # [M]
+def autorec_reconstruction(model: AutoRec, by_movie: sp.csr_matrix, movies: np.ndarray, batch_size: int,
+                           out: Callable[[np.ndarray, np.ndarray], None]) -> None:
+    """Feeds the rating vectors of ``movies`` (rows of ``by_movie`` [M, U]) through the model
+    ``batch_size`` movies at a time, calling ``out(movie rows int [b], reconstruction float32 [b, U])``."""
+    for s in range(0, len(movies), batch_size):
+        chunk = movies[s : s + batch_size]
+        out(chunk, model(tf.constant(dense_rows(by_movie, chunk))).numpy())
+
+
+def autorec_predictions(model: AutoRec, input_ratings: sp.csr_matrix, pairs: Interactions, base: RatingBaselines,
+                        batch_size: int = 1024) -> np.ndarray:
+    """float32 [n] predicted ratings of ``pairs`` from the model fed ``input_ratings`` (sparse
+    [U, M]), clipped to the training range; fallbacks as the module docstring says. Movies are
+    reconstructed ``batch_size`` at a time (never an [M, U] matrix)."""
+    by_movie = input_ratings.T.tocsr()  # [M, U]
+    has_input = np.diff(by_movie.indptr) > 0  # [M]
     scorable = pairs.known & has_input[np.maximum(pairs.items, 0)]
-    fallback = np.where(pairs.users >= 0, base.user_mean[np.maximum(pairs.users, 0)], base.global_mean)
-    predicted = np.where(scorable, reconstruction[np.maximum(pairs.items, 0), np.maximum(pairs.users, 0)], fallback)
+    predicted = np.where(pairs.users >= 0, base.user_mean[np.maximum(pairs.users, 0)], base.global_mean)
+    predicted = predicted.astype(np.float32)
+    order = np.flatnonzero(scorable)
+    order = order[np.argsort(pairs.items[order], kind="stable")]
+    sorted_items = pairs.items[order]
+
+    def fill(chunk: np.ndarray, reconstruction: np.ndarray) -> None:
+        lo, hi = np.searchsorted(sorted_items, [chunk[0], chunk[-1] + 1])
+        which = order[lo:hi]
+        predicted[which] = reconstruction[np.searchsorted(chunk, pairs.items[which]), pairs.users[which]]
+
+    autorec_reconstruction(model, by_movie, np.unique(sorted_items), batch_size, fill)
     return np.clip(predicted, base.rating_min, base.rating_max)
 
 
-def autorec_dataset(ratings: np.ndarray, mask: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Batches of movies (those with training ratings): ``ratings``/``mask`` float32 [B, U]."""
-    rows = np.flatnonzero(mask.sum(axis=0) > 0)
-    ds = tf.data.Dataset.from_tensor_slices({"ratings": ratings.T[rows], "mask": mask.T[rows]})
-    return ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def autorec_dataset(ratings: sp.csr_matrix, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Batches of movies (those with training ratings): ``ratings``/``mask`` float32 [B, U],
+    densified per batch from the sparse [U, M] ``ratings``."""
+    return sparse_rows_dataset(ratings.T.tocsr(), batch_size, seed, lambda r, m: {"ratings": r, "mask": m})
 
 
 # --------------------------------------------------------------------------- Mult-DAE / VAE (implicit)
@@ -132,15 +192,20 @@ def user_targets(x: Interactions) -> tuple[np.ndarray, np.ndarray]:
     return x.users[k], x.items[k]
 
 
-def rank_targets(model: MultAutoencoder, inputs: np.ndarray, users: np.ndarray, targets: np.ndarray,
+def seen_items(inputs: sp.csr_matrix, user: int) -> np.ndarray:
+    """int [n] catalogue rows stored in row ``user`` of ``inputs`` (ascending)."""
+    return np.sort(inputs.indices[inputs.indptr[user] : inputs.indptr[user + 1]])
+
+
+def rank_targets(model: MultAutoencoder, inputs: sp.csr_matrix, users: np.ndarray, targets: np.ndarray,
                  batch_size: int) -> np.ndarray:
-    """Ranks of each target among all movies, the input (seen) movies of its user excluded."""
+    """Ranks of each target among all movies, the input (seen) movies of its user excluded
+    (``inputs`` sparse [U, M], densified ``batch_size`` users at a time)."""
     ranks = np.empty(len(users), np.int64)
     for s in range(0, len(users), batch_size):
         u = users[s : s + batch_size]
-        x = inputs[u]
-        scores = model(tf.constant(x)).numpy()
-        exclude = [np.flatnonzero(row) for row in x]
+        scores = model(tf.constant(dense_rows(inputs, u, binary=True))).numpy()
+        exclude = [seen_items(inputs, i) for i in u]
         ranks[s : s + batch_size] = ranks_from_scores(scores, targets[s : s + batch_size], exclude)
     return ranks
 
@@ -150,7 +215,7 @@ class HeldOutUsers:
     """Held-out users of one evaluated split (``held-out-users``): row h of ``inputs`` is user ``user_ids[h]``."""
 
     user_ids: np.ndarray  # str [H]
-    inputs: np.ndarray  # float32 [H, M] multi-hot of each user's fold-in movies
+    inputs: sp.csr_matrix  # float32 [H, M] sparse multi-hot of each user's fold-in movies
     targets: Interactions  # users = row in inputs, items = catalogue row (movies outside the catalogue dropped)
 
 
@@ -163,9 +228,9 @@ def held_out_inputs(data: MovieLensData, vocab: Vocabularies, fold_in_rows: np.n
     fold_users, target_users = inverse[: len(fold_in_rows)], inverse[len(fold_in_rows):]
     fold_items = movie_rows(vocab, data.ratings["movie_id"][fold_in_rows])
     target_items = movie_rows(vocab, data.ratings["movie_id"][target_rows])
-    inputs = np.zeros((len(user_ids), len(vocab.movie_ids)), np.float32)
     k = fold_items >= 0
-    inputs[fold_users[k], fold_items[k]] = 1.0
+    fold_in = Interactions(fold_users[k].astype(np.int64), fold_items[k], np.ones(int(k.sum()), np.float32))
+    inputs = rating_matrix(fold_in, len(user_ids), len(vocab.movie_ids))
     keep = target_items >= 0
     targets = Interactions(target_users[keep].astype(np.int64), target_items[keep],
                            data.ratings["user_rating"][target_rows][keep].astype(np.float32))
@@ -179,10 +244,10 @@ def held_out_metrics(model: MultAutoencoder, held: HeldOutUsers, ks: tuple[int, 
     return multi_target_metrics(ranks, users, ks)
 
 
-def mult_dataset(items: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
-    rows = np.flatnonzero(items.sum(axis=1) > 0)
-    ds = tf.data.Dataset.from_tensor_slices({"items": items[rows]})
-    return ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def mult_dataset(items: sp.csr_matrix, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Batches of users (those with input movies): ``items`` float32 [B, M] multi-hot, densified per
+    batch from the sparse [U, M] ``items`` (stored entries = seen)."""
+    return sparse_rows_dataset(items, batch_size, seed, lambda r, m: {"items": m})
 
 
 # --------------------------------------------------------------------------- the task
@@ -194,8 +259,7 @@ class AutoencoderState:
 
     train: Interactions
     test: Interactions
-    r_known: np.ndarray
-    m_known: np.ndarray
+    known: sp.csr_matrix  # float32 [U, M] training + validation ratings (the pattern is the mask)
     test_metrics: Callable[[], dict[str, float]]
     held_out_test: HeldOutUsers | None = None  # held-out-users: the test users' fold-in inputs and targets
 
@@ -216,8 +280,8 @@ class AutoencoderTask(Task):
         train = interactions(data, vocab, split.train)
         train_plus_val = interactions(data, vocab, split.train, split.validation)
         validation, test = interactions(data, vocab, split.validation), interactions(data, vocab, split.test)
-        r_train, m_train = rating_matrix(train, num_users, num_items)
-        r_known, m_known = rating_matrix(train_plus_val, num_users, num_items)
+        r_train = rating_matrix(train, num_users, num_items)
+        r_known = rating_matrix(train_plus_val, num_users, num_items)
         protocol = split.protocol
         ks = metric_ks("leave-last-out" if arch == "autorec" else protocol, cfg.eval.ks)
         held_out_test = None
@@ -230,28 +294,30 @@ class AutoencoderTask(Task):
                 return AutoRec(num_users, cfg.model.autorec)
 
             def make(batch: int) -> tf.data.Dataset:
-                return autorec_dataset(r_train, m_train, batch, cfg.train.seed)
+                return autorec_dataset(r_train, batch, cfg.train.seed)
 
             def probe(m: AutoRec, features) -> tf.Tensor:
                 return m(features["ratings"])
 
-            rows = int((m_train.sum(axis=0) > 0).sum())  # movies with training ratings
+            rows = int(np.count_nonzero(np.bincount(r_train.indices, minlength=num_items)))  # rated movies
 
             def validate() -> dict[str, float]:
-                m = rating_metrics(autorec_predictions(model, r_train, m_train, validation, base), validation.ratings)
+                m = rating_metrics(autorec_predictions(model, r_train, validation, base, cfg.eval.batch_size),
+                                   validation.ratings)
                 return {**m, "neg_rmse": -m["rmse"]}
 
             def test_metrics() -> dict[str, float]:
-                return rating_metrics(autorec_predictions(model, r_known, m_known, test, base), test.ratings)
+                return rating_metrics(autorec_predictions(model, r_known, test, base, cfg.eval.batch_size),
+                                      test.ratings)
         else:
-            rows = int((m_train.sum(axis=1) > 0).sum())  # users with training ratings
+            rows = int(np.count_nonzero(np.diff(r_train.indptr)))  # users with training ratings
             anneal_steps = cfg.model.mult.kl_anneal_epochs * math.ceil(rows / cfg.train.batch_size)
 
             def build() -> MultAutoencoder:
                 return MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae", anneal_steps=anneal_steps)
 
             def make(batch: int) -> tf.data.Dataset:
-                return mult_dataset(m_train, batch, cfg.train.seed)
+                return mult_dataset(r_train, batch, cfg.train.seed)
 
             def probe(m: MultAutoencoder, features) -> tf.Tensor:
                 return m(features["items"])
@@ -271,10 +337,10 @@ class AutoencoderTask(Task):
                     return held_out_metrics(model, held_out_test, ks, cfg.eval.batch_size)
             else:
                 def validate() -> dict[str, float]:
-                    return ranking_metrics(rank_targets(model, m_train, val_users, val_targets, cfg.eval.batch_size), ks)
+                    return ranking_metrics(rank_targets(model, r_train, val_users, val_targets, cfg.eval.batch_size), ks)
 
                 def test_metrics() -> dict[str, float]:
-                    return ranking_metrics(rank_targets(model, m_known, test_users, test_targets, cfg.eval.batch_size),
+                    return ranking_metrics(rank_targets(model, r_known, test_users, test_targets, cfg.eval.batch_size),
                                            ks)
 
         dist = ctx.distribution
@@ -288,7 +354,7 @@ class AutoencoderTask(Task):
         sample = {k: v.numpy() for k, v in next(iter(make(2))).items()}
         # distributed: evaluate and export a single-device copy (the closures above read ``model``)
         model = distribute.finish_training(dist, model, build, sample, ctx.stage, probe)
-        state = AutoencoderState(train, test, r_known, m_known, test_metrics, held_out_test)
+        state = AutoencoderState(train, test, r_known, test_metrics, held_out_test)
         return Trained(model, state, [fit], len(split.train), len(split.train), {"architecture": arch})
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
@@ -297,38 +363,44 @@ class AutoencoderTask(Task):
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
         s: AutoencoderState = trained.state
         h = s.held_out_test  # held-out users: their fold-in inputs are the sample and recall queries
-        r, m, test = (s.r_known, s.m_known, s.test) if h is None else (h.inputs, h.inputs, h.targets)
-        result = _export(ctx.cfg, trained.model, ctx.vocab, ctx.data, export_dir, r, m, s.train, test)
+        known, test = (s.known, s.test) if h is None else (h.inputs, h.targets)
+        result = _export(ctx.cfg, trained.model, ctx.vocab, ctx.data, export_dir, known, s.train, test)
         return {} if result.scann_recall_at_10 is None else {"scann_recall@10": result.scann_recall_at_10}
 
     def report_inputs(self, ctx: RunContext, trained: Trained) -> dict[str, Any]:
         s: AutoencoderState = trained.state
         if s.held_out_test is not None:  # held-out users: scored from their fold-in inputs
             h = s.held_out_test
-            return report_inputs(trained.model, ctx.cfg.model.architecture, ctx.vocab, ctx.data, h.inputs, h.inputs,
+            return report_inputs(trained.model, ctx.cfg.model.architecture, ctx.vocab, ctx.data, h.inputs,
                                  h.targets, ctx.cfg.eval.batch_size, user_ids=h.user_ids)
-        return report_inputs(trained.model, ctx.cfg.model.architecture, ctx.vocab, ctx.data, s.r_known, s.m_known,
+        return report_inputs(trained.model, ctx.cfg.model.architecture, ctx.vocab, ctx.data, s.known,
                              s.test, ctx.cfg.eval.batch_size)
 
 
-def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, r_known: np.ndarray,
-                  m_known: np.ndarray, test: Interactions, batch_size: int, sample: int = 200,
+def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, known: sp.csr_matrix,
+                  test: Interactions, batch_size: int, sample: int = 200,
                   user_ids: np.ndarray | None = None) -> dict:
     """:func:`report.write_report` inputs: the whole catalogue scored for each test user from their
     training + validation interactions (autorec: predicted ratings of the first test rating of up to
-    ``sample`` users, seen not excluded; dae/vae: every test row, seen excluded). ``user_ids``: the
-    id of each matrix row (default ``vocab.user_ids``)."""
+    ``sample`` users, seen not excluded; dae/vae: every test row, seen excluded). ``known``: sparse
+    [U, M] inputs; ``user_ids``: the id of each matrix row (default ``vocab.user_ids``)."""
     user_ids = vocab.user_ids if user_ids is None else user_ids
     users, targets = user_targets(test)
     if arch == "autorec":
         first = np.unique(users, return_index=True)[1][:sample]
         users, targets, exclude = users[first], targets[first], None
-        reconstruction = model(tf.constant(r_known.T)).numpy()  # [M, U]
-        blocks = [(0, reconstruction[:, users].T)]
+        by_movie = known.T.tocsr()  # [M, U]
+        scores = np.empty((len(users), by_movie.shape[0]), np.float32)  # [n, M]
+
+        def keep(chunk: np.ndarray, reconstruction: np.ndarray) -> None:
+            scores[:, chunk] = reconstruction[:, users].T
+
+        autorec_reconstruction(model, by_movie, np.arange(by_movie.shape[0]), batch_size, keep)
+        blocks = [(0, scores)]
         note = f"predicted ratings over the whole catalogue, first test rating of {len(users)} users (seen not excluded)"
     else:
-        exclude = [np.flatnonzero(m_known[u]) for u in users]
-        blocks = ((s, model(tf.constant(m_known[users[s : s + batch_size]])).numpy())
+        exclude = [seen_items(known, u) for u in users]
+        blocks = ((s, model(tf.constant(dense_rows(known, users[s : s + batch_size], binary=True))).numpy())
                   for s in range(0, len(users), batch_size))
         note = ""
     return report.scored_inputs(blocks, targets, users=user_ids[users], exclude=exclude,
@@ -337,7 +409,7 @@ def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, r_
 
 
 def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensData, export_dir: Path,
-            r_known: np.ndarray, m_known: np.ndarray, train: Interactions, test: Interactions):
+            known: sp.csr_matrix, train: Interactions, test: Interactions):
     """Exports with the training + validation inputs (what the test evaluation used)."""
     x = cfg.export
     settings = IndexSettings(kind=x.index, k=x.k, max_exclude=x.max_exclude, **asdict(x.scann))
@@ -347,16 +419,18 @@ def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensD
     item_ids = vocab.movie_ids[trained]
     popularity = counts[trained] / max(counts.sum(), 1.0)
     sample_users = np.unique(test.users[test.known])[:8]
-    seen = [[str(vocab.movie_ids[i]) for i in np.flatnonzero(m_known[u])] for u in sample_users]
+    seen = [[str(vocab.movie_ids[i]) for i in seen_items(known, u)] for u in sample_users]
     width = max([len(s) for s in seen] + [1])
     samples = {"seen_item_ids": [s + [""] * (width - len(s)) for s in seen]}
     common = dict(item_ids=item_ids, catalogue_ids=vocab.movie_ids, popularity=popularity, model_name=x.model_name,
                   version=x.version, settings=settings, titles=data.movies["movie_title"], verify=x.verify)
     if isinstance(model, AutoRec):
-        codes = model.encode(tf.constant(r_known.T[trained])).numpy()  # [N, hidden]
+        by_movie = known.T.tocsr()  # [M, U]
+        codes = np.concatenate([model.encode(tf.constant(dense_rows(by_movie, trained[s : s + 1024]))).numpy()
+                                for s in range(0, len(trained), 1024)])  # [N, hidden]
         base = baselines(train, len(vocab.user_ids))
         rows, biases = model.user_vectors()
-        samples["seen_ratings"] = [[float(r_known[u, i]) for i in np.flatnonzero(m_known[u])] + [0.0] * (width - len(s))
+        samples["seen_ratings"] = [[float(known[u, i]) for i in seen_items(known, u)] + [0.0] * (width - len(s))
                                    for u, s in zip(sample_users, seen)]
         queries = np.concatenate([rows, biases[:, None]], axis=1)[:1000]
         return export_autoencoder(
@@ -365,7 +439,8 @@ def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensD
             fold_in=FoldIn(codes=codes, mean_row=rows.mean(axis=0), mean_bias=float(biases.mean()),
                            rating_min=base.rating_min, rating_max=base.rating_max, l2=x.fold_in_l2), **common)
     vectors, bias = model.item_vectors()
-    queries = model.query_vectors(tf.constant(m_known[:1000])).numpy()
+    queries = model.query_vectors(tf.constant(dense_rows(known, np.arange(min(known.shape[0], 1000)),
+                                                         binary=True))).numpy()
     queries = np.concatenate([queries, np.ones((len(queries), 1), np.float32)], axis=1)
     return export_autoencoder(
         export_dir, index_vectors=np.concatenate([vectors[trained], bias[trained, None]], 1),

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from tfrs_lab.config import RankingConfig, RankingModelConfig
+from tfrs_lab.config import ConfigError, RankingConfig, RankingModelConfig
 from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.data.history import latest_history, recent_history
 from tfrs_lab.data.movielens import DataError, MovieLensData
@@ -40,7 +40,7 @@ from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import known_rows
 from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
 
-__all__ = ["NegativeSampler", "RankingTask", "TASK", "explicit_metrics", "make_model", "ranking_eval",
+__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "RankingTask", "TASK", "explicit_metrics", "make_model", "ranking_eval",
            "score_matrix", "split_columns"]
 
 logger = logging.getLogger(__name__)
@@ -91,9 +91,26 @@ def make_model(vocab: Vocabularies, hp: RankingModelConfig, train: Columns, glob
     return RankingModel(vocab, hp, global_offset=global_offset, item_ratings=table, loss=loss)
 
 
+AUTOREC_MAX_CELLS = 100_000_000
+"""Largest [movies x users] rating table the ranking ``autorec`` architecture holds (400 MB of
+float32; ML-1M needs 22M cells, ML-10M 746M, ML-25M 9.6G): above it the run is refused."""
+
+
+def check_autorec_size(vocab: Vocabularies) -> None:
+    """Raises :class:`ConfigError` when ranking ``autorec``'s dense table would exceed :data:`AUTOREC_MAX_CELLS`."""
+    cells = vocab.num_movies * vocab.num_users
+    if cells > AUTOREC_MAX_CELLS:
+        raise ConfigError(f"model.architecture: autorec holds a dense [movies x users] rating table of {cells:,} cells "
+                          f"({vocab.num_movies:,} x {vocab.num_users:,}), over the {AUTOREC_MAX_CELLS:,} limit: use the "
+                          f"autoencoder task (model.architecture: autorec, sparse per-batch inputs) or another ranking "
+                          f"architecture (e.g. mf)")
+
+
 def item_rating_table(vocab: Vocabularies, train: Columns) -> np.ndarray:
     """float32 [M + 1, U + 1]: the training rating of each (movie index, user index), 0 = unrated
-    (the ``autorec`` architecture's input; indices as the model's lookups, 0 = unknown)."""
+    (the ``autorec`` architecture's input; indices as the model's lookups, 0 = unknown). At most
+    :data:`AUTOREC_MAX_CELLS` cells (:func:`check_autorec_size`)."""
+    check_autorec_size(vocab)
     users = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(train["user_id"]).numpy()
     table = np.zeros((vocab.num_movies, vocab.num_users), np.float32)
     table[movie_rows(vocab, train["movie_id"]) + 1, users] = train["label"]
@@ -289,6 +306,8 @@ class RankingTask(Task):
         cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         protocol, t = split.protocol, cfg.train
         hp = hyperparameters(cfg)
+        if hp.architecture == "autorec":
+            check_autorec_size(vocab)  # before any training work
         explicit = hp.objective == "explicit"
         cols = split_columns(data, split, hp)
         seen = {"validation": cols["train"],

@@ -31,8 +31,8 @@ from tfrs_lab.training import distribute, report
 from tfrs_lab.training.common import learning_rate, make_dataset, optimizer
 from tfrs_lab.training.task import RunContext, Task, Trained
 
-__all__ = ["SequentialTask", "TASK", "build_model", "build_sequences", "evaluate_sequences", "query_vectors",
-           "sequence_dataset"]
+__all__ = ["SequentialTask", "TASK", "build_model", "build_sequences", "evaluate_sequences", "gather_windows",
+           "query_vectors", "sequence_dataset", "window_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +44,14 @@ def item_indices(vocab: Vocabularies, movie_ids: np.ndarray) -> np.ndarray:
     return movie_rows(vocab, movie_ids) + 1
 
 
-def build_sequences(data: MovieLensData, split: Split, vocab: Vocabularies, max_length: int
+def build_sequences(data: MovieLensData, split: Split, vocab: Vocabularies, max_length: int, window_stride: int = 0
                     ) -> tuple[TrainingSequences, EvaluationSequences, EvaluationSequences]:
-    """Leakage-free (train, validation, test) sequences: see :mod:`tfrs_lab.data.sequences`.
+    """Leakage-free (train, validation, test) sequences: see :mod:`tfrs_lab.data.sequences`
+    (``window_stride``: the training windows, ``model.window_stride``).
 
     ``held-out-users``: a held-out user's history is their fold-in rows, one query per target row."""
     index = item_indices(vocab, data.ratings["movie_id"])
-    train = training_sequences(data.ratings, split.train, index, max_length)
+    train = training_sequences(data.ratings, split.train, index, max_length, window_stride)
     if split.protocol == HELD_OUT_USERS:
         validation_history, test_history = split.fold_in_validation, split.fold_in_test
     else:
@@ -90,9 +91,40 @@ def build_model(cfg: SequentialConfig, vocab: Vocabularies) -> SequentialModel:
     return model
 
 
+def gather_windows(items: tf.Tensor, max_length: int, windows: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """``{"inputs", "targets"}`` int32 [B, L] of a batch of training windows
+    (:class:`~tfrs_lab.data.sequences.TrainingSequences`; 0 = padding / no target).
+
+    Args:
+      items: int32 [N] :attr:`TrainingSequences.items`.
+      max_length: L.
+      windows: ``starts``, ``ends``, ``trained_from`` int64 [B] (:class:`TrainingSequences` columns).
+    """
+    positions = windows["ends"][:, None] + tf.range(1 - max_length, 1, dtype=tf.int64)[None, :]  # [B, L]
+    valid = positions >= windows["starts"][:, None]
+    trained = positions >= windows["trained_from"][:, None]
+    safe = tf.maximum(positions, 0)
+    zero = tf.zeros_like(safe, tf.int32)
+    return {"inputs": tf.where(valid, tf.gather(items, safe), zero),
+            "targets": tf.where(trained, tf.gather(items, safe + 1), zero)}
+
+
+WINDOW_COLUMNS = ("starts", "ends", "trained_from")
+
+
+def window_batch(seqs: TrainingSequences, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``{"inputs", "targets"}`` int32 [len(rows), L] of the given windows (default all; samples, tests)."""
+    rows = np.arange(len(seqs)) if rows is None else np.asarray(rows, np.int64)
+    windows = {k: tf.constant(getattr(seqs, k)[rows]) for k in WINDOW_COLUMNS}
+    return {k: v.numpy() for k, v in gather_windows(tf.constant(seqs.items), seqs.max_length, windows).items()}
+
+
 def sequence_dataset(seqs: TrainingSequences, batch_size: int, shuffle_buffer: int, seed: int) -> tf.data.Dataset:
-    """Shuffled batches of ``inputs`` (int [B, L]) and next-item ``targets`` (int [B, L])."""
-    return make_dataset({"inputs": seqs.inputs, "targets": seqs.targets}, batch_size, shuffle_buffer, seed)
+    """Shuffled batches of ``inputs`` (int [B, L]) and next-item ``targets`` (int [B, L]): the
+    window index is shuffled and each batch's windows gathered from ``seqs.items``."""
+    items, length = tf.constant(seqs.items), seqs.max_length
+    ds = make_dataset({k: getattr(seqs, k) for k in WINDOW_COLUMNS}, batch_size, shuffle_buffer, seed)
+    return ds.map(lambda w: gather_windows(items, length, w), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def serving_histories(data: MovieLensData, vocab: Vocabularies, width: int) -> np.ndarray:
@@ -119,9 +151,10 @@ class SequentialTask(Task):
 
     def train(self, ctx: RunContext) -> Trained:
         cfg, vocab = ctx.cfg, ctx.vocab
-        train, validation, test = build_sequences(ctx.data, ctx.split, vocab, cfg.model.max_length)
-        logger.info("%d training sequences (%d next-item targets), %d validation / %d test users",
-                    len(train.inputs), train.num_positions, len(validation.targets), len(test.targets))
+        train, validation, test = build_sequences(ctx.data, ctx.split, vocab, cfg.model.max_length,
+                                                  cfg.model.window_stride)
+        logger.info("%d training windows (%d next-item targets), %d validation / %d test users",
+                    len(train), train.num_positions, len(validation.targets), len(test.targets))
         protocol = ctx.split.protocol
         state = SequentialState(train, validation, test, metric_ks(protocol, cfg.eval.ks), protocol)
         dist = ctx.distribution
@@ -132,14 +165,14 @@ class SequentialTask(Task):
             return sequence_dataset(train, batch, cfg.train.shuffle_buffer, cfg.train.seed)
 
         # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
-        dataset, fit_kwargs = distribute.fit_dataset(dist, make, len(train.inputs), cfg.train.batch_size)
+        dataset, fit_kwargs = distribute.fit_dataset(dist, make, len(train), cfg.train.batch_size)
         fit = ctx.fit(model, dataset, monitor=EARLY_STOPPING_METRIC[protocol], label=None, fit_kwargs=fit_kwargs,
                       validate=lambda: evaluate_sequences(model, validation, state.ks, cfg.eval.batch_size, protocol))
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
-            dist, model, lambda: build_model(cfg, vocab), {"inputs": train.inputs[:2], "targets": train.targets[:2]},
+            dist, model, lambda: build_model(cfg, vocab), window_batch(train, np.arange(min(len(train), 2))),
             ctx.stage, lambda m, features: m.query_embedding(features["inputs"]))
         return Trained(model, state, [fit], train.num_positions, train.num_positions,
-                       {"architecture": cfg.model.architecture, "num_train_sequences": int(len(train.inputs))})
+                       {"architecture": cfg.model.architecture, "num_train_sequences": int(len(train))})
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s: SequentialState = trained.state
