@@ -321,6 +321,7 @@ class ExampleGen(Component):
         if list(cfg) != list(SPLITS) or not all(isinstance(v, int) and v > 0 for v in cfg.values()):
             raise ComponentError(f"{self.id}.split_config: give positive bucket counts for train, validation, test "
                                  f"in that order, got {cfg!r}")
+        self._own = self._checked_own_source()  # built once: split_data, fingerprint_extra and load reuse it
         self.split_data()  # a bad split option, spec or quick-path column list fails here, naming the parameter
 
     def split_data(self):
@@ -380,8 +381,12 @@ class ExampleGen(Component):
         return {}
 
     def own_source(self):
-        """The :class:`~tfrs_lab.data.spec.SourceSpec` of ``source`` or of the quick path, or None;
-        ComponentError naming the parameter when it is invalid."""
+        """The :class:`~tfrs_lab.data.spec.SourceSpec` of ``source`` or of the quick path, or None
+        (built and checked once, when the component is created)."""
+        return self._own
+
+    def _checked_own_source(self):
+        """:meth:`_own_source`, with a ConfigError turned into a ComponentError naming the parameter."""
         from tfrs_lab.schema import ConfigError
 
         try:

@@ -29,7 +29,6 @@ import re
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -133,6 +132,8 @@ class RestFrontEnd:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._inflight: set[asyncio.Future[Any]] = set()
+        self._idle = asyncio.Event()  # set while no request runs in the pool (the drain waits on it)
+        self._idle.set()
         self._draining = False
         self._aborting = False
         self._runner: web.ServerRunner | None = None
@@ -188,17 +189,22 @@ class RestFrontEnd:
         assert self._runner is not None
         for site in list(self._runner.sites):
             await site.stop()  # stop accepting connections; keep-alive ones get 503 + close
-        deadline_at = time.monotonic() + grace_s
-        while self._inflight and time.monotonic() < deadline_at:
-            await asyncio.sleep(0.01)
-        if self._inflight:
+        if not await self._wait_idle(grace_s):
             logger.warning("REST drain: %d request(s) still running after %.1fs; answering UNAVAILABLE",
                            len(self._inflight), grace_s)
             self._aborting = True
             for future in list(self._inflight):
                 future.cancel()
-            await asyncio.sleep(0.05)  # let the handlers write their 503s
+            await self._wait_idle(1.0)  # the handlers turn the cancellation into their 503s
         await self._runner.cleanup()
+
+    async def _wait_idle(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` seconds for the in-flight requests to finish; True when none is left."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -223,6 +229,7 @@ class RestFrontEnd:
 
         future = self._loop.run_in_executor(self._pool, call)
         self._inflight.add(future)
+        self._idle.clear()
         try:
             status, payload, content_type = await future
         except asyncio.CancelledError:
@@ -232,6 +239,8 @@ class RestFrontEnd:
                                "Server shut down before the request finished (--grace-seconds passed); retry") from None
         finally:
             self._inflight.discard(future)
+            if not self._inflight:
+                self._idle.set()
         if content_type == JSON:
             return json_response(status, payload)
         return web.Response(status=status, body=payload, headers={"Content-Type": content_type})

@@ -37,22 +37,28 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT_S = 600.0  # loading and warming up large models takes a while
 
 
+_SET_BY_SUPERVISOR = ("model", "model_config_file", "engine", "workers", "reuse_port", "port", "rest_port")
+"""``start.build_parser`` destinations the supervisor sets itself for each worker (the models travel as one
+config file, the ports are the reserved shared ones); every other flag is forwarded as given."""
+
+
 def worker_command(args: argparse.Namespace, config_path: str, grpc_port: int, rest_port: int) -> list[str]:
-    """The command line of one worker: the same flags, one process, fixed shared ports."""
+    """The command line of one worker: the same flags, one process, fixed shared ports.
+
+    The flags are those of ``args`` (parsed by ``start.build_parser``, their one declaration): each
+    ``dest`` is forwarded as ``--dest-with-dashes`` (a true boolean as the bare flag, None left out, a
+    ``*_file`` as an absolute path), except :data:`_SET_BY_SUPERVISOR`.
+    """
     cmd = [sys.executable, "-m", "tfrs_lab.serving.start", "--engine", "builtin", "--workers", "1", "--reuse-port",
-           "--model-config-file", config_path, "--host", args.host, "--port", str(grpc_port),
-           "--rest-port", str(rest_port), "--threads", str(args.threads),
-           "--poll-seconds", str(args.poll_seconds), "--max-message-bytes", str(args.max_message_bytes),
-           "--max-batch-rows", str(args.max_batch_rows), "--max-num-load-retries", str(args.max_num_load_retries),
-           "--load-retry-interval-micros", str(args.load_retry_interval_micros),
-           "--grace-seconds", str(args.grace_seconds), "--log-level", args.log_level, "--log-format", args.log_format]
-    for flag, value in (("--batching-parameters-file", args.batching_parameters_file),
-                        ("--monitoring-config-file", args.monitoring_config_file),
-                        ("--ssl-config-file", args.ssl_config_file)):
-        if value:
-            cmd += [flag, os.path.abspath(value)]
-    if args.no_warmup:
-        cmd.append("--no-warmup")
+           "--model-config-file", config_path, "--port", str(grpc_port), "--rest-port", str(rest_port)]
+    for dest, value in sorted(vars(args).items()):
+        if dest in _SET_BY_SUPERVISOR or value is None or value is False:
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if value is True:
+            cmd.append(flag)
+        else:
+            cmd += [flag, os.path.abspath(value) if dest.endswith("_file") else str(value)]
     return cmd
 
 

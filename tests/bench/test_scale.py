@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from tfrs_lab.bench.__main__ import main as bench_main
-from tfrs_lab.bench.scale import OVER_CAP, ROW_KEYS, parse_bytes, run_scale, run_watched, tree_rss
+from tfrs_lab.bench.scale import OVER_CAP, OWN_DATASET, PREPARE_CACHE_HIT, ROW_KEYS, parse_bytes, run_scale, run_watched, tree_rss
 from tfrs_lab.data.generate import main as generate_main
 from tfrs_lab.data.synthetic import (ML25M_SHAPE, ParquetShape, SyntheticSpec, parse_count, planted_clusters,
                                      write_synthetic_parquet)
@@ -208,7 +209,8 @@ def test_suite_records_over_cap_runs_and_moves_on(tmp_path):
     train run is killed and recorded, and the suite goes on to the next task and writes its files."""
     results, table = run_scale(tmp_path, sizes=(N,), tasks=("retrieval", "ranking"), memory_cap=400 << 20)
     rows = results["rows"]
-    assert [(r["task"], r["stage"], r["status"]) for r in rows[:2]] == [(None, "generate", "ok"), (None, "prepare", "ok")]
+    assert [(r["task"], r["stage"], r["status"]) for r in rows[:3]] == [
+        (None, "generate", "ok"), (None, "prepare", "ok"), (None, PREPARE_CACHE_HIT, "ok")]
     for task in ("retrieval", "ranking"):
         mine = [r for r in rows if r["task"] == task]
         assert [r["stage"] for r in mine] == list(PHASES)
@@ -228,7 +230,7 @@ def test_scale_suite_end_to_end(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
     assert all(set(ROW_KEYS) <= set(r) for r in rows)
-    assert [(r["task"], r["stage"]) for r in rows] == [(None, "generate"), (None, "prepare"),
+    assert [(r["task"], r["stage"]) for r in rows] == [(None, "generate"), (None, "prepare"), (None, PREPARE_CACHE_HIT),
                                                        *(("retrieval", p) for p in PHASES)]
     assert all(r["status"] == "ok" and r["seconds"] > 0 and r["peak_rss_bytes"] > 0 for r in rows)
     train = next(r for r in rows if r["stage"] == "train")
@@ -248,6 +250,7 @@ def test_scale_suite_end_to_end(tmp_path, capsys):
     (["--tasks", "retrieval,nope"], "--tasks: unknown task(s) nope"),
     (["--sizes", "1M,zero"], "--sizes must be comma-separated positive integers"),
     (["--stage-timeout", "0"], "--stage-timeout must be > 0"),
+    (["--sizes", "1M", "--interactions", "r.csv", "--columns", "user=u,item=i"], "--sizes sets the synthetic"),
 ])
 def test_scale_cli_rejects_bad_input_with_one_line(tmp_path, capsys, argv, needle):
     assert bench_main(["scale", *argv, "--output-dir", str(tmp_path / "o")]) == 2
@@ -260,7 +263,28 @@ def test_tasks_none_runs_the_data_stages_and_keep_data_keeps_them(tmp_path, caps
     assert bench_main(["scale", "--sizes", "5k", "--tasks", "none", "--keep-data", "--output-dir", str(tmp_path)]) == 0
     out = tmp_path / "scale"
     rows = json.loads((out / "results.json").read_text())["rows"]
-    assert [(r["stage"], r["status"]) for r in rows] == [("generate", "ok"), ("prepare", "ok")]
+    assert [(r["stage"], r["status"]) for r in rows] == [("generate", "ok"), ("prepare", "ok"), (PREPARE_CACHE_HIT, "ok")]
     assert (out / "data" / "5k" / "dataset.yaml").is_file()
     prepared = list((out / "cache" / "5k" / "prepared").iterdir())  # what the runs' --data-dir would reuse
     assert len(prepared) == 1 and prepared[0].name.startswith("synthetic-5k-")
+
+
+def test_own_files_are_prepared_cold_then_from_the_cache_under_the_watchdog(tmp_path, capsys, monkeypatch):
+    """``--interactions``/``--columns`` (a path relative to the working directory): no synthetic data, the
+    two prepare stages on the file, sized by the interactions its preparation counts."""
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 600), rng.integers(0, 80, 600)
+    lines = ["u,i,r"] + [f"u{a},i{b},{1 + (a + b) % 5}" for a, b in zip(users, items)]
+    (tmp_path / "ratings.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert bench_main(["scale", "--tasks", "none", "--interactions", "ratings.csv", "--columns", "user=u,item=i,rating=r",
+                       "--output-dir", "out"]) == 0
+    out = tmp_path / "out" / "scale"
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["dataset"], r["stage"], r["status"]) for r in rows] == [
+        (OWN_DATASET, "prepare", "ok"), (OWN_DATASET, PREPARE_CACHE_HIT, "ok")]
+    assert all(r["size"] == 600 and r["peak_rss_bytes"] > 0 for r in rows)  # duplicates are interactions too
+    spec = yaml.safe_load((out / OWN_DATASET / "dataset.yaml").read_text())
+    assert spec["interactions"]["path"] == str(tmp_path / "ratings.csv")  # made absolute for the children
+    assert len(list((out / "cache" / OWN_DATASET / "prepared").iterdir())) == 1  # the cache hit wrote nothing new
+    assert not (out / "data").exists()

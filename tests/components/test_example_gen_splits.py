@@ -90,6 +90,19 @@ def test_predefined_split_of_own_data_matches_make_split(tmp_path):
     assert section["source"]["interactions"]["path"] == str(csv)
 
 
+def test_own_source_is_built_once_when_the_component_is_created(tmp_path, monkeypatch):
+    import tfrs_lab.data.spec as spec_module
+
+    csv = ratings_csv(tmp_path / "ratings.csv")
+    calls = []
+    real = spec_module.quick_source
+    monkeypatch.setattr(spec_module, "quick_source", lambda *a, **k: calls.append(a) or real(*a, **k))
+    gen = ExampleGen(input_path=str(csv), columns=QUICK)
+    gen.fingerprint_extra()
+    gen.load(tmp_path / "cache")
+    assert gen.own_source() is gen.own_source() and len(calls) == 1
+
+
 @pytest.mark.parametrize("parameters, message", [
     ({"split": "by-time"}, r"^gen\.split: must be one of hash, leave-last-out, time, held-out-users, predefined, "
                            r"got 'by-time'$"),

@@ -295,3 +295,20 @@ def test_tfserving_engine_serves_brute_force_export(model_store, tmp_path):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_worker_command_forwards_every_flag_the_supervisor_does_not_set(tmp_path):
+    from tfrs_lab.serving.workers import worker_command
+
+    batching = tmp_path / "batching.config"
+    given = start.build_parser().parse_args(
+        ["--model", "m=/x", "--workers", "3", "--host", "0.0.0.0", "--threads", "7", "--poll-seconds", "0.5",
+         "--max-message-bytes", "1234", "--max-batch-rows", "9", "--max-num-load-retries", "2",
+         "--load-retry-interval-micros", "17", "--grace-seconds", "3.5", "--log-level", "DEBUG",
+         "--log-format", "json", "--no-warmup", "--batching-parameters-file", str(batching)])
+    cmd = worker_command(given, "/tmp/models.config", 8600, 8601)
+    assert cmd[1:3] == ["-m", "tfrs_lab.serving.start"]
+    worker = start.build_parser().parse_args(cmd[3:])
+    expected = {**vars(given), "model": [], "model_config_file": "/tmp/models.config", "engine": "builtin",
+                "workers": 1, "reuse_port": True, "port": 8600, "rest_port": 8601}
+    assert vars(worker) == expected

@@ -9,6 +9,7 @@ Examples::
     python -m tfrs_lab.bench serving --output-dir bench-out
     python -m tfrs_lab.bench select --tasks retrieval --data-root ../data --output-dir bench-out
     python -m tfrs_lab.bench scale --sizes 1M,5M,25M --tasks retrieval,ranking --output-dir bench-out
+    python -m tfrs_lab.bench scale --tasks none --interactions user_artists.dat --columns user=userID,item=artistID --output-dir bench-out
     python -m tfrs_lab.bench all --data-zip ml-100k.zip --output-dir bench-out
     python -m tfrs_lab.bench cascade --cascade-retrieval runs/r1 --cascade-ranking runs/k1 --output-dir bench-out
 
@@ -102,7 +103,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--variants", help="training: comma-separated throughput variants (default all: "
                    "tutorial_metrics,tutorial,default,batch4,batch16,no_prefetch,parallel_batch,jit)")
     p.add_argument("--sizes", help="retrieval-index: catalogue sizes (default 10k,100k,1M); "
-                   "scale: interactions per data set (default 1M,5M,25M)")
+                   "scale: interactions per synthetic data set (default 1M,5M,25M; not read with own data)")
     p.add_argument("--tasks", help="scale: comma-separated tasks (default all registered; none: generate and prepare "
                    "only); select: the one task whose defaults are selected")
     p.add_argument("--memory-cap", default="10G",
@@ -156,6 +157,9 @@ def _validate(args) -> None:
     _sizes(args)
     _tasks(args)
     _memory_cap(args)
+    if args.suite == "scale" and args.sizes and (args.interactions or args.data):
+        raise UsageError("--sizes sets the synthetic data sets' sizes: drop it to measure your own data, or drop "
+                         "--interactions/--data to measure synthetic sizes")
     if args.stage_timeout is not None and args.stage_timeout <= 0:
         raise UsageError(f"--stage-timeout must be > 0 seconds, got {args.stage_timeout}")
     _int_list("--serving-clients", args.serving_clients)
@@ -228,7 +232,7 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
         _, table = run_scale(output_dir, sizes=_sizes(args), tasks=_tasks(args), memory_cap=_memory_cap(args),
                              seed=args.seed, epochs=args.epochs or 1, overrides=args.overrides,
                              data_zip=args.data_zip, data_dir=args.data_dir, stage_timeout=args.stage_timeout,
-                             keep_data=args.keep_data)
+                             keep_data=args.keep_data, source=source)
     else:
         from tfrs_lab.bench.serving import run_serving
 

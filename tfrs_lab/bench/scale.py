@@ -5,6 +5,7 @@ and task, the stages are::
 
     generate   python -m tfrs_lab.data.generate            once per size, shared by the tasks
     prepare    python -m tfrs_lab.data prepare --data SPEC    once per size (the prepared-dataset cache)
+    prepare (cache hit)  the same command again: hashing the files and finding the cache
     load, train, evaluate, export, report
                one ``python -m tfrs_lab.train TASK --data SPEC --data-dir CACHE --set train.epochs=1`` process
                per task (its load reads the prepared cache the prepare stage wrote); its
@@ -14,7 +15,9 @@ and task, the stages are::
 Every child runs in its own process group under a memory watchdog (:func:`run_watched`): the resident
 set of the child and all its descendants is polled (psutil when installed, else ``/proc``) and the
 group is killed above ``memory_cap`` bytes, so an over-sized run never takes the machine down; the
-row says ``over memory cap`` and the suite moves on. Writes ``results.json`` (``rows`` and ``targets``),
+row says ``over memory cap`` and the suite moves on. With your own files (the own-data flags:
+``--interactions ... --columns ...`` or ``--data SPEC.yaml``) the stages after ``generate`` run on
+them instead of the synthetic sizes (data set ``own``; ``--tasks none``: preparation only). Writes ``results.json`` (``rows`` and ``targets``),
 ``results.md`` (the table) and ``scale.png`` (seconds and peak RSS against size).
 """
 
@@ -24,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -32,13 +36,16 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+import yaml
+
 from tfrs_lab.bench import common
 from tfrs_lab.data.prepared import PREPARED_DIR
 from tfrs_lab.data.synthetic import SPEC_FILE, count_label
 from tfrs_lab.training.rundir import METRICS_FILE, PHASES, parse_phase_log
 
-__all__ = ["DEFAULT_MEMORY_CAP", "DEFAULT_SIZES", "OVER_CAP", "parse_bytes", "plot", "prepare_command",
-           "markdown_table", "ROW_KEYS", "run_scale", "run_watched", "targets", "tree_rss", "Watched"]
+__all__ = ["DEFAULT_MEMORY_CAP", "DEFAULT_SIZES", "OVER_CAP", "OWN_DATASET", "parse_bytes", "plot",
+           "PREPARE_CACHE_HIT", "prepare_command", "markdown_table", "ROW_KEYS", "run_scale", "run_watched", "targets",
+           "tree_rss", "Watched", "write_own_spec"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,12 @@ DEFAULT_MEMORY_CAP = 10 * 2**30
 DEFAULT_SIZES = (1_000_000, 5_000_000, 25_000_000)
 
 OVER_CAP = "over memory cap"
+
+PREPARE_CACHE_HIT = "prepare (cache hit)"
+"""The stage re-running ``prepare`` on the same files: hashing them and finding the cache."""
+
+OWN_DATASET = "own"
+"""The ``dataset`` of the rows measured on your own files (``run_scale(source=...)``)."""
 
 ROW_KEYS = ("size", "dataset", "task", "stage", "seconds", "peak_rss_bytes", "examples_per_second", "status")
 """Keys of every ``results.json`` row (train runs' rows add ``tree_peak_rss_bytes``: the watchdog's
@@ -231,6 +244,22 @@ def prepare_command(spec_path: Path, data_dir: Path) -> list[str]:
             str(data_dir / PREPARED_DIR)]
 
 
+def _prepared_count(log: str) -> int | None:
+    """The interactions a ``prepare`` run reports (its ``N interactions, ...`` line), or None."""
+    m = re.search(r"^(\d+) interactions", log, re.M)
+    return int(m.group(1)) if m else None
+
+
+def write_own_spec(source: dict[str, Any], path: Path) -> Path:
+    """``source`` (the ``data.source`` mapping of the own-data flags) as a spec file for ``--data``,
+    its relative paths made absolute (relative to the working directory, as the flags are)."""
+    from tfrs_lab.data.spec import resolve_spec_paths  # pylint: disable=import-outside-toplevel
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(resolve_spec_paths(source, Path.cwd()), sort_keys=False))
+    return path
+
+
 def _row(size: int, dataset: str, task: str | None, stage: str, seconds: float | None, peak: int | None,
          examples: float | None, status: str, **extra: Any) -> dict[str, Any]:
     eps = round(examples / seconds, 1) if examples and seconds and status == "ok" else None
@@ -283,7 +312,7 @@ def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: 
               memory_cap: int = DEFAULT_MEMORY_CAP, seed: int = 0, epochs: int = 1,
               overrides: Sequence[str] = (), data_zip: str | None = None, data_dir: str | None = None,
               stage_timeout: float | None = None, keep_data: bool = False,
-              poll_seconds: float = 0.1) -> tuple[dict[str, Any], str]:
+              source: dict[str, Any] | None = None, poll_seconds: float = 0.1) -> tuple[dict[str, Any], str]:
     """Runs the suite; writes ``results.json``, ``results.md`` and ``scale.png`` into ``output_dir``.
 
     Args:
@@ -297,6 +326,10 @@ def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: 
         stage_timeout: seconds before a stage is killed (``failed: timed out``); ``None``: no limit.
         keep_data: keep the generated data and its prepared cache under ``output_dir/data`` and
             ``output_dir/cache`` (default: deleted after each size).
+        source: your own data instead of the synthetic sizes (the ``data.source`` mapping of the
+            own-data flags, :func:`tfrs_lab.train.own_data_source`): written to
+            ``output_dir/own/dataset.yaml`` and measured like one size, as data set ``own`` (its
+            size: the interactions its preparation counts); kept, like its prepared cache.
         poll_seconds: the watchdog's sampling interval.
 
     Returns:
@@ -316,7 +349,29 @@ def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: 
         results["targets"] = targets(rows)
         common.write_results(output_dir, results)
 
-    for size in sizes:
+    def measure(size: int | None, dataset: str, label: str, spec: Path, cache: Path) -> None:
+        """The prepare stages (cold, then a cache hit) and every task's run on ``spec``."""
+        for stage in ("prepare", PREPARE_CACHE_HIT):
+            logger.info("scale suite: %s %s", label, stage)
+            w = run_watched(prepare_command(spec, cache), log_path=logs / f"{label}-{stage.replace(' ', '-')}.log",
+                            **watch)
+            size = size or _prepared_count(w.log)  # own data: counted by its preparation
+            rows.append(_row(size, dataset, None, stage, w.seconds, w.peak_rss_bytes, size, w.status()))
+            save()
+            if not w.ok:
+                return
+        for task in tasks:
+            run_dir = output_dir / "runs" / f"{task}-{label}"
+            logger.info("scale suite: %s %s (load, train, evaluate, export, report)", label, task)
+            w = run_watched(_train_argv(task, ["--data", str(spec), "--data-dir", str(cache)], run_dir, epochs,
+                                        overrides), log_path=logs / f"{label}-{task}.log", **watch)
+            rows.extend(_task_rows(size or 0, dataset, task, w, run_dir))
+            save()
+
+    if source is not None:
+        measure(None, OWN_DATASET, OWN_DATASET, write_own_spec(source, output_dir / OWN_DATASET / SPEC_FILE),
+                output_dir / "cache" / OWN_DATASET)
+    for size in sizes if source is None else ():
         label = count_label(size)
         dataset = f"synthetic-{label}"
         data = output_dir / "data" / label
@@ -325,23 +380,11 @@ def run_scale(output_dir: Path, *, sizes: Sequence[int] = DEFAULT_SIZES, tasks: 
                          str(data), "--seed", str(seed), "--overwrite"], log_path=logs / f"{label}-generate.log", **watch)
         rows.append(_row(size, dataset, None, "generate", w.seconds, w.peak_rss_bytes, size, w.status()))
         save()
-        if not w.ok:
-            continue
-        spec, cache = data / SPEC_FILE, output_dir / "cache" / label
-        logger.info("scale suite: %s prepare", label)
-        w = run_watched(prepare_command(spec, cache), log_path=logs / f"{label}-prepare.log", **watch)
-        rows.append(_row(size, dataset, None, "prepare", w.seconds, w.peak_rss_bytes, size, w.status()))
-        save()
-        for task in tasks:
-            run_dir = output_dir / "runs" / f"{task}-{label}"
-            logger.info("scale suite: %s %s (load, train, evaluate, export, report)", label, task)
-            w = run_watched(_train_argv(task, ["--data", str(spec), "--data-dir", str(cache)], run_dir, epochs,
-                                        overrides), log_path=logs / f"{label}-{task}.log", **watch)
-            rows.extend(_task_rows(size, dataset, task, w, run_dir))
-            save()
+        if w.ok:
+            measure(size, dataset, label, data / SPEC_FILE, output_dir / "cache" / label)
         if not keep_data:
             shutil.rmtree(data, ignore_errors=True)
-            shutil.rmtree(cache, ignore_errors=True)
+            shutil.rmtree(output_dir / "cache" / label, ignore_errors=True)
     if data_zip:
         logger.info("scale suite: ML-100K retrieval for comparison")
         run_dir = output_dir / "runs" / "retrieval-ml-100k"
@@ -436,7 +479,7 @@ def plot(path: Path, rows: Sequence[dict[str, Any]], memory_cap: int) -> Path | 
     series: dict[str, list[dict[str, Any]]] = {}
     for r in ok:
         series.setdefault(f"{r['task'] or 'data'}: {r['stage']}", []).append(r)
-    stages = ("generate", "prepare", *PHASES)
+    stages = ("generate", "prepare", PREPARE_CACHE_HIT, *PHASES)
     tasks = sorted({r["task"] for r in ok if r["task"]})
     markers = "o^Dvsp*"
     for name, pts in sorted(series.items()):

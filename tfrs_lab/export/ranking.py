@@ -41,15 +41,14 @@ __all__ = ["FEATURE_INPUTS", "RankingServer", "export_ranking", "probe_pairs", "
 logger = logging.getLogger(__name__)
 
 FEATURE_INPUTS = {
-    "timestamp": tf.int64,
+    sig.TIMESTAMP: tf.int64,
     "bucketized_user_age": tf.float32,
     "user_gender": tf.int64,
     "user_occupation_label": tf.int64,
     "user_zip_code": tf.string,
 }
-"""``score_with_features`` inputs besides ``user_id`` and ``item_id`` (raw TFDS column names)."""
-HISTORY = "history"
-"""The extra ``score_with_features`` input of models with SVD++ implicit feedback."""
+"""``score_with_features`` inputs besides ``user_id`` and ``item_id`` (raw TFDS column names); models
+with SVD++ implicit feedback also take :data:`tfrs_lab.export.signatures.HISTORY`."""
 
 
 class RankingServer(tf.Module):
@@ -63,7 +62,7 @@ class RankingServer(tf.Module):
         specs = [tf.TensorSpec([None], tf.string, name=sig.USER_ID), tf.TensorSpec([None], tf.string, name=sig.ITEM_ID),
                  *[tf.TensorSpec([None], dtype, name=name) for name, dtype in FEATURE_INPUTS.items()]]
         if model.uses_history:
-            specs.append(tf.TensorSpec([None, None], tf.string, name=HISTORY))
+            specs.append(tf.TensorSpec([None, None], tf.string, name=sig.HISTORY))
         self.serve_with_features = tf.function(self._score_with_features, input_signature=specs)
 
     def _known_features(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -79,7 +78,7 @@ class RankingServer(tf.Module):
         return {self.output_name: self.model.predict_scores(self._known_features(user_id, item_id))}
 
     def _score_with_features(self, user_id, item_id, *features) -> dict[str, tf.Tensor]:
-        names = [*FEATURE_INPUTS, HISTORY] if self.model.uses_history else list(FEATURE_INPUTS)
+        names = [*FEATURE_INPUTS, sig.HISTORY] if self.model.uses_history else list(FEATURE_INPUTS)
         feats = {"user_id": user_id, "movie_id": item_id, **dict(zip(names, features))}
         return {self.output_name: self.model.predict_scores(feats)}
 
