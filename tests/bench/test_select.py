@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from tfrs_lab.bench.__main__ import main
-from tfrs_lab.bench.select import choose, load_selection, selection_file
+from tfrs_lab.bench.select import choose, load_selection, restrict_datasets, selection_file
 from tfrs_lab.config import ConfigError
 
 
@@ -163,3 +163,39 @@ def test_select_layers_the_configs_overlay_under_every_candidate(tmp_path):
     r = json.loads((out / "select" / "results.json").read_text())
     assert r["configs"] == ["autoencoder-implicit.yaml"]
     assert "configs/autoencoder-implicit.yaml" in (out / "select" / "selected.yaml").read_text()
+
+
+def test_datasets_restricts_a_selection_to_the_named_data_sets(tmp_path):
+    sel = load_selection(selection_file("sequential"), data_root=tmp_path)
+    only = restrict_datasets(sel, "lastfm")
+    assert [d.name for d in only.datasets] == ["lastfm"]
+    assert only.candidates == sel.candidates and only.epochs == sel.epochs and only.objective == sel.objective
+    both = restrict_datasets(sel, "synthetic, ml-100k")
+    assert [d.name for d in both.datasets] == ["ml-100k", "synthetic"]  # the file's order
+    assert restrict_datasets(sel, None) is sel
+
+
+@pytest.mark.slow
+def test_select_datasets_runs_only_the_named_data_set(tmp_path):
+    sel = {"task": "ranking", "objective": "rmse", "split": "hash", "epochs": 1,
+           "overrides": ["model.architecture=mf", "model.history_length=0"],
+           "datasets": {"a": {"data": TINY}, "b": {"data": {**TINY, "synthetic": {**TINY["synthetic"], "seed": 5}}}},
+           "candidates": {"default": {}, "tiny": {"model.embedding_dim": 2}}}
+    path = tmp_path / "sel.yaml"
+    path.write_text(yaml.safe_dump(sel))
+    out = tmp_path / "out"
+    assert main(["select", "--tasks", "ranking", "--selection", str(path), "--datasets", "b",
+                 "--output-dir", str(out)]) == 0
+    r = json.loads((out / "select" / "results.json").read_text())
+    assert set(r["values"]) == {"b"} and {run["dataset"] for run in r["runs"]} == {"b"} and len(r["runs"]) == 2
+    assert sorted(p.name for p in (out / "select" / "runs").iterdir()) == ["b-default-seed42", "b-tiny-seed42"]
+
+
+def test_an_unknown_data_set_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["select", "--tasks", "sequential", "--datasets", "lastfm,movielens", "--data-root", str(tmp_path),
+                 "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "--datasets" in err and "movielens" in err and "ml-100k, lastfm, synthetic" in err
+    assert not out.exists()  # nothing written

@@ -8,6 +8,7 @@ Examples::
     python -m tfrs_lab.bench retrieval-index --output-dir bench-out
     python -m tfrs_lab.bench serving --output-dir bench-out
     python -m tfrs_lab.bench select --tasks retrieval --data-root ../data --output-dir bench-out
+    python -m tfrs_lab.bench select --tasks sequential --datasets lastfm --data-root ../data --output-dir bench-out
     python -m tfrs_lab.bench scale --sizes 1M,5M,25M --tasks retrieval,ranking --output-dir bench-out
     python -m tfrs_lab.bench scale --tasks none --interactions user_artists.dat --columns user=userID,item=artistID --output-dir bench-out
     python -m tfrs_lab.bench all --data-zip ml-100k.zip --output-dir bench-out
@@ -96,6 +97,8 @@ def build_parser() -> ArgumentParser:
                    help="quality: seeds per seeded method (ours, tutorials, Surprise, implicit): mean ± std "
                         "(default 3); select: seeds per candidate (default: the selection file's)")
     p.add_argument("--selection", help="select: selection file (default: the shipped selection/<task>.yaml)")
+    p.add_argument("--datasets", metavar="NAME,...",
+                   help="select: run only these data sets of the selection file (default all), e.g. lastfm")
     p.add_argument("--data-root", default=".",
                    help="select: directory that {data_root} in the selection file's data paths stands for")
     p.add_argument("--throughput-epochs", type=int, default=4,
@@ -191,7 +194,7 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
                                seeds=args.seeds or 3, overrides=args.overrides,
                                splits=tuple(args.splits.split(",")))
     elif suite == "select":
-        from tfrs_lab.bench.select import load_selection, run_select, selection_file
+        from tfrs_lab.bench.select import load_selection, restrict_datasets, run_select, selection_file
         from tfrs_lab.config import TASKS
 
         task = args.tasks or ""
@@ -202,7 +205,7 @@ def run_suite(suite: str, args, output_dir: Path) -> str:
         if not Path(path).is_file():
             raise UsageError(f"--selection {str(path)!r} does not exist: pass a selection file "
                              "(format: tfrs_lab/bench/select.py)")
-        selection = load_selection(path, args.data_root)
+        selection = restrict_datasets(load_selection(path, args.data_root), args.datasets)
         if selection.task != task:
             raise UsageError(f"--selection {str(path)!r} is for task {selection.task!r}, not --tasks {task!r}")
         _, table = run_select(selection, output_dir, seeds=args.seeds, epochs=args.epochs)

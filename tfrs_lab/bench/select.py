@@ -48,8 +48,8 @@ import yaml
 
 from tfrs_lab.bench import common
 
-__all__ = ["Candidate", "DatasetEntry", "Selection", "choose", "load_selection", "run_select",
-           "selection_file"]
+__all__ = ["Candidate", "DatasetEntry", "Selection", "choose", "load_selection", "restrict_datasets",
+           "run_select", "selection_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +173,26 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
     for cand in candidates:  # every overlay is a valid config reporting the objective, before any data is read
         _candidate_config(selection, cand, list(selection.overrides), extra, where)
     return selection
+
+
+def restrict_datasets(selection: Selection, names: str | None) -> Selection:
+    """``selection`` with only the data sets named in ``names`` (comma-separated; ``None`` or empty: all).
+
+    The candidates, objective and budget are unchanged, so the runs are those the full file makes on
+    these data sets; ``choose`` can combine their ``results.json`` values with other data sets' later.
+
+    Raises:
+      ConfigError: a name the selection file does not hold (one line listing the ones it does).
+    """
+    if not names:
+        return selection
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    known = [d.name for d in selection.datasets]
+    unknown = [n for n in wanted if n not in known]
+    if unknown or not wanted:
+        raise _error("--datasets", f"unknown data set(s) {', '.join(unknown) or repr(names)}: the selection file "
+                                   f"names {', '.join(known)}")
+    return dataclasses.replace(selection, datasets=tuple(d for d in selection.datasets if d.name in wanted))
 
 
 def _config_files(selection: Selection) -> list[Path]:
