@@ -130,6 +130,9 @@ def prepare_dataset_beam(spec: SourceSpec, *, runner: str, beam_options: Sequenc
     """
     if users_per_block < 1:
         raise ConfigError(f"users_per_block must be at least 1, got {users_per_block}")
+    if spec.features:
+        raise ConfigError(f"{where}.features: typed features are prepared on one machine only for now: drop --runner "
+                          "(python -m tfrs_lab.data prepare --data SPEC.yaml)")
     options = pipeline_options(runner, beam_options)
     target, fp, sources = _target(spec, cache_dir, where)
     if _complete(target, fp):

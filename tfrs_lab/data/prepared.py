@@ -17,6 +17,9 @@ interaction) and writes a directory ``<cache_dir>/<name>-<fingerprint[:16]>/``::
     sequence_rows.npy        int64 [n]   row indices ordered by (user, timestamp, item id as an integer)
     users.parquet            id (string), count (int64)             U rows, ids in ascending string order
     items.parquet            id, count, text (string), categories (list<string>)   m rows: the catalogue
+    features/                the typed features of data.source.features (tfrs_lab.data.typed), one
+                             <name>.<codes|offsets|values>.npy per array and <name>.vocabulary.parquet
+                             (value, count) each, aligned with the item codes, user codes or rows
 
 Rows keep the source order (binary negatives and dropped unknown items removed), so ``to_data()``
 equals ``read_source`` column for column. ``sequence_rows`` is
@@ -57,6 +60,7 @@ from tfrs_lab.data.readers import (_absent_users, _binary_kept, _catalogue, _int
                                    _user_table, resolve_paths)
 from tfrs_lab.data.spec import InteractionColumns, SourceSpec
 from tfrs_lab.data.splits import _movie_order_key
+from tfrs_lab.data.typed import FeatureColumn, encode_features, load_features, save_features
 from tfrs_lab.staging import staged_directory
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "PREPARED_DIR", "PreparedDataset", "fingerprint", "load_prepared",
@@ -64,7 +68,7 @@ __all__ = ["FORMAT_VERSION", "MANIFEST", "PREPARED_DIR", "PreparedDataset", "fin
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the directory layout; part of the fingerprint (bump it when the layout changes)."""
 PREPARED_DIR = "prepared"
 """Default cache folder under the data dir (``$TFRS_LAB_DATA_DIR`` or ``data.data_dir``)."""
@@ -92,6 +96,8 @@ class PreparedDataset:
         item_ids: object ``[m]`` of ``str`` (the catalogue order); item_counts: int64 ``[m]`` (0 for
         catalogue items nobody interacted with); item_text: object ``[m]`` of ``str``;
         item_categories: ``m`` lists of category names.
+        features: name -> :class:`~tfrs_lab.data.typed.FeatureColumn` of ``data.source.features``
+        (per item code, user code or row; empty without typed features).
     """
 
     path: Path
@@ -108,6 +114,7 @@ class PreparedDataset:
     item_counts: np.ndarray
     item_text: np.ndarray
     item_categories: list[list[str]]
+    features: dict[str, FeatureColumn] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -155,7 +162,15 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
         item_ids=items.column("id").to_numpy(zero_copy_only=False).astype(object),
         item_counts=items.column("count").to_numpy(),
         item_text=items.column("text").to_numpy(zero_copy_only=False).astype(object),
-        item_categories=items.column("categories").to_pylist())
+        item_categories=items.column("categories").to_pylist(),
+        features=load_features(path, manifest.get("features", {}), _spec_features(manifest)))
+
+
+def _spec_features(manifest: dict[str, Any]) -> tuple:
+    """The ``FeatureSpec`` entries of the manifest's spec."""
+    from tfrs_lab.data.spec import FeatureSpec  # pylint: disable=import-outside-toplevel
+
+    return tuple(FeatureSpec(**f) for f in manifest["spec"].get("features", ()))
 
 
 def _complete(path: Path, fp: str) -> bool:
@@ -283,6 +298,7 @@ class _Encoded:
     users: Any  # pyarrow Table: id, count
     items: Any  # pyarrow Table: id, count, text, categories
     num_categories: int
+    features: dict[str, FeatureColumn] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {"interactions": int(self.arrays["user"].shape[0]), "users": self.users.num_rows,
@@ -293,7 +309,7 @@ def _write(encoded: _Encoded, manifest: dict[str, Any], stage: Path) -> None:
     for k, dtype in _ARRAYS.items():
         np.save(stage / f"{k}.npy", np.ascontiguousarray(encoded.arrays[k], dtype=dtype))
     _write_tables(encoded.users, encoded.items, stage)
-    _write_manifest(manifest, stage)
+    _write_manifest({**manifest, "features": save_features(encoded.features, stage)}, stage)
 
 
 def _write_tables(users: Any, items: Any, stage: Path) -> None:
@@ -647,9 +663,13 @@ def _encode(spec: SourceSpec, where: str) -> _Encoded:
     first = np.concatenate([[0], np.cumsum([s.rows for _, s in filtered])])
     parts = [_encode_shard(s, vocab, int(first[i])) for i, s in enumerate(shards)]
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in ("user", "item", "rating", "timestamp")}
-    del parts, shards, filtered
+    del parts, filtered
     arrays["sequence_offsets"] = vocab.sequence_offsets()
     arrays["sequence_rows"] = _sequence_rows(arrays["user"], arrays["timestamp"], vocab.item_rank[arrays["item"]],
                                              len(vocab.user_counts), len(vocab.item_counts))
     users_table, items_table = vocab.tables()
-    return _Encoded(arrays=arrays, users=users_table, items=items_table, num_categories=vocab.num_categories)
+    features = encode_features(spec, where, item_ids=vocab.item_ids.to_numpy(zero_copy_only=False),
+                               user_ids=vocab.user_ids.to_numpy(zero_copy_only=False),
+                               interaction_rows=[(f, s.row) for f, s in zip(files, shards)])
+    return _Encoded(arrays=arrays, users=users_table, items=items_table, num_categories=vocab.num_categories,
+                    features=features)

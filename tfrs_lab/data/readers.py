@@ -88,10 +88,13 @@ def _format(file: Path, fmt: str) -> str:
 
 
 def _check_columns(available: list[str], needed: Mapping[str, str], where: str, file: Path) -> None:
+    """DataError naming the file, the column and the columns that exist; a role starting with ``@``
+    is the full dotted path of the setting (``@data.source.features[2].column``)."""
     for role, col in needed.items():
         if col not in available:
-            raise DataError(f"{file}: no column {col!r} ({where}.columns.{role}); its columns are "
-                            f"{', '.join(map(repr, available)) or 'none'}: set {where}.columns.{role} to one of them")
+            setting = role[1:] if role.startswith("@") else f"{where}.columns.{role}"
+            raise DataError(f"{file}: no column {col!r} ({setting}); its columns are "
+                            f"{', '.join(map(repr, available)) or 'none'}: set {setting} to one of them")
 
 
 def _sniff(file: Path, encoding: str) -> str:
@@ -351,8 +354,11 @@ def _numbers(raw: _Raw, col: str, role: str, what: str, fix: str) -> np.ndarray:
     return out
 
 
-def _iso_times(raw: _Raw, col: str, cw: str) -> np.ndarray:
-    """ISO-8601 text -> int64 unix seconds (``Z``/offsets honoured; no zone = UTC)."""
+def _iso_times(raw: _Raw, col: str, cw: str, setting: str | None = None) -> np.ndarray:
+    """ISO-8601 text -> int64 unix seconds (``Z``/offsets honoured; no zone = UTC); messages name
+    ``setting`` (default ``{cw}.time``) and its ``time_format`` sibling."""
+    setting = setting or f"{cw}.time"
+    fmt = setting.rpartition(".")[0] + ".time_format"
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
 
     values = [v.strip() if isinstance(v, str) else v for v in raw.columns[col]]
@@ -376,8 +382,8 @@ def _iso_times(raw: _Raw, col: str, cw: str) -> np.ndarray:
             out[i] = cast([v])[0]
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             shown = "an empty value" if _is_missing(v) else repr(v)
-            raise DataError(f"{raw.where}, {raw.at(i)}, column {col!r} ({cw}.time): {shown} is not an ISO-8601 "
-                            f"time such as 2011-05-01T12:00:00Z: fix the value, or set {cw}.time_format: unix for "
+            raise DataError(f"{raw.where}, {raw.at(i)}, column {col!r} ({setting}): {shown} is not an ISO-8601 "
+                            f"time such as 2011-05-01T12:00:00Z: fix the value, or set {fmt}: unix for "
                             "unix seconds") from None
     return out
 
