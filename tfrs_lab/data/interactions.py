@@ -26,6 +26,7 @@ from tfrs_lab.data.history import walk_back
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.prepared import PreparedDataset
 from tfrs_lab.data.readers import _multi_hot
+from tfrs_lab.data.typed import FeatureColumn, ModelFeature
 from tfrs_lab.data.splits import (HASH, LEAVE_LAST_OUT, TIME, Split, SplitOptions, _HASH_CHUNK, _NUM_BUCKETS,
                                   _TEST_BUCKET, _TRAIN_BUCKETS, _VALIDATION_BUCKET, sequence_order,
                                   time_split)
@@ -79,6 +80,8 @@ class Interactions:
         movies: the catalogue columns of :class:`MovieLensData` (``movie_id``, ``movie_title``, ``movie_genres``).
         extra: per-row numeric query features of :data:`RAW_QUERY_FEATURES` the data has besides
             ``timestamp`` (MovieLens demographics), ``[n]`` each.
+        features: the typed features of ``data.source.features`` (name ->
+            :class:`~tfrs_lab.data.typed.FeatureColumn`, per item code, user code or row).
     """
 
     dataset: str
@@ -91,6 +94,7 @@ class Interactions:
     sequence_rows: np.ndarray
     movies: dict[str, np.ndarray]
     extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    features: dict[str, FeatureColumn] = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
 
@@ -100,7 +104,8 @@ class Interactions:
         genres, _ = _multi_hot(prepared.item_categories)
         movies = {"movie_id": prepared.item_ids, "movie_title": prepared.item_text, "movie_genres": genres}
         return cls(prepared.name, prepared.user, prepared.item, prepared.timestamp, prepared.user_ids,
-                   prepared.item_ids, prepared.sequence_offsets, prepared.sequence_rows, movies)
+                   prepared.item_ids, prepared.sequence_offsets, prepared.sequence_rows, movies,
+                   features=dict(prepared.features))
 
     @classmethod
     def from_data(cls, data: MovieLensData) -> "Interactions":
@@ -186,7 +191,22 @@ class Interactions:
         counts = np.bincount(items.astype(np.int64) + 1, minlength=self.num_catalogue + 1).astype(np.int64)
         return fit_vocabularies(users, self.movies, counts, self.timestamp[train_rows],
                                 title_vocab_size=title_vocab_size, title_max_tokens=title_max_tokens,
-                                timestamp_buckets=timestamp_buckets)
+                                timestamp_buckets=timestamp_buckets, typed=self.model_features(users))
+
+    def model_features(self, users: np.ndarray) -> tuple[ModelFeature, ...]:
+        """The typed features as the model reads them: item features per movie index (catalogue
+        row + 1), user features per index of ``users`` (str [U'], the vocabulary's users; + 1), row 0
+        the unknown entity; context features by name."""
+        out = []
+        for f in self.features.values():
+            if f.spec.side == "item":
+                index = np.arange(-1, self.num_catalogue, dtype=np.int64)
+            elif f.spec.side == "user":
+                index = np.concatenate([[-1], self.codes_of(users)]).astype(np.int64)
+            else:
+                index = None
+            out.append(f.for_model(index))
+        return tuple(out)
 
     # ------------------------------------------------------------------ histories
 

@@ -58,7 +58,7 @@ from tfrs_lab.data.movielens import DataError, MovieLensData, default_data_dir
 from tfrs_lab.data.readers import (_absent_users, _binary_kept, _catalogue, _interactions, _loaded, _missing_items,
                                    _multi_hot, _read_file_table, _read_table, _read_tfrecord, _table_raw,
                                    _user_table, resolve_paths)
-from tfrs_lab.data.spec import InteractionColumns, SourceSpec
+from tfrs_lab.data.spec import FeatureSpec, InteractionColumns, SourceSpec
 from tfrs_lab.data.splits import _movie_order_key
 from tfrs_lab.data.typed import FeatureColumn, encode_features, load_features, save_features
 from tfrs_lab.staging import staged_directory
@@ -166,10 +166,8 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
         features=load_features(path, manifest.get("features", {}), _spec_features(manifest)))
 
 
-def _spec_features(manifest: dict[str, Any]) -> tuple:
+def _spec_features(manifest: dict[str, Any]) -> tuple[FeatureSpec, ...]:
     """The ``FeatureSpec`` entries of the manifest's spec."""
-    from tfrs_lab.data.spec import FeatureSpec  # pylint: disable=import-outside-toplevel
-
     return tuple(FeatureSpec(**f) for f in manifest["spec"].get("features", ()))
 
 

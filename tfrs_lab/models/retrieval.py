@@ -43,7 +43,8 @@ import tensorflow_recommenders as tfrs
 from tfrs_lab.config import RetrievalModelConfig
 
 from tfrs_lab.models.cross_replica import SynchronousModel, global_candidates
-from tfrs_lab.models.features import USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder, history_embedding
+from tfrs_lab.models.features import (USER_FEATURES, FeatureEncoder, MovieFeatureEncoder, UserFeatureEncoder,
+                                      history_embedding)
 
 __all__ = ["RetrievalModel", "mixed_sampling_probability"]
 
@@ -91,10 +92,15 @@ class RetrievalModel(SynchronousModel):
         self.user_embedding = tf.keras.layers.Embedding(vocab.num_users, d, embeddings_regularizer=reg)
         self.user_features = UserFeatureEncoder(vocab, [n for n in hp.query_features if n in USER_FEATURES], f)
         self.use_history = "history" in q
+        typed = tuple(getattr(vocab, "typed", ()))  # own data's data.source.features
+        query_typed = [t for t in typed if t.side in ("user", "context")]
+        item_typed = [t for t in typed if t.side == "item"]
+        self.query_typed = FeatureEncoder(query_typed, f, name="query_typed") if query_typed else None
         self.query_tower = _tower(hp.tower_layers, hp.embedding_dim, hp.l2_regularization, "query_tower")
         # --- candidate tower
         self.movie_embedding = tf.keras.layers.Embedding(vocab.num_movies, d, embeddings_regularizer=reg)
         self.movie_features = MovieFeatureEncoder(vocab, hp.candidate_features, f)
+        self.item_typed = FeatureEncoder(item_typed, f, name="item_typed") if item_typed else None
         self.candidate_tower = _tower(hp.tower_layers, hp.embedding_dim, hp.l2_regularization, "candidate_tower")
         # --- task
         counts = np.asarray(vocab.item_counts, dtype=np.float64) + 1.0
@@ -112,7 +118,10 @@ class RetrievalModel(SynchronousModel):
 
     def query_embedding(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Query vectors float32 [B, embedding_dim] from raw query features (see class docstring)."""
-        parts = [self.user_embedding(self.user_lookup(features["user_id"])), *self.user_features(features)]
+        user_index = self.user_lookup(features["user_id"])
+        parts = [self.user_embedding(user_index), *self.user_features(features)]
+        if self.query_typed is not None:
+            parts += self.query_typed(features, index=user_index)
         if self.use_history:
             parts.append(history_embedding(features["history"], self.movie_lookup, self.movie_embedding))  # shares the candidate table
         return self._finish(parts, self.query_tower)
@@ -120,11 +129,18 @@ class RetrievalModel(SynchronousModel):
     def candidate_embedding_from_index(self, movie_index: tf.Tensor) -> tf.Tensor:
         """Candidate vectors float32 [B, embedding_dim] from movie indices int64 [B] (0 = unknown)."""
         parts = [self.movie_embedding(movie_index), *self.movie_features(movie_index)]
+        if self.item_typed is not None:
+            parts += self.item_typed({}, index=movie_index)
         return self._finish(parts, self.candidate_tower)
 
     def candidate_embedding(self, movie_id: tf.Tensor) -> tf.Tensor:
         """Candidate vectors float32 [B, embedding_dim] from movie ids (string [B])."""
         return self.candidate_embedding_from_index(self.movie_lookup(movie_id))
+
+    @property
+    def context_features(self) -> tuple:
+        """Descriptions of the typed context features the query reads by name (none without any)."""
+        return () if self.query_typed is None else self.query_typed.context
 
     def catalogue_embeddings(self, batch_size: int = 4096) -> np.ndarray:
         """float32 [M, embedding_dim]: every catalogue movie, in ``movie_ids`` order."""

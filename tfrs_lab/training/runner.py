@@ -52,6 +52,10 @@ def load_data(cfg, *, compact: bool = False) -> MovieLensData | Interactions:
         prepared = prepare_dataset(d.source, cache_dir=cache)
         if compact and not filtering:
             return Interactions.from_prepared(prepared)
+        if prepared.features:
+            logger.warning("data.source.features (%s) are read by streamed retrieval only (hash, leave-last-out, "
+                           "time; no minimum counts, no warm start): this run ignores them",
+                           ", ".join(prepared.features))
         data = prepared.to_data()
     else:
         synthetic = None
