@@ -82,3 +82,11 @@ def test_export_reloads_and_answers_with_context_features_by_name(cold_run):
         assert np.mean([i.startswith(f"sku-{cat}-") for i in ids[b]]) >= 0.8, ids[b]
     default = loaded.signatures[sig.SERVING_DEFAULT](user_id=users)[sig.ITEM_IDS].numpy()
     assert default.shape == (3, 10)
+
+
+def test_reindex_refuses_a_run_with_item_features(cold_run, tmp_path):
+    from tfrs_lab.export.reindex import ReindexError, reindex
+
+    run, files = cold_run
+    with pytest.raises(ReindexError, match=r"was trained with item features .*train again$"):
+        reindex(run.run_dir, files / "items.csv", item_columns="id=sku")
