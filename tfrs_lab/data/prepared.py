@@ -269,7 +269,7 @@ def _manifest(spec: SourceSpec, fp: str, sources: list[dict], counts: dict[str, 
             "spec": dataclasses.asdict(spec), "sources": sources, "counts": counts,
             "arrays": {k: {"file": f"{k}.npy", "dtype": np.dtype(t).name, "shape": [int(x) for x in shapes[k]]}
                        for k, t in _ARRAYS.items()},
-            "tables": {"users": _USERS, "items": _ITEMS}}
+            "tables": {"users": _USERS, "items": _ITEMS}, "features": {}}
 
 
 def _write_manifest(manifest: dict[str, Any], stage: Path) -> None:
