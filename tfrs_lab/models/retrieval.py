@@ -74,7 +74,10 @@ class RetrievalModel(SynchronousModel):
     Batch features (all shape [B]): ``user_id`` (string), ``movie_id`` (string), ``timestamp``
     (int64 unix seconds), and when the query tower uses them ``bucketized_user_age`` (float32),
     ``user_gender`` (int64 0/1), ``user_occupation_label`` (int64), ``history`` (string [B, H], the
-    movies rated just before, most recent first, '' padding).
+    movies rated just before, most recent first, '' padding). With typed features of your own data
+    (``vocab.typed``, :class:`tfrs_lab.models.features.FeatureEncoder`) the query tower also reads
+    the user features (by user index) and the context features (by name, see
+    :attr:`context_features`), the candidate tower the item features (by movie index).
     """
 
     def __init__(self, vocab, hp: RetrievalModelConfig) -> None:
