@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from tfrs_lab.data.filesystem import is_url
 from tfrs_lab.schema import ConfigError
 
 __all__ = ["CsvOptions", "FORMATS", "InteractionColumns", "InteractionsSource", "ItemColumns", "ItemsSource",
@@ -267,10 +268,10 @@ def resolve_spec_paths(source: Mapping[str, Any], base: Path) -> dict[str, Any]:
     for table in ("interactions", "items", "users"):
         t = out.get(table)
         if isinstance(t, Mapping) and isinstance(t.get("path"), str) and t["path"]:
-            p = os.path.expanduser(t["path"])
-            out[table] = {**t, "path": p if os.path.isabs(p) else os.path.abspath(os.path.join(base, p))}
+            p = t["path"] if is_url(t["path"]) else os.path.expanduser(t["path"])
+            out[table] = {**t, "path": p if is_url(p) or os.path.isabs(p) else os.path.abspath(os.path.join(base, p))}
     return out
 
 
 def _absolute(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
+    return path if is_url(path) else os.path.abspath(os.path.expanduser(path))

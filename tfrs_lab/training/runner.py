@@ -243,7 +243,8 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
         backup, resume = distribute.fault_tolerance_callbacks(dist, cfg.train, output_dir)
         ctx = RunContext(cfg, data, split, vocab, stage, output_dir, verbose, dist, backup,
                          lambda: resume.initial_epoch or 0, warm_start=warm)
-        trained = t.train(ctx)
+        with distribute.cluster_failures(dist, cfg.train, output_dir):
+            trained = t.train(ctx)
         clock.end("train")
         metrics = common_metrics(cfg, data, split, trained)
         if warm is not None:
