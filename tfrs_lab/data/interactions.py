@@ -2,16 +2,18 @@
 per-row string.
 
 :class:`Interactions` is what the retrieval task streams its batches from
-(:mod:`tfrs_lab.training.stream`): a prepared dataset (:func:`Interactions.from_prepared`; your own
-data, read once by :mod:`tfrs_lab.data.prepared`, never converted back to strings per row) or an
-in-memory :class:`~tfrs_lab.data.movielens.MovieLensData` encoded once
-(:func:`Interactions.from_data`). Both give the same codes, splits, vocabularies and histories as
-the string columns would (tests/data/test_interactions.py), so the model and its SavedModel stay
-string-keyed.
+(:mod:`tfrs_lab.training.stream`), what the sequential task cuts its training windows and
+evaluation histories from (:meth:`Interactions.user_items`) and what the autoencoders build their
+sparse matrices from (:meth:`Interactions.vocabulary_rows`): a prepared dataset
+(:func:`Interactions.from_prepared`; your own data, read once by :mod:`tfrs_lab.data.prepared`,
+never converted back to strings per row) or an in-memory
+:class:`~tfrs_lab.data.movielens.MovieLensData` encoded once (:func:`Interactions.from_data`). Both
+give the same codes, splits, vocabularies and histories as the string columns would
+(tests/data/test_interactions.py), so the models and their SavedModels stay string-keyed.
 
-Memory at n interactions, U users, m items: ``user``/``item`` int32 and ``timestamp`` int64 per
-row (16 bytes), the sequence index (8 bytes per row, 8 per user), the id vocabularies (one Python
-string per user and item) and the catalogue (``movies``).
+Memory at n interactions, U users, m items: ``user``/``item`` int32, ``rating`` float32 and
+``timestamp`` int64 per row (20 bytes), the sequence index (8 bytes per row, 8 per user), the id
+vocabularies (one Python string per user and item) and the catalogue (``movies``).
 """
 
 from __future__ import annotations

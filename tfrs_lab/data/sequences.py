@@ -13,6 +13,12 @@ Leakage rules (what :func:`training_sequences` and :func:`evaluation_sequences` 
 
 Rows whose item is 0 (a movie missing from the catalogue) are dropped from every sequence.
 
+Each user's items (:class:`UserItems`, a CSR) come from the string columns (:func:`user_items`) or
+from the sequence index of compact interactions
+(:meth:`tfrs_lab.data.interactions.Interactions.user_items`, what the sequential task uses); the
+windows (:func:`sequence_windows`) and evaluation queries (:func:`query_sequences`) are built from
+either the same way.
+
 Training windows (:class:`TrainingSequences`) are an index into the users' concatenated items (a
 CSR layout), gathered per batch by
 :func:`tfrs_lab.training.sequential.gather_windows`: no [windows x max_length] matrix is
