@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 from tfrs_lab.data import read_source
 from tfrs_lab.data.features import build_vocabularies
@@ -19,7 +18,7 @@ from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.movielens import MovieLensData
 from tfrs_lab.data.prepared import PreparedDataset, prepare_dataset
 from tfrs_lab.data.sequences import evaluation_sequences, training_sequences
-from tfrs_lab.data.spec import SourceSpec, resolve_spec_paths
+from tfrs_lab.data.spec import SourceSpec
 from tfrs_lab.data.splits import SplitOptions, make_split
 from tfrs_lab.data.synthetic import write_synthetic_parquet
 from tfrs_lab.schema import build
