@@ -155,8 +155,8 @@ class RetrievalTask(Task):
 
     def streams(self, cfg: RetrievalConfig) -> bool:
         """Your own data reaches retrieval as :class:`Interactions` (never converted to strings per
-        row) on the splits computed from codes; a warm start reads the string columns."""
-        return self.streamed and cfg.split_name in STREAMED_SPLITS and not cfg.train.warm_start
+        row) on the splits computed from codes, warm-started runs included."""
+        return self.streamed and cfg.split_name in STREAMED_SPLITS
 
     @property
     def streamed(self) -> bool:

@@ -166,14 +166,15 @@ def common_metrics(cfg, data: MovieLensData | Interactions, split: Split, traine
     }
 
 
-def _previous(task: Task, kept: list[Prepared] | None = None):
+def _previous(task: Task, kept: list[Prepared] | None = None, *, stream: bool = True):
     """``prepare`` for :func:`load_warm_start`: a previous run's config -> (its vocabularies as it
     fitted them, through its own warm start if it had one; its number of training rows). The
-    previous run's :class:`Prepared` is appended to ``kept`` when given."""
+    previous run's :class:`Prepared` is appended to ``kept`` when given; ``stream``: as :func:`prepare`
+    (compact :class:`Interactions` when the task streams; ``reindex`` reads the string columns)."""
 
     def previous(prev_cfg) -> tuple[Vocabularies, int]:
         earlier = _warm_start(task, prev_cfg)
-        p = prepare(task, prev_cfg, stream=False)  # callers (warm start, reindex) read the string columns
+        p = prepare(task, prev_cfg, stream=stream)
         vocab = p.vocab if earlier is None else earlier.adopt(task, prev_cfg, p.data, p.split)
         if kept is not None:
             kept.append(p)
@@ -196,7 +197,7 @@ def load_run(task: str | Task, run_dir: str | Path) -> tuple[WarmStart, Prepared
     with its data, split and vocabularies as prepared again from its ``config.yaml``."""
     t = get_task(task) if isinstance(task, str) else task
     kept: list[Prepared] = []
-    run = load_warm_start(t, run_dir, _previous(t, kept))
+    run = load_warm_start(t, run_dir, _previous(t, kept, stream=False))
     return run, kept[-1]
 
 
