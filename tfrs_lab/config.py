@@ -249,7 +249,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 0.001
-    optimizer: Literal["adam", "adagrad", "sgd"] = "adam"
+    optimizer: Literal["adam", "lazy_adam", "adagrad", "sgd"] = "adam"
     early_stopping_patience: int = 3
     seed: int = 42
     shuffle_buffer: int = 1_000_000
