@@ -38,7 +38,7 @@ __all__ = ["load_yaml_text", "SYNCHRONOUS_DISTRIBUTIONS", "AUTOENCODER_ARCHITECT
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
            "MultAutoencoderConfig", "MultitaskConfig", "MultitaskExportConfig", "MultitaskModelConfig",
            "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
-           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig",
+           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig", "RetrievalTrainConfig",
            "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
            "RetrievalModelConfig", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
            "SequentialEvalConfig", "SequentialExportConfig", "SequentialModelConfig", "SequentialTrainConfig", "build",
@@ -374,6 +374,14 @@ class TaskConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RetrievalTrainConfig(TrainConfig):
+    """``TrainConfig`` with the retrieval task's defaults: ``lazy_adam``, whose step does not grow
+    with the embedding tables (docs/benchmarks.md#retrieval-training-throughput)."""
+
+    optimizer: Literal["adam", "lazy_adam", "adagrad", "sgd"] = "lazy_adam"
+
+
+@dataclass(frozen=True, kw_only=True)
 class RetrievalConfig(TaskConfig):
     """The whole configuration of a ``train retrieval`` run."""
 
@@ -381,7 +389,7 @@ class RetrievalConfig(TaskConfig):
     output_dir: str = "runs/retrieval"
     data: DataConfig = field(default_factory=DataConfig)
     model: RetrievalModelConfig = field(default_factory=RetrievalModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: RetrievalTrainConfig = field(default_factory=RetrievalTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: RetrievalExportConfig = field(default_factory=RetrievalExportConfig)
 
