@@ -7,7 +7,7 @@ grows with the catalogue and the user count: at 5M interactions (32,508 users, 1
 retrieval step takes about twice as long under Adam as under Adagrad, which updates sparsely.
 
 :class:`LazyAdam` (as TensorFlow Addons' ``LazyAdam``) updates, for a sparse gradient, only the rows
-it names: duplicate indices are summed first, then for those rows only::
+it names (``apply_gradients`` has already summed the rows of duplicate indices), for those rows only::
 
     m[i] = beta_1 m[i] + (1 - beta_1) g[i]
     v[i] = beta_2 v[i] + (1 - beta_2) g[i]^2
@@ -37,7 +37,8 @@ class LazyAdam(tf.keras.optimizers.Adam):
         super().__init__(*args, **kwargs)
 
     def update_step(self, gradient, variable):
-        """One update of ``variable`` from ``gradient`` (dense, or IndexedSlices rows [n, ...])."""
+        """One update of ``variable`` from ``gradient``: dense, or ``tf.IndexedSlices`` of rows [n, ...]
+        with unique indices (``apply_gradients`` deduplicates them before calling this)."""
         if not isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable)
         dtype = variable.dtype
@@ -49,9 +50,7 @@ class LazyAdam(tf.keras.optimizers.Adam):
         epsilon = self.epsilon * tf.sqrt(1 - beta_2_power) if self.adaptive_epsilon else self.epsilon
         key = self._index_dict[self._var_key(variable)]
         m, v = self._momentums[key], self._velocities[key]
-        # sum the rows of duplicate indices (a movie twice in a batch, histories): one update per row
-        rows, position = tf.unique(gradient.indices)
-        values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
+        rows, values = gradient.indices, gradient.values  # unique: apply_gradients summed duplicates
         m_rows = beta_1 * tf.gather(m, rows) + (1 - beta_1) * values
         v_rows = beta_2 * tf.gather(v, rows) + (1 - beta_2) * tf.square(values)
         m.scatter_update(tf.IndexedSlices(m_rows, rows))
