@@ -38,7 +38,7 @@ __all__ = ["load_yaml_text", "SYNCHRONOUS_DISTRIBUTIONS", "AUTOENCODER_ARCHITECT
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
            "MultAutoencoderConfig", "MultitaskConfig", "MultitaskExportConfig", "MultitaskModelConfig",
            "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
-           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig",
+           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig", "RetrievalTrainConfig", "OptimizerName",
            "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
            "RetrievalModelConfig", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
            "SequentialEvalConfig", "SequentialExportConfig", "SequentialModelConfig", "SequentialTrainConfig", "build",
@@ -242,6 +242,10 @@ SYNCHRONOUS_DISTRIBUTIONS = ("default", "mirrored", "multi_worker_mirrored")
 retrieval, which also trains with parameter servers; docs/distributed.md)."""
 
 
+OptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd"]
+"""``train.optimizer`` (tfrs_lab.training.common.optimizer)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Optimisation settings. ``epochs`` is the maximum; early stopping may end sooner."""
@@ -249,7 +253,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 0.001
-    optimizer: Literal["adam", "adagrad", "sgd"] = "adam"
+    optimizer: OptimizerName = "adam"
     early_stopping_patience: int = 3
     seed: int = 42
     shuffle_buffer: int = 1_000_000
@@ -374,6 +378,14 @@ class TaskConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RetrievalTrainConfig(TrainConfig):
+    """``TrainConfig`` with the retrieval task's defaults: ``lazy_adam``, whose step does not grow
+    with the embedding tables (docs/benchmarks.md#retrieval-training-throughput)."""
+
+    optimizer: OptimizerName = "lazy_adam"
+
+
+@dataclass(frozen=True, kw_only=True)
 class RetrievalConfig(TaskConfig):
     """The whole configuration of a ``train retrieval`` run."""
 
@@ -381,7 +393,7 @@ class RetrievalConfig(TaskConfig):
     output_dir: str = "runs/retrieval"
     data: DataConfig = field(default_factory=DataConfig)
     model: RetrievalModelConfig = field(default_factory=RetrievalModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: RetrievalTrainConfig = field(default_factory=RetrievalTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: RetrievalExportConfig = field(default_factory=RetrievalExportConfig)
 

@@ -10,6 +10,8 @@ from typing import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
+from tfrs_lab.training.optimizers import LazyAdam
+
 __all__ = ["ValidationEarlyStopping", "learning_rate", "make_dataset", "optimizer", "validation_metrics"]
 
 logger = logging.getLogger(__name__)
@@ -75,8 +77,10 @@ def learning_rate(train_cfg, steps_per_epoch: int):
 
 
 def optimizer(name: str, lr) -> tf.keras.optimizers.Optimizer:
-    """The ``train.optimizer`` named ``name`` (adam | adagrad | sgd) with learning rate (or schedule) ``lr``."""
-    return {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
+    """The ``train.optimizer`` named ``name`` (adam | lazy_adam | adagrad | sgd) with learning rate (or
+    schedule) ``lr``; ``lazy_adam`` updates only the embedding rows a batch touches
+    (:class:`tfrs_lab.training.optimizers.LazyAdam`)."""
+    return {"adam": tf.keras.optimizers.Adam, "lazy_adam": LazyAdam, "adagrad": tf.keras.optimizers.Adagrad,
             "sgd": tf.keras.optimizers.SGD}[name](learning_rate=lr)
 
 
