@@ -15,7 +15,9 @@ turned into a relative score ``r[d][c] = v[d][c] / max_c v[d][c]`` (``min_c v / 
 which are minimised); the candidate with the highest mean relative score over the data sets wins
 (the one losing least on its worst data set breaks ties). The winner is written as an overlay
 (``selected.yaml``); the per-data-set winners are listed too, so a setting whose best value moves
-with the data's size shows up in the table.
+with the data's size shows up in the table. Two candidates that resolve to the same config are
+refused (one configuration would fill two rows): after adopting a winner, the first candidate is
+the new default and the earlier default is pinned like the others.
 
 Data set entries (paths may use ``{data_root}``, the ``--data-root`` flag)::
 
@@ -122,7 +124,7 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
     Raises:
       ConfigError: one line naming the file and the key at fault.
     """
-    from tfrs_lab.config import TASKS, ConfigError, read_yaml, shipped_config
+    from tfrs_lab.config import TASKS, ConfigError, read_yaml, shipped_config, to_dict
 
     raw = read_yaml(str(path), what="selection file", flag="--selection")
     where = str(path)
@@ -170,8 +172,14 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
     selection = Selection(task, raw["objective"], split, seeds, epochs, tuple(datasets), candidates,
                           tuple(str(o) for o in overrides), tuple(str(c) for c in configs))
     extra: dict[str, Any] = {"data": {"split": split}, **({"train": {"epochs": epochs}} if epochs else {})}
-    for cand in candidates:  # every overlay is a valid config reporting the objective, before any data is read
-        _candidate_config(selection, cand, list(selection.overrides), extra, where)
+    resolved: dict[str, str] = {}  # every overlay is a valid config reporting the objective, before any data is read
+    for cand in candidates:
+        key = repr(to_dict(_candidate_config(selection, cand, list(selection.overrides), extra, where)))
+        if key in resolved:  # two rows of the table would be one configuration measured twice
+            raise _error(f"{where}: candidates.{cand.name}",
+                         f"resolves to the same config as candidates.{resolved[key]}; pin the values it differs in "
+                         "(after adopting a winner, the earlier default becomes a pinned candidate)")
+        resolved[key] = cand.name
     return selection
 
 
