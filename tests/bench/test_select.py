@@ -168,3 +168,33 @@ def test_select_layers_the_configs_overlay_under_every_candidate(tmp_path):
     r = json.loads((out / "select" / "results.json").read_text())
     assert r["configs"] == ["autoencoder-implicit.yaml"]
     assert "configs/autoencoder-implicit.yaml" in (out / "select" / "selected.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_select_reads_the_config_files_once_so_an_edit_during_the_run_changes_no_run(tmp_path, monkeypatch):
+    import tfrs_lab.config as config
+    from tfrs_lab.bench.select import run_select
+    from tfrs_lab.training import runner
+
+    copy = tmp_path / "retrieval.yaml"  # stands for configs/retrieval.yaml, which a user edits mid-run
+    copy.write_text(config.default_config_file("retrieval").read_text())
+    monkeypatch.setattr(config, "default_config_file", lambda task: copy)
+    sel = {"task": "retrieval", "objective": "recall@10", "split": "leave-last-out", "seeds": 1, "epochs": 1,
+           "overrides": ["model.embedding_dim=8", "model.id_embedding_dim=8"],
+           "datasets": {"a": {"data": TINY}}, "candidates": {"default": {}, "warm": {"model.temperature": 0.2}}}
+    path = tmp_path / "sel.yaml"
+    path.write_text(yaml.safe_dump(sel))
+    selection = load_selection(path)
+
+    seen, original = [], runner.run_task
+
+    def run_then_edit(task, cfg, *args, **kwargs):
+        seen.append(cfg)
+        copy.write_text("task: retrieval\nmodel: {history_length: 3, feature_embedding_dim: 4}\n")
+        return original(task, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_task", run_then_edit)
+    results, _ = run_select(selection, tmp_path / "out")
+    assert len(seen) == len(results["runs"]) == 2
+    assert {(c.model.history_length, c.model.feature_embedding_dim) for c in seen} == {(50, 16)}
+    assert [c.model.temperature for c in seen] == [0.1, 0.2]
