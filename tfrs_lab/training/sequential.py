@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from tfrs_lab.training.common import learning_rate, make_dataset, optimizer
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["SequentialTask", "TASK", "build_model", "build_sequences", "evaluate_sequences", "gather_windows",
-           "query_vectors", "sequence_dataset", "window_batch"]
+           "query_vectors", "sequence_dataset", "steps_per_epoch", "window_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +98,21 @@ def evaluate_sequences(model: SequentialModel, seqs: EvaluationSequences, ks: tu
     return ranking_metrics(ranks, ks)
 
 
-def build_model(cfg: SequentialConfig, vocab: Vocabularies) -> SequentialModel:
+def build_model(cfg: SequentialConfig, vocab: Vocabularies, steps_per_epoch: int = 1) -> SequentialModel:
     """A compiled :class:`SequentialModel` over ``vocab``'s catalogue (sampled-softmax item
-    probabilities from the training counts, add-one smoothed)."""
+    probabilities from the training counts, add-one smoothed). ``steps_per_epoch``: optimizer steps
+    per epoch, ``ceil(training windows / train.batch_size)`` (:func:`steps_per_epoch`), what a
+    learning-rate schedule counts in; 1 for a model that is not trained."""
     counts = vocab.item_counts[1:].astype(np.float64) + 1.0
     model = SequentialModel(len(vocab.movie_ids), cfg.model, item_probability=counts / counts.sum())
-    model.compile(optimizer=optimizer(cfg.train.optimizer, learning_rate(cfg.train, 1)))
+    model.compile(optimizer=optimizer(cfg.train.optimizer, learning_rate(cfg.train, steps_per_epoch)))
     return model
+
+
+def steps_per_epoch(train: TrainingSequences, batch_size: int) -> int:
+    """Optimizer steps in one epoch over ``train``'s windows (their number, not the users', moves
+    with ``model.window_stride``)."""
+    return max(1, math.ceil(len(train) / batch_size))
 
 
 def gather_windows(items: tf.Tensor, max_length: int, windows: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -177,8 +186,9 @@ class SequentialTask(Task):
         protocol = ctx.split.protocol
         state = SequentialState(train, validation, test, metric_ks(protocol, cfg.eval.ks), protocol, data)
         dist = ctx.distribution
+        steps = steps_per_epoch(train, cfg.train.batch_size)
         with dist.strategy.scope():
-            model = build_model(cfg, vocab)
+            model = build_model(cfg, vocab, steps)
 
         def make(batch: int) -> tf.data.Dataset:
             return sequence_dataset(train, batch, cfg.train.shuffle_buffer, cfg.train.seed)
@@ -188,7 +198,7 @@ class SequentialTask(Task):
         fit = ctx.fit(model, dataset, monitor=EARLY_STOPPING_METRIC[protocol], label=None, fit_kwargs=fit_kwargs,
                       validate=lambda: evaluate_sequences(model, validation, state.ks, cfg.eval.batch_size, protocol))
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
-            dist, model, lambda: build_model(cfg, vocab), window_batch(train, np.arange(min(len(train), 2))),
+            dist, model, lambda: build_model(cfg, vocab, steps), window_batch(train, np.arange(min(len(train), 2))),
             ctx.stage, lambda m, features: m.query_embedding(features["inputs"]))
         return Trained(model, state, [fit], train.num_positions, train.num_positions,
                        {"architecture": cfg.model.architecture, "num_train_sequences": int(len(train))})

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from tfrs_lab.data.interactions import HistorySource, Interactions
 from tfrs_lab.data.splits import Split
-from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
+from tfrs_lab.evaluation.metrics import hit_rate, paired_target_ranks, ranking_metrics, target_ranks
 
 __all__ = ["RetrievalStream", "SplitRanks", "SplitRows", "rank_split", "split_metrics", "stream_metrics", "stream_ranks"]
 
@@ -175,11 +175,15 @@ def stream_ranks(model, stream: RetrievalStream, name: str, *, exclude: bool, pl
     keep = stream.rankable(name) if positions is None else np.asarray(positions, np.int64)
     for s in range(0, len(keep), _CHUNK):
         positions = keep[s:s + _CHUNK]
-        queries = stream.queries(model, name, positions)
-        plain_ranks = target_ranks(queries, items, targets[positions], batch_size=batch_size) if plain else None
-        excluded = None
-        if exclude:
-            excluded = target_ranks(queries, items, targets[positions], exclude=stream.seen(name, positions),
+        queries, chunk_targets = stream.queries(model, name, positions), targets[positions]
+        plain_ranks = excluded = None
+        if plain and exclude:  # both from one scoring of the catalogue
+            plain_ranks, excluded = paired_target_ranks(queries, items, chunk_targets, stream.seen(name, positions),
+                                                        batch_size=batch_size)
+        elif plain:
+            plain_ranks = target_ranks(queries, items, chunk_targets, batch_size=batch_size)
+        elif exclude:
+            excluded = target_ranks(queries, items, chunk_targets, exclude=stream.seen(name, positions),
                                     batch_size=batch_size)
         yield positions, plain_ranks, excluded
 
