@@ -79,6 +79,8 @@ class Interactions:
         movies: the catalogue columns of :class:`MovieLensData` (``movie_id``, ``movie_title``, ``movie_genres``).
         extra: per-row numeric query features of :data:`RAW_QUERY_FEATURES` the data has besides
             ``timestamp`` (MovieLens demographics), ``[n]`` each.
+        rating: float32 ``[n]`` the rating / implicit weight (1.0 without a rating column), or None
+            when not known (what ``train.sample_weight`` reads).
     """
 
     dataset: str
@@ -91,6 +93,7 @@ class Interactions:
     sequence_rows: np.ndarray
     movies: dict[str, np.ndarray]
     extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    rating: np.ndarray | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -100,7 +103,8 @@ class Interactions:
         genres, _ = _multi_hot(prepared.item_categories)
         movies = {"movie_id": prepared.item_ids, "movie_title": prepared.item_text, "movie_genres": genres}
         return cls(prepared.name, prepared.user, prepared.item, prepared.timestamp, prepared.user_ids,
-                   prepared.item_ids, prepared.sequence_offsets, prepared.sequence_rows, movies)
+                   prepared.item_ids, prepared.sequence_offsets, prepared.sequence_rows, movies,
+                   rating=prepared.rating)
 
     @classmethod
     def from_data(cls, data: MovieLensData) -> "Interactions":
@@ -121,7 +125,8 @@ class Interactions:
         extra = {k: r[k] for k in RAW_QUERY_FEATURES[1:] if k in r}
         return cls(data.dataset, user.astype(np.int32), item.astype(np.int32), np.asarray(r["timestamp"], np.int64),
                    user_ids.astype(object), np.concatenate([catalogue, missing]).astype(object),
-                   np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rows.astype(np.int64), data.movies, extra)
+                   np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rows.astype(np.int64), data.movies, extra,
+                   rating=np.asarray(r["user_rating"], np.float32) if "user_rating" in r else None)
 
     # ------------------------------------------------------------------ what MovieLensData answers too
 
