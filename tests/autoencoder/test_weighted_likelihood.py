@@ -65,4 +65,5 @@ def test_weighted_dae_beats_the_unweighted_one_on_planted_play_counts(tmp_path):
               "export.index=brute_force", "export.k=10", "export.max_exclude=20"]
     metrics = {w: tfrs_lab.train("autoencoder", data=data, output_dir=tmp_path / w, verbose=0,
                                  overrides=[*common, f"train.sample_weight={w}"]).metrics for w in ("none", "log1p")}
+    # measured: recall@10 0.137 unweighted (best epoch 1) vs 0.363 log1p (300 test users)
     assert metrics["log1p"]["recall@10"] >= metrics["none"]["recall@10"] + 0.05, metrics
