@@ -50,6 +50,7 @@ from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
 from tfrs_lab.training import distribute, report
+from tfrs_lab.training.common import sample_weights
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["AutoencoderTask", "TASK", "Interactions", "RatingBaselines", "autorec_dataset", "autorec_predictions",
@@ -246,9 +247,12 @@ def held_out_metrics(model: MultAutoencoder, held: HeldOutUsers, ks: tuple[int, 
     return multi_target_metrics(ranks, users, ks)
 
 
-def mult_dataset(items: sp.csr_matrix, batch_size: int, seed: int) -> tf.data.Dataset:
+def mult_dataset(items: sp.csr_matrix, batch_size: int, seed: int, *, weighted: bool = False) -> tf.data.Dataset:
     """Batches of users (those with input movies): ``items`` float32 [B, M] multi-hot, densified per
-    batch from the sparse [U, M] ``items`` (stored entries = seen)."""
+    batch from the sparse [U, M] ``items`` (stored entries = seen); with ``weighted`` also
+    ``weights`` float32 [B, M], the stored values (each seen movie's ``train.sample_weight``, 0 elsewhere)."""
+    if weighted:
+        return sparse_rows_dataset(items, batch_size, seed, lambda r, m: {"items": m, "weights": r})
     return sparse_rows_dataset(items, batch_size, seed, lambda r, m: {"items": m})
 
 
@@ -323,8 +327,13 @@ class AutoencoderTask(Task):
             def build() -> MultAutoencoder:
                 return MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae", anneal_steps=anneal_steps)
 
+            weights = sample_weights(data.ratings["user_rating"], cfg.train.sample_weight, split.train)
+            # train.sample_weight: the stored values are the weights (the pattern, what the model reads, is unchanged)
+            r_fit = r_train if weights is None else rating_matrix(
+                dataclasses.replace(train, ratings=weights[split.train]), num_users, num_items)
+
             def make(batch: int) -> tf.data.Dataset:
-                return mult_dataset(r_train, batch, cfg.train.seed)
+                return mult_dataset(r_fit, batch, cfg.train.seed, weighted=weights is not None)
 
             def probe(m: MultAutoencoder, features) -> tf.Tensor:
                 return m(features["items"])

@@ -7,9 +7,10 @@ their place in a :class:`~tfrs_lab.data.interactions.HistorySource`. A ``tf.data
 positions (a fresh permutation each epoch, batched first, then mapped) gathers per batch exactly the
 raw columns :func:`tfrs_lab.training.retrieval.feature_columns` would hold for those rows:
 ``user_id`` / ``movie_id`` (string [B], ``tf.gather(vocabulary, codes)``), ``timestamp`` (int64 [B]),
-the MovieLens demographics where the data has them, and ``history`` (string [B, H], the user's
-previous ``history_length`` source items, most recent first, '' padded), so the model and its
-export stay string-keyed. Evaluation ranks every evaluated row over the whole catalogue in chunks
+the MovieLens demographics where the data has them, ``history`` (string [B, H], the user's
+previous ``history_length`` source items, most recent first, '' padded), and with
+``train.sample_weight`` the rows' loss weights (``sample_weight``, float32 [B]), so the model and
+its export stay string-keyed. Evaluation ranks every evaluated row over the whole catalogue in chunks
 (:func:`stream_ranks`), the exclusions as views into the history source; validation during training
 may rank only the rows of a fixed, seeded sample of users (:meth:`RetrievalStream.user_sample`,
 ``eval.validation_users``), test evaluation always ranks every rankable test row, and
@@ -52,10 +53,14 @@ class RetrievalStream:
     Args:
         data: the interactions. split: the run's split.
         history_length: H, items per history; 0 when the query tower reads none (no ``history`` key).
+        weights: float32 ``[n]`` each row's loss weight (``tfrs_lab.training.common.sample_weights``),
+            batched as ``sample_weight``; None: no such key (every row weighs 1).
     """
 
-    def __init__(self, data: Interactions, split: Split, history_length: int) -> None:
+    def __init__(self, data: Interactions, split: Split, history_length: int,
+                 weights: np.ndarray | None = None) -> None:
         self.data, self.length = data, history_length
+        self.weight = None if weights is None else tf.constant(np.asarray(weights, np.float32))
         self.user = tf.constant(np.asarray(data.user, np.int32))
         self.item = tf.constant(np.asarray(data.item, np.int32))
         self.timestamp = tf.constant(np.asarray(data.timestamp, np.int64))
@@ -94,6 +99,8 @@ class RetrievalStream:
             u = tf.gather(self.user, r)
             out = {"user_id": tf.gather(self.user_ids, u), "movie_id": tf.gather(self.item_ids, tf.gather(self.item, r)),
                    "timestamp": tf.gather(self.timestamp, r), **{k: tf.gather(v, r) for k, v in self.extra.items()}}
+            if self.weight is not None:
+                out["sample_weight"] = tf.gather(self.weight, r)
             if length:
                 stop = tf.gather(stops, positions)
                 start = tf.gather(user_start, u)
