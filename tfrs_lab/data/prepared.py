@@ -42,6 +42,7 @@ Beam pipeline, writing the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -50,10 +51,12 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
+from tfrs_lab.data.filesystem import (RemoteFile, download_dir, file_sha256, file_stat, is_url, join, local_file,
+                                     local_path, read_text, remove_dir, upload_dir)
 from tfrs_lab.data.movielens import DataError, MovieLensData, default_data_dir
 from tfrs_lab.data.readers import (_absent_users, _binary_kept, _catalogue, _interactions, _loaded, _missing_items,
                                    _multi_hot, _read_file_table, _read_table, _read_tfrecord, _table_raw,
@@ -63,8 +66,8 @@ from tfrs_lab.data.splits import _movie_order_key
 from tfrs_lab.data.typed import FeatureColumn, encode_features, load_features, save_features
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "PREPARED_DIR", "PreparedDataset", "fingerprint", "load_prepared",
-           "prepare_dataset"]
+__all__ = ["FORMAT_VERSION", "MANIFEST", "PREPARED_DIR", "PreparedDataset", "Stats", "Target", "as_file",
+           "check_unchanged", "fingerprint", "load_prepared", "prepare_dataset", "writing"]
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +192,7 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- the cache
 
 
-def _sources(spec: SourceSpec, where: str) -> list[tuple[str, Path]]:
+def _sources(spec: SourceSpec, where: str) -> list[tuple[str, Path | RemoteFile]]:
     """(table, file) of every source file, in reading order; DataError for a missing one."""
     out = []
     for table in ("interactions", "items", "users"):
@@ -199,19 +202,48 @@ def _sources(spec: SourceSpec, where: str) -> list[tuple[str, Path]]:
     return out
 
 
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+Stats = dict[str, tuple[int, "int | None"]]
+"""Every source file's (bytes, modification time in ns) when it was hashed, by path (or URL)."""
+
+
+def _fingerprint(spec: SourceSpec, where: str) -> tuple[str, list[dict[str, Any]], Stats]:
+    stats: Stats = {}
+    sources = []
+    for table, f in _sources(spec, where):
+        stat = file_stat(f)  # before hashing: a change while hashing or reading shows in check_unchanged
+        if stat is None:
+            raise DataError(f"{f} disappeared while it was being prepared: restore it, or fix {where}.{table}.path")
+        stats[str(f)] = stat
+        sources.append({"table": table, "path": str(f), "bytes": stat[0], "sha256": file_sha256(f)})
+    key = json.dumps({"format_version": FORMAT_VERSION, "spec": dataclasses.asdict(spec), "sources": sources},
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest(), sources, stats
 
 
 def fingerprint(spec: SourceSpec, *, where: str = "data.source") -> tuple[str, list[dict[str, Any]]]:
     """(SHA-256 hex, the sources) of ``spec``: every source file's content (streamed), the spec and
-    :data:`FORMAT_VERSION`. ``sources``: one ``{"table", "path", "bytes", "sha256"}`` per file."""
-    sources = [{"table": t, "path": str(f), "bytes": f.stat().st_size, "sha256": _file_sha256(f)}
-               for t, f in _sources(spec, where)]
-    key = json.dumps({"format_version": FORMAT_VERSION, "spec": dataclasses.asdict(spec), "sources": sources},
-                     sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest(), sources
+    :data:`FORMAT_VERSION`. ``sources``: one ``{"table", "path", "bytes", "sha256"}`` per file
+    (``path``: the URL of a remote file)."""
+    fp, sources, _ = _fingerprint(spec, where)
+    return fp, sources
+
+
+def check_unchanged(stats: Stats) -> None:
+    """DataError when a source file is gone or changed (size or modification time) since it was
+    hashed: what was read may not be what the fingerprint names, so nothing may be published."""
+    for path, (size, mtime) in stats.items():
+        now = file_stat(as_file(path))
+        if now is None:
+            raise DataError(f"{path} disappeared while it was being prepared: nothing was written; restore it and "
+                            "prepare again")
+        if now[0] != size or (mtime is not None and now[1] != mtime):
+            raise DataError(f"{path} changed while it was being prepared ({size} bytes when hashed, {now[0]} now): "
+                            "nothing was written; prepare again once the file is complete")
+
+
+def as_file(path: str) -> Path | RemoteFile:
+    """A source path (or URL) as :func:`~tfrs_lab.data.readers.resolve_paths` returns it."""
+    return RemoteFile(path) if is_url(path) else Path(path)
 
 
 def prepare_dataset(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = None,
@@ -224,29 +256,115 @@ def prepare_dataset(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = N
 
     Args:
         spec: the source spec (``data.source``).
-        cache_dir: the folder of prepared datasets; default ``default_data_dir()/prepared``.
+        cache_dir: the folder of prepared datasets; default ``default_data_dir()/prepared``. A URL
+            (``gs://bucket/prepared``, ``s3://...``, ``file://...``): the dataset is built in a local
+            mirror (``default_data_dir()/prepared/remote/<hash of the URL>/``), then uploaded there,
+            ``manifest.json`` last; a later call with the same fingerprint downloads it when the
+            mirror lacks it. Source paths may be URLs too (docs/own-data.md#remote-and-shared-filesystems).
         where: the spec's dotted path in messages.
 
     Raises:
-        DataError: one line naming the file, column, line and fix; nothing is written then.
+        DataError: one line naming the file, column, line and fix; nothing is written then. Also
+            when a source disappears or changes between hashing and reading, and when the
+            directory cannot be written (a full disk) or published: nothing is left then either.
     """
-    target, fp, sources = _target(spec, cache_dir, where)
-    if _complete(target, fp):
-        return _reuse(spec, target, fp)
+    target, fp, sources, stats = _target(spec, cache_dir, where)
+    if (found := _cached(spec, target, fp)) is not None:
+        return found
     encoded = _encode(spec, where)  # every read and check; nothing is written before it succeeds
-    _clear_incomplete(target, fp)
+    check_unchanged(stats)
+    local = target.local
+    _clear_incomplete(local, fp)
     manifest = _manifest(spec, fp, sources, encoded.counts(), {k: v.shape for k, v in encoded.arrays.items()})
-    with staged_directory(target, replace=False) as stage:
-        _write(encoded, manifest, stage)
-    logger.info("prepared %s into %s", spec.name, target)
-    return load_prepared(target)
+    with writing(local):
+        with staged_directory(local, replace=False) as stage:
+            _write(encoded, manifest, stage)
+    logger.info("prepared %s into %s", spec.name, local)
+    return _published(spec, target)
 
 
-def _target(spec: SourceSpec, cache_dir: str | os.PathLike | None, where: str) -> tuple[Path, str, list[dict]]:
-    """(the dataset directory ``<cache>/<name>-<fingerprint[:16]>``, the fingerprint, the sources)."""
-    fp, sources = fingerprint(spec, where=where)
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a prepared dataset goes: ``local``, the directory written and memory-mapped; ``url``,
+    for a cache dir given as a URL, the remote directory it is published to (``local`` is then its
+    mirror under ``default_data_dir()/prepared/remote/``)."""
+
+    local: Path
+    url: str | None = None
+
+    def __str__(self) -> str:
+        return self.url or str(self.local)
+
+
+def _target(spec: SourceSpec, cache_dir: str | os.PathLike | None,
+            where: str) -> tuple[Target, str, list[dict], Stats]:
+    """(the dataset directory ``<cache>/<name>-<fingerprint[:16]>``, the fingerprint, the sources,
+    their stats when hashed)."""
+    fp, sources, stats = _fingerprint(spec, where)
+    name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)[:40]}-{fp[:16]}"
+    cache_dir = local_path(cache_dir)
+    if is_url(cache_dir):
+        mirror = default_data_dir() / PREPARED_DIR / "remote" / hashlib.sha256(str(cache_dir).encode()).hexdigest()[:16]
+        return Target(mirror / name, join(str(cache_dir), name)), fp, sources, stats
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_data_dir() / PREPARED_DIR
-    return root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)[:40]}-{fp[:16]}", fp, sources
+    return Target(root / name), fp, sources, stats
+
+
+def _cached(spec: SourceSpec, target: Target, fp: str) -> PreparedDataset | None:
+    """The dataset of fingerprint ``fp`` when ``target`` already holds it (a remote one is fetched
+    into the local mirror when the mirror lacks it), else None."""
+    if target.url is None:
+        return _reuse(spec, target.local, fp) if _complete(target.local, fp) else None
+    remote = _remote_manifest(target.url)
+    if remote is None or remote.get("fingerprint") != fp or remote.get("format_version") != FORMAT_VERSION:
+        return None
+    if not _complete(target.local, fp):
+        _clear_incomplete(target.local, fp)
+        with writing(target.local):
+            with staged_directory(target.local, replace=False) as stage:
+                download_dir(target.url, stage)
+    logger.info("prepared %s: reusing %s (same fingerprint %s; local mirror %s)", spec.name, target.url, fp[:16],
+                target.local)
+    return load_prepared(target.local)
+
+
+def _remote_manifest(url: str) -> dict[str, Any] | None:
+    text = read_text(join(url, MANIFEST))
+    try:
+        manifest = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == _FORMAT else None
+
+
+def _published(spec: SourceSpec, target: Target) -> PreparedDataset:
+    """The complete local directory, first copied to ``target.url`` when the cache dir is remote:
+    every file, then ``manifest.json`` (a remote directory without it is incomplete and is replaced
+    by the next preparation)."""
+    if target.url is not None:
+        import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+        remove_dir(target.url)  # an incomplete earlier attempt (a complete one was reused above)
+        try:
+            upload_dir(target.local, target.url, last=MANIFEST)
+        except (OSError, pa.ArrowException) as e:
+            remove_dir(target.url)
+            raise DataError(f"could not publish the prepared dataset to {target.url} ({' '.join(str(e).split())}): "
+                            f"nothing was left there (a local copy is in {target.local}); check the URL, its "
+                            "credentials and free space, and prepare again") from e
+        logger.info("published %s to %s", spec.name, target.url)
+    return load_prepared(target.local)
+
+
+@contextlib.contextmanager
+def writing(target: Path) -> Iterator[None]:
+    """Writing the prepared dataset ``target`` (in its staging directory): an OSError (a full
+    disk, no permission) becomes one DataError line; the staging directory is already removed."""
+    try:
+        yield
+    except OSError as e:
+        raise DataError(f"could not write the prepared dataset {target} ({e.strerror or e}): nothing was kept; free "
+                        "space there or choose another --output-dir (data.data_dir), then prepare again") from e
 
 
 def _reuse(spec: SourceSpec, target: Path, fp: str) -> PreparedDataset:
@@ -420,8 +538,15 @@ def _fast_interactions(table: Any, c: InteractionColumns) -> tuple | None:
     return users, items, rating, time
 
 
-def _interaction_file(file: Path, spec: SourceSpec, where: str) -> tuple:
-    """One interactions file -> (users, items, rating, time) as in :func:`_fast_interactions`."""
+def _interaction_file(file: Path | RemoteFile, spec: SourceSpec, where: str) -> tuple:
+    """One interactions file (a remote one through a local copy) -> (users, items, rating, time) as
+    in :func:`_fast_interactions`. DataError when it cannot be read (also when it disappeared after
+    it was hashed)."""
+    with local_file(file) as local:
+        return _local_interaction_file(local, spec, where)
+
+
+def _local_interaction_file(file: Path, spec: SourceSpec, where: str) -> tuple:
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
 
     c = spec.interactions.columns

@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from tfrs_lab.schema import ConfigError, build
+from tfrs_lab.data.filesystem import RemoteFile, is_url, local_file, local_path, resolve_url
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.spec import (InteractionColumns, InteractionsSource, ItemColumns, ItemsSource, SourceSpec)
 
@@ -63,9 +64,13 @@ class _Raw:
 # --------------------------------------------------------------------------- files
 
 
-def resolve_paths(path: str, where: str) -> list[Path]:
+def resolve_paths(path: str, where: str) -> list[Path | RemoteFile]:
     """The files ``path`` names (a file or a glob, ``~`` expanded), sorted; DataError naming
-    ``where`` (e.g. ``data.source.interactions.path``) when none exists."""
+    ``where`` (e.g. ``data.source.interactions.path``) when none exists. A URL (``gs://``,
+    ``s3://``, ``file://``, ...) gives :class:`~tfrs_lab.data.filesystem.RemoteFile` s."""
+    path = local_path(path)
+    if is_url(path):
+        return resolve_url(path, where)
     expanded = os.path.expanduser(path)
     if glob.has_magic(expanded):
         files = sorted(Path(p) for p in glob.glob(expanded) if Path(p).is_file())
@@ -185,6 +190,8 @@ def _read_arrow(file: Path, fmt: str, needed: Mapping[str, str], where: str) -> 
 
             table = pajson.read_json(file)
             _check_columns(table.column_names, needed, where, file)
+    except FileNotFoundError:  # gone since it was listed: local_file says so
+        raise
     except (pa.ArrowInvalid, OSError) as e:
         text = " ".join(str(e).split())
         fix = ("convert it to UTF-8" if "UTF8" in text or "utf-8" in text.lower()
@@ -251,11 +258,11 @@ def _table_raw(where: str, table: Any, first_line: int | None, needed: Mapping[s
                 first_line)
 
 
-def _read_file(file: Path, source, needed: Mapping[str, str], where: str) -> _Raw:
-    read = _read_file_table(file, source, needed, where)
-    if read is None:
-        return _read_tfrecord(file, needed, where)
-    return _table_raw(str(file), *read, needed)
+def _read_file(file: Path | RemoteFile, source, needed: Mapping[str, str], where: str) -> _Raw:
+    with local_file(file) as local:
+        read = _read_file_table(local, source, needed, where)
+        raw = _read_tfrecord(local, needed, where) if read is None else _table_raw(str(local), *read, needed)
+    return dataclasses.replace(raw, where=str(file))
 
 
 def _read_table(source, needed: Mapping[str, str], where: str) -> list[_Raw]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from tfrs_lab.data.filesystem import is_url
 from tfrs_lab.schema import ConfigError
 
 __all__ = ["CsvOptions", "FEATURE_SIDES", "FEATURE_TYPES", "FORMATS", "FeatureSpec", "RESERVED_FEATURE_NAMES", "InteractionColumns", "InteractionsSource", "ItemColumns", "ItemsSource",
@@ -225,7 +226,7 @@ FEATURE_SIDES = {"users": "user", "items": "item", "interactions": "context"}
 
 RESERVED_FEATURE_NAMES = ("user_id", "item_id", "movie_id", "item_ids", "history", "timestamp", "user_rating",
                           "bucketized_user_age", "user_gender", "user_occupation_label", "user_zip_code",
-                          "exclude_item_ids", "k")
+                          "exclude_item_ids", "k", "sample_weight")
 """Names a feature may not take: the models' own inputs and the signatures' fixed input names."""
 
 _FEATURE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -363,10 +364,10 @@ def resolve_spec_paths(source: Mapping[str, Any], base: Path) -> dict[str, Any]:
     for table in ("interactions", "items", "users"):
         t = out.get(table)
         if isinstance(t, Mapping) and isinstance(t.get("path"), str) and t["path"]:
-            p = os.path.expanduser(t["path"])
-            out[table] = {**t, "path": p if os.path.isabs(p) else os.path.abspath(os.path.join(base, p))}
+            p = t["path"] if is_url(t["path"]) else os.path.expanduser(t["path"])
+            out[table] = {**t, "path": p if is_url(p) or os.path.isabs(p) else os.path.abspath(os.path.join(base, p))}
     return out
 
 
 def _absolute(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
+    return path if is_url(path) else os.path.abspath(os.path.expanduser(path))

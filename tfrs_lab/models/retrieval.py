@@ -29,7 +29,8 @@ holding j, whichever stream drew it. With N = 0 it is the plain in-batch correct
 ``remove_accidental_hits`` then sets ``l_bc`` to -inf-like (``MIN_FLOAT``) for every column c != b
 holding query b's positive movie (an in-batch duplicate or a uniform draw of that movie);
 ``num_hard_negatives = K > 0`` keeps the positive column and the K highest corrected negatives
-per query. The loss is ``sum_b -log softmax(l_b)_b`` (TFRS sums over the batch).
+per query. The loss is ``sum_b w_b * -log softmax(l_b)_b`` (TFRS sums over the batch), with
+``w_b`` the batch's ``sample_weight`` (``train.sample_weight``) or 1 without that key.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class RetrievalModel(SynchronousModel):
     Batch features (all shape [B]): ``user_id`` (string), ``movie_id`` (string), ``timestamp``
     (int64 unix seconds), and when the query tower uses them ``bucketized_user_age`` (float32),
     ``user_gender`` (int64 0/1), ``user_occupation_label`` (int64), ``history`` (string [B, H], the
-    movies rated just before, most recent first, '' padding). With typed features of your own data
+    movies rated just before, most recent first, '' padding); optionally ``sample_weight`` (float32
+    [B], each row's weight in the loss). With typed features of your own data
     (``vocab.typed``, :class:`tfrs_lab.models.features.FeatureEncoder`) the query tower also reads
     the user features (by user index) and the context features (by name, see
     :attr:`context_features`), the candidate tower the item features (by movie index).
@@ -164,14 +166,15 @@ class RetrievalModel(SynchronousModel):
             uniform = tf.random.uniform([self.hp.uniform_negatives], 1, self.num_catalogue + 1, dtype=tf.int64)
             candidate = tf.concat([candidate, self.candidate_embedding_from_index(uniform)], 0)
             movie_index = tf.concat([movie_index, uniform], 0)
-        return self.softmax_loss(query, candidate, movie_index)
+        return self.softmax_loss(query, candidate, movie_index, features.get("sample_weight"))
 
-    def softmax_loss(self, query: tf.Tensor, candidate: tf.Tensor, candidate_index: tf.Tensor) -> tf.Tensor:
+    def softmax_loss(self, query: tf.Tensor, candidate: tf.Tensor, candidate_index: tf.Tensor,
+                     sample_weight: tf.Tensor | None = None) -> tf.Tensor:
         """The corrected sampled-softmax loss (module docstring), a float32 scalar summed over queries.
 
         ``query`` float32 [B, d]; ``candidate`` float32 [B + N, d]: row b < B is query b's positive,
         rows B .. B + N - 1 the ``hp.uniform_negatives`` uniform draws; ``candidate_index`` int64
-        [B + N] their movie indices (1 .. M)."""
+        [B + N] their movie indices (1 .. M); ``sample_weight`` float32 [B] query b's weight (None: 1)."""
         probability = None
         if self.hp.logq_correction:
             probability = mixed_sampling_probability(
@@ -180,6 +183,7 @@ class RetrievalModel(SynchronousModel):
                 self.num_catalogue)
         return self.task(
             query, candidate,
+            sample_weight=sample_weight,
             candidate_sampling_probability=probability,
             candidate_ids=candidate_index if self.hp.remove_accidental_hits else None,
             compute_metrics=False,

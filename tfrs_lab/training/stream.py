@@ -8,9 +8,10 @@ positions (a fresh permutation each epoch, batched first, then mapped) gathers p
 raw columns :func:`tfrs_lab.training.retrieval.feature_columns` would hold for those rows:
 ``user_id`` / ``movie_id`` (string [B], ``tf.gather(vocabulary, codes)``), ``timestamp`` (int64 [B]),
 the MovieLens demographics where the data has them, the typed context features of your own
-data by name (:func:`context_gather`: raw strings, numbers, times, vectors), and ``history`` (string [B, H], the user's
-previous ``history_length`` source items, most recent first, '' padded), so the model and its
-export stay string-keyed. Evaluation ranks every evaluated row over the whole catalogue in chunks
+data by name (:func:`context_gather`: raw strings, numbers, times, vectors), ``history`` (string
+[B, H], the user's previous ``history_length`` source items, most recent first, '' padded), and with
+``train.sample_weight`` the rows' loss weights (``sample_weight``, float32 [B]), so the model and
+its export stay string-keyed. Evaluation ranks every evaluated row over the whole catalogue in chunks
 (:func:`stream_ranks`), the exclusions as views into the history source; validation during training
 may rank only the rows of a fixed, seeded sample of users (:meth:`RetrievalStream.user_sample`,
 ``eval.validation_users``), test evaluation always ranks every rankable test row, and
@@ -27,7 +28,7 @@ import tensorflow as tf
 
 from tfrs_lab.data.interactions import HistorySource, Interactions
 from tfrs_lab.data.splits import Split
-from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
+from tfrs_lab.evaluation.metrics import hit_rate, paired_target_ranks, ranking_metrics, target_ranks
 
 __all__ = ["RetrievalStream", "context_gather", "SplitRanks", "SplitRows", "rank_split", "split_metrics", "stream_metrics", "stream_ranks"]
 
@@ -76,10 +77,14 @@ class RetrievalStream:
     Args:
         data: the interactions. split: the run's split.
         history_length: H, items per history; 0 when the query tower reads none (no ``history`` key).
+        weights: float32 ``[n]`` each row's loss weight (``tfrs_lab.training.common.sample_weights``),
+            batched as ``sample_weight``; None: no such key (every row weighs 1).
     """
 
-    def __init__(self, data: Interactions, split: Split, history_length: int) -> None:
+    def __init__(self, data: Interactions, split: Split, history_length: int,
+                 weights: np.ndarray | None = None) -> None:
         self.data, self.length = data, history_length
+        self.weight = None if weights is None else tf.constant(np.asarray(weights, np.float32))
         self.user = tf.constant(np.asarray(data.user, np.int32))
         self.item = tf.constant(np.asarray(data.item, np.int32))
         self.timestamp = tf.constant(np.asarray(data.timestamp, np.int64))
@@ -120,6 +125,8 @@ class RetrievalStream:
             out = {"user_id": tf.gather(self.user_ids, u), "movie_id": tf.gather(self.item_ids, tf.gather(self.item, r)),
                    "timestamp": tf.gather(self.timestamp, r), **{k: tf.gather(v, r) for k, v in self.extra.items()},
                    **{k: gather(r) for k, gather in self.context.items()}}
+            if self.weight is not None:
+                out["sample_weight"] = tf.gather(self.weight, r)
             if length:
                 stop = tf.gather(stops, positions)
                 start = tf.gather(user_start, u)
@@ -201,11 +208,15 @@ def stream_ranks(model, stream: RetrievalStream, name: str, *, exclude: bool, pl
     keep = stream.rankable(name) if positions is None else np.asarray(positions, np.int64)
     for s in range(0, len(keep), _CHUNK):
         positions = keep[s:s + _CHUNK]
-        queries = stream.queries(model, name, positions)
-        plain_ranks = target_ranks(queries, items, targets[positions], batch_size=batch_size) if plain else None
-        excluded = None
-        if exclude:
-            excluded = target_ranks(queries, items, targets[positions], exclude=stream.seen(name, positions),
+        queries, chunk_targets = stream.queries(model, name, positions), targets[positions]
+        plain_ranks = excluded = None
+        if plain and exclude:  # both from one scoring of the catalogue
+            plain_ranks, excluded = paired_target_ranks(queries, items, chunk_targets, stream.seen(name, positions),
+                                                        batch_size=batch_size)
+        elif plain:
+            plain_ranks = target_ranks(queries, items, chunk_targets, batch_size=batch_size)
+        elif exclude:
+            excluded = target_ranks(queries, items, chunk_targets, exclude=stream.seen(name, positions),
                                     batch_size=batch_size)
         yield positions, plain_ranks, excluded
 
