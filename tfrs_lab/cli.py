@@ -7,10 +7,11 @@ import logging
 import sys
 from typing import Any, Callable, Mapping
 
-__all__ = ["ArgumentParser", "configure_logging", "print_metrics", "run_cli", "UsageError", "USER_ERROR_EXIT",
-           "user_error_types"]
+__all__ = ["ArgumentParser", "configure_logging", "FAILURE_EXIT", "print_metrics", "run_cli", "UsageError",
+           "USER_ERROR_EXIT", "user_error_types"]
 
 USER_ERROR_EXIT = 2
+FAILURE_EXIT = 1
 
 
 class UsageError(ValueError):
@@ -55,12 +56,18 @@ def print_metrics(metrics: Mapping[str, Any]) -> None:
 
 
 def run_cli(body: Callable[[], int]) -> int:
-    """Runs ``body`` and turns user errors into ``error: <message>`` on stderr with exit code 2."""
+    """Runs ``body`` and turns user errors into ``error: <message>`` on stderr with exit code 2 (a
+    :class:`~tfrs_lab.training.rundir.RunFailed`, not the user's input: the same line, exit code 1)."""
+    from tfrs_lab.training.rundir import RunFailed
+
     try:
         return body()
     except user_error_types() as e:
         print(f"error: {e}", file=sys.stderr)
         return USER_ERROR_EXIT
+    except RunFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return FAILURE_EXIT
     except KeyboardInterrupt:
         print("interrupted: nothing was written to the output directory", file=sys.stderr)
         return 130

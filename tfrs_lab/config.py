@@ -38,9 +38,9 @@ __all__ = ["load_yaml_text", "SYNCHRONOUS_DISTRIBUTIONS", "AUTOENCODER_ARCHITECT
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
            "MultAutoencoderConfig", "MultitaskConfig", "MultitaskExportConfig", "MultitaskModelConfig",
            "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
-           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig",
+           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig", "OptimizerName",
            "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
-           "RetrievalModelConfig", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
+           "RetrievalModelConfig", "RetrievalTrainConfig", "SAMPLE_WEIGHTS", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
            "SequentialEvalConfig", "SequentialExportConfig", "SequentialModelConfig", "SequentialTrainConfig", "build",
            "shipped_config", "shipped_config_files", "SHIPPED_SUFFIXES", "SyntheticConfig", "task_entry",
            "TaskConfig", "TaskEntry", "TASKS", "to_dict", "TrainConfig"]
@@ -242,6 +242,10 @@ SYNCHRONOUS_DISTRIBUTIONS = ("default", "mirrored", "multi_worker_mirrored")
 retrieval, which also trains with parameter servers; docs/distributed.md)."""
 
 
+OptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd"]
+"""``train.optimizer`` (tfrs_lab.training.common.optimizer)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Optimisation settings. ``epochs`` is the maximum; early stopping may end sooner."""
@@ -249,7 +253,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 0.001
-    optimizer: Literal["adam", "adagrad", "sgd"] = "adam"
+    optimizer: OptimizerName = "adam"
     early_stopping_patience: int = 3
     seed: int = 42
     shuffle_buffer: int = 1_000_000
@@ -266,8 +270,18 @@ class TrainConfig:
     warm_start: str | None = None
     """A previous run directory of the same task to continue from (its vocabularies and exported
     weights; ``--warm-start RUN``; tfrs_lab/training/warm_start.py); null = from scratch."""
+    sample_weight: Literal["none", "rating", "log1p"] = "none"
+    """What each training interaction weighs in the loss (``tfrs_lab.training.common.sample_weights``):
+    ``none`` 1 per row; ``rating`` the row's rating / implicit weight (e.g. a play count); ``log1p``
+    log(1 + rating). Weights are divided by their mean over the training rows (the loss keeps its
+    scale). Tasks that do not read it accept only ``none`` (``supported_sample_weights``)."""
+    supported_sample_weights: typing.ClassVar[tuple[str, ...]] = ("none",)
 
     def validate(self, path: str) -> None:
+        if self.sample_weight not in self.supported_sample_weights:
+            raise ConfigError(f"{path}.sample_weight={self.sample_weight} is not supported by this task: set it to "
+                              f"{' or '.join(self.supported_sample_weights)} (retrieval and the Mult-DAE/VAE "
+                              "autoencoders weigh interactions; docs/configuration.md)")
         if self.distribution not in self.supported_distributions:
             raise ConfigError(f"{path}.distribution={self.distribution} is not supported by this task yet: "
                               f"choose {' or '.join(self.supported_distributions)} (parameter servers train the "
@@ -280,6 +294,20 @@ class TrainConfig:
         positive(self.learning_rate, f"{path}.learning_rate")
         positive(self.early_stopping_patience, f"{path}.early_stopping_patience", allow_zero=True)
         positive(self.shuffle_buffer, f"{path}.shuffle_buffer")
+
+
+SAMPLE_WEIGHTS = ("none", "rating", "log1p")
+"""``train.sample_weight`` values (tasks that weigh interactions accept all of them)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrievalTrainConfig(TrainConfig):
+    """``TrainConfig`` of the retrieval task: it weighs interactions (``sample_weight``) and defaults
+    to ``lazy_adam``, whose step does not grow with the embedding tables
+    (docs/benchmarks.md#retrieval-training-throughput)."""
+
+    supported_sample_weights: typing.ClassVar[tuple[str, ...]] = SAMPLE_WEIGHTS
+    optimizer: OptimizerName = "lazy_adam"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -381,7 +409,7 @@ class RetrievalConfig(TaskConfig):
     output_dir: str = "runs/retrieval"
     data: DataConfig = field(default_factory=DataConfig)
     model: RetrievalModelConfig = field(default_factory=RetrievalModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: RetrievalTrainConfig = field(default_factory=RetrievalTrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     export: RetrievalExportConfig = field(default_factory=RetrievalExportConfig)
 
@@ -707,6 +735,7 @@ class AutoencoderTrainConfig(TrainConfig):
     batch_size: int = 256
     early_stopping_patience: int = 20
     supported_distributions: typing.ClassVar[tuple[str, ...]] = SYNCHRONOUS_DISTRIBUTIONS
+    supported_sample_weights: typing.ClassVar[tuple[str, ...]] = SAMPLE_WEIGHTS  # dae / vae only (AutoencoderConfig)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -743,6 +772,9 @@ class AutoencoderConfig(TaskConfig):
         if split != "auto" and split not in AUTOENCODER_SPLITS[arch]:
             raise ConfigError(f"data.split must be {' or '.join(AUTOENCODER_SPLITS[arch])} (or auto) for "
                               f"model.architecture={arch}, got {split}")
+        if arch == "autorec" and self.train.sample_weight != "none":
+            raise ConfigError(f"train.sample_weight={self.train.sample_weight} weighs implicit interactions of "
+                              "model.architecture=dae or vae; autorec regresses the ratings: set train.sample_weight=none")
         m = self.model.mult
         if arch == "vae" and m.kl_anneal_cap > 0 and m.kl_anneal_epochs > self.train.epochs:
             raise ConfigError(

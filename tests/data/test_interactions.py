@@ -64,14 +64,17 @@ def test_prepared_and_in_memory_encodings_agree(prepared):
     assert not a.has_user_features and a.num_ratings == data.num_ratings
 
 
-@pytest.mark.parametrize("name", ["hash", "leave-last-out", "time"])
+@pytest.mark.parametrize("name", ["hash", "leave-last-out", "time", "held-out-users"])
 def test_splits_from_codes_equal_the_string_splits(prepared, name):
     ds, data = prepared
-    options = SplitOptions(time_validation=0.7, time_test=0.85)
+    options = SplitOptions(time_validation=0.7, time_test=0.85, validation_users=0.3, test_users=0.3,
+                           target_share=0.3)
     want = make_split(name, data.ratings, options)
     got = Interactions.from_prepared(ds).split(name, options)
-    for part in ("train", "validation", "test"):
+    for part in ("train", "validation", "test", "fold_in_validation", "fold_in_test"):
         assert np.array_equal(getattr(got, part), getattr(want, part)), part
+    if name == "held-out-users":  # the shares above leave every part non-empty on these 30 users
+        assert all(len(getattr(got, p)) for p in ("validation", "test", "fold_in_validation", "fold_in_test"))
     assert got.name == want.name
 
 
@@ -108,5 +111,6 @@ def test_histories_and_latest_items_equal_the_string_helpers():
 
 
 def test_a_split_that_needs_the_string_columns_is_refused(prepared):
-    with pytest.raises(DataError, match=r"data.split=held-out-users .* choose one of hash, leave-last-out, time"):
-        Interactions.from_prepared(prepared[0]).split("held-out-users")
+    with pytest.raises(DataError, match=r"data.split=predefined .* choose one of hash, leave-last-out, time, "
+                                        r"held-out-users"):
+        Interactions.from_prepared(prepared[0]).split("predefined")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
+from tfrs_lab.evaluation.metrics import hit_rate, paired_target_ranks, ranking_metrics, target_ranks
 
 # Four items on a line: item i scores i for the query [1].
 ITEMS = np.array([[0.0], [1.0], [2.0], [3.0]], dtype=np.float32)
@@ -38,6 +38,20 @@ def test_batching_gives_the_same_ranks():
     a = target_ranks(q, items, targets, exclude=exclude, batch_size=4)
     b = target_ranks(q, items, targets, exclude=exclude, batch_size=1000)
     np.testing.assert_array_equal(a, b)
+
+
+def test_paired_ranks_equal_ranking_without_and_with_the_exclusions():
+    rng = np.random.default_rng(1)
+    q = rng.integers(-2, 3, size=(23, 4)).astype(np.float32)  # small integers: many tied scores
+    items = rng.integers(-2, 3, size=(30, 4)).astype(np.float32)
+    targets = rng.integers(0, 30, 23)
+    exclude = [rng.integers(0, 30, size=rng.integers(0, 9)) for _ in range(23)]  # duplicates, the target too
+
+    for batch in (5, 1000):
+        plain, excluded = paired_target_ranks(q, items, targets, exclude, batch_size=batch)
+        np.testing.assert_array_equal(plain, target_ranks(q, items, targets, batch_size=batch))
+        np.testing.assert_array_equal(excluded, target_ranks(q, items, targets, exclude=exclude, batch_size=batch))
+        assert (excluded <= plain).all() and (excluded < plain).any()
 
 
 def test_hit_rate_by_hand():

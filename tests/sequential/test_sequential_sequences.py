@@ -4,7 +4,7 @@ import numpy as np
 from tfrs_lab.data.sequences import evaluation_sequences, left_pad, training_sequences, user_items
 from tfrs_lab.data.splits import leave_last_out_split
 from tfrs_lab.training.sequential import (TASK, build_sequences, item_indices, sequence_dataset, serving_histories,
-                                          window_batch)
+                                          steps_per_epoch, window_batch)
 
 
 def _ratings(rows):
@@ -92,8 +92,9 @@ def test_sliding_windows_train_every_position_once_per_epoch():
     for stride in (1, 2, 3, 4):
         train = training_sequences(ratings, np.arange(len(index)), index, max_length=4, window_stride=stride)
         assert train.num_positions == 13
-        trained = []
+        trained, batches = [], 0
         for batch in sequence_dataset(train, 3, 100, seed=0):  # one epoch, windows gathered per batch
+            batches += 1
             for inputs, targets in zip(batch["inputs"].numpy(), batch["targets"].numpy()):
                 assert inputs.shape == (4,)
                 for t in np.flatnonzero(targets):
@@ -102,6 +103,9 @@ def test_sliding_windows_train_every_position_once_per_epoch():
                     assert history.tolist() == list(range(inputs[t] - len(history) + 1, inputs[t] + 1))
                     assert len(history) >= min(4 - stride + 1, inputs[t] - (1 if inputs[t] < 20 else 20) + 1)
         assert sorted(trained) == expected, stride
+        # a learning-rate schedule counts the steps an epoch really takes: windows, not users
+        assert steps_per_epoch(train, 3) == batches
+        assert stride > 1 or batches > 1  # 2 users with targets would make 1 step of 3
     newest = training_sequences(ratings, np.arange(len(index)), index, max_length=4, window_stride=0)
     batch = window_batch(newest)
     assert batch["inputs"].tolist() == [[7, 8, 9, 10], [0, 20, 21, 22]]

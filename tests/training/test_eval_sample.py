@@ -1,6 +1,7 @@
 """Streamed retrieval's evaluation at scale (issue #16): validation ranks a fixed, seeded sample of
 users (``eval.validation_users``), test evaluation still ranks every test row, and ``report.html``
-reuses the test evaluation's ranks instead of ranking the test rows a second time."""
+reuses the test evaluation's ranks instead of ranking the test rows a second time; on ``hash`` the
+plain and the seen-excluded ranks come from one scoring of the catalogue."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import tfrs_lab
 from tfrs_lab.config import ConfigError, load_config
 from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.splits import make_split
-from tfrs_lab.evaluation.metrics import ranks_from_scores
+from tfrs_lab.data.features import build_vocabularies
+from tfrs_lab.evaluation.metrics import hit_rate, ranks_from_scores, target_ranks
+from tfrs_lab.models.retrieval import RetrievalModel
+from tfrs_lab.training import evaluate as evaluate_module
 from tfrs_lab.training import report, stream as stream_module
 from tfrs_lab.training.runner import run_task
-from tfrs_lab.training.stream import RetrievalStream, stream_metrics
+from tfrs_lab.training.retrieval import hyperparameters, split_columns
+from tfrs_lab.training.stream import RetrievalStream, rank_split, stream_metrics
 from tfrs_lab.training.task import TaskInputs
 
 SYNTHETIC = {"dataset": "synthetic", "synthetic": {"num_users": 120, "num_movies": 80, "ratings_per_user": 25}}
@@ -53,6 +58,42 @@ def test_popularity_ranks_equal_ranking_the_popularity_scores():
     for ex in (None, exclude):
         want = ranks_from_scores(np.tile(counts, (len(targets), 1)), targets, ex)
         assert (report.popularity_ranks(counts, targets, ex, chunk=64) == want).all()
+
+
+def test_hash_evaluation_scores_the_catalogue_once_for_plain_and_seen_excluded_ranks(synthetic_data, monkeypatch):
+    hp = hyperparameters(load_config("retrieval", overrides=["model.history_length=5", "model.embedding_dim=8"]), True)
+    split = make_split("hash", synthetic_data.ratings)
+    vocab = build_vocabularies(synthetic_data.ratings, synthetic_data.movies, split.train, has_user_features=True,
+                               title_vocab_size=200, title_max_tokens=8, timestamp_buckets=10)
+    stream = RetrievalStream(Interactions.from_data(synthetic_data), split, hp.history_length)
+    model = RetrievalModel(vocab, hp)  # untrained: its ranks are as good a check as any
+    keep = stream.rankable("test")
+    queries, items, targets = stream.queries(model, "test", keep), model.catalogue_embeddings(), stream.targets("test")[keep]
+    want_plain = target_ranks(queries, items, targets)
+    want_excluded = target_ranks(queries, items, targets, exclude=stream.seen("test", keep))
+    assert (want_excluded < want_plain).any()  # the exclusions matter on these rows
+
+    calls = []
+    for module in (stream_module, evaluate_module):
+        for name in ("target_ranks", "paired_target_ranks"):
+            original = getattr(module, name, None)
+            if original is not None:
+                monkeypatch.setattr(module, name,
+                                    lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    ranks = rank_split(model, stream, "test", protocol="hash", seen_excluded=True)
+    assert calls == ["paired_target_ranks"]  # one scoring per chunk (one chunk here), both rankings from it
+    assert (ranks.positions == keep).all()
+    assert (ranks.plain == want_plain).all() and (ranks.excluded == want_excluded).all()
+
+    calls.clear()  # the in-memory evaluation (multitask, the pipeline Evaluator) likewise
+    cols = split_columns(synthetic_data, split, hp)
+    history = {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in cols["train"]}
+    got = evaluate_module.evaluate(model, vocab, cols["test"], protocol="hash", ks=(10, 100), history=history,
+                                   seen_excluded=True)
+    assert calls == ["paired_target_ranks"]
+    assert got == {**hit_rate(want_plain, (10, 100)),
+                   **{k.replace("hit_rate@", "hit_rate_seen_excluded@"): v
+                      for k, v in hit_rate(want_excluded, (10, 100)).items()}}
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from tfrs_lab.data.synthetic import write_synthetic_parquet
 from tfrs_lab.evaluation.metrics import ranking_metrics, target_ranks
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.schema import build
+from tfrs_lab.training.common import optimizer
 from tfrs_lab.training.retrieval import (hyperparameters, seen_table, serving_user_table, split_columns,
                                          streamed_tables)
 from tfrs_lab.training.stream import RetrievalStream, stream_metrics
@@ -81,7 +82,8 @@ def planted(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_training_on_the_stream_beats_popularity_on_planted_structure(synthetic_data):
+@pytest.mark.parametrize("optimizer_name", ["adam", "lazy_adam"])
+def test_training_on_the_stream_beats_popularity_on_planted_structure(synthetic_data, optimizer_name):
     cfg = load_config("retrieval", overrides=["data.split=leave-last-out"])
     hp = hyperparameters(cfg, True)
     split = make_split("leave-last-out", synthetic_data.ratings)
@@ -90,7 +92,7 @@ def test_training_on_the_stream_beats_popularity_on_planted_structure(synthetic_
     stream = RetrievalStream(Interactions.from_data(synthetic_data), split, hp.history_length)
     tf.keras.utils.set_random_seed(0)
     model = RetrievalModel(vocab, hp)
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.005))
+    model.compile(optimizer=optimizer(optimizer_name, 0.005))
     model.fit(stream.training_dataset(128, 0), epochs=8, verbose=0)
     ours = stream_metrics(model, stream, "test", protocol="leave-last-out", ks=(10,))
     keep = stream.rankable("test")

@@ -8,14 +8,17 @@ e.g. ``[autoencoder-implicit.yaml]``: the defaults a candidate overlays when the
 file), ``overrides`` (``KEY=VALUE`` for every run), ``seeds``, ``epochs`` (a cap). Every
 candidate is trained on every data set (``seeds`` times) with
 ``run_task(..., evaluate_test=False)``: the runs train and validate only, so **no test metric is
-computed during selection** (docs/tuning.md#selection-on-validation).
+computed during selection** (docs/tuning.md#selection-on-validation). The config files are read once,
+by :func:`load_selection` (:attr:`Selection.base_config`): an edit during a selection changes none of its runs.
 
 Choice: per data set ``d`` and candidate ``c`` the mean validation value ``v[d][c]`` over seeds is
 turned into a relative score ``r[d][c] = v[d][c] / max_c v[d][c]`` (``min_c v / v`` for RMSE/MAE,
 which are minimised); the candidate with the highest mean relative score over the data sets wins
 (the one losing least on its worst data set breaks ties). The winner is written as an overlay
 (``selected.yaml``); the per-data-set winners are listed too, so a setting whose best value moves
-with the data's size shows up in the table.
+with the data's size shows up in the table. Two candidates that resolve to the same config are
+refused (one configuration would fill two rows): after adopting a winner, the first candidate is
+the new default and the earlier default is pinned like the others.
 
 Data set entries (paths may use ``{data_root}``, the ``--data-root`` flag)::
 
@@ -87,6 +90,10 @@ class Selection:
     candidates: tuple[Candidate, ...]
     overrides: tuple[str, ...] = field(default_factory=tuple)
     configs: tuple[str, ...] = field(default_factory=tuple)
+    base_config: dict[str, Any] = field(default_factory=dict, compare=False)
+    """``configs/<task>.yaml`` then the ``configs`` overlays, parsed and merged once by
+    :func:`load_selection`: every run of :func:`run_select` resolves its config from this, so editing a
+    config file while a selection runs changes none of its runs."""
 
     @property
     def minimise(self) -> bool:
@@ -122,7 +129,7 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
     Raises:
       ConfigError: one line naming the file and the key at fault.
     """
-    from tfrs_lab.config import TASKS, ConfigError, read_yaml, shipped_config
+    from tfrs_lab.config import TASKS, ConfigError, read_yaml, shipped_config, to_dict
 
     raw = read_yaml(str(path), what="selection file", flag="--selection")
     where = str(path)
@@ -169,9 +176,16 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
     split = raw["split"]
     selection = Selection(task, raw["objective"], split, seeds, epochs, tuple(datasets), candidates,
                           tuple(str(o) for o in overrides), tuple(str(c) for c in configs))
+    selection = dataclasses.replace(selection, base_config=_read_config_files(selection))
     extra: dict[str, Any] = {"data": {"split": split}, **({"train": {"epochs": epochs}} if epochs else {})}
-    for cand in candidates:  # every overlay is a valid config reporting the objective, before any data is read
-        _candidate_config(selection, cand, list(selection.overrides), extra, where)
+    resolved: dict[str, str] = {}  # every overlay is a valid config reporting the objective, before any data is read
+    for cand in candidates:
+        key = repr(to_dict(_candidate_config(selection, cand, list(selection.overrides), extra, where)))
+        if key in resolved:  # two rows of the table would be one configuration measured twice
+            raise _error(f"{where}: candidates.{cand.name}",
+                         f"resolves to the same config as candidates.{resolved[key]}; pin the values it differs in "
+                         "(after adopting a winner, the earlier default becomes a pinned candidate)")
+        resolved[key] = cand.name
     return selection
 
 
@@ -195,27 +209,43 @@ def restrict_datasets(selection: Selection, names: str | None) -> Selection:
     return dataclasses.replace(selection, datasets=tuple(d for d in selection.datasets if d.name in wanted))
 
 
-def _config_files(selection: Selection) -> list[Path]:
-    """``configs/<task>.yaml`` then the selection's ``configs`` overlays."""
-    from tfrs_lab.config import default_config_file, shipped_config
+def _read_config_files(selection: Selection) -> dict[str, Any]:
+    """``configs/<task>.yaml`` then the selection's ``configs`` overlays, read now and merged (later
+    files winning), as :func:`tfrs_lab.config.load_config` merges its ``files``."""
+    from tfrs_lab.config import default_config_file, read_yaml, shipped_config
+    from tfrs_lab.tuning.space import merge
 
-    return [default_config_file(selection.task), *(shipped_config(c) for c in selection.configs)]
+    merged: dict[str, Any] = {}
+    for path in (default_config_file(selection.task), *(shipped_config(c) for c in selection.configs)):
+        raw = read_yaml(path) or {}
+        if not isinstance(raw, Mapping):
+            raise _error(str(path), "must hold a mapping at the top level")
+        merged = merge(merged, raw)
+    return merged
+
+
+def _resolve(selection: Selection, overrides: list[str], extra: Mapping[str, Any]) -> Any:
+    """The task config: the config files as :func:`load_selection` read them < ``extra`` < ``overrides``."""
+    from tfrs_lab.config import load_config
+    from tfrs_lab.tuning.space import merge
+
+    return load_config(selection.task, (), overrides, extra=merge(selection.base_config, extra))
 
 
 def _candidate_config(selection: Selection, cand: Candidate, base: list[str], extra: Mapping[str, Any],
                       where: str = "") -> Any:
-    """The resolved config of ``cand`` (files < ``extra`` < ``base`` < the candidate's overlay).
+    """The resolved config of ``cand`` (:attr:`Selection.base_config` < ``extra`` < ``base`` < the candidate's overlay).
 
     Raises:
       ConfigError: the overlay is not a valid config, or its runs do not report the objective (the
         message starts with ``where``, the selection file, when given).
     """
-    from tfrs_lab.config import ConfigError, load_config
+    from tfrs_lab.config import ConfigError
     from tfrs_lab.tuning.space import validation_metric_names
 
     prefix = f"{where}: " if where else ""
     try:
-        cfg = load_config(selection.task, _config_files(selection), [*base, *cand.overrides], extra=extra)
+        cfg = _resolve(selection, [*base, *cand.overrides], extra)
     except ConfigError as e:
         raise _error(f"{prefix}candidates.{cand.name}", str(e)) from None
     names = validation_metric_names(cfg)
@@ -300,7 +330,7 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
     ``seeds``/``epochs`` override the file's values (``epochs`` caps training; early stopping on the
     validation metric picks the best epoch below it).
     """
-    from tfrs_lab.config import load_config, parse_override
+    from tfrs_lab.config import parse_override
     from tfrs_lab.training.runner import load_data, run_task
     from tfrs_lab.training.task import TaskInputs
     from tfrs_lab.tuning.space import merge
@@ -308,7 +338,7 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
     output_dir.mkdir(parents=True, exist_ok=True)
     seeds = seeds or selection.seeds
     epochs = epochs or selection.epochs
-    task, files = selection.task, _config_files(selection)
+    task = selection.task
     key = f"validation_{selection.objective}"
     runs: list[dict[str, Any]] = []
     values: dict[str, dict[str, float]] = {}
@@ -318,7 +348,7 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
         if epochs is not None:
             extra["train"] = {"epochs": epochs}
         base = [*selection.overrides, *entry.overrides, "export.verify=false"]
-        data = load_data(load_config(task, files, base, extra=extra))
+        data = load_data(_resolve(selection, base, extra))
         datasets[entry.name] = {"dataset": data.dataset, "num_ratings": data.num_ratings,
                                 "num_users": len(set(data.ratings["user_id"])),
                                 "num_items": len(data.movies["movie_id"])}

@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         configure_logging(args.verbose)
         from tfrs_lab.data.prepared import prepare_dataset
+        from tfrs_lab.data.filesystem import is_url, join, local_path
         from tfrs_lab.data.spec import SourceSpec
         from tfrs_lab.schema import build
 
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             dataset = prepare_dataset(spec, cache_dir=args.output_dir)
         c = dataset.manifest["counts"]
-        print(dataset.path)
+        print(join(args.output_dir, dataset.path.name) if is_url(local_path(args.output_dir)) else dataset.path)
         print(f"{c['interactions']} interactions, {c['users']} users, {c['items']} items, {c['categories']} categories")
         return 0
 

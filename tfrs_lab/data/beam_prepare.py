@@ -17,13 +17,17 @@ manifest and fingerprint, so either path reuses the other's directory). Workers 
 hidden staging directory beside the target: positional writes into preallocated ``.npy`` files (each
 shard its rows, each block of users its sequence rows), so the output directory and the source
 files must be on a filesystem every worker mounts (local disk for ``DirectRunner``; NFS or another
-shared mount on a cluster; ``gs://`` / ``hdfs://`` URLs are not supported). The launcher hashes the
-sources (fingerprint) and renames the staging directory into place when the pipeline succeeded.
+shared mount on a cluster). The launcher hashes the sources (fingerprint) and renames the staging
+directory into place when the pipeline succeeded. Source URLs (``gs://``, ``s3://``, ...;
+:mod:`tfrs_lab.data.filesystem`) are read by each worker through a local copy of its shard; a URL
+``cache_dir`` works with the runners that run on the launcher (``DirectRunner``): the pipeline
+writes the local mirror, which is then uploaded.
 
 Bad input: every shard's error is collected (never raised inside a worker, where runners wrap it);
 the launcher raises the one the single-machine path would raise first (file order, then the
 checks over all rows in its order), as the same one-line :class:`DataError`, and nothing is left
-behind. Apache Beam is imported only here, lazily: ``pip install 'tfrs-lab[beam]'``.
+behind A source changed or removed while the pipeline ran and a worker's failed write (a
+full disk) are the same one-line :class:`DataError`. Apache Beam is imported only here, lazily: ``pip install 'tfrs-lab[beam]'``.
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from tfrs_lab.data.movielens import DataError
-from tfrs_lab.data.prepared import (_ARRAYS, PreparedDataset, _check_kept, _check_rows, _clear_incomplete,
-                                    _complete, _encode_shard, _filter_shard, _id_counts, _interaction_file,
-                                    _manifest, _reuse, _sequence_rows, _Shard, _ShardStats, _side_tables,
-                                    _sorted_counts, _target, _Vocabulary, _vocabulary, _write_manifest,
-                                    _write_tables, load_prepared)
+from tfrs_lab.data.filesystem import RemoteFile, is_url, local_path
+from tfrs_lab.data.prepared import (_ARRAYS, PreparedDataset, _cached, _check_kept, _check_rows, _clear_incomplete,
+                                    _encode_shard, _filter_shard, _id_counts, _interaction_file, _manifest,
+                                    _published, _sequence_rows, _Shard, _ShardStats, _side_tables, _sorted_counts,
+                                    _target, _Vocabulary, _vocabulary, _write_manifest, _write_tables, as_file,
+                                    check_unchanged, writing)
 from tfrs_lab.data.readers import resolve_paths
 from tfrs_lab.data.spec import SourceSpec
 from tfrs_lab.schema import ConfigError
@@ -64,6 +69,8 @@ _LOCAL_RUNNERS = {"DirectRunner": "FnApiRunner"}
 it is not cached) and falls back to the in-process ``FnApiRunner`` when that fails; a preparation
 never downloads anything, so ``DirectRunner`` means that in-process runner here (``PrismRunner``
 can still be named explicitly)."""
+_LAUNCHER_RUNNERS = {"DirectRunner", "FnApiRunner", "PrismRunner"}
+"""Runners whose workers run on the launcher's machine (they see its local staging directory)."""
 
 
 def _beam() -> Any:
@@ -130,19 +137,28 @@ def prepare_dataset_beam(spec: SourceSpec, *, runner: str, beam_options: Sequenc
     """
     if users_per_block < 1:
         raise ConfigError(f"users_per_block must be at least 1, got {users_per_block}")
+    if spec.features:
+        raise ConfigError(f"{where}.features: typed features are prepared on one machine only for now: drop --runner "
+                          "(python -m tfrs_lab.data prepare --data SPEC.yaml)")
     options = pipeline_options(runner, beam_options)
-    target, fp, sources = _target(spec, cache_dir, where)
-    if _complete(target, fp):
-        return _reuse(spec, target, fp)
+    if is_url(local_path(cache_dir)) and runner not in _LAUNCHER_RUNNERS:
+        raise ConfigError(f"--output-dir {cache_dir}: with --runner {runner} the workers write the prepared arrays "
+                          "in place, which needs a filesystem they all mount (a shared path, not a URL); a URL "
+                          f"works with {' or '.join(sorted(_LAUNCHER_RUNNERS))}, or without --runner")
+    target, fp, sources, stats = _target(spec, cache_dir, where)
+    if (found := _cached(spec, target, fp)) is not None:
+        return found
     files = resolve_paths(spec.interactions.path, f"{where}.interactions.path")
-    _clear_incomplete(target, fp)
-    created = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
+    local = target.local
+    _clear_incomplete(local, fp)
+    created = [p for p in [local.parent, *local.parent.parents] if not p.exists()]
     try:
-        with staged_directory(target, replace=False) as stage:
-            _run(options, spec, files, stage, where, users_per_block)
+        with writing(local), staged_directory(local, replace=False) as stage:
+            _run_pipeline(options, spec, files, stage, where, users_per_block)
             errors = stage / _ERRORS
             if errors.exists():
                 raise DataError(json.loads(errors.read_text(encoding="utf-8"))["error"])
+            check_unchanged(stats)
             counts = json.loads((stage / _COUNTS).read_text(encoding="utf-8"))
             (stage / _COUNTS).unlink()
             shapes = {k: np.load(stage / f"{k}.npy", mmap_mode="r").shape for k in _ARRAYS}
@@ -154,8 +170,8 @@ def prepare_dataset_beam(spec: SourceSpec, *, runner: str, beam_options: Sequenc
             except OSError:
                 break
         raise
-    logger.info("prepared %s into %s with Beam (%s)", spec.name, target, runner)
-    return load_prepared(target)
+    logger.info("prepared %s into %s with Beam (%s)", spec.name, local, runner)
+    return _published(spec, target)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -171,7 +187,22 @@ class _Plan:
     sequence_offsets: np.ndarray  # int64 [U+1]
 
 
-def _run(options: Any, spec: SourceSpec, files: list[Path], stage: Path, where: str, block: int) -> None:
+def _run_pipeline(options: Any, spec: SourceSpec, files: list[Path | RemoteFile], stage: Path, where: str,
+                  block: int) -> None:
+    """:func:`_run`; an OSError of a worker's write (a full disk), which runners re-raise wrapped or
+    re-typed, is raised as the OSError itself (one line through :func:`writing`)."""
+    try:
+        _run(options, spec, files, stage, where, block)
+    except Exception as e:  # pylint: disable=broad-except  # only to find the OSError inside
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise cause from e
+
+
+def _run(options: Any, spec: SourceSpec, files: list[Path | RemoteFile], stage: Path, where: str, block: int) -> None:
     beam = _beam()
     w = f"{where}.interactions"
     side = beam.pvalue.AsSingleton
@@ -209,7 +240,7 @@ def _parse(element: tuple[int, str], spec: SourceSpec, where: str, tables: dict[
     beam = _beam()
     index, file = element
     try:
-        parsed = _interaction_file(Path(file), spec, where)
+        parsed = _interaction_file(as_file(file), spec, where)
     except DataError as e:
         yield beam.pvalue.TaggedOutput("errors", (index, str(e)))
         return
@@ -244,7 +275,7 @@ def _plan(_: None, spec: SourceSpec, files: list[str], where: str, stage: str, t
     try:
         if errors:
             raise DataError(min(errors)[1])
-        _check_rows(sum(s.rows for _, s in stats), [Path(f) for f in files], where)
+        _check_rows(sum(s.rows for _, s in stats), [as_file(f) for f in files], where)
         if "error" in tables:
             raise DataError(tables["error"])
         ordered = [s for _, s in sorted(stats, key=lambda x: x[0])]

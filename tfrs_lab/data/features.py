@@ -50,6 +50,7 @@ class Vocabularies:
     timestamp_min: int
     timestamp_max: int
     timestamp_boundaries: np.ndarray  # float64 [B - 1] quantile bucket boundaries, seconds
+    typed: tuple = ()  # tfrs_lab.data.typed.ModelFeature of each data.source.features entry (own data)
 
     @property
     def num_users(self) -> int:
@@ -143,7 +144,7 @@ def build_vocabularies(
 def fit_vocabularies(user_ids: np.ndarray, movies: dict[str, np.ndarray], item_counts: np.ndarray,
                      timestamps: np.ndarray, *, title_vocab_size: int, title_max_tokens: int, timestamp_buckets: int,
                      ages: np.ndarray | None = None, num_occupations: int = 0,
-                     user_table: dict[str, np.ndarray] | None = None) -> Vocabularies:
+                     user_table: dict[str, np.ndarray] | None = None, typed: tuple = ()) -> Vocabularies:
     """The :class:`Vocabularies` of fitted pieces (what :func:`build_vocabularies` derives from the
     string columns; :class:`tfrs_lab.data.interactions.Interactions` from codes).
 
@@ -152,6 +153,7 @@ def fit_vocabularies(user_ids: np.ndarray, movies: dict[str, np.ndarray], item_c
       item_counts: int64 [M + 1] training interactions per movie index (0 = unknown).
       timestamps: int [t] the training rows' unix seconds.
       ages, num_occupations, user_table: the demographics (``ages`` None: the data has none).
+      typed: the typed features' :class:`~tfrs_lab.data.typed.ModelFeature` (own data).
     """
     movie_ids = np.asarray(movies["movie_id"], dtype=object)
     tokens, vocab = tokenize_titles(movies["movie_title"], title_vocab_size, title_max_tokens)
@@ -176,6 +178,7 @@ def fit_vocabularies(user_ids: np.ndarray, movies: dict[str, np.ndarray], item_c
         timestamp_min=int(ts.min()),
         timestamp_max=int(ts.max()),
         timestamp_boundaries=boundaries.astype(np.float64),
+        typed=tuple(typed),
     )
 
 

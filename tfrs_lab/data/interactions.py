@@ -2,16 +2,18 @@
 per-row string.
 
 :class:`Interactions` is what the retrieval task streams its batches from
-(:mod:`tfrs_lab.training.stream`): a prepared dataset (:func:`Interactions.from_prepared`; your own
-data, read once by :mod:`tfrs_lab.data.prepared`, never converted back to strings per row) or an
-in-memory :class:`~tfrs_lab.data.movielens.MovieLensData` encoded once
-(:func:`Interactions.from_data`). Both give the same codes, splits, vocabularies and histories as
-the string columns would (tests/data/test_interactions.py), so the model and its SavedModel stay
-string-keyed.
+(:mod:`tfrs_lab.training.stream`), what the sequential task cuts its training windows and
+evaluation histories from (:meth:`Interactions.user_items`) and what the autoencoders build their
+sparse matrices from (:meth:`Interactions.vocabulary_rows`): a prepared dataset
+(:func:`Interactions.from_prepared`; your own data, read once by :mod:`tfrs_lab.data.prepared`,
+never converted back to strings per row) or an in-memory
+:class:`~tfrs_lab.data.movielens.MovieLensData` encoded once (:func:`Interactions.from_data`). Both
+give the same codes, splits, vocabularies and histories as the string columns would
+(tests/data/test_interactions.py), so the models and their SavedModels stay string-keyed.
 
-Memory at n interactions, U users, m items: ``user``/``item`` int32 and ``timestamp`` int64 per
-row (16 bytes), the sequence index (8 bytes per row, 8 per user), the id vocabularies (one Python
-string per user and item) and the catalogue (``movies``).
+Memory at n interactions, U users, m items: ``user``/``item`` int32, ``rating`` float32 and
+``timestamp`` int64 per row (20 bytes), the sequence index (8 bytes per row, 8 per user), the id
+vocabularies (one Python string per user and item) and the catalogue (``movies``).
 """
 
 from __future__ import annotations
@@ -21,20 +23,22 @@ import functools
 
 import numpy as np
 
-from tfrs_lab.data.features import RAW_QUERY_FEATURES, Vocabularies, fit_vocabularies
+from tfrs_lab.data.features import RAW_QUERY_FEATURES, Vocabularies, fit_vocabularies, movie_rows
 from tfrs_lab.data.history import walk_back
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.prepared import PreparedDataset
 from tfrs_lab.data.readers import _multi_hot
-from tfrs_lab.data.splits import (HASH, LEAVE_LAST_OUT, TIME, Split, SplitOptions, _HASH_CHUNK, _NUM_BUCKETS,
-                                  _TEST_BUCKET, _TRAIN_BUCKETS, _VALIDATION_BUCKET, sequence_order,
-                                  time_split)
+from tfrs_lab.data.sequences import PAD_INDEX, UserItems
+from tfrs_lab.data.splits import (HASH, HELD_OUT_USERS, LEAVE_LAST_OUT, TIME, Split, SplitOptions, _HASH_CHUNK,
+                                  _NUM_BUCKETS, _TEST_BUCKET, _TRAIN_BUCKETS, _USER_BUCKETS, _VALIDATION_BUCKET,
+                                  hash_buckets, sequence_order, time_split)
+from tfrs_lab.data.typed import FeatureColumn, ModelFeature
 
 __all__ = ["HistorySource", "Interactions", "STREAMED_SPLITS"]
 
-STREAMED_SPLITS = (HASH, LEAVE_LAST_OUT, TIME)
-"""Splits :meth:`Interactions.split` computes from codes (``predefined`` and ``held-out-users`` need
-the string columns: a run with them reads the data as :class:`MovieLensData`)."""
+STREAMED_SPLITS = (HASH, LEAVE_LAST_OUT, TIME, HELD_OUT_USERS)
+"""Splits :meth:`Interactions.split` computes from codes (``predefined`` needs the string columns: a
+run with it reads the data as :class:`MovieLensData`)."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -79,6 +83,10 @@ class Interactions:
         movies: the catalogue columns of :class:`MovieLensData` (``movie_id``, ``movie_title``, ``movie_genres``).
         extra: per-row numeric query features of :data:`RAW_QUERY_FEATURES` the data has besides
             ``timestamp`` (MovieLens demographics), ``[n]`` each.
+        rating: float32 ``[n]``: the label (``user_rating``: an explicit rating, or the implicit
+            weight; 1.0 where the data has none), or None when the caller did not give one.
+        features: the typed features of ``data.source.features`` (name ->
+            :class:`~tfrs_lab.data.typed.FeatureColumn`, per item code, user code or row).
     """
 
     dataset: str
@@ -91,6 +99,8 @@ class Interactions:
     sequence_rows: np.ndarray
     movies: dict[str, np.ndarray]
     extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    rating: np.ndarray | None = None
+    features: dict[str, FeatureColumn] = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ construction
 
@@ -100,7 +110,8 @@ class Interactions:
         genres, _ = _multi_hot(prepared.item_categories)
         movies = {"movie_id": prepared.item_ids, "movie_title": prepared.item_text, "movie_genres": genres}
         return cls(prepared.name, prepared.user, prepared.item, prepared.timestamp, prepared.user_ids,
-                   prepared.item_ids, prepared.sequence_offsets, prepared.sequence_rows, movies)
+                   prepared.item_ids, prepared.sequence_offsets, prepared.sequence_rows, movies,
+                   rating=prepared.rating, features=dict(prepared.features))
 
     @classmethod
     def from_data(cls, data: MovieLensData) -> "Interactions":
@@ -119,9 +130,17 @@ class Interactions:
         rows = sequence_order(r)
         counts = np.bincount(user, minlength=len(user_ids))
         extra = {k: r[k] for k in RAW_QUERY_FEATURES[1:] if k in r}
+        rating = np.asarray(r["user_rating"], np.float32) if "user_rating" in r else None
         return cls(data.dataset, user.astype(np.int32), item.astype(np.int32), np.asarray(r["timestamp"], np.int64),
                    user_ids.astype(object), np.concatenate([catalogue, missing]).astype(object),
-                   np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rows.astype(np.int64), data.movies, extra)
+                   np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rows.astype(np.int64), data.movies, extra,
+                   rating)
+
+    @classmethod
+    def of(cls, data: "MovieLensData | Interactions") -> "Interactions":
+        """``data`` as :class:`Interactions`: as it is, or a :class:`MovieLensData` encoded once
+        (:meth:`from_data`)."""
+        return data if isinstance(data, Interactions) else cls.from_data(data)
 
     # ------------------------------------------------------------------ what MovieLensData answers too
 
@@ -172,7 +191,33 @@ class Interactions:
             return Split(LEAVE_LAST_OUT, np.flatnonzero(train).astype(np.int64), validation, test)
         if name == TIME:
             return time_split({"timestamp": self.timestamp}, o.time_validation, o.time_test)
+        if name == HELD_OUT_USERS:
+            return self._held_out_users(o)
         raise DataError(f"data.split={name} is not computed on streamed data: choose one of {', '.join(STREAMED_SPLITS)}")
+
+    def _held_out_users(self, o: SplitOptions) -> Split:
+        """:func:`tfrs_lab.data.splits.held_out_users_split` from the sequence index: the users' hash
+        buckets from the user vocabulary, each row's place from the end of its user's sequence."""
+        counts = np.diff(self.sequence_offsets)  # [U]
+        bucket = hash_buckets(self.user_ids, None, _USER_BUCKETS) if len(counts) else np.zeros(0, np.int64)
+        v_end = int(round(o.validation_users * _USER_BUCKETS))
+        t_end = v_end + int(round(o.test_users * _USER_BUCKETS))
+        held = counts >= 2
+        val_user, test_user = held & (bucket < v_end), held & (bucket >= v_end) & (bucket < t_end)
+        n_targets = np.maximum(1, np.floor(o.target_share * counts).astype(np.int64))  # [U]
+        owner = np.repeat(np.arange(len(counts)), counts)  # user code of each sequence position
+        from_end = self.sequence_offsets[owner + 1] - 1 - np.arange(self.num_ratings)  # 0 = the user's newest
+        target = from_end < n_targets[owner]
+        del from_end
+        at_val, at_test = val_user[owner], test_user[owner]
+        del owner
+
+        def rows(mask: np.ndarray) -> np.ndarray:
+            return np.sort(self.sequence_rows[mask]).astype(np.int64)
+
+        return Split(HELD_OUT_USERS, train=rows(~at_val & ~at_test), validation=rows(at_val & target),
+                     test=rows(at_test & target), fold_in_validation=rows(at_val & ~target),
+                     fold_in_test=rows(at_test & ~target))
 
     def vocabularies(self, train_rows: np.ndarray, *, has_user_features: bool, title_vocab_size: int,
                      title_max_tokens: int, timestamp_buckets: int) -> Vocabularies:
@@ -186,7 +231,22 @@ class Interactions:
         counts = np.bincount(items.astype(np.int64) + 1, minlength=self.num_catalogue + 1).astype(np.int64)
         return fit_vocabularies(users, self.movies, counts, self.timestamp[train_rows],
                                 title_vocab_size=title_vocab_size, title_max_tokens=title_max_tokens,
-                                timestamp_buckets=timestamp_buckets)
+                                timestamp_buckets=timestamp_buckets, typed=self.model_features(users))
+
+    def model_features(self, users: np.ndarray) -> tuple[ModelFeature, ...]:
+        """The typed features as the model reads them: item features per movie index (catalogue
+        row + 1), user features per index of ``users`` (str [U'], the vocabulary's users; + 1), row 0
+        the unknown entity; context features by name."""
+        out = []
+        for f in self.features.values():
+            if f.spec.side == "item":
+                index = np.arange(-1, self.num_catalogue, dtype=np.int64)
+            elif f.spec.side == "user":
+                index = np.concatenate([[-1], self.codes_of(users)]).astype(np.int64)
+            else:
+                index = None
+            out.append(f.for_model(index))
+        return tuple(out)
 
     # ------------------------------------------------------------------ histories
 
@@ -207,14 +267,38 @@ class Interactions:
         r, the end (exclusive) in its ``items`` of the source rows of r's user strictly before r (rows
         with r's exact (user, timestamp, item) key are not before it, as
         :func:`tfrs_lab.data.history.recent_history` decides)."""
-        is_source = np.zeros(self.num_ratings, bool)
-        is_source[np.asarray(source_rows, np.int64)] = True
-        in_order = is_source[self.sequence_rows]
-        before = np.concatenate([[0], np.cumsum(in_order)]).astype(np.int64)  # source rows before each position
+        in_order, before = self._in_order(source_rows)
         stop = np.empty(self.num_ratings, np.int64)
         stop[self.sequence_rows] = before[self.group_start]
         items = np.concatenate([self.item[self.sequence_rows[in_order]], [0]]).astype(np.int32)
         return HistorySource(items, before[self.sequence_offsets]), stop
+
+    def _in_order(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(bool ``[n]``: whether the row at each sequence position is one of ``rows``; int64
+        ``[n + 1]``: how many of them come before each position)."""
+        is_row = np.zeros(self.num_ratings, bool)
+        is_row[np.asarray(rows, np.int64)] = True
+        in_order = is_row[self.sequence_rows]
+        return in_order, np.concatenate([[0], np.cumsum(in_order)]).astype(np.int64)
+
+    def user_items(self, rows: np.ndarray, item_index: np.ndarray) -> UserItems:
+        """Every user's items among ``rows`` in sequence order, as the CSR
+        :func:`tfrs_lab.data.sequences.user_items` builds from the string columns (rows whose item
+        index is :data:`~tfrs_lab.data.sequences.PAD_INDEX` dropped), from the sequence index.
+
+        Args:
+            rows: int row indices.
+            item_index: int ``[m']``: the model's index of each item code (0 = not in the catalogue).
+
+        Returns:
+            :class:`UserItems` over all ``U`` users (``user_ids``; a user without rows has an
+            empty block), items int64.
+        """
+        item_index = np.asarray(item_index, np.int64)
+        rows = np.asarray(rows, np.int64)
+        in_order, before = self._in_order(rows[item_index[self.item[rows]] > PAD_INDEX])
+        items = item_index[self.item[self.sequence_rows[in_order]]]
+        return UserItems(self.user_ids, items, before[self.sequence_offsets])
 
     def latest(self, users: np.ndarray, length: int) -> np.ndarray:
         """object ``[len(users), length]``: each user's (int codes) newest ``length`` item ids among
@@ -223,6 +307,16 @@ class Interactions:
         codes = walk_back(self.item[self.sequence_rows], self.sequence_offsets[users],
                           self.sequence_offsets[users + 1], length, -1)
         return np.where(codes >= 0, self.item_ids[np.maximum(codes, 0)], "").astype(object)
+
+    def vocabulary_rows(self, vocab: Vocabularies) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 ``[U]``: each user code's row in ``vocab.user_ids``, int64 ``[m']``: each item code's
+        catalogue row in ``vocab.movie_ids``), -1 where the vocabulary lacks the id; index them with
+        :attr:`user` / :attr:`item` to get the rows of interactions (O(U + m') strings compared,
+        never one per interaction)."""
+        known = vocab.user_ids
+        pos = np.clip(np.searchsorted(known, self.user_ids), 0, max(len(known) - 1, 0))
+        users = np.where(known[pos] == self.user_ids, pos, -1) if len(known) else np.full(len(self.user_ids), -1)
+        return users.astype(np.int64), movie_rows(vocab, self.item_ids)
 
     def codes_of(self, user_ids: np.ndarray) -> np.ndarray:
         """int64 user codes of ``user_ids`` (each must be one of :attr:`user_ids`)."""

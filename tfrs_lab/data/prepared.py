@@ -17,6 +17,9 @@ interaction) and writes a directory ``<cache_dir>/<name>-<fingerprint[:16]>/``::
     sequence_rows.npy        int64 [n]   row indices ordered by (user, timestamp, item id as an integer)
     users.parquet            id (string), count (int64)             U rows, ids in ascending string order
     items.parquet            id, count, text (string), categories (list<string>)   m rows: the catalogue
+    features/                the typed features of data.source.features (tfrs_lab.data.typed), one
+                             <name>.<codes|offsets|values>.npy per array and <name>.vocabulary.parquet
+                             (value, count) each, aligned with the item codes, user codes or rows
 
 Rows keep the source order (binary negatives and dropped unknown items removed), so ``to_data()``
 equals ``read_source`` column for column. ``sequence_rows`` is
@@ -39,6 +42,7 @@ Beam pipeline, writing the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -47,24 +51,27 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
+from tfrs_lab.data.filesystem import (RemoteFile, download_dir, file_sha256, file_stat, is_url, join, local_file,
+                                     local_path, read_text, remove_dir, upload_dir)
 from tfrs_lab.data.movielens import DataError, MovieLensData, default_data_dir
 from tfrs_lab.data.readers import (_absent_users, _binary_kept, _catalogue, _interactions, _loaded, _missing_items,
                                    _multi_hot, _read_file_table, _read_table, _read_tfrecord, _table_raw,
                                    _user_table, resolve_paths)
-from tfrs_lab.data.spec import InteractionColumns, SourceSpec
+from tfrs_lab.data.spec import FeatureSpec, InteractionColumns, SourceSpec
 from tfrs_lab.data.splits import _movie_order_key
+from tfrs_lab.data.typed import FeatureColumn, encode_features, load_features, save_features
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "PREPARED_DIR", "PreparedDataset", "fingerprint", "load_prepared",
-           "prepare_dataset"]
+__all__ = ["FORMAT_VERSION", "MANIFEST", "PREPARED_DIR", "PreparedDataset", "Stats", "Target", "as_file",
+           "check_unchanged", "fingerprint", "load_prepared", "prepare_dataset", "writing"]
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Version of the directory layout; part of the fingerprint (bump it when the layout changes)."""
 PREPARED_DIR = "prepared"
 """Default cache folder under the data dir (``$TFRS_LAB_DATA_DIR`` or ``data.data_dir``)."""
@@ -92,6 +99,8 @@ class PreparedDataset:
         item_ids: object ``[m]`` of ``str`` (the catalogue order); item_counts: int64 ``[m]`` (0 for
         catalogue items nobody interacted with); item_text: object ``[m]`` of ``str``;
         item_categories: ``m`` lists of category names.
+        features: name -> :class:`~tfrs_lab.data.typed.FeatureColumn` of ``data.source.features``
+        (per item code, user code or row; empty without typed features).
     """
 
     path: Path
@@ -108,6 +117,7 @@ class PreparedDataset:
     item_counts: np.ndarray
     item_text: np.ndarray
     item_categories: list[list[str]]
+    features: dict[str, FeatureColumn] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -155,7 +165,13 @@ def load_prepared(path: str | os.PathLike) -> PreparedDataset:
         item_ids=items.column("id").to_numpy(zero_copy_only=False).astype(object),
         item_counts=items.column("count").to_numpy(),
         item_text=items.column("text").to_numpy(zero_copy_only=False).astype(object),
-        item_categories=items.column("categories").to_pylist())
+        item_categories=items.column("categories").to_pylist(),
+        features=load_features(path, manifest.get("features", {}), _spec_features(manifest)))
+
+
+def _spec_features(manifest: dict[str, Any]) -> tuple[FeatureSpec, ...]:
+    """The ``FeatureSpec`` entries of the manifest's spec."""
+    return tuple(FeatureSpec(**f) for f in manifest["spec"].get("features", ()))
 
 
 def _complete(path: Path, fp: str) -> bool:
@@ -176,7 +192,7 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- the cache
 
 
-def _sources(spec: SourceSpec, where: str) -> list[tuple[str, Path]]:
+def _sources(spec: SourceSpec, where: str) -> list[tuple[str, Path | RemoteFile]]:
     """(table, file) of every source file, in reading order; DataError for a missing one."""
     out = []
     for table in ("interactions", "items", "users"):
@@ -186,19 +202,48 @@ def _sources(spec: SourceSpec, where: str) -> list[tuple[str, Path]]:
     return out
 
 
-def _file_sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+Stats = dict[str, tuple[int, "int | None"]]
+"""Every source file's (bytes, modification time in ns) when it was hashed, by path (or URL)."""
+
+
+def _fingerprint(spec: SourceSpec, where: str) -> tuple[str, list[dict[str, Any]], Stats]:
+    stats: Stats = {}
+    sources = []
+    for table, f in _sources(spec, where):
+        stat = file_stat(f)  # before hashing: a change while hashing or reading shows in check_unchanged
+        if stat is None:
+            raise DataError(f"{f} disappeared while it was being prepared: restore it, or fix {where}.{table}.path")
+        stats[str(f)] = stat
+        sources.append({"table": table, "path": str(f), "bytes": stat[0], "sha256": file_sha256(f)})
+    key = json.dumps({"format_version": FORMAT_VERSION, "spec": dataclasses.asdict(spec), "sources": sources},
+                     sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest(), sources, stats
 
 
 def fingerprint(spec: SourceSpec, *, where: str = "data.source") -> tuple[str, list[dict[str, Any]]]:
     """(SHA-256 hex, the sources) of ``spec``: every source file's content (streamed), the spec and
-    :data:`FORMAT_VERSION`. ``sources``: one ``{"table", "path", "bytes", "sha256"}`` per file."""
-    sources = [{"table": t, "path": str(f), "bytes": f.stat().st_size, "sha256": _file_sha256(f)}
-               for t, f in _sources(spec, where)]
-    key = json.dumps({"format_version": FORMAT_VERSION, "spec": dataclasses.asdict(spec), "sources": sources},
-                     sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest(), sources
+    :data:`FORMAT_VERSION`. ``sources``: one ``{"table", "path", "bytes", "sha256"}`` per file
+    (``path``: the URL of a remote file)."""
+    fp, sources, _ = _fingerprint(spec, where)
+    return fp, sources
+
+
+def check_unchanged(stats: Stats) -> None:
+    """DataError when a source file is gone or changed (size or modification time) since it was
+    hashed: what was read may not be what the fingerprint names, so nothing may be published."""
+    for path, (size, mtime) in stats.items():
+        now = file_stat(as_file(path))
+        if now is None:
+            raise DataError(f"{path} disappeared while it was being prepared: nothing was written; restore it and "
+                            "prepare again")
+        if now[0] != size or (mtime is not None and now[1] != mtime):
+            raise DataError(f"{path} changed while it was being prepared ({size} bytes when hashed, {now[0]} now): "
+                            "nothing was written; prepare again once the file is complete")
+
+
+def as_file(path: str) -> Path | RemoteFile:
+    """A source path (or URL) as :func:`~tfrs_lab.data.readers.resolve_paths` returns it."""
+    return RemoteFile(path) if is_url(path) else Path(path)
 
 
 def prepare_dataset(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = None,
@@ -211,29 +256,115 @@ def prepare_dataset(spec: SourceSpec, *, cache_dir: str | os.PathLike | None = N
 
     Args:
         spec: the source spec (``data.source``).
-        cache_dir: the folder of prepared datasets; default ``default_data_dir()/prepared``.
+        cache_dir: the folder of prepared datasets; default ``default_data_dir()/prepared``. A URL
+            (``gs://bucket/prepared``, ``s3://...``, ``file://...``): the dataset is built in a local
+            mirror (``default_data_dir()/prepared/remote/<hash of the URL>/``), then uploaded there,
+            ``manifest.json`` last; a later call with the same fingerprint downloads it when the
+            mirror lacks it. Source paths may be URLs too (docs/own-data.md#remote-and-shared-filesystems).
         where: the spec's dotted path in messages.
 
     Raises:
-        DataError: one line naming the file, column, line and fix; nothing is written then.
+        DataError: one line naming the file, column, line and fix; nothing is written then. Also
+            when a source disappears or changes between hashing and reading, and when the
+            directory cannot be written (a full disk) or published: nothing is left then either.
     """
-    target, fp, sources = _target(spec, cache_dir, where)
-    if _complete(target, fp):
-        return _reuse(spec, target, fp)
+    target, fp, sources, stats = _target(spec, cache_dir, where)
+    if (found := _cached(spec, target, fp)) is not None:
+        return found
     encoded = _encode(spec, where)  # every read and check; nothing is written before it succeeds
-    _clear_incomplete(target, fp)
+    check_unchanged(stats)
+    local = target.local
+    _clear_incomplete(local, fp)
     manifest = _manifest(spec, fp, sources, encoded.counts(), {k: v.shape for k, v in encoded.arrays.items()})
-    with staged_directory(target, replace=False) as stage:
-        _write(encoded, manifest, stage)
-    logger.info("prepared %s into %s", spec.name, target)
-    return load_prepared(target)
+    with writing(local):
+        with staged_directory(local, replace=False) as stage:
+            _write(encoded, manifest, stage)
+    logger.info("prepared %s into %s", spec.name, local)
+    return _published(spec, target)
 
 
-def _target(spec: SourceSpec, cache_dir: str | os.PathLike | None, where: str) -> tuple[Path, str, list[dict]]:
-    """(the dataset directory ``<cache>/<name>-<fingerprint[:16]>``, the fingerprint, the sources)."""
-    fp, sources = fingerprint(spec, where=where)
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a prepared dataset goes: ``local``, the directory written and memory-mapped; ``url``,
+    for a cache dir given as a URL, the remote directory it is published to (``local`` is then its
+    mirror under ``default_data_dir()/prepared/remote/``)."""
+
+    local: Path
+    url: str | None = None
+
+    def __str__(self) -> str:
+        return self.url or str(self.local)
+
+
+def _target(spec: SourceSpec, cache_dir: str | os.PathLike | None,
+            where: str) -> tuple[Target, str, list[dict], Stats]:
+    """(the dataset directory ``<cache>/<name>-<fingerprint[:16]>``, the fingerprint, the sources,
+    their stats when hashed)."""
+    fp, sources, stats = _fingerprint(spec, where)
+    name = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)[:40]}-{fp[:16]}"
+    cache_dir = local_path(cache_dir)
+    if is_url(cache_dir):
+        mirror = default_data_dir() / PREPARED_DIR / "remote" / hashlib.sha256(str(cache_dir).encode()).hexdigest()[:16]
+        return Target(mirror / name, join(str(cache_dir), name)), fp, sources, stats
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_data_dir() / PREPARED_DIR
-    return root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', spec.name)[:40]}-{fp[:16]}", fp, sources
+    return Target(root / name), fp, sources, stats
+
+
+def _cached(spec: SourceSpec, target: Target, fp: str) -> PreparedDataset | None:
+    """The dataset of fingerprint ``fp`` when ``target`` already holds it (a remote one is fetched
+    into the local mirror when the mirror lacks it), else None."""
+    if target.url is None:
+        return _reuse(spec, target.local, fp) if _complete(target.local, fp) else None
+    remote = _remote_manifest(target.url)
+    if remote is None or remote.get("fingerprint") != fp or remote.get("format_version") != FORMAT_VERSION:
+        return None
+    if not _complete(target.local, fp):
+        _clear_incomplete(target.local, fp)
+        with writing(target.local):
+            with staged_directory(target.local, replace=False) as stage:
+                download_dir(target.url, stage)
+    logger.info("prepared %s: reusing %s (same fingerprint %s; local mirror %s)", spec.name, target.url, fp[:16],
+                target.local)
+    return load_prepared(target.local)
+
+
+def _remote_manifest(url: str) -> dict[str, Any] | None:
+    text = read_text(join(url, MANIFEST))
+    try:
+        manifest = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == _FORMAT else None
+
+
+def _published(spec: SourceSpec, target: Target) -> PreparedDataset:
+    """The complete local directory, first copied to ``target.url`` when the cache dir is remote:
+    every file, then ``manifest.json`` (a remote directory without it is incomplete and is replaced
+    by the next preparation)."""
+    if target.url is not None:
+        import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+        remove_dir(target.url)  # an incomplete earlier attempt (a complete one was reused above)
+        try:
+            upload_dir(target.local, target.url, last=MANIFEST)
+        except (OSError, pa.ArrowException) as e:
+            remove_dir(target.url)
+            raise DataError(f"could not publish the prepared dataset to {target.url} ({' '.join(str(e).split())}): "
+                            f"nothing was left there (a local copy is in {target.local}); check the URL, its "
+                            "credentials and free space, and prepare again") from e
+        logger.info("published %s to %s", spec.name, target.url)
+    return load_prepared(target.local)
+
+
+@contextlib.contextmanager
+def writing(target: Path) -> Iterator[None]:
+    """Writing the prepared dataset ``target`` (in its staging directory): an OSError (a full
+    disk, no permission) becomes one DataError line; the staging directory is already removed."""
+    try:
+        yield
+    except OSError as e:
+        raise DataError(f"could not write the prepared dataset {target} ({e.strerror or e}): nothing was kept; free "
+                        "space there or choose another --output-dir (data.data_dir), then prepare again") from e
 
 
 def _reuse(spec: SourceSpec, target: Path, fp: str) -> PreparedDataset:
@@ -256,7 +387,7 @@ def _manifest(spec: SourceSpec, fp: str, sources: list[dict], counts: dict[str, 
             "spec": dataclasses.asdict(spec), "sources": sources, "counts": counts,
             "arrays": {k: {"file": f"{k}.npy", "dtype": np.dtype(t).name, "shape": [int(x) for x in shapes[k]]}
                        for k, t in _ARRAYS.items()},
-            "tables": {"users": _USERS, "items": _ITEMS}}
+            "tables": {"users": _USERS, "items": _ITEMS}, "features": {}}
 
 
 def _write_manifest(manifest: dict[str, Any], stage: Path) -> None:
@@ -283,6 +414,7 @@ class _Encoded:
     users: Any  # pyarrow Table: id, count
     items: Any  # pyarrow Table: id, count, text, categories
     num_categories: int
+    features: dict[str, FeatureColumn] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {"interactions": int(self.arrays["user"].shape[0]), "users": self.users.num_rows,
@@ -293,7 +425,7 @@ def _write(encoded: _Encoded, manifest: dict[str, Any], stage: Path) -> None:
     for k, dtype in _ARRAYS.items():
         np.save(stage / f"{k}.npy", np.ascontiguousarray(encoded.arrays[k], dtype=dtype))
     _write_tables(encoded.users, encoded.items, stage)
-    _write_manifest(manifest, stage)
+    _write_manifest({**manifest, "features": save_features(encoded.features, stage)}, stage)
 
 
 def _write_tables(users: Any, items: Any, stage: Path) -> None:
@@ -406,8 +538,15 @@ def _fast_interactions(table: Any, c: InteractionColumns) -> tuple | None:
     return users, items, rating, time
 
 
-def _interaction_file(file: Path, spec: SourceSpec, where: str) -> tuple:
-    """One interactions file -> (users, items, rating, time) as in :func:`_fast_interactions`."""
+def _interaction_file(file: Path | RemoteFile, spec: SourceSpec, where: str) -> tuple:
+    """One interactions file (a remote one through a local copy) -> (users, items, rating, time) as
+    in :func:`_fast_interactions`. DataError when it cannot be read (also when it disappeared after
+    it was hashed)."""
+    with local_file(file) as local:
+        return _local_interaction_file(local, spec, where)
+
+
+def _local_interaction_file(file: Path, spec: SourceSpec, where: str) -> tuple:
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
 
     c = spec.interactions.columns
@@ -647,9 +786,13 @@ def _encode(spec: SourceSpec, where: str) -> _Encoded:
     first = np.concatenate([[0], np.cumsum([s.rows for _, s in filtered])])
     parts = [_encode_shard(s, vocab, int(first[i])) for i, s in enumerate(shards)]
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in ("user", "item", "rating", "timestamp")}
-    del parts, shards, filtered
+    del parts, filtered
     arrays["sequence_offsets"] = vocab.sequence_offsets()
     arrays["sequence_rows"] = _sequence_rows(arrays["user"], arrays["timestamp"], vocab.item_rank[arrays["item"]],
                                              len(vocab.user_counts), len(vocab.item_counts))
     users_table, items_table = vocab.tables()
-    return _Encoded(arrays=arrays, users=users_table, items=items_table, num_categories=vocab.num_categories)
+    features = encode_features(spec, where, item_ids=vocab.item_ids.to_numpy(zero_copy_only=False),
+                               user_ids=vocab.user_ids.to_numpy(zero_copy_only=False),
+                               interaction_rows=[(f, s.row) for f, s in zip(files, shards)])
+    return _Encoded(arrays=arrays, users=users_table, items=items_table, num_categories=vocab.num_categories,
+                    features=features)

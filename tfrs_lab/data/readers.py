@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from tfrs_lab.schema import ConfigError, build
+from tfrs_lab.data.filesystem import RemoteFile, is_url, local_file, local_path, resolve_url
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.spec import (InteractionColumns, InteractionsSource, ItemColumns, ItemsSource, SourceSpec)
 
@@ -63,9 +64,13 @@ class _Raw:
 # --------------------------------------------------------------------------- files
 
 
-def resolve_paths(path: str, where: str) -> list[Path]:
+def resolve_paths(path: str, where: str) -> list[Path | RemoteFile]:
     """The files ``path`` names (a file or a glob, ``~`` expanded), sorted; DataError naming
-    ``where`` (e.g. ``data.source.interactions.path``) when none exists."""
+    ``where`` (e.g. ``data.source.interactions.path``) when none exists. A URL (``gs://``,
+    ``s3://``, ``file://``, ...) gives :class:`~tfrs_lab.data.filesystem.RemoteFile` s."""
+    path = local_path(path)
+    if is_url(path):
+        return resolve_url(path, where)
     expanded = os.path.expanduser(path)
     if glob.has_magic(expanded):
         files = sorted(Path(p) for p in glob.glob(expanded) if Path(p).is_file())
@@ -88,10 +93,13 @@ def _format(file: Path, fmt: str) -> str:
 
 
 def _check_columns(available: list[str], needed: Mapping[str, str], where: str, file: Path) -> None:
+    """DataError naming the file, the column and the columns that exist; a role starting with ``@``
+    is the full dotted path of the setting (``@data.source.features[2].column``)."""
     for role, col in needed.items():
         if col not in available:
-            raise DataError(f"{file}: no column {col!r} ({where}.columns.{role}); its columns are "
-                            f"{', '.join(map(repr, available)) or 'none'}: set {where}.columns.{role} to one of them")
+            setting = role[1:] if role.startswith("@") else f"{where}.columns.{role}"
+            raise DataError(f"{file}: no column {col!r} ({setting}); its columns are "
+                            f"{', '.join(map(repr, available)) or 'none'}: set {setting} to one of them")
 
 
 def _sniff(file: Path, encoding: str) -> str:
@@ -182,6 +190,8 @@ def _read_arrow(file: Path, fmt: str, needed: Mapping[str, str], where: str) -> 
 
             table = pajson.read_json(file)
             _check_columns(table.column_names, needed, where, file)
+    except FileNotFoundError:  # gone since it was listed: local_file says so
+        raise
     except (pa.ArrowInvalid, OSError) as e:
         text = " ".join(str(e).split())
         fix = ("convert it to UTF-8" if "UTF8" in text or "utf-8" in text.lower()
@@ -248,11 +258,11 @@ def _table_raw(where: str, table: Any, first_line: int | None, needed: Mapping[s
                 first_line)
 
 
-def _read_file(file: Path, source, needed: Mapping[str, str], where: str) -> _Raw:
-    read = _read_file_table(file, source, needed, where)
-    if read is None:
-        return _read_tfrecord(file, needed, where)
-    return _table_raw(str(file), *read, needed)
+def _read_file(file: Path | RemoteFile, source, needed: Mapping[str, str], where: str) -> _Raw:
+    with local_file(file) as local:
+        read = _read_file_table(local, source, needed, where)
+        raw = _read_tfrecord(local, needed, where) if read is None else _table_raw(str(local), *read, needed)
+    return dataclasses.replace(raw, where=str(file))
 
 
 def _read_table(source, needed: Mapping[str, str], where: str) -> list[_Raw]:
@@ -351,8 +361,11 @@ def _numbers(raw: _Raw, col: str, role: str, what: str, fix: str) -> np.ndarray:
     return out
 
 
-def _iso_times(raw: _Raw, col: str, cw: str) -> np.ndarray:
-    """ISO-8601 text -> int64 unix seconds (``Z``/offsets honoured; no zone = UTC)."""
+def _iso_times(raw: _Raw, col: str, cw: str, setting: str | None = None) -> np.ndarray:
+    """ISO-8601 text -> int64 unix seconds (``Z``/offsets honoured; no zone = UTC); messages name
+    ``setting`` (default ``{cw}.time``) and its ``time_format`` sibling."""
+    setting = setting or f"{cw}.time"
+    fmt = setting.rpartition(".")[0] + ".time_format"
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
 
     values = [v.strip() if isinstance(v, str) else v for v in raw.columns[col]]
@@ -376,8 +389,8 @@ def _iso_times(raw: _Raw, col: str, cw: str) -> np.ndarray:
             out[i] = cast([v])[0]
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             shown = "an empty value" if _is_missing(v) else repr(v)
-            raise DataError(f"{raw.where}, {raw.at(i)}, column {col!r} ({cw}.time): {shown} is not an ISO-8601 "
-                            f"time such as 2011-05-01T12:00:00Z: fix the value, or set {cw}.time_format: unix for "
+            raise DataError(f"{raw.where}, {raw.at(i)}, column {col!r} ({setting}): {shown} is not an ISO-8601 "
+                            f"time such as 2011-05-01T12:00:00Z: fix the value, or set {fmt}: unix for "
                             "unix seconds") from None
     return out
 

@@ -13,6 +13,12 @@ Leakage rules (what :func:`training_sequences` and :func:`evaluation_sequences` 
 
 Rows whose item is 0 (a movie missing from the catalogue) are dropped from every sequence.
 
+Each user's items (:class:`UserItems`, a CSR) come from the string columns (:func:`user_items`) or
+from the sequence index of compact interactions
+(:meth:`tfrs_lab.data.interactions.Interactions.user_items`, what the sequential task uses); the
+windows (:func:`sequence_windows`) and evaluation queries (:func:`query_sequences`) are built from
+either the same way.
+
 Training windows (:class:`TrainingSequences`) are an index into the users' concatenated items (a
 CSR layout), gathered per batch by
 :func:`tfrs_lab.training.sequential.gather_windows`: no [windows x max_length] matrix is
@@ -30,8 +36,8 @@ import numpy as np
 
 from tfrs_lab.data.splits import sequence_order
 
-__all__ = ["evaluation_sequences", "EvaluationSequences", "left_pad", "PAD_INDEX",
-           "training_sequences", "TrainingSequences", "user_items", "UserItems"]
+__all__ = ["evaluation_sequences", "EvaluationSequences", "left_pad", "PAD_INDEX", "query_sequences",
+           "sequence_windows", "training_sequences", "TrainingSequences", "user_items", "UserItems"]
 
 PAD_INDEX = 0
 """Item index used for padding (and for unknown items, which never enter a sequence)."""
@@ -120,7 +126,13 @@ def left_pad(sequences: list[np.ndarray], length: int) -> np.ndarray:
 
 def training_sequences(ratings: dict[str, np.ndarray], train_rows: np.ndarray, item_index: np.ndarray,
                        max_length: int, window_stride: int = 0) -> TrainingSequences:
-    """Next-item training windows from the training rows only.
+    """Next-item training windows from the training rows only (:func:`sequence_windows` of
+    :func:`user_items`)."""
+    return sequence_windows(user_items(ratings, train_rows, item_index), max_length, window_stride)
+
+
+def sequence_windows(per_user: UserItems, max_length: int, window_stride: int = 0) -> TrainingSequences:
+    """Next-item training windows over each user's items (the training rows only).
 
     For a user with training items ``s1 … sn`` the inputs are ``s1 … s(n-1)`` and the targets
     ``s2 … sn`` (each position predicts the next item). ``window_stride`` 0: one window, the
@@ -128,10 +140,11 @@ def training_sequences(ratings: dict[str, np.ndarray], train_rows: np.ndarray, i
     ``max_length`` inputs ending at positions n-1, n-1-S, … until every position is trained, each
     training its newest S positions (the oldest window all of its own). Users with fewer than 2
     training items give no window. Windows of a user are listed newest first, users in id order.
+    ``per_user``: from the string columns (:func:`user_items`) or the sequence index
+    (:meth:`tfrs_lab.data.interactions.Interactions.user_items`); both give the same windows.
     """
     if not 0 <= window_stride <= max_length:
         raise ValueError(f"window_stride must be in [0, max_length={max_length}], got {window_stride}")
-    per_user = user_items(ratings, train_rows, item_index)
     keep = np.flatnonzero(per_user.lengths() >= 2)
     first, last = per_user.offsets[keep], per_user.offsets[keep + 1] - 2  # flat positions of each user's inputs
     span = window_stride or max_length
@@ -160,7 +173,21 @@ def evaluation_sequences(ratings: dict[str, np.ndarray], history_rows: np.ndarra
     users = ratings["user_id"][target_rows].astype(str)
     pos = np.clip(np.searchsorted(per_user.user_ids.astype(str), users), 0, max(len(per_user.user_ids) - 1, 0))
     found = (per_user.user_ids[pos].astype(str) == users) if len(per_user.user_ids) else np.zeros(len(users), bool)
+    return query_sequences(per_user, np.where(found, pos, -1), users.astype(object),
+                           np.asarray(item_index)[target_rows], max_length)
+
+
+def query_sequences(per_user: UserItems, users: np.ndarray, user_ids: np.ndarray, targets: np.ndarray,
+                    max_length: int) -> EvaluationSequences:
+    """One query per target: the history of its user and the target item.
+
+    Args:
+      per_user: the history rows' items per user.
+      users: int [q]: each target's user as an index into ``per_user`` (-1: no history).
+      user_ids: str [q] each target's user id. targets: int [q] the target items (catalogue index > 0).
+      max_length: L, the history items kept in ``inputs``.
+    """
     empty = np.zeros(0, np.int64)
-    histories = [per_user.of(p) if ok else empty for p, ok in zip(pos, found)]
-    return EvaluationSequences(user_ids=users.astype(object), inputs=left_pad(histories, max_length),
-                               targets=np.asarray(item_index)[target_rows].astype(np.int64), seen=histories)
+    histories = [per_user.of(u) if u >= 0 else empty for u in np.asarray(users, np.int64)]
+    return EvaluationSequences(user_ids=np.asarray(user_ids, object), inputs=left_pad(histories, max_length),
+                               targets=np.asarray(targets, np.int64), seen=histories)

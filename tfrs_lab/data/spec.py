@@ -19,13 +19,15 @@ Example (``--data spec.yaml`` holds the ``data.source`` mapping)::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from tfrs_lab.data.filesystem import is_url
 from tfrs_lab.schema import ConfigError
 
-__all__ = ["CsvOptions", "FORMATS", "InteractionColumns", "InteractionsSource", "ItemColumns", "ItemsSource",
+__all__ = ["CsvOptions", "FEATURE_SIDES", "FEATURE_TYPES", "FORMATS", "FeatureSpec", "RESERVED_FEATURE_NAMES", "InteractionColumns", "InteractionsSource", "ItemColumns", "ItemsSource",
            "OWN", "QUICK_FLAGS", "SourceSpec", "UserColumns", "UsersSource", "parse_columns", "quick_source",
            "resolve_spec_paths"]
 
@@ -185,6 +187,9 @@ class UsersSource(_TableSource):
 class SourceSpec:
     """Your own data: ``interactions`` (required), ``items`` and ``users`` (optional).
 
+    ``features``: typed feature columns of any table (:class:`FeatureSpec`); a feature of the items
+    or users table needs that table.
+
     ``missing_items``: what to do with interactions whose item is absent from the items table:
     ``keep`` (the item joins the catalogue with an empty text and no categories) or ``drop`` (the
     interactions are removed); either way one log line counts them. ``name`` is the data set's
@@ -196,11 +201,103 @@ class SourceSpec:
     items: ItemsSource | None = None
     users: UsersSource | None = None
     missing_items: Literal["keep", "drop"] = "keep"
+    features: tuple[FeatureSpec, ...] = ()
 
     def validate(self, path: str) -> None:
         if not self.name.strip():
             raise ConfigError(f"{path}.name must not be empty")
         self.interactions.validate(f"{path}.interactions")
+        seen: set[str] = set()
+        for i, f in enumerate(self.features):
+            if f.name in seen:
+                raise ConfigError(f"{path}.features[{i}].name {f.name!r} is used twice: give every feature its own name")
+            seen.add(f.name)
+            if f.table != "interactions" and getattr(self, f.table) is None:
+                raise ConfigError(f"{path}.features[{i}].table is {f.table} but {path}.{f.table} is not given: add "
+                                  f"the {f.table} table (path, columns) or move the feature")
+
+
+FEATURE_TYPES = ("categorical", "multi_categorical", "text", "numeric", "timestamp", "dense")
+"""Types of a typed feature column (``data.source.features[i].type``)."""
+
+FEATURE_SIDES = {"users": "user", "items": "item", "interactions": "context"}
+"""Table -> the side a feature of it feeds: the user tower (looked up by user id), the item tower
+(looked up by item id) or the query's context (a per-interaction input, named after the feature)."""
+
+RESERVED_FEATURE_NAMES = ("user_id", "item_id", "movie_id", "item_ids", "history", "timestamp", "user_rating",
+                          "bucketized_user_age", "user_gender", "user_occupation_label", "user_zip_code",
+                          "exclude_item_ids", "k", "sample_weight")
+"""Names a feature may not take: the models' own inputs and the signatures' fixed input names."""
+
+_FEATURE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureSpec:
+    """One typed feature column (``data.source.features[i]``; docs/own-data.md#typed-features).
+
+    ``name``: the feature's name (letters, digits, ``_``; a context feature's signature input is
+    named after it). ``table``: ``interactions``, ``items`` or ``users`` (its side: context, item
+    tower, user tower). ``column``: the table's column. ``type``: one of :data:`FEATURE_TYPES`.
+
+    Options by type: ``categorical`` / ``multi_categorical``: ``min_count`` (values seen fewer times
+    share the out-of-vocabulary row), ``max_size`` (keep the most frequent; 0 = all),
+    ``hash_buckets`` (> 0: hash values into that many buckets instead of a vocabulary);
+    ``multi_categorical``: ``separator`` for text columns (list columns need none); ``text``:
+    ``max_tokens`` words per value, ``max_size`` words in the vocabulary (0 = 20000); ``numeric``:
+    ``normalize`` (``zscore``, ``log``: z-score of ``log1p(max(x, 0))``, ``none``) and
+    ``buckets`` (> 0: also a quantile-bucket embedding); ``timestamp``: ``time_format`` (``unix``
+    seconds or ``iso8601`` text) and ``buckets`` (quantile-bucket embedding, default 10);
+    ``dense``: ``size`` floats per value (a list column, or text joined by ``separator``).
+    """
+
+    name: str = ""
+    table: Literal["interactions", "items", "users"] = "items"
+    column: str = ""
+    type: Literal["categorical", "multi_categorical", "text", "numeric", "timestamp", "dense"] = "categorical"
+    separator: str = "|"
+    min_count: int = 1
+    max_size: int = 0
+    hash_buckets: int = 0
+    normalize: Literal["zscore", "log", "none"] = "zscore"
+    buckets: int = 0
+    time_format: Literal["unix", "iso8601"] = "unix"
+    max_tokens: int = 16
+    size: int = 0
+
+    @property
+    def side(self) -> str:
+        """``user``, ``item`` or ``context`` (:data:`FEATURE_SIDES`)."""
+        return FEATURE_SIDES[self.table]
+
+    def validate(self, path: str) -> None:
+        if not _FEATURE_NAME.match(self.name):
+            raise ConfigError(f"{path}.name must start with a letter and hold only letters, digits and _, "
+                              f"got {self.name!r}")
+        if self.name in RESERVED_FEATURE_NAMES:
+            raise ConfigError(f"{path}.name {self.name!r} is reserved for the models' own inputs: rename the "
+                              "feature (e.g. item_category)")
+        if not self.column.strip():
+            raise ConfigError(f"{path}.column is required: name a column of the {self.table} table")
+        for option in ("min_count", "max_size", "hash_buckets", "buckets", "size"):
+            if getattr(self, option) < 0:
+                raise ConfigError(f"{path}.{option} must be >= 0, got {getattr(self, option)}")
+        if self.min_count < 1:
+            raise ConfigError(f"{path}.min_count must be >= 1, got {self.min_count}")
+        if self.max_tokens < 1:
+            raise ConfigError(f"{path}.max_tokens must be >= 1, got {self.max_tokens}")
+        if not self.separator:
+            raise ConfigError(f"{path}.separator must not be empty, e.g. '|'")
+        if self.type == "dense" and self.size < 1:
+            raise ConfigError(f"{path}.size is required for a dense feature: the number of floats per value")
+        if self.type != "dense" and self.size:
+            raise ConfigError(f"{path}.size is only read for type dense, got type {self.type}: drop it")
+        if self.hash_buckets and self.type not in ("categorical", "multi_categorical"):
+            raise ConfigError(f"{path}.hash_buckets is only read for categorical and multi_categorical features, "
+                              f"got type {self.type}: drop it")
+        if self.type == "text" and self.table == "interactions":
+            raise ConfigError(f"{path}.type text is not supported on the interactions table yet: put the text "
+                              "in the items or users table")
 
 
 # --------------------------------------------------------------------------- the quick path
@@ -267,10 +364,10 @@ def resolve_spec_paths(source: Mapping[str, Any], base: Path) -> dict[str, Any]:
     for table in ("interactions", "items", "users"):
         t = out.get(table)
         if isinstance(t, Mapping) and isinstance(t.get("path"), str) and t["path"]:
-            p = os.path.expanduser(t["path"])
-            out[table] = {**t, "path": p if os.path.isabs(p) else os.path.abspath(os.path.join(base, p))}
+            p = t["path"] if is_url(t["path"]) else os.path.expanduser(t["path"])
+            out[table] = {**t, "path": p if is_url(p) or os.path.isabs(p) else os.path.abspath(os.path.join(base, p))}
     return out
 
 
 def _absolute(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
+    return path if is_url(path) else os.path.abspath(os.path.expanduser(path))

@@ -21,7 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = ["EARLY_STOPPING_METRIC", "REQUIRED_KS", "beyond_accuracy", "hit_rate", "hits_at_k", "metric_ks",
-           "multi_target_metrics", "ranking_metrics", "ranks_from_scores", "rating_metrics", "target_ranks"]
+           "multi_target_metrics", "paired_target_ranks", "ranking_metrics", "ranks_from_scores", "rating_metrics", "target_ranks"]
 
 REQUIRED_KS = {"hash": (10, 50, 100), "leave-last-out": (10, 50), "held-out-users": (20, 50, 100)}
 """Cut-offs whose metrics ``metrics.json`` must always hold, per evaluation protocol (docs/architecture.md)."""
@@ -54,6 +54,33 @@ def target_ranks(
     Returns:
       int64 [Q] ranks.
     """
+    return _ranked(queries, items, targets, exclude, batch_size, plain_too=False)[-1]
+
+
+def paired_target_ranks(
+    queries: np.ndarray,
+    items: np.ndarray,
+    targets: np.ndarray,
+    exclude: Sequence[np.ndarray],
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`target_ranks` without and with ``exclude``, from one score matrix per block of queries
+    (the catalogue is scored once: what the ``hash`` split's ``hit_rate@K`` and
+    ``hit_rate_seen_excluded@K`` read).
+
+    Args: as :func:`target_ranks` (``exclude`` required).
+
+    Returns:
+      (plain int64 [Q], excluded int64 [Q]): equal to ``target_ranks(..)`` and
+      ``target_ranks(.., exclude=exclude)``.
+    """
+    plain, excluded = _ranked(queries, items, targets, exclude, batch_size, plain_too=True)
+    return plain, excluded
+
+
+def _ranked(queries, items, targets, exclude, batch_size: int, *, plain_too: bool) -> list[np.ndarray]:
+    """[ranks with ``exclude``] or, with ``plain_too``, [plain ranks, ranks with ``exclude``] (int64
+    [Q] each), scoring each block of ``batch_size`` queries against ``items`` once."""
     queries = np.asarray(queries, dtype=np.float32)
     items = np.asarray(items, dtype=np.float32)
     targets = np.asarray(targets, dtype=np.int64)
@@ -63,13 +90,15 @@ def target_ranks(
         raise ValueError(f"targets must have shape [{queries.shape[0]}], got {targets.shape}")
     if exclude is not None and len(exclude) != len(targets):
         raise ValueError(f"exclude must have one entry per query ({len(targets)}), got {len(exclude)}")
-    ranks = np.empty(len(targets), dtype=np.int64)
+    out = [np.empty(len(targets), dtype=np.int64) for _ in range(2 if plain_too else 1)]
     for start in range(0, len(targets), batch_size):
         stop = min(start + batch_size, len(targets))
         scores = queries[start:stop] @ items.T  # [B, N]
-        ranks[start:stop] = ranks_from_scores(
+        if plain_too:  # without exclusions first: ranks_from_scores leaves the scores as they are then
+            out[0][start:stop] = ranks_from_scores(scores, targets[start:stop])
+        out[-1][start:stop] = ranks_from_scores(
             scores, targets[start:stop], None if exclude is None else exclude[start:stop])
-    return ranks
+    return out
 
 
 def ranks_from_scores(

@@ -195,6 +195,9 @@ def reindex(run: str | Path, items: str | Path, *, item_columns: str | dict | No
         version = new_version(base, version)
     except CascadeError as e:
         raise ReindexError(str(e)) from e
+    if cfg.data.source is not None and any(f.table == "items" for f in cfg.data.source.features):
+        raise ReindexError(f"--run {str(run)!r} was trained with item features (data.source.features), which "
+                           "reindex does not encode for new items yet: add the items to the items table and train again")
     ids, texts, cats = _read(_item_source(items, item_columns, cfg), "--items")
 
     warm, prepared = load_run(TASK, exported.run_dir)

@@ -20,6 +20,11 @@ Signatures (names in :mod:`tfrs_lab.export.signatures`), all returning ``item_id
   never returns the given items either ('' pads ragged rows). Exact for up to ``max_exclude`` ids
   per row (the caller's and, with a ``seen`` table, the user's known items together); a longer list
   is answered with fewer exclusions guaranteed, never an error.
+* ``query_with_context(user_id [batch], <each context feature by name>)``: only when the model
+  reads typed context features (``data.source.features`` of the interactions table): the
+  ``serving_default`` answer (same exclusions and fallback) for the given context; inputs as
+  :func:`tfrs_lab.models.features.context_signature` declares them. ``serving_default`` answers
+  with every context feature missing.
 * ``explain(user_id: string [batch])``: the ``serving_default`` answer plus ``because_ids`` (string
   [batch, k, e], e = min(3, stored history width)) and ``because_scores`` (float32 [batch, k, e]):
   the items of the user's stored history (their newest known items, as excluded by default) most
@@ -43,9 +48,10 @@ from tfrs_lab.export.similar import SimilarItems
 from tfrs_lab.export.titles import write_item_titles
 from tfrs_lab.export.verify import Check, require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
+from tfrs_lab.models.features import context_signature
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["ExportResult", "IndexSettings", "RetrievalServer", "SignatureExtension", "export_retrieval"]
+__all__ = ["ExportResult", "IndexSettings", "RetrievalServer", "SignatureExtension", "context_sample", "export_retrieval"]
 """``IndexSettings`` and ``ExportResult`` are re-exported: they are ``export_retrieval``'s argument and result."""
 
 logger = logging.getLogger(__name__)
@@ -96,6 +102,18 @@ class RetrievalServer(tf.Module):
         if self.history is not None:  # saving traces every tf.function of the module: only with a history
             self.explain = tf.function(self._explain,
                                        input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
+        self.context = tuple(getattr(model, "context_features", ()))
+        if self.context:
+            self.serve_context = tf.function(self._serve_context, input_signature=[
+                tf.TensorSpec([None], tf.string, name=sig.USER_ID), *(context_signature(f) for f in self.context)])
+
+    def _serve_context(self, user_id: tf.Tensor, *context: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``serving_default`` with the typed context features given (``query_with_context``)."""
+        features = {**self._known_user_features(user_id), **{f.name: v for f, v in zip(self.context, context)}}
+        if self.seen is not None:
+            return self._excluding(user_id, self._seen(user_id), features)
+        scores, ids = self._answer(features, self.k)
+        return self._with_fallback(user_id, scores, ids)
 
     def _known_user_features(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
         """Training-time user features of each user (defaults for unknown users), serving time as context."""
@@ -166,10 +184,12 @@ class RetrievalServer(tf.Module):
         history = tf.gather(self.history, self.model.user_lookup(user_id))  # [B, h]
         return {**answer, **self.similar.because(history, answer[sig.ITEM_IDS])}
 
-    def _excluding(self, user_id: tf.Tensor, exclude_item_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _excluding(self, user_id: tf.Tensor, exclude_item_ids: tf.Tensor,
+                   features: dict[str, tf.Tensor] | None = None) -> dict[str, tf.Tensor]:
         """Top k of the ``fetch`` nearest items (popular ones for unknown users) that are not in
-        ``exclude_item_ids`` (str [B, m], '' pads); '' / -inf where fewer than k remain."""
-        scores, ids = self._answer(self._known_user_features(user_id), self.fetch)
+        ``exclude_item_ids`` (str [B, m], '' pads); '' / -inf where fewer than k remain. ``features``:
+        the query features (default: the user's known ones, :meth:`_known_user_features`)."""
+        scores, ids = self._answer(self._known_user_features(user_id) if features is None else features, self.fetch)
         # Unknown users: rank the popular list instead, through the same exclusion below.
         unknown = tf.expand_dims(tf.equal(self.model.user_lookup(user_id), 0), -1)
         batch = tf.shape(user_id)[0]
@@ -182,6 +202,18 @@ class RetrievalServer(tf.Module):
         top_ids = tf.gather(ids, pos, batch_dims=1)
         valid = tf.math.is_finite(top_scores)
         return {sig.ITEM_IDS: tf.where(valid, top_ids, ""), sig.SCORES: top_scores}
+
+
+def context_sample(context: tuple, batch: int) -> dict[str, list]:
+    """Request values of the context features (``query_with_context`` inputs) for ``batch`` rows:
+    the most frequent value, the mean, the latest training time, zeros (for the reload check)."""
+    out: dict[str, list] = {}
+    for f in context:
+        first = f.vocabulary[0] if f.vocabulary else ""
+        value = {"categorical": first, "multi_categorical": [first], "numeric": f.mean if f.normalize != "log" else 1.0,
+                 "timestamp": int(f.maximum), "dense": [0.0] * f.size}[f.type]
+        out[f.name] = [value] * batch
+    return out
 
 
 def export_retrieval(
@@ -235,6 +267,8 @@ def export_retrieval(
     }
     if server.history is not None:
         signatures[sig.EXPLAIN] = server.explain
+    if server.context:
+        signatures[sig.QUERY_CONTEXT] = server.serve_context
     if extension is not None:
         signatures.update(extension.attach(server))
     version_dir = Path(export_base) / model_name / str(version)
@@ -250,6 +284,11 @@ def export_retrieval(
             users = {sig.USER_ID: sample_users[:4]}
             also = [] if server.history is None else [
                 Check(sig.EXPLAIN, users, server.explain(tf.constant(sample_users[:4])))]
+            if server.context:
+                inputs = {**users, **context_sample(server.context, len(users[sig.USER_ID]))}
+                answer = server.serve_context(*(tf.constant(v, dtype=s.dtype) for v, s in zip(
+                    inputs.values(), server.serve_context.input_signature)))
+                also.append(Check(sig.QUERY_CONTEXT, inputs, answer))
             require_same_answers(tmp, server.serve(tf.constant(sample_users[:4])), inputs=users,
                                  import_scann=settings.kind == "scann", also=also)
             if extension is not None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = ["ALLOW_ITEM_IDS", "BECAUSE_IDS", "BECAUSE_SCORES", "CANDIDATE_ITEM_IDS", "EXCLUDE_ITEM_IDS",
            "EXCLUDE_SEEN", "EXPLAIN", "HISTORY", "ITEM_ID", "ITEM_IDS", "ITEM_TITLES_FILE", "K",
-           "LEGACY_FLAGS", "LEGACY_NAMES", "LEGACY_TITLES_FILE", "MAX_BECAUSE", "PREDICT_RATINGS", "QUERY_FEATURES", "RATE",
+           "LEGACY_FLAGS", "LEGACY_NAMES", "LEGACY_TITLES_FILE", "MAX_BECAUSE", "PREDICT_RATINGS", "QUERY_CONTEXT", "QUERY_FEATURES", "RATE",
            "RATING", "RATINGS", "RECOMMEND", "RECOMMEND_FOR_USER", "RERANK", "RETRIEVAL_SCORES", "SCORE",
            "SCORES", "SCORE_WITH_FEATURES", "SEEN_ITEM_IDS", "SEEN_RATINGS", "SERVING_DEFAULT", "SIMILAR_ITEMS",
            "TIMESTAMP", "USER_ID", "RENAME_DOC", "WARMUP_FILE", "legacy_flag_error", "pre_rename_error", "pre_rename_export", "pre_rename_names"]
@@ -25,6 +25,11 @@ SERVING_DEFAULT = "serving_default"
 
 QUERY_FEATURES = "query_with_features"
 """Retrieval: every query feature given explicitly (user_id, timestamp, demographics, ``history``) -> item_ids, scores."""
+
+QUERY_CONTEXT = "query_with_context"
+"""Retrieval on your own data with typed context features: ``user_id`` (string [batch]) plus each
+context feature by its name (docs/own-data.md#typed-features) -> item_ids, scores, excluding as
+``serving_default`` does."""
 
 EXCLUDE_SEEN = "recommend_excluding"
 """Retrieval: ``user_id`` [batch] + ``exclude_item_ids`` (string [batch, m], '' = padding) -> item_ids, scores."""

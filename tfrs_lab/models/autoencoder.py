@@ -11,7 +11,8 @@
   as an L2-normalised multi-hot vector over the M catalogue movies, input dropout, tanh encoder,
   latent code (Gaussian with the reparameterisation trick for the VAE), mirrored decoder, and a
   multinomial log-likelihood over the catalogue; the VAE adds ``beta * KL`` with beta annealed
-  linearly from 0 to a cap.
+  linearly from 0 to a cap. With ``train.sample_weight`` each seen movie's log-likelihood term is
+  multiplied by its weight (``weights``); the input stays the multi-hot vector, as at serving time.
 
 The models know nothing about MovieLens: inputs are dense float batches [B, U] / [B, M] that the
 trainer densifies per batch from sparse matrices (never a whole [users x catalogue] matrix).
@@ -81,7 +82,9 @@ class AutoRec(SynchronousModel):
 class MultAutoencoder(SynchronousModel):
     """Mult-DAE (``variational=False``) or Mult-VAE over ``num_items`` catalogue movies.
 
-    Batches are users: ``{"items": float32 [B, M]}`` multi-hot (1 = seen in the input split).
+    Batches are users: ``{"items": float32 [B, M]}`` multi-hot (1 = seen in the input split), and
+    optionally ``weights`` float32 [B, M] (each seen movie's weight in the likelihood, 0 elsewhere;
+    without it every seen movie weighs 1).
     ``anneal_steps`` is the number of optimizer steps over which the KL weight grows to the cap.
     """
 
@@ -151,7 +154,8 @@ class MultAutoencoder(SynchronousModel):
         if self.variational and training:
             z = mean + tf.exp(0.5 * log_var) * tf.random.normal(tf.shape(mean))
         logits = self.output_layer(self.decoder_hidden(z))
-        nll = -global_mean(tf.reduce_sum(tf.nn.log_softmax(logits) * items, axis=-1))  # mean over users
+        weights = tf.cast(features["weights"], tf.float32) if "weights" in features else items
+        nll = -global_mean(tf.reduce_sum(tf.nn.log_softmax(logits) * weights, axis=-1))  # mean over users
         if not self.variational:
             return nll
         kl = global_mean(tf.reduce_sum(0.5 * (-log_var + tf.exp(log_var) + tf.square(mean) - 1.0), axis=-1))

@@ -29,7 +29,8 @@ holding j, whichever stream drew it. With N = 0 it is the plain in-batch correct
 ``remove_accidental_hits`` then sets ``l_bc`` to -inf-like (``MIN_FLOAT``) for every column c != b
 holding query b's positive movie (an in-batch duplicate or a uniform draw of that movie);
 ``num_hard_negatives = K > 0`` keeps the positive column and the K highest corrected negatives
-per query. The loss is ``sum_b -log softmax(l_b)_b`` (TFRS sums over the batch).
+per query. The loss is ``sum_b w_b * -log softmax(l_b)_b`` (TFRS sums over the batch), with
+``w_b`` the batch's ``sample_weight`` (``train.sample_weight``) or 1 without that key.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ import tensorflow_recommenders as tfrs
 from tfrs_lab.config import RetrievalModelConfig
 
 from tfrs_lab.models.cross_replica import SynchronousModel, global_candidates
-from tfrs_lab.models.features import USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder, history_embedding
+from tfrs_lab.models.features import (USER_FEATURES, FeatureEncoder, MovieFeatureEncoder, UserFeatureEncoder,
+                                      history_embedding)
 
 __all__ = ["RetrievalModel", "mixed_sampling_probability"]
 
@@ -73,7 +75,11 @@ class RetrievalModel(SynchronousModel):
     Batch features (all shape [B]): ``user_id`` (string), ``movie_id`` (string), ``timestamp``
     (int64 unix seconds), and when the query tower uses them ``bucketized_user_age`` (float32),
     ``user_gender`` (int64 0/1), ``user_occupation_label`` (int64), ``history`` (string [B, H], the
-    movies rated just before, most recent first, '' padding).
+    movies rated just before, most recent first, '' padding); optionally ``sample_weight`` (float32
+    [B], each row's weight in the loss). With typed features of your own data
+    (``vocab.typed``, :class:`tfrs_lab.models.features.FeatureEncoder`) the query tower also reads
+    the user features (by user index) and the context features (by name, see
+    :attr:`context_features`), the candidate tower the item features (by movie index).
     """
 
     def __init__(self, vocab, hp: RetrievalModelConfig) -> None:
@@ -91,10 +97,15 @@ class RetrievalModel(SynchronousModel):
         self.user_embedding = tf.keras.layers.Embedding(vocab.num_users, d, embeddings_regularizer=reg)
         self.user_features = UserFeatureEncoder(vocab, [n for n in hp.query_features if n in USER_FEATURES], f)
         self.use_history = "history" in q
+        typed = tuple(getattr(vocab, "typed", ()))  # own data's data.source.features
+        query_typed = [t for t in typed if t.side in ("user", "context")]
+        item_typed = [t for t in typed if t.side == "item"]
+        self.query_typed = FeatureEncoder(query_typed, f, name="query_typed") if query_typed else None
         self.query_tower = _tower(hp.tower_layers, hp.embedding_dim, hp.l2_regularization, "query_tower")
         # --- candidate tower
         self.movie_embedding = tf.keras.layers.Embedding(vocab.num_movies, d, embeddings_regularizer=reg)
         self.movie_features = MovieFeatureEncoder(vocab, hp.candidate_features, f)
+        self.item_typed = FeatureEncoder(item_typed, f, name="item_typed") if item_typed else None
         self.candidate_tower = _tower(hp.tower_layers, hp.embedding_dim, hp.l2_regularization, "candidate_tower")
         # --- task
         counts = np.asarray(vocab.item_counts, dtype=np.float64) + 1.0
@@ -112,7 +123,10 @@ class RetrievalModel(SynchronousModel):
 
     def query_embedding(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Query vectors float32 [B, embedding_dim] from raw query features (see class docstring)."""
-        parts = [self.user_embedding(self.user_lookup(features["user_id"])), *self.user_features(features)]
+        user_index = self.user_lookup(features["user_id"])
+        parts = [self.user_embedding(user_index), *self.user_features(features)]
+        if self.query_typed is not None:
+            parts += self.query_typed(features, index=user_index)
         if self.use_history:
             parts.append(history_embedding(features["history"], self.movie_lookup, self.movie_embedding))  # shares the candidate table
         return self._finish(parts, self.query_tower)
@@ -120,11 +134,18 @@ class RetrievalModel(SynchronousModel):
     def candidate_embedding_from_index(self, movie_index: tf.Tensor) -> tf.Tensor:
         """Candidate vectors float32 [B, embedding_dim] from movie indices int64 [B] (0 = unknown)."""
         parts = [self.movie_embedding(movie_index), *self.movie_features(movie_index)]
+        if self.item_typed is not None:
+            parts += self.item_typed({}, index=movie_index)
         return self._finish(parts, self.candidate_tower)
 
     def candidate_embedding(self, movie_id: tf.Tensor) -> tf.Tensor:
         """Candidate vectors float32 [B, embedding_dim] from movie ids (string [B])."""
         return self.candidate_embedding_from_index(self.movie_lookup(movie_id))
+
+    @property
+    def context_features(self) -> tuple:
+        """Descriptions of the typed context features the query reads by name (none without any)."""
+        return () if self.query_typed is None else self.query_typed.context
 
     def catalogue_embeddings(self, batch_size: int = 4096) -> np.ndarray:
         """float32 [M, embedding_dim]: every catalogue movie, in ``movie_ids`` order."""
@@ -145,14 +166,15 @@ class RetrievalModel(SynchronousModel):
             uniform = tf.random.uniform([self.hp.uniform_negatives], 1, self.num_catalogue + 1, dtype=tf.int64)
             candidate = tf.concat([candidate, self.candidate_embedding_from_index(uniform)], 0)
             movie_index = tf.concat([movie_index, uniform], 0)
-        return self.softmax_loss(query, candidate, movie_index)
+        return self.softmax_loss(query, candidate, movie_index, features.get("sample_weight"))
 
-    def softmax_loss(self, query: tf.Tensor, candidate: tf.Tensor, candidate_index: tf.Tensor) -> tf.Tensor:
+    def softmax_loss(self, query: tf.Tensor, candidate: tf.Tensor, candidate_index: tf.Tensor,
+                     sample_weight: tf.Tensor | None = None) -> tf.Tensor:
         """The corrected sampled-softmax loss (module docstring), a float32 scalar summed over queries.
 
         ``query`` float32 [B, d]; ``candidate`` float32 [B + N, d]: row b < B is query b's positive,
         rows B .. B + N - 1 the ``hp.uniform_negatives`` uniform draws; ``candidate_index`` int64
-        [B + N] their movie indices (1 .. M)."""
+        [B + N] their movie indices (1 .. M); ``sample_weight`` float32 [B] query b's weight (None: 1)."""
         probability = None
         if self.hp.logq_correction:
             probability = mixed_sampling_probability(
@@ -161,6 +183,7 @@ class RetrievalModel(SynchronousModel):
                 self.num_catalogue)
         return self.task(
             query, candidate,
+            sample_weight=sample_weight,
             candidate_sampling_probability=probability,
             candidate_ids=candidate_index if self.hp.remove_accidental_hits else None,
             compute_metrics=False,

@@ -19,7 +19,11 @@ Protocols (``data.split: auto`` picks by architecture, docs/architecture.md#spli
 
 Matrices are sparse (``scipy.sparse.csr_matrix``, O(interactions)); training batches and evaluation
 blocks densify only their own rows (:func:`sparse_rows_dataset`, :func:`dense_rows`), so memory is
-O(interactions) + O(batch x catalogue) and no [users x catalogue] matrix is ever built.
+O(interactions) + O(batch x catalogue) and no [users x catalogue] matrix is ever built. The matrices
+come straight from the integer columns of compact
+:class:`~tfrs_lab.data.interactions.Interactions` (:meth:`AutoencoderTask.streams`: your own data
+as the prepared dataset holds it; MovieLens encoded once): user and item codes mapped to vocabulary
+rows through two small lookup tables, never a string per interaction.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from tfrs_lab.config import AutoencoderConfig
-from tfrs_lab.data.features import Vocabularies, movie_rows
+from tfrs_lab.data.features import Vocabularies
+from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions as Coded
 from tfrs_lab.data.movielens import MovieLensData
 from tfrs_lab.data.splits import HELD_OUT_USERS
 from tfrs_lab.evaluation.metrics import (metric_ks, multi_target_metrics, ranking_metrics, ranks_from_scores,
@@ -45,6 +50,7 @@ from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
 from tfrs_lab.training import distribute, report
+from tfrs_lab.training.common import sample_weights
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["AutoencoderTask", "TASK", "Interactions", "RatingBaselines", "autorec_dataset", "autorec_predictions",
@@ -70,13 +76,12 @@ class Interactions:
         return (self.users >= 0) & (self.items >= 0)
 
 
-def interactions(data: MovieLensData, vocab: Vocabularies, *row_sets: np.ndarray) -> Interactions:
+def interactions(data: Coded, vocab: Vocabularies, *row_sets: np.ndarray) -> Interactions:
+    """The rows of ``row_sets`` (concatenated) as matrix coordinates of ``vocab``, from the codes."""
     rows = np.concatenate(row_sets) if row_sets else np.zeros(0, np.int64)
-    user_ids = data.ratings["user_id"][rows]
-    pos = np.clip(np.searchsorted(vocab.user_ids, user_ids), 0, len(vocab.user_ids) - 1)
-    users = np.where(vocab.user_ids[pos] == user_ids, pos, -1).astype(np.int64)
-    items = movie_rows(vocab, data.ratings["movie_id"][rows])
-    return Interactions(users, items, data.ratings["user_rating"][rows].astype(np.float32))
+    user_rows, item_rows = data.vocabulary_rows(vocab)
+    return Interactions(user_rows[data.user[rows]], item_rows[data.item[rows]],
+                        np.asarray(data.rating[rows], np.float32))
 
 
 def rating_matrix(x: Interactions, num_users: int, num_items: int) -> sp.csr_matrix:
@@ -219,22 +224,20 @@ class HeldOutUsers:
     targets: Interactions  # users = row in inputs, items = catalogue row (movies outside the catalogue dropped)
 
 
-def held_out_inputs(data: MovieLensData, vocab: Vocabularies, fold_in_rows: np.ndarray,
+def held_out_inputs(data: Coded, vocab: Vocabularies, fold_in_rows: np.ndarray,
                     target_rows: np.ndarray) -> HeldOutUsers:
     """The fold-in input matrix and the targets of the users of ``fold_in_rows`` / ``target_rows``."""
-    ids = data.ratings["user_id"]
-    user_ids, inverse = np.unique(np.concatenate([ids[fold_in_rows], ids[target_rows]]).astype(str),
-                                  return_inverse=True)
+    codes, inverse = np.unique(np.concatenate([data.user[fold_in_rows], data.user[target_rows]]), return_inverse=True)
     fold_users, target_users = inverse[: len(fold_in_rows)], inverse[len(fold_in_rows):]
-    fold_items = movie_rows(vocab, data.ratings["movie_id"][fold_in_rows])
-    target_items = movie_rows(vocab, data.ratings["movie_id"][target_rows])
+    item_rows = data.vocabulary_rows(vocab)[1]
+    fold_items, target_items = item_rows[data.item[fold_in_rows]], item_rows[data.item[target_rows]]
     k = fold_items >= 0
     fold_in = Interactions(fold_users[k].astype(np.int64), fold_items[k], np.ones(int(k.sum()), np.float32))
-    inputs = rating_matrix(fold_in, len(user_ids), len(vocab.movie_ids))
+    inputs = rating_matrix(fold_in, len(codes), len(vocab.movie_ids))
     keep = target_items >= 0
     targets = Interactions(target_users[keep].astype(np.int64), target_items[keep],
-                           data.ratings["user_rating"][target_rows][keep].astype(np.float32))
-    return HeldOutUsers(user_ids.astype(object), inputs, targets)
+                           np.asarray(data.rating[target_rows], np.float32)[keep])
+    return HeldOutUsers(data.user_ids[codes].astype(object), inputs, targets)
 
 
 def held_out_metrics(model: MultAutoencoder, held: HeldOutUsers, ks: tuple[int, ...], batch_size: int) -> dict[str, float]:
@@ -244,9 +247,12 @@ def held_out_metrics(model: MultAutoencoder, held: HeldOutUsers, ks: tuple[int, 
     return multi_target_metrics(ranks, users, ks)
 
 
-def mult_dataset(items: sp.csr_matrix, batch_size: int, seed: int) -> tf.data.Dataset:
+def mult_dataset(items: sp.csr_matrix, batch_size: int, seed: int, *, weighted: bool = False) -> tf.data.Dataset:
     """Batches of users (those with input movies): ``items`` float32 [B, M] multi-hot, densified per
-    batch from the sparse [U, M] ``items`` (stored entries = seen)."""
+    batch from the sparse [U, M] ``items`` (stored entries = seen); with ``weighted`` also
+    ``weights`` float32 [B, M], the stored values (each seen movie's ``train.sample_weight``, 0 elsewhere)."""
+    if weighted:
+        return sparse_rows_dataset(items, batch_size, seed, lambda r, m: {"items": m, "weights": r})
     return sparse_rows_dataset(items, batch_size, seed, lambda r, m: {"items": m})
 
 
@@ -273,8 +279,13 @@ class AutoencoderTask(Task):
         """``data.split: auto`` resolved to the architecture's protocol."""
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=cfg.split_name))
 
+    def streams(self, cfg: AutoencoderConfig) -> bool:
+        """Your own data reaches the task as compact :class:`~tfrs_lab.data.interactions.Interactions`
+        on the splits computed from codes (all but ``predefined``)."""
+        return cfg.split_name in STREAMED_SPLITS
+
     def train(self, ctx: RunContext) -> Trained:
-        cfg, data, split, vocab = ctx.cfg, ctx.data, ctx.split, ctx.vocab
+        cfg, data, split, vocab = ctx.cfg, Coded.of(ctx.data), ctx.split, ctx.vocab
         arch = cfg.model.architecture
         num_users, num_items = len(vocab.user_ids), len(vocab.movie_ids)
         train = interactions(data, vocab, split.train)
@@ -316,8 +327,13 @@ class AutoencoderTask(Task):
             def build() -> MultAutoencoder:
                 return MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae", anneal_steps=anneal_steps)
 
+            weights = sample_weights(data.ratings["user_rating"], cfg.train.sample_weight, split.train)
+            # train.sample_weight: the stored values are the weights (the pattern, what the model reads, is unchanged)
+            r_fit = r_train if weights is None else rating_matrix(
+                dataclasses.replace(train, ratings=weights[split.train]), num_users, num_items)
+
             def make(batch: int) -> tf.data.Dataset:
-                return mult_dataset(r_train, batch, cfg.train.seed)
+                return mult_dataset(r_fit, batch, cfg.train.seed, weighted=weights is not None)
 
             def probe(m: MultAutoencoder, features) -> tf.Tensor:
                 return m(features["items"])
@@ -377,7 +393,7 @@ class AutoencoderTask(Task):
                              s.test, ctx.cfg.eval.batch_size)
 
 
-def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, known: sp.csr_matrix,
+def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData | Coded, known: sp.csr_matrix,
                   test: Interactions, batch_size: int, sample: int = 200,
                   user_ids: np.ndarray | None = None) -> dict:
     """:func:`report.write_report` inputs: the whole catalogue scored for each test user from their
@@ -408,7 +424,7 @@ def report_inputs(model, arch: str, vocab: Vocabularies, data: MovieLensData, kn
                                 titles=report.catalogue_titles(data, vocab.movie_ids), ranks_note=note)
 
 
-def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensData, export_dir: Path,
+def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensData | Coded, export_dir: Path,
             known: sp.csr_matrix, train: Interactions, test: Interactions):
     """Exports with the training + validation inputs (what the test evaluation used)."""
     x = cfg.export

@@ -10,7 +10,10 @@ from typing import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ValidationEarlyStopping", "learning_rate", "make_dataset", "optimizer", "validation_metrics"]
+from tfrs_lab.data.movielens import DataError
+from tfrs_lab.training.optimizers import LazyAdam
+
+__all__ = ["ValidationEarlyStopping", "learning_rate", "make_dataset", "optimizer", "sample_weights", "validation_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +78,10 @@ def learning_rate(train_cfg, steps_per_epoch: int):
 
 
 def optimizer(name: str, lr) -> tf.keras.optimizers.Optimizer:
-    """The ``train.optimizer`` named ``name`` (adam | adagrad | sgd) with learning rate (or schedule) ``lr``."""
-    return {"adam": tf.keras.optimizers.Adam, "adagrad": tf.keras.optimizers.Adagrad,
+    """The ``train.optimizer`` named ``name`` (adam | lazy_adam | adagrad | sgd) with learning rate (or
+    schedule) ``lr``; ``lazy_adam`` updates only the embedding rows a batch touches
+    (:class:`tfrs_lab.training.optimizers.LazyAdam`)."""
+    return {"adam": tf.keras.optimizers.Adam, "lazy_adam": LazyAdam, "adagrad": tf.keras.optimizers.Adagrad,
             "sgd": tf.keras.optimizers.SGD}[name](learning_rate=lr)
 
 
@@ -87,3 +92,28 @@ def make_dataset(columns: Mapping[str, np.ndarray], batch_size: int, shuffle_buf
     ds = tf.data.Dataset.from_tensor_slices({k: tf.constant(v) for k, v in columns.items()})
     ds = ds.shuffle(max(1, min(n, shuffle_buffer)), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def sample_weights(rating: np.ndarray, mode: str, train_rows: np.ndarray) -> np.ndarray | None:
+    """float32 [n]: each interaction's loss weight under ``train.sample_weight`` = ``mode``, or None
+    for ``none`` (every row weighs 1, the unweighted loss exactly).
+
+    ``rating`` float [n] is the rating / implicit weight column (a play count; 1.0 where the data has
+    no rating column). ``rating`` -> the value itself, ``log1p`` -> log(1 + value); either is then
+    divided by its mean over ``train_rows`` (int [t], the rows the loss sees), so the mean training
+    weight is 1 and the loss keeps its scale. Raises :class:`DataError` on a negative value or when
+    every training weight is 0.
+    """
+    if mode == "none":
+        return None
+    values = np.asarray(rating, np.float64)
+    train = values[np.asarray(train_rows, np.int64)]
+    if len(train) and train.min() < 0:
+        raise DataError(f"train.sample_weight={mode} needs ratings >= 0, got {train.min():g}: "
+                        "weigh only implicit weights such as play counts, or set train.sample_weight=none")
+    weight = values if mode == "rating" else np.log1p(np.maximum(values, 0.0))
+    mean = float(weight[np.asarray(train_rows, np.int64)].mean()) if len(train) else 1.0
+    if mean <= 0:
+        raise DataError(f"train.sample_weight={mode}: every training row has weight 0 (no rating column, or all "
+                        "ratings 0): name the weight column as rating, or set train.sample_weight=none")
+    return (weight / mean).astype(np.float32)

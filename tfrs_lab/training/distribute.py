@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from tfrs_lab.config import ConfigError
 
-__all__ = ["backup_dir", "ClusterSpec", "Distribution", "DISTRIBUTIONS", "fault_tolerance_callbacks",
+__all__ = ["backup_dir", "cluster_failures", "ClusterSpec", "Distribution", "DISTRIBUTIONS", "fault_tolerance_callbacks",
            "finish_training", "fit_dataset", "is_chief", "make_distribution", "parse_tf_config", "Probe", "ResumeProbe",
            "run_directory", "serve_forever", "single_device_copy", "SUMMARY_FILE", "TF_CONFIG", "variable_devices"]
 
@@ -233,6 +233,30 @@ def backup_dir(train_cfg, output_dir: Path) -> Path:
         return Path(train_cfg.backup_dir).expanduser().absolute()
     output_dir = Path(output_dir)
     return output_dir.parent / f".{output_dir.name}.backup"
+
+
+_LOST_PEER = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError,
+              tf.errors.AbortedError)
+"""What a collective or a remote step raises when another task of the cluster died or hangs."""
+
+
+@contextlib.contextmanager
+def cluster_failures(dist: Distribution, train_cfg, output_dir: Path) -> Iterator[None]:
+    """Turns a lost peer during training (another worker killed, a parameter server gone, a
+    collective past ``train.collective_timeout_seconds``) into one line
+    (:class:`~tfrs_lab.training.rundir.RunFailed`: nothing was published; restart every task to
+    resume from the backup). Errors of single-process runs pass through unchanged."""
+    from tfrs_lab.training.rundir import RunFailed  # pylint: disable=import-outside-toplevel
+
+    try:
+        yield
+    except _LOST_PEER as e:
+        if dist.name in ("default", "mirrored"):
+            raise
+        detail = " ".join((e.message or "").split())[:200]
+        raise RunFailed(f"a task of the {dist.name} cluster stopped during training ({type(e).__name__}: {detail}): "
+                        f"nothing was published to {output_dir}; restart every task with the same command to "
+                        f"resume from the last finished epoch backed up in {backup_dir(train_cfg, output_dir)}") from e
 
 
 class ResumeProbe(tf.keras.callbacks.Callback):

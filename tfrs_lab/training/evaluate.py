@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.data.features import Vocabularies, movie_rows
-from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
+from tfrs_lab.evaluation.metrics import hit_rate, paired_target_ranks, ranking_metrics, target_ranks
 
 __all__ = ["evaluate", "known_rows", "query_embeddings", "seen_lists"]
 
@@ -71,8 +71,9 @@ def evaluate(
         exclude = known_rows(vocab, columns["user_id"], history)
     if protocol == "leave-last-out":
         return ranking_metrics(target_ranks(queries, items, targets[keep], exclude=exclude, batch_size=batch_size), ks)
-    metrics = hit_rate(target_ranks(queries, items, targets[keep], batch_size=batch_size), ks)
-    if seen_excluded:
-        ranks = target_ranks(queries, items, targets[keep], exclude=exclude, batch_size=batch_size)
-        metrics.update({key.replace("hit_rate@", "hit_rate_seen_excluded@"): v for key, v in hit_rate(ranks, ks).items()})
+    if not seen_excluded:
+        return hit_rate(target_ranks(queries, items, targets[keep], batch_size=batch_size), ks)
+    plain, ranks = paired_target_ranks(queries, items, targets[keep], exclude, batch_size=batch_size)
+    metrics = hit_rate(plain, ks)
+    metrics.update({key.replace("hit_rate@", "hit_rate_seen_excluded@"): v for key, v in hit_rate(ranks, ks).items()})
     return metrics

@@ -234,7 +234,10 @@ def implicit_dataset(cols: Columns, vocab: Vocabularies, sampler: NegativeSample
         spec[NEGATIVE_MOVIE_ID] = tf.TensorSpec([None, k], tf.string)
     else:
         spec["label"] = tf.TensorSpec([None], tf.float32)
-    return tf.data.Dataset.from_generator(grouped_epoch if grouped else epoch, output_signature=spec).prefetch(2)
+    batches = -(-n // max(1, batch_size // (1 + k))) if grouped else -(-(n * (1 + k)) // batch_size)
+    ds = tf.data.Dataset.from_generator(grouped_epoch if grouped else epoch, output_signature=spec)
+    # a known length: a run resumed from its backup (train.distribution) runs whole epochs, as the first did
+    return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
 
 
 # --------------------------------------------------------------------------- evaluation

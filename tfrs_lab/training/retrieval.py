@@ -24,14 +24,14 @@ from tfrs_lab.config import RetrievalConfig, RetrievalModelConfig
 from tfrs_lab.data.features import RAW_QUERY_FEATURES, Vocabularies, movie_rows
 from tfrs_lab.data.history import latest_history, recent_history
 from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions
-from tfrs_lab.data.movielens import MovieLensData
+from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.splits import Split
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.export.retrieval import export_retrieval
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.evaluation.metrics import EARLY_STOPPING_METRIC, metric_ks
-from tfrs_lab.training.common import make_dataset
+from tfrs_lab.training.common import make_dataset, sample_weights
 from tfrs_lab.training.evaluate import evaluate, known_rows, query_embeddings
 from tfrs_lab.training.stream import RetrievalStream, SplitRanks, rank_split, split_metrics, stream_metrics
 from tfrs_lab.training.task import RunContext, Task, Trained
@@ -155,8 +155,8 @@ class RetrievalTask(Task):
 
     def streams(self, cfg: RetrievalConfig) -> bool:
         """Your own data reaches retrieval as :class:`Interactions` (never converted to strings per
-        row) on the splits computed from codes; a warm start reads the string columns."""
-        return self.streamed and cfg.split_name in STREAMED_SPLITS and not cfg.train.warm_start
+        row) on the splits computed from codes, warm-started runs included."""
+        return self.streamed and cfg.split_name in STREAMED_SPLITS
 
     @property
     def streamed(self) -> bool:
@@ -201,7 +201,13 @@ class RetrievalTask(Task):
         cfg, split, vocab, dist = ctx.cfg, ctx.split, ctx.vocab, ctx.distribution
         data = ctx.data if isinstance(ctx.data, Interactions) else Interactions.from_data(ctx.data)
         hp = hyperparameters(cfg, data.has_user_features)
-        stream = RetrievalStream(data, split, hp.history_length if "history" in hp.query_features else 0)
+        weights = None
+        if cfg.train.sample_weight != "none":
+            if data.rating is None:
+                raise DataError(f"train.sample_weight={cfg.train.sample_weight}: {data.dataset} has no rating / weight "
+                                "column: name one (--columns ...,rating=COLUMN) or set train.sample_weight=none")
+            weights = sample_weights(data.rating, cfg.train.sample_weight, split.train)
+        stream = RetrievalStream(data, split, hp.history_length if "history" in hp.query_features else 0, weights)
         state = StreamState(hp, stream, metric_ks(split.protocol, cfg.eval.ks))
         sample = stream.features("train", np.arange(min(2, len(split.train))))
         steps = -(-len(split.train) // cfg.train.batch_size)

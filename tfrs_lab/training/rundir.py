@@ -23,11 +23,16 @@ from typing import Iterator
 from tfrs_lab.staging import staged_directory
 
 __all__ = ["check_output_dir", "CONFIG_FILE", "parse_phase_log", "peak_rss_bytes", "PhaseClock", "PHASES", "EXPORT_DIR", "LOGS_DIR", "METRICS_FILE", "run_lock", "RunDirError",
-           "staged_run_dir", "write_metrics"]
+           "RunFailed", "staged_run_dir", "write_metrics"]
 
 
 class RunDirError(ValueError):
     """The output directory cannot be used; the message says how to fix it."""
+
+
+class RunFailed(RuntimeError):
+    """A run stopped by something outside the user's input (e.g. a worker of its cluster died); the
+    message is one line saying what was kept (nothing published) and how to go on. Exit code 1."""
 
 
 CONFIG_FILE = "config.yaml"

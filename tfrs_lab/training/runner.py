@@ -123,6 +123,10 @@ def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None, *, stream: 
     if inputs is None:
         logger.info("loading %s", cfg.data.dataset)
         inputs = TaskInputs(load_data(cfg, compact=stream and t.streams(cfg)))
+    features = cfg.data.source.features if cfg.data.dataset == OWN and cfg.data.source is not None else ()
+    if features and not (t.name == "retrieval" and isinstance(inputs.data, Interactions)):
+        logger.warning("data.source.features (%s) are read by retrieval on the splits computed from codes only, "
+                       "without minimum counts: this run ignores them", ", ".join(f.name for f in features))
     split = _split(t, cfg, inputs.data)
     return Prepared(inputs.data, split, t.vocabularies(cfg, inputs.data, split.train, inputs))
 
@@ -166,14 +170,15 @@ def common_metrics(cfg, data: MovieLensData | Interactions, split: Split, traine
     }
 
 
-def _previous(task: Task, kept: list[Prepared] | None = None):
+def _previous(task: Task, kept: list[Prepared] | None = None, *, stream: bool = True):
     """``prepare`` for :func:`load_warm_start`: a previous run's config -> (its vocabularies as it
     fitted them, through its own warm start if it had one; its number of training rows). The
-    previous run's :class:`Prepared` is appended to ``kept`` when given."""
+    previous run's :class:`Prepared` is appended to ``kept`` when given; ``stream``: as :func:`prepare`
+    (compact :class:`Interactions` when the task streams; ``reindex`` reads the string columns)."""
 
     def previous(prev_cfg) -> tuple[Vocabularies, int]:
         earlier = _warm_start(task, prev_cfg)
-        p = prepare(task, prev_cfg, stream=False)  # callers (warm start, reindex) read the string columns
+        p = prepare(task, prev_cfg, stream=stream)
         vocab = p.vocab if earlier is None else earlier.adopt(task, prev_cfg, p.data, p.split)
         if kept is not None:
             kept.append(p)
@@ -196,7 +201,7 @@ def load_run(task: str | Task, run_dir: str | Path) -> tuple[WarmStart, Prepared
     with its data, split and vocabularies as prepared again from its ``config.yaml``."""
     t = get_task(task) if isinstance(task, str) else task
     kept: list[Prepared] = []
-    run = load_warm_start(t, run_dir, _previous(t, kept))
+    run = load_warm_start(t, run_dir, _previous(t, kept, stream=False))
     return run, kept[-1]
 
 
@@ -243,7 +248,8 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
         backup, resume = distribute.fault_tolerance_callbacks(dist, cfg.train, output_dir)
         ctx = RunContext(cfg, data, split, vocab, stage, output_dir, verbose, dist, backup,
                          lambda: resume.initial_epoch or 0, warm_start=warm)
-        trained = t.train(ctx)
+        with distribute.cluster_failures(dist, cfg.train, output_dir):
+            trained = t.train(ctx)
         clock.end("train")
         metrics = common_metrics(cfg, data, split, trained)
         if warm is not None:

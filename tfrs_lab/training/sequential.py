@@ -3,12 +3,20 @@
 Protocols: ``leave-last-out`` (each user's last rating is the target, the earlier ones the history)
 and ``held-out-users`` (users never trained on: their older ratings are the history, every one of
 their newest ratings a target; Mult-VAE's ``recall@K`` / ``ndcg@K`` per user).
+
+The task reads compact :class:`~tfrs_lab.data.interactions.Interactions` (:meth:`SequentialTask.streams`:
+your own data straight from the prepared dataset; MovieLens encoded once): the training windows,
+the evaluation histories and the export's per-user history table all come from its per-user
+sequence index (:meth:`Interactions.user_items`, :meth:`Interactions.latest`), never from a string
+column per row; the windows' inputs and targets are gathered per batch inside the ``tf.data``
+pipeline (:func:`sequence_dataset`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,10 +26,9 @@ import tensorflow as tf
 
 from tfrs_lab.config import SequentialConfig
 from tfrs_lab.data.features import Vocabularies, movie_rows
-from tfrs_lab.data.history import latest_history
+from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions
 from tfrs_lab.data.movielens import MovieLensData
-from tfrs_lab.data.sequences import (EvaluationSequences, TrainingSequences, evaluation_sequences,
-                                     training_sequences)
+from tfrs_lab.data.sequences import EvaluationSequences, TrainingSequences, query_sequences, sequence_windows
 from tfrs_lab.data.splits import HELD_OUT_USERS, Split
 from tfrs_lab.evaluation.metrics import metric_ks, multi_target_metrics, ranking_metrics, target_ranks
 from tfrs_lab.export.index import IndexSettings
@@ -32,7 +39,7 @@ from tfrs_lab.training.common import learning_rate, make_dataset, optimizer
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["SequentialTask", "TASK", "build_model", "build_sequences", "evaluate_sequences", "gather_windows",
-           "query_vectors", "sequence_dataset", "window_batch"]
+           "query_vectors", "sequence_dataset", "steps_per_epoch", "window_batch"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,21 +51,30 @@ def item_indices(vocab: Vocabularies, movie_ids: np.ndarray) -> np.ndarray:
     return movie_rows(vocab, movie_ids) + 1
 
 
-def build_sequences(data: MovieLensData, split: Split, vocab: Vocabularies, max_length: int, window_stride: int = 0
-                    ) -> tuple[TrainingSequences, EvaluationSequences, EvaluationSequences]:
+def build_sequences(data: MovieLensData | Interactions, split: Split, vocab: Vocabularies, max_length: int,
+                    window_stride: int = 0) -> tuple[TrainingSequences, EvaluationSequences, EvaluationSequences]:
     """Leakage-free (train, validation, test) sequences: see :mod:`tfrs_lab.data.sequences`
-    (``window_stride``: the training windows, ``model.window_stride``).
+    (``window_stride``: the training windows, ``model.window_stride``), from the sequence index of
+    ``data`` (the same windows and queries as :func:`~tfrs_lab.data.sequences.training_sequences`
+    and :func:`~tfrs_lab.data.sequences.evaluation_sequences` of the string columns).
 
     ``held-out-users``: a held-out user's history is their fold-in rows, one query per target row."""
-    index = item_indices(vocab, data.ratings["movie_id"])
-    train = training_sequences(data.ratings, split.train, index, max_length, window_stride)
+    data = Interactions.of(data)
+    index = item_indices(vocab, data.item_ids)  # [m'] the model's index of each item code (0 = not in the catalogue)
+    train = sequence_windows(data.user_items(split.train, index), max_length, window_stride)
     if split.protocol == HELD_OUT_USERS:
         validation_history, test_history = split.fold_in_validation, split.fold_in_test
     else:
         validation_history, test_history = split.train, np.concatenate([split.train, split.validation])
-    validation = evaluation_sequences(data.ratings, validation_history, split.validation, index, max_length)
-    test = evaluation_sequences(data.ratings, test_history, split.test, index, max_length)
-    return train, validation, test
+
+    def queries(history_rows: np.ndarray, target_rows: np.ndarray) -> EvaluationSequences:
+        target_rows = np.asarray(target_rows, np.int64)
+        target_rows = target_rows[index[data.item[target_rows]] > 0]  # items outside the catalogue dropped
+        users = data.user[target_rows]
+        return query_sequences(data.user_items(history_rows, index), users, data.user_ids[users],
+                               index[data.item[target_rows]], max_length)
+
+    return train, queries(validation_history, split.validation), queries(test_history, split.test)
 
 
 def query_vectors(model: SequentialModel, inputs: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -82,13 +98,21 @@ def evaluate_sequences(model: SequentialModel, seqs: EvaluationSequences, ks: tu
     return ranking_metrics(ranks, ks)
 
 
-def build_model(cfg: SequentialConfig, vocab: Vocabularies) -> SequentialModel:
+def build_model(cfg: SequentialConfig, vocab: Vocabularies, steps_per_epoch: int = 1) -> SequentialModel:
     """A compiled :class:`SequentialModel` over ``vocab``'s catalogue (sampled-softmax item
-    probabilities from the training counts, add-one smoothed)."""
+    probabilities from the training counts, add-one smoothed). ``steps_per_epoch``: optimizer steps
+    per epoch, ``ceil(training windows / train.batch_size)`` (:func:`steps_per_epoch`), what a
+    learning-rate schedule counts in; 1 for a model that is not trained."""
     counts = vocab.item_counts[1:].astype(np.float64) + 1.0
     model = SequentialModel(len(vocab.movie_ids), cfg.model, item_probability=counts / counts.sum())
-    model.compile(optimizer=optimizer(cfg.train.optimizer, learning_rate(cfg.train, 1)))
+    model.compile(optimizer=optimizer(cfg.train.optimizer, learning_rate(cfg.train, steps_per_epoch)))
     return model
+
+
+def steps_per_epoch(train: TrainingSequences, batch_size: int) -> int:
+    """Optimizer steps in one epoch over ``train``'s windows (their number, not the users', moves
+    with ``model.window_stride``)."""
+    return max(1, math.ceil(len(train) / batch_size))
 
 
 def gather_windows(items: tf.Tensor, max_length: int, windows: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -127,12 +151,11 @@ def sequence_dataset(seqs: TrainingSequences, batch_size: int, shuffle_buffer: i
     return ds.map(lambda w: gather_windows(items, length, w), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def serving_histories(data: MovieLensData, vocab: Vocabularies, width: int) -> np.ndarray:
+def serving_histories(data: MovieLensData | Interactions, vocab: Vocabularies, width: int) -> np.ndarray:
     """str [U, width]: each known user's latest ``width`` movies among *all* ratings, oldest first
-    ('' left padding) — the freshest history the exported model can hold."""
-    everything = np.arange(len(data.ratings["user_id"]))
-    newest_first = latest_history(data.ratings, everything, vocab.user_ids, width)
-    return newest_first[:, ::-1]
+    ('' left padding) — the freshest history the exported model can hold (from the sequence index)."""
+    data = Interactions.of(data)
+    return data.latest(data.codes_of(vocab.user_ids), width)[:, ::-1]
 
 
 @dataclasses.dataclass
@@ -142,6 +165,7 @@ class SequentialState:
     test: EvaluationSequences
     ks: tuple[int, ...]
     protocol: str
+    data: Interactions
 
 
 class SequentialTask(Task):
@@ -149,17 +173,22 @@ class SequentialTask(Task):
 
     name = "sequential"
 
+    def streams(self, cfg: SequentialConfig) -> bool:
+        """Your own data reaches the task as :class:`Interactions` (both its splits are computed from codes)."""
+        return cfg.split_name in STREAMED_SPLITS
+
     def train(self, ctx: RunContext) -> Trained:
-        cfg, vocab = ctx.cfg, ctx.vocab
-        train, validation, test = build_sequences(ctx.data, ctx.split, vocab, cfg.model.max_length,
+        cfg, vocab, data = ctx.cfg, ctx.vocab, Interactions.of(ctx.data)
+        train, validation, test = build_sequences(data, ctx.split, vocab, cfg.model.max_length,
                                                   cfg.model.window_stride)
         logger.info("%d training windows (%d next-item targets), %d validation / %d test users",
                     len(train), train.num_positions, len(validation.targets), len(test.targets))
         protocol = ctx.split.protocol
-        state = SequentialState(train, validation, test, metric_ks(protocol, cfg.eval.ks), protocol)
+        state = SequentialState(train, validation, test, metric_ks(protocol, cfg.eval.ks), protocol, data)
         dist = ctx.distribution
+        steps = steps_per_epoch(train, cfg.train.batch_size)
         with dist.strategy.scope():
-            model = build_model(cfg, vocab)
+            model = build_model(cfg, vocab, steps)
 
         def make(batch: int) -> tf.data.Dataset:
             return sequence_dataset(train, batch, cfg.train.shuffle_buffer, cfg.train.seed)
@@ -169,7 +198,7 @@ class SequentialTask(Task):
         fit = ctx.fit(model, dataset, monitor=EARLY_STOPPING_METRIC[protocol], label=None, fit_kwargs=fit_kwargs,
                       validate=lambda: evaluate_sequences(model, validation, state.ks, cfg.eval.batch_size, protocol))
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
-            dist, model, lambda: build_model(cfg, vocab), window_batch(train, np.arange(min(len(train), 2))),
+            dist, model, lambda: build_model(cfg, vocab, steps), window_batch(train, np.arange(min(len(train), 2))),
             ctx.stage, lambda m, features: m.query_embedding(features["inputs"]))
         return Trained(model, state, [fit], train.num_positions, train.num_positions,
                        {"architecture": cfg.model.architecture, "num_train_sequences": int(len(train))})
@@ -179,12 +208,13 @@ class SequentialTask(Task):
         return evaluate_sequences(trained.model, s.test, s.ks, ctx.cfg.eval.batch_size, s.protocol)
 
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
-        cfg, vocab, data, model, test = ctx.cfg, ctx.vocab, ctx.data, trained.model, trained.state.test
+        cfg, vocab, model = ctx.cfg, ctx.vocab, trained.model
+        data, test = trained.state.data, trained.state.test
         x = cfg.export
         settings = IndexSettings(kind=x.index, k=x.k, max_exclude=x.max_exclude, **asdict(x.scann))
         logger.info("exporting %s index (k=%d) to export/%s/%d", x.index, x.k, x.model_name, x.version)
         counts = vocab.item_counts[1:].astype(np.float64)
-        longest = int(max(np.unique(data.ratings["user_id"], return_counts=True)[1].max(), 1))
+        longest = int(max(np.diff(data.sequence_offsets).max(initial=0), 1))
         width = min(longest, max(cfg.model.max_length, x.max_exclude))
         samples = [[str(vocab.movie_ids[i - 1]) for i in row if i > 0] for row in test.inputs[:8]]
         result = export_sequential(

@@ -7,9 +7,11 @@ their place in a :class:`~tfrs_lab.data.interactions.HistorySource`. A ``tf.data
 positions (a fresh permutation each epoch, batched first, then mapped) gathers per batch exactly the
 raw columns :func:`tfrs_lab.training.retrieval.feature_columns` would hold for those rows:
 ``user_id`` / ``movie_id`` (string [B], ``tf.gather(vocabulary, codes)``), ``timestamp`` (int64 [B]),
-the MovieLens demographics where the data has them, and ``history`` (string [B, H], the user's
-previous ``history_length`` source items, most recent first, '' padded), so the model and its
-export stay string-keyed. Evaluation ranks every evaluated row over the whole catalogue in chunks
+the MovieLens demographics where the data has them, the typed context features of your own
+data by name (:func:`context_gather`: raw strings, numbers, times, vectors), ``history`` (string
+[B, H], the user's previous ``history_length`` source items, most recent first, '' padded), and with
+``train.sample_weight`` the rows' loss weights (``sample_weight``, float32 [B]), so the model and
+its export stay string-keyed. Evaluation ranks every evaluated row over the whole catalogue in chunks
 (:func:`stream_ranks`), the exclusions as views into the history source; validation during training
 may rank only the rows of a fixed, seeded sample of users (:meth:`RetrievalStream.user_sample`,
 ``eval.validation_users``), test evaluation always ranks every rankable test row, and
@@ -19,16 +21,16 @@ may rank only the rows of a fixed, seeded sample of users (:meth:`RetrievalStrea
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.data.interactions import HistorySource, Interactions
 from tfrs_lab.data.splits import Split
-from tfrs_lab.evaluation.metrics import hit_rate, ranking_metrics, target_ranks
+from tfrs_lab.evaluation.metrics import hit_rate, paired_target_ranks, ranking_metrics, target_ranks
 
-__all__ = ["RetrievalStream", "SplitRanks", "SplitRows", "rank_split", "split_metrics", "stream_metrics", "stream_ranks"]
+__all__ = ["RetrievalStream", "context_gather", "SplitRanks", "SplitRows", "rank_split", "split_metrics", "stream_metrics", "stream_ranks"]
 
 _CHUNK = 1 << 16  # evaluated rows per chunk: bounds queries and exclusion lists in memory
 
@@ -46,20 +48,48 @@ class SplitRows:
         return len(self.rows)
 
 
+def context_gather(column) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``f(rows int64 [b]) -> values`` of a context feature (a per-row
+    :class:`~tfrs_lab.data.typed.FeatureColumn`) as its serving input
+    (:func:`tfrs_lab.models.features.context_signature`): categorical string [b] ('' missing),
+    multi_categorical string [b, n] ('' pads), numeric float32 [b], timestamp int64 [b], dense
+    float32 [b, size]."""
+    t = column.spec.type
+    if t in ("categorical", "multi_categorical"):
+        strings = tf.constant(column.row_strings().astype(str))
+        codes = tf.constant(np.asarray(column.codes, np.int32))
+        if t == "categorical":
+            return lambda r: tf.gather(strings, tf.gather(codes, r))
+        offsets = tf.constant(np.asarray(column.offsets, np.int64))
+
+        def multi(r: tf.Tensor) -> tf.Tensor:
+            at = tf.ragged.range(tf.gather(offsets, r), tf.gather(offsets, r + 1))
+            return tf.gather(strings, tf.gather(codes, at)).to_tensor("")
+
+        return multi
+    values = tf.constant(np.asarray(column.values))
+    return lambda r: tf.gather(values, r)
+
+
 class RetrievalStream:
     """Batches of the retrieval task's raw features from :class:`Interactions` (module docstring).
 
     Args:
         data: the interactions. split: the run's split.
         history_length: H, items per history; 0 when the query tower reads none (no ``history`` key).
+        weights: float32 ``[n]`` each row's loss weight (``tfrs_lab.training.common.sample_weights``),
+            batched as ``sample_weight``; None: no such key (every row weighs 1).
     """
 
-    def __init__(self, data: Interactions, split: Split, history_length: int) -> None:
+    def __init__(self, data: Interactions, split: Split, history_length: int,
+                 weights: np.ndarray | None = None) -> None:
         self.data, self.length = data, history_length
+        self.weight = None if weights is None else tf.constant(np.asarray(weights, np.float32))
         self.user = tf.constant(np.asarray(data.user, np.int32))
         self.item = tf.constant(np.asarray(data.item, np.int32))
         self.timestamp = tf.constant(np.asarray(data.timestamp, np.int64))
         self.extra = {k: tf.constant(v) for k, v in data.extra.items()}
+        self.context = {name: context_gather(f) for name, f in data.features.items() if f.spec.side == "context"}
         self.user_ids = tf.constant(data.user_ids.astype(str))
         self.item_ids = tf.constant(data.item_ids.astype(str))
         self.parts: dict[str, SplitRows] = {}
@@ -93,7 +123,10 @@ class RetrievalStream:
             r = tf.gather(rows, positions)
             u = tf.gather(self.user, r)
             out = {"user_id": tf.gather(self.user_ids, u), "movie_id": tf.gather(self.item_ids, tf.gather(self.item, r)),
-                   "timestamp": tf.gather(self.timestamp, r), **{k: tf.gather(v, r) for k, v in self.extra.items()}}
+                   "timestamp": tf.gather(self.timestamp, r), **{k: tf.gather(v, r) for k, v in self.extra.items()},
+                   **{k: gather(r) for k, gather in self.context.items()}}
+            if self.weight is not None:
+                out["sample_weight"] = tf.gather(self.weight, r)
             if length:
                 stop = tf.gather(stops, positions)
                 start = tf.gather(user_start, u)
@@ -175,11 +208,15 @@ def stream_ranks(model, stream: RetrievalStream, name: str, *, exclude: bool, pl
     keep = stream.rankable(name) if positions is None else np.asarray(positions, np.int64)
     for s in range(0, len(keep), _CHUNK):
         positions = keep[s:s + _CHUNK]
-        queries = stream.queries(model, name, positions)
-        plain_ranks = target_ranks(queries, items, targets[positions], batch_size=batch_size) if plain else None
-        excluded = None
-        if exclude:
-            excluded = target_ranks(queries, items, targets[positions], exclude=stream.seen(name, positions),
+        queries, chunk_targets = stream.queries(model, name, positions), targets[positions]
+        plain_ranks = excluded = None
+        if plain and exclude:  # both from one scoring of the catalogue
+            plain_ranks, excluded = paired_target_ranks(queries, items, chunk_targets, stream.seen(name, positions),
+                                                        batch_size=batch_size)
+        elif plain:
+            plain_ranks = target_ranks(queries, items, chunk_targets, batch_size=batch_size)
+        elif exclude:
+            excluded = target_ranks(queries, items, chunk_targets, exclude=stream.seen(name, positions),
                                     batch_size=batch_size)
         yield positions, plain_ranks, excluded
 

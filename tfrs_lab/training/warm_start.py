@@ -28,12 +28,13 @@ import tensorflow as tf
 
 from tfrs_lab.config import ConfigError, load_config, read_yaml
 from tfrs_lab.data.features import Vocabularies
+from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.movielens import MovieLensData
 from tfrs_lab.data.splits import Split
 from tfrs_lab.training import rundir
 from tfrs_lab.training.task import Task
 
-__all__ = ["METRIC", "WarmStart", "load_warm_start", "unknown_rows"]
+__all__ = ["METRIC", "WarmStart", "load_warm_start", "unknown_codes", "unknown_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +60,10 @@ class WarmStart:
     checkpoint: str
     oov_rows: int = 0
 
-    def adopt(self, task: Task, cfg, data: MovieLensData, split: Split) -> Vocabularies:
+    def adopt(self, task: Task, cfg, data: MovieLensData | Interactions, split: Split) -> Vocabularies:
         """The vocabularies the new run (``cfg`` on ``data``) uses: the previous run's, after checking
-        that the model shapes agree. Logs how many training rows hit the out-of-vocabulary rows."""
+        that the model shapes agree. Logs how many training rows hit the out-of-vocabulary rows
+        (compact :class:`Interactions`: counted from the codes, :func:`unknown_codes`)."""
         mine = task.model_shape(cfg, data.has_user_features)
         theirs = task.model_shape(self.config, self.vocab.has_user_features)
         for key in mine:
@@ -69,8 +71,11 @@ class WarmStart:
                 raise ConfigError(
                     f"--warm-start {self.run_dir}: its model has {key}={theirs.get(key)!r} but this config has "
                     f"{mine[key]!r}: warm start needs the same model shape (set {key}={theirs.get(key)!r})")
-        users, movies, rows = unknown_rows(self.vocab, data.ratings["user_id"][split.train],
-                                           data.ratings["movie_id"][split.train])
+        if isinstance(data, Interactions):
+            users, movies, rows = unknown_codes(self.vocab, data, split.train)
+        else:
+            users, movies, rows = unknown_rows(self.vocab, data.ratings["user_id"][split.train],
+                                               data.ratings["movie_id"][split.train])
         self.oov_rows = rows
         logger.info("warm start from %s: its vocabularies are kept; %d of %d training rows (%.1f %%) have a user "
                     "(%d users) or movie (%d movies) it does not know and map to the out-of-vocabulary row",
@@ -98,6 +103,15 @@ def unknown_rows(vocab: Vocabularies, users: np.ndarray, movies: np.ndarray) -> 
     new_user = ~np.isin(users.astype(str), vocab.user_ids.astype(str))
     new_movie = ~np.isin(movies.astype(str), vocab.movie_ids.astype(str))
     return (len(np.unique(users[new_user])), len(np.unique(movies[new_movie])), int(np.sum(new_user | new_movie)))
+
+
+def unknown_codes(vocab: Vocabularies, data: Interactions, rows: np.ndarray) -> tuple[int, int, int]:
+    """:func:`unknown_rows` of ``data``'s rows ``rows`` from the codes (one comparison per distinct
+    user and item, never a string per row)."""
+    user_rows, item_rows = data.vocabulary_rows(vocab)
+    users, items = data.user[rows], data.item[rows]
+    new_user, new_item = user_rows[users] < 0, item_rows[items] < 0
+    return len(np.unique(users[new_user])), len(np.unique(items[new_item])), int(np.sum(new_user | new_item))
 
 
 def load_warm_start(task: Task, run_dir: str | Path,
