@@ -327,7 +327,7 @@ class AutoencoderTask(Task):
             def build() -> MultAutoencoder:
                 return MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae", anneal_steps=anneal_steps)
 
-            weights = sample_weights(data.ratings["user_rating"], cfg.train.sample_weight, split.train)
+            weights = sample_weights(data.rating, cfg.train.sample_weight, split.train)
             # train.sample_weight: the stored values are the weights (the pattern, what the model reads, is unchanged)
             r_fit = r_train if weights is None else rating_matrix(
                 dataclasses.replace(train, ratings=weights[split.train]), num_users, num_items)
