@@ -199,7 +199,7 @@ class RetrievalTask(Task):
 
     def _train_streamed(self, ctx: RunContext) -> Trained:
         cfg, split, vocab, dist = ctx.cfg, ctx.split, ctx.vocab, ctx.distribution
-        data = ctx.data if isinstance(ctx.data, Interactions) else Interactions.from_data(ctx.data)
+        data = Interactions.of(ctx.data)
         hp = hyperparameters(cfg, data.has_user_features)
         weights = None
         if cfg.train.sample_weight != "none":
