@@ -238,6 +238,10 @@ def test_scale_suite_end_to_end(tmp_path, capsys):
     metrics = json.loads((out / "runs" / "retrieval-20k" / "metrics.json").read_text())
     assert metrics["epochs_trained"] == 1 and metrics["phase_train_seconds"] == train["seconds"]
     assert {f"phase_{p}_seconds" for p in PHASES} <= set(metrics)
+    # what a run killed after training (in evaluate or export) is read back from: its log's throughput line
+    from tfrs_lab.training.rundir import parse_train_throughput
+    log = (out / "logs" / "20k-retrieval.log").read_text()
+    assert parse_train_throughput(log) == metrics["train_examples_per_second"] == train["examples_per_second"]
     assert [t["target"] for t in results["targets"]][-1] == "peak RSS <= 8 GiB in every stage"
     png = (out / "scale.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000

@@ -41,7 +41,7 @@ import yaml
 from tfrs_lab.bench import common
 from tfrs_lab.data.prepared import PREPARED_DIR
 from tfrs_lab.data.synthetic import SPEC_FILE, count_label
-from tfrs_lab.training.rundir import METRICS_FILE, PHASES, parse_phase_log
+from tfrs_lab.training.rundir import METRICS_FILE, PHASES, parse_phase_log, parse_train_throughput
 
 __all__ = ["DEFAULT_MEMORY_CAP", "DEFAULT_SIZES", "OVER_CAP", "OWN_DATASET", "parse_bytes", "plot",
            "PREPARE_CACHE_HIT", "prepare_command", "markdown_table", "ROW_KEYS", "run_scale", "run_watched", "targets",
@@ -294,6 +294,8 @@ def _task_rows(size: int, dataset: str, task: str, w: Watched, run_dir: Path) ->
             seconds, rss = done[phase]
             spent += seconds
             rows.append(_row(size, dataset, task, phase, seconds, rss, size if phase == "load" else None, "ok", **extra))
+            if phase == "train":  # the run logged its fit's speed before it was killed (metrics.json's figure)
+                rows[-1]["examples_per_second"] = parse_train_throughput(w.log)
         elif not any(r["status"] != "ok" for r in rows):  # the phase it died in
             rows.append(_row(size, dataset, task, phase, max(w.seconds - spent, 0.0), w.peak_rss_bytes, None,
                              w.status() if not w.ok else "failed: no metrics.json", **extra))

@@ -22,8 +22,8 @@ from typing import Iterator
 
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["check_output_dir", "CONFIG_FILE", "parse_phase_log", "peak_rss_bytes", "PhaseClock", "PHASES", "EXPORT_DIR", "LOGS_DIR", "METRICS_FILE", "run_lock", "RunDirError",
-           "RunFailed", "staged_run_dir", "write_metrics"]
+__all__ = ["check_output_dir", "CONFIG_FILE", "parse_phase_log", "parse_train_throughput", "peak_rss_bytes", "PhaseClock", "PHASES", "EXPORT_DIR", "LOGS_DIR", "METRICS_FILE", "run_lock", "RunDirError",
+           "RunFailed", "staged_run_dir", "THROUGHPUT_LOG", "write_metrics"]
 
 
 class RunDirError(ValueError):
@@ -105,6 +105,10 @@ report (beyond-accuracy metrics and ``report.html``)."""
 
 _PHASE_LOG = "phase %s done: %.3f s, peak RSS %d bytes"
 _PHASE_LINE = re.compile(r"phase (\w+) done: ([0-9.]+) s, peak RSS (\d+) bytes")
+THROUGHPUT_LOG = "train throughput: %.1f examples/s (the fits alone, validation excluded)"
+"""The line a run logs after training (``train_examples_per_second`` of ``metrics.json``), so a run
+killed later (in evaluate or export) still tells :func:`parse_train_throughput` its training speed."""
+_THROUGHPUT_LINE = re.compile(r"train throughput: ([0-9.]+) examples/s")
 
 
 def peak_rss_bytes() -> int:
@@ -133,6 +137,12 @@ class PhaseClock:
         self.metrics[f"phase_{phase}_seconds"] = round(seconds, 3)
         self.metrics[f"phase_{phase}_peak_rss_bytes"] = rss
         self._logger.info(_PHASE_LOG, phase, seconds, rss)
+
+
+def parse_train_throughput(text: str) -> float | None:
+    """Training examples per second from the :data:`THROUGHPUT_LOG` line in ``text``, or None."""
+    m = _THROUGHPUT_LINE.search(text)
+    return float(m.group(1)) if m else None
 
 
 def parse_phase_log(text: str) -> dict[str, tuple[float, int]]:

@@ -252,6 +252,7 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
             trained = t.train(ctx)
         clock.end("train")
         metrics = common_metrics(cfg, data, split, trained)
+        logger.info(rundir.THROUGHPUT_LOG, metrics["train_examples_per_second"])
         if warm is not None:
             metrics[WARM_START_METRIC] = warm.oov_rows
         if evaluate_test:
