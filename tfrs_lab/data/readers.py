@@ -55,9 +55,11 @@ class _Raw:
     where: str  # the file (or "the DataFrame") for messages
     columns: dict[str, np.ndarray]
     first_line: int | None  # line number of row 0 in delimited text; None: rows are counted from 1
+    index: np.ndarray | None = None  # int64 [rows]: each row's position in the file (a subset of its rows)
 
     def at(self, row: int) -> str:
         """``"line 7"`` / ``"row 7"`` of row index ``row``."""
+        row = int(self.index[row]) if self.index is not None else row
         return f"line {self.first_line + row}" if self.first_line is not None else f"row {row + 1}"
 
 
@@ -270,18 +272,27 @@ def _read_table(source, needed: Mapping[str, str], where: str) -> list[_Raw]:
 
 
 def _frame_table(frame: Any, needed: Mapping[str, str], where: str, what: str) -> list[_Raw]:
-    """A pandas DataFrame or a dict of equal-length arrays -> one raw table."""
+    """A pandas DataFrame or a dict of equal-length arrays -> one raw table. A role starting with
+    ``@`` is the full dotted path of the setting (``@features[0].column``); a 2-D column [n, S]
+    becomes n rows of S values (a dense feature)."""
     names = [str(c) for c in (frame.columns if hasattr(frame, "columns") else frame.keys())]
     for role, col in needed.items():
         if col not in names:
-            raise DataError(f"{what}: no column {col!r} ({where}.{role}); its columns are "
-                            f"{', '.join(map(repr, names)) or 'none'}: pass one of them as {role}=")
+            setting = role[1:] if role.startswith("@") else f"{where}.{role}"
+            fix = f"set {setting} to one of them" if role.startswith("@") else f"pass one of them as {role}="
+            raise DataError(f"{what}: no column {col!r} ({setting}); its columns are "
+                            f"{', '.join(map(repr, names)) or 'none'}: {fix}")
     columns = {}
     for col in dict.fromkeys(needed.values()):
         values = frame[col]
         values = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
+        if values.ndim == 2:
+            rows = np.empty(len(values), dtype=object)
+            rows[:] = list(values)
+            values = rows
         if values.ndim != 1:
-            raise DataError(f"{what}: column {col!r} must be 1-D, got shape {values.shape}")
+            raise DataError(f"{what}: column {col!r} must be 1-D (or 2-D for a dense feature), got shape "
+                            f"{values.shape}")
         columns[col] = values
     lengths = {c: len(v) for c, v in columns.items()}
     if len(set(lengths.values())) > 1:
