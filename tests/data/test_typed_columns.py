@@ -186,12 +186,3 @@ def test_bad_feature_values_exit_2_with_one_line_and_cache_nothing(case, tmp_pat
     assert len(err) == 1 and err[0].startswith("error: ")
     assert re.search(BAD_FILES[case][1], err[0]), err[0]
     assert not cache.exists() or not any(cache.iterdir())
-
-
-def test_beam_runner_refuses_typed_features(cold, tmp_path):
-    pytest.importorskip("apache_beam")
-    from tfrs_lab.data.beam_prepare import prepare_dataset_beam
-
-    with pytest.raises(ConfigError, match=r"^data.source.features: typed features are prepared on one machine only"):
-        prepare_dataset_beam(spec_of(cold[0]), runner="DirectRunner", cache_dir=tmp_path)
-    assert not any(tmp_path.iterdir())
