@@ -124,9 +124,11 @@ def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None, *, stream: 
         logger.info("loading %s", cfg.data.dataset)
         inputs = TaskInputs(load_data(cfg, compact=stream and t.streams(cfg)))
     features = cfg.data.source.features if cfg.data.dataset == OWN and cfg.data.source is not None else ()
-    if features and not (t.name == "retrieval" and isinstance(inputs.data, Interactions)):
-        logger.warning("data.source.features (%s) are read by retrieval on the splits computed from codes only, "
-                       "without minimum counts: this run ignores them", ", ".join(f.name for f in features))
+    carried = inputs.data.features  # prepared (Interactions) or from_frame (MovieLensData) typed features
+    if (features or carried) and not (t.name == "retrieval" and carried):
+        logger.warning("typed features (%s) are read by retrieval on the splits computed from codes only, "
+                       "without minimum counts, and from from_frame data: this run ignores them",
+                       ", ".join([f.name for f in features] or list(carried)))
     split = _split(t, cfg, inputs.data)
     return Prepared(inputs.data, split, t.vocabularies(cfg, inputs.data, split.train, inputs))
 
