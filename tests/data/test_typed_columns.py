@@ -129,6 +129,9 @@ BAD_SPECS = {
                       r"^data.source.features\[0\].name 'user_id' is reserved"),
     "hash on numeric": (lambda s: s["features"][3].update(hash_buckets=8),
                         r"^data.source.features\[3\].hash_buckets is only read for categorical"),
+    "text on interactions": (lambda s: s["features"][7].update(type="text"),
+                             r"^data.source.features\[7\].type text is not supported on the interactions table: .*"
+                             r"does not tokenise text yet .*as a multi_categorical feature$"),
 }
 
 
