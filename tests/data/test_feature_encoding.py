@@ -165,8 +165,7 @@ def test_beam_prepares_every_feature_type_into_the_same_bytes(tmp_path, fmt):
     ("items", r"items.csv, line 2, column 'price' \(data.source.features\[3\].column\): 'cheap' is not a number"),
 ])
 def test_beam_bad_feature_value_is_the_single_machine_line_and_nothing_is_left(tmp_path, broken, message):
-    from tfrs_lab.data.beam_prepare import prepare_dataset_beam
-    from tfrs_lab.data.movielens import DataError
+    from test_beam_prepare import same_error_and_nothing_left  # (same directory)
 
     spec = write_spec(tmp_path, "csv")
     path = tmp_path / ("clicks-2.csv" if broken == "dwell" else "items.csv")
@@ -176,12 +175,4 @@ def test_beam_bad_feature_value_is_the_single_machine_line_and_nothing_is_left(t
     cells[column] = "slow" if broken == "dwell" else "cheap"
     lines[1] = ",".join(cells)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(DataError) as single:
-        prepare_dataset(spec, cache_dir=tmp_path / "out")
-    with pytest.raises(DataError) as beam:
-        prepare_dataset_beam(spec, runner="DirectRunner", cache_dir=tmp_path / "out")
-    assert str(beam.value) == str(single.value) and "\n" not in str(beam.value)
-    import re
-
-    assert re.search(message, str(beam.value)), beam.value
-    assert not (tmp_path / "out").exists()
+    same_error_and_nothing_left(spec, tmp_path / "out", message)
