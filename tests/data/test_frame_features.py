@@ -36,10 +36,20 @@ def frame_data(source, frames, **changes):
     return from_frame(frames["clicks"], **kwargs)
 
 
-def test_frames_give_the_feature_arrays_of_the_prepared_files(cold, tmp_path):
+@pytest.mark.parametrize("missing_items", ["keep", "drop"])
+def test_frames_give_the_feature_arrays_of_the_prepared_files(cold, tmp_path, missing_items):
+    """Also with items absent from the items table: kept (missing values) or their clicks dropped
+    (the context features then follow the kept rows)."""
     source, frames = cold
-    files = Interactions.from_prepared(prepare_dataset(build(SourceSpec, source, "data.source"), cache_dir=tmp_path))
-    memory = Interactions.of(frame_data(source, frames))
+    frames = {**frames, "items": frames["items"].iloc[:-3]}  # 3 clicked items left out of the catalogue
+    frames["items"].to_csv(tmp_path / "items.csv", index=False)
+    source = {**source, "missing_items": missing_items,
+              "items": {**source["items"], "path": str(tmp_path / "items.csv")}}
+    files = Interactions.from_prepared(prepare_dataset(build(SourceSpec, source, "data.source"),
+                                                       cache_dir=tmp_path / "cache"))
+    memory = Interactions.of(frame_data(source, frames, missing_items=missing_items))
+    assert len(memory.user) == len(files.user)
+    assert (len(files.user) < len(frames["clicks"])) == (missing_items == "drop")
     assert list(memory.features) == [f["name"] for f in source["features"]]
     assert np.array_equal(memory.item_ids, files.item_ids) and np.array_equal(memory.user_ids, files.user_ids)
     for name, column in files.features.items():
@@ -48,7 +58,8 @@ def test_frames_give_the_feature_arrays_of_the_prepared_files(cold, tmp_path):
         assert other.stats == column.stats, name
         for part in ("codes", "offsets", "values"):
             a, b = getattr(column, part), getattr(other, part)
-            assert (a is None) == (b is None) and (a is None or (a.dtype == b.dtype and np.array_equal(a, b))), (name, part)
+            assert (a is None) == (b is None), (name, part)
+            assert a is None or (a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")), (name, part)
     # what the model reads is the same too (item, user and context tables by index)
     users = files.user_ids[:5]
     for a, b in zip(files.model_features(users), memory.model_features(users)):
