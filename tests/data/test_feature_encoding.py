@@ -76,6 +76,11 @@ def _write(table: dict[str, list], path, fmt: str, separators: dict[str, str]) -
 
 def write_spec(tmp_path, fmt: str, *, shards: int = 3) -> SourceSpec:
     """The tables as ``fmt`` files (the clicks in ``shards`` files, the middle one empty) and their spec."""
+    return build(SourceSpec, write_source(tmp_path, fmt, shards=shards), "data.source")
+
+
+def write_source(tmp_path, fmt: str, *, shards: int = 3) -> dict:
+    """:func:`write_spec`'s ``data.source`` mapping."""
     t = tables()
     seps = {"tags": "|", "ctags": ";"}
     _write(t["items"], tmp_path / f"items.{fmt}", fmt, seps)
@@ -84,13 +89,13 @@ def write_spec(tmp_path, fmt: str, *, shards: int = 3) -> SourceSpec:
     bounds = [0, n // 3, n // 3, n][: shards + 1] if shards == 3 else [0, n]
     for i, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
         _write({k: v[lo:hi] for k, v in t["clicks"].items()}, tmp_path / f"clicks-{i}.{fmt}", fmt, seps)
-    return build(SourceSpec, {
+    return {
         "name": "typed", "missing_items": "keep",
         "interactions": {"path": str(tmp_path / f"clicks-*.{fmt}"), "columns": {"user": "uid", "item": "sku",
                                                                                "time": "ts"}},
         "items": {"path": str(tmp_path / f"items.{fmt}"), "columns": {"id": "sku"}},
         "users": {"path": str(tmp_path / f"users.{fmt}"), "columns": {"id": "uid"}},
-        "features": FEATURES}, "data.source")
+        "features": FEATURES}
 
 
 def files(path) -> dict[str, bytes]:
@@ -176,3 +181,20 @@ def test_beam_bad_feature_value_is_the_single_machine_line_and_nothing_is_left(t
     lines[1] = ",".join(cells)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     same_error_and_nothing_left(spec, tmp_path / "out", message)
+
+
+@needs_beam
+def test_cli_runner_with_typed_features_prints_and_writes_what_one_machine_does(tmp_path, capsys):
+    import yaml
+
+    from tfrs_lab.data.__main__ import main
+
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(write_source(tmp_path, "parquet")))
+    args = ["prepare", "--data", str(tmp_path / "spec.yaml")]
+    assert main(args + ["--output-dir", str(tmp_path / "beam"), "--runner", "DirectRunner"]) == 0
+    beam_out = capsys.readouterr().out.splitlines()
+    assert main(args + ["--output-dir", str(tmp_path / "single")]) == 0
+    single_out = capsys.readouterr().out.splitlines()
+    (beam_dir,), (single_dir,) = list((tmp_path / "beam").iterdir()), list((tmp_path / "single").iterdir())
+    assert beam_out == [str(beam_dir), single_out[1]] and single_out[0] == str(single_dir)
+    assert files(beam_dir) == files(single_dir)
