@@ -33,7 +33,6 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from tfrs_lab.schema import ConfigError, build
 from tfrs_lab.data.filesystem import RemoteFile, is_url, local_file, local_path, resolve_url
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.spec import (InteractionColumns, InteractionsSource, ItemColumns, ItemsSource, SourceSpec)
