@@ -12,6 +12,14 @@ one interactions file (shard) per element::
     shards -> Encode (_encode_shard; columns written at the shard's row offset) -> blocks of users
            -> GroupByKey -> Sequence (_sequence_rows; written at the block's offset)
 
+Typed features (``data.source.features``; the steps of :mod:`tfrs_lab.data.typed`): a shard's
+context (interactions table) features are converted in Parse (``interaction_values``), their values
+counted with the ids (``count_values``) and fitted in Plan (``fit_vocabulary``), which also encodes
+and writes the items / users tables' features (``side_features``) and preallocates the context
+features' arrays; Encode writes a shard's arrays at its offsets (``encode_values``); numeric and
+timestamp statistics are computed over the whole column in shard order (GroupByKey by feature ->
+``column_stats``), so they equal the single-machine ones exactly.
+
 and writes exactly the files :func:`~tfrs_lab.data.prepared.prepare_dataset` writes (same bytes,
 manifest and fingerprint, so either path reuses the other's directory). Workers write into the
 hidden staging directory beside the target: positional writes into preallocated ``.npy`` files (each
