@@ -304,10 +304,17 @@ class Interactions:
     def latest(self, users: np.ndarray, length: int) -> np.ndarray:
         """object ``[len(users), length]``: each user's (int codes) newest ``length`` item ids among
         all rows, most recent first, '' padded (:func:`tfrs_lab.data.history.latest_history`)."""
-        users = np.asarray(users, np.int64)
-        codes = walk_back(self.item[self.sequence_rows], self.sequence_offsets[users],
-                          self.sequence_offsets[users + 1], length, -1)
+        codes = self.latest_codes(users, length)
         return np.where(codes >= 0, self.item_ids[np.maximum(codes, 0)], "").astype(object)
+
+    def latest_codes(self, users: np.ndarray, length: int) -> np.ndarray:
+        """:meth:`latest` as item codes: int32 ``[len(users), length]`` into :attr:`item_ids`, -1
+        pads; a user code of -1 (the unknown user) gets a row of pads. No string per entry."""
+        users = np.asarray(users, np.int64)
+        known = np.maximum(users, 0)
+        start = np.where(users >= 0, self.sequence_offsets[known], 0)
+        stop = np.where(users >= 0, self.sequence_offsets[known + 1], 0)
+        return walk_back(self.item[self.sequence_rows].astype(np.int32, copy=False), start, stop, length, -1)
 
     def vocabulary_rows(self, vocab: Vocabularies) -> tuple[np.ndarray, np.ndarray]:
         """(int64 ``[U]``: each user code's row in ``vocab.user_ids``, int64 ``[m']``: each item code's

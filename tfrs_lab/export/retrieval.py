@@ -45,6 +45,7 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.index import IndexSettings, build_index, index_recall
 from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.similar import SimilarItems
+from tfrs_lab.export.tables import ItemTable, UserTable
 from tfrs_lab.export.titles import write_item_titles
 from tfrs_lab.export.verify import Check, require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
@@ -71,21 +72,18 @@ class SignatureExtension(Protocol):
         registered when ``import_scann``), answers as in memory."""
 
 
-def _table(values: np.ndarray) -> tf.Variable:
-    """A constant per-user table as a non-trainable variable (strings as str)."""
-    values = np.asarray(values)
-    return tf.Variable(values.astype(str) if values.dtype == object else values, trainable=False)
-
-
 class RetrievalServer(tf.Module):
     """The exported object: the retrieval model, its index, and the serving signatures."""
 
-    def __init__(self, model, index, *, k: int, max_exclude: int, user_table: dict[str, np.ndarray],
-                 popular: np.ndarray, popular_scores: np.ndarray, seen: np.ndarray | None = None,
-                 history: np.ndarray | None = None):
-        """``seen``: optional str [U + 1, s] items each user index is known to have rated, '' pads
-        (row 0, the unknown user, empty): ``serving_default`` never returns them. ``history``:
-        optional str [U + 1, h] the same for explanations (``explain``; defaults to ``seen``)."""
+    def __init__(self, model, index, *, k: int, max_exclude: int, user_table: dict[str, np.ndarray | ItemTable],
+                 popular: np.ndarray, popular_scores: np.ndarray, seen: np.ndarray | ItemTable | None = None,
+                 history: np.ndarray | ItemTable | None = None):
+        """``user_table``: per user index [U + 1] (a history [U + 1, h]) each. ``seen``: optional
+        str [U + 1, s] items each user index is known to have rated, '' pads (row 0, the unknown
+        user, empty): ``serving_default`` never returns them. ``history``: optional str [U + 1, h]
+        the same for explanations (``explain``; defaults to ``seen``, the same table then). String
+        tables are kept as int32 codes (:class:`~tfrs_lab.export.tables.ItemTable`, given or
+        encoded here): [U + 1, s] int32 plus the item names, never a string per entry."""
         super().__init__()
         self.model = model
         self.index = index
@@ -93,12 +91,14 @@ class RetrievalServer(tf.Module):
         self.fetch = k + max_exclude
         self.popular_ids = tf.constant(list(popular[: self.fetch]), dtype=tf.string)  # [fetch]
         self.popular_scores = tf.constant(popular_scores[: self.fetch], dtype=tf.float32)  # [fetch]
-        # Per-user tables are variables: saved once in the checkpoint, not copied into the graph of
-        # every signature that reads them (constants were, which multiplied the export's memory).
-        self.user_table = {name: _table(col) for name, col in user_table.items()}  # [U + 1] each
-        self.seen = None if seen is None else _table(seen)  # [U + 1, s]
-        history = seen if history is None else history
-        self.history = None if history is None else _table(history)  # [U + 1, h]
+        # Per-user tables are variables (saved once in the checkpoint, not copied into the graph of
+        # every signature that reads them), strings as int32 codes (tables.UserTable).
+        self.user_table = {name: UserTable(col) for name, col in user_table.items()}  # [U + 1] each
+        self.seen = None if seen is None else UserTable(seen)  # [U + 1, s]
+        if history is None or history is seen:  # one table serves both: stored once
+            self.history = self.seen
+        else:
+            self.history = UserTable(history)  # [U + 1, h]
         if self.history is not None:  # saving traces every tf.function of the module: only with a history
             self.explain = tf.function(self._explain,
                                        input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
@@ -118,7 +118,7 @@ class RetrievalServer(tf.Module):
     def _known_user_features(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
         """Training-time user features of each user (defaults for unknown users), serving time as context."""
         idx = self.model.user_lookup(user_id)
-        feats = {name: tf.gather(col, idx) for name, col in self.user_table.items()}
+        feats = {name: col.gather(idx) for name, col in self.user_table.items()}
         feats["user_id"] = user_id
         now = tf.cast(tf.timestamp(), tf.int64)
         feats["timestamp"] = tf.fill(tf.shape(user_id), now)
@@ -143,7 +143,7 @@ class RetrievalServer(tf.Module):
 
     def _seen(self, user_id: tf.Tensor) -> tf.Tensor:
         """str [B, s] the known items of each user ('' for unknown users)."""
-        return tf.gather(self.seen, self.model.user_lookup(user_id))
+        return self.seen.gather(self.model.user_lookup(user_id))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
     def serve(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -181,7 +181,7 @@ class RetrievalServer(tf.Module):
         """``serving_default``'s answer and, per item, the most similar items of the user's history
         (``explain``; only an export with a history table has it)."""
         answer = self.serve(user_id)
-        history = tf.gather(self.history, self.model.user_lookup(user_id))  # [B, h]
+        history = self.history.gather(self.model.user_lookup(user_id))  # [B, h]
         return {**answer, **self.similar.because(history, answer[sig.ITEM_IDS])}
 
     def _excluding(self, user_id: tf.Tensor, exclude_item_ids: tf.Tensor,
@@ -220,7 +220,7 @@ def export_retrieval(
     model,
     export_base: Path,
     *,
-    user_table: dict[str, np.ndarray],
+    user_table: dict[str, np.ndarray | ItemTable],
     popularity: np.ndarray,
     titles: np.ndarray | None = None,
     model_name: str,
@@ -228,26 +228,29 @@ def export_retrieval(
     settings: IndexSettings,
     sample_users: list[str],
     recall_queries: np.ndarray,
-    seen: np.ndarray | None = None,
+    seen: np.ndarray | ItemTable | None = None,
     verify: bool = True,
     extension: SignatureExtension | None = None,
-    history: np.ndarray | None = None,
+    history: np.ndarray | ItemTable | None = None,
 ) -> ExportResult:
     """Writes ``export_base/model_name/version/`` and checks it.
 
     Args:
       model: a trained ``RetrievalModel``.
-      user_table: raw user features per user index ([U + 1] each, row 0 = unknown user defaults).
+      user_table: raw user features per user index ([U + 1] each, row 0 = unknown user defaults;
+        ``history`` [U + 1, h] str or an :class:`~tfrs_lab.export.tables.ItemTable`).
       popularity: float [M] training share of each catalogue item (fallback for unknown users).
       titles: str [M] catalogue titles, written to ``assets.extra/item_titles.tsv`` for clients.
       sample_users: known user ids used for warm-up records and the fresh-process check.
       recall_queries: float32 [Q, d] query vectors used to measure ScaNN recall@10 vs brute force.
       seen: optional str [U + 1, s] known items per user index ('' pads, row 0 empty) that
-        ``serving_default`` excludes; ``None`` keeps the plain top-k.
+        ``serving_default`` excludes, or the same as an :class:`~tfrs_lab.export.tables.ItemTable`
+        (int32 codes: what a large export passes); ``None`` keeps the plain top-k.
       extension: further signatures saved in the same SavedModel (the multitask export's ranking
         signatures), with their warm-up requests and reload check.
-      history: optional str [U + 1, h] known items per user index that ``explain`` draws its
-        explanations from (default ``seen``); without either, the export has no ``explain``.
+      history: optional str [U + 1, h] (or :class:`~tfrs_lab.export.tables.ItemTable`) known items
+        per user index that ``explain`` draws its explanations from (default ``seen``; the same
+        object as ``seen`` is stored once); without either, the export has no ``explain``.
     """
     item_vectors = model.catalogue_embeddings()
     item_ids = np.array([m.decode() for m in model.movie_ids.numpy()], dtype=object)
