@@ -666,6 +666,11 @@ class RankingConfig(TaskConfig):
             raise ConfigError(f"model.neumf_pretrain=true fits three models in one run, which a restarted "
                               f"train.distribution={self.train.distribution} run cannot resume from its backup: "
                               "set model.neumf_pretrain=false or train.distribution=default")
+        features = self.data.source.features if self.data.dataset == OWN and self.data.source is not None else ()
+        if features and self.model.architecture not in ("dcn", "mlp", "neumf"):
+            raise ConfigError(f"model.architecture={self.model.architecture} does not read data.source.features "
+                              f"({', '.join(f.name for f in features)}): set model.architecture to dcn, mlp or neumf, "
+                              "or drop the features")
 
     @property
     def predicts_ratings(self) -> bool:
