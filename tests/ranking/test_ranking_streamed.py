@@ -15,7 +15,7 @@ import tensorflow as tf
 import yaml
 
 import tfrs_lab
-from tfrs_lab.config import ConfigError, load_config
+from tfrs_lab.config import ConfigError, load_config, to_dict
 from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.prepared import PreparedDataset, prepare_dataset
 from tfrs_lab.data.spec import SourceSpec
@@ -199,3 +199,9 @@ def test_prepare_reads_features_for_ranking_without_the_ignore_warning(tmp_path,
         p = prepare("ranking", cfg)
     assert isinstance(p.data, Interactions) and [f.name for f in p.vocab.typed] == [f["name"] for f in FEATURES]
     assert "ignores them" not in caplog.text
+    filtered = load_config("ranking", [], ["data.min_user_interactions=2"], extra=to_dict(cfg))
+    with caplog.at_level("WARNING"):
+        p = prepare("ranking", filtered)  # minimum counts: the string columns, without the features
+    assert not p.vocab.typed
+    assert ("data.source.features (category, country, device, dwell) are read by retrieval and ranking" in caplog.text
+            and "(multitask, sequential and the autoencoders ignore them): this run ignores them" in caplog.text)
