@@ -37,7 +37,7 @@ __all__ = ["load_yaml_text", "SYNCHRONOUS_DISTRIBUTIONS", "AUTOENCODER_ARCHITECT
            "AutoRecConfig", "check_choices", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
            "MultAutoencoderConfig", "MultitaskConfig", "MultitaskExportConfig", "MultitaskModelConfig",
-           "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
+           "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES", "TYPED_RANKING_ARCHITECTURES",
            "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig", "OptimizerName",
            "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
            "RetrievalModelConfig", "RetrievalTrainConfig", "SAMPLE_WEIGHTS", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
@@ -519,6 +519,9 @@ class AutoRecConfig:
 
 RANKING_ARCHITECTURES = ("mf", "gmf", "mlp", "neumf", "dcn", "autorec")
 RANKING_FEATURES = ("timestamp", "age", "gender", "occupation", "zip", "genres", "title")
+TYPED_RANKING_ARCHITECTURES = ("dcn", "mlp", "neumf")
+"""Ranking architectures whose models read typed features (``data.source.features``): DCN's input
+and the MLP's (NeuMF: its MLP branch); the others have no input to join them to."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -667,9 +670,10 @@ class RankingConfig(TaskConfig):
                               f"train.distribution={self.train.distribution} run cannot resume from its backup: "
                               "set model.neumf_pretrain=false or train.distribution=default")
         features = self.data.source.features if self.data.dataset == OWN and self.data.source is not None else ()
-        if features and self.model.architecture not in ("dcn", "mlp", "neumf"):
+        if features and self.model.architecture not in TYPED_RANKING_ARCHITECTURES:
             raise ConfigError(f"model.architecture={self.model.architecture} does not read data.source.features "
-                              f"({', '.join(f.name for f in features)}): set model.architecture to dcn, mlp or neumf, "
+                              f"({', '.join(f.name for f in features)}): set model.architecture to "
+                              f"{', '.join(TYPED_RANKING_ARCHITECTURES[:-1])} or {TYPED_RANKING_ARCHITECTURES[-1]}, "
                               "or drop the features")
 
     @property

@@ -61,17 +61,13 @@ from typing import Mapping
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_lab.config import RankingModelConfig
+from tfrs_lab.config import TYPED_RANKING_ARCHITECTURES, RankingModelConfig
 from tfrs_lab.models.autoencoder import AutoRec
 from tfrs_lab.models.cross_replica import SynchronousModel, global_mean
 from tfrs_lab.models.features import (MOVIE_FEATURES, USER_FEATURES, FeatureEncoder, MovieFeatureEncoder,
                                      UserFeatureEncoder, history_embedding)
 
-__all__ = ["GMFBranch", "MLPBranch", "NEGATIVE_MOVIE_ID", "RankingModel", "TYPED_ARCHITECTURES", "TypedParts",
-           "bpr_loss", "listwise_loss"]
-
-TYPED_ARCHITECTURES = ("dcn", "mlp", "neumf")
-"""Ranking architectures that read typed features (``data.source.features``): their DCN / MLP input."""
+__all__ = ["GMFBranch", "MLPBranch", "NEGATIVE_MOVIE_ID", "RankingModel", "TypedParts", "bpr_loss", "listwise_loss"]
 
 NEGATIVE_MOVIE_ID = "negative_movie_id"
 """Batch column of the pairwise and listwise losses: string [B, n], each positive's sampled negatives."""
@@ -192,7 +188,8 @@ class RankingModel(SynchronousModel):
     Batch features (all shape [B]): ``user_id``, ``movie_id`` (string), ``label`` (float32: the
     rating, or 1/0 for implicit positives/negatives) and, for ``dcn``, the raw columns of its user
     features (``timestamp``, ``bucketized_user_age``, ``user_gender``, ``user_occupation_label``,
-    ``user_zip_code``; see :attr:`raw_feature_columns`) and, with ``history_length > 0``,
+    ``user_zip_code``; see :attr:`raw_feature_columns`), the typed context features by name
+    (:attr:`context_features`; ``dcn`` / ``mlp`` / ``neumf`` on your own data) and, with ``history_length > 0``,
     ``history`` (string [B, history_length], the user's earlier movies, most recent first, '' padding).
     """
 
@@ -218,9 +215,9 @@ class RankingModel(SynchronousModel):
         self.uses_history = hist = hp.history_length > 0
         self.user_features = self.movie_features = self.typed = None
         typed = tuple(getattr(vocab, "typed", ()))  # own data's data.source.features
-        if typed and arch not in TYPED_ARCHITECTURES:
+        if typed and arch not in TYPED_RANKING_ARCHITECTURES:
             raise ValueError(f"model.architecture={arch} does not read typed features: choose one of "
-                             f"{', '.join(TYPED_ARCHITECTURES)}")
+                             f"{', '.join(TYPED_RANKING_ARCHITECTURES)}")
         if arch == "mf":
             self.ids = _IdPair(U, M, d, hist, name="mf")
         if arch in ("gmf", "neumf"):

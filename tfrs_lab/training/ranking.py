@@ -51,7 +51,7 @@ from tfrs_lab.training.evaluate import known_rows
 from tfrs_lab.training.stream import context_gather
 from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
 
-__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "RankingTask", "TASK", "code_rating_table",
+__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "RankingTask", "TASK", "code_columns", "code_rating_table",
            "explicit_metrics", "make_model", "ranking_eval", "score_matrix", "split_columns"]
 
 logger = logging.getLogger(__name__)
