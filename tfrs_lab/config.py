@@ -34,7 +34,7 @@ from tfrs_lab.schema import ConfigError, _build, build
 __all__ = ["load_yaml_text", "SYNCHRONOUS_DISTRIBUTIONS", "AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AUTOENCODER_SPLITS", "HeldOutUsersConfig",
            "SPLIT_PROTOCOLS", "SPLITS", "TimeCutoffConfig", "AutoencoderConfig", "AutoencoderDataConfig",
            "AutoencoderEvalConfig", "AutoencoderExportConfig", "AutoencoderModelConfig", "AutoencoderTrainConfig",
-           "AutoRecConfig", "check_choices", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
+           "AutoRecConfig", "check_choices", "check_typed_ranking", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
            "MultAutoencoderConfig", "MultitaskConfig", "MultitaskExportConfig", "MultitaskModelConfig",
            "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES", "TYPED_RANKING_ARCHITECTURES",
@@ -524,6 +524,16 @@ TYPED_RANKING_ARCHITECTURES = ("dcn", "mlp", "neumf")
 and the MLP's (NeuMF: its MLP branch); the others have no input to join them to."""
 
 
+def check_typed_ranking(architecture: str, features: Sequence[str]) -> None:
+    """Raises :class:`ConfigError` when typed features (their names: ``features``, none: fine) meet a
+    ranking ``architecture`` outside :data:`TYPED_RANKING_ARCHITECTURES`."""
+    if features and architecture not in TYPED_RANKING_ARCHITECTURES:
+        raise ConfigError(f"model.architecture={architecture} does not read data.source.features "
+                          f"({', '.join(features)}): set model.architecture to "
+                          f"{', '.join(TYPED_RANKING_ARCHITECTURES[:-1])} or {TYPED_RANKING_ARCHITECTURES[-1]}, "
+                          "or drop the features")
+
+
 @dataclass(frozen=True, kw_only=True)
 class RankingModelConfig:
     """Ranking model (``tfrs_lab.models.ranking``): architecture, objective and regularisation.
@@ -670,11 +680,7 @@ class RankingConfig(TaskConfig):
                               f"train.distribution={self.train.distribution} run cannot resume from its backup: "
                               "set model.neumf_pretrain=false or train.distribution=default")
         features = self.data.source.features if self.data.dataset == OWN and self.data.source is not None else ()
-        if features and self.model.architecture not in TYPED_RANKING_ARCHITECTURES:
-            raise ConfigError(f"model.architecture={self.model.architecture} does not read data.source.features "
-                              f"({', '.join(f.name for f in features)}): set model.architecture to "
-                              f"{', '.join(TYPED_RANKING_ARCHITECTURES[:-1])} or {TYPED_RANKING_ARCHITECTURES[-1]}, "
-                              "or drop the features")
+        check_typed_ranking(self.model.architecture, [f.name for f in features])
 
     @property
     def predicts_ratings(self) -> bool:

@@ -151,6 +151,17 @@ BAD = {
 }
 
 
+def same_error_and_nothing_left(spec: SourceSpec, out, message: str) -> None:
+    """Both paths refuse ``spec`` with the same one line matching ``message``; ``out`` is not created."""
+    with pytest.raises(DataError) as single:
+        prepare_dataset(spec, cache_dir=out)
+    with pytest.raises(DataError) as beam:
+        prepare_dataset_beam(spec, runner="DirectRunner", cache_dir=out)
+    assert str(beam.value) == str(single.value) and "\n" not in str(beam.value)
+    assert re.search(message, str(beam.value)), beam.value
+    assert not out.exists()
+
+
 @needs_beam
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_fails_with_the_same_line_and_leaves_nothing(tmp_path, case):
@@ -160,13 +171,7 @@ def test_bad_input_fails_with_the_same_line_and_leaves_nothing(tmp_path, case):
     (tmp_path / "plays-1.csv").write_text(text)
     spec = build(SourceSpec, {"interactions": {"path": str(tmp_path / "plays-*.csv"), "columns": columns}},
                  "data.source")
-    with pytest.raises(DataError) as single:
-        prepare_dataset(spec, cache_dir=tmp_path / "out")
-    with pytest.raises(DataError) as beam:
-        prepare_dataset_beam(spec, runner="DirectRunner", cache_dir=tmp_path / "out")
-    assert str(beam.value) == str(single.value) and "\n" not in str(beam.value)
-    assert re.search(message, str(beam.value)), beam.value
-    assert not (tmp_path / "out").exists()
+    same_error_and_nothing_left(spec, tmp_path / "out", message)
 
 
 @needs_beam

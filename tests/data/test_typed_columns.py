@@ -129,6 +129,9 @@ BAD_SPECS = {
                       r"^data.source.features\[0\].name 'user_id' is reserved"),
     "hash on numeric": (lambda s: s["features"][3].update(hash_buckets=8),
                         r"^data.source.features\[3\].hash_buckets is only read for categorical"),
+    "text on interactions": (lambda s: s["features"][7].update(type="text"),
+                             r"^data.source.features\[7\].type text is not supported on the interactions table: .*"
+                             r"does not tokenise text yet .*as a multi_categorical feature$"),
 }
 
 
@@ -186,12 +189,3 @@ def test_bad_feature_values_exit_2_with_one_line_and_cache_nothing(case, tmp_pat
     assert len(err) == 1 and err[0].startswith("error: ")
     assert re.search(BAD_FILES[case][1], err[0]), err[0]
     assert not cache.exists() or not any(cache.iterdir())
-
-
-def test_beam_runner_refuses_typed_features(cold, tmp_path):
-    pytest.importorskip("apache_beam")
-    from tfrs_lab.data.beam_prepare import prepare_dataset_beam
-
-    with pytest.raises(ConfigError, match=r"^data.source.features: typed features are prepared on one machine only"):
-        prepare_dataset_beam(spec_of(cold[0]), runner="DirectRunner", cache_dir=tmp_path)
-    assert not any(tmp_path.iterdir())

@@ -203,5 +203,25 @@ def test_prepare_reads_features_for_ranking_without_the_ignore_warning(tmp_path,
     with caplog.at_level("WARNING"):
         p = prepare("ranking", filtered)  # minimum counts: the string columns, without the features
     assert not p.vocab.typed
-    assert ("data.source.features (category, country, device, dwell) are read by retrieval and ranking" in caplog.text
+    assert ("typed features (category, country, device, dwell) are read by retrieval and ranking" in caplog.text
             and "(multitask, sequential and the autoencoders ignore them): this run ignores them" in caplog.text)
+
+
+def test_from_frame_features_reach_ranking_or_are_refused_in_one_line(tmp_path):
+    """``from_frame`` data's typed features (not in the config) train a DCN that serves
+    ``score_with_context``; an architecture without their input is refused before training."""
+    import pandas as pd
+
+    source = write_cold_ratings(tmp_path / "files", users=24, rated_warm=6)
+    data = tfrs_lab.data.from_frame(
+        pd.read_csv(source["interactions"]["path"]), columns=source["interactions"]["columns"],
+        items=pd.read_csv(source["items"]["path"]), item_columns={"id": "sku"},
+        users=pd.read_csv(source["users"]["path"]), user_columns={"id": "uid"}, features=FEATURES)
+    config = {"data": {"split": "time"}, **FAST, "train": {**FAST["train"], "epochs": 2}}
+    run = tfrs_lab.train("ranking", config=config, data=data, output_dir=tmp_path / "run", verbose=0)
+    assert sig.SCORE_CONTEXT in tf.saved_model.load(str(run.export_path)).signatures
+    assert [f.name for f in run.model.context_features] == ["device", "dwell"]
+    with pytest.raises(ConfigError, match=r"^model.architecture=mf does not read data.source.features \(category, "):
+        tfrs_lab.train("ranking", config={**config, "model": {"architecture": "mf"}}, data=data,
+                       output_dir=tmp_path / "mf", verbose=0)
+    assert not (tmp_path / "mf").exists()

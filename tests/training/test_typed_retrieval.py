@@ -90,3 +90,24 @@ def test_reindex_refuses_a_run_with_item_features(cold_run, tmp_path):
     run, files = cold_run
     with pytest.raises(ReindexError, match=r"was trained with item features .*train again$"):
         reindex(run.run_dir, files / "items.csv", item_columns="id=sku")
+
+
+def test_from_frame_features_learn_as_the_files_do(cold_run, tmp_path):
+    """The same tables as DataFrames through tfrs_lab.data.from_frame(features=...): retrieval reads
+    the features (the cold items' category places them) and exports the context signature."""
+    import pandas as pd
+
+    run, files = cold_run
+    frames = {t: pd.read_csv(files / f"{t}.csv") for t in ("clicks", "items", "users")}
+    source = write_cold_catalogue(tmp_path / "again", users=80, categories=4, warm=6, cold=20, seed=0)
+    data = tfrs_lab.data.from_frame(frames["clicks"], columns={"user": "uid", "item": "sku", "time": "ts"},
+                                    items=frames["items"], item_columns={"id": "sku"}, users=frames["users"],
+                                    user_columns={"id": "uid"}, features=source["features"], name="cold-catalogue")
+    framed = tfrs_lab.train("retrieval", config={
+        "data": {"split": "leave-last-out"},
+        "train": {"epochs": 8, "batch_size": 64, "seed": 0, "learning_rate": 0.05, "include_validation": True}},
+        data=data, output_dir=tmp_path / "run", overrides=FAST + ["export.verify=false"], verbose=0)
+    assert framed.metrics["recall@10"] >= 0.3, framed.metrics
+    assert abs(framed.metrics["recall@10"] - run.metrics["recall@10"]) <= 0.1, (framed.metrics, run.metrics)
+    specs = tf.saved_model.load(str(framed.export_path)).signatures[sig.QUERY_CONTEXT].structured_input_signature[1]
+    assert set(specs) == {"user_id", "device", "dwell", "clicked_at"}

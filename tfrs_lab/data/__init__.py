@@ -22,7 +22,8 @@ from tfrs_lab.data.movielens import (
 )
 from tfrs_lab.data.beam_prepare import prepare_dataset_beam
 from tfrs_lab.data.prepared import PreparedDataset, load_prepared, prepare_dataset
-from tfrs_lab.data.readers import from_frame, read_source
+from tfrs_lab.data.frames import from_frame
+from tfrs_lab.data.readers import read_source
 from tfrs_lab.data.spec import OWN, SourceSpec
 from tfrs_lab.data.splits import (
     PROTOCOLS,

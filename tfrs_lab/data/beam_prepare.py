@@ -12,6 +12,14 @@ one interactions file (shard) per element::
     shards -> Encode (_encode_shard; columns written at the shard's row offset) -> blocks of users
            -> GroupByKey -> Sequence (_sequence_rows; written at the block's offset)
 
+Typed features (``data.source.features``; the steps of :mod:`tfrs_lab.data.typed`): a shard's
+context (interactions table) features are converted in Parse (``interaction_values``), their values
+counted with the ids (``count_values``) and fitted in Plan (``fit_vocabulary``), which also encodes
+and writes the items / users tables' features (``side_features``) and preallocates the context
+features' arrays; Encode writes a shard's arrays at its offsets (``encode_values``); numeric and
+timestamp statistics are computed over the whole column in shard order (GroupByKey by feature ->
+``column_stats``), so they equal the single-machine ones exactly.
+
 and writes exactly the files :func:`~tfrs_lab.data.prepared.prepare_dataset` writes (same bytes,
 manifest and fingerprint, so either path reuses the other's directory). Workers write into the
 hidden staging directory beside the target: positional writes into preallocated ``.npy`` files (each
@@ -49,7 +57,10 @@ from tfrs_lab.data.prepared import (_ARRAYS, PreparedDataset, _cached, _check_ke
                                     _target, _Vocabulary, _vocabulary, _write_manifest, _write_tables, as_file,
                                     check_unchanged, writing)
 from tfrs_lab.data.readers import resolve_paths
-from tfrs_lab.data.spec import SourceSpec
+from tfrs_lab.data.spec import FeatureSpec, SourceSpec
+from tfrs_lab.data.typed import (_PARTS, FeatureColumn, column_stats, count_values, encode_values, feature_entry,
+                                 fit_vocabulary, interaction_part, interaction_values, offsets_of, save_features,
+                                 save_vocabulary, side_features)
 from tfrs_lab.schema import ConfigError
 from tfrs_lab.staging import staged_directory
 
@@ -63,6 +74,8 @@ USERS_PER_BLOCK = 4096
 """Users per sequence-ordering element (a block's rows are sorted and written together)."""
 _ERRORS = ".errors.json"  # in the staging directory: the error the pipeline collected (bad input)
 _COUNTS = ".counts.json"  # in the staging directory: the manifest's counts (removed before publishing)
+_SIDE_FEATURES = ".features.json"  # in the staging directory: the items / users features' manifest entries
+_STATS = ".stats.{}.json"  # in the staging directory: a numeric / timestamp context feature's statistics
 _COLUMNS = ("user", "item", "rating", "timestamp")
 _LOCAL_RUNNERS = {"DirectRunner": "FnApiRunner"}
 """Beam 2.77's ``DirectRunner`` first fetches the Prism runner's binary from GitHub (every run, when
@@ -137,9 +150,6 @@ def prepare_dataset_beam(spec: SourceSpec, *, runner: str, beam_options: Sequenc
     """
     if users_per_block < 1:
         raise ConfigError(f"users_per_block must be at least 1, got {users_per_block}")
-    if spec.features:
-        raise ConfigError(f"{where}.features: typed features are prepared on one machine only for now: drop --runner "
-                          "(python -m tfrs_lab.data prepare --data SPEC.yaml)")
     options = pipeline_options(runner, beam_options)
     if is_url(local_path(cache_dir)) and runner not in _LAUNCHER_RUNNERS:
         raise ConfigError(f"--output-dir {cache_dir}: with --runner {runner} the workers write the prepared arrays "
@@ -162,7 +172,8 @@ def prepare_dataset_beam(spec: SourceSpec, *, runner: str, beam_options: Sequenc
             counts = json.loads((stage / _COUNTS).read_text(encoding="utf-8"))
             (stage / _COUNTS).unlink()
             shapes = {k: np.load(stage / f"{k}.npy", mmap_mode="r").shape for k in _ARRAYS}
-            _write_manifest(_manifest(spec, fp, sources, counts, shapes), stage)
+            _write_manifest({**_manifest(spec, fp, sources, counts, shapes), "features": _features_manifest(spec, stage)},
+                            stage)
     except BaseException:
         for folder in created:  # innermost first: only the folders this call made, only when empty
             try:
@@ -185,6 +196,8 @@ class _Plan:
     first_kept: dict[int, int]  # shard -> its first row in the prepared columns
     first_read: dict[int, int]  # shard -> its first row among all rows read (row-number timestamps)
     sequence_offsets: np.ndarray  # int64 [U+1]
+    feature_vocabularies: dict[str, Any] = dataclasses.field(default_factory=dict)  # context feature -> pyarrow strings
+    first_value: dict[str, dict[int, int]] = dataclasses.field(default_factory=dict)  # multi_categorical: shard -> first code
 
 
 def _run_pipeline(options: Any, spec: SourceSpec, files: list[Path | RemoteFile], stage: Path, where: str,
@@ -211,19 +224,26 @@ def _run(options: Any, spec: SourceSpec, files: list[Path | RemoteFile], stage: 
                   | "ReadTables" >> beam.Map(_read_side_tables, spec=spec, where=where))
         parsed = (p | "Files" >> beam.Create(list(enumerate(str(f) for f in files)))
                   | "Spread" >> beam.Reshuffle()
-                  | "Parse" >> beam.FlatMap(_parse, spec=spec, where=w, tables=side(tables)).with_outputs(
-                      "stats", "errors", main="shards"))
+                  | "Parse" >> beam.FlatMap(_parse, spec=spec, where=w, source=where, tables=side(tables)).with_outputs(
+                      "stats", "errors", "feature_errors", "feature_sizes", main="shards"))
         counts = (parsed.shards
                   | "IdCounts" >> beam.FlatMap(_shard_id_counts)
                   | "SumCounts" >> beam.CombinePerKey(sum))
         plan = (p | "PlanSeed" >> beam.Create([None])
                 | "Plan" >> beam.Map(_plan, spec=spec, files=[str(f) for f in files], where=where, stage=str(stage),
                                      tables=side(tables), stats=beam.pvalue.AsList(parsed.stats),
-                                     errors=beam.pvalue.AsList(parsed.errors), counts=beam.pvalue.AsList(counts)))
+                                     errors=beam.pvalue.AsList(parsed.errors), counts=beam.pvalue.AsList(counts),
+                                     feature_errors=beam.pvalue.AsList(parsed.feature_errors),
+                                     feature_sizes=beam.pvalue.AsList(parsed.feature_sizes)))
         (parsed.shards
-         | "Encode" >> beam.FlatMap(_encode_and_write, plan=side(plan), stage=str(stage), users_per_block=block)
+         | "Encode" >> beam.FlatMap(_encode_and_write, plan=side(plan), stage=str(stage), spec=spec,
+                                    users_per_block=block)
          | "ByUserBlock" >> beam.GroupByKey()
          | "Sequence" >> beam.Map(_sequence_block, plan=side(plan), stage=str(stage), users_per_block=block))
+        (parsed.shards
+         | "StatsValues" >> beam.FlatMap(_stats_values, spec=spec)
+         | "ByFeature" >> beam.GroupByKey()
+         | "FeatureStats" >> beam.Map(_feature_stats, spec=spec, plan=side(plan), stage=str(stage)))
 
 
 def _read_side_tables(_: None, spec: SourceSpec, where: str) -> dict[str, Any]:
@@ -235,8 +255,13 @@ def _read_side_tables(_: None, spec: SourceSpec, where: str) -> dict[str, Any]:
     return {"catalogue": catalogue, "user_table": user_table}
 
 
-def _parse(element: tuple[int, str], spec: SourceSpec, where: str, tables: dict[str, Any]) -> Iterator[Any]:
-    """One file -> ``(index, _Shard)``; ``stats``: ``(index, _ShardStats)``; ``errors``: ``(index, message)``."""
+def _parse(element: tuple[int, str], spec: SourceSpec, where: str, source: str,
+           tables: dict[str, Any]) -> Iterator[Any]:
+    """One file -> ``(index, _Shard, its context features' Values)``; ``stats``: ``(index,
+    _ShardStats)``; ``errors``: ``(index, message)``; ``feature_errors``: ``(index, message)`` of
+    its context features (raised after the checks over all shards, as on one machine);
+    ``feature_sizes``: ``(index, {multi_categorical feature: values})``. ``source``: the spec's
+    dotted path, ``where`` its interactions table's."""
     beam = _beam()
     index, file = element
     try:
@@ -255,22 +280,36 @@ def _parse(element: tuple[int, str], spec: SourceSpec, where: str, tables: dict[
         catalogue_ids = pa.array(catalogue[0], pa.string())
     shard, stats = _filter_shard(parsed, spec, catalogue_ids)
     yield beam.pvalue.TaggedOutput("stats", (index, stats))
-    yield index, shard
+    try:
+        values = interaction_values(spec, interaction_part(spec, as_file(file), shard.row, source), source)
+    except DataError as e:
+        yield beam.pvalue.TaggedOutput("feature_errors", (index, str(e)))
+        return
+    yield beam.pvalue.TaggedOutput("feature_sizes", (index, {name: len(v.strings) for name, v in values.items()
+                                                            if v.lengths is not None}))
+    yield index, shard, values
 
 
-def _shard_id_counts(element: tuple[int, _Shard]) -> Iterator[tuple[tuple[str, str], int]]:
-    """``(("user" | "item", id), count)`` of one shard's kept rows (summed over shards by the combine)."""
-    _, shard = element
+def _shard_id_counts(element: tuple[int, _Shard, dict]) -> Iterator[tuple[tuple[str, str], int]]:
+    """``(("user" | "item" | "feature:<name>", value), count)`` of one shard's kept rows: ids and
+    the values (words) of its context features with a vocabulary (summed over shards by the combine)."""
+    _, shard, features = element
     for kind, values in (("user", shard.users), ("item", shard.items)):
         ids, counts = _id_counts(values)
         yield from zip(((kind, v) for v in ids.to_pylist()), counts.tolist())
+    for name, values in features.items():
+        if values.strings is not None:
+            distinct, counts = count_values(values)
+            yield from zip(((f"feature:{name}", v) for v in distinct.to_pylist()), counts.tolist())
 
 
 def _plan(_: None, spec: SourceSpec, files: list[str], where: str, stage: str, tables: dict[str, Any],
           stats: list[tuple[int, _ShardStats]], errors: list[tuple[int, str]],
-          counts: list[tuple[tuple[str, str], int]]) -> _Plan | None:
-    """The checks over all shards (the single-machine order), the vocabularies, the tables and the
-    preallocated columns; None (and the first error written for the launcher) on bad input."""
+          counts: list[tuple[tuple[str, str], int]], feature_errors: list[tuple[int, str]],
+          feature_sizes: list[tuple[int, dict[str, int]]]) -> _Plan | None:
+    """The checks over all shards (the single-machine order), the vocabularies, the items / users
+    tables' features (written here), the tables and the preallocated columns (context features'
+    too); None (and the first error written for the launcher) on bad input."""
     stage_dir = Path(stage)
     try:
         if errors:
@@ -285,10 +324,19 @@ def _plan(_: None, spec: SourceSpec, files: list[str], where: str, stage: str, t
         return None
     by_kind: dict[str, tuple[list[str], list[int]]] = {"user": ([], []), "item": ([], [])}
     for (kind, value), count in counts:
+        by_kind.setdefault(kind, ([], []))
         by_kind[kind][0].append(value)
         by_kind[kind][1].append(count)
     vocab = _vocabulary(_sorted_counts(*by_kind["user"]), _sorted_counts(*by_kind["item"]), tables["catalogue"],
                         tables["user_table"], sorted({x for s in ordered for x in s.absent_ids}), spec)
+    try:
+        side = side_features(spec, where, item_ids=vocab.item_ids.to_numpy(zero_copy_only=False),
+                             user_ids=vocab.user_ids.to_numpy(zero_copy_only=False))
+        if feature_errors:
+            raise DataError(min(feature_errors)[1])
+    except DataError as e:
+        (stage_dir / _ERRORS).write_text(json.dumps({"error": str(e)}), encoding="utf-8")
+        return None
     kept = np.concatenate([[0], np.cumsum([s.positive - (s.absent_rows if spec.missing_items == "drop" else 0)
                                            for s in ordered])]).astype(np.int64)
     read = np.concatenate([[0], np.cumsum([s.rows for s in ordered])]).astype(np.int64)
@@ -298,21 +346,113 @@ def _plan(_: None, spec: SourceSpec, files: list[str], where: str, stage: str, t
     for k in _COLUMNS + ("sequence_rows",):
         np.lib.format.open_memmap(stage_dir / f"{k}.npy", mode="w+", dtype=_ARRAYS[k], shape=(n,)).flush()
     np.save(stage_dir / "sequence_offsets.npy", offsets)
+    vocabularies, first_value = _plan_features(spec, stage_dir, side, by_kind, n,
+                                               [sizes for _, sizes in sorted(feature_sizes, key=lambda x: x[0])],
+                                               indices)
     _write_tables(*vocab.tables(), stage_dir)
     (stage_dir / _COUNTS).write_text(json.dumps(
         {"interactions": n, "users": len(vocab.user_counts), "items": len(vocab.item_counts),
          "categories": vocab.num_categories}), encoding="utf-8")
     return _Plan(vocab, {i: int(kept[j]) for j, i in enumerate(indices)},
-                 {i: int(read[j]) for j, i in enumerate(indices)}, offsets)
+                 {i: int(read[j]) for j, i in enumerate(indices)}, offsets, vocabularies, first_value)
+
+
+def _context_shapes(spec: FeatureSpec, n: int, values: int) -> dict[str, tuple[Any, tuple[int, ...]]]:
+    """part -> (dtype, shape) of a context feature's arrays over ``n`` rows (``values``: its
+    multi_categorical values in all)."""
+    t = spec.type
+    if t == "categorical":
+        return {"codes": (np.int32, (n,))}
+    if t == "multi_categorical":
+        return {"codes": (np.int32, (values,)), "offsets": (np.int64, (n + 1,))}
+    if t == "text":
+        return {"codes": (np.int32, (n, spec.max_tokens))}
+    return {"values": ({"numeric": np.float32, "timestamp": np.int64, "dense": np.float32}[t],
+                       (n, spec.size) if t == "dense" else (n,))}
+
+
+def _plan_features(spec: SourceSpec, stage: Path, side: dict[str, FeatureColumn],
+                   counts: dict[str, tuple[list[str], list[int]]], n: int, sizes: list[dict[str, int]],
+                   indices: list[int]) -> tuple[dict[str, Any], dict[str, dict[int, int]]]:
+    """Writes the items / users tables' features (their manifest entries into ``.features.json``),
+    the context features' vocabularies and their preallocated arrays; returns (context feature ->
+    its vocabulary, multi_categorical feature -> shard -> its first value's position)."""
+    if not spec.features:
+        return {}, {}
+    folder = stage / "features"
+    folder.mkdir(exist_ok=True)
+    (stage / _SIDE_FEATURES).write_text(json.dumps(save_features(side, stage)), encoding="utf-8")
+    vocabularies, first_value = {}, {}
+    for f in spec.features:
+        if f.table != "interactions":
+            continue
+        vocab, vcounts = fit_vocabulary(f, *counts.get(f"feature:{f.name}", ([], [])))
+        if f.type in ("categorical", "multi_categorical", "text"):
+            vocabularies[f.name] = vocab
+        save_vocabulary(f.name, vocab.to_pylist(), vcounts, folder)
+        per_shard = [s.get(f.name, 0) for s in sizes]
+        starts = np.concatenate([[0], np.cumsum(per_shard)]).astype(np.int64)
+        if f.type == "multi_categorical":
+            first_value[f.name] = {i: int(starts[j]) for j, i in enumerate(indices)}
+        for part, (dtype, shape) in _context_shapes(f, n, int(starts[-1])).items():
+            np.lib.format.open_memmap(folder / f"{f.name}.{part}.npy", mode="w+", dtype=dtype, shape=shape).flush()
+    return vocabularies, first_value
+
+
+def _features_manifest(spec: SourceSpec, stage: Path) -> dict[str, Any]:
+    """The manifest's ``features`` (as :func:`~tfrs_lab.data.typed.save_features` gives it) from
+    what the pipeline wrote; removes its working files."""
+    if not spec.features:
+        return {}
+    side = json.loads((stage / _SIDE_FEATURES).read_text(encoding="utf-8"))
+    (stage / _SIDE_FEATURES).unlink()
+    out = {}
+    for f in spec.features:
+        if f.table != "interactions":
+            out[f.name] = side[f.name]
+            continue
+        shapes = {}
+        for part in _context_shapes(f, 0, 0):
+            array = np.load(stage / "features" / f"{f.name}.{part}.npy", mmap_mode="r")
+            shapes[part] = (array.dtype.name, array.shape)
+        stats = {}
+        if f.type in ("numeric", "timestamp"):
+            path = stage / _STATS.format(f.name)
+            stats = json.loads(path.read_text(encoding="utf-8"))
+            path.unlink()
+        out[f.name] = feature_entry(f, dict(sorted(shapes.items(), key=lambda kv: _PARTS.index(kv[0]))), stats)
+    return out
+
+
+def _stats_values(element: tuple[int, _Shard, dict], spec: SourceSpec) -> Iterator[tuple[str, tuple[int, np.ndarray]]]:
+    """``(feature, (shard, values))`` of every numeric / timestamp context feature of one shard."""
+    index, _, features = element
+    for f in spec.features:
+        if f.table == "interactions" and f.type in ("numeric", "timestamp"):
+            yield f.name, (index, features[f.name].numbers)
+
+
+def _feature_stats(element: tuple[str, Iterable[tuple[int, np.ndarray]]], spec: SourceSpec, plan: _Plan | None,
+                   stage: str) -> None:
+    """A numeric / timestamp context feature's statistics over every shard's values, in shard
+    order (the whole column, as on one machine: exact mean, std and quantiles), into the stage."""
+    if plan is None:
+        return
+    name, pieces = element
+    feature = next(f for f in spec.features if f.name == name)
+    pieces = sorted(pieces, key=lambda piece: piece[0])
+    values = np.concatenate([v for _, v in pieces]) if pieces else np.zeros(0)
+    Path(stage, _STATS.format(name)).write_text(json.dumps(column_stats(feature, values)), encoding="utf-8")
 
 
 def _write_at(path: Path, start: int, values: np.ndarray) -> None:
-    """Writes ``values`` into the preallocated ``.npy`` file ``path`` from element ``start`` on."""
+    """Writes ``values`` into the preallocated ``.npy`` file ``path`` from row ``start`` on (a row
+    of a 2-D file being its second dimension's values)."""
     if not len(values):
         return
     header = np.load(path, mmap_mode="r")
     values = np.ascontiguousarray(values, dtype=header.dtype)
-    offset = header.offset + start * header.dtype.itemsize
+    offset = header.offset + start * header.dtype.itemsize * int(np.prod(header.shape[1:]))
     del header
     fd = os.open(path, os.O_WRONLY)
     try:
@@ -324,17 +464,29 @@ def _write_at(path: Path, start: int, values: np.ndarray) -> None:
         os.close(fd)
 
 
-def _encode_and_write(element: tuple[int, _Shard], plan: _Plan | None, stage: str,
+def _encode_and_write(element: tuple[int, _Shard, dict], plan: _Plan | None, stage: str, spec: SourceSpec,
                       users_per_block: int) -> Iterable[tuple[int, Any]]:
-    """Encodes one shard, writes its columns at its row offset; ``(user block, piece)`` for the
-    sequence order, a piece being (shard, user codes, timestamps, item ranks, rows)."""
+    """Encodes one shard, writes its columns (its context features' too) at its row offset;
+    ``(user block, piece)`` for the sequence order, a piece being (shard, user codes, timestamps,
+    item ranks, rows)."""
     if plan is None:
         return []
-    index, shard = element
+    index, shard, features = element
     columns = _encode_shard(shard, plan.vocab, plan.first_read[index])
     first = plan.first_kept[index]
     for k in _COLUMNS:
         _write_at(Path(stage) / f"{k}.npy", first, columns[k])
+    for f in spec.features:
+        if f.table == "interactions":
+            encoded = encode_values(f, features[f.name], plan.feature_vocabularies.get(f.name))
+            path = Path(stage) / "features" / f"{f.name}.{{}}.npy"
+            if f.type == "multi_categorical":
+                start = plan.first_value[f.name][index]
+                _write_at(Path(str(path).format("codes")), start, encoded["codes"])
+                _write_at(Path(str(path).format("offsets")), first + 1, offsets_of(encoded["lengths"], start))
+            else:
+                part = "values" if "values" in encoded else "codes"
+                _write_at(Path(str(path).format(part)), first, encoded[part])
     user = columns["user"]
     rank = plan.vocab.item_rank[columns["item"]]
     block = user // users_per_block

@@ -116,7 +116,8 @@ class Interactions:
     @classmethod
     def from_data(cls, data: MovieLensData) -> "Interactions":
         """``data`` encoded once: users in ascending id order, items in catalogue order (ids the
-        catalogue lacks appended in ascending order), the sequence index of :func:`sequence_order`."""
+        catalogue lacks appended in ascending order), the sequence index of :func:`sequence_order`;
+        its typed features (``from_frame``) as they are (aligned with these codes and rows)."""
         r = data.ratings
         user_ids, user = np.unique(r["user_id"].astype(object), return_inverse=True)
         catalogue = np.asarray(data.movies["movie_id"], dtype=object)
@@ -134,7 +135,7 @@ class Interactions:
         return cls(data.dataset, user.astype(np.int32), item.astype(np.int32), np.asarray(r["timestamp"], np.int64),
                    user_ids.astype(object), np.concatenate([catalogue, missing]).astype(object),
                    np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), rows.astype(np.int64), data.movies, extra,
-                   rating)
+                   rating, dict(data.features))
 
     @classmethod
     def of(cls, data: "MovieLensData | Interactions") -> "Interactions":

@@ -115,11 +115,17 @@ class MovieLensData:
             ``movie_title`` (object ``[m]`` of ``str``), ``movie_genres`` (float32
             ``[m, NUM_GENRES]`` multi-hot over :data:`GENRE_NAMES`; for your own data ``[m, G]`` over
             its observed categories, see :mod:`tfrs_lab.data.readers`).
+        features: typed features given to :func:`tfrs_lab.data.frames.from_frame` (name ->
+            :class:`tfrs_lab.data.typed.FeatureColumn`): item features aligned with the ``movies``
+            rows, user features with the distinct ``user_id`` s in ascending order, context
+            features with the ``ratings`` rows; empty otherwise (files: the prepared dataset
+            carries them). Whoever drops or reorders rows or items drops these too.
     """
 
     dataset: str
     ratings: dict[str, np.ndarray]
     movies: dict[str, np.ndarray]
+    features: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def has_user_features(self) -> bool:

@@ -64,6 +64,7 @@ from tfrs_lab.data.readers import (_absent_users, _binary_kept, _catalogue, _int
 from tfrs_lab.data.spec import FeatureSpec, InteractionColumns, SourceSpec
 from tfrs_lab.data.splits import _movie_order_key
 from tfrs_lab.data.typed import FeatureColumn, encode_features, load_features, save_features
+from tfrs_lab.data.vectorised import _fast_ids, _fast_iso_times, _fast_numbers
 from tfrs_lab.staging import staged_directory
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "PREPARED_DIR", "PreparedDataset", "Stats", "Target", "as_file",
@@ -80,7 +81,6 @@ _FORMAT = "tfrs_lab.prepared"
 _ARRAYS = {"user": np.int32, "item": np.int32, "rating": np.float32, "timestamp": np.int64,
            "sequence_offsets": np.int64, "sequence_rows": np.int64}
 _USERS, _ITEMS = "users.parquet", "items.parquet"
-_BLANK = r"^[\s\x0b\x1c-\x1f\x85\p{Z}]*$"  # what str.strip() empties: an id needs a per-row check
 
 
 # --------------------------------------------------------------------------- the dataset
@@ -433,87 +433,6 @@ def _write_tables(users: Any, items: Any, stage: Path) -> None:
 
     pq.write_table(users, stage / _USERS)
     pq.write_table(items, stage / _ITEMS)
-
-
-def _decoded(col: Any) -> Any:
-    """A dictionary-encoded column (e.g. a pandas categorical in Parquet) as its plain values."""
-    import pyarrow as pa  # pylint: disable=import-outside-toplevel
-
-    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
-
-
-def _is_text(t: Any) -> bool:
-    import pyarrow as pa  # pylint: disable=import-outside-toplevel
-
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
-
-
-def _fast_ids(col: Any) -> Any:
-    """An id column -> chunked pyarrow strings (``51`` for 51 and 51.0); None when a value needs the
-    readers' per-row check (nulls, empty text, fractions, other types)."""
-    import pyarrow as pa  # pylint: disable=import-outside-toplevel
-    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
-
-    col = _decoded(col)
-    if col.null_count:
-        return None
-    t = col.type
-    try:
-        if pa.types.is_integer(t):
-            return pc.cast(pc.cast(col, pa.int64()), pa.string())
-        if pa.types.is_floating(t):
-            v = np.asarray(col.to_numpy(), dtype=np.float64)
-            if not (np.isfinite(v) & (v == np.round(v))).all():
-                return None
-            return pa.chunked_array([pc.cast(pa.array(v.astype(np.int64)), pa.string())])
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    if _is_text(t) and not pc.any(pc.match_substring_regex(col, _BLANK)).as_py():
-        return pc.cast(col, pa.string())
-    return None
-
-
-def _fast_numbers(col: Any, *, binary: bool = False) -> np.ndarray | None:
-    """A number column -> float64 ``[rows]`` (text trimmed; ``binary``: true/false as 1/0); None when a
-    value is missing, not finite or not a number."""
-    import pyarrow as pa  # pylint: disable=import-outside-toplevel
-    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
-
-    col = _decoded(col)
-    if col.null_count:
-        return None
-    t = col.type
-    try:
-        if _is_text(t):
-            col = pc.utf8_trim_whitespace(col)
-            if binary:
-                low = pc.utf8_lower(col)
-                col = pc.if_else(pc.equal(low, "true"), "1", pc.if_else(pc.equal(low, "false"), "0", col))
-            col = pc.cast(col, pa.float64())
-        elif pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
-            col = pc.cast(col, pa.float64())
-        else:
-            return None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    v = np.asarray(col.to_numpy(), dtype=np.float64)
-    return v if np.isfinite(v).all() else None
-
-
-def _fast_iso_times(col: Any) -> np.ndarray | None:
-    """ISO-8601 text -> int64 unix seconds, as the readers cast it (whole column at once); None otherwise."""
-    import pyarrow as pa  # pylint: disable=import-outside-toplevel
-    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
-
-    if col.null_count or not _is_text(col.type):
-        return None
-    col = pc.utf8_trim_whitespace(col)
-    for ts in (pa.timestamp("s", tz="UTC"), pa.timestamp("s")):
-        try:
-            return np.asarray(pc.cast(pc.cast(col, ts), pa.int64()).to_numpy(), dtype=np.int64)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-    return None
 
 
 def _fast_interactions(table: Any, c: InteractionColumns) -> tuple | None:

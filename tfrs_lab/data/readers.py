@@ -1,5 +1,5 @@
 """Readers of your own data: the files a :class:`~tfrs_lab.data.spec.SourceSpec` names (or, from
-Python, a pandas DataFrame or dict of arrays) -> the :class:`~tfrs_lab.data.movielens.MovieLensData`
+Python, a pandas DataFrame or dict of arrays: :func:`tfrs_lab.data.frames.from_frame`) -> the :class:`~tfrs_lab.data.movielens.MovieLensData`
 every task consumes, so training, tuning, the report and the export run on it unchanged.
 
 Formats: CSV / TSV / other delimited text (``pyarrow.csv``), Parquet (``pyarrow.parquet``), JSON
@@ -33,12 +33,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from tfrs_lab.schema import ConfigError, build
 from tfrs_lab.data.filesystem import RemoteFile, is_url, local_file, local_path, resolve_url
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.spec import (InteractionColumns, InteractionsSource, ItemColumns, ItemsSource, SourceSpec)
 
-__all__ = ["from_frame", "read_interactions", "read_items", "read_source", "resolve_paths"]
+__all__ = ["read_interactions", "read_items", "read_source", "resolve_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +54,11 @@ class _Raw:
     where: str  # the file (or "the DataFrame") for messages
     columns: dict[str, np.ndarray]
     first_line: int | None  # line number of row 0 in delimited text; None: rows are counted from 1
+    index: np.ndarray | None = None  # int64 [rows]: each row's position in the file (a subset of its rows)
 
     def at(self, row: int) -> str:
         """``"line 7"`` / ``"row 7"`` of row index ``row``."""
+        row = int(self.index[row]) if self.index is not None else row
         return f"line {self.first_line + row}" if self.first_line is not None else f"row {row + 1}"
 
 
@@ -270,18 +271,27 @@ def _read_table(source, needed: Mapping[str, str], where: str) -> list[_Raw]:
 
 
 def _frame_table(frame: Any, needed: Mapping[str, str], where: str, what: str) -> list[_Raw]:
-    """A pandas DataFrame or a dict of equal-length arrays -> one raw table."""
+    """A pandas DataFrame or a dict of equal-length arrays -> one raw table. A role starting with
+    ``@`` is the full dotted path of the setting (``@features[0].column``); a 2-D column [n, S]
+    becomes n rows of S values (a dense feature)."""
     names = [str(c) for c in (frame.columns if hasattr(frame, "columns") else frame.keys())]
     for role, col in needed.items():
         if col not in names:
-            raise DataError(f"{what}: no column {col!r} ({where}.{role}); its columns are "
-                            f"{', '.join(map(repr, names)) or 'none'}: pass one of them as {role}=")
+            setting = role[1:] if role.startswith("@") else f"{where}.{role}"
+            fix = f"set {setting} to one of them" if role.startswith("@") else f"pass one of them as {role}="
+            raise DataError(f"{what}: no column {col!r} ({setting}); its columns are "
+                            f"{', '.join(map(repr, names)) or 'none'}: {fix}")
     columns = {}
     for col in dict.fromkeys(needed.values()):
         values = frame[col]
         values = values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values)
+        if values.ndim == 2:
+            rows = np.empty(len(values), dtype=object)
+            rows[:] = list(values)
+            values = rows
         if values.ndim != 1:
-            raise DataError(f"{what}: column {col!r} must be 1-D, got shape {values.shape}")
+            raise DataError(f"{what}: column {col!r} must be 1-D (or 2-D for a dense feature), got shape "
+                            f"{values.shape}")
         columns[col] = values
     lengths = {c: len(v) for c, v in columns.items()}
     if len(set(lengths.values())) > 1:
@@ -559,9 +569,13 @@ def _user_table(raws: list[_Raw], c, where: str) -> np.ndarray:
 
 
 def _read(spec: SourceSpec, interactions: Callable, items: Callable | None, users: Callable | None,
-          where: str) -> MovieLensData:
+          where: str, *, rows: bool = False) -> Any:
+    """The :class:`MovieLensData` of the tables; with ``rows``, ``(data, int64 [n]: the position of
+    each kept row among the interactions table's rows)``."""
     ic = spec.interactions.columns
     ratings = _interactions(interactions(ic.columns(), f"{where}.interactions"), ic, f"{where}.interactions")
+    if rows:
+        ratings["_row"] = np.arange(len(ratings["user_id"]), dtype=np.int64)
     item_table = None
     if items is not None:
         raws = items(spec.items.columns.columns(), f"{where}.items")
@@ -570,7 +584,8 @@ def _read(spec: SourceSpec, interactions: Callable, items: Callable | None, user
     if users is not None:
         user_ids = _user_table(users(spec.users.columns.columns(), f"{where}.users"), spec.users.columns,
                                f"{where}.users")
-    return _assemble(spec.name, ratings, item_table, user_ids, ic, spec.missing_items)
+    data = _assemble(spec.name, ratings, item_table, user_ids, ic, spec.missing_items)
+    return (data, data.ratings.pop("_row")) if rows else data
 
 
 def read_source(spec: SourceSpec, *, where: str = "data.source") -> MovieLensData:
@@ -610,35 +625,3 @@ def read_items(source: ItemsSource, *, where: str) -> tuple[np.ndarray, np.ndarr
     ``where`` is the dotted path (or flag) named in messages. Raises DataError (one line) on any problem.
     """
     return _catalogue(_read_table(source, source.columns.columns(), where), source.columns, where)
-
-
-def from_frame(interactions: Any, columns: Mapping[str, str], *, items: Any = None,
-               item_columns: Mapping[str, str] | None = None, name: str = "own",
-               missing_items: str = "keep") -> MovieLensData:
-    """Your own data from Python: a pandas DataFrame (or a dict of equal-length arrays) of
-    interactions, and optionally one of items, -> the :class:`MovieLensData` every task trains on::
-
-        data = tfrs_lab.data.from_frame(df, columns={"user": "userId", "item": "movieId", "rating": "rating"})
-        run = tfrs_lab.train("retrieval", data=data, output_dir="runs/mine")
-
-    ``columns``: the roles of :class:`~tfrs_lab.data.spec.InteractionColumns` (``user``, ``item``,
-    ``rating``, ``label``, ``time``, ``time_format``); ``item_columns`` those of
-    :class:`~tfrs_lab.data.spec.ItemColumns` (``id``, ``text``, ``categories``, ``separator``).
-    Raises ConfigError for an unknown role, DataError for a problem with the values.
-    """
-    try:
-        spec = build(SourceSpec, {
-            "name": name, "missing_items": missing_items,
-            "interactions": {"path": "<DataFrame>", "columns": dict(columns)},
-            **({"items": {"path": "<DataFrame>", "columns": dict(item_columns or {})}} if items is not None else {}),
-        }, "from_frame")
-    except ConfigError as e:
-        raise ConfigError(str(e).replace("from_frame.interactions.columns", "columns")
-                          .replace("from_frame.items.columns", "item_columns")) from e
-
-    def frame(obj, what):
-        return lambda needed, w: _frame_table(obj, needed, w.replace("from_frame.interactions", "columns")
-                                              .replace("from_frame.items", "item_columns"), what)
-
-    return _read(spec, frame(interactions, "the interactions frame"),
-                 frame(items, "the items frame") if items is not None else None, None, "from_frame")

@@ -297,8 +297,10 @@ class FeatureSpec:
             raise ConfigError(f"{path}.hash_buckets is only read for categorical and multi_categorical features, "
                               f"got type {self.type}: drop it")
         if self.type == "text" and self.table == "interactions":
-            raise ConfigError(f"{path}.type text is not supported on the interactions table yet: put the text "
-                              "in the items or users table")
+            raise ConfigError(f"{path}.type text is not supported on the interactions table: a context feature is "
+                              "an input of the exported model, which does not tokenise text yet (items and users "
+                              "text is tokenised when prepared and looked up by id); put the text in the items or "
+                              "users table, or give its words as a multi_categorical feature")
 
 
 # --------------------------------------------------------------------------- the quick path

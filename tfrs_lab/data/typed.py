@@ -29,18 +29,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from tfrs_lab.data.features import _TOKEN, encode_titles
+from tfrs_lab.data.features import _TOKEN
+from tfrs_lab.data.filesystem import local_file
 from tfrs_lab.data.movielens import DataError
-from tfrs_lab.data.readers import _categories, _ids, _is_missing, _iso_times, _numbers, _Raw, _read_file, _read_table
+from tfrs_lab.data.readers import (_categories, _frame_table, _ids, _is_missing, _iso_times, _numbers, _Raw,
+                                   _read_file_table, _read_tfrecord, _table_raw, resolve_paths)
 from tfrs_lab.data.spec import FeatureSpec, SourceSpec
+from tfrs_lab.data.vectorised import (_decoded, _fast_iso_times, _fast_numbers, _is_text, category_strings,
+                                      dense_rows, split_lists)
 
-__all__ = ["FeatureColumn", "ModelFeature", "TEXT_VOCABULARY", "encode_features", "load_features", "save_features"]
+__all__ = ["FeatureColumn", "ModelFeature", "Part", "TEXT_VOCABULARY", "TableParts", "Values", "column_of", "column_stats",
+           "convert", "count_values", "encode_features", "encode_values", "feature_entry", "feature_needed",
+           "fit_vocabulary", "frame_part", "interaction_part", "interaction_values", "load_features", "merge_counts",
+           "offsets_of", "read_part", "save_features", "save_vocabulary", "side_features"]
 
 TEXT_VOCABULARY = 20000
 """Words kept in a text feature's vocabulary when ``max_size`` is 0."""
@@ -149,13 +155,91 @@ class FeatureColumn:
 
 
 # --------------------------------------------------------------------------- encoding
+#
+# A feature is encoded in steps over parts of its table (a file or a frame; for the interactions
+# table one shard, its kept rows), shared by the single-machine path (encode_features) and the
+# Beam pipeline (tfrs_lab/data/beam_prepare.py), so both write the same bytes:
+#   read_part / frame_part   a file / frame as read: a pyarrow Table, else per-value columns
+#   convert                  one part's values (vectorised, tfrs_lab.data.vectorised; a value that
+#                            needs it goes through the per-value conversion, which names a bad one)
+#   count_values             the part's distinct values and counts (categorical, multi, text)
+#   merge_counts             counts of several parts summed
+#   fit_vocabulary           the vocabulary: most frequent first, ties by value (text: the first max_size)
+#   encode_values            one part's arrays against the vocabulary
+#   column_stats             numeric / timestamp statistics of the whole column
+
+_VOCABULARY_TYPES = ("categorical", "multi_categorical", "text")
+_NOT_TOKEN = "[^a-z0-9']+"  # the complement of features._TOKEN: splitting on it gives its matches
 
 
-def _vocabulary(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """(values object [V] most frequent first, ties by value; counts int64 [V]; value -> code i + 1)."""
-    ranked = sorted(Counter(values).items(), key=lambda kv: (-kv[1], kv[0]))
-    vocab = np.array([v for v, _ in ranked], dtype=object)
-    return vocab, np.array([c for _, c in ranked], np.int64), {v: i + 1 for i, (v, _) in enumerate(ranked)}
+@dataclasses.dataclass
+class Part:
+    """One file (or frame) of a table as read: ``arrow``, the pyarrow Table of the needed columns
+    (None for TFRecord, or a frame pyarrow cannot convert); ``raw``, its per-value columns when
+    there is no table or when they came first (a frame); ``rows``, int64 positions of the rows kept
+    (None: all); ``where`` / ``first_line``: the file and the line of row 0, for messages."""
+
+    where: str
+    arrow: Any | None = None
+    first_line: int | None = None
+    raw: _Raw | None = None
+    rows: np.ndarray | None = None
+
+    def column(self, col: str) -> Any:
+        """The kept rows of column ``col`` of the pyarrow Table."""
+        import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+        values = self.arrow.column(col)
+        return values if self.rows is None else values.take(pa.array(self.rows, pa.int64()))
+
+    def values(self, col: str) -> _Raw:
+        """The kept rows of column ``col`` per value (messages name each row's line in the file)."""
+        raw = self.raw if self.raw is not None else _table_raw(self.where, self.arrow, self.first_line, {"c": col})
+        values = raw.columns[col]
+        return _Raw(self.where, {col: values if self.rows is None else values[self.rows]}, raw.first_line,
+                    index=self.rows)
+
+
+def read_part(file: Any, source: Any, needed: Mapping[str, str], where: str,
+              rows: np.ndarray | None = None) -> Part:
+    """The ``needed`` columns (role -> column; ``@setting`` roles name the setting) of one file of
+    ``source`` (a remote one through a local copy). DataError for a missing column or an unreadable file."""
+    with local_file(file) as local:
+        read = _read_file_table(local, source, needed, where)
+        if read is None:
+            return Part(str(file), raw=dataclasses.replace(_read_tfrecord(local, needed, where), where=str(file)),
+                        rows=rows)
+    return Part(str(file), arrow=read[0], first_line=read[1], rows=rows)
+
+
+def frame_part(frame: Any, needed: Mapping[str, str], where: str, what: str) -> Part:
+    """The ``needed`` columns of a pandas DataFrame or dict of equal-length arrays (``what`` in
+    messages: "the items frame"); DataError for a missing column."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+    raw = _frame_table(frame, needed, where, what)[0]
+    try:
+        arrow = pa.table({c: pa.array(v) for c, v in raw.columns.items()})
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        arrow = None  # mixed types: the per-value conversion decides
+    return Part(what, arrow=arrow, raw=raw)
+
+
+@dataclasses.dataclass
+class Values:
+    """One feature's values of one part (k rows), converted, before any vocabulary:
+    categorical ``strings`` pyarrow string [k] (null = missing); multi_categorical / text
+    ``strings`` [nnz] (the values / words of every row in order) and ``lengths`` int64 [k];
+    numeric ``numbers`` float64 [k]; timestamp int64 [k] unix seconds; dense float32 [k, S]."""
+
+    strings: Any = None
+    lengths: np.ndarray | None = None
+    numbers: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        if self.lengths is not None:
+            return len(self.lengths)
+        return len(self.strings) if self.numbers is None else len(self.numbers)
 
 
 def _text(v: Any) -> str | None:
@@ -169,12 +253,6 @@ def _text(v: Any) -> str | None:
     if isinstance(v, (list, tuple, np.ndarray)) and len(v) == 1:
         return _text(v[0])
     return str(v).strip()
-
-
-def _quantiles(x: np.ndarray, buckets: int) -> list[float]:
-    if buckets <= 1 or not len(x):
-        return []
-    return [float(b) for b in np.unique(np.quantile(x, np.linspace(0.0, 1.0, buckets + 1)[1:-1]))]
 
 
 def _dense(raw: _Raw, col: str, spec: FeatureSpec, setting: str) -> np.ndarray:
@@ -194,55 +272,212 @@ def _dense(raw: _Raw, col: str, spec: FeatureSpec, setting: str) -> np.ndarray:
     return out
 
 
-def _encode_column(spec: FeatureSpec, raws: list[_Raw], setting: str) -> FeatureColumn:
-    """The values of ``raws`` (the table's rows in order) encoded; ``setting``: the feature's dotted path."""
+def _lists(lists: Sequence[Sequence[str]]) -> Values:
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+    return Values(strings=pa.array([v for row in lists for v in row], pa.string()),
+                  lengths=np.array([len(row) for row in lists], np.int64))
+
+
+def _per_value(spec: FeatureSpec, raw: _Raw, setting: str) -> Values:
+    """:class:`Values` converted value by value (the reference the vectorised path equals);
+    DataError at the first bad value (file, line, column, setting, fix)."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
     col, t = spec.column, spec.type
-    empty = np.zeros(0, object), np.zeros(0, np.int64)
     if t == "categorical":
-        values = [_text(v) for r in raws for v in r.columns[col]]
-        vocab, counts, index = _vocabulary([v for v in values if v is not None])
-        codes = np.array([index.get(v, 0) if v is not None else 0 for v in values], np.int32)
-        return FeatureColumn(spec, vocab, counts, codes=codes)
+        return Values(strings=pa.array([_text(v) for v in raw.columns[col]], pa.string()))
     if t == "multi_categorical":
-        lists = [x for r in raws for x in _categories(r, col, spec.separator)]
-        vocab, counts, index = _vocabulary([v for row in lists for v in row])
-        offsets = np.concatenate([[0], np.cumsum([len(row) for row in lists])]).astype(np.int64)
-        codes = np.array([index[v] for row in lists for v in row], np.int32)
-        return FeatureColumn(spec, vocab, counts, codes=codes, offsets=offsets)
+        return _lists(_categories(raw, col, spec.separator))
     if t == "text":
-        texts = np.array(["" if _is_missing(v) else str(v) for r in raws for v in r.columns[col]], dtype=object)
-        ranked = sorted(Counter(w for x in texts for w in _TOKEN.findall(x.lower())).items(),
-                        key=lambda kv: (-kv[1], kv[0]))[: spec.max_size or TEXT_VOCABULARY]
-        words = {w: i + 2 for i, (w, _) in enumerate(ranked)}
-        return FeatureColumn(spec, np.array([w for w, _ in ranked], dtype=object),
-                             np.array([c for _, c in ranked], np.int64),
-                             codes=encode_titles(texts, words, spec.max_tokens))
+        return _lists([_TOKEN.findall(("" if _is_missing(v) else str(v)).lower()) for v in raw.columns[col]])
     if t == "dense":
-        values = np.concatenate([_dense(r, col, spec, setting) for r in raws]) if raws else np.zeros((0, spec.size))
-        return FeatureColumn(spec, *empty, values=values.astype(np.float32))
+        return Values(numbers=_dense(raw, col, spec, setting))
     if t == "timestamp":
-        parts = []
-        for r in raws:
-            if spec.time_format == "iso8601":
-                parts.append(_iso_times(r, col, "", setting=setting))
-            else:
-                parts.append(_numbers(r, col, setting, "a unix time in seconds",
-                                      f"fix the value, or set {setting.rpartition('.')[0]}.time_format: iso8601 "
-                                      "for text times").astype(np.int64))
-        ts = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        x = ts.astype(np.float64)
-        stats = {"mean": float(x.mean()) if len(x) else 0.0, "std": float(x.std() or 1.0) if len(x) else 1.0,
-                 "min": float(x.min()) if len(x) else 0.0, "max": float(x.max()) if len(x) else 0.0,
-                 "boundaries": _quantiles(x, spec.buckets or _TIME_BUCKETS)}
-        return FeatureColumn(spec, *empty, values=ts, stats=stats)
-    # numeric
-    x = np.concatenate([_numbers(r, col, setting, "a number", "fix the value or drop the feature") for r in raws]) \
-        if raws else np.zeros(0)
+        if spec.time_format == "iso8601":
+            return Values(numbers=_iso_times(raw, col, "", setting=setting))
+        return Values(numbers=_numbers(raw, col, setting, "a unix time in seconds",
+                                       f"fix the value, or set {setting.rpartition('.')[0]}.time_format: iso8601 "
+                                       "for text times").astype(np.int64))
+    return Values(numbers=_numbers(raw, col, setting, "a number", "fix the value or drop the feature"))
+
+
+def _tokens(col: Any) -> Values | None:
+    """Text -> the words of ``features._TOKEN`` in the lower-cased text: ASCII rows vectorised,
+    the others (whose lower case Python and Arrow may spell differently) per value."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+
+    col = _decoded(col)
+    if not _is_text(col.type):
+        return None
+    col = pc.cast(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col, pa.string())
+    lists = pc.split_pattern_regex(pc.utf8_lower(col), pattern=_NOT_TOKEN)
+    ascii_rows = np.asarray(pc.fill_null(pc.string_is_ascii(col), True).to_numpy(zero_copy_only=False), bool)
+    if not ascii_rows.all():
+        other = np.flatnonzero(~ascii_rows)
+        words = pa.array([_TOKEN.findall(v.lower()) for v in col.take(pa.array(other)).to_pylist()],
+                         lists.type)
+        at = np.arange(len(col))
+        at[other] = len(col) + np.arange(len(other))
+        lists = pa.concat_arrays([lists, words]).take(pa.array(at))
+    words = pc.list_flatten(lists)
+    parent = np.asarray(pc.list_parent_indices(lists).to_numpy(), np.int64)
+    keep = pc.not_equal(words, "")
+    return Values(strings=words.filter(keep),
+                  lengths=np.bincount(parent[np.asarray(keep.to_numpy(zero_copy_only=False), bool)],
+                                      minlength=len(col)).astype(np.int64))
+
+
+def _vectorised(spec: FeatureSpec, col: Any) -> Values | None:
+    """:class:`Values` of a pyarrow column, vectorised; None when a value needs :func:`_per_value`."""
+    t = spec.type
+    if t == "categorical":
+        strings = category_strings(col)
+        return None if strings is None else Values(strings=strings)
+    if t == "multi_categorical":
+        split = split_lists(col, spec.separator)
+        return None if split is None else Values(strings=split[0], lengths=split[1])
+    if t == "text":
+        return _tokens(col)
+    if t == "numeric":
+        x = _fast_numbers(col)
+        return None if x is None else Values(numbers=x)
+    if t == "timestamp":
+        x = _fast_iso_times(col) if spec.time_format == "iso8601" else _fast_numbers(col)
+        return None if x is None else Values(numbers=x.astype(np.int64))
+    x = dense_rows(col, spec.size, spec.separator)
+    return None if x is None else Values(numbers=x)
+
+
+def convert(spec: FeatureSpec, part: Part, setting: str, *, vectorised: bool = True) -> Values:
+    """One part's values of feature ``spec`` (``setting``: its dotted path in messages):
+    vectorised where the part has a pyarrow Table and every value allows it, else per value
+    (``vectorised=False``: always; what the vectorised path is tested against)."""
+    if vectorised and part.arrow is not None:
+        fast = _vectorised(spec, part.column(spec.column))
+        if fast is not None:
+            return fast
+    return _per_value(spec, part.values(spec.column), setting)
+
+
+def count_values(values: Values) -> tuple[Any, np.ndarray]:
+    """(distinct values: pyarrow string, int64 counts) of one part's ``strings``, unordered."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+
+    strings = values.strings.drop_null()
+    if not len(strings):
+        return pa.array([], pa.string()), np.zeros(0, np.int64)
+    counted = pc.value_counts(strings)
+    return counted.field("values"), np.asarray(counted.field("counts").to_numpy(), np.int64)
+
+
+def merge_counts(parts: Sequence[tuple[Any, np.ndarray]]) -> tuple[Any, np.ndarray]:
+    """The counts of several parts (:func:`count_values`) summed per value."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+    if len(parts) == 1:
+        return parts[0]
+    table = pa.table({"value": pa.concat_arrays([pa.array(v, pa.string()) for v, _ in parts] or
+                                                [pa.array([], pa.string())]),
+                      "count": np.concatenate([c for _, c in parts] or [np.zeros(0, np.int64)])})
+    summed = table.group_by("value").aggregate([("count", "sum")])
+    return summed.column("value").combine_chunks(), np.asarray(summed.column("count_sum").to_numpy(), np.int64)
+
+
+def fit_vocabulary(spec: FeatureSpec, distinct: Any, counts: np.ndarray) -> tuple[Any, np.ndarray]:
+    """(vocabulary: pyarrow string [V], int64 counts [V]) from every value's count: most frequent
+    first, ties by value (code point order); text keeps the first ``max_size`` (0: 20000) words."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+
+    distinct = distinct if isinstance(distinct, pa.Array) else pa.array(list(distinct), pa.string())
+    counts = np.asarray(counts, np.int64)
+    rank = np.empty(len(distinct), np.int64)
+    rank[np.asarray(pc.sort_indices(distinct).to_numpy(), np.int64)] = np.arange(len(distinct))
+    order = np.lexsort((rank, -counts))
+    if spec.type == "text":
+        order = order[: spec.max_size or TEXT_VOCABULARY]
+    return distinct.take(pa.array(order, pa.int64())), counts[order]
+
+
+def encode_values(spec: FeatureSpec, values: Values, vocabulary: Any) -> dict[str, np.ndarray]:
+    """One part's arrays (module docstring; k rows): categorical ``codes`` int32 [k];
+    multi_categorical ``codes`` int32 [nnz] and ``lengths`` int64 [k]; text ``codes`` int32
+    [k, max_tokens]; numeric ``values`` float32 [k]; timestamp int64 [k]; dense float32 [k, S]."""
+    import pyarrow.compute as pc  # pylint: disable=import-outside-toplevel
+
+    t = spec.type
+    if t in _VOCABULARY_TYPES:
+        index = np.asarray(pc.fill_null(pc.index_in(values.strings, value_set=vocabulary), -1).to_numpy(),
+                           np.int64)
+        if t == "categorical":
+            return {"codes": (index + 1).astype(np.int32)}
+        if t == "multi_categorical":
+            return {"codes": (index + 1).astype(np.int32), "lengths": values.lengths}
+        k, width = len(values.lengths), spec.max_tokens
+        row = np.repeat(np.arange(k), values.lengths)
+        position = np.arange(len(index)) - np.repeat(np.cumsum(values.lengths) - values.lengths, values.lengths)
+        keep = position < width
+        codes = np.zeros((k, width), np.int32)
+        codes[row[keep], position[keep]] = np.where(index < 0, 1, index + 2)[keep]  # 1: a word outside it
+        return {"codes": codes}
+    if t == "numeric":
+        return {"values": values.numbers.astype(np.float32)}
+    return {"values": values.numbers}
+
+
+def _quantiles(x: np.ndarray, buckets: int) -> list[float]:
+    if buckets <= 1 or not len(x):
+        return []
+    return [float(b) for b in np.unique(np.quantile(x, np.linspace(0.0, 1.0, buckets + 1)[1:-1]))]
+
+
+def column_stats(spec: FeatureSpec, x: np.ndarray) -> dict[str, Any]:
+    """The statistics of a whole numeric (float64 [N], as converted) or timestamp (int64 [N])
+    column; {} for the other types."""
+    if spec.type == "timestamp":
+        x = np.asarray(x).astype(np.float64)
+        return {"mean": float(x.mean()) if len(x) else 0.0, "std": float(x.std() or 1.0) if len(x) else 1.0,
+                "min": float(x.min()) if len(x) else 0.0, "max": float(x.max()) if len(x) else 0.0,
+                "boundaries": _quantiles(x, spec.buckets or _TIME_BUCKETS)}
+    if spec.type != "numeric":
+        return {}
     z = np.log1p(np.maximum(x, 0.0)) if spec.normalize == "log" else x
-    stats = {"mean": float(z.mean()) if len(z) and spec.normalize != "none" else 0.0,
-             "std": float(z.std() or 1.0) if len(z) and spec.normalize != "none" else 1.0,
-             "boundaries": _quantiles(z, spec.buckets)}
-    return FeatureColumn(spec, *empty, values=x.astype(np.float32), stats=stats)
+    return {"mean": float(z.mean()) if len(z) and spec.normalize != "none" else 0.0,
+            "std": float(z.std() or 1.0) if len(z) and spec.normalize != "none" else 1.0,
+            "boundaries": _quantiles(z, spec.buckets)}
+
+
+def offsets_of(lengths: np.ndarray, start: int = 0) -> np.ndarray:
+    """int64 [k]: the CSR ends ``start + cumsum(lengths)`` (a whole column's offsets are 0 then these)."""
+    return (start + np.cumsum(np.asarray(lengths, np.int64))).astype(np.int64)
+
+
+def column_of(spec: FeatureSpec, parts: Sequence[Values]) -> FeatureColumn:
+    """The :class:`FeatureColumn` of a whole table from its parts' values, in order."""
+    import pyarrow as pa  # pylint: disable=import-outside-toplevel
+
+    t = spec.type
+    vocab, counts = pa.array([], pa.string()), np.zeros(0, np.int64)
+    if t in _VOCABULARY_TYPES:
+        vocab, counts = fit_vocabulary(spec, *merge_counts([count_values(v) for v in parts]))
+    encoded = [encode_values(spec, v, vocab) for v in parts]
+    vocabulary = vocab.to_numpy(zero_copy_only=False).astype(object)
+    if t == "multi_categorical":
+        lengths = np.concatenate([e["lengths"] for e in encoded] or [np.zeros(0, np.int64)])
+        return FeatureColumn(spec, vocabulary, counts, offsets=np.concatenate([[0], offsets_of(lengths)]).astype(np.int64),
+                             codes=np.concatenate([e["codes"] for e in encoded] or [np.zeros(0, np.int32)]))
+    if t in ("categorical", "text"):
+        empty = np.zeros((0, spec.max_tokens) if t == "text" else 0, np.int32)
+        return FeatureColumn(spec, vocabulary, counts, codes=np.concatenate([e["codes"] for e in encoded] or [empty]))
+    empty = {"numeric": np.zeros(0, np.float32), "timestamp": np.zeros(0, np.int64),
+             "dense": np.zeros((0, spec.size), np.float32)}[t]
+    stats = column_stats(spec, np.concatenate([v.numbers for v in parts])) if t != "dense" and parts else \
+        column_stats(spec, empty)
+    return FeatureColumn(spec, vocabulary, counts, stats=stats,
+                         values=np.concatenate([e["values"] for e in encoded] or [empty]))
 
 
 def _aligned(column: FeatureColumn, index: np.ndarray) -> FeatureColumn:
@@ -263,12 +498,56 @@ def _aligned(column: FeatureColumn, index: np.ndarray) -> FeatureColumn:
     return dataclasses.replace(column, values=taken)
 
 
-def _feature_needed(spec: SourceSpec, table: str, where: str) -> dict[str, str]:
+def feature_needed(spec: SourceSpec, table: str, where: str) -> dict[str, str]:
+    """``{"@<where>.features[i].column": column}`` of the features of ``table`` (messages name the setting)."""
     return {f"@{where}.features[{i}].column": f.column for i, f in enumerate(spec.features) if f.table == table}
 
 
+TableParts = Callable[[str, Mapping[str, str]], list[Part]]
+"""``(table, needed columns) -> its parts``: the files of the spec, or frames (from_frame)."""
+
+
+def side_features(spec: SourceSpec, where: str, *, item_ids: np.ndarray, user_ids: np.ndarray,
+                  parts: TableParts | None = None, vectorised: bool = True) -> dict[str, FeatureColumn]:
+    """The features of the items and users tables, aligned with the item codes (``item_ids`` str
+    [m], the catalogue in code order) and user codes (``user_ids`` str [U]). ``parts``: where the
+    tables come from (default: the files of ``spec``)."""
+    out: dict[str, FeatureColumn] = {}
+    for table, ids in (("items", item_ids), ("users", user_ids)):
+        needed = feature_needed(spec, table, where)
+        if not needed:
+            continue
+        source = getattr(spec, table)
+        w = f"{where}.{table}"
+        tparts = parts(table, {"id": source.columns.id, **needed}) if parts is not None else [
+            read_part(f, source, {"id": source.columns.id, **needed}, w) for f in resolve_paths(source.path, f"{w}.path")]
+        table_ids = np.concatenate([_ids(p.values(source.columns.id), source.columns.id, f"{w}.columns.id")
+                                    for p in tparts])
+        row_of = {v: i for i, v in enumerate(table_ids)}
+        index = np.array([row_of.get(str(v), -1) for v in ids], np.int64)
+        for i, f in enumerate(spec.features):
+            if f.table == table:
+                setting = f"{where}.features[{i}].column"
+                out[f.name] = _aligned(column_of(f, [convert(f, p, setting, vectorised=vectorised) for p in tparts]),
+                                       index)
+    return out
+
+
+def interaction_values(spec: SourceSpec, part: Part | None, where: str, *,
+                       vectorised: bool = True) -> dict[str, Values]:
+    """The interactions table's features (name -> :class:`Values`) of one part (a shard's kept rows)."""
+    return {f.name: convert(f, part, f"{where}.features[{i}].column", vectorised=vectorised)
+            for i, f in enumerate(spec.features) if f.table == "interactions"}
+
+
+def interaction_part(spec: SourceSpec, file: Any, rows: np.ndarray, where: str) -> Part | None:
+    """The feature columns of one interactions file, its kept rows ``rows``; None without such features."""
+    needed = feature_needed(spec, "interactions", where)
+    return read_part(file, spec.interactions, needed, f"{where}.interactions", rows) if needed else None
+
+
 def encode_features(spec: SourceSpec, where: str, *, item_ids: np.ndarray, user_ids: np.ndarray,
-                    interaction_rows: list[tuple[Path, np.ndarray]]) -> dict[str, FeatureColumn]:
+                    interaction_rows: list[tuple[Any, np.ndarray]], vectorised: bool = True) -> dict[str, FeatureColumn]:
     """Every feature of ``spec`` read from its table and aligned with the codes.
 
     Args:
@@ -276,34 +555,17 @@ def encode_features(spec: SourceSpec, where: str, *, item_ids: np.ndarray, user_
         user_ids: str [U] the users in code order.
         interaction_rows: per interactions file in reading order, (file, int64 positions of its kept
             rows among the file's rows), the prepared rows being their concatenation.
+        vectorised: False converts every value in Python (the reference; tests compare the bytes).
 
     Raises:
         DataError: a missing column, a value of the wrong type (file, line, column, setting, fix).
     """
-    out: dict[str, FeatureColumn] = {}
     if not spec.features:
-        return out
-    for table, ids in (("items", item_ids), ("users", user_ids)):
-        needed = _feature_needed(spec, table, where)
-        if not needed:
-            continue
-        source = getattr(spec, table)
-        raws = _read_table(source, {"id": source.columns.id, **needed}, f"{where}.{table}")
-        table_ids = np.concatenate([_ids(r, source.columns.id, f"{where}.{table}.columns.id") for r in raws])
-        row_of = {v: i for i, v in enumerate(table_ids)}
-        index = np.array([row_of.get(str(v), -1) for v in ids], np.int64)
-        for i, f in enumerate(spec.features):
-            if f.table == table:
-                out[f.name] = _aligned(_encode_column(f, raws, f"{where}.features[{i}].column"), index)
-    needed = _feature_needed(spec, "interactions", where)
-    if needed:
-        raws = []
-        for file, rows in interaction_rows:
-            raw = _read_file(file, spec.interactions, needed, f"{where}.interactions")
-            raws.append(dataclasses.replace(raw, columns={c: v[rows] for c, v in raw.columns.items()}))
-        for i, f in enumerate(spec.features):
-            if f.table == "interactions":
-                out[f.name] = _encode_column(f, raws, f"{where}.features[{i}].column")
+        return {}
+    out = side_features(spec, where, item_ids=item_ids, user_ids=user_ids, vectorised=vectorised)
+    shards = [interaction_values(spec, interaction_part(spec, file, rows, where), where, vectorised=vectorised)
+              for file, rows in interaction_rows] if feature_needed(spec, "interactions", where) else []
+    out.update({f.name: column_of(f, [s[f.name] for s in shards]) for f in spec.features if f.table == "interactions"})
     return {f.name: out[f.name] for f in spec.features}
 
 
@@ -312,30 +574,43 @@ def encode_features(spec: SourceSpec, where: str, *, item_ids: np.ndarray, user_
 _PARTS = ("codes", "offsets", "values")
 
 
-def save_features(features: dict[str, FeatureColumn], directory: Path) -> dict[str, Any]:
-    """Writes ``features/<name>.<part>.npy`` and ``features/<name>.vocabulary.parquet`` (value,
-    count) under ``directory``; returns the manifest's ``features`` entry (name -> type, table,
-    arrays, stats)."""
+def feature_entry(spec: FeatureSpec, shapes: Mapping[str, tuple[str, Sequence[int]]],
+                  stats: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's entry of one feature: ``shapes`` part -> (dtype name, shape) of its arrays."""
+    return {"type": spec.type, "table": spec.table,
+            "arrays": {part: {"file": f"features/{spec.name}.{part}.npy", "dtype": dtype,
+                              "shape": [int(x) for x in shape]} for part, (dtype, shape) in shapes.items()},
+            "vocabulary": f"features/{spec.name}.vocabulary.parquet", "stats": dict(stats)}
+
+
+def save_vocabulary(name: str, vocabulary: Sequence[str], counts: np.ndarray, folder: Path) -> None:
+    """Writes ``<folder>/<name>.vocabulary.parquet`` (value string, count int64)."""
     import pyarrow as pa  # pylint: disable=import-outside-toplevel
     import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
 
+    pq.write_table(pa.table({"value": pa.array([str(v) for v in vocabulary], pa.string()),
+                             "count": pa.array(np.asarray(counts, np.int64), pa.int64())}),
+                   folder / f"{name}.vocabulary.parquet")
+
+
+def save_features(features: dict[str, FeatureColumn], directory: Path) -> dict[str, Any]:
+    """Writes ``features/<name>.<part>.npy`` and ``features/<name>.vocabulary.parquet`` (value,
+    count) under ``directory`` (the folder made when there are features); returns the manifest's
+    ``features`` entry (name -> :func:`feature_entry`)."""
     manifest: dict[str, Any] = {}
     if not features:
         return manifest
     folder = directory / "features"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     for name, f in features.items():
-        arrays = {}
+        shapes = {}
         for part in _PARTS:
             value = getattr(f, part)
             if value is not None:
                 np.save(folder / f"{name}.{part}.npy", np.ascontiguousarray(value))
-                arrays[part] = {"file": f"features/{name}.{part}.npy", "dtype": value.dtype.name,
-                                "shape": [int(x) for x in value.shape]}
-        pq.write_table(pa.table({"value": pa.array([str(v) for v in f.vocabulary], pa.string()),
-                                 "count": pa.array(f.counts, pa.int64())}), folder / f"{name}.vocabulary.parquet")
-        manifest[name] = {"type": f.spec.type, "table": f.spec.table, "arrays": arrays,
-                          "vocabulary": f"features/{name}.vocabulary.parquet", "stats": f.stats}
+                shapes[part] = (value.dtype.name, value.shape)
+        save_vocabulary(name, f.vocabulary, f.counts, folder)
+        manifest[name] = feature_entry(f.spec, shapes, f.stats)
     return manifest
 
 

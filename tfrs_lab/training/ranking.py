@@ -18,7 +18,8 @@ Data: your own data (``data.dataset: own``) on the splits computed from codes
 :class:`~tfrs_lab.data.interactions.Interactions` (:meth:`RankingTask.streams`; never converted
 back with ``to_data()``): labels, ids and histories come from the codes and the sequence index, the
 autorec table from the codes, and the typed features of ``data.source.features`` reach the model
-(user / item features as tables inside it, context features as per-row columns by name). MovieLens
+(user / item features as tables inside it, context features as per-row columns by name); so do
+``from_frame`` data's typed features (the frame encoded once, :meth:`Interactions.of`). MovieLens
 keeps its string columns (its demographics and zip codes feed DCN); both give the same columns for
 the same rows (tests/ranking/test_ranking_streamed.py).
 """
@@ -34,7 +35,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from tfrs_lab.config import ConfigError, RankingConfig, RankingModelConfig
+from tfrs_lab.config import ConfigError, RankingConfig, RankingModelConfig, check_typed_ranking
 from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.data.history import latest_history, recent_history, walk_back
 from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions
@@ -386,8 +387,11 @@ class RankingTask(Task):
         cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         protocol, t = split.protocol, cfg.train
         hp = hyperparameters(cfg)
+        check_typed_ranking(hp.architecture, [f.name for f in vocab.typed])  # from_frame features: not in the config
         if hp.architecture == "autorec":
             check_autorec_size(vocab)  # before any training work
+        if not isinstance(data, Interactions) and data.features:  # from_frame's typed features: read from the codes
+            data = Interactions.of(data)
         explicit = hp.objective == "explicit"
         cols = split_columns(data, split, hp)
 

@@ -127,10 +127,12 @@ def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None, *, stream: 
         logger.info("loading %s", cfg.data.dataset)
         inputs = TaskInputs(load_data(cfg, compact=stream and t.streams(cfg)))
     features = cfg.data.source.features if cfg.data.dataset == OWN and cfg.data.source is not None else ()
-    if features and not (t.name in FEATURE_TASKS and isinstance(inputs.data, Interactions)):
-        logger.warning("data.source.features (%s) are read by %s on the splits computed from codes only, without "
-                       "minimum counts (multitask, sequential and the autoencoders ignore them): this run ignores them",
-                       ", ".join(f.name for f in features), " and ".join(FEATURE_TASKS))
+    carried = inputs.data.features  # prepared (Interactions) or from_frame (MovieLensData) typed features
+    if (features or carried) and not (t.name in FEATURE_TASKS and carried):
+        logger.warning("typed features (%s) are read by %s on the splits computed from codes only, without minimum "
+                       "counts, and from from_frame data (multitask, sequential and the autoencoders ignore them): "
+                       "this run ignores them", ", ".join([f.name for f in features] or list(carried)),
+                       " and ".join(FEATURE_TASKS))
     split = _split(t, cfg, inputs.data)
     return Prepared(inputs.data, split, t.vocabularies(cfg, inputs.data, split.train, inputs))
 

@@ -227,8 +227,8 @@ class Task(abc.ABC):
                         f"{key}={value!r}: fit them with the same task config and split (a pipeline: give "
                         "Transform the Trainer's task config)")
             return inputs.vocabularies
-        if isinstance(data, Interactions):
-            return data.vocabularies(train_rows, **fit)
+        if isinstance(data, Interactions) or data.features:  # typed features (from_frame): from the codes
+            return Interactions.of(data).vocabularies(train_rows, **fit)
         return build_vocabularies(data.ratings, data.movies, train_rows, **fit)
 
     def model_shape(self, cfg, has_user_features: bool) -> dict[str, Any] | None:
