@@ -34,10 +34,10 @@ from tfrs_lab.schema import ConfigError, _build, build
 __all__ = ["load_yaml_text", "SYNCHRONOUS_DISTRIBUTIONS", "AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AUTOENCODER_SPLITS", "HeldOutUsersConfig",
            "SPLIT_PROTOCOLS", "SPLITS", "TimeCutoffConfig", "AutoencoderConfig", "AutoencoderDataConfig",
            "AutoencoderEvalConfig", "AutoencoderExportConfig", "AutoencoderModelConfig", "AutoencoderTrainConfig",
-           "AutoRecConfig", "check_choices", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
+           "AutoRecConfig", "check_choices", "check_typed_ranking", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
            "MultAutoencoderConfig", "MultitaskConfig", "MultitaskExportConfig", "MultitaskModelConfig",
-           "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES",
+           "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES", "TYPED_RANKING_ARCHITECTURES",
            "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig", "OptimizerName",
            "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
            "RetrievalModelConfig", "RetrievalTrainConfig", "SAMPLE_WEIGHTS", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
@@ -519,6 +519,19 @@ class AutoRecConfig:
 
 RANKING_ARCHITECTURES = ("mf", "gmf", "mlp", "neumf", "dcn", "autorec")
 RANKING_FEATURES = ("timestamp", "age", "gender", "occupation", "zip", "genres", "title")
+TYPED_RANKING_ARCHITECTURES = ("dcn", "mlp", "neumf")
+"""Ranking architectures whose models read typed features (``data.source.features``): DCN's input
+and the MLP's (NeuMF: its MLP branch); the others have no input to join them to."""
+
+
+def check_typed_ranking(architecture: str, features: Sequence[str]) -> None:
+    """Raises :class:`ConfigError` when typed features (their names: ``features``, none: fine) meet a
+    ranking ``architecture`` outside :data:`TYPED_RANKING_ARCHITECTURES`."""
+    if features and architecture not in TYPED_RANKING_ARCHITECTURES:
+        raise ConfigError(f"model.architecture={architecture} does not read data.source.features "
+                          f"({', '.join(features)}): set model.architecture to "
+                          f"{', '.join(TYPED_RANKING_ARCHITECTURES[:-1])} or {TYPED_RANKING_ARCHITECTURES[-1]}, "
+                          "or drop the features")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -666,6 +679,8 @@ class RankingConfig(TaskConfig):
             raise ConfigError(f"model.neumf_pretrain=true fits three models in one run, which a restarted "
                               f"train.distribution={self.train.distribution} run cannot resume from its backup: "
                               "set model.neumf_pretrain=false or train.distribution=default")
+        features = self.data.source.features if self.data.dataset == OWN and self.data.source is not None else ()
+        check_typed_ranking(self.model.architecture, [f.name for f in features])
 
     @property
     def predicts_ratings(self) -> bool:

@@ -226,7 +226,8 @@ FEATURE_SIDES = {"users": "user", "items": "item", "interactions": "context"}
 
 RESERVED_FEATURE_NAMES = ("user_id", "item_id", "movie_id", "item_ids", "history", "timestamp", "user_rating",
                           "bucketized_user_age", "user_gender", "user_occupation_label", "user_zip_code",
-                          "exclude_item_ids", "k", "sample_weight")
+                          "exclude_item_ids", "k", "sample_weight", "label", "negative_movie_id",
+                          "candidate_item_ids")
 """Names a feature may not take: the models' own inputs and the signatures' fixed input names."""
 
 _FEATURE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")

@@ -17,6 +17,11 @@ objective: float32, clipped to the rating range) or ``score`` (implicit: float32
 * ``rerank(user_id: string [batch], candidate_item_ids: string [batch, n])``: each user's candidates
   (e.g. from retrieval) sorted best first -> ``item_ids`` string [batch, n] and ``scores`` float32
   [batch, n]; '' pads ragged rows and comes back last with score ``-inf``.
+* ``score_with_context(user_id, item_id, <each context feature by name>)``: only when the model reads
+  typed context features (``data.source.features`` of the interactions table): ``serving_default``
+  for the given context (inputs as :func:`tfrs_lab.models.features.context_signature` declares
+  them); ``serving_default`` and ``rerank`` answer with every context feature missing. Typed user
+  and item features are tables inside the model.
 
 Unknown users and items are answered through the model's out-of-vocabulary rows (zero embeddings:
 the known side's bias decides), never an error.
@@ -31,9 +36,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
+from tfrs_lab.export.retrieval import context_sample
 from tfrs_lab.export.titles import write_item_titles
-from tfrs_lab.export.verify import require_same_answers
+from tfrs_lab.export.verify import Check, require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
+from tfrs_lab.models.features import context_signature
 from tfrs_lab.staging import staged_directory
 
 __all__ = ["FEATURE_INPUTS", "RankingServer", "export_ranking", "probe_pairs", "verify_rerank"]
@@ -64,6 +71,11 @@ class RankingServer(tf.Module):
         if model.uses_history:
             specs.append(tf.TensorSpec([None, None], tf.string, name=sig.HISTORY))
         self.serve_with_features = tf.function(self._score_with_features, input_signature=specs)
+        self.context = tuple(getattr(model, "context_features", ()))
+        if self.context:
+            self.serve_context = tf.function(self._score_with_context, input_signature=[
+                tf.TensorSpec([None], tf.string, name=sig.USER_ID), tf.TensorSpec([None], tf.string, name=sig.ITEM_ID),
+                *(context_signature(f) for f in self.context)])
 
     def _known_features(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
         idx = self.model.user_lookup(user_id)
@@ -76,6 +88,11 @@ class RankingServer(tf.Module):
                                   tf.TensorSpec([None], tf.string, name=sig.ITEM_ID)])
     def serve(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
         return {self.output_name: self.model.predict_scores(self._known_features(user_id, item_id))}
+
+    def _score_with_context(self, user_id: tf.Tensor, item_id: tf.Tensor, *context: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``serving_default`` with the typed context features given (``score_with_context``)."""
+        feats = {**self._known_features(user_id, item_id), **{f.name: v for f, v in zip(self.context, context)}}
+        return {self.output_name: self.model.predict_scores(feats)}
 
     def _score_with_features(self, user_id, item_id, *features) -> dict[str, tf.Tensor]:
         names = [*FEATURE_INPUTS, sig.HISTORY] if self.model.uses_history else list(FEATURE_INPUTS)
@@ -107,11 +124,19 @@ def verify_rerank(server: RankingServer, path: Path, users: list[str], movies: l
                   import_scann: bool = False) -> None:
     """The SavedModel at ``path``, reloaded in a fresh process, must re-rank ``items`` (and their
     reverse) for the first two ``users`` exactly as ``server`` does, scores included: the ``rerank``
-    signature exercises scoring and sorting together. ``import_scann``: the SavedModel holds a ScaNN index."""
+    signature exercises scoring and sorting together; with typed context features, its
+    ``score_with_context`` must score the pairs with sample context values as ``server`` does too
+    (same process). ``import_scann``: the SavedModel holds a ScaNN index."""
     inputs = {sig.USER_ID: users[:2], sig.CANDIDATE_ITEM_IDS: [movies, movies[::-1]]}
     here = server.rerank(tf.constant(inputs[sig.USER_ID]), tf.constant(inputs[sig.CANDIDATE_ITEM_IDS]))
+    also = []
+    if server.context:
+        request = {sig.USER_ID: users, sig.ITEM_ID: movies, **context_sample(server.context, len(users))}
+        answer = server.serve_context(*(tf.constant(v, dtype=s.dtype) for v, s in zip(
+            request.values(), server.serve_context.input_signature)))
+        also.append(Check(sig.SCORE_CONTEXT, request, answer, compare_numbers=True))
     require_same_answers(path, here, inputs=inputs, import_scann=import_scann, signature=sig.RERANK,
-                         compare_scores=True)
+                         compare_scores=True, also=also)
 
 
 def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray], model_name: str, version: int,
@@ -131,11 +156,11 @@ def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray
     version_dir = Path(export_base) / model_name / str(version)
     users, movies = probe_pairs(sample_users, sample_movies)
     with staged_directory(version_dir) as tmp:
-        tf.saved_model.save(server, str(tmp), signatures={
-            sig.SERVING_DEFAULT: server.serve,
-            sig.SCORE_WITH_FEATURES: server.serve_with_features,
-            sig.RERANK: server.rerank,
-        })
+        signatures = {sig.SERVING_DEFAULT: server.serve, sig.SCORE_WITH_FEATURES: server.serve_with_features,
+                      sig.RERANK: server.rerank}
+        if server.context:
+            signatures[sig.SCORE_CONTEXT] = server.serve_context
+        tf.saved_model.save(server, str(tmp), signatures=signatures)
         if movie_titles is not None:
             write_item_titles(tmp, *movie_titles)
         write_warmup_records(tmp / "assets.extra" / sig.WARMUP_FILE, model_name,

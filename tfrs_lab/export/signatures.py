@@ -17,7 +17,7 @@ __all__ = ["ALLOW_ITEM_IDS", "BECAUSE_IDS", "BECAUSE_SCORES", "CANDIDATE_ITEM_ID
            "EXCLUDE_SEEN", "EXPLAIN", "HISTORY", "ITEM_ID", "ITEM_IDS", "ITEM_TITLES_FILE", "K",
            "LEGACY_FLAGS", "LEGACY_NAMES", "LEGACY_TITLES_FILE", "MAX_BECAUSE", "PREDICT_RATINGS", "QUERY_CONTEXT", "QUERY_FEATURES", "RATE",
            "RATING", "RATINGS", "RECOMMEND", "RECOMMEND_FOR_USER", "RERANK", "RETRIEVAL_SCORES", "SCORE",
-           "SCORES", "SCORE_WITH_FEATURES", "SEEN_ITEM_IDS", "SEEN_RATINGS", "SERVING_DEFAULT", "SIMILAR_ITEMS",
+           "SCORES", "SCORE_CONTEXT", "SCORE_WITH_FEATURES", "SEEN_ITEM_IDS", "SEEN_RATINGS", "SERVING_DEFAULT", "SIMILAR_ITEMS",
            "TIMESTAMP", "USER_ID", "RENAME_DOC", "WARMUP_FILE", "legacy_flag_error", "pre_rename_error", "pre_rename_export", "pre_rename_names"]
 
 SERVING_DEFAULT = "serving_default"
@@ -68,6 +68,11 @@ SCORE = "score"
 
 SCORE_WITH_FEATURES = "score_with_features"
 """Ranking: ``user_id``, ``item_id`` and every user/context feature explicit (each [batch]) -> rating or score."""
+
+SCORE_CONTEXT = "score_with_context"
+"""Ranking on your own data with typed context features: ``user_id``, ``item_id`` (string [batch]) plus
+each context feature by its name (docs/own-data.md#typed-features) -> rating or score, as
+``serving_default`` (which answers with the context missing)."""
 
 RERANK = "rerank"
 """Ranking: ``user_id`` (string [batch]) + ``candidate_item_ids`` (string [batch, n], '' pads) ->

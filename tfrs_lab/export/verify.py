@@ -23,11 +23,13 @@ __all__ = ["Check", "answer_in_fresh_process", "answers_in_fresh_process", "requ
 @dataclasses.dataclass(frozen=True)
 class Check:
     """One more signature call the reload check compares: ``signature`` on ``inputs`` (as for
-    :func:`answer_in_fresh_process`) must give the string outputs of ``expected``."""
+    :func:`answer_in_fresh_process`) must give the string outputs of ``expected`` (with
+    ``compare_numbers``, its numeric outputs too, to 1e-5)."""
 
     signature: str
     inputs: dict[str, list]
     expected: Mapping[str, Any]
+    compare_numbers: bool = False
 
 
 _VERIFY_SCRIPT = """
@@ -92,8 +94,9 @@ def require_same_answers(path: Path, expected: Mapping[str, tf.Tensor], *, input
     signatures, checked in the same process) must give every string output of its ``expected``."""
     checks = [Check(signature, inputs, {sig.ITEM_IDS: expected[sig.ITEM_IDS]}), *also]
     fresh = answers_in_fresh_process(path, [(c.signature, c.inputs) for c in checks], import_scann=import_scann)
-    same = all(answer[name] == _strings(value) for check, answer in zip(checks, fresh)
-               for name, value in check.expected.items() if np.asarray(value).dtype.kind in "OSU")
+    same = all(answer[name] == _strings(value) if np.asarray(value).dtype.kind in "OSU" else
+               not check.compare_numbers or np.allclose(answer[name], np.asarray(value), rtol=1e-5, atol=1e-5)
+               for check, answer in zip(checks, fresh) for name, value in check.expected.items())
     if compare_scores:
         same = same and np.allclose(fresh[0][sig.SCORES], np.asarray(expected[sig.SCORES]), rtol=1e-5, atol=1e-5)
     if not same:

@@ -18,6 +18,14 @@ Architectures (``RankingModelConfig.architecture``):
   ``tfrs.layers.dcn.Cross`` layers (low-rank when ``cross_low_rank > 0``), then ``deep_layers``
   ReLU layers and a linear output.
 
+Typed features of your own data (``vocab.typed``: ``data.source.features``,
+:class:`tfrs_lab.models.features.FeatureEncoder`): user features gathered by the user index, item
+features by the movie index (tables inside the model) and context features read from the batch by
+name (:attr:`RankingModel.context_features`) are concatenated into DCN's ``x0`` and the MLP's input
+(``mlp``, NeuMF's MLP branch), each part ``feature_embedding_dim`` wide. ``mf``, ``gmf`` and
+``autorec`` have no input they could join: a model of them with typed features is refused
+(``RankingConfig`` refuses the config first).
+
 Every architecture adds ``global + b_u + b_m`` (``use_biases``; ``global`` starts at the training
 mean rating, or at the log-odds of a positive for the implicit objective). Unknown user / movie ids
 map to index 0, whose embeddings and biases are masked to zero: an unknown user gets the movie's
@@ -53,13 +61,13 @@ from typing import Mapping
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrs_lab.config import RankingModelConfig
+from tfrs_lab.config import TYPED_RANKING_ARCHITECTURES, RankingModelConfig
 from tfrs_lab.models.autoencoder import AutoRec
 from tfrs_lab.models.cross_replica import SynchronousModel, global_mean
-from tfrs_lab.models.features import (MOVIE_FEATURES, USER_FEATURES, MovieFeatureEncoder, UserFeatureEncoder,
-                                     history_embedding)
+from tfrs_lab.models.features import (MOVIE_FEATURES, USER_FEATURES, FeatureEncoder, MovieFeatureEncoder,
+                                     UserFeatureEncoder, history_embedding)
 
-__all__ = ["GMFBranch", "MLPBranch", "NEGATIVE_MOVIE_ID", "RankingModel", "bpr_loss", "listwise_loss"]
+__all__ = ["GMFBranch", "MLPBranch", "NEGATIVE_MOVIE_ID", "RankingModel", "TypedParts", "bpr_loss", "listwise_loss"]
 
 NEGATIVE_MOVIE_ID = "negative_movie_id"
 """Batch column of the pairwise and listwise losses: string [B, n], each positive's sampled negatives."""
@@ -116,6 +124,28 @@ class _IdPair(tf.keras.layers.Layer):
         return p, q, penalty
 
 
+class TypedParts(tf.keras.layers.Layer):
+    """Typed features of a (user, item) pair -> list of float32 [B, *] parts: the user and context
+    features (:class:`FeatureEncoder` gathered by the user index; context read from the batch by name)
+    and the item features (gathered by the movie index), each encoder ``dim`` wide."""
+
+    def __init__(self, typed, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        query = [t for t in typed if t.side in ("user", "context")]
+        item = [t for t in typed if t.side == "item"]
+        self.query = FeatureEncoder(query, dim, name="query_typed") if query else None
+        self.item = FeatureEncoder(item, dim, name="item_typed") if item else None
+
+    @property
+    def context(self) -> tuple:
+        """Descriptions of the context features read from the batch by name."""
+        return () if self.query is None else self.query.context
+
+    def call(self, features: Mapping[str, tf.Tensor], user_index: tf.Tensor, movie_index: tf.Tensor) -> list[tf.Tensor]:
+        parts = [] if self.query is None else self.query(features, index=user_index)
+        return parts + ([] if self.item is None else self.item({}, index=movie_index))
+
+
 class GMFBranch(tf.keras.layers.Layer):
     """GMF's last hidden vector ``p_u * q_m`` (float32 [B, d])."""
 
@@ -129,19 +159,22 @@ class GMFBranch(tf.keras.layers.Layer):
 
 
 class MLPBranch(tf.keras.layers.Layer):
-    """MLP's last hidden vector: ReLU layers (with dropout) over ``[p_u, q_m]``."""
+    """MLP's last hidden vector: ReLU layers (with dropout) over ``[p_u, q_m]`` (and, with ``typed``
+    features, their :class:`TypedParts` of ``typed_dim`` each: ``features`` is then the batch)."""
 
     def __init__(self, num_users: int, num_movies: int, dim: int, layers: tuple[int, ...], dropout: float,
-                 kernel_l2: float, history: bool = False, **kwargs) -> None:
+                 kernel_l2: float, history: bool = False, typed: tuple = (), typed_dim: int = 8, **kwargs) -> None:
         super().__init__(**kwargs)
         self.ids = _IdPair(num_users, num_movies, dim, history, name="ids")
+        self.typed = TypedParts(typed, typed_dim, name="typed") if typed else None
         reg = tf.keras.regularizers.l2(kernel_l2) if kernel_l2 else None
         self.hidden = [tf.keras.layers.Dense(n, activation="relu", kernel_regularizer=reg) for n in layers]
         self.dropout = tf.keras.layers.Dropout(dropout) if dropout else None
 
-    def call(self, user_index, movie_index, history=None, lookup=None, training=False):
+    def call(self, user_index, movie_index, history=None, lookup=None, training=False, features=None):
         p, q, penalty = self.ids(user_index, movie_index, history, lookup)
-        x = tf.concat([p, q], -1)
+        typed = [] if self.typed is None else self.typed(features, user_index, movie_index)
+        x = tf.concat([p, q, *typed], -1)
         for layer in self.hidden:
             x = layer(x)
             if self.dropout is not None:
@@ -155,7 +188,8 @@ class RankingModel(SynchronousModel):
     Batch features (all shape [B]): ``user_id``, ``movie_id`` (string), ``label`` (float32: the
     rating, or 1/0 for implicit positives/negatives) and, for ``dcn``, the raw columns of its user
     features (``timestamp``, ``bucketized_user_age``, ``user_gender``, ``user_occupation_label``,
-    ``user_zip_code``; see :attr:`raw_feature_columns`) and, with ``history_length > 0``,
+    ``user_zip_code``; see :attr:`raw_feature_columns`), the typed context features by name
+    (:attr:`context_features`; ``dcn`` / ``mlp`` / ``neumf`` on your own data) and, with ``history_length > 0``,
     ``history`` (string [B, history_length], the user's earlier movies, most recent first, '' padding).
     """
 
@@ -179,19 +213,25 @@ class RankingModel(SynchronousModel):
         self.movie_ids = tf.constant(list(vocab.movie_ids), dtype=tf.string)  # [M]
         arch = hp.architecture
         self.uses_history = hist = hp.history_length > 0
-        self.user_features = self.movie_features = None
+        self.user_features = self.movie_features = self.typed = None
+        typed = tuple(getattr(vocab, "typed", ()))  # own data's data.source.features
+        if typed and arch not in TYPED_RANKING_ARCHITECTURES:
+            raise ValueError(f"model.architecture={arch} does not read typed features: choose one of "
+                             f"{', '.join(TYPED_RANKING_ARCHITECTURES)}")
         if arch == "mf":
             self.ids = _IdPair(U, M, d, hist, name="mf")
         if arch in ("gmf", "neumf"):
             self.gmf = GMFBranch(U, M, d, hist, name="gmf")
         if arch in ("mlp", "neumf"):
-            self.mlp = MLPBranch(U, M, d, hp.mlp_layers, hp.dropout, hp.kernel_l2, hist, name="mlp")
+            self.mlp = MLPBranch(U, M, d, hp.mlp_layers, hp.dropout, hp.kernel_l2, hist, typed,
+                                 hp.feature_embedding_dim, name="mlp")
         if arch == "dcn":
             self.ids = _IdPair(U, M, d, hist, name="dcn_ids")
             f = hp.feature_embedding_dim
             self.user_features = UserFeatureEncoder(
                 vocab, [n for n in hp.features if n in USER_FEATURES], f, zip_buckets=hp.zip_buckets)
             self.movie_features = MovieFeatureEncoder(vocab, [n for n in hp.features if n in MOVIE_FEATURES], f)
+            self.typed = TypedParts(typed, f, name="dcn_typed") if typed else None
             self.cross = [tfrs.layers.dcn.Cross(projection_dim=hp.cross_low_rank or None, kernel_regularizer=reg)
                           for _ in range(hp.cross_layers)]
             self.deep = [tf.keras.layers.Dense(n, activation="relu", kernel_regularizer=reg) for n in hp.deep_layers]
@@ -216,10 +256,17 @@ class RankingModel(SynchronousModel):
             self.task = tfrs.tasks.Ranking(metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")])
 
     @property
+    def context_features(self) -> tuple:
+        """Descriptions of the typed context features read from the batch by name (none without any)."""
+        typed = self.typed if self.typed is not None else getattr(getattr(self, "mlp", None), "typed", None)
+        return () if typed is None else typed.context
+
+    @property
     def raw_feature_columns(self) -> tuple[str, ...]:
         """Columns besides ``user_id`` / ``movie_id`` that the model reads (raw user/context columns,
-        and ``history`` with SVD++ implicit feedback)."""
+        typed context features by name, and ``history`` with SVD++ implicit feedback)."""
         raw = self.user_features.raw_columns if self.user_features is not None else ()
+        raw = (*raw, *(f.name for f in self.context_features))
         return (*raw, "history") if self.uses_history else raw
 
     # ------------------------------------------------------------------ scoring
@@ -237,11 +284,11 @@ class RankingModel(SynchronousModel):
             h, penalty = self.gmf(u, m, *h_ids)
             raw = self.out(h)[:, 0]
         elif arch == "mlp":
-            h, penalty = self.mlp(u, m, *h_ids, training=training)
+            h, penalty = self.mlp(u, m, *h_ids, training=training, features=features)
             raw = self.out(h)[:, 0]
         elif arch == "neumf":
             h_gmf, pen_gmf = self.gmf(u, m, *h_ids)
-            h_mlp, pen_mlp = self.mlp(u, m, *h_ids, training=training)
+            h_mlp, pen_mlp = self.mlp(u, m, *h_ids, training=training, features=features)
             raw, penalty = self.out(tf.concat([h_gmf, h_mlp], -1))[:, 0], pen_gmf + pen_mlp
         elif arch == "autorec":
             h = self.autorec.encode(tf.gather(self.item_ratings, m), training=training)  # [B, H]
@@ -251,7 +298,8 @@ class RankingModel(SynchronousModel):
             penalty = tf.zeros_like(raw)
         else:  # dcn
             p, q, penalty = self.ids(u, m, *h_ids)
-            x0 = tf.concat([p, q, *self.user_features(features), *self.movie_features(m)], -1)
+            typed = [] if self.typed is None else self.typed(features, u, m)
+            x0 = tf.concat([p, q, *self.user_features(features), *self.movie_features(m), *typed], -1)
             x = x0
             for layer in self.cross:
                 x = layer(x0, x)

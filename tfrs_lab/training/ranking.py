@@ -12,6 +12,16 @@ Objectives (``model.objective``):
   ``recall@K`` / ``ndcg@K`` / ``mrr`` on ``leave-last-out`` (seen excluded), ``hit_rate@K`` on ``hash``.
 
 Early stopping watches validation RMSE (explicit) or the retrieval task's ranking metric (implicit).
+
+Data: your own data (``data.dataset: own``) on the splits computed from codes
+(:data:`~tfrs_lab.data.interactions.STREAMED_SPLITS`, no minimum counts) arrives as compact
+:class:`~tfrs_lab.data.interactions.Interactions` (:meth:`RankingTask.streams`; never converted
+back with ``to_data()``): labels, ids and histories come from the codes and the sequence index, the
+autorec table from the codes, and the typed features of ``data.source.features`` reach the model
+(user / item features as tables inside it, context features as per-row columns by name); so do
+``from_frame`` data's typed features (the frame encoded once, :meth:`Interactions.of`). MovieLens
+keeps its string columns (its demographics and zip codes feed DCN); both give the same columns for
+the same rows (tests/ranking/test_ranking_streamed.py).
 """
 
 from __future__ import annotations
@@ -25,9 +35,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from tfrs_lab.config import ConfigError, RankingConfig, RankingModelConfig
+from tfrs_lab.config import ConfigError, RankingConfig, RankingModelConfig, check_typed_ranking
 from tfrs_lab.data.features import Vocabularies, movie_rows
-from tfrs_lab.data.history import latest_history, recent_history
+from tfrs_lab.data.history import latest_history, recent_history, walk_back
+from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.splits import Split
 from tfrs_lab.evaluation.metrics import (EARLY_STOPPING_METRIC, hit_rate, metric_ks, ranking_metrics,
@@ -38,10 +49,11 @@ from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID, RankingModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import known_rows
+from tfrs_lab.training.stream import context_gather
 from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
 
-__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "RankingTask", "TASK", "explicit_metrics", "make_model", "ranking_eval",
-           "score_matrix", "split_columns"]
+__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "RankingTask", "TASK", "code_columns", "code_rating_table",
+           "explicit_metrics", "make_model", "ranking_eval", "score_matrix", "split_columns"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,19 +87,63 @@ def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RankingModelConfi
     return cols
 
 
-def split_columns(data: MovieLensData, split: Split, hp: RankingModelConfig) -> dict[str, Columns]:
+def split_columns(data: MovieLensData | Interactions, split: Split, hp: RankingModelConfig) -> dict[str, Columns]:
     """Columns of each split. Histories come from earlier splits only: train and validation rows
-    see train rows, test rows see train and validation rows."""
+    see train rows, test rows see train and validation rows. :class:`Interactions` give the same
+    columns from their codes (:func:`code_columns`), plus the typed context features by name."""
     known = {"train": split.train, "validation": split.train,
              "test": np.concatenate([split.train, split.validation])}
+    if isinstance(data, Interactions):
+        return code_columns(data, split, hp, known)
     return {name: feature_columns(data, getattr(split, name), hp, known[name]) for name in known}
 
 
+def code_columns(data: Interactions, split: Split, hp: RankingModelConfig,
+                 known: dict[str, np.ndarray]) -> dict[str, Columns]:
+    """:func:`feature_columns` of each split from integer codes: ``user_id`` / ``movie_id`` (object
+    [n] references to the vocabularies' strings, no string made per row), ``label`` (the rating
+    column, float32; 1.0 without one), DCN's ``timestamp`` (and the demographics MovieLens encoded
+    into :attr:`Interactions.extra`), each typed context feature by name
+    (:func:`tfrs_lab.training.stream.context_gather`) and ``history`` (string [n, H], from the
+    sequence index: the user's items among ``known[name]`` strictly before the row, newest first,
+    '' padded)."""
+    context = {name: context_gather(f) for name, f in data.features.items() if f.spec.side == "context"}
+    sources: dict[int, tuple] = {}
+    out: dict[str, Columns] = {}
+    for name, source_rows in known.items():
+        rows = np.asarray(getattr(split, name), np.int64)
+        user = data.user[rows]
+        label = data.rating[rows] if data.rating is not None else np.ones(len(rows))
+        cols = {"user_id": data.user_ids[user], "movie_id": data.item_ids[data.item[rows]],
+                "label": np.asarray(label, np.float32)}
+        if hp.architecture == "dcn":
+            for feature in hp.features:
+                raw = RAW_COLUMNS.get(feature)
+                if raw == "timestamp":
+                    cols[raw] = np.asarray(data.timestamp[rows], np.int64)
+                elif raw in data.extra:
+                    cols[raw] = data.extra[raw][rows]
+        if context:
+            positions = tf.constant(rows)
+            cols.update({feature: gather(positions).numpy() for feature, gather in context.items()})
+        if hp.history_length:
+            if id(source_rows) not in sources:  # train and validation share the training rows
+                sources[id(source_rows)] = data.history_source(source_rows)
+            source, stop = sources[id(source_rows)]
+            codes = walk_back(source.items, source.user_start[user], stop[rows], hp.history_length, -1)
+            cols["history"] = np.where(codes >= 0, data.item_ids[np.maximum(codes, 0)], "").astype(object)
+        out[name] = cols
+    return out
+
+
 def make_model(vocab: Vocabularies, hp: RankingModelConfig, train: Columns, global_offset: float,
-               loss: str = "pointwise") -> RankingModel:
+               loss: str = "pointwise", table: np.ndarray | None = None) -> RankingModel:
     """A :class:`RankingModel` of ``hp`` trained with ``loss`` (``train.loss``) on the ``train``
-    columns (autorec: with their :func:`item_rating_table`)."""
-    table = item_rating_table(vocab, train) if hp.architecture == "autorec" else None
+    columns (autorec: with ``table``, by default their :func:`item_rating_table`)."""
+    if hp.architecture == "autorec" and table is None:
+        table = item_rating_table(vocab, train)
+    if hp.architecture != "autorec":
+        table = None
     return RankingModel(vocab, hp, global_offset=global_offset, item_ratings=table, loss=loss)
 
 
@@ -117,13 +173,31 @@ def item_rating_table(vocab: Vocabularies, train: Columns) -> np.ndarray:
     return table
 
 
-def serving_user_table(data: MovieLensData, train_rows: np.ndarray, vocab: Vocabularies,
+def code_rating_table(data: Interactions, vocab: Vocabularies, rows: np.ndarray) -> np.ndarray:
+    """:func:`item_rating_table` of ``rows`` (row indices) from the codes (one id comparison per user
+    and item, :meth:`Interactions.vocabulary_rows`): float32 [M + 1, U + 1]."""
+    check_autorec_size(vocab)
+    users, items = data.vocabulary_rows(vocab)
+    rows = np.asarray(rows, np.int64)
+    label = data.rating[rows] if data.rating is not None else np.ones(len(rows), np.float32)
+    table = np.zeros((vocab.num_movies, vocab.num_users), np.float32)
+    table[items[data.item[rows]] + 1, users[data.user[rows]] + 1] = label
+    return table
+
+
+def serving_user_table(data: MovieLensData | Interactions, train_rows: np.ndarray, vocab: Vocabularies,
                        history_length: int = 0) -> Columns:
     """Raw user features per user index ([U + 1] rows, row 0 = unknown-user defaults) that the
     exported model looks up: the vocabulary's demographics, the zip code (first training row) and,
     with ``history_length > 0``, the user's latest ``history_length`` movies among *all* known
-    ratings (the freshest history the exported model can have; '' padding, empty for row 0)."""
+    ratings (the freshest history the exported model can have; '' padding, empty for row 0;
+    :class:`Interactions`: from the sequence index)."""
     table = dict(vocab.user_table)
+    if isinstance(data, Interactions):
+        if history_length:
+            table["history"] = np.concatenate([np.full((1, history_length), "", dtype=object),
+                                               data.latest(data.codes_of(vocab.user_ids), history_length)])
+        return table
     if history_length:
         known = latest_history(data.ratings, np.arange(len(data.ratings["user_id"])), vocab.user_ids, history_length)
         table["history"] = np.concatenate([np.full((1, history_length), "", dtype=object), known])
@@ -301,6 +375,10 @@ class RankingTask(Task):
 
     name = "ranking"
 
+    def streams(self, cfg: RankingConfig) -> bool:
+        """Your own data reaches ranking as :class:`Interactions` on the splits computed from codes."""
+        return cfg.split_name in STREAMED_SPLITS
+
     def vocabulary_fit(self, cfg: RankingConfig, has_user_features: bool) -> dict[str, Any]:
         return dict(has_user_features=has_user_features, title_vocab_size=10_000, title_max_tokens=16,
                     timestamp_buckets=cfg.model.timestamp_buckets)
@@ -309,10 +387,20 @@ class RankingTask(Task):
         cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
         protocol, t = split.protocol, cfg.train
         hp = hyperparameters(cfg)
+        check_typed_ranking(hp.architecture, [f.name for f in vocab.typed])  # from_frame features: not in the config
         if hp.architecture == "autorec":
             check_autorec_size(vocab)  # before any training work
+        if not isinstance(data, Interactions) and data.features:  # from_frame's typed features: read from the codes
+            data = Interactions.of(data)
         explicit = hp.objective == "explicit"
         cols = split_columns(data, split, hp)
+
+        def rating_table(*parts: str) -> np.ndarray:  # autorec's [M + 1, U + 1] ratings of these splits
+            if isinstance(data, Interactions):
+                return code_rating_table(data, vocab, np.concatenate([getattr(split, p) for p in parts]))
+            return item_rating_table(vocab, {k: np.concatenate([cols[p][k] for p in parts])
+                                             for k in ("user_id", "movie_id", "label")})
+
         seen = {"validation": cols["train"],
                 "test": {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id")}}
         state = RankingState(hp, cols, seen, metric_ks(protocol, cfg.eval.ks))
@@ -359,15 +447,17 @@ class RankingTask(Task):
                            fit_kwargs=fit_kwargs)
 
         def build() -> RankingModel:
-            return make_model(vocab, hp, cols["train"], offset, t.loss)
+            table = rating_table("train") if hp.architecture == "autorec" else None
+            return make_model(vocab, hp, cols["train"], offset, t.loss, table)
 
         fits: list[FitResult] = []
         pretrained = None
         if hp.architecture == "neumf" and cfg.model.neumf_pretrain:
             pretrained = {}
             for arch in ("gmf", "mlp"):
-                with dist.strategy.scope():
-                    sub = RankingModel(vocab, hyperparameters(cfg, arch), global_offset=offset, loss=t.loss)
+                with dist.strategy.scope():  # GMF has no input for typed features: NeuMF reads them in its MLP
+                    sub = RankingModel(replace(vocab, typed=()) if arch == "gmf" else vocab, hyperparameters(cfg, arch),
+                                       global_offset=offset, loss=t.loss)
                 fits.append(fit(sub, arch))
                 pretrained[arch] = sub
         def first_batch() -> dict[str, np.ndarray]:  # a small training batch: what builds a model's variables
@@ -385,8 +475,7 @@ class RankingTask(Task):
             dist, model, build, sample if sample is not None else first_batch(), ctx.stage,
             lambda m, features: m.predict_scores(features))
         if hp.architecture == "autorec":  # test time: the ratings known before the test split
-            model.item_ratings.assign(item_rating_table(vocab, {
-                k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id", "label")}))
+            model.item_ratings.assign(rating_table("train", "validation"))
         return Trained(model, state, fits, examples_per_epoch, n_train,
                        {"architecture": hp.architecture, "objective": hp.objective})
 

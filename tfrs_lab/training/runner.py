@@ -34,9 +34,12 @@ from tfrs_lab.training.common import validation_metrics
 from tfrs_lab.training.task import RunContext, Task, TaskInputs, Trained, get_task
 from tfrs_lab.training.warm_start import METRIC as WARM_START_METRIC, WarmStart, load_warm_start
 
-__all__ = ["Prepared", "Run", "load_data", "load_run", "prepare", "run_task"]
+__all__ = ["FEATURE_TASKS", "Prepared", "Run", "load_data", "load_run", "prepare", "run_task"]
 
 logger = logging.getLogger(__name__)
+
+FEATURE_TASKS = ("retrieval", "ranking")
+"""Tasks whose models read the typed features of ``data.source.features`` (on :class:`Interactions`)."""
 
 
 def load_data(cfg, *, compact: bool = False) -> MovieLensData | Interactions:
@@ -125,10 +128,11 @@ def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None, *, stream: 
         inputs = TaskInputs(load_data(cfg, compact=stream and t.streams(cfg)))
     features = cfg.data.source.features if cfg.data.dataset == OWN and cfg.data.source is not None else ()
     carried = inputs.data.features  # prepared (Interactions) or from_frame (MovieLensData) typed features
-    if (features or carried) and not (t.name == "retrieval" and carried):
-        logger.warning("typed features (%s) are read by retrieval on the splits computed from codes only, "
-                       "without minimum counts, and from from_frame data: this run ignores them",
-                       ", ".join([f.name for f in features] or list(carried)))
+    if (features or carried) and not (t.name in FEATURE_TASKS and carried):
+        logger.warning("typed features (%s) are read by %s on the splits computed from codes only, without minimum "
+                       "counts, and from from_frame data (multitask, sequential and the autoencoders ignore them): "
+                       "this run ignores them", ", ".join([f.name for f in features] or list(carried)),
+                       " and ".join(FEATURE_TASKS))
     split = _split(t, cfg, inputs.data)
     return Prepared(inputs.data, split, t.vocabularies(cfg, inputs.data, split.train, inputs))
 
