@@ -20,15 +20,18 @@ worker, and the run publishes a complete run directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from distributed_cluster import free_ports, launch, stop, tf_config, train_command, wait_all
 from test_task_clusters import CASES, TINY, data_dir, export_layout  # noqa: F401  (data_dir: the fixture)
+from tfrs_lab.train import main
 
 pytestmark = pytest.mark.slow
 
@@ -46,32 +49,50 @@ ARGS = [*TINY, "--epochs", "2", "--set", "train.early_stopping_patience=10", "--
 NUM_USERS, NUM_ITEMS = 60, 80  # TINY's sizes: the id tables have one more row (out of vocabulary)
 
 
-def cluster_of(n_workers: int = 2, n_ps: int = 2) -> dict[str, list[str]]:
-    addresses = [f"127.0.0.1:{p}" for p in free_ports(1 + n_workers + n_ps)]
-    return {"chief": addresses[:1], "worker": addresses[1:1 + n_workers], "ps": addresses[1 + n_workers:]}
+@dataclasses.dataclass
+class PsCluster:
+    """The ``TF_CONFIG`` cluster and its running worker and ps tasks (which serve any chief)."""
+
+    cluster: dict[str, list[str]]
+    servers: dict[tuple[str, int], subprocess.Popen]
+
+    def chief(self, cmd: list[str], log: Path) -> subprocess.Popen:
+        return launch(cmd, log, tf_config(self.cluster, "chief", 0))
 
 
-def start_servers(cmd: list[str], cluster: dict, tmp_path: Path) -> dict[tuple[str, int], subprocess.Popen]:
-    return {role: launch(cmd, tmp_path / f"{role[0]}{role[1]}.log", tf_config(cluster, *role)) for role in ROLES}
+@pytest.fixture(scope="module")
+def ps_cluster(tmp_path_factory, data_dir) -> Iterator[PsCluster]:
+    """Two workers and two parameter servers on 127.0.0.1, started once for this module's runs: they
+    only serve (the same command whatever the task: a task's role comes from its chief), and each
+    chief connects to them afresh, as successive jobs on a standing cluster do."""
+    logs = tmp_path_factory.mktemp("ps-cluster")
+    addresses = [f"127.0.0.1:{p}" for p in free_ports(5)]
+    cluster = {"chief": addresses[:1], "worker": addresses[1:3], "ps": addresses[3:]}
+    cmd = train_command(logs / "unused", data_dir, *PS_ARGS)  # any valid parameter_server command serves
+    servers = {role: launch(cmd, logs / f"{role[0]}{role[1]}.log", tf_config(cluster, *role)) for role in ROLES}
+    try:
+        time.sleep(1.0)
+        assert all(p.poll() is None for p in servers.values()), [p.read_text()[-2000:] for p in logs.glob("*.log")]
+        yield PsCluster(cluster, servers)
+    finally:
+        stop(list(servers.values()))
 
 
 @pytest.mark.parametrize("task", sorted(PS_CASES))
-def test_parameter_servers_train_like_one_process(task, tmp_path, data_dir):
+def test_parameter_servers_train_like_one_process(task, tmp_path, data_dir, ps_cluster):
     args, tolerances = PS_CASES[task]
     args = [*args, *ARGS]
     run, single = tmp_path / "ps", tmp_path / "single"
-    cluster = cluster_of()
-    cmd = train_command(run, data_dir, *PS_ARGS, *args, task=task)
-    servers = start_servers(cmd, cluster, tmp_path)
-    logs = [tmp_path / "chief.log", tmp_path / "single.log"]
+    log = tmp_path / "chief.log"
+    chief = ps_cluster.chief(train_command(run, data_dir, *PS_ARGS, *args, task=task), log)
     try:
-        procs = [launch(cmd, logs[0], tf_config(cluster, "chief", 0)),
-                 launch(train_command(single, data_dir, *args, task=task), logs[1], None)]  # the reference, meanwhile
-        codes = wait_all(procs, TIMEOUT, logs)
-        assert codes == [0, 0], "\n".join(log.read_text()[-3000:] for log in logs)
-        assert all(p.poll() is None for p in servers.values()), "worker/ps tasks serve until they are stopped"
-    finally:
-        stop(list(servers.values()))
+        code = main(train_command(single, data_dir, *args, task=task)[3:])  # the reference, meanwhile, in-process
+    except BaseException:
+        stop([chief])
+        raise
+    assert code == 0
+    assert wait_all([chief], TIMEOUT, [log]) == [0], log.read_text()[-3000:]
+    assert all(p.poll() is None for p in ps_cluster.servers.values()), "worker/ps tasks serve until they are stopped"
 
     both = ["/job:ps/replica:0/task:0/device:CPU:0", "/job:ps/replica:0/task:1/device:CPU:0"]
     summary = json.loads((run / "distribution.json").read_text())
@@ -90,25 +111,25 @@ def test_parameter_servers_train_like_one_process(task, tmp_path, data_dir):
     assert export_layout(run) == export_layout(single)
 
 
-def test_a_killed_worker_leaves_its_steps_to_the_other_and_the_run_completes(tmp_path, data_dir):
-    epochs = 4
+def test_a_killed_worker_leaves_its_steps_to_the_other_and_the_run_completes(tmp_path, data_dir, ps_cluster):
+    # runs last in this module: it kills one of the module's workers
+    epochs = 3
     args = [*EXPLICIT_MF, *TINY, "--set", "train.batch_size=16", "--epochs", str(epochs),
             "--set", "train.early_stopping_patience=10", "--set", "export.verify=false"]
     run = tmp_path / "ps"
-    cluster = cluster_of()
-    cmd = train_command(run, data_dir, *PS_ARGS, *args, task="ranking")
-    servers = start_servers(cmd, cluster, tmp_path)
     log = tmp_path / "chief.log"
+    chief = ps_cluster.chief(train_command(run, data_dir, *PS_ARGS, *args, task="ranking"), log)
     try:
-        chief = launch(cmd, log, tf_config(cluster, "chief", 0))
         deadline = time.monotonic() + TIMEOUT
         while "Epoch 2/" not in log.read_text(errors="replace"):  # epoch 2 has begun: its steps are in flight
             assert chief.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.05)
-        servers[("worker", 1)].kill()  # a worker dies mid-epoch
-        assert wait_all([chief], TIMEOUT, [log]) == [0], log.read_text()[-3000:]
-    finally:
-        stop(list(servers.values()))
+        ps_cluster.servers[("worker", 1)].kill()  # a worker dies mid-epoch
+        ps_cluster.servers[("worker", 1)].wait(timeout=30)
+    except BaseException:
+        stop([chief])
+        raise
+    assert wait_all([chief], TIMEOUT, [log]) == [0], log.read_text()[-3000:]
     text = log.read_text(errors="replace")
     assert "Worker /job:worker/replica:0/task:1 failed" in text  # the coordinator saw it go ...
     metrics = json.loads((run / "metrics.json").read_text())  # ... and published a complete run
