@@ -40,8 +40,8 @@ PS_ARGS = ["--set", "train.distribution=parameter_server", "--set", "train.ps_mi
 ROLES = [("ps", 0), ("ps", 1), ("worker", 0), ("worker", 1)]  # the tasks that serve until stopped
 EXPLICIT_MF = ["--set", "model.architecture=mf", "--set", "model.objective=explicit", "--set", "train.loss=pointwise",
                "--set", "train.batch_size=64", "--set", "model.embedding_l2=0.01"]
-PS_CASES = {  # task -> (its arguments, {validation metric: (single-process value -> allowed |difference|)})
-    "ranking": (EXPLICIT_MF, {"validation_rmse": 0.03}),  # relative tolerances: 3 % of the value
+PS_CASES = {  # task -> (its arguments, {validation metric: allowed difference, relative to the single process's})
+    "ranking": (EXPLICIT_MF, {"validation_rmse": 0.03}),
     "sequential": (CASES["sequential"], {"validation_ndcg@50": 0.15, "validation_recall@50": 0.15}),
     "multitask": (CASES["multitask"], {"validation_rmse": 0.05, "validation_hit_rate@50": 0.15}),
 }
