@@ -238,8 +238,8 @@ class RetrievalModelConfig:
 
 
 SYNCHRONOUS_DISTRIBUTIONS = ("default", "mirrored", "multi_worker_mirrored")
-"""``train.distribution`` values of the tasks that train under synchronous replicas only (all but
-retrieval, which also trains with parameter servers; docs/distributed.md)."""
+"""``train.distribution`` values of the tasks that train under synchronous replicas only (the
+autoencoders; every other task also trains with parameter servers; docs/distributed.md)."""
 
 
 OptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd"]
@@ -264,6 +264,8 @@ class TrainConfig:
     collective_timeout_seconds: int = 0  # multi_worker_mirrored: fail a collective after this long (0 = never)
     supported_distributions: typing.ClassVar[tuple[str, ...]] = (
         "default", "mirrored", "multi_worker_mirrored", "parameter_server")
+    distribution_note: typing.ClassVar[str] = ""
+    """Why a task refuses the distributions it does not list (its one-line error says it)."""
     include_validation: bool = False
     """Final fit (``tune --final``): train on train + validation for exactly ``epochs`` epochs, no
     early stopping and no validation metrics; test is still evaluated once."""
@@ -283,9 +285,9 @@ class TrainConfig:
                               f"{' or '.join(self.supported_sample_weights)} (retrieval and the Mult-DAE/VAE "
                               "autoencoders weigh interactions; docs/configuration.md)")
         if self.distribution not in self.supported_distributions:
-            raise ConfigError(f"{path}.distribution={self.distribution} is not supported by this task yet: "
-                              f"choose {' or '.join(self.supported_distributions)} (parameter servers train the "
-                              "retrieval task only; docs/distributed.md)")
+            raise ConfigError(f"{path}.distribution={self.distribution} is not supported by this task: "
+                              f"choose {' or '.join(self.supported_distributions)} ({self.distribution_note}; "
+                              "docs/distributed.md)")
         positive(self.ps_min_shard_bytes, f"{path}.ps_min_shard_bytes")
         positive(self.collective_timeout_seconds, f"{path}.collective_timeout_seconds", allow_zero=True)
         if self.epochs <= 0:
@@ -462,8 +464,6 @@ class SequentialModelConfig:
 class SequentialTrainConfig(TrainConfig):
     """``TrainConfig`` with the sequential task's defaults."""
 
-    supported_distributions: typing.ClassVar[tuple[str, ...]] = SYNCHRONOUS_DISTRIBUTIONS
-
     epochs: int = 200
     batch_size: int = 32
     learning_rate: float = 0.004
@@ -626,7 +626,6 @@ class RankingTrainConfig(TrainConfig):
     pairwise and listwise losses).
     """
 
-    supported_distributions: typing.ClassVar[tuple[str, ...]] = SYNCHRONOUS_DISTRIBUTIONS
     epochs: int = 40
     early_stopping_patience: int = 5
     lr_schedule: Literal["constant", "cosine", "plateau"] = "cosine"
@@ -675,6 +674,14 @@ class RankingConfig(TaskConfig):
         if self.model.objective == "explicit" and self.train.loss != "pointwise":
             raise ConfigError(f"train.loss={self.train.loss} ranks sampled negatives: set model.objective=implicit "
                               "(explicit ratings are regressed pointwise: train.loss=pointwise)")
+        if self.train.distribution == "parameter_server" and (self.model.objective != "explicit"
+                                                               or self.model.architecture == "autorec"):
+            what = ("model.architecture=autorec reads a dense [items x users] rating table every step"
+                    if self.model.architecture == "autorec" else
+                    "model.objective=implicit draws its negatives in a Python generator, which parameter-server "
+                    "workers cannot run")
+            raise ConfigError(f"train.distribution=parameter_server: {what}; use train.distribution="
+                              "multi_worker_mirrored (or model.objective=explicit with mf, gmf, mlp, neumf or dcn)")
         if self.model.architecture == "neumf" and self.model.neumf_pretrain and self.train.distribution != "default":
             raise ConfigError(f"model.neumf_pretrain=true fits three models in one run, which a restarted "
                               f"train.distribution={self.train.distribution} run cannot resume from its backup: "
@@ -750,6 +757,9 @@ class AutoencoderTrainConfig(TrainConfig):
     batch_size: int = 256
     early_stopping_patience: int = 20
     supported_distributions: typing.ClassVar[tuple[str, ...]] = SYNCHRONOUS_DISTRIBUTIONS
+    distribution_note: typing.ClassVar[str] = (
+        "an autoencoder's first and last layers are dense over every user or item and read whole by every "
+        "step, so parameter servers would send them to every worker each step: use multi_worker_mirrored")
     supported_sample_weights: typing.ClassVar[tuple[str, ...]] = SAMPLE_WEIGHTS  # dae / vae only (AutoencoderConfig)
 
 
@@ -844,9 +854,7 @@ class MultitaskModelConfig(RetrievalModelConfig):
 
 @dataclass(frozen=True, kw_only=True)
 class MultitaskTrainConfig(TrainConfig):
-    """``TrainConfig`` of the multitask task (one machine)."""
-
-    supported_distributions: typing.ClassVar[tuple[str, ...]] = SYNCHRONOUS_DISTRIBUTIONS
+    """``TrainConfig`` of the multitask task."""
 
 
 @dataclass(frozen=True, kw_only=True)

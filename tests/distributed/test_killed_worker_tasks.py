@@ -1,5 +1,5 @@
-"""A worker killed mid-training, for ranking, sequential and autoencoder (retrieval:
-test_cluster_training.py), on a real two-worker ``multi_worker_mirrored`` cluster (127.0.0.1).
+"""A worker killed mid-training, for ranking, sequential, autoencoder and multitask (retrieval:
+test_cluster_training.py; a parameter-server run: test_parameter_server_tasks.py), on a real two-worker ``multi_worker_mirrored`` cluster (127.0.0.1).
 
 Per task, on the tiny seeded synthetic data of test_task_clusters.py:
 
@@ -46,7 +46,7 @@ def wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> No
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("task", ["ranking", "sequential", "autoencoder"])
+@pytest.mark.parametrize("task", ["ranking", "sequential", "autoencoder", "multitask"])
 def test_killed_worker_fails_clearly_then_resumes_to_the_same_result(task, tmp_path, data_dir):
     args = [*CASES[task], *ARGS]
     run = tmp_path / "run"

@@ -47,12 +47,21 @@ def test_distribution_keys_validated_per_task():
     assert (cfg.train.distribution, cfg.train.ps_min_shard_bytes) == ("parameter_server", 1024)
     with pytest.raises(ConfigError, match="train.distribution must be one of default, mirrored"):
         load_config("retrieval", [], ["train.distribution=horovod"])
-    for task in ("ranking", "sequential", "autoencoder", "multitask"):  # synchronous replicas only (docs/distributed.md)
+    for task in ("ranking", "sequential", "autoencoder", "multitask"):
         for name in ("mirrored", "multi_worker_mirrored"):
             assert load_config(task, [], [f"train.distribution={name}"]).train.distribution == name
-        with pytest.raises(ConfigError, match=r"train.distribution=parameter_server is not supported by this task yet: "
-                                              r"choose default or mirrored or multi_worker_mirrored \(parameter servers"):
-            load_config(task, [], ["train.distribution=parameter_server"])
+    ps = "train.distribution=parameter_server"
+    for task, sets in (("sequential", []), ("multitask", []), ("ranking", ["model.architecture=mf"]),
+                       ("ranking", ["model.architecture=dcn"])):
+        assert load_config(task, [], [ps, *sets]).train.distribution == "parameter_server"
+    # the autoencoders and the ranking models that read whole tables or run Python per batch: one line naming the fix
+    with pytest.raises(ConfigError, match=r"^train.distribution=parameter_server is not supported by this task: "
+                                          r"choose default or mirrored or multi_worker_mirrored \(an autoencoder's"):
+        load_config("autoencoder", [], [ps])
+    for sets, why in ((["model.architecture=autorec"], "reads a dense"),
+                      (["model.architecture=mf", "model.objective=implicit"], "Python generator")):
+        with pytest.raises(ConfigError, match=rf"^{ps}: .*{why}.*; use train.distribution=multi_worker_mirrored"):
+            load_config("ranking", [], [ps, *sets])
     with pytest.raises(ConfigError, match="model.neumf_pretrain=true fits three models in one run"):
         load_config("ranking", [], ["train.distribution=multi_worker_mirrored", "model.architecture=neumf",
                                     "model.neumf_pretrain=true"])

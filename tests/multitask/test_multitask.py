@@ -229,7 +229,7 @@ def test_api_on_leave_last_out_reports_ranking_and_rating_metrics(tmp_path):
     (["--set", "model.rating_layers=[64, 0]"], "model.rating_layers[1] must be > 0"),
     (["--set", "model.rating_max=1"], "model.rating_max (1.0) must be > model.rating_min (1.0)"),
     (["--set", "model.rating_wieght=1"], "model.rating_wieght"),
-    (["--set", "train.distribution=parameter_server"], "train.distribution=parameter_server is not supported"),
+    (["--set", "train.distribution=parameter_server"], "train.distribution=parameter_server needs the TF_CONFIG"),
 ])
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "run"

@@ -92,3 +92,40 @@ def test_cli_run_with_lazy_adam_exports_a_model_that_answers(tmp_path, synthetic
     loaded = tf.saved_model.load(str(out / "export" / "retrieval" / "1"))
     ids = loaded.signatures[sig.SERVING_DEFAULT](user_id=tf.constant([str(synthetic_data.ratings["user_id"][0])]))[sig.ITEM_IDS].numpy()
     assert ids.shape == (1, 10) and len(set(ids[0])) == 10
+
+
+def test_ranking_trains_with_lazy_adam_moving_only_the_id_rows_of_the_batch(synthetic_data):
+    from tfrs_lab.data.features import build_vocabularies
+    from tfrs_lab.data.splits import make_split
+    from tfrs_lab.training import ranking
+
+    cfg = load_config("ranking", overrides=["train.optimizer=lazy_adam", "model.architecture=mf",
+                                            "model.history_length=0"])
+    split = make_split("hash", synthetic_data.ratings)
+    vocab = build_vocabularies(synthetic_data.ratings, synthetic_data.movies, split.train,
+                               **ranking.TASK.vocabulary_fit(cfg, True))
+    train = ranking.split_columns(synthetic_data, split, cfg.model)["train"]
+    model = ranking.make_model(vocab, cfg.model, train, float(np.mean(train["label"])))
+    model.compile(optimizer=optimizer(cfg.train.optimizer, 0.01))  # what the run loop's RunContext.optimizer builds
+    assert isinstance(model.optimizer, LazyAdam)
+    model.fit(tf.data.Dataset.from_tensors({k: v[:32] for k, v in train.items()}), epochs=1, verbose=0)  # one step
+    sizes = {"user": len(vocab.user_ids) + 1, "item": len(vocab.movie_ids) + 1}  # + the out-of-vocabulary row
+    tables = {name: [v for v in model.trainable_variables if len(v.shape) == 2 and v.shape[0] == n]
+              for name, n in sizes.items()}  # the id embeddings and biases
+    assert tables["user"] and tables["item"], [v.name for v in model.trainable_variables]
+    before = {name: [v.numpy() for v in vs] for name, vs in tables.items()}
+    batch = {k: v[32:96] for k, v in train.items()}
+    model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+    touched = {"user": len(np.unique(batch["user_id"])), "item": len(np.unique(batch["movie_id"]))}
+    for name, vs in tables.items():
+        for old, v in zip(before[name], vs):
+            moved = int((np.abs(v.numpy() - old) > 0).any(axis=1).sum())
+            # only the second batch's rows move: the first batch's keep still (Adam's momentum would move them)
+            assert 0 < moved <= touched[name] < sizes[name], (name, v.name, moved, touched[name])
+
+
+@pytest.mark.parametrize("task", ["ranking", "sequential", "autoencoder", "multitask"])
+def test_every_task_accepts_lazy_adam(task):
+    # sequential's item table gets a dense gradient from the full softmax, the autoencoders have no id
+    # tables: lazy_adam is Adam there (dense gradients take Adam's update exactly)
+    assert load_config(task, overrides=["train.optimizer=lazy_adam"]).train.optimizer == "lazy_adam"
