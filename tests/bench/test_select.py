@@ -266,6 +266,7 @@ def test_select_reads_the_config_files_once_so_an_edit_during_the_run_changes_no
 
     copy = tmp_path / "retrieval.yaml"  # stands for configs/retrieval.yaml, which a user edits mid-run
     copy.write_text(config.default_config_file("retrieval").read_text())
+    shipped_history = yaml.safe_load(copy.read_text())["model"]["history_length"]
     monkeypatch.setattr(config, "default_config_file", lambda task: copy)
     sel = {"task": "retrieval", "objective": "recall@10", "split": "leave-last-out", "seeds": 1, "epochs": 1,
            "overrides": ["model.embedding_dim=8", "model.id_embedding_dim=8"],
@@ -284,5 +285,5 @@ def test_select_reads_the_config_files_once_so_an_edit_during_the_run_changes_no
     monkeypatch.setattr(runner, "run_task", run_then_edit)
     results, _ = run_select(selection, tmp_path / "out")
     assert len(seen) == len(results["runs"]) == 2
-    assert {(c.model.history_length, c.model.feature_embedding_dim) for c in seen} == {(50, 16)}
+    assert {(c.model.history_length, c.model.feature_embedding_dim) for c in seen} == {(shipped_history, 16)}
     assert [c.model.temperature for c in seen] == [0.1, 0.2]
