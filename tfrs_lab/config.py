@@ -214,7 +214,7 @@ class RetrievalModelConfig:
     feature_embedding_dim: int = 16
     tower_layers: tuple[int, ...] = ()
     query_features: tuple[str, ...] = ("timestamp", "age", "gender", "occupation", "history")
-    history_length: int | str = 50
+    history_length: int | str = "auto"
     candidate_features: tuple[str, ...] = ("title", "genres")
     normalize: bool = True
     temperature: float = 0.1
@@ -817,6 +817,8 @@ class MultitaskModelConfig(RetrievalModelConfig):
     objective: typing.ClassVar[str] = "explicit"
     """The rating head regresses explicit ratings (what the ranking exporter's ``rating`` output means)."""
 
+    history_length: int | str = 50
+    """Multitask keeps 50: retrieval's ``auto`` was selected on retrieval runs only."""
     retrieval_weight: float = 1.0
     rating_weight: float = 1.0
     rating_layers: tuple[int, ...] = (256, 128)

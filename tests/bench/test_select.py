@@ -76,7 +76,7 @@ def test_minimised_objectives_are_rmse_and_mae(tmp_path):
     ({"candidates": {"a": {}, "b": {"model.embedding_dim": 0}}}, "candidates.b: model.embedding_dim"),
     ({"candidates": {"a": {}, "b": {"model.colour": 1}}}, "candidates.b:"),
     ({"objective": "rmse"}, "objective: the retrieval runs report no validation_rmse"),
-    ({"candidates": {"a": {}, "b": {"model.history_length": 50}}},
+    ({"candidates": {"a": {}, "b": {"model.history_length": "auto"}}},
      "candidates.b: resolves to the same config as candidates.a"),
     ({"task": "autoencoder", "configs": ["autoencoder-implicit.yaml"], "epochs": 5},
      "candidates.a: model.mult.kl_anneal_epochs (20) must be <= train.epochs (5)"),
