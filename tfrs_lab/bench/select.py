@@ -277,7 +277,8 @@ def _candidate_config(selection: Selection, cand: Candidate, base: list[str], ex
     names = validation_metric_names(cfg)
     objective = selection.objective if entry is None else selection.objective_of(entry)
     if objective not in names:
-        at = "objective" if entry is None or not (entry.objective or entry.split) else f"datasets.{entry.name}.objective"
+        own = entry is not None and (entry.objective or entry.split)
+        at = f"datasets.{entry.name}.objective" if own else "objective"
         split = "" if entry is None else f" on split {selection.split_of(entry)}"
         raise _error(f"{prefix}{at}", f"the {selection.task} runs report no validation_{objective}{split}; "
                                       f"choose an objective among {', '.join(sorted(names))}")
