@@ -203,6 +203,10 @@ class RetrievalModelConfig:
     in-batch candidates (mixed negative sampling, Yang et al. 2020; 0 = in-batch only), and
     ``num_hard_negatives`` keeps only each query's that many highest-scoring negatives in its
     softmax (0 = all of them).
+
+    ``history_length`` (items in the query's history) is a positive integer or ``auto``: the rule
+    :func:`tfrs_lab.training.retrieval.auto_history_length` of the training rows, resolved by the run
+    once the data is split and written as the integer to the run's ``config.yaml``.
     """
 
     embedding_dim: int = 64
@@ -210,7 +214,7 @@ class RetrievalModelConfig:
     feature_embedding_dim: int = 16
     tower_layers: tuple[int, ...] = ()
     query_features: tuple[str, ...] = ("timestamp", "age", "gender", "occupation", "history")
-    history_length: int = 50
+    history_length: int | str = "auto"
     candidate_features: tuple[str, ...] = ("title", "genres")
     normalize: bool = True
     temperature: float = 0.1
@@ -225,8 +229,14 @@ class RetrievalModelConfig:
 
     def validate(self, path: str) -> None:
         for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim", "timestamp_buckets",
-                     "history_length", "title_vocab_size", "title_max_tokens"):
+                     "title_vocab_size", "title_max_tokens"):
             positive(getattr(self, name), f"{path}.{name}")
+        if isinstance(self.history_length, str):  # auto: a rule of the training rows, resolved once they are split
+            if self.history_length != "auto":
+                raise ConfigError(f"{path}.history_length must be a positive integer or auto, "
+                                  f"got {self.history_length!r}")
+        else:
+            positive(self.history_length, f"{path}.history_length")
         for i, size in enumerate(self.tower_layers):
             positive(size, f"{path}.tower_layers[{i}]")
         positive(self.temperature, f"{path}.temperature")
@@ -832,6 +842,8 @@ class MultitaskModelConfig(RetrievalModelConfig):
     objective: typing.ClassVar[str] = "explicit"
     """The rating head regresses explicit ratings (what the ranking exporter's ``rating`` output means)."""
 
+    history_length: int | str = 50
+    """Multitask keeps 50: retrieval's ``auto`` was selected on retrieval runs only."""
     retrieval_weight: float = 1.0
     rating_weight: float = 1.0
     rating_layers: tuple[int, ...] = (256, 128)

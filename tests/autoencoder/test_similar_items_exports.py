@@ -16,7 +16,7 @@ from tfrs_lab.export.retrieval import export_retrieval
 from tfrs_lab.export.sequential import export_sequential
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training.common import make_dataset
-from tfrs_lab.training.retrieval import hyperparameters, serving_user_table, split_columns
+from tfrs_lab.training.retrieval import hyperparameters, resolve_history_length, serving_user_table, split_columns
 from tfrs_lab.training import sequential as seq
 
 from autoencoder_fixtures import cluster_members, rating_counts
@@ -56,7 +56,7 @@ def test_retrieval_export_similar_items(synthetic_data, movie_cluster, tmp_path)
     split = make_split("leave-last-out", synthetic_data.ratings)
     vocab = build_vocabularies(synthetic_data.ratings, synthetic_data.movies, split.train, has_user_features=True,
                                title_vocab_size=1000, title_max_tokens=8, timestamp_buckets=20)
-    hp = hyperparameters(cfg, True)
+    hp = hyperparameters(resolve_history_length(cfg, synthetic_data, split.train), True)
     cols = split_columns(synthetic_data, split, hp)
     model = RetrievalModel(vocab, hp)
     model.compile(optimizer=tf.keras.optimizers.Adam(0.005))

@@ -24,6 +24,23 @@ def test_choose_minimises_rmse():
     assert winner == "x" and rel["y"]["a"] == pytest.approx(0.90 / 0.95)
 
 
+def test_choose_takes_each_data_sets_own_direction():
+    values = {"rmse_set": {"x": 0.90, "y": 0.99}, "hit_set": {"x": 0.50, "y": 0.60}}
+    winner, rel = choose(values, minimise={"rmse_set": True, "hit_set": False})
+    assert rel["x"]["rmse_set"] == pytest.approx(1.0) and rel["y"]["rmse_set"] == pytest.approx(0.90 / 0.99)
+    assert rel["x"]["hit_set"] == pytest.approx(0.50 / 0.60) and rel["y"]["hit_set"] == pytest.approx(1.0)
+    assert winner == "y"  # x: (1 + 0.8333) / 2 = 0.9167; y: (0.9091 + 1) / 2 = 0.9545
+
+
+def test_a_data_set_may_name_its_own_split_and_objective(tmp_path):
+    sel = load_selection(selection_file("retrieval"), data_root=tmp_path)
+    by_name = {d.name: d for d in sel.datasets}
+    assert (sel.split_of(by_name["ml-100k"]), sel.objective_of(by_name["ml-100k"])) == ("leave-last-out", "ndcg@10")
+    assert (sel.split_of(by_name["ml-100k-hash"]), sel.objective_of(by_name["ml-100k-hash"])) == ("hash",
+                                                                                                  "hit_rate@100")
+    assert by_name["ml-100k-hash"].data == by_name["ml-100k"].data  # the same data, another protocol
+
+
 SHIPPED = sorted(p.stem for p in selection_file("retrieval").parent.glob("*.yaml"))
 
 
@@ -59,10 +76,18 @@ def test_minimised_objectives_are_rmse_and_mae(tmp_path):
     ({"candidates": {"a": {}, "b": {"model.embedding_dim": 0}}}, "candidates.b: model.embedding_dim"),
     ({"candidates": {"a": {}, "b": {"model.colour": 1}}}, "candidates.b:"),
     ({"objective": "rmse"}, "objective: the retrieval runs report no validation_rmse"),
-    ({"candidates": {"a": {}, "b": {"model.history_length": 50}}},
+    ({"candidates": {"a": {}, "b": {"model.history_length": "auto"}}},
      "candidates.b: resolves to the same config as candidates.a"),
     ({"task": "autoencoder", "configs": ["autoencoder-implicit.yaml"], "epochs": 5},
      "candidates.a: model.mult.kl_anneal_epochs (20) must be <= train.epochs (5)"),
+    ({"datasets": {"d": {"data": {"dataset": "synthetic"}, "split": "hash"}}},  # hash reports hit rates only
+     "datasets.d.objective: the retrieval runs report no validation_ndcg@10 on split hash; choose an objective "
+     "among hit_rate@10"),
+    ({"datasets": {"d": {"data": {"dataset": "synthetic"}, "split": "hash", "objective": "rmse"}}},
+     "datasets.d.objective: the retrieval runs report no validation_rmse on split hash"),
+    ({"datasets": {"d": {"data": {"dataset": "synthetic"}, "split": ""}}}, "datasets.d.split: must be a non-empty"),
+    ({"datasets": {"d": {"data": {"dataset": "synthetic", "split": "hash"}}}},
+     "datasets.d.data.split: is set by the selection: write split: hash beside data instead"),
 ])
 def test_bad_selection_files_are_rejected(tmp_path, body, message):
     raw = {"task": "retrieval", "objective": "ndcg@10", "split": "leave-last-out",
@@ -102,6 +127,33 @@ def test_select_runs_every_candidate_on_validation_only(tmp_path, capsys):
     expected = {"model": {"embedding_dim": 4, "id_embedding_dim": 4}} if winner == "tiny" else {}
     assert selected == {"task": "retrieval", **expected}
     assert "winner:" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_select_scores_each_data_set_on_its_own_protocol(tmp_path):
+    sel = {"task": "retrieval", "objective": "recall@10", "split": "leave-last-out", "seeds": 1, "epochs": 1,
+           "overrides": ["export.index=brute_force", "model.embedding_dim=8", "model.id_embedding_dim=8"],
+           "datasets": {"lol": {"data": TINY},
+                        "hashed": {"data": TINY, "split": "hash", "objective": "hit_rate@10"}},
+           "candidates": {"default": {}, "short": {"model.history_length": 5}}}
+    path = tmp_path / "sel.yaml"
+    path.write_text(yaml.safe_dump(sel))
+    out = tmp_path / "out"
+    assert main(["select", "--tasks", "retrieval", "--selection", str(path), "--output-dir", str(out)]) == 0
+    r = json.loads((out / "select" / "results.json").read_text())
+    assert r["splits"] == {"lol": "leave-last-out", "hashed": "hash"} and r["test_evaluated"] is False
+    assert r["objectives"] == {"lol": "validation_recall@10", "hashed": "validation_hit_rate@10"}
+    assert len(r["runs"]) == 4
+    for run in r["runs"]:
+        run_dir = out / "select" / "runs" / run["run_dir"].split("/")[-1]
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert config["data"]["split"] == r["splits"][run["dataset"]]
+        assert metrics["test_evaluated"] is False
+        assert not any(k.startswith(("recall@", "hit_rate@", "ndcg@")) for k in metrics)  # no test metric
+        assert metrics[r["objectives"][run["dataset"]]] == pytest.approx(run["value"])
+    assert r["winner"] == choose(r["values"], minimise=False)[0]
+    assert "hashed (hash, hit_rate@10)" in (out / "select" / "selected.yaml").read_text()
 
 
 def test_select_needs_a_task(tmp_path, capsys):
@@ -214,6 +266,7 @@ def test_select_reads_the_config_files_once_so_an_edit_during_the_run_changes_no
 
     copy = tmp_path / "retrieval.yaml"  # stands for configs/retrieval.yaml, which a user edits mid-run
     copy.write_text(config.default_config_file("retrieval").read_text())
+    shipped_history = yaml.safe_load(copy.read_text())["model"]["history_length"]
     monkeypatch.setattr(config, "default_config_file", lambda task: copy)
     sel = {"task": "retrieval", "objective": "recall@10", "split": "leave-last-out", "seeds": 1, "epochs": 1,
            "overrides": ["model.embedding_dim=8", "model.id_embedding_dim=8"],
@@ -232,5 +285,5 @@ def test_select_reads_the_config_files_once_so_an_edit_during_the_run_changes_no
     monkeypatch.setattr(runner, "run_task", run_then_edit)
     results, _ = run_select(selection, tmp_path / "out")
     assert len(seen) == len(results["runs"]) == 2
-    assert {(c.model.history_length, c.model.feature_embedding_dim) for c in seen} == {(50, 16)}
+    assert {(c.model.history_length, c.model.feature_embedding_dim) for c in seen} == {(shipped_history, 16)}
     assert [c.model.temperature for c in seen] == [0.1, 0.2]

@@ -15,7 +15,8 @@ from tfrs_lab.export.verify import answer_in_fresh_process
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training.evaluate import evaluate, query_embeddings, seen_lists
 from tfrs_lab.training.common import make_dataset
-from tfrs_lab.training.retrieval import concat_columns, hyperparameters, serving_user_table, split_columns
+from tfrs_lab.training.retrieval import (concat_columns, hyperparameters, resolve_history_length, serving_user_table,
+                                         split_columns)
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ def trained(synthetic_data):
     vocab = build_vocabularies(synthetic_data.ratings, synthetic_data.movies, split.train,
                                has_user_features=True, title_vocab_size=1000, title_max_tokens=8,
                                timestamp_buckets=20)
-    hp = hyperparameters(cfg, True)
+    hp = hyperparameters(resolve_history_length(cfg, synthetic_data, split.train), True)
     cols = split_columns(synthetic_data, split, hp)
     model = RetrievalModel(vocab, hp)
     model.compile(optimizer=tf.keras.optimizers.Adam(0.005))

@@ -16,7 +16,7 @@ from tfrs_lab.models.retrieval import RetrievalModel, mixed_sampling_probability
 from tfrs_lab.train import main
 from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import evaluate, seen_lists
-from tfrs_lab.training.retrieval import concat_columns, hyperparameters, split_columns
+from tfrs_lab.training.retrieval import concat_columns, hyperparameters, resolve_history_length, split_columns
 
 # A catalogue of M = 4 movies with training counts 3, 1, 0, 4 (movie indices 1..4; 0 = unknown):
 # add-one smoothed over the M + 1 rows, p = (counts + 1) / 13.
@@ -116,7 +116,7 @@ def test_each_negatives_option_beats_popularity_on_planted_structure(synthetic_d
     split, vocab = leave_last_out
     cfg = load_config("retrieval", overrides=["data.split=leave-last-out", option])
     tf.keras.utils.set_random_seed(0)
-    hp = hyperparameters(cfg, True)
+    hp = hyperparameters(resolve_history_length(cfg, synthetic_data, split.train), True)
     cols = split_columns(synthetic_data, split, hp)
     model = RetrievalModel(vocab, hp)
     model.compile(optimizer=tf.keras.optimizers.Adam(0.005))

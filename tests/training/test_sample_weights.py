@@ -79,7 +79,8 @@ def test_negative_or_all_zero_weights_are_refused_with_the_fix():
 
 def test_weighted_softmax_loss_equals_the_hand_computed_weighted_cross_entropy(synthetic_data):
     cfg = load_config("retrieval", overrides=["model.query_features=[]", "model.candidate_features=[]",
-                                              "model.embedding_dim=4", "model.id_embedding_dim=4"])
+                                              "model.embedding_dim=4", "model.id_embedding_dim=4",
+                                              "model.history_length=1"])  # no history feature: any length
     hp = hyperparameters(cfg, True)
     split = make_split("hash", synthetic_data.ratings)
     vocab = build_vocabularies(synthetic_data.ratings, synthetic_data.movies, split.train, has_user_features=True,

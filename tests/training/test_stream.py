@@ -24,8 +24,8 @@ from tfrs_lab.export.tables import ItemTable
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.schema import build
 from tfrs_lab.training.common import optimizer
-from tfrs_lab.training.retrieval import (hyperparameters, seen_table, serving_user_table, split_columns,
-                                         streamed_tables)
+from tfrs_lab.training.retrieval import (hyperparameters, resolve_history_length, seen_table, serving_user_table,
+                                         split_columns, streamed_tables)
 from tfrs_lab.training.stream import RetrievalStream, stream_metrics
 
 FIT = dict(title_vocab_size=200, title_max_tokens=8, timestamp_buckets=10)
@@ -88,8 +88,8 @@ def planted(tmp_path_factory):
 @pytest.mark.parametrize("optimizer_name", ["adam", "lazy_adam"])
 def test_training_on_the_stream_beats_popularity_on_planted_structure(synthetic_data, optimizer_name):
     cfg = load_config("retrieval", overrides=["data.split=leave-last-out"])
-    hp = hyperparameters(cfg, True)
     split = make_split("leave-last-out", synthetic_data.ratings)
+    hp = hyperparameters(resolve_history_length(cfg, synthetic_data, split.train), True)
     vocab = build_vocabularies(synthetic_data.ratings, synthetic_data.movies, split.train, has_user_features=True,
                                title_vocab_size=1000, title_max_tokens=8, timestamp_buckets=20)
     stream = RetrievalStream(Interactions.from_data(synthetic_data), split, hp.history_length)

@@ -3,7 +3,9 @@
 A selection file (shipped: ``tfrs_lab/configs/selection/<task>.yaml``; ``python -m tfrs_lab.configs
 selection/retrieval.yaml`` prints where) names the task, the split, a validation ``objective`` (maximised;
 ``rmse``/``mae`` minimised), the ``datasets`` and the ``candidates`` (config overlays, the first being
-today's default). Optional keys: ``configs`` (shipped config files layered on ``configs/<task>.yaml``,
+today's default). A data set entry may name its own ``split`` and ``objective`` (default: the file's), so one
+selection covers several protocols, e.g. ML-100K twice: ``leave-last-out`` scored by ndcg@10 and ``hash``
+scored by hit_rate@100. Optional keys: ``configs`` (shipped config files layered on ``configs/<task>.yaml``,
 e.g. ``[autoencoder-implicit.yaml]``: the defaults a candidate overlays when they live in an overlay
 file), ``overrides`` (``KEY=VALUE`` for every run), ``seeds``, ``epochs`` (a cap). Every
 candidate is trained on every data set (``seeds`` times) with
@@ -11,9 +13,9 @@ candidate is trained on every data set (``seeds`` times) with
 computed during selection** (docs/tuning.md#selection-on-validation). The config files are read once,
 by :func:`load_selection` (:attr:`Selection.base_config`): an edit during a selection changes none of its runs.
 
-Choice: per data set ``d`` and candidate ``c`` the mean validation value ``v[d][c]`` over seeds is
-turned into a relative score ``r[d][c] = v[d][c] / max_c v[d][c]`` (``min_c v / v`` for RMSE/MAE,
-which are minimised); the candidate with the highest mean relative score over the data sets wins
+Choice: per data set ``d`` and candidate ``c`` the mean validation value ``v[d][c]`` over seeds (of that
+data set's objective) is turned into a relative score ``r[d][c] = v[d][c] / max_c v[d][c]`` (``min_c v / v``
+for RMSE/MAE, which are minimised); the candidate with the highest mean relative score over the data sets wins
 (the one losing least on its worst data set breaks ties). The winner is written as an overlay
 (``selected.yaml``); the per-data-set winners are listed too, so a setting whose best value moves
 with the data's size shows up in the table. Two candidates that resolve to the same config are
@@ -23,6 +25,10 @@ the new default and the earlier default is pinned like the others.
 Data set entries (paths may use ``{data_root}``, the ``--data-root`` flag)::
 
     ml-100k: {data: {dataset: movielens/100k-ratings, data_zip: "{data_root}/ml-100k.zip"}}
+    ml-100k-hash:                         # the same data on another protocol: its own split and objective
+      data: {dataset: movielens/100k-ratings, data_zip: "{data_root}/ml-100k.zip"}
+      split: hash
+      objective: hit_rate@100
     lastfm:                               # own data, read from inside an archive
       archive: "{data_root}/lastfm-2k.zip"  # extracted once into <output-dir>/data/lastfm/
       interactions: lastfm-2k/user_artists.dat     # quick path, relative to the archive's root
@@ -61,12 +67,18 @@ _MINIMISED = ("rmse", "mae")
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    """One data set of a selection: its ``data`` config section and per-data-set overrides."""
+    """One data set of a selection: its ``data`` config section and per-data-set overrides.
+
+    ``split``/``objective`` are this data set's own (``None``: the selection file's); read them through
+    :meth:`Selection.split_of` and :meth:`Selection.objective_of`.
+    """
 
     name: str
     data: dict[str, Any]
     overrides: tuple[str, ...] = ()
     archive: str | None = None
+    split: str | None = None
+    objective: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,14 @@ class Selection:
     def minimise(self) -> bool:
         """Whether :attr:`objective` is minimised (RMSE, MAE)."""
         return self.objective in _MINIMISED
+
+    def split_of(self, entry: DatasetEntry) -> str:
+        """The split ``entry`` runs on: its own ``split`` or the file's."""
+        return entry.split or self.split
+
+    def objective_of(self, entry: DatasetEntry) -> str:
+        """The validation objective ``entry`` is scored by: its own ``objective`` or the file's."""
+        return entry.objective or self.objective
 
 
 def selection_file(task: str) -> Path:
@@ -177,15 +197,21 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
     selection = Selection(task, raw["objective"], split, seeds, epochs, tuple(datasets), candidates,
                           tuple(str(o) for o in overrides), tuple(str(c) for c in configs))
     selection = dataclasses.replace(selection, base_config=_read_config_files(selection))
-    extra: dict[str, Any] = {"data": {"split": split}, **({"train": {"epochs": epochs}} if epochs else {})}
+    train = {"train": {"epochs": epochs}} if epochs else {}
     resolved: dict[str, str] = {}  # every overlay is a valid config reporting the objective, before any data is read
     for cand in candidates:
-        key = repr(to_dict(_candidate_config(selection, cand, list(selection.overrides), extra, where)))
+        key = repr(to_dict(_candidate_config(selection, cand, list(selection.overrides),
+                                             {"data": {"split": split}, **train}, where)))
         if key in resolved:  # two rows of the table would be one configuration measured twice
             raise _error(f"{where}: candidates.{cand.name}",
                          f"resolves to the same config as candidates.{resolved[key]}; pin the values it differs in "
                          "(after adopting a winner, the earlier default becomes a pinned candidate)")
         resolved[key] = cand.name
+    for entry in selection.datasets:  # a data set's own split / objective: every candidate reports it there too
+        if entry.split or entry.objective:
+            for cand in candidates:
+                _candidate_config(selection, cand, list(selection.overrides),
+                                  {"data": {"split": selection.split_of(entry)}, **train}, where, entry)
     return selection
 
 
@@ -233,12 +259,12 @@ def _resolve(selection: Selection, overrides: list[str], extra: Mapping[str, Any
 
 
 def _candidate_config(selection: Selection, cand: Candidate, base: list[str], extra: Mapping[str, Any],
-                      where: str = "") -> Any:
+                      where: str = "", entry: DatasetEntry | None = None) -> Any:
     """The resolved config of ``cand`` (:attr:`Selection.base_config` < ``extra`` < ``base`` < the candidate's overlay).
 
     Raises:
-      ConfigError: the overlay is not a valid config, or its runs do not report the objective (the
-        message starts with ``where``, the selection file, when given).
+      ConfigError: the overlay is not a valid config, or its runs do not report the objective (that of
+        ``entry`` when given, else the file's; the message starts with ``where``, the selection file, when given).
     """
     from tfrs_lab.config import ConfigError
     from tfrs_lab.tuning.space import validation_metric_names
@@ -249,28 +275,43 @@ def _candidate_config(selection: Selection, cand: Candidate, base: list[str], ex
     except ConfigError as e:
         raise _error(f"{prefix}candidates.{cand.name}", str(e)) from None
     names = validation_metric_names(cfg)
-    if selection.objective not in names:
-        raise _error(f"{prefix}objective", f"the {selection.task} runs report no validation_{selection.objective}; "
-                                           f"choose an objective among {', '.join(sorted(names))}")
+    objective = selection.objective if entry is None else selection.objective_of(entry)
+    if objective not in names:
+        own = entry is not None and (entry.objective or entry.split)
+        at = f"datasets.{entry.name}.objective" if own else "objective"
+        split = "" if entry is None else f" on split {selection.split_of(entry)}"
+        raise _error(f"{prefix}{at}", f"the {selection.task} runs report no validation_{objective}{split}; "
+                                      f"choose an objective among {', '.join(sorted(names))}")
     return cfg
 
 
 def _dataset(name: str, entry: Any, where: str, root: str) -> DatasetEntry:
     if not isinstance(entry, Mapping):
         raise _error(where, "must be a mapping with data: {...} or archive/interactions/columns")
-    unknown = set(entry) - {"data", "archive", "interactions", "columns", "items", "item_columns", "overrides"}
+    unknown = set(entry) - {"data", "archive", "interactions", "columns", "items", "item_columns", "overrides",
+                            "split", "objective"}
     if unknown:
         raise _error(where, f"unknown key(s) {', '.join(sorted(unknown))}")
     overrides = tuple(str(o) for o in entry.get("overrides") or ())
+    protocol: dict[str, str] = {}
+    for key in ("split", "objective"):
+        if key in entry:
+            if not isinstance(entry[key], str) or not entry[key]:
+                raise _error(f"{where}.{key}", "must be a non-empty string (a split name; a validation metric name), "
+                                               "or left out for the file's")
+            protocol[key] = entry[key]
     if "data" in entry:
+        if "split" in (entry["data"] or {}):
+            raise _error(f"{where}.data.split", f"is set by the selection: write split: {entry['data']['split']} "
+                                                "beside data instead")
         data = {k: (v.format(data_root=root) if isinstance(v, str) else v) for k, v in dict(entry["data"]).items()}
-        return DatasetEntry(name, data, overrides)
+        return DatasetEntry(name, data, overrides, **protocol)
     if "interactions" not in entry or "columns" not in entry:
         raise _error(where, "needs data: {...} or the quick path interactions + columns (+ items, item_columns)")
     archive = entry.get("archive")
     quick = {k: entry.get(k) for k in ("interactions", "columns", "items", "item_columns")}
     return DatasetEntry(name, {"quick": quick}, overrides,
-                        archive.format(data_root=root) if isinstance(archive, str) else None)
+                        archive.format(data_root=root) if isinstance(archive, str) else None, **protocol)
 
 
 def _data_options(entry: DatasetEntry, data_dir: Path) -> dict[str, Any]:
@@ -298,12 +339,13 @@ def _data_options(entry: DatasetEntry, data_dir: Path) -> dict[str, Any]:
     return {"dataset": "own", "source": source}
 
 
-def choose(values: Mapping[str, Mapping[str, float]], minimise: bool) -> tuple[str, dict[str, dict[str, float]]]:
+def choose(values: Mapping[str, Mapping[str, float]],
+           minimise: bool | Mapping[str, bool]) -> tuple[str, dict[str, dict[str, float]]]:
     """The winning candidate and every candidate's relative scores.
 
     Args:
-      values: ``values[dataset][candidate]`` = mean validation objective.
-      minimise: whether lower is better.
+      values: ``values[dataset][candidate]`` = mean validation objective (each data set its own).
+      minimise: whether lower is better: one flag for all data sets, or ``{dataset: flag}``.
 
     Returns:
       ``(winner, relative)`` with ``relative[candidate][dataset]`` in (0, 1] (1 = best on that data set)
@@ -312,9 +354,10 @@ def choose(values: Mapping[str, Mapping[str, float]], minimise: bool) -> tuple[s
     candidates = list(next(iter(values.values())))
     relative: dict[str, dict[str, float]] = {c: {} for c in candidates}
     for d, per in values.items():
-        best = min(per.values()) if minimise else max(per.values())
+        lower = minimise[d] if isinstance(minimise, Mapping) else minimise
+        best = min(per.values()) if lower else max(per.values())
         for c, v in per.items():
-            relative[c][d] = (best / v if v > 0 else 0.0) if minimise else (v / best if best > 0 else 0.0)
+            relative[c][d] = (best / v if v > 0 else 0.0) if lower else (v / best if best > 0 else 0.0)
     for c, r in relative.items():
         scores = [r[d] for d in values]
         r["mean"], r["worst"] = float(np.mean(scores)), float(np.min(scores))
@@ -340,11 +383,14 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
     epochs = epochs or selection.epochs
     task = selection.task
     key = f"validation_{selection.objective}"
+    objectives = {e.name: selection.objective_of(e) for e in selection.datasets}
+    splits = {e.name: selection.split_of(e) for e in selection.datasets}
+    minimise = {d: o in _MINIMISED for d, o in objectives.items()}
     runs: list[dict[str, Any]] = []
     values: dict[str, dict[str, float]] = {}
     datasets: dict[str, Any] = {}
     for entry in selection.datasets:
-        extra: dict[str, Any] = {"data": {**_data_options(entry, output_dir / "data"), "split": selection.split}}
+        extra: dict[str, Any] = {"data": {**_data_options(entry, output_dir / "data"), "split": splits[entry.name]}}
         if epochs is not None:
             extra["train"] = {"epochs": epochs}
         base = [*selection.overrides, *entry.overrides, "export.verify=false"]
@@ -354,7 +400,7 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
                                 "num_items": len(data.movies["movie_id"])}
         values[entry.name] = {}
         for cand in selection.candidates:
-            cand_cfg = _candidate_config(selection, cand, base, extra)
+            cand_cfg = _candidate_config(selection, cand, base, extra, entry=entry)
             per_seed = []
             for offset in range(seeds):
                 cfg = dataclasses.replace(cand_cfg, train=dataclasses.replace(
@@ -364,32 +410,35 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
                 logger.info("select %s: %s on %s, seed %d", task, cand.name, entry.name, cfg.train.seed)
                 start = time.perf_counter()
                 metrics = run_task(task, cfg, run_dir, TaskInputs(data), verbose=0, evaluate_test=False).metrics
-                per_seed.append(float(metrics[key]))
+                value = float(metrics[f"validation_{objectives[entry.name]}"])
+                per_seed.append(value)
                 runs.append({"dataset": entry.name, "candidate": cand.name, "seed": cfg.train.seed,
-                             "value": float(metrics[key]), "best_epoch": metrics.get("best_epoch"),
+                             "value": value, "best_epoch": metrics.get("best_epoch"),
                              "seconds": round(time.perf_counter() - start, 1), "run_dir": str(run_dir)})
             values[entry.name][cand.name] = float(np.mean(per_seed))
-    winner, relative = choose(values, selection.minimise)
-    per_dataset = {d: (min if selection.minimise else max)(per, key=per.get) for d, per in values.items()}
+    winner, relative = choose(values, minimise)
+    per_dataset = {d: (min if minimise[d] else max)(per, key=per.get) for d, per in values.items()}
     overlay = merge(*(parse_override(o) for o in next(c for c in selection.candidates if c.name == winner).overrides))
-    header = (f"# Selected by `python -m tfrs_lab.bench select --tasks {task}` on validation {selection.objective}\n"
-              f"# ({selection.split}; data sets {', '.join(values)}; {seeds} seed(s)): candidate {winner}.\n"
+    protocols = ", ".join(f"{d} ({splits[d]}, {objectives[d]})" for d in values)
+    header = (f"# Selected by `python -m tfrs_lab.bench select --tasks {task}` on validation\n"
+              f"# (data sets {protocols}; {seeds} seed(s)): candidate {winner}.\n"
               + "".join(f"# Overlays configs/{c} (apply it too).\n" for c in selection.configs))
     (output_dir / "selected.yaml").write_text(header + yaml.safe_dump(
         {"task": task, **overlay}, sort_keys=False))
     rows = [{"candidate": c, **{d: values[d][c] for d in values}, "relative_mean": relative[c]["mean"],
              "relative_worst": relative[c]["worst"]} for c in relative]
     results = {"suite": "select", "task": task, "configs": list(selection.configs), "objective": key,
-               "split": selection.split, "seeds": seeds,
+               "split": selection.split, "objectives": {d: f"validation_{o}" for d, o in objectives.items()},
+               "splits": splits, "seeds": seeds,
                "epochs": epochs, "machine": common.machine(), "datasets": datasets, "runs": runs,
                "values": values, "relative": relative, "winner": winner, "winner_per_dataset": per_dataset,
                "test_evaluated": False}
     plot = common.bar_chart(output_dir / "select.png", [{"method": c, **relative[c]} for c in relative],
-                            [*values, "mean"], f"{task}: validation {selection.objective} relative to the best "
+                            [*values, "mean"], f"{task}: validation objective relative to the best "
                                                "candidate per data set", label="method")
     results["plots"] = [str(plot)] if plot else []
     common.write_results(output_dir, results)
     table = common.format_table(rows, [*values, "relative_mean", "relative_worst"], first="candidate")
-    table += (f"\nwinner: {winner} (validation {selection.objective}); per data set: "
+    table += (f"\nwinner: {winner} (validation {protocols}); per data set: "
               + ", ".join(f"{d}: {c}" for d, c in per_dataset.items()))
     return results, table

@@ -85,11 +85,12 @@ def _retrieval_setup(cfg):
     from tfrs_lab.evaluation.metrics import REQUIRED_KS
     from tfrs_lab.models.retrieval import RetrievalModel
     from tfrs_lab.training.evaluate import evaluate
-    from tfrs_lab.training.retrieval import hyperparameters, split_columns
+    from tfrs_lab.training.retrieval import hyperparameters, resolve_history_length, split_columns
     from tfrs_lab.training.runner import prepare
 
     p = prepare("retrieval", cfg)
     data, split, vocab = p.data, p.split, p.vocab
+    cfg = resolve_history_length(cfg, data, split.train)
     hp = hyperparameters(cfg, data.has_user_features)
     cols = split_columns(data, split, hp)
     model = RetrievalModel(vocab, hp)

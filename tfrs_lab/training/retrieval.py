@@ -37,7 +37,8 @@ from tfrs_lab.training.evaluate import evaluate, known_rows, query_embeddings
 from tfrs_lab.training.stream import RetrievalStream, SplitRanks, rank_split, split_metrics, stream_metrics
 from tfrs_lab.training.task import RunContext, Task, Trained
 
-__all__ = ["RetrievalState", "RetrievalTask", "StreamState", "TASK", "streamed_tables", "concat_columns", "hyperparameters", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
+__all__ = ["AUTO_HISTORY_RANGE", "AUTO_HISTORY_SUPPORT", "auto_history_length", "resolve_history_length",
+           "RetrievalState", "RetrievalTask", "StreamState", "TASK", "streamed_tables", "concat_columns", "hyperparameters", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +99,61 @@ def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RetrievalModelCon
     return cols
 
 
+AUTO_HISTORY_SUPPORT = 1000
+"""Training interactions the items of an ``auto`` history should hold together (:func:`auto_history_length`)."""
+AUTO_HISTORY_RANGE = (10, 50)
+"""The smallest and largest history :func:`auto_history_length` picks."""
+
+
+def auto_history_length(train_items: np.ndarray) -> int:
+    """``model.history_length: auto``: the history length for data whose training rows hold ``train_items``.
+
+    The query tower averages the embeddings of the user's last ``H`` items. Where every item is seen
+    often (ML-100K, synthetic: about 50 training rows per item) its embedding is well trained and a
+    short, recent history is best; where most items are seen a handful of times (Last.fm: about 5)
+    a longer history averages out their noise. The rule takes ``H`` so that the history's items hold
+    about :data:`AUTO_HISTORY_SUPPORT` training rows together, ``H = round(SUPPORT / (rows per
+    distinct item))``, clipped to :data:`AUTO_HISTORY_RANGE`. Its constants were fitted to the
+    validation winners of ``bench select`` (docs/tuning.md#selection-on-validation).
+
+    Args:
+      train_items: the item id (or code) of every **training** row, any dtype, ``[n]``; never
+        validation or test rows.
+
+    Returns:
+      the history length, an int in ``AUTO_HISTORY_RANGE``.
+    """
+    items = np.asarray(train_items)
+    lo, hi = AUTO_HISTORY_RANGE
+    if items.size == 0:
+        return lo
+    rows_per_item = items.size / len(np.unique(items))
+    return int(np.clip(round(AUTO_HISTORY_SUPPORT / rows_per_item), lo, hi))
+
+
+def resolve_history_length(cfg: RetrievalConfig, data: MovieLensData | Interactions, train: np.ndarray):
+    """``cfg`` with ``model.history_length: auto`` replaced by :func:`auto_history_length` of the
+    training rows ``train`` (row indices into ``data``); any other ``cfg`` as is."""
+    if cfg.model.history_length != "auto":
+        return cfg
+    items = data.item[train] if isinstance(data, Interactions) else data.ratings["movie_id"][train]
+    length = auto_history_length(items)
+    logger.info("model.history_length: auto = %d (%d training rows, %d distinct items)", length, len(items),
+                len(np.unique(items)))
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, history_length=length))
+
+
 def hyperparameters(cfg: RetrievalConfig, has_user_features: bool) -> RetrievalModelConfig:
-    """``cfg.model`` without the demographic query features the dataset does not have."""
+    """``cfg.model`` without the demographic query features the dataset does not have.
+
+    Raises:
+      ValueError: ``model.history_length`` is still ``auto`` (resolve it first with
+        :func:`resolve_history_length`; :func:`tfrs_lab.training.runner.run_task` does).
+    """
     m = cfg.model
+    if m.history_length == "auto":
+        raise ValueError("model.history_length: auto is resolved from the training rows first "
+                         "(resolve_history_length)")
     query = m.query_features
     if not has_user_features:
         dropped = [f for f in query if f in ("age", "gender", "occupation")]
@@ -165,6 +218,11 @@ class RetrievalTask(Task):
         """Whether this task trains from :mod:`tfrs_lab.training.stream` (retrieval; not the tasks
         built on its towers, whose hooks read in-memory columns)."""
         return self.name == "retrieval"
+
+    def resolve_data_config(self, cfg: RetrievalConfig, data: MovieLensData | Interactions,
+                            split: Split) -> RetrievalConfig:
+        """``model.history_length: auto`` → :func:`auto_history_length` of the training rows."""
+        return resolve_history_length(cfg, data, split.train)
 
     def vocabulary_fit(self, cfg: RetrievalConfig, has_user_features: bool) -> dict[str, Any]:
         m = cfg.model

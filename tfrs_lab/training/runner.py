@@ -242,6 +242,7 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
     clock = rundir.PhaseClock(logger)
     warm = _warm_start(t, cfg)
     prepared = prepare(t, cfg, inputs)
+    cfg = t.resolve_data_config(cfg, prepared.data, prepared.split)  # rules of the training rows (history: auto)
     if warm is not None:  # the previous run's vocabularies, so its weights keep their meaning
         prepared = dataclasses.replace(prepared, vocab=warm.adopt(t, cfg, prepared.data, prepared.split))
     data, split, vocab = prepared.data, prepared.split, prepared.vocab

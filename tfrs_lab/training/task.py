@@ -195,6 +195,12 @@ class Task(abc.ABC):
         """``cfg`` with values the task derives filled in (written to ``config.yaml``); default: as is."""
         return cfg
 
+    def resolve_data_config(self, cfg, data: MovieLensData | Interactions, split: Split):
+        """``cfg`` with values derived from the **training** rows (``split.train``) filled in, once the
+        data is split and before ``config.yaml`` is written (e.g. retrieval's ``model.history_length:
+        auto``); never from the validation or test rows. Default: as is."""
+        return cfg
+
     def streams(self, cfg) -> bool:
         """Whether the run loop hands this task your own data as compact :class:`Interactions`
         (integer codes read straight from the prepared dataset, never a string per row) instead of
