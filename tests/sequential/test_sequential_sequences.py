@@ -96,7 +96,7 @@ def test_sliding_windows_train_every_position_once_per_epoch():
         for batch in sequence_dataset(train, 3, 100, seed=0):  # one epoch, windows gathered per batch
             batches += 1
             for inputs, targets in zip(batch["inputs"].numpy(), batch["targets"].numpy()):
-                assert inputs.shape == (4,)
+                assert 1 <= len(inputs) <= 4  # as wide as the batch's longest window
                 for t in np.flatnonzero(targets):
                     trained.append((int(inputs[t]), int(targets[t])))
                     history = inputs[: t + 1][inputs[: t + 1] > 0]  # causal context: consecutive, oldest first
