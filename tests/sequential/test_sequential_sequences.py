@@ -96,7 +96,7 @@ def test_sliding_windows_train_every_position_once_per_epoch():
         for batch in sequence_dataset(train, 3, 100, seed=0):  # one epoch, windows gathered per batch
             batches += 1
             for inputs, targets in zip(batch["inputs"].numpy(), batch["targets"].numpy()):
-                assert inputs.shape == (4,)
+                assert 1 <= len(inputs) <= 4  # as wide as the batch's longest window
                 for t in np.flatnonzero(targets):
                     trained.append((int(inputs[t]), int(targets[t])))
                     history = inputs[: t + 1][inputs[: t + 1] > 0]  # causal context: consecutive, oldest first
@@ -133,3 +133,43 @@ def test_stride_0_batches_are_the_materialised_newest_windows(synthetic_data):
         for a, b in pairs:
             for k in ("inputs", "targets"):
                 np.testing.assert_array_equal(a[k].numpy(), b[k].numpy())
+
+
+def test_batches_and_queries_drop_only_columns_that_are_padding_in_every_row():
+    """Histories shorter than ``max_length`` (Last.fm: at most 48 artists against 200): each batch is as
+    wide as its longest window, the dropped columns were padding, and the loss and the query vectors
+    are those of the full-width matrices."""
+    import tensorflow as tf
+
+    from tfrs_lab.config import SequentialModelConfig
+    from tfrs_lab.models.sequential import SequentialModel
+    from tfrs_lab.training.sequential import query_vectors, trim_left_padding
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 9, size=40)  # 2..8 items per user, max_length 20
+    rows = [(f"u{u:02d}", str(int(m)), t) for u, n in enumerate(lengths)
+            for t, m in enumerate(rng.choice(np.arange(1, 31), size=n, replace=False))]
+    ratings = _ratings(rows)
+    train = training_sequences(ratings, np.arange(len(rows)), ratings["movie_id"].astype(np.int64), max_length=20)
+    full = window_batch(train)
+    tf.keras.utils.set_random_seed(3)
+    model = SequentialModel(30, SequentialModelConfig(max_length=20, embedding_dim=8, num_blocks=2, dropout=0.0))
+    widths = []
+    for batch in sequence_dataset(train, 16, 100, seed=1):
+        inputs, targets = batch["inputs"].numpy(), batch["targets"].numpy()
+        rows_of = [int(np.flatnonzero((full["inputs"][:, -inputs.shape[1]:] == r).all(1)
+                                      & (full["targets"][:, -inputs.shape[1]:] == t).all(1))[0])
+                   for r, t in zip(inputs, targets)]
+        wide = {k: full[k][rows_of] for k in ("inputs", "targets")}
+        width = inputs.shape[1]
+        widths.append(width)
+        assert width == int(np.max(np.sum(wide["inputs"] > 0, axis=1)))  # the batch's longest window
+        assert not wide["inputs"][:, :-width].any() and not wide["targets"][:, :-width].any()
+        np.testing.assert_array_equal(wide["inputs"][:, -width:], inputs)
+        np.testing.assert_allclose(model.compute_loss(batch).numpy(),
+                                   model.compute_loss({k: tf.constant(v) for k, v in wide.items()}).numpy(), rtol=1e-5)
+    assert max(widths) == 7 and all(w < 20 for w in widths)  # inputs: at most 8 - 1 items
+    padded = left_pad([np.array([3, 7, 1]), np.array([5])], 20)
+    assert trim_left_padding(padded).tolist() == [[3, 7, 1], [0, 0, 5]]
+    np.testing.assert_allclose(query_vectors(model, padded), model.query_embedding(tf.constant(padded)).numpy(),
+                               atol=1e-5)
