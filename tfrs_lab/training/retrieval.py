@@ -127,8 +127,10 @@ def auto_history_length(train_items: np.ndarray) -> int:
     lo, hi = AUTO_HISTORY_RANGE
     if items.size == 0:
         return lo
-    rows_per_item = items.size / len(np.unique(items))
-    return int(np.clip(round(AUTO_HISTORY_SUPPORT / rows_per_item), lo, hi))
+    distinct = len(np.unique(items))  # the one O(n log n) pass (20M rows at 25M): done once per run
+    length = int(np.clip(round(AUTO_HISTORY_SUPPORT * distinct / items.size), lo, hi))
+    logger.info("model.history_length: auto = %d (%d training rows, %d distinct items)", length, items.size, distinct)
+    return length
 
 
 def resolve_history_length(cfg: RetrievalConfig, data: MovieLensData | Interactions, train: np.ndarray):
@@ -137,10 +139,7 @@ def resolve_history_length(cfg: RetrievalConfig, data: MovieLensData | Interacti
     if cfg.model.history_length != "auto":
         return cfg
     items = data.item[train] if isinstance(data, Interactions) else data.ratings["movie_id"][train]
-    length = auto_history_length(items)
-    logger.info("model.history_length: auto = %d (%d training rows, %d distinct items)", length, len(items),
-                len(np.unique(items)))
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, history_length=length))
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, history_length=auto_history_length(items)))
 
 
 def hyperparameters(cfg: RetrievalConfig, has_user_features: bool) -> RetrievalModelConfig:
