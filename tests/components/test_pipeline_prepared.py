@@ -24,7 +24,8 @@ from tfrs_lab.data.splits import SplitOptions, make_split
 
 QUALITY = ("hit_rate@10", "hit_rate@50", "hit_rate@100", "hit_rate_seen_excluded@10", "best_epoch",
            "num_train_examples", "num_test_examples", "validation_hit_rate@10")
-OVERRIDES = {"train.epochs": 2, "train.seed": 7, "export.verify": False, "export.k": 20, "export.max_exclude": 20}
+OVERRIDES = {"train.epochs": 4, "train.seed": 7, "train.batch_size": 64, "train.learning_rate": 0.01,
+             "export.verify": False, "export.k": 20, "export.max_exclude": 20}
 
 
 def listens_csv(path, n_users: int = 90, n_items: int = 60, per_user: int = 18, seed: int = 0):
