@@ -336,6 +336,10 @@ def load_table(input_path: Path, movies_path: Path | None, component: str):
     else:
         art_dir = input_path if input_path.is_dir() else input_path.parent
         meta = art_dir / "examples_columns.json"
+        if (art_dir / PREPARED_FILE).exists():
+            raise ComponentError(f"{component}.input_path: {art_dir} is ExampleGen's output of your own data (a "
+                                 f"reference to its prepared dataset, no records): give {component} the same source "
+                                 "(or input_path + columns) instead; it reuses the preparation")
         if not meta.exists():
             raise ComponentError(f"{component}.input_path: {input_path} has no examples_columns.json "
                                  "(point it at an ExampleGen output or a CSV file)")

@@ -77,6 +77,9 @@ def test_examples_reference_the_prepared_dataset_and_split_it_from_codes(tmp_pat
     np.testing.assert_array_equal(users, strings.ratings["user_id"][loaded.splits["test"]])
     np.testing.assert_array_equal(items, strings.ratings["movie_id"][loaded.splits["test"]])
 
+    with pytest.raises(ComponentError, match=r"^again\.input_path: .* is ExampleGen's output of your own data"):
+        ExampleGen(id="again", input_path=examples.uri).run(tmp_path / "again")
+
     # StatisticsGen and Transform on the codes equal what the string columns give
     no_to_data.clear()
     stats = StatisticsGen().run(tmp_path / "stats", examples=examples)["statistics"]
