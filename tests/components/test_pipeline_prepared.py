@@ -183,3 +183,37 @@ def test_beam_runner_prepares_the_same_dataset_inside_the_pipeline(tmp_path, no_
     for name in a.splits:
         np.testing.assert_array_equal(a.splits[name], b.splits[name], err_msg=name)
     assert no_to_data == []
+
+
+@pytest.mark.slow
+def test_ranking_on_own_data_is_served_the_trainers_rmse_from_codes(tmp_path, no_to_data):
+    rng = np.random.default_rng(3)
+    lines = ["member,product,stars,when"]  # explicit ratings: each member rates its own third of products high
+    for u in range(60):
+        for p in rng.choice(45, size=12, replace=False):
+            stars = 5 if p // 15 == u % 3 else 1 + int(rng.integers(0, 3))
+            lines.append(f"m{u},p{p},{stars},{1_600_000_000 + int(rng.integers(0, 10**6))}")
+    (tmp_path / "stars.csv").write_text("\n".join(lines) + "\n")
+    source = {"name": "stars", "interactions": {"path": str(tmp_path / "stars.csv"), "columns": {
+        "user": "member", "item": "product", "rating": "stars", "time": "when"}}}
+    # no SVD++ history: the trainer scores a test row with the items before it, the export with the latest ones
+    overrides = {"train.epochs": 3, "export.verify": False, "model.architecture": "mf", "model.history_length": 0,
+                 "train.learning_rate": 0.05}
+    spec = {"name": "stars_ranking", "components": {
+        "example_gen": {"type": "ExampleGen", "parameters": {"source": source, "data_dir": str(tmp_path / "data")}},
+        "trainer": {"type": "Trainer", "inputs": {"examples": "example_gen.examples"},
+                    "parameters": {"task": "ranking", "overrides": overrides}},
+        "evaluator": {"type": "Evaluator", "inputs": {"model": "trainer.model", "model_run": "trainer.model_run",
+                                                      "examples": "example_gen.examples"}},
+        "bulk_inferrer": {"type": "BulkInferrer", "parameters": {"k": 3},
+                          "inputs": {"model": "trainer.model", "examples": "example_gen.examples"}}}}
+    result = run_pipeline(build_pipeline(spec, pipeline_root=tmp_path / "root"))
+    assert {k: r.state for k, r in result.results.items()} == dict.fromkeys(spec["components"], L.COMPLETE)
+    assert no_to_data == []
+    metrics = json.loads(result.output("trainer", "model_run").properties["metrics"])
+    evaluation = json.loads(result.output("evaluator", "evaluation").properties["metrics"])
+    assert metrics["num_test_examples"] == len(read_examples(result.output("example_gen", "examples")).splits["test"])
+    assert evaluation["served_rmse"] == pytest.approx(metrics["rmse"], abs=1e-3)
+    assert evaluation["served_mae"] == pytest.approx(metrics["mae"], abs=1e-3)
+    lines = (result.output("bulk_inferrer", "inference_result").path / "top_k.jsonl").read_text().splitlines()
+    assert len(lines) == 60 and all(json.loads(x)["item_ids"][0].startswith("p") for x in lines)
