@@ -217,3 +217,20 @@ def test_ranking_on_own_data_is_served_the_trainers_rmse_from_codes(tmp_path, no
     assert evaluation["served_mae"] == pytest.approx(metrics["mae"], abs=1e-3)
     lines = (result.output("bulk_inferrer", "inference_result").path / "top_k.jsonl").read_text().splitlines()
     assert len(lines) == 60 and all(json.loads(x)["item_ids"][0].startswith("p") for x in lines)
+
+
+@pytest.mark.slow
+def test_tuner_searches_on_the_prepared_codes(tmp_path, no_to_data):
+    from tfrs_lab.components.tuner import Tuner
+
+    csv = listens_csv(tmp_path / "listens.csv", n_users=45, per_user=12)
+    examples = ExampleGen(source=source_spec(csv), data_dir=str(tmp_path / "data")).run(tmp_path / "gen")["examples"]
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({
+        "task": "retrieval", "objective": "hit_rate@10",
+        "trial_config": {"train": {"epochs": 1}, "export": {"verify": False, "index": "brute_force"}},
+        "hyperparameters": {"model.embedding_dim": {"type": "choice", "values": [8, 16]}}}))
+    out = Tuner(task="retrieval", space_file=str(space), tuner="grid", max_trials=2).run(
+        tmp_path / "tuner", examples=examples)
+    assert out["best_hyperparameters"].properties["num_trials"] == 2
+    assert no_to_data == []  # the trials trained on the codes, as train --data does
