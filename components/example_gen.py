@@ -617,5 +617,13 @@ class ExampleGen(Component):
             rows = split_rows(p["split"], table, p["split_config"], data_split_options(split, p["split"]))
         except DataError as e:  # a cut-off pair out of order, split files of other data: name our parameters
             raise ComponentError(re.sub(r"\bdata\.(?=time_cutoff|held_out_users|predefined)", f"{self.id}.", str(e))) from e
+        options = self.split_options(split)
+        if isinstance(data, PreparedDataset):  # the run's data settings, as train --data SPEC --data-dir DIR has them
+            from tfrs_lab.config import to_dict
+            from tfrs_lab.data.spec import OWN
+
+            where = Path(p["data_dir"]).expanduser() if p["data_dir"] else ctx.pipeline_root
+            options = {**options, "dataset": OWN, "source": to_dict(self.own_source()),
+                       "data_dir": str(where.absolute())}
         write_examples(ctx.outputs["examples"], data, rows, protocol=p["split"], split_config=p["split_config"],
-                       split_options=self.split_options(split))
+                       split_options=options)

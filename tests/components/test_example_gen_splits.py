@@ -55,8 +55,10 @@ def test_time_split_rows_equal_make_split_and_options_are_recorded(tmp_path):
     for name in ("train", "validation", "test"):
         assert len(getattr(expected, name)) > 0
         np.testing.assert_array_equal(loaded.splits[name], getattr(expected, name), err_msg=name)
-    assert data_section(examples) == {"split": "time", "time_cutoff": cutoffs}
-    assert loaded.split_settings["split_options"] == {"time_cutoff": cutoffs}
+    own = {"dataset": "own", "source": data_section(examples)["source"], "data_dir": str(tmp_path / "out")}
+    assert own["source"]["interactions"]["path"] == str(csv)  # the run's data is train --data SPEC's
+    assert data_section(examples) == {"split": "time", "time_cutoff": cutoffs, **own}
+    assert loaded.split_settings["split_options"] == {"time_cutoff": cutoffs, **own}
 
 
 def test_held_out_users_rows_equal_make_split_with_fold_in_splits(tmp_path):
@@ -72,7 +74,8 @@ def test_held_out_users_rows_equal_make_split_with_fold_in_splits(tmp_path):
         assert len(getattr(expected, name)) > 0
         np.testing.assert_array_equal(loaded.splits[name], getattr(expected, name), err_msg=name)
     assert sorted(np.concatenate(list(loaded.splits.values())).tolist()) == list(range(loaded.data.num_ratings))
-    assert data_section(examples) == {"split": "held-out-users", "held_out_users": shares}
+    assert {k: v for k, v in data_section(examples).items() if k not in ("dataset", "source", "data_dir")} == {
+        "split": "held-out-users", "held_out_users": shares}
     assert examples.properties["num_fold_in_test"] == len(expected.fold_in_test)
 
 

@@ -146,6 +146,9 @@ def test_pipeline_on_own_data_trains_from_codes_and_equals_the_cli_run(tmp_path,
     assert train_main(argv) == 0
     cli = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert {k: cli[k] for k in QUALITY} == {k: metrics[k] for k in QUALITY}
+    run_config = yaml.safe_load((result.output("trainer", "model_run").path / "config.yaml").read_text())
+    cli_config = yaml.safe_load((tmp_path / "cli" / "config.yaml").read_text())
+    assert run_config["data"] == cli_config["data"] and run_config["data"]["dataset"] == "own"  # reruns as --config
     assert len(list((data_dir / "prepared").iterdir())) == 1  # the CLI reused ExampleGen's preparation
 
 
