@@ -325,7 +325,7 @@ class RetrievalTrainConfig(TrainConfig):
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     """Full-catalogue evaluation. ``batch_size`` is queries scored per matrix product;
-    ``validation_users``: the streamed retrieval task validates each epoch on the rows of at most
+    ``validation_users``: the retrieval and multitask tasks validate each epoch on the rows of at most
     this many users (a fixed sample seeded by ``train.seed``; every user when there are fewer);
     test evaluation always ranks every test row."""
 
