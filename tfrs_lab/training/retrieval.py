@@ -2,11 +2,11 @@
 
 Trains under every ``train.distribution`` (``tfrs_lab.training.distribute``; docs/distributed.md).
 
-The task streams its batches (:mod:`tfrs_lab.training.stream`) from compact
-:class:`~tfrs_lab.data.interactions.Interactions`: your own data straight from the prepared dataset
-(:meth:`RetrievalTask.streams`), MovieLens encoded once. The in-memory columns below
-(:func:`split_columns`, :class:`RetrievalState`) remain for the tasks built on these towers
-(multitask), the pipeline Evaluator and ``reindex``; both give the same features for the same rows.
+The task (and multitask, built on its towers) streams its batches (:mod:`tfrs_lab.training.stream`)
+from compact :class:`~tfrs_lab.data.interactions.Interactions`: your own data straight from the
+prepared dataset (:meth:`RetrievalTask.streams`), typed features included, MovieLens encoded once.
+The in-memory columns below (:func:`split_columns`, :class:`RetrievalState`) remain for the
+pipeline Evaluator and ``reindex``; both give the same features for the same rows.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tfrs_lab.export.tables import ItemTable
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.evaluation.metrics import EARLY_STOPPING_METRIC, metric_ks
-from tfrs_lab.training.common import make_dataset, sample_weights
+from tfrs_lab.training.common import sample_weights
 from tfrs_lab.training.evaluate import evaluate, known_rows, query_embeddings
 from tfrs_lab.training.stream import RetrievalStream, SplitRanks, rank_split, split_metrics, stream_metrics
 from tfrs_lab.training.task import RunContext, Task, Trained
@@ -208,15 +208,10 @@ class RetrievalTask(Task):
     name = "retrieval"
 
     def streams(self, cfg: RetrievalConfig) -> bool:
-        """Your own data reaches retrieval as :class:`Interactions` (never converted to strings per
-        row) on the splits computed from codes, warm-started runs included."""
-        return self.streamed and cfg.split_name in STREAMED_SPLITS
-
-    @property
-    def streamed(self) -> bool:
-        """Whether this task trains from :mod:`tfrs_lab.training.stream` (retrieval; not the tasks
-        built on its towers, whose hooks read in-memory columns)."""
-        return self.name == "retrieval"
+        """Your own data reaches retrieval (and multitask, built on its towers) as
+        :class:`Interactions` (never converted to strings per row) on the splits computed from
+        codes, warm-started runs included."""
+        return cfg.split_name in STREAMED_SPLITS
 
     def resolve_data_config(self, cfg: RetrievalConfig, data: MovieLensData | Interactions,
                             split: Split) -> RetrievalConfig:
@@ -229,20 +224,21 @@ class RetrievalTask(Task):
                     title_max_tokens=m.title_max_tokens, timestamp_buckets=m.timestamp_buckets)
 
     # Hooks a task built on these towers (multitask) overrides; retrieval's own behaviour below.
-    def columns(self, data: MovieLensData, split: Split, hp: RetrievalModelConfig) -> dict[str, Columns]:
-        """The raw columns of each split the model trains and is evaluated on."""
-        return split_columns(data, split, hp)
+    def stream_labels(self, data: Interactions, split: Split, hp: RetrievalModelConfig) -> np.ndarray | None:
+        """float32 ``[n]``: each row's ``label`` batch column (:class:`RetrievalStream`), or None
+        (retrieval: no label)."""
+        return None
 
-    def build_model(self, vocab: Vocabularies, hp: RetrievalModelConfig, cols: dict[str, Columns]) -> RetrievalModel:
+    def build_model(self, vocab: Vocabularies, hp: RetrievalModelConfig, stream: RetrievalStream) -> RetrievalModel:
         """A fresh, untrained model (built inside the distribution strategy's scope)."""
         return RetrievalModel(vocab, hp)
 
-    def validation_metrics(self, model: RetrievalModel, vocab: Vocabularies, state: RetrievalState,
-                           cfg: RetrievalConfig, protocol: str) -> dict[str, float]:
-        """The metrics of one validation pass (the one :meth:`monitor` names among them)."""
-        cols = state.cols
-        return evaluate(model, vocab, cols["validation"], protocol=protocol, ks=state.ks,
-                        history=cols["train"], batch_size=cfg.eval.batch_size)
+    def validation_metrics(self, model: RetrievalModel, state: StreamState, cfg: RetrievalConfig, protocol: str,
+                           positions: np.ndarray) -> dict[str, float]:
+        """The metrics of one validation pass over the validation rows ``positions`` (a fixed sample of
+        users: ``eval.validation_users``); :meth:`monitor` names one of them."""
+        return stream_metrics(model, state.stream, "validation", protocol=protocol, ks=state.ks,
+                              batch_size=cfg.eval.batch_size, positions=positions)
 
     def monitor(self, cfg: RetrievalConfig, protocol: str) -> str:
         """The validation metric early stopping maximises."""
@@ -256,7 +252,7 @@ class RetrievalTask(Task):
             "embedding_dim", "id_embedding_dim", "feature_embedding_dim", "tower_layers", "query_features",
             "candidate_features", "timestamp_buckets", "title_vocab_size", "title_max_tokens")}
 
-    def _train_streamed(self, ctx: RunContext) -> Trained:
+    def train(self, ctx: RunContext) -> Trained:
         cfg, split, vocab, dist = ctx.cfg, ctx.split, ctx.vocab, ctx.distribution
         data = Interactions.of(ctx.data)
         hp = hyperparameters(cfg, data.has_user_features)
@@ -266,60 +262,32 @@ class RetrievalTask(Task):
                 raise DataError(f"train.sample_weight={cfg.train.sample_weight}: {data.dataset} has no rating / weight "
                                 "column: name one (--columns ...,rating=COLUMN) or set train.sample_weight=none")
             weights = sample_weights(data.rating, cfg.train.sample_weight, split.train)
-        stream = RetrievalStream(data, split, hp.history_length if "history" in hp.query_features else 0, weights)
+        stream = RetrievalStream(data, split, hp.history_length if "history" in hp.query_features else 0, weights,
+                                 labels=self.stream_labels(data, split, hp))
         state = StreamState(hp, stream, metric_ks(split.protocol, cfg.eval.ks))
         sample = stream.features("train", np.arange(min(2, len(split.train))))
         steps = -(-len(split.train) // cfg.train.batch_size)
         with dist.strategy.scope():
-            model = self.build_model(vocab, hp, {})
+            model = self.build_model(vocab, hp, stream)
             model.compile(optimizer=ctx.optimizer(steps))
             if ctx.warm_start is not None:  # continue from the previous run's weights
-                ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, {}), sample)
+                ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, stream), sample)
         train_ds, fit_kwargs = distribute.fit_dataset(
             dist, lambda batch: stream.training_dataset(batch, cfg.train.seed), len(split.train), cfg.train.batch_size)
         # validation: the rows of a fixed sample of users, the same every epoch (eval.validation_users)
         validated, sampled, total = stream.user_sample("validation", cfg.eval.validation_users, cfg.train.seed)
 
         def validate() -> dict[str, float]:
-            return stream_metrics(model, stream, "validation", protocol=split.protocol, ks=state.ks,
-                                  batch_size=cfg.eval.batch_size, positions=validated)
+            return self.validation_metrics(model, state, cfg, split.protocol, validated)
 
         fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
-            dist, model, lambda: self.build_model(vocab, hp, {}), sample, ctx.stage, _query_probe)
+            dist, model, lambda: self.build_model(vocab, hp, stream), sample, ctx.stage, _query_probe)
         counts = {"sampled_validation_users": sampled, "total_validation_users": total,
                   "sampled_validation_rows": len(validated)}
         return Trained(model, state, [fit], len(split.train), len(split.train),
                        metrics={} if cfg.train.include_validation else counts)
-
-    def train(self, ctx: RunContext) -> Trained:
-        if self.streamed:
-            return self._train_streamed(ctx)
-        cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
-        hp = hyperparameters(cfg, data.has_user_features)
-        cols = self.columns(data, split, hp)
-        state = RetrievalState(hp, cols, metric_ks(split.protocol, cfg.eval.ks))
-        steps = -(-len(split.train) // cfg.train.batch_size)
-        with dist.strategy.scope():
-            model = self.build_model(vocab, hp, cols)
-            model.compile(optimizer=ctx.optimizer(steps))
-            if ctx.warm_start is not None:  # continue from the previous run's weights
-                ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, cols),
-                                       {k: v[:2] for k, v in cols["train"].items()})
-        train_ds, fit_kwargs = distribute.fit_dataset(
-            dist, lambda batch: make_dataset(cols["train"], batch, cfg.train.shuffle_buffer, cfg.train.seed),
-            len(split.train), cfg.train.batch_size)
-
-        def validate() -> dict[str, float]:
-            return self.validation_metrics(model, vocab, state, cfg, split.protocol)
-
-        fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
-                      fit_kwargs=fit_kwargs)
-        model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
-            dist, model, lambda: self.build_model(vocab, hp, cols), {k: v[:2] for k, v in cols["train"].items()},
-            ctx.stage, _query_probe)
-        return Trained(model, state, [fit], len(split.train), len(split.train))
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s = trained.state

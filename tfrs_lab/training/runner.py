@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfrs_lab.config import ConfigError, dump_config
+from tfrs_lab.config import ConfigError, check_typed_features, dump_config
 from tfrs_lab.data.features import Vocabularies
 from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
@@ -38,8 +38,9 @@ __all__ = ["FEATURE_TASKS", "Prepared", "Run", "load_data", "load_run", "prepare
 
 logger = logging.getLogger(__name__)
 
-FEATURE_TASKS = ("retrieval", "ranking")
-"""Tasks whose models read the typed features of ``data.source.features`` (on :class:`Interactions`)."""
+FEATURE_TASKS = ("retrieval", "ranking", "multitask", "sequential")
+"""Tasks whose models read the typed features of ``data.source.features`` (on :class:`Interactions`;
+which sides and architectures: :func:`tfrs_lab.config.check_typed_features`, which refuses the rest)."""
 
 
 def load_data(cfg, *, compact: bool = False) -> MovieLensData | Interactions:
@@ -136,11 +137,11 @@ def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None, *, stream: 
         inputs = TaskInputs(load_data(cfg, compact=stream and t.streams(cfg)))
     features = cfg.data.source.features if cfg.data.dataset == OWN and cfg.data.source is not None else ()
     carried = inputs.data.features  # prepared (Interactions) or from_frame (MovieLensData) typed features
+    check_typed_features(cfg, [c.spec for c in carried.values()])  # from_frame: not in the config
     if (features or carried) and not (t.name in FEATURE_TASKS and carried):
         logger.warning("typed features (%s) are read by %s on the splits computed from codes only, without minimum "
-                       "counts, and from from_frame data (multitask, sequential and the autoencoders ignore them): "
-                       "this run ignores them", ", ".join([f.name for f in features] or list(carried)),
-                       " and ".join(FEATURE_TASKS))
+                       "counts, and from from_frame data: this run ignores them",
+                       ", ".join([f.name for f in features] or list(carried)), ", ".join(FEATURE_TASKS))
     split = _split(t, cfg, inputs.data)
     return Prepared(inputs.data, split, t.vocabularies(cfg, inputs.data, split.train, inputs))
 
