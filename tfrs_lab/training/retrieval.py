@@ -168,10 +168,11 @@ def auto_optimizer(parameters: int) -> str:
     ``adam`` won the validation selection on every data set (ML-100K both protocols, Last.fm,
     synthetic: +0.1 to +2 %), but Keras's ``Adam`` decays both moments and rewrites every row of the
     id tables each step, so its cost per example grows with the tables while ``lazy_adam``'s (the
-    rows a batch touches only) does not. Measured (docs/tuning.md#retrieval-optimizer-a-size-rule):
-    the extra CPU per example is about 1 µs per 70k table parameters at batch 256; at the threshold
-    (2M, 31k rows at dimension 64) ``adam`` costs about 1.7x ``lazy_adam``'s step, at 25M-sized
-    tables (14M) 5.8x.
+    rows a batch touches only) does not. Measured on retrieval's real step at batch 256
+    (docs/tuning.md#retrieval-optimizer-a-size-rule): ``adam`` adds about 17 µs of CPU per example
+    per million id-table parameters while ``lazy_adam`` stays at 21-24 µs; the threshold (2M, 31k
+    rows at dimension 64) is where ``adam``'s extra cost reaches about one ``lazy_adam`` step (2.2x
+    its CPU per example; Last.fm's 1.25M: 1.8x; 25M-sized tables, 14M: 12.6x).
 
     Args:
       parameters: :func:`id_table_parameters` of the run.
