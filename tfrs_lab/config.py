@@ -38,7 +38,7 @@ __all__ = ["load_yaml_text", "SYNCHRONOUS_DISTRIBUTIONS", "AUTOENCODER_ARCHITECT
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
            "MultAutoencoderConfig", "MultitaskConfig", "MultitaskExportConfig", "MultitaskModelConfig",
            "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES", "TYPED_RANKING_ARCHITECTURES",
-           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig", "OptimizerName",
+           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig", "OptimizerName", "AutoOptimizerName",
            "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
            "RetrievalModelConfig", "RetrievalTrainConfig", "SAMPLE_WEIGHTS", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
            "SequentialEvalConfig", "SequentialExportConfig", "SequentialModelConfig", "SequentialTrainConfig", "build",
@@ -255,6 +255,11 @@ autoencoders; every other task also trains with parameter servers; docs/distribu
 OptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd"]
 """``train.optimizer`` (tfrs_lab.training.common.optimizer)."""
 
+AutoOptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd", "auto"]
+"""Retrieval's ``train.optimizer``: an :data:`OptimizerName` or ``auto``, the size rule
+:func:`tfrs_lab.training.retrieval.auto_optimizer` (``adam`` for small id tables, ``lazy_adam`` for
+large ones), resolved by the run once the data is split and written as the name to ``config.yaml``."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -315,11 +320,12 @@ SAMPLE_WEIGHTS = ("none", "rating", "log1p")
 @dataclass(frozen=True, kw_only=True)
 class RetrievalTrainConfig(TrainConfig):
     """``TrainConfig`` of the retrieval task: it weighs interactions (``sample_weight``) and defaults
-    to ``lazy_adam``, whose step does not grow with the embedding tables
-    (docs/benchmarks.md#retrieval-training-throughput)."""
+    to ``optimizer: auto``: ``adam`` (better on validation) while the id embedding tables are small,
+    ``lazy_adam`` (whose step does not grow with the tables) above
+    :data:`tfrs_lab.training.retrieval.AUTO_OPTIMIZER_MAX_PARAMETERS` (docs/tuning.md#retrieval-optimizer-a-size-rule)."""
 
     supported_sample_weights: typing.ClassVar[tuple[str, ...]] = SAMPLE_WEIGHTS
-    optimizer: OptimizerName = "lazy_adam"
+    optimizer: AutoOptimizerName = "auto"  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, kw_only=True)
