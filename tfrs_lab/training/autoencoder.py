@@ -55,7 +55,7 @@ from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["AutoencoderTask", "TASK", "Interactions", "RatingBaselines", "autorec_dataset", "autorec_predictions",
            "dense_rows", "held_out_inputs", "interactions", "mult_dataset", "rank_targets", "rating_matrix",
-           "sparse_rows_dataset"]
+           "sparse_rows_dataset", "DENSE_IN_FLIGHT_BYTES", "dense_batches_in_flight"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +126,22 @@ def sparse_rows_dataset(matrix: sp.csr_matrix, batch_size: int, seed: int,
         mask = tf.ensure_shape(tf.scatter_nd(index, tf.ones_like(vals.flat_values), shape), (None, width))
         return features(dense, mask)
 
+    in_flight = dense_batches_in_flight(batch_size, width)
     ds = tf.data.Dataset.from_tensor_slices(rows).shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).map(densify, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size).map(densify, num_parallel_calls=in_flight).prefetch(in_flight)
+
+
+DENSE_IN_FLIGHT_BYTES = 512 * 2**20
+"""Budget for the densified batches :func:`sparse_rows_dataset` keeps in flight (being densified or
+prefetched): 512 MiB. ``tf.data.AUTOTUNE`` sizes its buffers against half the machine's memory, which at
+25M (162,541 users: 333 MB per batch of 256 movies, values and mask) took AutoRec's training past 8 GiB."""
+
+
+def dense_batches_in_flight(batch_size: int, width: int, budget: int = DENSE_IN_FLIGHT_BYTES) -> int:
+    """Densified batches of ``batch_size`` rows x ``width`` columns (two float32 tensors each) kept in
+    flight within ``budget`` bytes: at least 1 (one batch is always needed), at most 8."""
+    batch_bytes = 2 * 4 * batch_size * width
+    return max(1, min(8, budget // max(1, batch_bytes)))
 
 
 # --------------------------------------------------------------------------- AutoRec (explicit)
