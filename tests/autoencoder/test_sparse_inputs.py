@@ -125,3 +125,19 @@ def test_one_batch_in_flight_gives_the_same_batches(monkeypatch):
         for p, q in zip(a, b):
             np.testing.assert_array_equal(p["ratings"], q["ratings"])
             np.testing.assert_array_equal(p["mask"], q["mask"])
+
+
+def test_evaluation_blocks_shrink_to_the_byte_budget_and_predict_the_same(monkeypatch):
+    """AutoRec's evaluation feeds at most DENSE_BLOCK_BYTES of dense ratings at once (at 25M: 206 of
+    1,024 movies per block), and smaller blocks give exactly the same predictions."""
+    import tfrs_lab.training.autoencoder as ae
+    assert ae.dense_block_rows(1024, 162_541) == 206
+    assert ae.dense_block_rows(1024, 943) == 1024
+    assert ae.dense_block_rows(8, 10**9) == 1
+    x, _, _ = tiny()
+    ratings = rating_matrix(x, U, M)
+    model = AutoRec(U, load_config("autoencoder", overrides=["model.autorec.hidden_units=6"]).model.autorec)
+    base = RatingBaselines(3.0, np.full(U, 2.5, np.float32), 1.0, 5.0)
+    whole = autorec_predictions(model, ratings, x, base, batch_size=1024)
+    monkeypatch.setattr(ae, "dense_block_rows", lambda batch_size, width: 3)
+    np.testing.assert_allclose(autorec_predictions(model, ratings, x, base, batch_size=1024), whole, rtol=1e-6)
