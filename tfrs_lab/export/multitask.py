@@ -44,7 +44,8 @@ class RatingSignatures:
         self.server: RankingServer | None = None
 
     def attach(self, server: RetrievalServer) -> dict[str, Any]:
-        self.server = server.ranking = RankingServer(self.model, self.user_table)
+        # the retrieval server's user table variables serve the rating head too (saved once)
+        self.server = server.ranking = RankingServer(self.model, server.user_table)
         return {sig.RATE: self.server.serve, sig.RERANK: self.server.rerank,
                 sig.SCORE_WITH_FEATURES: self.server.serve_with_features}
 

@@ -28,7 +28,7 @@ from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.splits import Split
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.export.retrieval import export_retrieval
-from tfrs_lab.export.tables import ItemTable
+from tfrs_lab.export.tables import ItemTable, latest_items
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.evaluation.metrics import EARLY_STOPPING_METRIC, metric_ks
@@ -78,13 +78,12 @@ def streamed_tables(data: Interactions, vocab: Vocabularies, hp: RetrievalModelC
     (never a string per entry: at 25M the seen table has 162k x 500 entries): (the user table [U + 1]
     each, its ``history`` an :class:`ItemTable` [U + 1, history_length]; the seen table
     :class:`ItemTable` [U + 1, w]) for the vocabulary's users, row 0 the unknown user (all pads)."""
-    users = np.concatenate([[-1], data.codes_of(vocab.user_ids)])  # -1: the unknown user's empty row
     counts = np.diff(data.sequence_offsets)
     w = max(1, min(width, int(counts.max()) if len(counts) else 1))
-    known = ItemTable.from_codes(data.item_ids, data.latest_codes(users, w))
+    known = latest_items(data, vocab.user_ids, w)
     table: dict[str, np.ndarray | ItemTable] = dict(vocab.user_table)
     if "history" in hp.query_features:
-        table["history"] = ItemTable.from_codes(data.item_ids, data.latest_codes(users, hp.history_length))
+        table["history"] = latest_items(data, vocab.user_ids, hp.history_length)
     return table, known
 
 
