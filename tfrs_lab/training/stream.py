@@ -119,8 +119,11 @@ class RetrievalStream:
         if name not in self._graphs:
             p = self.parts[name]
             shared = next((g[2:] for n, g in self._graphs.items() if self.parts[n].source is p.source), None)
-            self._graphs[name] = (tf.constant(p.rows), tf.constant(p.stop),
-                                  *(shared or (tf.constant(p.source.items), tf.constant(p.source.user_start))))
+            # eager constants even when first asked inside a tf.function (a parameter-server worker's
+            # dataset_fn builds the training batches): later eager batches share them
+            with tf.init_scope():
+                self._graphs[name] = (tf.constant(p.rows), tf.constant(p.stop),
+                                      *(shared or (tf.constant(p.source.items), tf.constant(p.source.user_start))))
         return self._graphs[name]
 
     def batch_fn(self, name: str):
