@@ -56,3 +56,23 @@ def restore_root_logging():
         if h not in handlers:
             root.removeHandler(h)
     root.setLevel(level)
+
+
+def _string_constant_shapes(saved_model_dir: pathlib.Path) -> list[list[int]]:
+    """Shapes of the string constants in a SavedModel's graph and its functions."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=import-outside-toplevel
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((pathlib.Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+    return [[d.size for d in n.attr["value"].tensor.tensor_shape.dim] for n in nodes
+            if n.op == "Const" and n.attr["dtype"].type == tf.string.as_datatype_enum]
+
+
+@pytest.fixture(scope="session")
+def string_constant_shapes():
+    """``f(saved_model_dir) -> [shape, ...]``: the string constants of an export's graph (a per-user
+    table kept as a constant would show up here; the exports keep such tables as variables)."""
+    return _string_constant_shapes

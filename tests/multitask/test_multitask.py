@@ -187,9 +187,9 @@ def test_implicit_data_is_refused_with_the_fix(data):
     hp = hyperparameters(load_config("multitask"), True)
     codes = Interactions.of(ones)
     with pytest.raises(DataError, match="model.rating_weight=0"):
-        TASK.stream_labels(codes, split, hp)
+        TASK.stream_label(codes, split, hp)
     no_rating = dataclasses.replace(hp, rating_weight=0.0)
-    np.testing.assert_array_equal(TASK.stream_labels(codes, split, no_rating), np.ones(ones.num_ratings, np.float32))
+    assert TASK.stream_label(codes, split, no_rating) is True
 
 
 # --------------------------------------------------------------------------- CLI

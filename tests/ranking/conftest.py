@@ -9,22 +9,21 @@ import pytest
 import tensorflow as tf
 
 from tfrs_lab.config import load_config
-from tfrs_lab.data.features import Vocabularies, build_vocabularies, movie_rows
+from tfrs_lab.data.features import Vocabularies, build_vocabularies
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.models.ranking import RankingModel
-from tfrs_lab.training.ranking import (NegativeSampler, hyperparameters, implicit_dataset, make_model,
-                                       serving_user_table, split_columns)
-from tfrs_lab.training.common import make_dataset
+from tfrs_lab.training.ranking import (NegativeSampler, explicit_dataset, hyperparameters, implicit_dataset,
+                                       make_model, ranking_stream, serving_user_table, split_columns, vocabulary_index)
 
 
 @dataclass
 class Trained:
     model: RankingModel
     vocab: Vocabularies
-    cols: dict  # split name -> raw columns
-    user_table: dict
+    cols: dict  # split name -> raw columns (in memory: the reference the evaluation tests read)
+    user_table: dict  # the export's user table (its history an ItemTable of codes)
 
 
 RANKING_SPEC = SyntheticSpec(num_users=300, num_movies=120, ratings_per_user=30, seed=0)
@@ -35,7 +34,7 @@ rating regressors (GMF, MLP, NeuMF) cannot beat the global mean by a margin a te
 def train_small(data, architecture: str, *, objective: str = "explicit", split: str = "hash", epochs: int = 6,
                 overrides: tuple[str, ...] = (), loss: str = "pointwise") -> Trained:
     """A ranking model of ``architecture`` trained for ``epochs`` epochs on ``data`` (seeded), with
-    ``loss`` (``train.loss``) for the implicit objective."""
+    ``loss`` (``train.loss``) for the implicit objective, on the task's batches (:func:`ranking_stream`)."""
     cfg = load_config("ranking", overrides=[f"model.architecture={architecture}", f"model.objective={objective}",
                                             f"data.split={split}", "model.embedding_l2=0.05",
                                             "model.history_length=0", "model.dropout=0.0", "model.kernel_l2=0.0",
@@ -46,15 +45,15 @@ def train_small(data, architecture: str, *, objective: str = "explicit", split: 
                                title_max_tokens=8, timestamp_buckets=20)
     hp = hyperparameters(cfg)
     cols = split_columns(data, s, hp)
+    stream = ranking_stream(data, s, hp)
     if objective == "explicit":
-        ds = make_dataset(cols["train"], 64, 10_000, seed=0)
+        ds = explicit_dataset(stream, 64, 10_000, seed=0)
         offset = float(cols["train"]["label"].mean())
     else:
-        users = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
-            cols["train"]["user_id"]).numpy()
-        sampler = NegativeSampler(len(vocab.movie_ids), users, movie_rows(vocab, cols["train"]["movie_id"]),
-                                  count=4, distribution="uniform", exclude_seen=True, seed=0)
-        ds = implicit_dataset(cols["train"], vocab, sampler, 256, seed=0, grouped=loss != "pointwise")
+        users, items = vocabulary_index(stream, vocab, "train")
+        sampler = NegativeSampler(len(vocab.movie_ids), users, items, count=4, distribution="uniform",
+                                  exclude_seen=True, seed=0)
+        ds = implicit_dataset(stream, vocab, sampler, 256, seed=0, grouped=loss != "pointwise")
         offset = -np.log(4.0)
     model = make_model(vocab, hp, cols["train"], offset, loss)
     model.compile(optimizer=tf.keras.optimizers.Adam(cfg.train.learning_rate * 5))

@@ -10,12 +10,13 @@ import pytest
 import tensorflow as tf
 
 from tfrs_lab.config import load_config
-from tfrs_lab.data.features import build_vocabularies, movie_rows
+from tfrs_lab.data.features import build_vocabularies
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID, bpr_loss, listwise_loss
 from tfrs_lab.train import main
-from tfrs_lab.training.ranking import NegativeSampler, hyperparameters, implicit_dataset, make_model, split_columns
+from tfrs_lab.training.ranking import (NegativeSampler, hyperparameters, implicit_dataset, make_model, ranking_stream,
+                                       split_columns, vocabulary_index)
 
 POSITIVE = tf.constant([2.0, 0.0])
 NEGATIVE = tf.constant([[1.0, 3.0], [0.0, -1.0]])
@@ -47,18 +48,18 @@ def implicit_setup(ranking_data):
     cfg = load_config("ranking", overrides=["model.architecture=dcn", "model.objective=implicit",
                                             "model.history_length=5", "model.dropout=0.0"])
     hp = hyperparameters(cfg)
-    cols = split_columns(ranking_data, split, hp)
-    users = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
-        cols["train"]["user_id"]).numpy()
-    sampler = NegativeSampler(len(vocab.movie_ids), users, movie_rows(vocab, cols["train"]["movie_id"]), count=3,
-                              distribution="uniform", exclude_seen=True, seed=0)
-    return vocab, hp, cols, sampler
+    cols = split_columns(ranking_data, split, hp)  # in memory: what the batches are checked against
+    stream = ranking_stream(ranking_data, split, hp)
+    users, items = vocabulary_index(stream, vocab, "train")
+    sampler = NegativeSampler(len(vocab.movie_ids), users, items, count=3, distribution="uniform", exclude_seen=True,
+                              seed=0)
+    return vocab, hp, cols, stream, sampler
 
 
 def test_grouped_batches_hold_each_positive_once_with_unseen_negatives(implicit_setup):
-    vocab, hp, cols, sampler = implicit_setup
+    vocab, hp, cols, stream, sampler = implicit_setup
     train = cols["train"]
-    batches = list(implicit_dataset(train, vocab, sampler, 64, seed=0, grouped=True).as_numpy_iterator())
+    batches = list(implicit_dataset(stream, vocab, sampler, 64, seed=0, grouped=True).as_numpy_iterator())
     assert {len(b["user_id"]) for b in batches[:-1]} == {16}  # 64 scored pairs = 16 positives x (1 + 3)
     assert all(b[NEGATIVE_MOVIE_ID].shape == (len(b["user_id"]), 3) and "label" not in b for b in batches)
     seen = set(zip(train["user_id"], train["movie_id"]))
@@ -73,10 +74,10 @@ def test_grouped_batches_hold_each_positive_once_with_unseen_negatives(implicit_
 def test_negatives_are_scored_by_the_same_model_with_their_positives_context(implicit_setup, loss, reference):
     """Siamese: compute_loss equals the loss of the model's own scores of each positive and of each
     negative under the positive's user, history and side features."""
-    vocab, hp, cols, sampler = implicit_setup
+    vocab, hp, cols, stream, sampler = implicit_setup
     tf.keras.utils.set_random_seed(1)
     model = make_model(vocab, replace(hp, embedding_l2=0.0), cols["train"], 0.0, loss)
-    batch = next(iter(implicit_dataset(cols["train"], vocab, sampler, 40, seed=0, grouped=True)))
+    batch = next(iter(implicit_dataset(stream, vocab, sampler, 40, seed=0, grouped=True)))
     positive = model({k: v for k, v in batch.items() if k != NEGATIVE_MOVIE_ID})  # builds the layers
     model.movie_bias.embeddings.assign(tf.random.normal(model.movie_bias.embeddings.shape))  # scores differ by movie
     positive = model({k: v for k, v in batch.items() if k != NEGATIVE_MOVIE_ID})

@@ -23,8 +23,13 @@ from tfrs_lab.schema import build
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.train import main
-from tfrs_lab.training.ranking import (TASK, code_rating_table, hyperparameters, item_rating_table, serving_user_table,
-                                       split_columns)
+from tfrs_lab.export.tables import ItemTable
+from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID
+from tfrs_lab.training.common import make_dataset
+from tfrs_lab.training.ranking import (TASK, NegativeSampler, code_rating_table, explicit_dataset, explicit_metrics,
+                                       hyperparameters, implicit_dataset, item_rating_table, make_model, ranking_eval,
+                                       ranking_stream, serving_user_table, split_columns, stream_explicit_metrics,
+                                       stream_ranking_eval, vocabulary_index)
 from tfrs_lab.training.runner import prepare
 
 pytestmark = pytest.mark.slow
@@ -136,26 +141,112 @@ def test_export_scores_with_context_features_after_reload(cold_runs):
     np.testing.assert_allclose(default, missing, rtol=1e-5, atol=1e-5)  # serving_default: context missing
 
 
-def test_code_columns_equal_the_string_columns(tmp_path):
-    """The codes give what the string columns (``to_data``) give: ids, labels, DCN's timestamp,
-    leakage-free histories, the autorec table and the served user table."""
+def _tf(columns: dict) -> dict:
+    """Columns as a batch comes out of TF (strings as bytes)."""
+    return {k: tf.constant(v).numpy() for k, v in columns.items()}
+
+
+def _assert_same(got: dict, want: dict, what: str) -> None:
+    assert set(got) == set(want), (what, set(got) ^ set(want))
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{what} {key}")
+
+
+def _column_batches(cols: dict, vocab, sampler: NegativeSampler, batch_size: int, seed: int, grouped: bool):
+    """The implicit batches as the in-memory path built them before the stream (kept here as the
+    reference): numpy columns indexed per batch, negatives as movie id strings."""
+    users = np.asarray(tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
+        cols["user_id"]).numpy(), np.int64)
+    base = {k: v for k, v in cols.items() if k != "label"}
+    rng, n, k = np.random.default_rng(seed), len(users), sampler.count
+    if grouped:
+        negatives = vocab.movie_ids[sampler.sample(users)]
+        order, step = rng.permutation(n), max(1, batch_size // (1 + k))
+        for s in range(0, n, step):
+            take = order[s : s + step]
+            yield _tf({**{name: col[take] for name, col in base.items()}, NEGATIVE_MOVIE_ID: negatives[take]})
+        return
+    negatives = sampler.sample(users)
+    rows = np.concatenate([np.arange(n), np.repeat(np.arange(n), k)])
+    movies = np.concatenate([cols["movie_id"], vocab.movie_ids[negatives.reshape(-1)]])
+    labels = np.concatenate([np.ones(n, np.float32), np.zeros(n * k, np.float32)])
+    order = rng.permutation(len(rows))
+    for s in range(0, len(order), batch_size):
+        take = order[s : s + batch_size]
+        yield _tf({**{name: col[rows[take]] for name, col in base.items()}, "movie_id": movies[take],
+                   "label": labels[take]})
+
+
+def _assert_streamed_like_columns(data, coded, split, hp, vocab) -> None:
+    """The streamed batches of ``coded`` equal the in-memory string columns of ``data``: every split's
+    features, the explicit training batches (same shuffle, two epochs), the implicit ones (pointwise
+    and grouped, same negatives), and the metrics computed from either."""
+    stream, cols = ranking_stream(coded, split, hp), split_columns(data, split, hp)
+    for part in ("train", "validation", "test"):
+        _assert_same(stream.features(part, np.arange(len(getattr(split, part)))), _tf(cols[part]), part)
+    streamed = explicit_dataset(stream, 16, 50, seed=3)
+    in_memory = make_dataset(cols["train"], 16, 50, seed=3)
+    for epoch in range(2):  # reshuffled each epoch, identically
+        pairs = list(zip(streamed.as_numpy_iterator(), in_memory.as_numpy_iterator(), strict=True))
+        for i, (got, want) in enumerate(pairs):
+            _assert_same(got, want, f"explicit epoch {epoch} batch {i}")
+    users, items = vocabulary_index(stream, vocab, "train")
+    for grouped in (False, True):
+        def sampler() -> NegativeSampler:
+            return NegativeSampler(len(vocab.movie_ids), users, items, count=2, distribution="uniform",
+                                   exclude_seen=True, seed=5)
+
+        got = list(implicit_dataset(stream, vocab, sampler(), 24, seed=7, grouped=grouped).as_numpy_iterator())
+        want = list(_column_batches(cols["train"], vocab, sampler(), 24, 7, grouped))
+        assert len(got) == len(want) > 1
+        for i, (g, w) in enumerate(zip(got, want)):
+            _assert_same(g, w, f"implicit grouped={grouped} batch {i}")
+    tf.keras.utils.set_random_seed(0)
+    model = make_model(vocab, hp, cols["train"], 3.0)
+    model(next(iter(make_dataset(cols["train"], 4, 1, 0))))
+    for layer in model.weights:  # away from the initial values, so every input moves the scores
+        layer.assign(tf.random.normal(layer.shape, stddev=0.3))
+    assert stream_explicit_metrics(model, stream, "test") == explicit_metrics(model, cols["test"])
+    history = {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id")}
+    for protocol in ("hash", "leave-last-out"):
+        assert (stream_ranking_eval(model, stream, "test", protocol=protocol, ks=(5, 10), batch_size=7)
+                == ranking_eval(model, vocab, cols["test"], protocol=protocol, ks=(5, 10), history=history,
+                                batch_size=7)), protocol
+
+
+def test_streamed_batches_equal_the_string_columns(tmp_path):
+    """Own data: the batches gathered from the codes give what the string columns (``to_data``) give:
+    ids, labels, DCN's timestamp, leakage-free histories, the training batches in the same order,
+    the metrics; and the autorec table and the served user table."""
     source = write_cold_ratings(tmp_path / "files", users=30, rated_warm=8)
     prepared = prepare_dataset(build(SourceSpec, {**source, "features": []}), cache_dir=tmp_path / "cache")
     codes, strings = Interactions.from_prepared(prepared), prepared.to_data()
-    cfg = load_config("ranking", overrides=["model.architecture=dcn", "model.history_length=4"])
+    cfg = load_config("ranking", overrides=["model.architecture=dcn", "model.history_length=4", "model.dropout=0.0"])
     hp = hyperparameters(cfg)
     for name in ("time", "hash", "leave-last-out"):
         split = make_split(name, strings.ratings)
         assert all(np.array_equal(getattr(split, p), getattr(codes.split(name), p)) for p in ("train", "test"))
-        a, b = split_columns(codes, split, hp), split_columns(strings, split, hp)
-        for part in ("train", "validation", "test"):
-            assert set(a[part]) == set(b[part]) == {"user_id", "movie_id", "label", "timestamp", "history"}
-            for key in a[part]:
-                np.testing.assert_array_equal(a[part][key], b[part][key], err_msg=f"{name} {part} {key}")
-    vocab = TASK.vocabularies(cfg, codes, split.train)
-    np.testing.assert_array_equal(code_rating_table(codes, vocab, split.train), item_rating_table(vocab, b["train"]))
+        vocab = TASK.vocabularies(cfg, codes, split.train)
+        _assert_streamed_like_columns(strings, codes, split, hp, vocab)
+    np.testing.assert_array_equal(code_rating_table(codes, vocab, split.train),
+                                  item_rating_table(vocab, split_columns(strings, split, hp)["train"]))
     for key, column in serving_user_table(codes, split.train, vocab, 4).items():
-        np.testing.assert_array_equal(column, serving_user_table(strings, split.train, vocab, 4)[key])
+        if key == "history":  # int32 codes for the export; the strings of the in-memory path
+            assert isinstance(column, ItemTable) and column.codes.dtype == np.int32
+            column = column.strings()
+        expected = serving_user_table(strings, split.train, vocab, 4)[key]
+        np.testing.assert_array_equal(column, expected.strings() if isinstance(expected, ItemTable) else expected)
+
+
+def test_movielens_streams_its_demographics_and_zip_codes_like_its_columns(ranking_data):
+    """MovieLens (encoded once from its string columns) gives DCN the same per-row demographics and
+    zip codes through the stream, with the catalogue ranked as before."""
+    cfg = load_config("ranking", overrides=["model.architecture=dcn", "model.history_length=3", "model.dropout=0.0"])
+    hp = hyperparameters(cfg)
+    split = make_split("leave-last-out", ranking_data.ratings)
+    vocab = TASK.vocabularies(cfg, ranking_data, split.train)
+    assert {"user_zip_code", "bucketized_user_age", "timestamp"} <= set(ranking_stream(ranking_data, split, hp).raw)
+    _assert_streamed_like_columns(ranking_data, ranking_data, split, hp, vocab)
 
 
 def _spec(tmp_path, **extra) -> str:

@@ -71,7 +71,7 @@ def test_histories_longer_than_max_length_keep_the_newest(synthetic_data):
 def test_serving_histories_hold_each_users_latest_ratings_oldest_first(synthetic_data):
     ratings = synthetic_data.ratings
     vocab = TASK.vocabularies(None, synthetic_data, leave_last_out_split(ratings).train)
-    stored = serving_histories(synthetic_data, vocab, 5)
+    stored = serving_histories(synthetic_data, vocab, 5).strings()  # int32 codes in the export
     everything = user_items(ratings, np.arange(len(ratings["user_id"])), item_indices(vocab, ratings["movie_id"]))
     assert stored.shape == (len(vocab.user_ids), 5)
     for u in range(10):

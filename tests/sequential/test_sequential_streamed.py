@@ -21,6 +21,7 @@ from tfrs_lab.data.sequences import evaluation_sequences, training_sequences
 from tfrs_lab.data.spec import SourceSpec
 from tfrs_lab.data.splits import SplitOptions, make_split
 from tfrs_lab.data.synthetic import write_synthetic_parquet
+from tfrs_lab.export.tables import ItemTable
 from tfrs_lab.schema import build
 from tfrs_lab.training.sequential import build_sequences, item_indices, serving_histories, window_batch
 
@@ -104,31 +105,45 @@ def test_serving_histories_from_the_index_equal_latest_history(tmp_path):
     split = make_split("leave-last-out", data.ratings)
     vocab = build_vocabularies(data.ratings, data.movies, split.train, **FIT)
     want = latest_history(data.ratings, np.arange(data.num_ratings), vocab.user_ids, 25)[:, ::-1]
-    got = serving_histories(coded, vocab, 25)
+    table = serving_histories(coded, vocab, 25)
+    assert isinstance(table, ItemTable) and table.codes.dtype == np.int32  # codes, no string per entry
+    got = table.strings()
     assert got.shape == want.shape == (len(vocab.user_ids), 25) and (got == want).all()
     assert (got[:, 0] == "").any() and (got[:, -1] != "").all()  # short histories are left-padded
 
 
-@pytest.mark.slow
-def test_own_data_run_never_converts_the_prepared_dataset(tmp_path, monkeypatch):
-    from tfrs_lab.export import signatures as sig
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory):
+    """A sequential run on a prepared synthetic dataset, counting ``to_data`` calls: (run dir, data dir, calls)."""
     from tfrs_lab.train import main
 
+    tmp_path = tmp_path_factory.mktemp("own-sequential")
     calls = []
     original = PreparedDataset.to_data
-    monkeypatch.setattr(PreparedDataset, "to_data", lambda self: calls.append(1) or original(self))
-    written = write_synthetic_parquet(tmp_path / "data", interactions=4000, seed=2, num_clusters=4)
-    out = tmp_path / "run"
-    sets = ["train.epochs=1", "model.max_length=10", "model.window_stride=5", "model.embedding_dim=16",
-            "model.num_blocks=1", "export.index=brute_force", "export.k=5", "export.max_exclude=10",
-            "export.verify=false"]
-    assert main(["sequential", "--data", str(written.spec_path), "--data-dir", str(tmp_path / "dd"),
-                 "--output-dir", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    PreparedDataset.to_data = lambda self: calls.append(1) or original(self)
+    try:
+        written = write_synthetic_parquet(tmp_path / "data", interactions=4000, seed=2, num_clusters=4)
+        out = tmp_path / "run"
+        sets = ["train.epochs=1", "model.max_length=10", "model.window_stride=5", "model.embedding_dim=16",
+                "model.num_blocks=1", "export.index=brute_force", "export.k=5", "export.max_exclude=10",
+                "export.verify=false"]
+        assert main(["sequential", "--data", str(written.spec_path), "--data-dir", str(tmp_path / "dd"),
+                     "--output-dir", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    finally:
+        PreparedDataset.to_data = original
+    return out, tmp_path / "dd", calls
+
+
+@pytest.mark.slow
+def test_own_data_run_never_converts_the_prepared_dataset(own_run):
+    from tfrs_lab.export import signatures as sig
+
+    out, data_dir, calls = own_run
     assert calls == []  # windows, queries and the export's histories came from the integer columns
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "sequential" and metrics["num_train_sequences"] > 0 and 0 <= metrics["recall@10"] <= 1
     # the exported history of a user is its newest items from the index, so they are never recommended
-    (path,) = (tmp_path / "dd" / "prepared").glob("*-*")
+    (path,) = (data_dir / "prepared").glob("*-*")
     from tfrs_lab.data.prepared import load_prepared
 
     coded = Interactions.from_prepared(load_prepared(path))
@@ -137,3 +152,23 @@ def test_own_data_run_never_converts_the_prepared_dataset(tmp_path, monkeypatch)
     answer = loaded.signatures[sig.RECOMMEND_FOR_USER](user_id=tf.constant([coded.user_ids[0]]))
     got = set(answer[sig.ITEM_IDS].numpy()[0].astype(str))
     assert len(got) == 5 and not got & known
+
+
+@pytest.mark.slow
+def test_exported_user_histories_are_int32_codes_not_strings(own_run, string_constant_shapes):
+    """``recommend_for_user``'s table ([U, H]: at 25M, 162k users x 200 items) is stored as an int32
+    code variable plus the item names: no string variable or graph constant holds a row per user."""
+    from tfrs_lab.data.prepared import load_prepared
+
+    out, data_dir, _ = own_run
+    (path,) = (data_dir / "prepared").glob("*-*")
+    coded = Interactions.from_prepared(load_prepared(path))
+    export = out / "export" / "sequential" / "1"
+    reader = tf.train.load_checkpoint(str(export / "variables" / "variables"))
+    dtypes, shapes = reader.get_variable_to_dtype_map(), reader.get_variable_to_shape_map()
+    tables = {n: shapes[n] for n in dtypes if len(shapes[n]) == 2 and dtypes[n] != tf.float32}
+    assert len(tables) == 1 and all(dtypes[n] == tf.int32 and 1 < s[0] <= len(coded.user_ids)
+                                    for n, s in tables.items()), tables
+    strings = [shapes[n] for n in dtypes if dtypes[n] == tf.string and shapes[n]]
+    assert strings and all(len(s) == 1 and s[0] <= len(coded.item_ids) + 1 for s in strings), strings
+    assert not [c for c in string_constant_shapes(export) if len(c) == 2]

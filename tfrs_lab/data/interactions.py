@@ -82,7 +82,8 @@ class Interactions:
             (= :func:`tfrs_lab.data.splits.sequence_order`).
         movies: the catalogue columns of :class:`MovieLensData` (``movie_id``, ``movie_title``, ``movie_genres``).
         extra: per-row numeric query features of :data:`RAW_QUERY_FEATURES` the data has besides
-            ``timestamp`` (MovieLens demographics), ``[n]`` each.
+            ``timestamp`` (MovieLens demographics), ``[n]`` each (the ranking task adds MovieLens's
+            ``user_zip_code``, object ``[n]``, for DCN).
         rating: float32 ``[n]``: the label (``user_rating``: an explicit rating, or the implicit
             weight; 1.0 where the data has none), or None when the caller did not give one.
         features: the typed features of ``data.source.features`` (name ->

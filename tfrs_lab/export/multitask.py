@@ -33,7 +33,6 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.ranking import RankingServer, probe_pairs, verify_rerank
 from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.retrieval import RetrievalServer, export_retrieval
-from tfrs_lab.export.tables import ItemTable
 
 __all__ = ["RatingSignatures", "export_multitask"]
 
@@ -42,17 +41,17 @@ class RatingSignatures:
     """The rating head's signatures (``rate``, ``rerank``, ``score_with_features`` and, with typed
     context features, ``score_with_context``) for a retrieval export of the same model (a
     :class:`tfrs_lab.export.retrieval.SignatureExtension`). ``user_table``: as the retrieval
-    export's (a history given as an :class:`~tfrs_lab.export.tables.ItemTable` is expanded to strings)."""
+    export's; the rating head serves from the retrieval server's user table variables (saved once)."""
 
-    def __init__(self, model, user_table: dict[str, np.ndarray | ItemTable], sample_users: list[str],
+    def __init__(self, model, user_table: dict[str, Any], sample_users: list[str],
                  sample_movies: list[str]) -> None:
-        self.model = model
-        self.user_table = {k: v.strings() if isinstance(v, ItemTable) else v for k, v in user_table.items()}
+        self.model, self.user_table = model, user_table
         self.users, self.movies = probe_pairs(sample_users, sample_movies)
         self.server: RankingServer | None = None
 
     def attach(self, server: RetrievalServer) -> dict[str, Any]:
-        self.server = server.ranking = RankingServer(self.model, self.user_table)
+        # the retrieval server's user table variables serve the rating head too (saved once)
+        self.server = server.ranking = RankingServer(self.model, server.user_table)
         signatures = {sig.RATE: self.server.serve, sig.RERANK: self.server.rerank,
                       sig.SCORE_WITH_FEATURES: self.server.serve_with_features}
         if self.server.context:

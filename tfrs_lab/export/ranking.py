@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.retrieval import context_sample
+from tfrs_lab.export.tables import ItemTable, UserTable
 from tfrs_lab.export.titles import write_item_titles
 from tfrs_lab.export.verify import Check, require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
@@ -61,11 +62,16 @@ with SVD++ implicit feedback also take :data:`tfrs_lab.export.signatures.HISTORY
 class RankingServer(tf.Module):
     """The exported object: the ranking model, the per-user feature table, and the signatures."""
 
-    def __init__(self, model, user_table: dict[str, np.ndarray]) -> None:
+    def __init__(self, model, user_table: dict[str, np.ndarray | ItemTable | UserTable]) -> None:
+        """``user_table``: per user index [U + 1] each (``history`` [U + 1, H]); row 0 the unknown user.
+        Kept as variables (saved once, not copied into every signature's graph), strings as int32
+        codes plus the names (:class:`~tfrs_lab.export.tables.UserTable`; one given as a
+        ``UserTable`` is shared, not copied)."""
         super().__init__()
         self.model = model
         self.output_name = sig.RATING if model.hp.objective == "explicit" else sig.SCORE
-        self.user_table = {name: tf.constant(col) for name, col in user_table.items()}  # [U + 1] each
+        self.user_table = {name: col if isinstance(col, UserTable) else UserTable(col)
+                           for name, col in user_table.items()}  # [U + 1] each
         specs = [tf.TensorSpec([None], tf.string, name=sig.USER_ID), tf.TensorSpec([None], tf.string, name=sig.ITEM_ID),
                  *[tf.TensorSpec([None], dtype, name=name) for name, dtype in FEATURE_INPUTS.items()]]
         if model.uses_history:
@@ -79,7 +85,7 @@ class RankingServer(tf.Module):
 
     def _known_features(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
         idx = self.model.user_lookup(user_id)
-        feats = {name: tf.gather(col, idx) for name, col in self.user_table.items()}
+        feats = {name: col.gather(idx) for name, col in self.user_table.items()}
         feats["user_id"], feats["movie_id"] = user_id, item_id  # the model's feature keys
         feats["timestamp"] = tf.fill(tf.shape(user_id), tf.cast(tf.timestamp(), tf.int64))
         return feats
@@ -139,14 +145,16 @@ def verify_rerank(server: RankingServer, path: Path, users: list[str], movies: l
                          compare_scores=True, also=also)
 
 
-def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray], model_name: str, version: int,
-                   sample_users: list[str], sample_movies: list[str], verify: bool = True,
+def export_ranking(model, export_base: Path, *, user_table: dict[str, np.ndarray | ItemTable], model_name: str,
+                   version: int, sample_users: list[str], sample_movies: list[str], verify: bool = True,
                    movie_titles: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """Writes ``export_base/model_name/version/`` and returns that directory.
 
     Args:
       model: a trained ``RankingModel``.
-      user_table: raw user features per user index ([U + 1] each, row 0 = unknown-user defaults).
+      user_table: raw user features per user index ([U + 1] each, row 0 = unknown-user defaults; the
+        SVD++ ``history`` [U + 1, H], best as an :class:`~tfrs_lab.export.tables.ItemTable` of codes).
+        Stored as :class:`~tfrs_lab.export.tables.UserTable` variables: strings as int32 codes.
       sample_users, sample_movies: known ids for the warm-up records and the fresh-process check
         (which also asks about an unknown user and an unknown item).
       verify: reload in a fresh process and require the same re-ranking as the in-memory model.

@@ -13,7 +13,9 @@ Signatures (names in :mod:`tfrs_lab.export.signatures`), both returning ``item_i
   or all-unknown histories get the most popular items of the training data (``scores`` = their
   training share), never an error.
 * ``recommend_for_user(user_id: string [batch])``: the same, with the user's latest history stored
-  in the model at export time (all known ratings); unknown users get the popularity answer.
+  in the model at export time (all known ratings; int32 item codes [U, H] plus the item names,
+  :class:`~tfrs_lab.export.tables.UserTable`, so only the requested users' histories become
+  strings); unknown users get the popularity answer.
 * ``explain(history: string [batch, L])``: the ``serving_default`` answer plus ``because_ids``
   (string [batch, k, e], e = min(3, L)) and ``because_scores`` (float32 [batch, k, e]): the items of
   the given history most similar to each recommended item by cosine similarity of the model's item
@@ -33,6 +35,7 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.index import IndexSettings, build_index, index_recall
 from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.similar import SimilarItems
+from tfrs_lab.export.tables import ItemTable, UserTable
 from tfrs_lab.export.titles import write_item_titles
 from tfrs_lab.export.verify import Check, require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
@@ -47,7 +50,7 @@ class SequentialServer(tf.Module):
     """The exported object: the next-item model, its index, lookups, and the serving signatures."""
 
     def __init__(self, model, index, *, movie_ids: np.ndarray, k: int, fetch: int, popular: np.ndarray,
-                 popular_scores: np.ndarray, user_ids: np.ndarray, user_histories: np.ndarray):
+                 popular_scores: np.ndarray, user_ids: np.ndarray, user_histories: np.ndarray | ItemTable):
         super().__init__()
         self.model = model
         self.index = index
@@ -56,8 +59,8 @@ class SequentialServer(tf.Module):
         # '' and unknown ids map to index 0 = the model's padding index.
         self.movie_lookup = tf.keras.layers.StringLookup(vocabulary=list(movie_ids), mask_token=None)
         self.user_lookup = tf.keras.layers.StringLookup(vocabulary=list(user_ids), mask_token=None)
-        pad = np.full((1, user_histories.shape[1]), "", dtype=object)
-        self.user_histories = tf.constant(np.concatenate([pad, user_histories]).astype(str), tf.string)  # [U + 1, H]
+        # [U, H] int32 codes + names (a variable saved once; strings only for the requested rows)
+        self.user_histories = UserTable(user_histories)
         self.popular_ids = tf.constant(list(popular[:fetch]), dtype=tf.string)  # [fetch]
         self.popular_scores = tf.constant(popular_scores[:fetch], dtype=tf.float32)  # [fetch]
 
@@ -93,7 +96,9 @@ class SequentialServer(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=sig.USER_ID)])
     def serve_user(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
-        return self.recommend(tf.gather(self.user_histories, self.user_lookup(user_id)))
+        index = self.user_lookup(user_id)  # 0: unknown user -> an empty history (the popularity answer)
+        known = self.user_histories.gather(tf.maximum(index - 1, 0))
+        return self.recommend(tf.where((index > 0)[:, None], known, ""))
 
 
 def export_sequential(
@@ -103,7 +108,7 @@ def export_sequential(
     movie_ids: np.ndarray,
     popularity: np.ndarray,
     user_ids: np.ndarray,
-    user_histories: np.ndarray,
+    user_histories: np.ndarray | ItemTable,
     model_name: str,
     version: int,
     settings: IndexSettings,
@@ -118,7 +123,8 @@ def export_sequential(
       model: a trained ``SequentialModel`` over ``item_ids`` (index i + 1 = ``movie_ids[i]``).
       popularity: float [M] training share of each catalogue item (fallback for empty histories).
       user_ids: str [U] users whose history ``recommend_for_user`` knows.
-      user_histories: str [U, H] each user's latest items, oldest first, '' padding.
+      user_histories: str [U, H] each user's latest items, oldest first, '' padding, or the same as
+        an :class:`~tfrs_lab.export.tables.ItemTable` of int32 codes (stored as codes either way).
       sample_histories: histories (lists of item ids) for warm-up records and the fresh-process check.
       recall_queries: float32 [Q, d] query vectors used to measure ScaNN recall@10 vs brute force.
     """

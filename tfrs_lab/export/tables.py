@@ -7,17 +7,22 @@ Python object pointers, 1.6 GiB as a numpy unicode array and 1.9 GiB as a TF str
 once per table). :class:`ItemTable` holds the same table as int32 codes into a short list of names
 (the catalogue, 59k strings), so the SavedModel stores ``[U + 1, w]`` int32 plus the names and
 gathers the strings of the requested rows only (:class:`UserTable`); every signature answers as
-before.
+before. The ranking export's user table (its SVD++ ``history``) and the sequential export's
+``recommend_for_user`` histories are kept the same way (:func:`latest_items`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ItemTable", "UserTable"]
+if TYPE_CHECKING:  # annotations only: export may import data, but needs nothing of it at run time here
+    from tfrs_lab.data.interactions import Interactions
+
+__all__ = ["ItemTable", "UserTable", "latest_items"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -89,3 +94,17 @@ class UserTable(tf.Module):
         """The table's rows ``rows`` (int [B]): [B, ...] values (strings for a string table)."""
         picked = tf.gather(self.values, rows)
         return picked if self.names is None else tf.gather(self.names, picked)
+
+
+def latest_items(data: "Interactions", user_ids: np.ndarray, length: int, *, unknown_row: bool = True,
+                 oldest_first: bool = False) -> ItemTable:
+    """Each user's latest ``length`` items among all of ``data``'s rows, from its sequence index
+    (:meth:`Interactions.latest_codes`), as int32 codes: an :class:`ItemTable` ``[U + 1, length]``,
+    row 0 the unknown user (all pads), row i + 1 ``user_ids[i]`` (str [U], each one of
+    ``data.user_ids``); ``unknown_row=False``: ``[U, length]`` without it. Most recent first, pads
+    after; ``oldest_first``: newest last, pads before. No string per entry."""
+    users = data.codes_of(user_ids)
+    if unknown_row:
+        users = np.concatenate([[-1], users])  # -1: the unknown user's empty row
+    codes = data.latest_codes(users, length)
+    return ItemTable.from_codes(data.item_ids, codes[:, ::-1] if oldest_first else codes)

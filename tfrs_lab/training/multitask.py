@@ -43,7 +43,7 @@ def rating_head_metrics(model: MultitaskModel, stream: RetrievalStream, name: st
     rows = np.arange(len(stream.parts[name]))
     predicted = [model.predict_scores(b).numpy() for b in stream.batches(name, rows, batch_size)]
     return rating_metrics(np.concatenate(predicted) if predicted else np.zeros(0, np.float32),
-                          stream.labels[stream.parts[name].rows])
+                          stream.labels(name))
 
 
 class MultitaskTask(RetrievalTask):
@@ -51,8 +51,8 @@ class MultitaskTask(RetrievalTask):
 
     name = "multitask"
 
-    def stream_labels(self, data: Interactions, split: Split, hp: MultitaskModelConfig) -> np.ndarray:
-        """float32 ``[n]``: the star rating each row's ``label`` carries (what the rating head regresses).
+    def stream_label(self, data: Interactions, split: Split, hp: MultitaskModelConfig) -> bool:
+        """True: every batch carries the row's star rating as ``label`` (what the rating head regresses).
 
         Raises:
           DataError: the training rows hold one rating value (implicit feedback) and the rating head trains.
@@ -61,10 +61,10 @@ class MultitaskTask(RetrievalTask):
         if hp.rating_weight > 0 and len(np.unique(ratings[split.train])) < 2:
             raise DataError(f"{data.dataset} has one rating value only (implicit feedback): the rating head needs "
                             "explicit ratings; set model.rating_weight=0 or train the retrieval task")
-        return ratings
+        return True
 
     def build_model(self, vocab: Vocabularies, hp: MultitaskModelConfig, stream: RetrievalStream) -> MultitaskModel:
-        train = stream.labels[stream.parts["train"].rows]
+        train = stream.labels("train")
         return MultitaskModel(vocab, hp, global_offset=float(np.mean(train)) if len(train) else 0.0)
 
     def validation_metrics(self, model: MultitaskModel, state: StreamState, cfg: MultitaskConfig, protocol: str,

@@ -13,15 +13,19 @@ Objectives (``model.objective``):
 
 Early stopping watches validation RMSE (explicit) or the retrieval task's ranking metric (implicit).
 
-Data: your own data (``data.dataset: own``) on the splits computed from codes
+Data: every run streams its batches from integer codes (:func:`ranking_stream`, a
+:class:`~tfrs_lab.training.stream.RetrievalStream` with the rating as ``label`` and only the raw
+columns the model reads): your own data (``data.dataset: own``) on the splits computed from codes
 (:data:`~tfrs_lab.data.interactions.STREAMED_SPLITS`, no minimum counts) arrives as compact
 :class:`~tfrs_lab.data.interactions.Interactions` (:meth:`RankingTask.streams`; never converted
-back with ``to_data()``): labels, ids and histories come from the codes and the sequence index, the
-autorec table from the codes, and the typed features of ``data.source.features`` reach the model
-(user / item features as tables inside it, context features as per-row columns by name); so do
-``from_frame`` data's typed features (the frame encoded once, :meth:`Interactions.of`). MovieLens
-keeps its string columns (its demographics and zip codes feed DCN); both give the same columns for
-the same rows (tests/ranking/test_ranking_streamed.py).
+back with ``to_data()``), MovieLens is encoded once (:meth:`Interactions.of`; its per-row zip code,
+which DCN reads, rides along as a string column). The per-split state is the row indices and the
+sequence index (int arrays); ids, labels, histories and typed context features are gathered per
+batch inside the ``tf.data`` pipeline, never held as a Python object per row, and they equal the
+string columns of :func:`split_columns` for the same rows (tests/ranking/test_ranking_streamed.py).
+The autorec table comes from the codes; the typed features of ``data.source.features`` (and
+``from_frame``'s) reach the model (user / item features as tables inside it, context features by
+name).
 """
 
 from __future__ import annotations
@@ -30,30 +34,33 @@ import dataclasses
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import tensorflow as tf
 
 from tfrs_lab.config import ConfigError, RankingConfig, RankingModelConfig, check_typed_ranking
 from tfrs_lab.data.features import Vocabularies, movie_rows
-from tfrs_lab.data.history import latest_history, recent_history, walk_back
+from tfrs_lab.data.history import recent_history
 from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions
 from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.splits import Split
 from tfrs_lab.evaluation.metrics import (EARLY_STOPPING_METRIC, hit_rate, metric_ks, ranking_metrics,
                                          ranks_from_scores, rating_metrics)
 from tfrs_lab.export.ranking import export_ranking
+from tfrs_lab.export.tables import ItemTable, latest_items
 from tfrs_lab.models.features import RAW_COLUMNS
 from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID, RankingModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import known_rows
-from tfrs_lab.training.stream import context_gather
+from tfrs_lab.training.stream import RetrievalStream
 from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
 
-__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "RankingTask", "TASK", "code_columns", "code_rating_table",
-           "explicit_metrics", "make_model", "ranking_eval", "score_matrix", "split_columns"]
+__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "RankingState", "RankingTask", "TASK",
+           "code_rating_table", "explicit_dataset", "explicit_metrics", "implicit_dataset", "make_model", "ranking_eval",
+           "ranking_stream", "score_batches", "score_matrix", "split_columns", "stream_explicit_metrics",
+           "stream_ranking_eval", "vocabulary_index"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,60 +94,51 @@ def feature_columns(data: MovieLensData, rows: np.ndarray, hp: RankingModelConfi
     return cols
 
 
-def split_columns(data: MovieLensData | Interactions, split: Split, hp: RankingModelConfig) -> dict[str, Columns]:
-    """Columns of each split. Histories come from earlier splits only: train and validation rows
-    see train rows, test rows see train and validation rows. :class:`Interactions` give the same
-    columns from their codes (:func:`code_columns`), plus the typed context features by name."""
+def split_columns(data: MovieLensData, split: Split, hp: RankingModelConfig) -> dict[str, Columns]:
+    """In-memory string columns of each split (:func:`feature_columns`), for the benchmarks and as the
+    reference the streamed batches are tested against (the task streams: :func:`ranking_stream`).
+    Histories come from earlier splits only: train and validation rows see train rows, test rows see
+    train and validation rows."""
     known = {"train": split.train, "validation": split.train,
              "test": np.concatenate([split.train, split.validation])}
-    if isinstance(data, Interactions):
-        return code_columns(data, split, hp, known)
     return {name: feature_columns(data, getattr(split, name), hp, known[name]) for name in known}
 
 
-def code_columns(data: Interactions, split: Split, hp: RankingModelConfig,
-                 known: dict[str, np.ndarray]) -> dict[str, Columns]:
-    """:func:`feature_columns` of each split from integer codes: ``user_id`` / ``movie_id`` (object
-    [n] references to the vocabularies' strings, no string made per row), ``label`` (the rating
-    column, float32; 1.0 without one), DCN's ``timestamp`` (and the demographics MovieLens encoded
-    into :attr:`Interactions.extra`), each typed context feature by name
-    (:func:`tfrs_lab.training.stream.context_gather`) and ``history`` (string [n, H], from the
-    sequence index: the user's items among ``known[name]`` strictly before the row, newest first,
-    '' padded)."""
-    context = {name: context_gather(f) for name, f in data.features.items() if f.spec.side == "context"}
-    sources: dict[int, tuple] = {}
-    out: dict[str, Columns] = {}
-    for name, source_rows in known.items():
-        rows = np.asarray(getattr(split, name), np.int64)
-        user = data.user[rows]
-        label = data.rating[rows] if data.rating is not None else np.ones(len(rows))
-        cols = {"user_id": data.user_ids[user], "movie_id": data.item_ids[data.item[rows]],
-                "label": np.asarray(label, np.float32)}
-        if hp.architecture == "dcn":
-            for feature in hp.features:
-                raw = RAW_COLUMNS.get(feature)
-                if raw == "timestamp":
-                    cols[raw] = np.asarray(data.timestamp[rows], np.int64)
-                elif raw in data.extra:
-                    cols[raw] = data.extra[raw][rows]
-        if context:
-            positions = tf.constant(rows)
-            cols.update({feature: gather(positions).numpy() for feature, gather in context.items()})
-        if hp.history_length:
-            if id(source_rows) not in sources:  # train and validation share the training rows
-                sources[id(source_rows)] = data.history_source(source_rows)
-            source, stop = sources[id(source_rows)]
-            codes = walk_back(source.items, source.user_start[user], stop[rows], hp.history_length, -1)
-            cols["history"] = np.where(codes >= 0, data.item_ids[np.maximum(codes, 0)], "").astype(object)
-        out[name] = cols
-    return out
+def ranking_stream(data: MovieLensData | Interactions, split: Split, hp: RankingModelConfig) -> RetrievalStream:
+    """The ranking task's batches: a :class:`~tfrs_lab.training.stream.RetrievalStream` over the
+    integer codes of ``data`` (MovieLens encoded once, :meth:`Interactions.of`) that gathers per batch
+    the columns :func:`feature_columns` holds for the same rows: ``user_id`` / ``movie_id`` (string
+    [B]), ``label`` (float32 [B], the rating; 1.0 without one), DCN's raw columns among ``timestamp``
+    and the MovieLens demographics the data has (``user_zip_code``: MovieLens's per-row string
+    column), each typed context feature by name and, with ``hp.history_length`` H > 0, ``history``
+    (string [B, H], the user's items strictly before the row among the earlier splits' rows, newest
+    first, '' padded). Memory: int codes and the sequence index, no Python object per row (MovieLens
+    keeps its own string columns in ``data`` anyway)."""
+    coded = Interactions.of(data)
+    wanted = [RAW_COLUMNS[f] for f in hp.features if RAW_COLUMNS.get(f)] if hp.architecture == "dcn" else []
+    if isinstance(data, MovieLensData) and "user_zip_code" in wanted and "user_zip_code" in data.ratings:
+        coded = dataclasses.replace(coded, extra={**coded.extra, "user_zip_code": data.ratings["user_zip_code"]})
+    raw = [c for c in wanted if c == "timestamp" or c in coded.extra]
+    return RetrievalStream(coded, split, hp.history_length, raw=raw, label=True)
 
 
-def make_model(vocab: Vocabularies, hp: RankingModelConfig, train: Columns, global_offset: float,
+def vocabulary_index(stream: RetrievalStream, vocab: Vocabularies, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``name``'s rows as the model indexes them: (int64 [q] user index, the vocabulary row + 1
+    as ``model.user_lookup`` gives it (0 = unknown); int64 [q] catalogue row, -1 outside the
+    catalogue), from one id comparison per user and item (:meth:`Interactions.vocabulary_rows`)."""
+    users, items = stream.data.vocabulary_rows(vocab)
+    rows = stream.parts[name].rows
+    return users[stream.data.user[rows]] + 1, items[stream.data.item[rows]]
+
+
+def make_model(vocab: Vocabularies, hp: RankingModelConfig, train: Columns | None, global_offset: float,
                loss: str = "pointwise", table: np.ndarray | None = None) -> RankingModel:
     """A :class:`RankingModel` of ``hp`` trained with ``loss`` (``train.loss``) on the ``train``
-    columns (autorec: with ``table``, by default their :func:`item_rating_table`)."""
+    columns (autorec: with ``table``, by default their :func:`item_rating_table`; ``train`` is read
+    only then)."""
     if hp.architecture == "autorec" and table is None:
+        if train is None:
+            raise ValueError("make_model: autorec needs its rating table or the training columns")
         table = item_rating_table(vocab, train)
     if hp.architecture != "autorec":
         table = None
@@ -186,22 +184,17 @@ def code_rating_table(data: Interactions, vocab: Vocabularies, rows: np.ndarray)
 
 
 def serving_user_table(data: MovieLensData | Interactions, train_rows: np.ndarray, vocab: Vocabularies,
-                       history_length: int = 0) -> Columns:
+                       history_length: int = 0) -> dict[str, np.ndarray | ItemTable]:
     """Raw user features per user index ([U + 1] rows, row 0 = unknown-user defaults) that the
     exported model looks up: the vocabulary's demographics, the zip code (first training row) and,
-    with ``history_length > 0``, the user's latest ``history_length`` movies among *all* known
-    ratings (the freshest history the exported model can have; '' padding, empty for row 0;
-    :class:`Interactions`: from the sequence index)."""
-    table = dict(vocab.user_table)
-    if isinstance(data, Interactions):
-        if history_length:
-            table["history"] = np.concatenate([np.full((1, history_length), "", dtype=object),
-                                               data.latest(data.codes_of(vocab.user_ids), history_length)])
-        return table
+    with ``history_length`` H > 0, ``history``: an :class:`~tfrs_lab.export.tables.ItemTable`
+    [U + 1, H] of int32 item codes (the user's latest H items among *all* known ratings, most recent
+    first, pads after; row 0 empty: the freshest history the exported model can have), from the
+    sequence index (:func:`~tfrs_lab.export.tables.latest_items`; never a string per entry)."""
+    table: dict[str, np.ndarray | ItemTable] = dict(vocab.user_table)
     if history_length:
-        known = latest_history(data.ratings, np.arange(len(data.ratings["user_id"])), vocab.user_ids, history_length)
-        table["history"] = np.concatenate([np.full((1, history_length), "", dtype=object), known])
-    if "user_zip_code" in data.ratings:
+        table["history"] = latest_items(Interactions.of(data), vocab.user_ids, history_length)
+    if isinstance(data, MovieLensData) and "user_zip_code" in data.ratings:
         users = data.ratings["user_id"][train_rows]
         uniq, first = np.unique(users, return_index=True)
         assert np.array_equal(uniq, vocab.user_ids)
@@ -265,7 +258,18 @@ class NegativeSampler:
         return items.reshape(-1, self.count)
 
 
-def implicit_dataset(cols: Columns, vocab: Vocabularies, sampler: NegativeSampler, batch_size: int,
+def explicit_dataset(stream: RetrievalStream, batch_size: int, shuffle_buffer: int, seed: int) -> tf.data.Dataset:
+    """Batches of the training rows (explicit objective): the row positions shuffled as
+    :func:`~tfrs_lab.training.common.make_dataset` shuffles in-memory columns (the same seed, the same
+    order), each batch's features gathered from the codes (:meth:`RetrievalStream.batch_fn`)."""
+    positions = make_dataset({"position": np.arange(len(stream.parts["train"]), dtype=np.int64)}, batch_size,
+                             shuffle_buffer, seed)
+    gather = stream.batch_fn("train")
+    return positions.map(lambda b: gather(b["position"]), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)
+
+
+def implicit_dataset(stream: RetrievalStream, vocab: Vocabularies, sampler: NegativeSampler, batch_size: int,
                      seed: int, *, grouped: bool = False) -> tf.data.Dataset:
     """Batches of training positives and fresh sampled negatives, re-drawn every epoch; a negative
     copies its positive's user and context columns and swaps in the sampled movie.
@@ -273,71 +277,111 @@ def implicit_dataset(cols: Columns, vocab: Vocabularies, sampler: NegativeSample
     ``grouped=False`` (pointwise loss): ``batch_size`` rows of positives (``label`` 1) and negatives
     (``label`` 0), shuffled together. ``grouped=True`` (pairwise / listwise losses): ``batch_size //
     (1 + count)`` positives (at least one), each row with its ``count`` negatives in the
-    ``negative_movie_id`` column (string [b, count]), so a batch scores as many pairs either way."""
-    users = np.asarray(tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
-        cols["user_id"]).numpy(), np.int64)
-    base = {k: v for k, v in cols.items() if k != "label"}
+    ``negative_movie_id`` column (string [b, count]), so a batch scores as many pairs either way.
+
+    A Python generator draws the negatives and the order (int arrays: the positives' positions, each
+    negative's catalogue row); the features of each batch are gathered in the ``tf.data`` map
+    (:meth:`RetrievalStream.batch_fn`), no string per row."""
+    users, _ = vocabulary_index(stream, vocab, "train")
     shuffle_rng = np.random.default_rng(seed)
     n, k = len(users), sampler.count
+    movies = tf.constant(np.asarray(vocab.movie_ids).astype(str))
+    gather = stream.batch_fn("train")
 
     def epoch() -> Iterator[dict[str, np.ndarray]]:
-        negatives = sampler.sample(users)  # [n, k]
-        rows = np.concatenate([np.arange(n), np.repeat(np.arange(n), k)])
-        movies = np.concatenate([cols["movie_id"], vocab.movie_ids[negatives.reshape(-1)]])
-        labels = np.concatenate([np.ones(n, np.float32), np.zeros(n * k, np.float32)])
-        order = shuffle_rng.permutation(len(rows))
+        negatives = sampler.sample(users).reshape(-1)  # [n * k]: the negatives of positive i at i * k ...
+        order = shuffle_rng.permutation(n * (1 + k))  # < n: a positive; n + j: negative j
         for s in range(0, len(order), batch_size):
             take = order[s : s + batch_size]
-            batch = {name: col[rows[take]] for name, col in base.items()}
-            batch["movie_id"], batch["label"] = movies[take], labels[take]
-            yield batch
+            negative = take >= n
+            j = np.where(negative, take - n, 0)
+            yield {"position": np.where(negative, j // k, take), "negative": np.where(negative, negatives[j], -1)}
 
     def grouped_epoch() -> Iterator[dict[str, np.ndarray]]:
-        negatives = vocab.movie_ids[sampler.sample(users)]  # [n, k] movie ids
+        negatives = sampler.sample(users)  # [n, k]
         order = shuffle_rng.permutation(n)
         step = max(1, batch_size // (1 + k))
         for s in range(0, n, step):
             take = order[s : s + step]
-            batch = {name: col[take] for name, col in base.items()}
-            batch[NEGATIVE_MOVIE_ID] = negatives[take]
-            yield batch
+            yield {"position": take, "negative": negatives[take]}
 
-    spec = {name: tf.TensorSpec([None, *col.shape[1:]], tf.string if col.dtype == object else tf.as_dtype(col.dtype))
-            for name, col in base.items()}
-    if grouped:
-        spec[NEGATIVE_MOVIE_ID] = tf.TensorSpec([None, k], tf.string)
-    else:
-        spec["label"] = tf.TensorSpec([None], tf.float32)
+    def features(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = gather(batch["position"])
+        negative = batch["negative"]
+        if grouped:
+            del out["label"]
+            out[NEGATIVE_MOVIE_ID] = tf.gather(movies, negative)
+        else:
+            out["movie_id"] = tf.where(negative >= 0, tf.gather(movies, tf.maximum(negative, 0)), out["movie_id"])
+            out["label"] = tf.cast(negative < 0, tf.float32)
+        return out
+
+    spec = {"position": tf.TensorSpec([None], tf.int64),
+            "negative": tf.TensorSpec([None, k] if grouped else [None], tf.int64)}
     batches = -(-n // max(1, batch_size // (1 + k))) if grouped else -(-(n * (1 + k)) // batch_size)
     ds = tf.data.Dataset.from_generator(grouped_epoch if grouped else epoch, output_signature=spec)
     # a known length: a run resumed from its backup (train.distribution) runs whole epochs, as the first did
-    return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(2)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    return ds.map(features, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
+def _predictions(model: RankingModel, batches: Iterable[dict[str, tf.Tensor]]) -> np.ndarray:
+    """float32 [n]: ``model.predict_scores`` of every batch, joined."""
+    out = [model.predict_scores(b).numpy() for b in batches]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
 def explicit_metrics(model: RankingModel, cols: Columns, batch_size: int = 8192) -> dict[str, float]:
-    """``rmse`` and ``mae`` of the clipped predicted ratings against ``cols["label"]``."""
-    preds = np.concatenate([
-        model.predict_scores({k: tf.constant(v[s : s + batch_size]) for k, v in cols.items()}).numpy()
-        for s in range(0, len(cols["label"]), batch_size)]) if len(cols["label"]) else np.zeros(0)
-    return rating_metrics(preds, cols["label"])
+    """``rmse`` and ``mae`` of the clipped predicted ratings against ``cols["label"]`` (in-memory columns)."""
+    n = len(cols["label"])
+    return rating_metrics(_predictions(model, ({k: tf.constant(v[s : s + batch_size]) for k, v in cols.items()}
+                                               for s in range(0, n, batch_size))), cols["label"])
 
 
-def score_matrix(model: RankingModel, queries: Columns, batch_size: int = 64) -> Iterator[tuple[int, np.ndarray]]:
-    """Yields ``(start, scores float32 [b, M])``: every catalogue movie scored for query rows
-    ``start .. start + b`` (each row's user and context columns, every movie in ``model.movie_ids`` order)."""
+def stream_explicit_metrics(model: RankingModel, stream: RetrievalStream, name: str,
+                            batch_size: int = 8192) -> dict[str, float]:
+    """:func:`explicit_metrics` of split ``name``'s rows, batches gathered from the codes."""
+    positions = np.arange(len(stream.parts[name]), dtype=np.int64)
+    return rating_metrics(_predictions(model, stream.batches(name, positions, batch_size)), stream.labels(name))
+
+
+def score_batches(model: RankingModel, batches: Iterable[dict[str, tf.Tensor]]) -> Iterator[tuple[int, np.ndarray]]:
+    """Yields ``(start, scores float32 [b, M])``: every catalogue movie scored for each batch of query
+    rows (their user and context columns; ``movie_id`` and ``label`` are ignored), ``start`` the
+    batch's first row among all batches, movies in ``model.movie_ids`` order."""
     movies = model.movie_ids
     m = int(movies.shape[0])
-    names = [k for k in queries if k not in ("movie_id", "label")]
-    n = len(queries["user_id"])
-    for s in range(0, n, batch_size):
-        block = {k: tf.constant(queries[k][s : s + batch_size]) for k in names}
+    start = 0
+    for batch in batches:
+        block = {k: v for k, v in batch.items() if k not in ("movie_id", "label")}
         b = int(block["user_id"].shape[0])
         feats = {k: tf.repeat(v, m, axis=0) for k, v in block.items()}
         feats["movie_id"] = tf.tile(movies, [b])
-        yield s, tf.reshape(model.predict_scores(feats), [b, m]).numpy()
+        yield start, tf.reshape(model.predict_scores(feats), [b, m]).numpy()
+        start += b
+
+
+def score_matrix(model: RankingModel, queries: Columns, batch_size: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`score_batches` of in-memory query columns, ``batch_size`` rows at a time."""
+    names = [k for k in queries if k not in ("movie_id", "label")]
+    n = len(queries["user_id"])
+    return score_batches(model, ({k: tf.constant(queries[k][s : s + batch_size]) for k in names}
+                                 for s in range(0, n, batch_size)))
+
+
+def _block_metrics(blocks: Iterable[tuple[int, np.ndarray]], targets: np.ndarray,
+                   exclude: Callable[[int, int], list[np.ndarray]] | None, protocol: str,
+                   ks: tuple[int, ...]) -> dict[str, float]:
+    """``hit_rate@K`` (``hash``) or ``recall@K``/``ndcg@K``/``mrr`` of the targets' ranks in the
+    scored blocks; ``exclude(a, b)``: the catalogue rows removed from the rankings of queries ``a:b``."""
+    ranks = np.empty(len(targets), np.int64)
+    for s, scores in blocks:
+        e = slice(s, s + len(scores))
+        ranks[e] = ranks_from_scores(scores, targets[e], None if exclude is None else exclude(e.start, e.stop))
+    return hit_rate(ranks, ks) if protocol == "hash" else ranking_metrics(ranks, ks)
 
 
 def ranking_eval(model: RankingModel, vocab: Vocabularies, cols: Columns, *, protocol: str, ks: tuple[int, ...],
@@ -351,12 +395,22 @@ def ranking_eval(model: RankingModel, vocab: Vocabularies, cols: Columns, *, pro
     if protocol == "leave-last-out":
         if history is None:
             raise ValueError("leave-last-out evaluation needs the users' history to exclude")
-        exclude = known_rows(vocab, cols["user_id"], history)
-    ranks = np.empty(len(targets), np.int64)
-    for s, scores in score_matrix(model, cols, batch_size):
-        e = slice(s, s + len(scores))
-        ranks[e] = ranks_from_scores(scores, targets[e], None if exclude is None else exclude[e])
-    return hit_rate(ranks, ks) if protocol == "hash" else ranking_metrics(ranks, ks)
+        seen = known_rows(vocab, cols["user_id"], history)
+        exclude = lambda a, b: seen[a:b]  # noqa: E731
+    return _block_metrics(score_matrix(model, cols, batch_size), targets, exclude, protocol, ks)
+
+
+def stream_ranking_eval(model: RankingModel, stream: RetrievalStream, name: str, *, protocol: str,
+                        ks: tuple[int, ...], batch_size: int = 64) -> dict[str, float]:
+    """:func:`ranking_eval` of split ``name``'s rows whose item is in the catalogue, batches gathered
+    from the codes; on ``leave-last-out`` each user's items in the split's history source (train
+    rows for validation, train + validation rows for test) are excluded."""
+    keep = stream.rankable(name)
+    exclude = None
+    if protocol == "leave-last-out":
+        exclude = lambda a, b: stream.seen(name, keep[a:b])  # noqa: E731
+    return _block_metrics(score_batches(model, stream.batches(name, keep, batch_size)), stream.targets(name)[keep],
+                          exclude, protocol, ks)
 
 
 # --------------------------------------------------------------------------- the task
@@ -364,9 +418,11 @@ def ranking_eval(model: RankingModel, vocab: Vocabularies, cols: Columns, *, pro
 
 @dataclasses.dataclass
 class RankingState:
+    """The trained task's state: the batches of every split (:func:`ranking_stream`; leave-last-out
+    evaluation excludes each user's items of the split's history source) and the metric cut-offs."""
+
     hp: RankingModelConfig
-    cols: dict[str, Columns]
-    seen: dict[str, Columns]  # what leave-last-out evaluation excludes per user, per evaluated split
+    stream: RetrievalStream
     ks: tuple[int, ...]
 
 
@@ -390,39 +446,31 @@ class RankingTask(Task):
         check_typed_ranking(hp.architecture, [f.name for f in vocab.typed])  # from_frame features: not in the config
         if hp.architecture == "autorec":
             check_autorec_size(vocab)  # before any training work
-        if not isinstance(data, Interactions) and data.features:  # from_frame's typed features: read from the codes
-            data = Interactions.of(data)
         explicit = hp.objective == "explicit"
-        cols = split_columns(data, split, hp)
+        stream = ranking_stream(data, split, hp)
 
         def rating_table(*parts: str) -> np.ndarray:  # autorec's [M + 1, U + 1] ratings of these splits
-            if isinstance(data, Interactions):
-                return code_rating_table(data, vocab, np.concatenate([getattr(split, p) for p in parts]))
-            return item_rating_table(vocab, {k: np.concatenate([cols[p][k] for p in parts])
-                                             for k in ("user_id", "movie_id", "label")})
+            return code_rating_table(stream.data, vocab, np.concatenate([getattr(split, p) for p in parts]))
 
-        seen = {"validation": cols["train"],
-                "test": {k: np.concatenate([cols["train"][k], cols["validation"][k]]) for k in ("user_id", "movie_id")}}
-        state = RankingState(hp, cols, seen, metric_ks(protocol, cfg.eval.ks))
+        state = RankingState(hp, stream, metric_ks(protocol, cfg.eval.ks))
         n_train = len(split.train)
         make_train: Callable[[int], tf.data.Dataset]  # global batch size -> the training batches
         if explicit:
             def make_train(batch: int) -> tf.data.Dataset:
-                return make_dataset(cols["train"], batch, t.shuffle_buffer, t.seed)
+                return explicit_dataset(stream, batch, t.shuffle_buffer, t.seed)
             steps, examples_per_epoch = -(-n_train // t.batch_size), n_train
-            offset = float(np.mean(cols["train"]["label"]))
+            offset = float(np.mean(stream.labels("train")))
             monitor = "neg_rmse"
         else:
-            train_users = tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
-                cols["train"]["user_id"]).numpy()
+            train_users, train_items = vocabulary_index(stream, vocab, "train")
             sampler = NegativeSampler(
-                len(vocab.movie_ids), train_users, movie_rows(vocab, cols["train"]["movie_id"]),
+                len(vocab.movie_ids), train_users, train_items,
                 count=t.negatives.count, distribution=t.negatives.distribution,
                 exclude_seen=t.negatives.exclude_seen, item_counts=vocab.item_counts[1:], seed=t.seed)
             grouped = t.loss != "pointwise"
 
             def make_train(batch: int) -> tf.data.Dataset:  # every worker draws the same negatives (same seed)
-                return implicit_dataset(cols["train"], vocab, sampler, batch, t.seed, grouped=grouped)
+                return implicit_dataset(stream, vocab, sampler, batch, t.seed, grouped=grouped)
             examples_per_epoch = n_train * (1 + t.negatives.count)
             per_step = max(1, t.batch_size // (1 + t.negatives.count)) if grouped else t.batch_size
             steps = -(-(n_train if grouped else examples_per_epoch) // per_step)
@@ -434,10 +482,10 @@ class RankingTask(Task):
         def validator(model: RankingModel) -> Callable[[], dict[str, float]]:
             def validate() -> dict[str, float]:
                 if explicit:
-                    m = explicit_metrics(model, cols["validation"])
+                    m = stream_explicit_metrics(model, stream, "validation")
                     return {**m, "neg_rmse": -m["rmse"]}
-                return ranking_eval(model, vocab, cols["validation"], protocol=protocol, ks=state.ks,
-                                    history=seen["validation"], batch_size=cfg.eval.batch_size)
+                return stream_ranking_eval(model, stream, "validation", protocol=protocol, ks=state.ks,
+                                           batch_size=cfg.eval.batch_size)
             return validate
 
         def fit(model: RankingModel, label: str) -> FitResult:
@@ -448,7 +496,7 @@ class RankingTask(Task):
 
         def build() -> RankingModel:
             table = rating_table("train") if hp.architecture == "autorec" else None
-            return make_model(vocab, hp, cols["train"], offset, t.loss, table)
+            return make_model(vocab, hp, None, offset, t.loss, table)
 
         fits: list[FitResult] = []
         pretrained = None
@@ -484,10 +532,10 @@ class RankingTask(Task):
         protocol, explicit = ctx.split.protocol, s.hp.objective == "explicit"
         metrics: dict[str, float] = {}
         if explicit:
-            metrics.update(explicit_metrics(trained.model, s.cols["test"]))
+            metrics.update(stream_explicit_metrics(trained.model, s.stream, "test"))
         if not explicit or protocol == "leave-last-out":
-            metrics.update(ranking_eval(trained.model, ctx.vocab, s.cols["test"], protocol=protocol, ks=s.ks,
-                                        history=s.seen["test"], batch_size=ctx.cfg.eval.batch_size))
+            metrics.update(stream_ranking_eval(trained.model, s.stream, "test", protocol=protocol, ks=s.ks,
+                                               batch_size=ctx.cfg.eval.batch_size))
         return metrics
 
     def export(self, ctx: RunContext, trained: Trained, export_dir: Path) -> dict[str, float]:
@@ -505,19 +553,16 @@ class RankingTask(Task):
         """The whole catalogue scored for the first test row of up to ``sample`` users (scoring
         every test row would cost minutes)."""
         vocab, s = ctx.vocab, trained.state
-        columns = s.cols["test"]
-        targets = movie_rows(vocab, columns["movie_id"])
-        rows = report.first_per_user(columns["user_id"])
-        rows = rows[targets[rows] >= 0][:sample]
-        columns, targets = {k: v[rows] for k, v in columns.items()}, targets[rows]
-        exclude = None
-        if ctx.split.protocol == "leave-last-out":
-            history = s.seen["test"]
-            exclude = known_rows(vocab, columns["user_id"], history)
+        stream = s.stream
+        targets = stream.targets("test")
+        rows = report.first_per_user(stream.users("test"))
+        rows = rows[targets[rows] < stream.data.num_catalogue][:sample]
+        exclude = stream.seen("test", rows) if ctx.split.protocol == "leave-last-out" else None
         note = (f"recall@K of the ranking model over the whole catalogue, first test rating of "
                 f"{len(rows)} users ({'seen not excluded' if exclude is None else 'seen excluded'})")
-        return report.scored_inputs(score_matrix(trained.model, columns, batch_size=8), targets,
-                                    users=columns["user_id"], exclude=exclude, item_counts=vocab.item_counts[1:],
+        return report.scored_inputs(score_batches(trained.model, stream.batches("test", rows, batch_size=8)),
+                                    targets[rows].astype(np.int64), users=stream.data.user_ids[stream.users("test")[rows]],
+                                    exclude=exclude, item_counts=vocab.item_counts[1:],
                                     titles=report.catalogue_titles(ctx.data, vocab.movie_ids), ranks_note=note)
 
 

@@ -28,7 +28,7 @@ from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.splits import Split
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.export.retrieval import export_retrieval
-from tfrs_lab.export.tables import ItemTable
+from tfrs_lab.export.tables import ItemTable, latest_items
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.evaluation.metrics import EARLY_STOPPING_METRIC, metric_ks
@@ -79,13 +79,12 @@ def streamed_tables(data: Interactions, vocab: Vocabularies, hp: RetrievalModelC
     (never a string per entry: at 25M the seen table has 162k x 500 entries): (the user table [U + 1]
     each, its ``history`` an :class:`ItemTable` [U + 1, history_length]; the seen table
     :class:`ItemTable` [U + 1, w]) for the vocabulary's users, row 0 the unknown user (all pads)."""
-    users = np.concatenate([[-1], data.codes_of(vocab.user_ids)])  # -1: the unknown user's empty row
     counts = np.diff(data.sequence_offsets)
     w = max(1, min(width, int(counts.max()) if len(counts) else 1))
-    known = ItemTable.from_codes(data.item_ids, data.latest_codes(users, w))
+    known = latest_items(data, vocab.user_ids, w)
     table: dict[str, np.ndarray | ItemTable] = dict(vocab.user_table)
     if "history" in hp.query_features:
-        table["history"] = ItemTable.from_codes(data.item_ids, data.latest_codes(users, hp.history_length))
+        table["history"] = latest_items(data, vocab.user_ids, hp.history_length)
     return table, known
 
 
@@ -278,10 +277,10 @@ class RetrievalTask(Task):
                     title_max_tokens=m.title_max_tokens, timestamp_buckets=m.timestamp_buckets)
 
     # Hooks a task built on these towers (multitask) overrides; retrieval's own behaviour below.
-    def stream_labels(self, data: Interactions, split: Split, hp: RetrievalModelConfig) -> np.ndarray | None:
-        """float32 ``[n]``: each row's ``label`` batch column (:class:`RetrievalStream`), or None
-        (retrieval: no label)."""
-        return None
+    def stream_label(self, data: Interactions, split: Split, hp: RetrievalModelConfig) -> bool:
+        """Whether the stream batches each row's ``label`` (:class:`RetrievalStream`: the rating
+        column); retrieval: no."""
+        return False
 
     def build_model(self, vocab: Vocabularies, hp: RetrievalModelConfig, stream: RetrievalStream) -> RetrievalModel:
         """A fresh, untrained model (built inside the distribution strategy's scope)."""
@@ -317,7 +316,7 @@ class RetrievalTask(Task):
                                 "column: name one (--columns ...,rating=COLUMN) or set train.sample_weight=none")
             weights = sample_weights(data.rating, cfg.train.sample_weight, split.train)
         stream = RetrievalStream(data, split, hp.history_length if "history" in hp.query_features else 0, weights,
-                                 labels=self.stream_labels(data, split, hp))
+                                 label=self.stream_label(data, split, hp))
         state = StreamState(hp, stream, metric_ks(split.protocol, cfg.eval.ks))
         sample = stream.features("train", np.arange(min(2, len(split.train))))
         steps = -(-len(split.train) // cfg.train.batch_size)

@@ -6,9 +6,9 @@ their newest ratings a target; Mult-VAE's ``recall@K`` / ``ndcg@K`` per user).
 
 The task reads compact :class:`~tfrs_lab.data.interactions.Interactions` (:meth:`SequentialTask.streams`:
 your own data straight from the prepared dataset; MovieLens encoded once): the training windows,
-the evaluation histories and the export's per-user history table all come from its per-user
-sequence index (:meth:`Interactions.user_items`, :meth:`Interactions.latest`), never from a string
-column per row; the windows' inputs and targets are gathered per batch inside the ``tf.data``
+the evaluation histories and the export's per-user history table (int32 item codes,
+:func:`serving_histories`) all come from its per-user sequence index (:meth:`Interactions.user_items`,
+:meth:`Interactions.latest_codes`), never from a string column per row; the windows' inputs and targets are gathered per batch inside the ``tf.data``
 pipeline (:func:`sequence_dataset`).
 """
 
@@ -33,6 +33,7 @@ from tfrs_lab.data.splits import HELD_OUT_USERS, Split
 from tfrs_lab.evaluation.metrics import metric_ks, multi_target_metrics, ranking_metrics, target_ranks
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.export.sequential import export_sequential
+from tfrs_lab.export.tables import ItemTable, latest_items
 from tfrs_lab.models.sequential import SequentialModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.training.common import learning_rate, make_dataset, optimizer
@@ -172,11 +173,11 @@ def sequence_dataset(seqs: TrainingSequences, batch_size: int, shuffle_buffer: i
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def serving_histories(data: MovieLensData | Interactions, vocab: Vocabularies, width: int) -> np.ndarray:
-    """str [U, width]: each known user's latest ``width`` movies among *all* ratings, oldest first
-    ('' left padding) — the freshest history the exported model can hold (from the sequence index)."""
-    data = Interactions.of(data)
-    return data.latest(data.codes_of(vocab.user_ids), width)[:, ::-1]
+def serving_histories(data: MovieLensData | Interactions, vocab: Vocabularies, width: int) -> ItemTable:
+    """[U, width]: each known user's latest ``width`` movies among *all* ratings, oldest first (pads
+    on the left) — the freshest history the exported model can hold — as int32 item codes from the
+    sequence index (:func:`~tfrs_lab.export.tables.latest_items`, never a string per entry)."""
+    return latest_items(Interactions.of(data), vocab.user_ids, width, unknown_row=False, oldest_first=True)
 
 
 @dataclasses.dataclass

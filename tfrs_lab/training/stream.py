@@ -11,7 +11,9 @@ the MovieLens demographics where the data has them, the typed context features o
 data by name (:func:`context_gather`: raw strings, numbers, times, vectors), ``history`` (string
 [B, H], the user's previous ``history_length`` source items, most recent first, '' padded), and with
 ``train.sample_weight`` the rows' loss weights (``sample_weight``, float32 [B]), so the model and
-its export stay string-keyed; with ``labels`` (multitask's rating head) each row's ``label`` (float32 [B]). Evaluation ranks every evaluated row over the whole catalogue in chunks
+its export stay string-keyed; with ``label`` each row's ``label`` (float32 [B], the rating column:
+what multitask's rating head regresses). The ranking task streams from the same class (``raw``: the columns its
+model reads, ``label``: the rating; :func:`tfrs_lab.training.ranking.ranking_stream`). Evaluation ranks every evaluated row over the whole catalogue in chunks
 (:func:`stream_ranks`), the exclusions as views into the history source; validation during training
 may rank only the rows of a fixed, seeded sample of users (:meth:`RetrievalStream.user_sample`,
 ``eval.validation_users``), test evaluation always ranks every rankable test row, and
@@ -21,7 +23,7 @@ may rank only the rows of a fixed, seeded sample of users (:meth:`RetrievalStrea
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -79,20 +81,24 @@ class RetrievalStream:
         history_length: H, items per history; 0 when the query tower reads none (no ``history`` key).
         weights: float32 ``[n]`` each row's loss weight (``tfrs_lab.training.common.sample_weights``),
             batched as ``sample_weight``; None: no such key (every row weighs 1).
-        labels: float32 ``[n]`` each row's ``label`` (e.g. the rating a multitask model regresses);
-            None: no such key.
+        raw: the per-row raw columns batched besides the ids (``timestamp`` and keys of
+            :attr:`Interactions.extra`, in this order); None: ``timestamp`` and every ``extra``
+            column (what the retrieval towers read). The ranking task passes those its model reads.
+        label: batch ``label`` (float32 [B], :meth:`labels_of`: the rating column), as the ranking
+            task and multitask's rating head train on.
     """
 
     def __init__(self, data: Interactions, split: Split, history_length: int,
-                 weights: np.ndarray | None = None, labels: np.ndarray | None = None) -> None:
+                 weights: np.ndarray | None = None, *, raw: Sequence[str] | None = None,
+                 label: bool = False) -> None:
         self.data, self.length = data, history_length
         self.weight = None if weights is None else tf.constant(np.asarray(weights, np.float32))
-        self.labels = None if labels is None else np.asarray(labels, np.float32)
-        self.label = None if labels is None else tf.constant(self.labels)
+        self.label = tf.constant(self.labels_of(None)) if label else None
         self.user = tf.constant(np.asarray(data.user, np.int32))
         self.item = tf.constant(np.asarray(data.item, np.int32))
-        self.timestamp = tf.constant(np.asarray(data.timestamp, np.int64))
-        self.extra = {k: tf.constant(v) for k, v in data.extra.items()}
+        raw = ("timestamp", *data.extra) if raw is None else tuple(raw)
+        self.raw = {k: tf.constant(np.asarray(data.timestamp, np.int64) if k == "timestamp" else data.extra[k])
+                    for k in raw}
         self.context = {name: context_gather(f) for name, f in data.features.items() if f.spec.side == "context"}
         self.user_ids = tf.constant(data.user_ids.astype(str))
         self.item_ids = tf.constant(data.item_ids.astype(str))
@@ -114,8 +120,11 @@ class RetrievalStream:
         if name not in self._graphs:
             p = self.parts[name]
             shared = next((g[2:] for n, g in self._graphs.items() if self.parts[n].source is p.source), None)
-            self._graphs[name] = (tf.constant(p.rows), tf.constant(p.stop),
-                                  *(shared or (tf.constant(p.source.items), tf.constant(p.source.user_start))))
+            # eager constants even when first asked inside a tf.function (a parameter-server worker's
+            # dataset_fn builds the training batches): later eager batches share them
+            with tf.init_scope():
+                self._graphs[name] = (tf.constant(p.rows), tf.constant(p.stop),
+                                      *(shared or (tf.constant(p.source.items), tf.constant(p.source.user_start))))
         return self._graphs[name]
 
     def batch_fn(self, name: str):
@@ -127,12 +136,12 @@ class RetrievalStream:
             r = tf.gather(rows, positions)
             u = tf.gather(self.user, r)
             out = {"user_id": tf.gather(self.user_ids, u), "movie_id": tf.gather(self.item_ids, tf.gather(self.item, r)),
-                   "timestamp": tf.gather(self.timestamp, r), **{k: tf.gather(v, r) for k, v in self.extra.items()},
+                   **{k: tf.gather(v, r) for k, v in self.raw.items()},
                    **{k: gather(r) for k, gather in self.context.items()}}
-            if self.weight is not None:
-                out["sample_weight"] = tf.gather(self.weight, r)
             if self.label is not None:
                 out["label"] = tf.gather(self.label, r)
+            if self.weight is not None:
+                out["sample_weight"] = tf.gather(self.weight, r)
             if length:
                 stop = tf.gather(stops, positions)
                 start = tf.gather(user_start, u)
@@ -179,6 +188,18 @@ class RetrievalStream:
     def users(self, name: str) -> np.ndarray:
         """int64 [q]: each row's user code."""
         return self.data.user[self.parts[name].rows].astype(np.int64)
+
+    def labels(self, name: str) -> np.ndarray:
+        """float32 [q]: each row's ``label`` (:meth:`labels_of`)."""
+        return self.labels_of(self.parts[name].rows)
+
+    def labels_of(self, rows: np.ndarray | None) -> np.ndarray:
+        """float32 [len(rows)] (None: every row, [n]): the rating column of those rows (1.0 when the
+        data has none)."""
+        rating, n = self.data.rating, self.data.num_ratings if rows is None else len(rows)
+        if rating is None:
+            return np.ones(n, np.float32)
+        return np.asarray(rating if rows is None else rating[rows], np.float32)
 
     def seen(self, name: str, positions: np.ndarray) -> list[np.ndarray]:
         """The catalogue rows each of those rows' users has in its history source (what a ranking excludes)."""
