@@ -27,7 +27,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.ranking import RankingServer, probe_pairs, verify_rerank
