@@ -103,12 +103,13 @@ def _retrieval_setup(cfg):
 
 
 def _ranking_setup(cfg):
-    from tfrs_lab.training.ranking import explicit_metrics, hyperparameters, make_model, split_columns
+    from tfrs_lab.training.ranking import (explicit_metrics, hyperparameters, make_model, resolve_hidden_units,
+                                           split_columns)
     from tfrs_lab.training.runner import prepare
 
     p = prepare("ranking", cfg)
     data, split, vocab = p.data, p.split, p.vocab
-    hp = hyperparameters(cfg)
+    hp = hyperparameters(resolve_hidden_units(cfg, data, split.train))
     cols = split_columns(data, split, hp)
     model = make_model(vocab, hp, cols["train"], float(np.mean(cols["train"]["label"])))
     return model, cols["train"], lambda: explicit_metrics(model, cols["validation"])
