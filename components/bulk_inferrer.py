@@ -1,6 +1,7 @@
 """BulkInferrer: top-K items for every user of the Examples, from the exported SavedModel.
 
-Writes ``top_k.jsonl`` (one ``{"user_id", "item_ids", "scores"}`` line per user, best first).
+Writes ``top_k.jsonl`` (one ``{"user_id", "item_ids", "scores"}`` line per user, best first), for
+every user with a row in the Examples (your own data: the prepared dataset's user vocabulary).
 Retrieval and sequential models are asked through their user-id signature (``serving_default``
 or ``recommend_for_user``); rating models score the whole catalogue per user through
 ``serving_default(user_id, item_id)``.
@@ -45,8 +46,9 @@ class BulkInferrer(Component):
             return
         register_scann_ops()
         loaded = tf.saved_model.load(str(ctx.inputs["model"].serving_dir))
-        data = read_examples(ctx.inputs["examples"]).data
-        users = np.unique(data.ratings["user_id"]).astype(str)
+        examples = read_examples(ctx.inputs["examples"])  # own data: the prepared codes, never to_data()
+        data = examples.data
+        users = examples.users().astype(str)
         fns = loaded.signatures
         by_user = next((fns[n] for n in (sig.SERVING_DEFAULT, sig.RECOMMEND_FOR_USER) if n in fns
                         and set(fns[n].structured_input_signature[1]) == {sig.USER_ID}), None)

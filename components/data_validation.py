@@ -22,8 +22,8 @@ import numpy as np
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
 
-__all__ = ["ExampleValidator", "feature_statistics", "find_anomalies", "MAX_VALUE_COUNTS", "read_statistics",
-           "SchemaGen", "StatisticsGen"]
+__all__ = ["coded_statistics", "ExampleValidator", "feature_statistics", "find_anomalies", "MAX_VALUE_COUNTS",
+           "read_statistics", "SchemaGen", "StatisticsGen"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,31 @@ def feature_statistics(values: np.ndarray) -> dict[str, Any]:
     return stats
 
 
+def coded_statistics(codes: np.ndarray, ids: np.ndarray) -> dict[str, Any]:
+    """:func:`feature_statistics` of the string column ``ids[codes]`` without building it: counts of
+    the codes (int ``[n]``) by ``np.bincount``, one string per distinct id (``ids``: object ``[V]``)."""
+    counts = np.bincount(np.asarray(codes, np.int64), minlength=len(ids))
+    used = np.flatnonzero(counts)
+    values, n = ids[used].astype(str), int(len(codes))
+    stats: dict[str, Any] = {"kind": "bytes", "count": n, "missing": int(counts[used][values == ""].sum()),
+                             "num_unique": int(len(used))}
+    if len(used) <= MAX_VALUE_COUNTS:
+        stats["value_counts"] = {str(v): int(c) for v, c in zip(values, counts[used])}
+    return stats
+
+
+def _split_statistics(loaded: Any, rows: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Every feature's statistics over ``rows`` of Examples read back: the string columns, or for a
+    prepared dataset (your own data) the same columns (``user_id``, ``movie_id``, ``user_rating``,
+    ``timestamp``) computed from its codes."""
+    d = loaded.data
+    if loaded.prepared is None:
+        return {k: feature_statistics(v[rows]) for k, v in d.ratings.items()}
+    return {"user_id": coded_statistics(d.user[rows], d.user_ids), "movie_id": coded_statistics(d.item[rows], d.item_ids),
+            "user_rating": feature_statistics(np.asarray(d.rating[rows], np.float32)),
+            "timestamp": feature_statistics(np.asarray(d.timestamp[rows], np.int64))}
+
+
 class StatisticsGen(Component):
     """Per-split feature statistics of an ``Examples`` artifact."""
 
@@ -63,7 +88,7 @@ class StatisticsGen(Component):
         loaded = read_examples(ctx.inputs["examples"])
         out = ctx.outputs["statistics"]
         for split, rows in loaded.splits.items():
-            stats = {k: feature_statistics(v[rows]) for k, v in loaded.data.ratings.items()}
+            stats = _split_statistics(loaded, rows)
             stats["movie_id"]["catalogue_size"] = int(len(loaded.data.movies["movie_id"]))
             out.split_uri(split).mkdir(parents=True, exist_ok=True)
             (out.split_uri(split) / A.STATISTICS_FILE).write_text(json.dumps(stats, indent=1, sort_keys=True))

@@ -96,37 +96,51 @@ def served_metrics(model: A.Artifact, model_run: A.Artifact, examples: A.Artifac
     saved = tf.saved_model.load(str(model.serving_dir))
     data = loaded.data
     if task == "retrieval" and PROTOCOLS[loaded.protocol] == HASH:  # hash, time, predefined: rating-level
-        from tfrs_lab.training.retrieval import hyperparameters, split_columns
+        from tfrs_lab.training.retrieval import hyperparameters
 
         hp = hyperparameters(cfg, data.has_user_features)
-        cols = split_columns(data, Split(loaded.protocol, loaded.splits["train"], loaded.splits["validation"], test),
-                             hp)["test"]
-        n = len(cols["user_id"])
+        split = Split(loaded.protocol, loaded.splits["train"], loaded.splits["validation"], test)
+        batch = _test_features(data, split, hp, loaded.prepared is not None)
         fn = saved.signatures[sig.QUERY_FEATURES]
-        defaults = {"bucketized_user_age": np.zeros(n, np.float32), "user_gender": np.zeros(n, np.int64),
-                    "user_occupation_label": np.zeros(n, np.int64)}
-        history = cols.get("history", np.full((n, 1), "", dtype=object))
+        defaults = {"bucketized_user_age": np.float32, "user_gender": np.int64, "user_occupation_label": np.int64}
         found = []
-        for start in range(0, n, batch_size):
-            part = slice(start, start + batch_size)
-            inputs = {sig.USER_ID: cols["user_id"][part].astype(str), sig.TIMESTAMP: cols["timestamp"][part].astype(np.int64),
-                      **{k: np.asarray(cols.get(k, v))[part].astype(v.dtype) for k, v in defaults.items()},
-                      sig.HISTORY: history[part].astype(str)}
+        for start in range(0, len(test), batch_size):
+            cols = batch(np.arange(start, min(start + batch_size, len(test))))
+            n = len(cols["user_id"])
+            inputs = {sig.USER_ID: cols["user_id"], sig.TIMESTAMP: np.asarray(cols["timestamp"], np.int64),
+                      **{k: np.asarray(cols[k] if k in cols else np.zeros(n), t) for k, t in defaults.items()},
+                      sig.HISTORY: cols["history"] if "history" in cols else np.full((n, 1), "", dtype=object)}
             found.append(fn(**{k: tf.constant(v) for k, v in inputs.items()})[sig.ITEM_IDS].numpy().astype(str))
         ids = np.concatenate(found)
         ks = [k for k in sorted(set(cfg.eval.ks)) if k <= ids.shape[1]]
-        return {f"served_{k}": round(v, 6) for k, v in hits_at_k(ids, cols["movie_id"].astype(str), ks).items()}
+        targets = loaded.ids(test)[1].astype(str)
+        return {f"served_{k}": round(v, 6) for k, v in hits_at_k(ids, targets, ks).items()}
     if task == "ranking" and cfg.model.objective == "explicit":
         fn = saved.signatures[sig.SERVING_DEFAULT]
         preds = []
         for start in range(0, len(test), batch_size):
-            rows = test[start:start + batch_size]
-            out = fn(**{sig.USER_ID: tf.constant(data.ratings["user_id"][rows].astype(str)),
-                        sig.ITEM_ID: tf.constant(data.ratings["movie_id"][rows].astype(str))})
+            users, items = loaded.ids(test[start:start + batch_size])
+            out = fn(**{sig.USER_ID: tf.constant(users.astype(str)), sig.ITEM_ID: tf.constant(items.astype(str))})
             preds.append(np.asarray(out[sig.RATING]).reshape(-1))
-        m = rating_metrics(np.concatenate(preds), data.ratings["user_rating"][test])
+        m = rating_metrics(np.concatenate(preds), loaded.labels(test))
         return {f"served_{k}": round(v, 6) for k, v in m.items()}
     return {}
+
+
+def _test_features(data, split, hp, coded: bool):
+    """``f(positions) -> columns`` of the test rows ``split.test[positions]`` the trainer evaluated
+    with (ids, timestamp, demographics, the history from train + validation rows): for your own data
+    gathered from the codes by the retrieval stream (:class:`tfrs_lab.training.stream.RetrievalStream`,
+    what the trainer itself read), else the string columns of ``split_columns``."""
+    if coded:
+        from tfrs_lab.training.stream import RetrievalStream
+
+        stream = RetrievalStream(data, split, hp.history_length if "history" in hp.query_features else 0)
+        return lambda positions: stream.features("test", positions)
+    from tfrs_lab.training.retrieval import split_columns
+
+    cols = split_columns(data, split, hp)["test"]
+    return lambda positions: {k: v[positions] for k, v in cols.items()}
 
 
 class Evaluator(Component):

@@ -23,8 +23,17 @@ rows. The artifact records the split (property ``split``) and its options (``spl
 task config's ``data`` settings, which :func:`data_section` hands to Transform, Tuner and Trainer).
 
 Your own data goes through the prepared-dataset cache as ``train``'s does
-(:func:`tfrs_lab.data.prepared.prepare_dataset`, in ``<data_dir>/prepared`` or else
-``<pipeline root>/prepared``): a repeated run reuses it by the files' fingerprint.
+(:func:`tfrs_lab.data.prepared.prepare_dataset`, or with ``beam_runner`` the same preparation as an
+Apache Beam pipeline, :func:`tfrs_lab.data.beam_prepare.prepare_dataset_beam`; in
+``<data_dir>/prepared`` or else ``<pipeline root>/prepared``): a repeated run reuses it by the files'
+fingerprint. Its Examples are the prepared dataset itself, never string records: ``prepared.json``
+(the directory, its fingerprint and name) and ``Split-<name>/rows.npy`` (int64 row indices into
+the prepared rows), property ``payload_format: FORMAT_PREPARED``; :func:`read_examples` gives the
+codes as :class:`~tfrs_lab.data.interactions.Interactions` (``LoadedExamples.prepared``: the
+:class:`~tfrs_lab.data.prepared.PreparedDataset`), which Transform, Trainer, Tuner, Evaluator,
+BulkInferrer, InfraValidator and StatisticsGen read without ``to_data()``. The splits are computed
+from the codes (:meth:`Interactions.split`, equal to :func:`make_split` on the string columns);
+``predefined`` alone matches its test file on the string keys, as ``train`` does.
 """
 
 from __future__ import annotations
@@ -47,7 +56,8 @@ from tfrs_lab.config import DataConfig
 from tfrs_lab.data.splits import SPLIT_NAMES
 
 __all__ = ["CATALOGUE_COLUMNS", "column_spec", "COLUMNS", "data_section", "DEFAULT_SPLIT_CONFIG", "ExampleGen",
-           "FOLD_IN_SPLITS", "load_table", "LoadedExamples", "read_examples", "read_records", "ROW", "split_rows",
+           "FOLD_IN_SPLITS", "FORMAT_PREPARED", "FORMAT_TF_EXAMPLE", "load_table", "LoadedExamples", "open_prepared",
+           "PAYLOAD_FORMAT", "PREPARED_FILE", "read_examples", "read_records", "ROW", "ROWS_FILE", "split_rows",
            "SPLIT_OPTIONS", "SPLITS", "write_examples", "write_records"]
 
 logger = logging.getLogger(__name__)
@@ -59,6 +69,11 @@ DEFAULT_SPLIT_CONFIG = {"train": 8, "validation": 1, "test": 1}
 ROW = "_row"
 COLUMNS = "columns"  # property: {name: [dtype, width]} of the rating features
 CATALOGUE_COLUMNS = "catalogue_columns"
+PAYLOAD_FORMAT = "payload_format"  # property (TFX's name): how the Examples hold their rows
+FORMAT_TF_EXAMPLE = "FORMAT_TF_EXAMPLE"  # GZIP TFRecords of tf.train.Example (MovieLens, CSV input)
+FORMAT_PREPARED = "FORMAT_PREPARED"  # a reference to a prepared dataset (your own data) + split row indices
+PREPARED_FILE = "prepared.json"  # FORMAT_PREPARED: {"path", "fingerprint", "name", "counts"} of the prepared dataset
+ROWS_FILE = "rows.npy"  # FORMAT_PREPARED: Split-<name>/rows.npy, int64 row indices into the prepared rows
 
 
 def _kind(values: np.ndarray) -> str:
@@ -124,24 +139,78 @@ def read_records(files: list[Path], spec: dict[str, list]) -> dict[str, np.ndarr
 
 @dataclasses.dataclass(frozen=True)
 class LoadedExamples:
-    """An Examples artifact read back: the table (original row order) and each split's rows."""
+    """An Examples artifact read back: the table (original row order) and each split's rows.
 
-    data: Any  # MovieLensData
-    splits: dict[str, np.ndarray]  # split name -> row indices into data.ratings, ascending
+    ``data`` is a ``MovieLensData`` (string columns) for TFRecord Examples, and for your own data
+    (``FORMAT_PREPARED``) the prepared dataset's codes as ``Interactions`` (``prepared``: the
+    ``PreparedDataset`` itself); :meth:`ids`, :meth:`labels` and :meth:`users` answer for both."""
+
+    data: Any  # MovieLensData | Interactions
+    splits: dict[str, np.ndarray]  # split name -> row indices into the data's rows, ascending
     protocol: str  # the split's name (tfrs_lab.data.splits.SPLIT_NAMES); its evaluation protocol is PROTOCOLS[protocol]
     split_config: dict[str, int] = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPLIT_CONFIG))
     split_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # see data_section
+    prepared: Any = None  # PreparedDataset of FORMAT_PREPARED Examples, else None
 
     @property
     def split_settings(self) -> dict[str, Any]:
         """The keyword arguments of :func:`write_examples` that pass these split settings on."""
         return {"protocol": self.protocol, "split_config": self.split_config, "split_options": self.split_options}
 
+    def ids(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(user ids, item ids), object ``[len(rows)]`` of ``str`` each, of ``rows`` (own data: gathered
+        from the vocabularies for those rows only)."""
+        d = self.data
+        if self.prepared is None:
+            return d.ratings["user_id"][rows], d.ratings["movie_id"][rows]
+        return d.user_ids[d.user[rows]], d.item_ids[d.item[rows]]
+
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        """float32 ``[len(rows)]``: the rating (or implicit weight) of ``rows``."""
+        d = self.data
+        return np.asarray(d.ratings["user_rating"][rows] if self.prepared is None else d.rating[rows], np.float32)
+
+    def users(self) -> np.ndarray:
+        """object ``[U]``: every user id with a row, ascending (as strings)."""
+        d = self.data
+        if self.prepared is None:
+            return np.unique(d.ratings["user_id"].astype(str)).astype(object)
+        return d.user_ids[np.unique(d.user)]
+
+
+def open_prepared(examples: Artifact):
+    """The :class:`~tfrs_lab.data.prepared.PreparedDataset` a ``FORMAT_PREPARED`` Examples artifact
+    references; ComponentError when it is gone or holds other data than the Examples recorded."""
+    from tfrs_lab.data.movielens import DataError
+    from tfrs_lab.data.prepared import load_prepared
+
+    ref = json.loads((examples.path / PREPARED_FILE).read_text())
+    try:
+        prepared = load_prepared(ref["path"])
+    except DataError as e:
+        raise ComponentError(f"examples: {examples.uri} references the prepared dataset {ref['path']}, which cannot be "
+                             f"read ({e}): run its ExampleGen again (--no-cache)") from e
+    if prepared.fingerprint != ref["fingerprint"]:
+        raise ComponentError(f"examples: {examples.uri} references the prepared dataset {ref['path']} with fingerprint "
+                             f"{ref['fingerprint'][:16]}, but it now holds {prepared.fingerprint[:16]}: run its "
+                             "ExampleGen again (--no-cache)")
+    return prepared
+
 
 def read_examples(examples: Artifact) -> LoadedExamples:
-    """Reads an ``Examples`` artifact written by ExampleGen back into a ``MovieLensData``."""
+    """Reads an ``Examples`` artifact written by ExampleGen back: TFRecords into a ``MovieLensData``,
+    a prepared dataset (``FORMAT_PREPARED``) as ``Interactions`` of its codes (never ``to_data()``)."""
     from tfrs_lab.data.movielens import MovieLensData
 
+    settings = (examples.properties.get("split", "hash"),
+                json.loads(examples.properties.get("split_config", json.dumps(DEFAULT_SPLIT_CONFIG))),
+                json.loads(examples.properties.get(SPLIT_OPTIONS, "{}")))
+    if examples.properties.get(PAYLOAD_FORMAT) == FORMAT_PREPARED:
+        from tfrs_lab.data.interactions import Interactions
+
+        prepared = open_prepared(examples)
+        rows = {s: np.load(examples.split_uri(s) / ROWS_FILE) for s in examples.split_names}
+        return LoadedExamples(Interactions.from_prepared(prepared), rows, *settings, prepared=prepared)
     spec = json.loads(examples.properties[COLUMNS])
     parts = {s: read_records(sorted(examples.split_uri(s).glob("*.gz")), {**spec, ROW: ["int", 0, "int64"]})
              for s in examples.split_names}
@@ -158,9 +227,7 @@ def read_examples(examples: Artifact) -> LoadedExamples:
     movies = read_records(sorted((examples.path / A.CATALOGUE_DIR).glob("*.gz")),
                           json.loads(examples.properties[CATALOGUE_COLUMNS]))
     data = MovieLensData(examples.properties.get("dataset", "examples"), ratings, movies)
-    return LoadedExamples(data, splits, examples.properties.get("split", "hash"),
-                          json.loads(examples.properties.get("split_config", json.dumps(DEFAULT_SPLIT_CONFIG))),
-                          json.loads(examples.properties.get(SPLIT_OPTIONS, "{}")))
+    return LoadedExamples(data, splits, *settings)
 
 
 def data_section(examples: Artifact) -> dict[str, Any]:
@@ -172,11 +239,34 @@ def data_section(examples: Artifact) -> dict[str, Any]:
 
 def write_examples(out: Artifact, data: Any, splits: dict[str, np.ndarray], *, protocol: str = "hash",
                    split_config: dict[str, int] | None = None, split_options: dict[str, Any] | None = None) -> None:
-    """Writes ``data`` (a ``MovieLensData``) as the Examples artifact ``out``: ``Split-<name>/``
-    records of each split's rows (indices into ``data.ratings``), the catalogue, and every property
-    readers need, the split (``protocol``: its name), ``split_config`` and ``split_options`` (see
+    """Writes ``data`` as the Examples artifact ``out``: a ``MovieLensData`` as ``Split-<name>/``
+    records of each split's rows (indices into ``data.ratings``) and the catalogue; a
+    ``PreparedDataset`` (your own data) as a reference to it (``prepared.json``) and each split's
+    row indices (``Split-<name>/rows.npy``), no record per row. Plus every property readers need,
+    the split (``protocol``: its name), ``split_config`` and ``split_options`` (see
     :func:`data_section`) the Trainer checks included. A custom component deriving Examples from
-    Examples passes on its input's settings: ``**loaded.split_settings`` (:class:`LoadedExamples`)."""
+    Examples passes on its input's settings: ``**loaded.split_settings`` (:class:`LoadedExamples`),
+    and own data as ``loaded.prepared``."""
+    from tfrs_lab.data.prepared import PreparedDataset
+
+    settings = {
+        A.SPLIT_NAMES: json.dumps(list(splits)), "split": protocol,
+        "split_config": json.dumps(DEFAULT_SPLIT_CONFIG if split_config is None else split_config),
+        SPLIT_OPTIONS: json.dumps(split_options or {}, sort_keys=True),
+        **{f"num_{k}": int(len(v)) for k, v in splits.items()},
+    }
+    if isinstance(data, PreparedDataset):
+        for name, rows in splits.items():
+            logger.info("writing %d %s rows of prepared %s to %s", len(rows), name, data.name, out.uri)
+            out.split_uri(name).mkdir(parents=True, exist_ok=True)
+            np.save(out.split_uri(name) / ROWS_FILE, np.asarray(rows, np.int64))
+        where = str(Path(data.path).absolute())
+        (out.path / PREPARED_FILE).write_text(json.dumps(
+            {"path": where, "fingerprint": data.fingerprint, "name": data.name, "counts": data.manifest.get("counts", {})},
+            indent=1))
+        out.properties.update({**settings, PAYLOAD_FORMAT: FORMAT_PREPARED, "dataset": data.name,
+                               "prepared_uri": where, "prepared_fingerprint": data.fingerprint})
+        return
     columns = {**data.ratings, ROW: np.arange(data.num_ratings, dtype=np.int64)}
     for name, rows in splits.items():
         logger.info("writing %d %s examples to %s", len(rows), name, out.uri)
@@ -185,31 +275,30 @@ def write_examples(out: Artifact, data: Any, splits: dict[str, np.ndarray], *, p
     spec, cat = column_spec(data.ratings), column_spec(data.movies)
     (out.path / "examples_columns.json").write_text(json.dumps(spec))
     (out.path / "catalogue_columns.json").write_text(json.dumps(cat))
-    out.properties.update({
-        A.SPLIT_NAMES: json.dumps(list(splits)), "split": protocol,
-        "split_config": json.dumps(DEFAULT_SPLIT_CONFIG if split_config is None else split_config),
-        SPLIT_OPTIONS: json.dumps(split_options or {}, sort_keys=True),
-        "dataset": data.dataset, COLUMNS: json.dumps(spec), CATALOGUE_COLUMNS: json.dumps(cat),
-        **{f"num_{k}": int(len(v)) for k, v in splits.items()},
-    })
+    out.properties.update({**settings, PAYLOAD_FORMAT: FORMAT_TF_EXAMPLE, "dataset": data.dataset,
+                           COLUMNS: json.dumps(spec), CATALOGUE_COLUMNS: json.dumps(cat)})
 
 
-def split_rows(protocol: str, ratings: dict[str, np.ndarray], split_config: dict[str, int] | None = None,
+def split_rows(protocol: str, ratings: Any, split_config: dict[str, int] | None = None,
                options: Any = None) -> dict[str, np.ndarray]:
     """Row indices per split (int64, ascending): :func:`tfrs_lab.data.splits.make_split`'s ``train``,
     ``validation``, ``test`` (+ ``fold_in_validation``, ``fold_in_test`` on ``held-out-users``) of the
     split ``protocol`` with ``options`` (a ``SplitOptions``); ``hash`` with a ``split_config`` other than
-    :data:`DEFAULT_SPLIT_CONFIG` buckets by it instead (TFX's ``hash_buckets``)."""
+    :data:`DEFAULT_SPLIT_CONFIG` buckets by it instead (TFX's ``hash_buckets``). ``ratings``: the
+    string columns (``MovieLensData.ratings``), or ``Interactions`` (the codes of a prepared dataset:
+    :meth:`~tfrs_lab.data.interactions.Interactions.split`, the same rows)."""
+    from tfrs_lab.data.interactions import Interactions
     from tfrs_lab.data.splits import HASH, HELD_OUT_USERS, hash_buckets, make_split
 
+    coded = isinstance(ratings, Interactions)
     if protocol != HASH or split_config is None or split_config == DEFAULT_SPLIT_CONFIG:
-        s = make_split(protocol, ratings, options)
+        s = ratings.split(protocol, options) if coded else make_split(protocol, ratings, options)
         out = {"train": s.train, "validation": s.validation, "test": s.test}
         if protocol == HELD_OUT_USERS:
             out.update(zip(FOLD_IN_SPLITS, (s.fold_in_validation, s.fold_in_test)))
         return out
     total = sum(split_config.values())
-    buckets = hash_buckets(ratings["user_id"], ratings["movie_id"], total)
+    buckets = ratings.hash_buckets(total) if coded else hash_buckets(ratings["user_id"], ratings["movie_id"], total)
     out, start = {}, 0
     for name, n in split_config.items():
         out[name] = np.flatnonzero((buckets >= start) & (buckets < start + n)).astype(np.int64)
@@ -247,6 +336,10 @@ def load_table(input_path: Path, movies_path: Path | None, component: str):
     else:
         art_dir = input_path if input_path.is_dir() else input_path.parent
         meta = art_dir / "examples_columns.json"
+        if (art_dir / PREPARED_FILE).exists():
+            raise ComponentError(f"{component}.input_path: {art_dir} is ExampleGen's output of your own data (a "
+                                 f"reference to its prepared dataset, no records): give {component} the same source "
+                                 "(or input_path + columns) instead; it reuses the preparation")
         if not meta.exists():
             raise ComponentError(f"{component}.input_path: {input_path} has no examples_columns.json "
                                  "(point it at an ExampleGen output or a CSV file)")
@@ -311,6 +404,10 @@ class ExampleGen(Component):
                                 "0.1, 0.2)"),
         "predefined": Param(str, None, "split: predefined: u1..u5, ua, ub (MovieLens 100K, with data_zip) or a file "
                             "of test interactions of your own data"),
+        "beam_runner": Param(str, None, "your own data: prepare it as an Apache Beam pipeline on this runner "
+                             "(DirectRunner, FlinkRunner, SparkRunner, DataflowRunner; needs tfrs-lab[beam]); the "
+                             "same files and fingerprint as without"),
+        "beam_options": Param(list, [], "with beam_runner: Beam pipeline options as KEY=VALUE (flink_master=host:8081)"),
     }
 
     def __init__(self, id: str | None = None, **parameters: Any) -> None:
@@ -323,6 +420,7 @@ class ExampleGen(Component):
                                  f"in that order, got {cfg!r}")
         self._own = self._checked_own_source()  # built once: split_data, fingerprint_extra and load reuse it
         self.split_data()  # a bad split option, spec or quick-path column list fails here, naming the parameter
+        self._check_beam()
 
     def split_data(self):
         """The task config's ``DataConfig`` of this ExampleGen's split and options (every split
@@ -363,6 +461,26 @@ class ExampleGen(Component):
             return build(_AnySplitData, values, self.id)
         except ConfigError as e:
             raise ComponentError(str(e)) from e
+
+    def _check_beam(self) -> None:
+        """``beam_runner`` / ``beam_options``: only for your own data, the runner and options valid
+        (Beam imported only when a runner is named); ComponentError naming the parameter."""
+        from tfrs_lab.schema import ConfigError
+
+        p = self.parameters
+        if p["beam_options"] and not p["beam_runner"]:
+            raise ComponentError(f"{self.id}.beam_options needs {self.id}.beam_runner (e.g. beam_runner: DirectRunner)")
+        if not p["beam_runner"]:
+            return
+        if self._own is None:
+            raise ComponentError(f"{self.id}.beam_runner prepares your own data: set {self.id}.source (or input_path "
+                                 f"+ columns), or drop {self.id}.beam_runner")
+        from tfrs_lab.data.beam_prepare import pipeline_options
+
+        try:
+            pipeline_options(p["beam_runner"], [str(o) for o in p["beam_options"]])
+        except ConfigError as e:
+            raise ComponentError(f"{self.id}.beam_runner: {e}") from e
 
     def split_options(self, data) -> dict[str, Any]:
         """What the Examples record as ``split_options`` (:func:`data_section`) for ``data``, the
@@ -434,20 +552,40 @@ class ExampleGen(Component):
                         h.update(f.name.encode() + f.read_bytes())
         return h.hexdigest()
 
-    def load(self, cache_dir: str | Path | None = None):
-        """The ratings and catalogue (a ``MovieLensData``). Your own data is prepared as ``train``
-        prepares it (:func:`tfrs_lab.data.prepared.prepare_dataset`), cached under ``cache_dir``
-        (default ``<data_dir>/prepared``, else ``$TFRS_LAB_DATA_DIR/prepared``)."""
-        from tfrs_lab.data.movielens import load_movielens
+    def prepare(self, cache_dir: str | Path | None = None):
+        """Your own data's :class:`~tfrs_lab.data.prepared.PreparedDataset`, prepared as ``train``
+        prepares it (:func:`~tfrs_lab.data.prepared.prepare_dataset`; with ``beam_runner`` as an Apache
+        Beam pipeline, :func:`~tfrs_lab.data.beam_prepare.prepare_dataset_beam`: the same files and
+        fingerprint), cached under ``cache_dir`` (default ``<data_dir>/prepared``, else
+        ``$TFRS_LAB_DATA_DIR/prepared``) and reused from there by fingerprint."""
         from tfrs_lab.data.prepared import PREPARED_DIR, prepare_dataset
+        from tfrs_lab.schema import ConfigError
+
+        p, own = self.parameters, self.own_source()
+        if own is None:
+            raise ComponentError(f"{self.id}: prepare() needs your own data ({self.id}.source, or input_path + columns)")
+        if cache_dir is None and p["data_dir"]:
+            cache_dir = Path(p["data_dir"]).expanduser() / PREPARED_DIR
+        if not p["beam_runner"]:
+            return prepare_dataset(own, cache_dir=cache_dir, where=f"{self.id}.source")
+        from tfrs_lab.data.beam_prepare import prepare_dataset_beam
+
+        try:
+            return prepare_dataset_beam(own, runner=p["beam_runner"], beam_options=[str(o) for o in p["beam_options"]],
+                                        cache_dir=cache_dir, where=f"{self.id}.source")
+        except ConfigError as e:
+            raise ComponentError(f"{self.id}.beam_runner: {e}") from e
+
+    def load(self, cache_dir: str | Path | None = None):
+        """The ratings and catalogue: a ``MovieLensData`` (MovieLens, synthetic, a CSV or earlier
+        Examples), or for your own data its :class:`~tfrs_lab.data.prepared.PreparedDataset`
+        (:meth:`prepare`; never converted to string columns)."""
+        from tfrs_lab.data.movielens import load_movielens
         from tfrs_lab.data.synthetic import SyntheticSpec
 
         p = self.parameters
-        own = self.own_source()
-        if own is not None:
-            if cache_dir is None and p["data_dir"]:
-                cache_dir = Path(p["data_dir"]).expanduser() / PREPARED_DIR
-            return prepare_dataset(own, cache_dir=cache_dir, where=f"{self.id}.source").to_data()
+        if self.own_source() is not None:
+            return self.prepare(cache_dir)
         if p["input_path"]:
             return load_table(Path(p["input_path"]).expanduser(), Path(p["movies_path"]) if p["movies_path"] else None, self.id)
         synthetic = None
@@ -463,12 +601,29 @@ class ExampleGen(Component):
         from tfrs_lab.data.prepared import PREPARED_DIR
         from tfrs_lab.training.task import data_split_options
 
+        from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions
+        from tfrs_lab.data.prepared import PreparedDataset
+
         p = self.parameters
         data = self.load(None if p["data_dir"] else ctx.pipeline_root / PREPARED_DIR)
         split = self.split_data()
+        if not isinstance(data, PreparedDataset):
+            table = data.ratings
+        elif p["split"] in STREAMED_SPLITS:  # the codes, as the task's own split computes them
+            table = Interactions.from_prepared(data)
+        else:  # predefined: the test file's rows are matched on their string keys, as train matches them
+            table = data.to_data().ratings
         try:  # the messages name the task config's keys: say which component's parameters they are
-            rows = split_rows(p["split"], data.ratings, p["split_config"], data_split_options(split, p["split"]))
+            rows = split_rows(p["split"], table, p["split_config"], data_split_options(split, p["split"]))
         except DataError as e:  # a cut-off pair out of order, split files of other data: name our parameters
             raise ComponentError(re.sub(r"\bdata\.(?=time_cutoff|held_out_users|predefined)", f"{self.id}.", str(e))) from e
+        options = self.split_options(split)
+        if isinstance(data, PreparedDataset):  # the run's data settings, as train --data SPEC --data-dir DIR has them
+            from tfrs_lab.config import to_dict
+            from tfrs_lab.data.spec import OWN
+
+            where = Path(p["data_dir"]).expanduser() if p["data_dir"] else ctx.pipeline_root
+            options = {**options, "dataset": OWN, "source": to_dict(self.own_source()),
+                       "data_dir": str(where.absolute())}
         write_examples(ctx.outputs["examples"], data, rows, protocol=p["split"], split_config=p["split_config"],
-                       split_options=self.split_options(split))
+                       split_options=options)

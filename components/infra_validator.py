@@ -79,8 +79,9 @@ class InfraValidator(Component):
 
             loaded = read_examples(ctx.inputs["examples"])
             test = loaded.splits.get("test", np.arange(loaded.data.num_ratings))[: p["batch_size"] + 8]
-            users = [str(u) for u in loaded.data.ratings["user_id"][test]] + ["unknown-user"]
-            movies = [str(m) for m in loaded.data.ratings["movie_id"][test]] + ["unknown-item"] * 3
+            user_ids, item_ids = loaded.ids(test)  # own data: a few ids gathered from the prepared codes
+            users = [str(u) for u in user_ids] + ["unknown-user"]
+            movies = [str(m) for m in item_ids] + ["unknown-item"] * 3
         rows = max(1, min(p["batch_size"], len(users) - 1))
         report: dict[str, Any] = {"model": name, "requests": []}
         good: list[dict[str, list]] = []

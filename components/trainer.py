@@ -5,8 +5,10 @@ Outputs: ``model`` (TFX ``Model``: the SavedModel in ``Format-Serving/``, proper
 ``metrics.json``, TensorBoard ``logs/`` — with the test metrics as properties).
 
 The run is the library's own (:func:`tfrs_lab.training.runner.run_task` for the registered
-``task``); the Examples are read back into a ``MovieLensData`` and, with the TransformGraph's
-vocabularies, handed to it explicitly as :class:`tfrs_lab.training.task.TaskInputs`; the run re-splits
+``task``); the Examples are read back (TFRecords into a ``MovieLensData``; your own data's prepared
+dataset through :func:`~tfrs_lab.training.runner.prepared_data`, the function ``train`` reads it with:
+its codes as ``Interactions`` for a task that streams, as ``train`` gives them) and, with the
+TransformGraph's vocabularies, handed to it explicitly as :class:`tfrs_lab.training.task.TaskInputs`; the run re-splits
 them with the split and options ExampleGen recorded (:func:`~tfrs_lab.components.transform.examples_overrides`;
 an override that disagrees is refused, a task refuses a split it cannot use) and must train on exactly
 ``Split-train``'s rows (sequential models excepted: they count predicted positions); on ``held-out-users``
@@ -26,7 +28,7 @@ from tfrs_lab.components.base import Channel, Component, ComponentError, Executi
 from tfrs_lab.components.example_gen import DEFAULT_SPLIT_CONFIG
 from tfrs_lab.components.transform import config_file_text, task_config
 
-__all__ = ["BEST_OVERLAY_FILE", "METRICS", "read_hyperparameters", "Trainer"]
+__all__ = ["BEST_OVERLAY_FILE", "METRICS", "read_hyperparameters", "run_data", "Trainer"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,20 @@ def read_hyperparameters(artifact: A.Artifact) -> dict[str, Any]:
 
     walk(overlay, "")
     return flat
+
+
+def run_data(task: str, cfg, loaded):
+    """The data a run of ``task`` with ``cfg`` trains on from Examples read back (``LoadedExamples``):
+    the table as read, or for your own data what ``train`` reads from the same prepared dataset
+    (:func:`tfrs_lab.training.runner.prepared_data`: ``Interactions`` when the task streams on this
+    split, else the string columns)."""
+    from tfrs_lab.training.runner import prepared_data
+    from tfrs_lab.training.task import get_task
+
+    if loaded.prepared is None:
+        return loaded.data
+    t = get_task(task)
+    return prepared_data(loaded.prepared, compact=t.streams(t.resolve_config(cfg)))
 
 
 class Trainer(Component):
@@ -89,13 +105,14 @@ class Trainer(Component):
             overrides = {**read_hyperparameters(hp), **overrides}
         cfg = task_config(ctx.component_id, p["task"], p["config"], overrides, examples)
         loaded = read_examples(examples)
+        data = run_data(p["task"], cfg, loaded)
         vocab, fit = (None, None)
         if ctx.inputs.get("transform_graph") is not None:
             vocab, fit = load_vocabularies(ctx.inputs["transform_graph"])
         run_dir = ctx.outputs["model_run"].path
         shutil.rmtree(run_dir)  # the trainer writes it atomically (staged, then renamed)
-        logger.info("%s: training %s on %d ratings", ctx.component_id, p["task"], loaded.data.num_ratings)
-        metrics = run_task(p["task"], cfg, run_dir, TaskInputs(loaded.data, vocab, fit)).metrics
+        logger.info("%s: training %s on %d ratings", ctx.component_id, p["task"], data.num_ratings)
+        metrics = run_task(p["task"], cfg, run_dir, TaskInputs(data, vocab, fit)).metrics
         export = run_dir / rundir.EXPORT_DIR / cfg.export.model_name / str(cfg.export.version)
         if not (export / "saved_model.pb").is_file():
             raise ComponentError(f"{ctx.component_id}.model: the trainer exported no SavedModel at {export}")

@@ -1,8 +1,11 @@
 """Transform: fits the vocabularies and feature statistics once, as an artifact.
 
 The ``TransformGraph`` artifact holds ``vocabularies.npz`` + ``vocabularies.json`` (a
-:class:`tfrs_lab.data.features.Vocabularies` fitted by ``build_vocabularies`` on the training
-split, with the task's own fit parameters: ``Task.vocabulary_fit``) and ``feature_stats.json``.
+:class:`tfrs_lab.data.features.Vocabularies` fitted on the training split by the task's own
+``Task.vocabularies`` — the function every ``train`` run fits with —, with the task's fit
+parameters: ``Task.vocabulary_fit``) and ``feature_stats.json``. On your own data (Examples that
+reference a prepared dataset) the fit reads the preparation's codes and vocabularies
+(``Interactions.vocabularies``): no second encoding of the ids.
 The Trainer hands it to the run as ``TaskInputs.vocabularies``, so the model is built — and
 exported, lookup tables included — from exactly these vocabularies (train/serve parity); a Trainer
 whose config asks for a different fit fails with the differing parameter named.
@@ -148,7 +151,6 @@ class Transform(Component):
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples
-        from tfrs_lab.data.features import build_vocabularies
         from tfrs_lab.training.task import get_task, rows_digest
 
         p = self.parameters
@@ -156,8 +158,9 @@ class Transform(Component):
         cfg = task_config(ctx.component_id, p["task"], p["config"], p["overrides"], examples)
         loaded = read_examples(examples)
         train = loaded.splits["train"]
-        fit = get_task(p["task"]).vocabulary_fit(cfg, loaded.data.has_user_features)
-        vocab = build_vocabularies(loaded.data.ratings, loaded.data.movies, train, **fit)
+        task = get_task(p["task"])
+        fit = task.vocabulary_fit(cfg, loaded.data.has_user_features)
+        vocab = task.vocabularies(cfg, loaded.data, train)  # the run's own fit: from the codes for own data
         out = ctx.outputs["transform_graph"]
         save_vocabularies(vocab, {**fit, "train_rows_sha256": rows_digest(train)}, out.path)
         stats = {"num_users": len(vocab.user_ids), "num_movies": len(vocab.movie_ids),

@@ -1,7 +1,8 @@
 """Tuner: Keras Tuner search over the pipeline's Examples with :func:`tfrs_lab.tuning.run_search`.
 
 Every trial runs the task's own trainer (as ``python -m tfrs_lab.tune`` does) on the Examples
-read back from ExampleGen (handed over explicitly as ``TaskInputs``); the
+read back from ExampleGen (handed over explicitly as ``TaskInputs``; your own data as the Trainer
+reads it, :func:`~tfrs_lab.components.trainer.run_data`); the
 objective is a validation metric (the search space's, ``configs/tuning/<task>.yaml`` by default).
 
 Outputs (TFX's Tuner contract):
@@ -21,7 +22,7 @@ import shutil
 
 from tfrs_lab.components import artifacts as A
 from tfrs_lab.components.base import Channel, Component, ComponentError, ExecutionContext, Param
-from tfrs_lab.components.trainer import BEST_OVERLAY_FILE
+from tfrs_lab.components.trainer import BEST_OVERLAY_FILE, run_data
 from tfrs_lab.components.transform import config_file_text, examples_overrides
 
 __all__ = ["Tuner"]
@@ -54,6 +55,7 @@ class Tuner(Component):
 
     def execute(self, ctx: ExecutionContext) -> None:
         from tfrs_lab.components.example_gen import read_examples
+        from tfrs_lab.components.transform import task_config
         from tfrs_lab.config import TASKS
         from tfrs_lab.training.task import TaskInputs
         from tfrs_lab.tuning import run_search
@@ -71,7 +73,8 @@ class Tuner(Component):
             result = run_search(p["task"], search_dir, space_file=p["space_file"],
                                 config_files=[p["config"]] if p["config"] else (), extra=extra, tuner=p["tuner"],
                                 max_trials=p["max_trials"], seed=p["seed"], overwrite=True,
-                                inputs=TaskInputs(loaded.data))
+                                inputs=TaskInputs(run_data(p["task"], task_config(
+                                    ctx.component_id, p["task"], p["config"], p["overrides"], examples), loaded)))
         except RuntimeError as e:  # no trial completed
             raise ComponentError(f"{ctx.component_id}.max_trials: {e}") from e
         best = ctx.outputs["best_hyperparameters"]

@@ -34,11 +34,11 @@ from tfrs_lab.schema import ConfigError, _build, build
 __all__ = ["load_yaml_text", "SYNCHRONOUS_DISTRIBUTIONS", "AUTOENCODER_ARCHITECTURES", "AUTOENCODER_PROTOCOL", "AUTOENCODER_SPLITS", "HeldOutUsersConfig",
            "SPLIT_PROTOCOLS", "SPLITS", "TimeCutoffConfig", "AutoencoderConfig", "AutoencoderDataConfig",
            "AutoencoderEvalConfig", "AutoencoderExportConfig", "AutoencoderModelConfig", "AutoencoderTrainConfig",
-           "AutoRecConfig", "check_choices", "check_typed_ranking", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
+           "AutoRecConfig", "check_choices", "check_typed_features", "check_typed_ranking", "CONFIG_DIR", "CONFIG_PACKAGE", "ConfigError", "DataConfig",
            "default_config_file", "dump_config", "EvalConfig", "ExportConfig", "load_config",
            "MultAutoencoderConfig", "MultitaskConfig", "MultitaskExportConfig", "MultitaskModelConfig",
            "MultitaskTrainConfig", "NegativeSamplingConfig", "parse_override", "positive", "RANKING_ARCHITECTURES", "TYPED_RANKING_ARCHITECTURES",
-           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig", "OptimizerName",
+           "RANKING_FEATURES", "RankingConfig", "RankingExportConfig", "RankingModelConfig", "RankingTrainConfig", "OptimizerName", "AutoOptimizerName",
            "read_yaml", "RETRIEVAL_CANDIDATE_FEATURES", "RETRIEVAL_QUERY_FEATURES", "RetrievalConfig", "RetrievalExportConfig",
            "RetrievalModelConfig", "RetrievalTrainConfig", "SAMPLE_WEIGHTS", "ScannConfig", "SequentialConfig", "SequentialDataConfig",
            "SequentialEvalConfig", "SequentialExportConfig", "SequentialModelConfig", "SequentialTrainConfig", "build",
@@ -255,6 +255,11 @@ autoencoders; every other task also trains with parameter servers; docs/distribu
 OptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd"]
 """``train.optimizer`` (tfrs_lab.training.common.optimizer)."""
 
+AutoOptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd", "auto"]
+"""Retrieval's ``train.optimizer``: an :data:`OptimizerName` or ``auto``, the size rule
+:func:`tfrs_lab.training.retrieval.auto_optimizer` (``adam`` for small id tables, ``lazy_adam`` for
+large ones), resolved by the run once the data is split and written as the name to ``config.yaml``."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -315,17 +320,18 @@ SAMPLE_WEIGHTS = ("none", "rating", "log1p")
 @dataclass(frozen=True, kw_only=True)
 class RetrievalTrainConfig(TrainConfig):
     """``TrainConfig`` of the retrieval task: it weighs interactions (``sample_weight``) and defaults
-    to ``lazy_adam``, whose step does not grow with the embedding tables
-    (docs/benchmarks.md#retrieval-training-throughput)."""
+    to ``optimizer: auto``: ``adam`` (better on validation) while the id embedding tables are small,
+    ``lazy_adam`` (whose step does not grow with the tables) above
+    :data:`tfrs_lab.training.retrieval.AUTO_OPTIMIZER_MAX_PARAMETERS` (docs/tuning.md#retrieval-optimizer-a-size-rule)."""
 
     supported_sample_weights: typing.ClassVar[tuple[str, ...]] = SAMPLE_WEIGHTS
-    optimizer: OptimizerName = "lazy_adam"
+    optimizer: AutoOptimizerName = "auto"  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     """Full-catalogue evaluation. ``batch_size`` is queries scored per matrix product;
-    ``validation_users``: the streamed retrieval task validates each epoch on the rows of at most
+    ``validation_users``: the retrieval and multitask tasks validate each epoch on the rows of at most
     this many users (a fixed sample seeded by ``train.seed``; every user when there are fewer);
     test evaluation always ranks every test row."""
 
@@ -507,6 +513,9 @@ class SequentialConfig(TaskConfig):
     eval: SequentialEvalConfig = field(default_factory=SequentialEvalConfig)
     export: SequentialExportConfig = field(default_factory=SequentialExportConfig)
 
+    def __post_init__(self) -> None:
+        check_typed_features(self, _source_features(self.data))
+
 
 # --------------------------------------------------------------------------- ranking task
 
@@ -550,6 +559,36 @@ def check_typed_ranking(architecture: str, features: Sequence[str]) -> None:
                           f"({', '.join(features)}): set model.architecture to "
                           f"{', '.join(TYPED_RANKING_ARCHITECTURES[:-1])} or {TYPED_RANKING_ARCHITECTURES[-1]}, "
                           "or drop the features")
+
+
+def check_typed_features(cfg, features: Sequence[Any]) -> None:
+    """Raises :class:`ConfigError` when the model of ``cfg`` (a task config) cannot read the typed
+    ``features`` (descriptions with ``name`` and ``side``: ``FeatureSpec``, ``ModelFeature``; none:
+    fine). Retrieval and multitask read every side; ranking its :data:`TYPED_RANKING_ARCHITECTURES`
+    (:func:`check_typed_ranking`); sequential item features only (its query is the user's item
+    history: serving takes a history, and held-out users have no user row); the autoencoders none."""
+    if not features:
+        return
+    named = ", ".join(f.name for f in features)
+    if cfg.task == "ranking":
+        check_typed_ranking(cfg.model.architecture, [f.name for f in features])
+    elif cfg.task == "sequential":
+        other = [f"{f.name} ({f.side})" for f in features if f.side != "item"]
+        if other:
+            raise ConfigError(f"task sequential reads item features only, not data.source.features {', '.join(other)}: "
+                              "its query is the user's item history (serving takes a history; held-out users have no "
+                              "user row); drop them, or train retrieval or multitask, which read user and context "
+                              "features too")
+    elif cfg.task == "autoencoder":
+        raise ConfigError(f"task autoencoder (model.architecture={cfg.model.architecture}) does not read "
+                          f"data.source.features ({named}): drop the features, or train sequential (item features), "
+                          f"retrieval or multitask (every side) or ranking with model.architecture "
+                          f"{', '.join(TYPED_RANKING_ARCHITECTURES)}")
+
+
+def _source_features(data) -> tuple:
+    """The typed features a ``DataConfig`` names (``data.source.features`` of own data), else none."""
+    return data.source.features if data.dataset == OWN and data.source is not None else ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -705,8 +744,7 @@ class RankingConfig(TaskConfig):
             raise ConfigError(f"model.neumf_pretrain=true fits three models in one run, which a restarted "
                               f"train.distribution={self.train.distribution} run cannot resume from its backup: "
                               "set model.neumf_pretrain=false or train.distribution=default")
-        features = self.data.source.features if self.data.dataset == OWN and self.data.source is not None else ()
-        check_typed_ranking(self.model.architecture, [f.name for f in features])
+        check_typed_features(self, _source_features(self.data))
 
     @property
     def predicts_ratings(self) -> bool:
@@ -827,6 +865,7 @@ class AutoencoderConfig(TaskConfig):
             raise ConfigError(
                 f"model.mult.kl_anneal_epochs ({m.kl_anneal_epochs}) must be <= train.epochs "
                 f"({self.train.epochs}): the KL weight would never reach model.mult.kl_anneal_cap")
+        check_typed_features(self, _source_features(self.data))
 
     @property
     def split_name(self) -> str:

@@ -98,3 +98,46 @@ def test_batched_evaluation_equals_the_dense_evaluation():
     got = autorec_predictions(autorec, matrix, pairs, base, batch_size=3)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert got[1] == pytest.approx(2.5) and got[3] == pytest.approx(3.0)
+
+
+def test_densified_batches_in_flight_stay_within_the_memory_budget():
+    """25M-sized AutoRec batches (256 movies x 162,541 users, values and mask: 333 MB) keep one batch
+    in flight under the 512 MiB budget; small batches keep at most 8; never fewer than 1."""
+    from tfrs_lab.training.autoencoder import DENSE_IN_FLIGHT_BYTES, dense_batches_in_flight
+    assert dense_batches_in_flight(256, 162_541) == 1
+    assert dense_batches_in_flight(1024, 59_048) == 1  # Mult-VAE's users x catalogue at 25M: 484 MB
+    assert dense_batches_in_flight(256, 32_509) * 2 * 4 * 256 * 32_509 <= DENSE_IN_FLIGHT_BYTES
+    assert dense_batches_in_flight(256, 943) == 8
+    assert dense_batches_in_flight(4096, 10**7) == 1  # one batch over the budget still trains
+
+
+def test_one_batch_in_flight_gives_the_same_batches(monkeypatch):
+    """The bounded pipeline (one densified batch at a time) yields exactly the batches of the default budget."""
+    import tfrs_lab.training.autoencoder as ae
+    x, _, _ = tiny()
+    ratings = rating_matrix(x, U, M)
+    default = sparse_batches(autorec_dataset(ratings, 4, seed=3), epochs=2)
+    monkeypatch.setattr(ae, "dense_batches_in_flight", lambda batch_size, width: 1)
+    bounded = sparse_batches(autorec_dataset(ratings, 4, seed=3), epochs=2)
+    assert len(default) == len(bounded) == 2
+    for a, b in zip(default, bounded):
+        assert len(a) == len(b)
+        for p, q in zip(a, b):
+            np.testing.assert_array_equal(p["ratings"], q["ratings"])
+            np.testing.assert_array_equal(p["mask"], q["mask"])
+
+
+def test_evaluation_blocks_shrink_to_the_byte_budget_and_predict_the_same(monkeypatch):
+    """AutoRec's evaluation feeds at most DENSE_BLOCK_BYTES of dense ratings at once (at 25M: 206 of
+    1,024 movies per block), and smaller blocks give exactly the same predictions."""
+    import tfrs_lab.training.autoencoder as ae
+    assert ae.dense_block_rows(1024, 162_541) == 206
+    assert ae.dense_block_rows(1024, 943) == 1024
+    assert ae.dense_block_rows(8, 10**9) == 1
+    x, _, _ = tiny()
+    ratings = rating_matrix(x, U, M)
+    model = AutoRec(U, load_config("autoencoder", overrides=["model.autorec.hidden_units=6"]).model.autorec)
+    base = RatingBaselines(3.0, np.full(U, 2.5, np.float32), 1.0, 5.0)
+    whole = autorec_predictions(model, ratings, x, base, batch_size=1024)
+    monkeypatch.setattr(ae, "dense_block_rows", lambda batch_size, width: 3)
+    np.testing.assert_allclose(autorec_predictions(model, ratings, x, base, batch_size=1024), whole, rtol=1e-6)

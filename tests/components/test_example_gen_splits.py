@@ -38,19 +38,27 @@ def ratings_csv(path, n_users: int = 40, per_user: int = 12, seed: int = 0):
 QUICK = "user=userId,item=movieId,rating=rating,time=timestamp"
 
 
+def strings(loaded) -> dict:
+    """The string columns of own-data Examples (which hold the prepared codes): the reference the
+    splits computed from codes must equal."""
+    return loaded.prepared.to_data().ratings
+
+
 def test_time_split_rows_equal_make_split_and_options_are_recorded(tmp_path):
     csv = ratings_csv(tmp_path / "ratings.csv")
     cutoffs = {"validation": 0.7, "test": "1998-10-01"}
     examples = ExampleGen(input_path=str(csv), columns=QUICK, split="time", time_cutoff=cutoffs).run(
         tmp_path / "out")["examples"]
     loaded = read_examples(examples)
-    expected = make_split("time", loaded.data.ratings, SplitOptions(time_validation=0.7, time_test="1998-10-01"))
+    expected = make_split("time", strings(loaded), SplitOptions(time_validation=0.7, time_test="1998-10-01"))
     assert list(loaded.splits) == ["train", "validation", "test"] and loaded.protocol == "time"
     for name in ("train", "validation", "test"):
         assert len(getattr(expected, name)) > 0
         np.testing.assert_array_equal(loaded.splits[name], getattr(expected, name), err_msg=name)
-    assert data_section(examples) == {"split": "time", "time_cutoff": cutoffs}
-    assert loaded.split_settings["split_options"] == {"time_cutoff": cutoffs}
+    own = {"dataset": "own", "source": data_section(examples)["source"], "data_dir": str(tmp_path / "out")}
+    assert own["source"]["interactions"]["path"] == str(csv)  # the run's data is train --data SPEC's
+    assert data_section(examples) == {"split": "time", "time_cutoff": cutoffs, **own}
+    assert loaded.split_settings["split_options"] == {"time_cutoff": cutoffs, **own}
 
 
 def test_held_out_users_rows_equal_make_split_with_fold_in_splits(tmp_path):
@@ -59,14 +67,15 @@ def test_held_out_users_rows_equal_make_split_with_fold_in_splits(tmp_path):
     examples = ExampleGen(input_path=str(csv), columns=QUICK, split="held-out-users", held_out_users=shares).run(
         tmp_path / "out")["examples"]
     loaded = read_examples(examples)
-    expected = make_split("held-out-users", loaded.data.ratings,
+    expected = make_split("held-out-users", strings(loaded),
                           SplitOptions(validation_users=0.2, test_users=0.25, target_share=0.3))
     assert list(loaded.splits) == ["train", "validation", "test", *FOLD_IN_SPLITS]
     for name in loaded.splits:
         assert len(getattr(expected, name)) > 0
         np.testing.assert_array_equal(loaded.splits[name], getattr(expected, name), err_msg=name)
     assert sorted(np.concatenate(list(loaded.splits.values())).tolist()) == list(range(loaded.data.num_ratings))
-    assert data_section(examples) == {"split": "held-out-users", "held_out_users": shares}
+    assert {k: v for k, v in data_section(examples).items() if k not in ("dataset", "source", "data_dir")} == {
+        "split": "held-out-users", "held_out_users": shares}
     assert examples.properties["num_fold_in_test"] == len(expected.fold_in_test)
 
 
@@ -81,7 +90,7 @@ def test_predefined_split_of_own_data_matches_make_split(tmp_path):
     from tfrs_lab.data.predefined import own_test_rows
 
     own = ExampleGen(input_path=str(csv), columns=QUICK).own_source()
-    expected = make_split("predefined", loaded.data.ratings,
+    expected = make_split("predefined", strings(loaded),
                           SplitOptions(predefined_test=own_test_rows(own.interactions, str(tmp_path / "test.csv"))))
     for name in ("train", "validation", "test"):
         np.testing.assert_array_equal(loaded.splits[name], getattr(expected, name), err_msg=name)
@@ -186,9 +195,10 @@ def test_own_data_is_prepared_once_and_reused_by_a_later_run(tmp_path, caplog):
     reused = [r.message for r in caplog.records if "reusing" in r.message]
     assert len(reused) == 1 and str(root / "prepared") in reused[0]  # ... but read the prepared data, not the CSV
     assert len(list((root / "prepared").iterdir())) == 1
-    one, two = (read_examples(r.output("example_gen", "examples")).data for r in (first, second))
-    for name, column in one.ratings.items():
-        np.testing.assert_array_equal(two.ratings[name], column, err_msg=name)
+    one, two = (read_examples(r.output("example_gen", "examples")) for r in (first, second))
+    assert one.prepared.path == two.prepared.path  # both Examples reference the one prepared dataset
+    for name in ("user", "item", "rating", "timestamp"):
+        np.testing.assert_array_equal(getattr(two.data, name), getattr(one.data, name), err_msg=name)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tfrs_lab.config import load_config
 from tfrs_lab.data.features import build_vocabularies, movie_rows
+from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.movielens import DataError, load_movielens
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
@@ -25,7 +26,8 @@ from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import evaluate, query_embeddings
 from tfrs_lab.training.multitask import TASK
 from tfrs_lab.training.ranking import explicit_metrics
-from tfrs_lab.training.retrieval import concat_columns, hyperparameters, seen_table, serving_user_table
+from tfrs_lab.models.multitask import MultitaskModel
+from tfrs_lab.training.retrieval import concat_columns, hyperparameters, seen_table, serving_user_table, split_columns
 from tfrs_lab.train import main
 
 SPEC = SyntheticSpec(num_users=300, num_movies=120, ratings_per_user=30, seed=0)
@@ -39,6 +41,15 @@ class Fitted:
     cols: dict
     initial_rating_head: list[np.ndarray]
     initial_towers: list[np.ndarray]
+
+
+def columns(data, split, hp) -> dict[str, dict[str, np.ndarray]]:
+    """The retrieval columns of each split plus ``label`` (the rating the head regresses): the
+    features the task's stream batches (tests/training/test_stream.py checks they are equal)."""
+    cols = split_columns(data, split, hp)
+    for name in cols:
+        cols[name]["label"] = data.ratings["user_rating"][getattr(split, name)].astype(np.float32)
+    return cols
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +73,8 @@ def fit(data):
                                                       "model.rating_layers=[64, 32]"])
             tf.keras.utils.set_random_seed(0)
             hp = hyperparameters(cfg, True)
-            cols = TASK.columns(data, split, hp)
-            model = TASK.build_model(vocab, hp, cols)
+            cols = columns(data, split, hp)
+            model = MultitaskModel(vocab, hp, global_offset=float(np.mean(cols["train"]["label"])))
             model.predict_scores({k: tf.constant(v[:2]) for k, v in cols["train"].items()})  # build every layer
             head = [w.copy() for w in model.rating_head.get_weights()]
             towers = [w.copy() for w in model.query_tower.get_weights()]
@@ -174,10 +185,11 @@ def test_implicit_data_is_refused_with_the_fix(data):
     ones = dataclasses.replace(data, ratings={**data.ratings, "user_rating": np.ones_like(data.ratings["user_rating"])})
     split = make_split("hash", ones.ratings)
     hp = hyperparameters(load_config("multitask"), True)
+    codes = Interactions.of(ones)
     with pytest.raises(DataError, match="model.rating_weight=0"):
-        TASK.columns(ones, split, hp)
+        TASK.stream_labels(codes, split, hp)
     no_rating = dataclasses.replace(hp, rating_weight=0.0)
-    assert "label" in TASK.columns(ones, split, no_rating)["train"]
+    np.testing.assert_array_equal(TASK.stream_labels(codes, split, no_rating), np.ones(ones.num_ratings, np.float32))
 
 
 # --------------------------------------------------------------------------- CLI

@@ -203,8 +203,8 @@ def test_prepare_reads_features_for_ranking_without_the_ignore_warning(tmp_path,
     with caplog.at_level("WARNING"):
         p = prepare("ranking", filtered)  # minimum counts: the string columns, without the features
     assert not p.vocab.typed
-    assert ("typed features (category, country, device, dwell) are read by retrieval and ranking" in caplog.text
-            and "(multitask, sequential and the autoencoders ignore them): this run ignores them" in caplog.text)
+    assert ("typed features (category, country, device, dwell) are read by retrieval, ranking, multitask, "
+            "sequential on the splits computed from codes only" in caplog.text and "this run ignores them" in caplog.text)
 
 
 def test_from_frame_features_reach_ranking_or_are_refused_in_one_line(tmp_path):

@@ -81,16 +81,17 @@ def throughput(clock: EpochClock, examples_per_epoch: int) -> float:
 
 
 def _retrieval_setup(cfg):
-    """Our retrieval model, its columns and a validation function, as ``train retrieval`` builds them."""
+    """Our retrieval model, its columns, a validation function and the config with its ``auto`` rules
+    resolved, as ``train retrieval`` builds them."""
     from tfrs_lab.evaluation.metrics import REQUIRED_KS
     from tfrs_lab.models.retrieval import RetrievalModel
     from tfrs_lab.training.evaluate import evaluate
-    from tfrs_lab.training.retrieval import hyperparameters, resolve_history_length, split_columns
+    from tfrs_lab.training.retrieval import TASK, hyperparameters, split_columns
     from tfrs_lab.training.runner import prepare
 
     p = prepare("retrieval", cfg)
     data, split, vocab = p.data, p.split, p.vocab
-    cfg = resolve_history_length(cfg, data, split.train)
+    cfg = TASK.resolve_data_config(cfg, data, split)  # history_length and optimizer: auto
     hp = hyperparameters(cfg, data.has_user_features)
     cols = split_columns(data, split, hp)
     model = RetrievalModel(vocab, hp)
@@ -99,20 +100,20 @@ def _retrieval_setup(cfg):
         return evaluate(model, vocab, cols["validation"], protocol=split.protocol, ks=REQUIRED_KS[split.protocol],
                         history=cols["train"], batch_size=cfg.eval.batch_size)
 
-    return model, cols["train"], validate
+    return model, cols["train"], validate, cfg
 
 
 def _ranking_setup(cfg):
-    from tfrs_lab.training.ranking import (explicit_metrics, hyperparameters, make_model, resolve_hidden_units,
-                                           split_columns)
+    from tfrs_lab.training.ranking import TASK, explicit_metrics, hyperparameters, make_model, split_columns
     from tfrs_lab.training.runner import prepare
 
     p = prepare("ranking", cfg)
     data, split, vocab = p.data, p.split, p.vocab
-    hp = hyperparameters(resolve_hidden_units(cfg, data, split.train))
+    cfg = TASK.resolve_data_config(cfg, data, split)  # hidden_units: auto
+    hp = hyperparameters(cfg)
     cols = split_columns(data, split, hp)
     model = make_model(vocab, hp, cols["train"], float(np.mean(cols["train"]["label"])))
-    return model, cols["train"], lambda: explicit_metrics(model, cols["validation"])
+    return model, cols["train"], lambda: explicit_metrics(model, cols["validation"]), cfg
 
 
 def dataset(columns: dict[str, np.ndarray], batch_size: int, seed: int, *, prefetch: bool = True,
@@ -130,7 +131,7 @@ def _fit_ours(task: str, cfg, *, epochs: int, validate: bool, batch_size: int | 
               jit_compile: bool = False, prefetch: bool = True, parallel_batch: bool = False) -> dict[str, Any]:
     from tfrs_lab.training.common import optimizer
 
-    model, train_cols, validate_fn = (_retrieval_setup if task == "retrieval" else _ranking_setup)(cfg)
+    model, train_cols, validate_fn, cfg = (_retrieval_setup if task == "retrieval" else _ranking_setup)(cfg)
     model.compile(optimizer=optimizer(cfg.train.optimizer, cfg.train.learning_rate), jit_compile=jit_compile)
     batch = batch_size or cfg.train.batch_size
     ds = dataset(train_cols, batch, cfg.train.seed, prefetch=prefetch, parallel_batch=parallel_batch)

@@ -18,6 +18,9 @@ Files (CSV with a header, in ``directory``):
 * ``users.csv``: ``uid``, ``country`` (categorical, noise), ``age`` (numeric, noise);
 * ``clicks.csv``: ``uid``, ``sku``, ``ts`` (unix seconds: timestamp), ``device`` (categorical
   context, noise), ``dwell`` (numeric context, noise).
+
+:func:`write_rated_catalogue` plants the same kind of signal in explicit ratings (multitask: both
+heads), under column names that are not MovieLens's.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["COLD_FEATURES", "write_cold_catalogue"]
+__all__ = ["COLD_FEATURES", "RATED_FEATURES", "write_cold_catalogue", "write_rated_catalogue"]
 
 COLD_FEATURES: tuple[dict[str, Any], ...] = (
     {"name": "category", "table": "items", "column": "category", "type": "categorical"},
@@ -46,9 +49,11 @@ COLD_FEATURES: tuple[dict[str, Any], ...] = (
 
 
 def write_cold_catalogue(directory: str | os.PathLike, *, users: int = 80, categories: int = 4, warm: int = 6,
-                         cold: int = 20, seed: int = 0) -> dict[str, Any]:
+                         cold: int = 20, seed: int = 0, cold_clicks: int = 1) -> dict[str, Any]:
     """Writes the three CSV files into ``directory`` (created) and returns their ``data.source``
-    mapping (absolute paths, :data:`COLD_FEATURES`). Module docstring: what is planted."""
+    mapping (absolute paths, :data:`COLD_FEATURES`). Module docstring: what is planted;
+    ``cold_clicks`` > 1: every user ends with that many cold items of their category (distinct), so
+    under ``leave-last-out`` the validation row is a cold item too (what early stopping then selects on)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -69,7 +74,11 @@ def write_cold_catalogue(directory: str | os.PathLike, *, users: int = 80, categ
     t0 = 1_600_000_000
     for u in range(users):
         c = u % categories
-        picks = [f"sku-{c}-{j:03d}" for j in rng.permutation(warm)] + [f"sku-{c}-{warm + rng.integers(0, cold):03d}"]
+        picks = [f"sku-{c}-{j:03d}" for j in rng.permutation(warm)]
+        if cold_clicks == 1:  # the single cold click as drawn before cold_clicks existed (same files)
+            picks.append(f"sku-{c}-{warm + rng.integers(0, cold):03d}")
+        else:
+            picks += [f"sku-{c}-{warm + j:03d}" for j in rng.choice(cold, cold_clicks, replace=False)]
         for step, sku in enumerate(picks):
             device = ["web", "app"][rng.integers(0, 2)]
             click_lines.append(f"u{u:03d},{sku},{t0 + 3600 * step + u},{device},{rng.uniform(0, 60):.1f}")
@@ -80,3 +89,57 @@ def write_cold_catalogue(directory: str | os.PathLike, *, users: int = 80, categ
             "items": {"path": str((d / "items.csv").resolve()), "columns": {"id": "sku"}},
             "users": {"path": str((d / "users.csv").resolve()), "columns": {"id": "uid"}},
             "features": [dict(f) for f in COLD_FEATURES]}
+
+
+RATED_FEATURES: tuple[dict[str, Any], ...] = (
+    {"name": "family", "table": "items", "column": "family", "type": "categorical"},
+    {"name": "region", "table": "users", "column": "region", "type": "categorical"},
+    {"name": "channel", "table": "interactions", "column": "channel", "type": "categorical"},
+)
+"""``data.source.features`` of :func:`write_rated_catalogue`: the item ``family`` carries the
+signal, ``region`` (users) and ``channel`` (context) are noise."""
+
+
+def write_rated_catalogue(directory: str | os.PathLike, *, members: int = 120, families: int = 3, warm: int = 15,
+                          cold: int = 10, rated_warm: int = 16, rated_cold: int = 2, liked_share: float = 0.75,
+                          seed: int = 0) -> dict[str, Any]:
+    """Writes ``products.csv`` (``product``, ``family``), ``members.csv`` (``member``, ``region``) and
+    ``reviews.csv`` (``member``, ``product``, ``score``, ``when`` unix seconds, ``channel``) into
+    ``directory`` (created); returns their ``data.source`` mapping (absolute paths, :data:`RATED_FEATURES`).
+
+    Planted (seeded): member m likes family ``m % families``: ``score`` about 4.5 there and 1.5
+    elsewhere (+ N(0, 0.25), clipped to 1..5). Each family has ``warm`` products reviewed first (every
+    member ``rated_warm`` of them, ``int(liked_share * rated_warm)`` from the liked family) and ``cold`` products
+    reviewed only at the end (every member ``rated_cold``, ``int(liked_share * rated_cold)`` liked), members interleaved in
+    time; so under ``data.split: time`` the test rows review products nobody reviewed in training, which
+    only their ``family`` can rate and place."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pools = {"w": warm, "c": cold}
+    (d / "products.csv").write_text("product,family\n" + "".join(
+        f"{kind}{f}-{j},f{f}\n" for kind, n in pools.items() for f in range(families) for j in range(n)))
+    (d / "members.csv").write_text("member,region\n" + "".join(
+        f"m{m:03d},{['north', 'south', 'east'][rng.integers(0, 3)]}\n" for m in range(members)))
+    rows, when = ["member,product,score,when,channel"], 1_700_000_000
+    for kind, count in (("w", rated_warm), ("c", rated_cold)):
+        events = []
+        for m in range(members):
+            liked = m % families
+            n_liked = min(int(liked_share * count), pools[kind])
+            others = [f"{kind}{f}-{j}" for f in range(families) if f != liked for j in range(pools[kind])]
+            picks = [f"{kind}{liked}-{j}" for j in rng.choice(pools[kind], n_liked, replace=False)]
+            picks += list(rng.choice(others, count - n_liked, replace=False))
+            events += [(m, p, p.startswith(f"{kind}{liked}-")) for p in picks]
+        for i in rng.permutation(len(events)):  # members interleaved in time
+            m, product, likes = events[i]
+            when += 60
+            score = np.clip((4.5 if likes else 1.5) + rng.normal(0, 0.25), 1, 5)
+            rows.append(f"m{m:03d},{product},{score:.2f},{when},{['web', 'app', 'shop'][rng.integers(0, 3)]}")
+    (d / "reviews.csv").write_text("\n".join(rows) + "\n")
+    return {"name": "rated-catalogue",
+            "interactions": {"path": str((d / "reviews.csv").resolve()),
+                             "columns": {"user": "member", "item": "product", "rating": "score", "time": "when"}},
+            "items": {"path": str((d / "products.csv").resolve()), "columns": {"id": "product"}},
+            "users": {"path": str((d / "members.csv").resolve()), "columns": {"id": "member"}},
+            "features": [dict(f) for f in RATED_FEATURES]}

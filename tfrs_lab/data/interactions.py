@@ -169,15 +169,8 @@ class Interactions:
             DataError: for a split that needs the string columns.
         """
         o = options or SplitOptions()
-        if name == HASH:  # hash_buckets' keys, gathered from the vocabularies in TF a chunk at a time
-            import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-            users, items = tf.constant(self.user_ids.astype(str)), tf.constant(self.item_ids.astype(str))
-            buckets = np.empty(self.num_ratings, np.int64)
-            for s in range(0, self.num_ratings, _HASH_CHUNK):
-                e = slice(s, s + _HASH_CHUNK)
-                keys = tf.strings.join([tf.gather(users, self.user[e]), tf.gather(items, self.item[e])], separator=":")
-                buckets[e] = tf.strings.to_hash_bucket_fast(keys, _NUM_BUCKETS).numpy()
+        if name == HASH:
+            buckets = self.hash_buckets()
             return Split(HASH, np.flatnonzero(buckets < _TRAIN_BUCKETS).astype(np.int64),
                          np.flatnonzero(buckets == _VALIDATION_BUCKET).astype(np.int64),
                          np.flatnonzero(buckets == _TEST_BUCKET).astype(np.int64))
@@ -195,6 +188,20 @@ class Interactions:
         if name == HELD_OUT_USERS:
             return self._held_out_users(o)
         raise DataError(f"data.split={name} is not computed on streamed data: choose one of {', '.join(STREAMED_SPLITS)}")
+
+    def hash_buckets(self, num_buckets: int = _NUM_BUCKETS) -> np.ndarray:
+        """int64 ``[n]``: :func:`tfrs_lab.data.splits.hash_buckets` of every row (the
+        ``"<user_id>:<item_id>"`` keys gathered from the vocabularies in TF a chunk at a time, never
+        a string per row in numpy)."""
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        users, items = tf.constant(self.user_ids.astype(str)), tf.constant(self.item_ids.astype(str))
+        buckets = np.empty(self.num_ratings, np.int64)
+        for s in range(0, self.num_ratings, _HASH_CHUNK):
+            e = slice(s, s + _HASH_CHUNK)
+            keys = tf.strings.join([tf.gather(users, self.user[e]), tf.gather(items, self.item[e])], separator=":")
+            buckets[e] = tf.strings.to_hash_bucket_fast(keys, num_buckets).numpy()
+        return buckets
 
     def _held_out_users(self, o: SplitOptions) -> Split:
         """:func:`tfrs_lab.data.splits.held_out_users_split` from the sequence index: the users' hash

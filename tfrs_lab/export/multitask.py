@@ -12,10 +12,14 @@ are saved once):
 * ``rerank(user_id [batch], candidate_item_ids string [batch, n])`` -> ``item_ids``, ``scores``
   (the predicted ratings), best first, '' pads last with ``-inf``;
 * ``score_with_features(user_id, item_id, timestamp, bucketized_user_age, user_gender,
-  user_occupation_label, user_zip_code[, history])`` -> ``rating`` (``user_zip_code`` is ignored).
+  user_occupation_label, user_zip_code[, history])`` -> ``rating`` (``user_zip_code`` is ignored);
+* ``score_with_context(user_id, item_id, <each context feature by name>)`` -> ``rating``: only when
+  the towers read typed context features (as the ranking export's; the retrieval side answers
+  ``query_with_context``).
 
 Warm-up records cover ``serving_default``, ``rate`` and ``rerank``; the fresh-process reload check
-compares ``serving_default``'s items and ``rerank``'s items and scores with the in-memory model.
+compares ``serving_default``'s items and ``rerank``'s items and scores (and ``score_with_context``'s
+ratings) with the in-memory model.
 """
 
 from __future__ import annotations
@@ -29,24 +33,31 @@ from tfrs_lab.export import signatures as sig
 from tfrs_lab.export.ranking import RankingServer, probe_pairs, verify_rerank
 from tfrs_lab.export.result import ExportResult
 from tfrs_lab.export.retrieval import RetrievalServer, export_retrieval
+from tfrs_lab.export.tables import ItemTable
 
 __all__ = ["RatingSignatures", "export_multitask"]
 
 
 class RatingSignatures:
-    """The rating head's signatures (``rate``, ``rerank``, ``score_with_features``) for a retrieval
-    export of the same model (a :class:`tfrs_lab.export.retrieval.SignatureExtension`)."""
+    """The rating head's signatures (``rate``, ``rerank``, ``score_with_features`` and, with typed
+    context features, ``score_with_context``) for a retrieval export of the same model (a
+    :class:`tfrs_lab.export.retrieval.SignatureExtension`). ``user_table``: as the retrieval
+    export's (a history given as an :class:`~tfrs_lab.export.tables.ItemTable` is expanded to strings)."""
 
-    def __init__(self, model, user_table: dict[str, np.ndarray], sample_users: list[str],
+    def __init__(self, model, user_table: dict[str, np.ndarray | ItemTable], sample_users: list[str],
                  sample_movies: list[str]) -> None:
-        self.model, self.user_table = model, user_table
+        self.model = model
+        self.user_table = {k: v.strings() if isinstance(v, ItemTable) else v for k, v in user_table.items()}
         self.users, self.movies = probe_pairs(sample_users, sample_movies)
         self.server: RankingServer | None = None
 
     def attach(self, server: RetrievalServer) -> dict[str, Any]:
         self.server = server.ranking = RankingServer(self.model, self.user_table)
-        return {sig.RATE: self.server.serve, sig.RERANK: self.server.rerank,
-                sig.SCORE_WITH_FEATURES: self.server.serve_with_features}
+        signatures = {sig.RATE: self.server.serve, sig.RERANK: self.server.rerank,
+                      sig.SCORE_WITH_FEATURES: self.server.serve_with_features}
+        if self.server.context:
+            signatures[sig.SCORE_CONTEXT] = self.server.serve_context
+        return signatures
 
     def warmup_requests(self) -> dict[str, list[dict[str, list]]]:
         return {sig.RATE: [{sig.USER_ID: self.users, sig.ITEM_ID: self.movies}],

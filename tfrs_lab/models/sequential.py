@@ -13,6 +13,11 @@ dropout), padding positions zeroed; then a final layer norm. Positions count bac
 item (position 0 = newest), so the same history gives the same answer however much padding
 precedes it. GRU baseline (as TFRS's sequential tutorial): item embedding -> dropout -> GRU.
 
+Item features (typed features of the items table, :class:`tfrs_lab.models.features.FeatureEncoder`):
+an item's vector is its id embedding plus a linear projection of its features' parts (each
+``embedding_dim`` wide), the same vector on the input side (the history) and on the output side (the
+scored catalogue), so an item nobody clicked in training still gets a vector from its features.
+
 Loss (``loss``): ``softmax`` = full softmax cross-entropy over the whole catalogue at every
 non-padding position; ``sampled_softmax`` = ``num_negatives`` items shared by the batch, drawn by
 training popularity, with the logQ correction (``logit - log(expected count)``) and accidental
@@ -28,6 +33,7 @@ import tensorflow as tf
 
 from tfrs_lab.config import SequentialModelConfig
 from tfrs_lab.models.cross_replica import SynchronousModel, global_mean
+from tfrs_lab.models.features import FeatureEncoder
 
 __all__ = ["SequentialModel", "TransformerBlock"]
 
@@ -59,9 +65,12 @@ class SequentialModel(SynchronousModel):
     """Next-item model; ``compute_loss`` takes ``{"inputs": int [B, L], "targets": int [B, L]}``
     where ``targets[:, t]`` is the item after ``inputs[:, t]`` (0 = no target at that position)."""
 
-    def __init__(self, num_items: int, hp: SequentialModelConfig, item_probability: np.ndarray | None = None) -> None:
+    def __init__(self, num_items: int, hp: SequentialModelConfig, item_probability: np.ndarray | None = None,
+                 item_features: tuple = ()) -> None:
         """``num_items`` catalogue items have indices 1..num_items; ``item_probability`` float [num_items]
-        is the sampling distribution of ``sampled_softmax`` negatives (default uniform)."""
+        is the sampling distribution of ``sampled_softmax`` negatives (default uniform);
+        ``item_features``: descriptions of the typed item features (duck-typed
+        ``tfrs_lab.data.typed.ModelFeature``, tables indexed by item index, row 0 = unknown), none: ids only."""
         super().__init__()
         if hp.architecture not in ("transformer", "gru"):
             raise ValueError(f"unknown architecture {hp.architecture!r}: choose transformer or gru")
@@ -74,6 +83,12 @@ class SequentialModel(SynchronousModel):
         self.item_embedding = tf.keras.layers.Embedding(
             self.num_items + 1, d, embeddings_regularizer=reg,
             embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=d ** -0.5))
+        item_features = tuple(item_features)
+        if any(f.side != "item" for f in item_features):
+            raise ValueError("SequentialModel reads item features only")
+        self.item_typed = FeatureEncoder(item_features, d, name="item_typed") if item_features else None
+        self.item_projection = (tf.keras.layers.Dense(d, use_bias=False, name="item_projection")
+                                if item_features else None)
         self.input_dropout = tf.keras.layers.Dropout(hp.dropout)
         if hp.architecture == "transformer":
             self.position_embedding = tf.keras.layers.Embedding(hp.max_length, d)
@@ -87,12 +102,22 @@ class SequentialModel(SynchronousModel):
 
     # ------------------------------------------------------------------ encoder
 
+    def item_vectors(self, items: tf.Tensor) -> tf.Tensor:
+        """float32 [..., d]: the vector of each item index int [...] (id embedding, plus the projected
+        item features when the model has them; index 0, the padding, gets the unknown item's)."""
+        x = self.item_embedding(items)
+        if self.item_typed is None:
+            return x
+        flat = tf.reshape(tf.cast(items, tf.int64), [-1])
+        projected = self.item_projection(tf.concat(self.item_typed({}, index=flat), -1))  # [N, d]
+        return x + tf.reshape(projected, tf.shape(x))
+
     def encode(self, items: tf.Tensor, training: bool = False) -> tf.Tensor:
         """float32 [B, T, d]: the vector at each position (zeros at padding positions)."""
         items = tf.cast(items, tf.int32)
         valid = items > 0
         mask = tf.cast(valid, tf.float32)[:, :, None]  # [B, T, 1]
-        x = self.item_embedding(items)
+        x = self.item_vectors(items)
         if self.hp.architecture == "gru":
             x = self.input_dropout(x * mask, training=training)
             return self.gru(x, mask=valid, training=training) * mask
@@ -116,7 +141,9 @@ class SequentialModel(SynchronousModel):
 
     def item_embeddings(self) -> tf.Tensor:
         """float32 [num_items, d]: row i scores catalogue item index i + 1."""
-        return self.item_embedding.embeddings[1:]
+        if self.item_typed is None:
+            return self.item_embedding.embeddings[1:]
+        return self.item_vectors(tf.range(1, self.num_items + 1, dtype=tf.int64))
 
     def call(self, items: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Scores float32 [B, num_items] of every catalogue item as the next item."""

@@ -55,7 +55,8 @@ from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["AutoencoderTask", "TASK", "Interactions", "RatingBaselines", "autorec_dataset", "autorec_predictions",
            "dense_rows", "held_out_inputs", "interactions", "mult_dataset", "rank_targets", "rating_matrix",
-           "sparse_rows_dataset"]
+           "sparse_rows_dataset", "DENSE_BLOCK_BYTES", "DENSE_IN_FLIGHT_BYTES",
+           "dense_batches_in_flight", "dense_block_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,34 @@ def sparse_rows_dataset(matrix: sp.csr_matrix, batch_size: int, seed: int,
         mask = tf.ensure_shape(tf.scatter_nd(index, tf.ones_like(vals.flat_values), shape), (None, width))
         return features(dense, mask)
 
+    in_flight = dense_batches_in_flight(batch_size, width)
     ds = tf.data.Dataset.from_tensor_slices(rows).shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).map(densify, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size).map(densify, num_parallel_calls=in_flight).prefetch(in_flight)
+
+
+DENSE_IN_FLIGHT_BYTES = 512 * 2**20
+"""Budget for the densified batches :func:`sparse_rows_dataset` keeps in flight (being densified or
+prefetched): 512 MiB. ``tf.data.AUTOTUNE`` sizes its buffers against half the machine's memory, which at
+25M (162,541 users: 333 MB per batch of 256 movies, values and mask) took AutoRec's training past 8 GiB."""
+
+
+DENSE_BLOCK_BYTES = 128 * 2**20
+"""Largest dense float32 block AutoRec's evaluation feeds the model at once: 128 MiB (the input, its
+float64 densification, the output and its numpy copy each take about this much). At 25M, 1,024 movies x
+162,541 users were 666 MB per copy, on top of training's state."""
+
+
+def dense_block_rows(batch_size: int, width: int, budget: int = DENSE_BLOCK_BYTES) -> int:
+    """Rows of ``width`` float32 columns per evaluation block: ``batch_size``, fewer when a block
+    would pass ``budget`` bytes, at least 1."""
+    return max(1, min(batch_size, budget // (4 * max(1, width))))
+
+
+def dense_batches_in_flight(batch_size: int, width: int, budget: int = DENSE_IN_FLIGHT_BYTES) -> int:
+    """Densified batches of ``batch_size`` rows x ``width`` columns (two float32 tensors each) kept in
+    flight within ``budget`` bytes: at least 1 (one batch is always needed), at most 8."""
+    batch_bytes = 2 * 4 * batch_size * width
+    return max(1, min(8, budget // max(1, batch_bytes)))
 
 
 # --------------------------------------------------------------------------- AutoRec (explicit)
@@ -153,9 +180,11 @@ def baselines(train: Interactions, num_users: int) -> RatingBaselines:
 def autorec_reconstruction(model: AutoRec, by_movie: sp.csr_matrix, movies: np.ndarray, batch_size: int,
                            out: Callable[[np.ndarray, np.ndarray], None]) -> None:
     """Feeds the rating vectors of ``movies`` (rows of ``by_movie`` [M, U]) through the model
-    ``batch_size`` movies at a time, calling ``out(movie rows int [b], reconstruction float32 [b, U])``."""
-    for s in range(0, len(movies), batch_size):
-        chunk = movies[s : s + batch_size]
+    ``batch_size`` movies at a time (fewer when a dense [b, U] block would pass
+    :data:`DENSE_BLOCK_BYTES`), calling ``out(movie rows int [b], reconstruction float32 [b, U])``."""
+    step = dense_block_rows(batch_size, by_movie.shape[1])
+    for s in range(0, len(movies), step):
+        chunk = movies[s : s + step]
         out(chunk, model(tf.constant(dense_rows(by_movie, chunk))).numpy())
 
 

@@ -80,7 +80,14 @@ def learning_rate(train_cfg, steps_per_epoch: int):
 def optimizer(name: str, lr) -> tf.keras.optimizers.Optimizer:
     """The ``train.optimizer`` named ``name`` (adam | lazy_adam | adagrad | sgd) with learning rate (or
     schedule) ``lr``; ``lazy_adam`` updates only the embedding rows a batch touches
-    (:class:`tfrs_lab.training.optimizers.LazyAdam`)."""
+    (:class:`tfrs_lab.training.optimizers.LazyAdam`).
+
+    Raises:
+      ValueError: ``name`` is ``auto`` (retrieval's size rule: resolve it from the training rows
+        first with :func:`tfrs_lab.training.retrieval.resolve_optimizer`; the run loop does).
+    """
+    if name == "auto":
+        raise ValueError("train.optimizer: auto is resolved from the training rows first (resolve_optimizer)")
     return {"adam": tf.keras.optimizers.Adam, "lazy_adam": LazyAdam, "adagrad": tf.keras.optimizers.Adagrad,
             "sgd": tf.keras.optimizers.SGD}[name](learning_rate=lr)
 

@@ -2,11 +2,11 @@
 
 Trains under every ``train.distribution`` (``tfrs_lab.training.distribute``; docs/distributed.md).
 
-The task streams its batches (:mod:`tfrs_lab.training.stream`) from compact
-:class:`~tfrs_lab.data.interactions.Interactions`: your own data straight from the prepared dataset
-(:meth:`RetrievalTask.streams`), MovieLens encoded once. The in-memory columns below
-(:func:`split_columns`, :class:`RetrievalState`) remain for the tasks built on these towers
-(multitask), the pipeline Evaluator and ``reindex``; both give the same features for the same rows.
+The task (and multitask, built on its towers) streams its batches (:mod:`tfrs_lab.training.stream`)
+from compact :class:`~tfrs_lab.data.interactions.Interactions`: your own data straight from the
+prepared dataset (:meth:`RetrievalTask.streams`), typed features included, MovieLens encoded once.
+The in-memory columns below (:func:`split_columns`, :class:`RetrievalState`) remain for the
+pipeline Evaluator and ``reindex``; both give the same features for the same rows.
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ from tfrs_lab.export.tables import ItemTable
 from tfrs_lab.models.retrieval import RetrievalModel
 from tfrs_lab.training import distribute, report
 from tfrs_lab.evaluation.metrics import EARLY_STOPPING_METRIC, metric_ks
-from tfrs_lab.training.common import make_dataset, sample_weights
+from tfrs_lab.training.common import sample_weights
 from tfrs_lab.training.evaluate import evaluate, known_rows, query_embeddings
 from tfrs_lab.training.stream import RetrievalStream, SplitRanks, rank_split, split_metrics, stream_metrics
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["AUTO_HISTORY_RANGE", "AUTO_HISTORY_SUPPORT", "auto_history_length", "resolve_history_length",
+           "AUTO_OPTIMIZER_MAX_PARAMETERS", "auto_optimizer", "id_table_parameters", "resolve_optimizer",
            "RetrievalState", "RetrievalTask", "StreamState", "TASK", "streamed_tables", "concat_columns", "hyperparameters", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,58 @@ def resolve_history_length(cfg: RetrievalConfig, data: MovieLensData | Interacti
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, history_length=auto_history_length(items)))
 
 
+AUTO_OPTIMIZER_MAX_PARAMETERS = 2_000_000
+"""Id-table parameters (rows x ``model.id_embedding_dim`` of the user and item id embeddings) up to
+which ``train.optimizer: auto`` picks ``adam``; above it ``lazy_adam`` (:func:`auto_optimizer`)."""
+
+
+def id_table_parameters(cfg: RetrievalConfig, data: MovieLensData | Interactions, train: np.ndarray) -> int:
+    """The parameters of the model's id embedding tables for training rows ``train`` (row indices
+    into ``data``): ``(U + 1 + M + 1) * model.id_embedding_dim``, U the distinct users of the training
+    rows, M the catalogue, each with its unknown row: the rows Keras's ``Adam`` rewrites every step."""
+    if isinstance(data, Interactions):  # codes: one O(n) count, no string per row
+        users = int(np.count_nonzero(np.bincount(data.user[train], minlength=len(data.user_ids))))
+        items = data.num_catalogue
+    else:
+        users = len(set(data.ratings["user_id"][train].tolist()))
+        items = len(data.movies["movie_id"])
+    return (users + 1 + items + 1) * cfg.model.id_embedding_dim
+
+
+def auto_optimizer(parameters: int) -> str:
+    """``train.optimizer: auto``: ``adam`` for id tables of at most :data:`AUTO_OPTIMIZER_MAX_PARAMETERS`
+    parameters, ``lazy_adam`` above.
+
+    ``adam`` won the validation selection on every data set (ML-100K both protocols, Last.fm,
+    synthetic: +0.1 to +2 %), but Keras's ``Adam`` decays both moments and rewrites every row of the
+    id tables each step, so its cost per example grows with the tables while ``lazy_adam``'s (the
+    rows a batch touches only) does not. Measured on retrieval's real step at batch 256
+    (docs/tuning.md#retrieval-optimizer-a-size-rule): ``adam`` adds about 17 µs of CPU per example
+    per million id-table parameters while ``lazy_adam`` stays at 21-24 µs; the threshold (2M, 31k
+    rows at dimension 64) is where ``adam``'s extra cost reaches about one ``lazy_adam`` step (2.2x
+    its CPU per example; Last.fm's 1.25M: 1.8x; 25M-sized tables, 14M: 12.6x).
+
+    Args:
+      parameters: :func:`id_table_parameters` of the run.
+
+    Returns:
+      ``"adam"`` or ``"lazy_adam"``.
+    """
+    return "adam" if parameters <= AUTO_OPTIMIZER_MAX_PARAMETERS else "lazy_adam"
+
+
+def resolve_optimizer(cfg: RetrievalConfig, data: MovieLensData | Interactions, train: np.ndarray):
+    """``cfg`` with ``train.optimizer: auto`` replaced by :func:`auto_optimizer` of the id tables that
+    the training rows ``train`` (row indices into ``data``) give; any other ``cfg`` as is."""
+    if cfg.train.optimizer != "auto":
+        return cfg
+    parameters = id_table_parameters(cfg, data, train)
+    name = auto_optimizer(parameters)
+    logger.info("train.optimizer: auto = %s (id tables %d parameters; adam up to %d)", name, parameters,
+                AUTO_OPTIMIZER_MAX_PARAMETERS)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, optimizer=name))
+
+
 def hyperparameters(cfg: RetrievalConfig, has_user_features: bool) -> RetrievalModelConfig:
     """``cfg.model`` without the demographic query features the dataset does not have.
 
@@ -208,20 +261,16 @@ class RetrievalTask(Task):
     name = "retrieval"
 
     def streams(self, cfg: RetrievalConfig) -> bool:
-        """Your own data reaches retrieval as :class:`Interactions` (never converted to strings per
-        row) on the splits computed from codes, warm-started runs included."""
-        return self.streamed and cfg.split_name in STREAMED_SPLITS
-
-    @property
-    def streamed(self) -> bool:
-        """Whether this task trains from :mod:`tfrs_lab.training.stream` (retrieval; not the tasks
-        built on its towers, whose hooks read in-memory columns)."""
-        return self.name == "retrieval"
+        """Your own data reaches retrieval (and multitask, built on its towers) as
+        :class:`Interactions` (never converted to strings per row) on the splits computed from
+        codes, warm-started runs included."""
+        return cfg.split_name in STREAMED_SPLITS
 
     def resolve_data_config(self, cfg: RetrievalConfig, data: MovieLensData | Interactions,
                             split: Split) -> RetrievalConfig:
-        """``model.history_length: auto`` → :func:`auto_history_length` of the training rows."""
-        return resolve_history_length(cfg, data, split.train)
+        """``model.history_length: auto`` → :func:`auto_history_length` of the training rows;
+        ``train.optimizer: auto`` → :func:`auto_optimizer` of the id tables they give."""
+        return resolve_optimizer(resolve_history_length(cfg, data, split.train), data, split.train)
 
     def vocabulary_fit(self, cfg: RetrievalConfig, has_user_features: bool) -> dict[str, Any]:
         m = cfg.model
@@ -229,20 +278,21 @@ class RetrievalTask(Task):
                     title_max_tokens=m.title_max_tokens, timestamp_buckets=m.timestamp_buckets)
 
     # Hooks a task built on these towers (multitask) overrides; retrieval's own behaviour below.
-    def columns(self, data: MovieLensData, split: Split, hp: RetrievalModelConfig) -> dict[str, Columns]:
-        """The raw columns of each split the model trains and is evaluated on."""
-        return split_columns(data, split, hp)
+    def stream_labels(self, data: Interactions, split: Split, hp: RetrievalModelConfig) -> np.ndarray | None:
+        """float32 ``[n]``: each row's ``label`` batch column (:class:`RetrievalStream`), or None
+        (retrieval: no label)."""
+        return None
 
-    def build_model(self, vocab: Vocabularies, hp: RetrievalModelConfig, cols: dict[str, Columns]) -> RetrievalModel:
+    def build_model(self, vocab: Vocabularies, hp: RetrievalModelConfig, stream: RetrievalStream) -> RetrievalModel:
         """A fresh, untrained model (built inside the distribution strategy's scope)."""
         return RetrievalModel(vocab, hp)
 
-    def validation_metrics(self, model: RetrievalModel, vocab: Vocabularies, state: RetrievalState,
-                           cfg: RetrievalConfig, protocol: str) -> dict[str, float]:
-        """The metrics of one validation pass (the one :meth:`monitor` names among them)."""
-        cols = state.cols
-        return evaluate(model, vocab, cols["validation"], protocol=protocol, ks=state.ks,
-                        history=cols["train"], batch_size=cfg.eval.batch_size)
+    def validation_metrics(self, model: RetrievalModel, state: StreamState, cfg: RetrievalConfig, protocol: str,
+                           positions: np.ndarray) -> dict[str, float]:
+        """The metrics of one validation pass over the validation rows ``positions`` (a fixed sample of
+        users: ``eval.validation_users``); :meth:`monitor` names one of them."""
+        return stream_metrics(model, state.stream, "validation", protocol=protocol, ks=state.ks,
+                              batch_size=cfg.eval.batch_size, positions=positions)
 
     def monitor(self, cfg: RetrievalConfig, protocol: str) -> str:
         """The validation metric early stopping maximises."""
@@ -256,7 +306,7 @@ class RetrievalTask(Task):
             "embedding_dim", "id_embedding_dim", "feature_embedding_dim", "tower_layers", "query_features",
             "candidate_features", "timestamp_buckets", "title_vocab_size", "title_max_tokens")}
 
-    def _train_streamed(self, ctx: RunContext) -> Trained:
+    def train(self, ctx: RunContext) -> Trained:
         cfg, split, vocab, dist = ctx.cfg, ctx.split, ctx.vocab, ctx.distribution
         data = Interactions.of(ctx.data)
         hp = hyperparameters(cfg, data.has_user_features)
@@ -266,60 +316,32 @@ class RetrievalTask(Task):
                 raise DataError(f"train.sample_weight={cfg.train.sample_weight}: {data.dataset} has no rating / weight "
                                 "column: name one (--columns ...,rating=COLUMN) or set train.sample_weight=none")
             weights = sample_weights(data.rating, cfg.train.sample_weight, split.train)
-        stream = RetrievalStream(data, split, hp.history_length if "history" in hp.query_features else 0, weights)
+        stream = RetrievalStream(data, split, hp.history_length if "history" in hp.query_features else 0, weights,
+                                 labels=self.stream_labels(data, split, hp))
         state = StreamState(hp, stream, metric_ks(split.protocol, cfg.eval.ks))
         sample = stream.features("train", np.arange(min(2, len(split.train))))
         steps = -(-len(split.train) // cfg.train.batch_size)
         with dist.strategy.scope():
-            model = self.build_model(vocab, hp, {})
+            model = self.build_model(vocab, hp, stream)
             model.compile(optimizer=ctx.optimizer(steps))
             if ctx.warm_start is not None:  # continue from the previous run's weights
-                ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, {}), sample)
+                ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, stream), sample)
         train_ds, fit_kwargs = distribute.fit_dataset(
             dist, lambda batch: stream.training_dataset(batch, cfg.train.seed), len(split.train), cfg.train.batch_size)
         # validation: the rows of a fixed sample of users, the same every epoch (eval.validation_users)
         validated, sampled, total = stream.user_sample("validation", cfg.eval.validation_users, cfg.train.seed)
 
         def validate() -> dict[str, float]:
-            return stream_metrics(model, stream, "validation", protocol=split.protocol, ks=state.ks,
-                                  batch_size=cfg.eval.batch_size, positions=validated)
+            return self.validation_metrics(model, state, cfg, split.protocol, validated)
 
         fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
-            dist, model, lambda: self.build_model(vocab, hp, {}), sample, ctx.stage, _query_probe)
+            dist, model, lambda: self.build_model(vocab, hp, stream), sample, ctx.stage, _query_probe)
         counts = {"sampled_validation_users": sampled, "total_validation_users": total,
                   "sampled_validation_rows": len(validated)}
         return Trained(model, state, [fit], len(split.train), len(split.train),
-                       metrics={} if cfg.train.include_validation else counts)
-
-    def train(self, ctx: RunContext) -> Trained:
-        if self.streamed:
-            return self._train_streamed(ctx)
-        cfg, data, split, vocab, dist = ctx.cfg, ctx.data, ctx.split, ctx.vocab, ctx.distribution
-        hp = hyperparameters(cfg, data.has_user_features)
-        cols = self.columns(data, split, hp)
-        state = RetrievalState(hp, cols, metric_ks(split.protocol, cfg.eval.ks))
-        steps = -(-len(split.train) // cfg.train.batch_size)
-        with dist.strategy.scope():
-            model = self.build_model(vocab, hp, cols)
-            model.compile(optimizer=ctx.optimizer(steps))
-            if ctx.warm_start is not None:  # continue from the previous run's weights
-                ctx.warm_start.restore(model, lambda: self.build_model(vocab, hp, cols),
-                                       {k: v[:2] for k, v in cols["train"].items()})
-        train_ds, fit_kwargs = distribute.fit_dataset(
-            dist, lambda batch: make_dataset(cols["train"], batch, cfg.train.shuffle_buffer, cfg.train.seed),
-            len(split.train), cfg.train.batch_size)
-
-        def validate() -> dict[str, float]:
-            return self.validation_metrics(model, vocab, state, cfg, split.protocol)
-
-        fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
-                      fit_kwargs=fit_kwargs)
-        model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
-            dist, model, lambda: self.build_model(vocab, hp, cols), {k: v[:2] for k, v in cols["train"].items()},
-            ctx.stage, _query_probe)
-        return Trained(model, state, [fit], len(split.train), len(split.train))
+                       metrics={"optimizer": cfg.train.optimizer, **({} if cfg.train.include_validation else counts)})
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s = trained.state

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfrs_lab.config import ConfigError, dump_config
+from tfrs_lab.config import ConfigError, check_typed_features, dump_config
 from tfrs_lab.data.features import Vocabularies
 from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
-from tfrs_lab.data.prepared import PREPARED_DIR, prepare_dataset
+from tfrs_lab.data.prepared import PREPARED_DIR, PreparedDataset, prepare_dataset
 from tfrs_lab.data.spec import OWN
 from tfrs_lab.data.splits import Split, min_interactions_filter
 from tfrs_lab.data.synthetic import SyntheticSpec
@@ -34,12 +34,13 @@ from tfrs_lab.training.common import validation_metrics
 from tfrs_lab.training.task import RunContext, Task, TaskInputs, Trained, get_task
 from tfrs_lab.training.warm_start import METRIC as WARM_START_METRIC, WarmStart, load_warm_start
 
-__all__ = ["FEATURE_TASKS", "Prepared", "Run", "load_data", "load_run", "prepare", "run_task"]
+__all__ = ["FEATURE_TASKS", "Prepared", "Run", "load_data", "load_run", "prepare", "prepared_data", "run_task"]
 
 logger = logging.getLogger(__name__)
 
-FEATURE_TASKS = ("retrieval", "ranking")
-"""Tasks whose models read the typed features of ``data.source.features`` (on :class:`Interactions`)."""
+FEATURE_TASKS = ("retrieval", "ranking", "multitask", "sequential")
+"""Tasks whose models read the typed features of ``data.source.features`` (on :class:`Interactions`;
+which sides and architectures: :func:`tfrs_lab.config.check_typed_features`, which refuses the rest)."""
 
 
 def load_data(cfg, *, compact: bool = False) -> MovieLensData | Interactions:
@@ -52,10 +53,9 @@ def load_data(cfg, *, compact: bool = False) -> MovieLensData | Interactions:
     filtering = d.min_user_interactions > 0 or d.min_item_interactions > 0
     if d.dataset == OWN:  # prepared once, then reused from the cache by fingerprint
         cache = Path(d.data_dir).expanduser() / PREPARED_DIR if d.data_dir is not None else None
-        prepared = prepare_dataset(d.source, cache_dir=cache)
-        if compact and not filtering:
-            return Interactions.from_prepared(prepared)
-        data = prepared.to_data()
+        data = prepared_data(prepare_dataset(d.source, cache_dir=cache), compact=compact and not filtering)
+        if isinstance(data, Interactions):
+            return data
     else:
         synthetic = None
         if d.dataset == "synthetic":
@@ -65,6 +65,15 @@ def load_data(cfg, *, compact: bool = False) -> MovieLensData | Interactions:
                 raise ConfigError(f"data.synthetic.{e}") from e
         data = load_movielens(d.dataset, data_zip=d.data_zip, data_dir=d.data_dir, synthetic=synthetic)
     return min_interactions_filter(data, d.min_user_interactions, d.min_item_interactions)
+
+
+def prepared_data(prepared: PreparedDataset, *, compact: bool) -> MovieLensData | Interactions:
+    """A prepared dataset as a run reads it: with ``compact``, :class:`Interactions` of its codes as
+    they are on disk (memory-mapped, no string per row: what a task whose ``streams(cfg)`` says so
+    gets); else the string columns, :class:`MovieLensData` (``to_data()``: for a task that does not
+    stream — multitask, the ``predefined`` split — and for the minimum-count filter). The one
+    function ``train`` and the pipeline's Trainer and Tuner read a prepared dataset with."""
+    return Interactions.from_prepared(prepared) if compact else prepared.to_data()
 
 
 @dataclasses.dataclass
@@ -128,11 +137,11 @@ def prepare(task: str | Task, cfg, inputs: TaskInputs | None = None, *, stream: 
         inputs = TaskInputs(load_data(cfg, compact=stream and t.streams(cfg)))
     features = cfg.data.source.features if cfg.data.dataset == OWN and cfg.data.source is not None else ()
     carried = inputs.data.features  # prepared (Interactions) or from_frame (MovieLensData) typed features
+    check_typed_features(cfg, [c.spec for c in carried.values()])  # from_frame: not in the config
     if (features or carried) and not (t.name in FEATURE_TASKS and carried):
         logger.warning("typed features (%s) are read by %s on the splits computed from codes only, without minimum "
-                       "counts, and from from_frame data (multitask, sequential and the autoencoders ignore them): "
-                       "this run ignores them", ", ".join([f.name for f in features] or list(carried)),
-                       " and ".join(FEATURE_TASKS))
+                       "counts, and from from_frame data: this run ignores them",
+                       ", ".join([f.name for f in features] or list(carried)), ", ".join(FEATURE_TASKS))
     split = _split(t, cfg, inputs.data)
     return Prepared(inputs.data, split, t.vocabularies(cfg, inputs.data, split.train, inputs))
 

@@ -112,11 +112,12 @@ def evaluate_sequences(model: SequentialModel, seqs: EvaluationSequences, ks: tu
 
 def build_model(cfg: SequentialConfig, vocab: Vocabularies, steps_per_epoch: int = 1) -> SequentialModel:
     """A compiled :class:`SequentialModel` over ``vocab``'s catalogue (sampled-softmax item
-    probabilities from the training counts, add-one smoothed). ``steps_per_epoch``: optimizer steps
+    probabilities from the training counts, add-one smoothed; ``vocab.typed``: its item features). ``steps_per_epoch``: optimizer steps
     per epoch, ``ceil(training windows / train.batch_size)`` (:func:`steps_per_epoch`), what a
     learning-rate schedule counts in; 1 for a model that is not trained."""
     counts = vocab.item_counts[1:].astype(np.float64) + 1.0
-    model = SequentialModel(len(vocab.movie_ids), cfg.model, item_probability=counts / counts.sum())
+    model = SequentialModel(len(vocab.movie_ids), cfg.model, item_probability=counts / counts.sum(),
+                            item_features=tuple(getattr(vocab, "typed", ())))  # own data's items features
     model.compile(optimizer=optimizer(cfg.train.optimizer, learning_rate(cfg.train, steps_per_epoch)))
     return model
 

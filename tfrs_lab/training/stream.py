@@ -11,7 +11,7 @@ the MovieLens demographics where the data has them, the typed context features o
 data by name (:func:`context_gather`: raw strings, numbers, times, vectors), ``history`` (string
 [B, H], the user's previous ``history_length`` source items, most recent first, '' padded), and with
 ``train.sample_weight`` the rows' loss weights (``sample_weight``, float32 [B]), so the model and
-its export stay string-keyed. Evaluation ranks every evaluated row over the whole catalogue in chunks
+its export stay string-keyed; with ``labels`` (multitask's rating head) each row's ``label`` (float32 [B]). Evaluation ranks every evaluated row over the whole catalogue in chunks
 (:func:`stream_ranks`), the exclusions as views into the history source; validation during training
 may rank only the rows of a fixed, seeded sample of users (:meth:`RetrievalStream.user_sample`,
 ``eval.validation_users``), test evaluation always ranks every rankable test row, and
@@ -79,12 +79,16 @@ class RetrievalStream:
         history_length: H, items per history; 0 when the query tower reads none (no ``history`` key).
         weights: float32 ``[n]`` each row's loss weight (``tfrs_lab.training.common.sample_weights``),
             batched as ``sample_weight``; None: no such key (every row weighs 1).
+        labels: float32 ``[n]`` each row's ``label`` (e.g. the rating a multitask model regresses);
+            None: no such key.
     """
 
     def __init__(self, data: Interactions, split: Split, history_length: int,
-                 weights: np.ndarray | None = None) -> None:
+                 weights: np.ndarray | None = None, labels: np.ndarray | None = None) -> None:
         self.data, self.length = data, history_length
         self.weight = None if weights is None else tf.constant(np.asarray(weights, np.float32))
+        self.labels = None if labels is None else np.asarray(labels, np.float32)
+        self.label = None if labels is None else tf.constant(self.labels)
         self.user = tf.constant(np.asarray(data.user, np.int32))
         self.item = tf.constant(np.asarray(data.item, np.int32))
         self.timestamp = tf.constant(np.asarray(data.timestamp, np.int64))
@@ -127,6 +131,8 @@ class RetrievalStream:
                    **{k: gather(r) for k, gather in self.context.items()}}
             if self.weight is not None:
                 out["sample_weight"] = tf.gather(self.weight, r)
+            if self.label is not None:
+                out["label"] = tf.gather(self.label, r)
             if length:
                 stop = tf.gather(stops, positions)
                 start = tf.gather(user_start, u)
