@@ -15,7 +15,8 @@ from tfrs_lab.data.splits import make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.models.ranking import RankingModel
 from tfrs_lab.training.ranking import (NegativeSampler, explicit_dataset, hyperparameters, implicit_dataset,
-                                       make_model, ranking_stream, serving_user_table, split_columns, vocabulary_index)
+                                       make_model, ranking_stream, resolve_hidden_units, serving_user_table,
+                                       split_columns, vocabulary_index)
 
 
 @dataclass
@@ -43,7 +44,7 @@ def train_small(data, architecture: str, *, objective: str = "explicit", split: 
     s = make_split(split, data.ratings)
     vocab = build_vocabularies(data.ratings, data.movies, s.train, has_user_features=True, title_vocab_size=100,
                                title_max_tokens=8, timestamp_buckets=20)
-    hp = hyperparameters(cfg)
+    hp = hyperparameters(resolve_hidden_units(cfg, data, s.train))
     cols = split_columns(data, s, hp)
     stream = ranking_stream(data, s, hp)
     if objective == "explicit":

@@ -29,7 +29,7 @@ def test_explicit_beats_the_global_mean(ranking_data, train_ranking_model, train
 def test_autorec_table_holds_training_ratings_only(ranking_data):
     """The autorec architecture's movie table: every training rating at (movie, user), nothing of
     the validation or test rows (a held-out rating is predicted from the other users' ratings)."""
-    cfg = load_config("ranking", overrides=["model.architecture=autorec"])
+    cfg = load_config("ranking", overrides=["model.architecture=autorec", "model.autorec.hidden_units=16"])
     s = make_split("hash", ranking_data.ratings)
     vocab = build_vocabularies(ranking_data.ratings, ranking_data.movies, s.train, has_user_features=True,
                                title_vocab_size=100, title_max_tokens=8, timestamp_buckets=20)

@@ -209,9 +209,10 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
         resolved[key] = cand.name
     for entry in selection.datasets:  # a data set's own split / objective: every candidate reports it there too
         if entry.split or entry.objective:
+            own = {} if "quick" in entry.data else dict(entry.data)  # e.g. data.predefined beside split: predefined
             for cand in candidates:
                 _candidate_config(selection, cand, list(selection.overrides),
-                                  {"data": {"split": selection.split_of(entry)}, **train}, where, entry)
+                                  {"data": {**own, "split": selection.split_of(entry)}, **train}, where, entry)
     return selection
 
 

@@ -104,11 +104,12 @@ def _retrieval_setup(cfg):
 
 
 def _ranking_setup(cfg):
-    from tfrs_lab.training.ranking import explicit_metrics, hyperparameters, make_model, split_columns
+    from tfrs_lab.training.ranking import TASK, explicit_metrics, hyperparameters, make_model, split_columns
     from tfrs_lab.training.runner import prepare
 
     p = prepare("ranking", cfg)
     data, split, vocab = p.data, p.split, p.vocab
+    cfg = TASK.resolve_data_config(cfg, data, split)  # hidden_units: auto
     hp = hyperparameters(cfg)
     cols = split_columns(data, split, hp)
     model = make_model(vocab, hp, cols["train"], float(np.mean(cols["train"]["label"])))
