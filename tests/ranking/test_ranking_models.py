@@ -150,3 +150,17 @@ def test_predictions_are_clipped_to_the_rating_range(trained_dcn):
         model.global_bias.assign(old)
     preds = model.predict_scores(feats).numpy()
     assert np.all((preds >= 1.0) & (preds <= 5.0))
+
+
+def test_catalogue_scoring_in_chunks_equals_scoring_whole_rows(trained_mf_history, monkeypatch):
+    """score_matrix with a tiny pair budget (7 history entries: one (row, movie) pair per chunk with a
+    10-item history) gives the scores of the whole [rows x catalogue] block at once, history included."""
+    import tfrs_lab.training.ranking as ranking
+    t = trained_mf_history
+    queries = {k: v[:5] for k, v in t.cols["test"].items()}
+    assert queries["history"].shape[1] == 10
+    whole = np.concatenate([s for _, s in ranking.score_matrix(t.model, queries, batch_size=5)])
+    monkeypatch.setattr(ranking, "SCORE_PAIR_BUDGET", 7)
+    chunked = np.concatenate([s for _, s in ranking.score_matrix(t.model, queries, batch_size=5)])
+    assert whole.shape == (5, len(t.vocab.movie_ids))
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)

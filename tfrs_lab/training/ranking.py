@@ -60,7 +60,7 @@ from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
 __all__ = ["AUTO_HIDDEN_PER_ITEM", "AUTO_HIDDEN_RANGE", "AUTO_HIDDEN_STEP", "AUTOREC_MAX_CELLS", "auto_hidden_units",
            "check_autorec_size", "resolve_hidden_units", "NegativeSampler", "RankingState", "RankingTask", "TASK",
            "code_rating_table", "explicit_dataset", "explicit_metrics", "implicit_dataset", "make_model", "ranking_eval",
-           "ranking_stream", "score_batches", "score_matrix", "split_columns", "stream_explicit_metrics",
+           "ranking_stream", "SCORE_PAIR_BUDGET", "score_batches", "score_matrix", "split_columns", "stream_explicit_metrics",
            "stream_ranking_eval", "vocabulary_index"]
 
 logger = logging.getLogger(__name__)
@@ -405,19 +405,33 @@ def stream_explicit_metrics(model: RankingModel, stream: RetrievalStream, name: 
     return rating_metrics(_predictions(model, stream.batches(name, positions, batch_size)), stream.labels(name))
 
 
+SCORE_PAIR_BUDGET = 1 << 21
+"""History entries (pairs × history length; pairs when the model reads no history) :func:`score_batches`
+feeds the model at once: a query row's history is repeated for every catalogue movie, so one row of a
+200-item history against 11,809 movies (5M) was 2.4M entries, 2.4 GB of embeddings at 8 rows a batch."""
+
+
 def score_batches(model: RankingModel, batches: Iterable[dict[str, tf.Tensor]]) -> Iterator[tuple[int, np.ndarray]]:
     """Yields ``(start, scores float32 [b, M])``: every catalogue movie scored for each batch of query
     rows (their user and context columns; ``movie_id`` and ``label`` are ignored), ``start`` the
-    batch's first row among all batches, movies in ``model.movie_ids`` order."""
+    batch's first row among all batches, movies in ``model.movie_ids`` order. The b × M (row, movie)
+    pairs go through the model in chunks of at most :data:`SCORE_PAIR_BUDGET` history entries."""
     movies = model.movie_ids
     m = int(movies.shape[0])
     start = 0
     for batch in batches:
         block = {k: v for k, v in batch.items() if k not in ("movie_id", "label")}
         b = int(block["user_id"].shape[0])
-        feats = {k: tf.repeat(v, m, axis=0) for k, v in block.items()}
-        feats["movie_id"] = tf.tile(movies, [b])
-        yield start, tf.reshape(model.predict_scores(feats), [b, m]).numpy()
+        history = block.get("history")
+        width = int(history.shape[1]) if history is not None and history.shape.rank == 2 else 1
+        chunk = max(1, SCORE_PAIR_BUDGET // max(1, width))
+        scores = []
+        for s in range(0, b * m, chunk):
+            pair = tf.range(s, min(s + chunk, b * m))  # pair p = (row p // M, movie p % M)
+            feats = {k: tf.gather(v, pair // m) for k, v in block.items()}
+            feats["movie_id"] = tf.gather(movies, pair % m)
+            scores.append(model.predict_scores(feats))
+        yield start, tf.reshape(tf.concat(scores, 0), [b, m]).numpy()
         start += b
 
 
