@@ -39,12 +39,11 @@ __all__ = ["RatingSignatures", "export_multitask"]
 class RatingSignatures:
     """The rating head's signatures (``rate``, ``rerank``, ``score_with_features`` and, with typed
     context features, ``score_with_context``) for a retrieval export of the same model (a
-    :class:`tfrs_lab.export.retrieval.SignatureExtension`). ``user_table``: as the retrieval
-    export's; the rating head serves from the retrieval server's user table variables (saved once)."""
+    :class:`tfrs_lab.export.retrieval.SignatureExtension`). The rating head serves from the retrieval
+    server's user table variables (saved once)."""
 
-    def __init__(self, model, user_table: dict[str, Any], sample_users: list[str],
-                 sample_movies: list[str]) -> None:
-        self.model, self.user_table = model, user_table
+    def __init__(self, model, sample_users: list[str], sample_movies: list[str]) -> None:
+        self.model = model
         self.users, self.movies = probe_pairs(sample_users, sample_movies)
         self.server: RankingServer | None = None
 
@@ -74,5 +73,5 @@ def export_multitask(model, export_base: Path, *, sample_movies: list[str], **re
       retrieval: the keyword arguments of :func:`tfrs_lab.export.retrieval.export_retrieval`
         (``user_table`` serves both heads; ``sample_users`` both checks).
     """
-    extension = RatingSignatures(model, retrieval["user_table"], retrieval["sample_users"][:4], sample_movies)
+    extension = RatingSignatures(model, retrieval["sample_users"][:4], sample_movies)
     return export_retrieval(model, export_base, extension=extension, **retrieval)
