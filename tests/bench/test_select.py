@@ -45,7 +45,7 @@ SHIPPED = sorted(p.stem for p in selection_file("retrieval").parent.glob("*.yaml
 
 
 def test_every_task_with_chosen_defaults_ships_a_selection_file():
-    assert {"retrieval", "sequential", "autoencoder", "ranking"} <= set(SHIPPED)
+    assert {"retrieval", "sequential", "autoencoder", "ranking", "multitask"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("task", SHIPPED)
@@ -61,6 +61,24 @@ def test_shipped_selection_files_are_valid(tmp_path, task):
     assert any(p is not None for p in paths)  # a topic file may hold Last.fm alone (sequential-lastfm.yaml)
     ml = [d for d in sel.datasets if d.name == "ml-100k"]
     assert not ml or ml[0].data["data_zip"] == f"{tmp_path}/ml-100k.zip"
+
+
+def test_the_multitask_selection_scores_both_heads_on_every_data_set(tmp_path):
+    sel = load_selection(selection_file("multitask"), data_root=tmp_path)
+    assert sel.objective == "hit_rate@100,rmse" and sel.split == "hash"
+    assert [d.name for d in sel.datasets] == ["ml-100k", "synthetic"]  # Last.fm has play counts, no ratings
+    columns = sel.columns()
+    assert list(columns) == ["ml-100k/hit_rate@100", "ml-100k/rmse", "synthetic/hit_rate@100", "synthetic/rmse"]
+    assert {c: m for c, (_, m) in columns.items()}["ml-100k/rmse"] == "rmse"
+    # the candidates move the heads' loss weights and the history: every one a distinct, valid config
+    assert any("model.rating_weight=100.0" in c.overrides for c in sel.candidates)
+    assert any('model.history_length="auto"' in c.overrides for c in sel.candidates)
+
+
+def test_a_single_objective_names_its_column_after_the_data_set(tmp_path):
+    sel = load_selection(selection_file("retrieval"), data_root=tmp_path)
+    assert {c: m for c, (_, m) in sel.columns().items()} == {
+        "ml-100k": "ndcg@10", "ml-100k-hash": "hit_rate@100", "lastfm": "ndcg@10", "synthetic": "ndcg@10"}
 
 
 def test_minimised_objectives_are_rmse_and_mae(tmp_path):
@@ -79,6 +97,12 @@ def test_minimised_objectives_are_rmse_and_mae(tmp_path):
     ({"candidates": {"a": {}, "b": {"model.embedding_dim": 0}}}, "candidates.b: model.embedding_dim"),
     ({"candidates": {"a": {}, "b": {"model.colour": 1}}}, "candidates.b:"),
     ({"objective": "rmse"}, "objective: the retrieval runs report no validation_rmse"),
+    ({"objective": ["ndcg@10", "rmse"]}, "objective: the retrieval runs report no validation_rmse"),
+    ({"objective": []}, "objective: is required"),
+    ({"objective": ["ndcg@10", "ndcg@10"]}, "objective: is required: a validation metric name such as ndcg@10, or a "
+                                           "list of distinct ones"),
+    ({"datasets": {"d": {"data": {"dataset": "synthetic"}, "objective": ["ndcg@10", 3]}}},
+     "datasets.d.objective: is required"),
     ({"candidates": {"a": {}, "b": {"model.history_length": "auto"}}},
      "candidates.b: resolves to the same config as candidates.a"),
     ({"task": "autoencoder", "configs": ["autoencoder-implicit.yaml"], "epochs": 5},
@@ -157,6 +181,39 @@ def test_select_scores_each_data_set_on_its_own_protocol(tmp_path):
         assert metrics[r["objectives"][run["dataset"]]] == pytest.approx(run["value"])
     assert r["winner"] == choose(r["values"], minimise=False)[0]
     assert "hashed (hash, hit_rate@10)" in (out / "select" / "selected.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_select_scores_the_multitask_heads_as_columns_of_their_own(tmp_path):
+    sel = {"task": "multitask", "objective": ["hit_rate@10", "rmse"], "split": "hash", "seeds": 1, "epochs": 2,
+           "overrides": ["export.index=brute_force", "model.embedding_dim=8", "model.id_embedding_dim=8"],
+           "datasets": {"a": {"data": TINY}, "b": {"data": {**TINY, "synthetic": {**TINY["synthetic"], "seed": 5}}}},
+           "candidates": {"default": {}, "retrieval_only": {"model.rating_weight": 0.0}}}
+    path = tmp_path / "sel.yaml"
+    path.write_text(yaml.safe_dump(sel))
+    out = tmp_path / "out"
+    assert main(["select", "--tasks", "multitask", "--selection", str(path), "--output-dir", str(out)]) == 0
+    r = json.loads((out / "select" / "results.json").read_text())
+    assert r["objective"] == "validation_hit_rate@10,validation_rmse" and r["test_evaluated"] is False
+    assert r["objectives"] == {"a/hit_rate@10": "validation_hit_rate@10", "a/rmse": "validation_rmse",
+                               "b/hit_rate@10": "validation_hit_rate@10", "b/rmse": "validation_rmse"}
+    assert len(r["runs"]) == 4  # one run per candidate and data set scores both heads
+    for run in r["runs"]:
+        metrics = json.loads((out / "select" / "runs" / run["run_dir"].split("/")[-1] / "metrics.json").read_text())
+        assert metrics["test_evaluated"] is False and "rmse" not in metrics and "hit_rate@10" not in metrics
+        assert run["values"] == {"hit_rate@10": pytest.approx(metrics["validation_hit_rate@10"]),
+                                 "rmse": pytest.approx(metrics["validation_rmse"])}
+        assert r["values"][f"{run['dataset']}/rmse"][run["candidate"]] == pytest.approx(metrics["validation_rmse"])
+    for column, per in r["values"].items():  # RMSE columns minimised, hit-rate columns maximised
+        lower = column.endswith("/rmse")
+        best = (min if lower else max)(per, key=per.get)
+        assert r["winner_per_dataset"][column] == best
+        for c, v in per.items():
+            assert r["relative"][c][column] == pytest.approx(per[best] / v if lower else v / per[best])
+    assert r["values"]["a/rmse"]["default"] != r["values"]["a/rmse"]["retrieval_only"]  # the weight reaches the head
+    winner, relative = choose(r["values"], minimise={c: c.endswith("/rmse") for c in r["values"]})
+    assert r["winner"] == winner and all(r["relative"][c] == pytest.approx(relative[c]) for c in relative)
+    assert "a/rmse (hash, rmse)" in (out / "select" / "selected.yaml").read_text()
 
 
 def test_select_needs_a_task(tmp_path, capsys):

@@ -5,7 +5,9 @@ selection/retrieval.yaml`` prints where) names the task, the split, a validation
 ``rmse``/``mae`` minimised), the ``datasets`` and the ``candidates`` (config overlays, the first being
 today's default). A data set entry may name its own ``split`` and ``objective`` (default: the file's), so one
 selection covers several protocols, e.g. ML-100K twice: ``leave-last-out`` scored by ndcg@10 and ``hash``
-scored by hit_rate@100. Optional keys: ``configs`` (shipped config files layered on ``configs/<task>.yaml``,
+scored by hit_rate@100. An objective may also be a list of metrics, e.g. ``[hit_rate@100, rmse]`` for the
+multitask model's two heads: every run then reports each of them and each (data set, metric) pair is one
+column of the choice below, named ``<data set>/<metric>``, so every head counts as much as a data set. Optional keys: ``configs`` (shipped config files layered on ``configs/<task>.yaml``,
 e.g. ``[autoencoder-implicit.yaml]``: the defaults a candidate overlays when they live in an overlay
 file), ``overrides`` (``KEY=VALUE`` for every run), ``seeds``, ``epochs`` (a cap). Every
 candidate is trained on every data set (``seeds`` times) with
@@ -13,8 +15,8 @@ candidate is trained on every data set (``seeds`` times) with
 computed during selection** (docs/tuning.md#selection-on-validation). The config files are read once,
 by :func:`load_selection` (:attr:`Selection.base_config`): an edit during a selection changes none of its runs.
 
-Choice: per data set ``d`` and candidate ``c`` the mean validation value ``v[d][c]`` over seeds (of that
-data set's objective) is turned into a relative score ``r[d][c] = v[d][c] / max_c v[d][c]`` (``min_c v / v``
+Choice: per data set ``d`` (per column, with several objectives) and candidate ``c`` the mean validation
+value ``v[d][c]`` over seeds (of that data set's objective) is turned into a relative score ``r[d][c] = v[d][c] / max_c v[d][c]`` (``min_c v / v``
 for RMSE/MAE, which are minimised); the candidate with the highest mean relative score over the data sets wins
 (the one losing least on its worst data set breaks ties). The winner is written as an overlay
 (``selected.yaml``); the per-data-set winners are listed too, so a setting whose best value moves
@@ -70,7 +72,8 @@ class DatasetEntry:
     """One data set of a selection: its ``data`` config section and per-data-set overrides.
 
     ``split``/``objective`` are this data set's own (``None``: the selection file's); read them through
-    :meth:`Selection.split_of` and :meth:`Selection.objective_of`.
+    :meth:`Selection.split_of`, :meth:`Selection.objective_of` and :meth:`Selection.objectives_of`. An
+    objective of several metrics is held as their names joined by commas (``"hit_rate@100,rmse"``).
     """
 
     name: str
@@ -91,7 +94,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Selection:
-    """A parsed selection file."""
+    """A parsed selection file (``objective``: one metric name, or several joined by commas)."""
 
     task: str
     objective: str
@@ -120,6 +123,20 @@ class Selection:
         """The validation objective ``entry`` is scored by: its own ``objective`` or the file's."""
         return entry.objective or self.objective
 
+    def objectives_of(self, entry: DatasetEntry) -> tuple[str, ...]:
+        """The metric names of :meth:`objective_of` (one, or several for a list objective)."""
+        return tuple(self.objective_of(entry).split(","))
+
+    def columns(self) -> dict[str, tuple[DatasetEntry, str]]:
+        """The columns of the choice: ``{column: (data set, metric)}``, named after the data set alone
+        when it has one objective metric, else ``<data set>/<metric>``."""
+        out: dict[str, tuple[DatasetEntry, str]] = {}
+        for entry in self.datasets:
+            names = self.objectives_of(entry)
+            for name in names:
+                out[entry.name if len(names) == 1 else f"{entry.name}/{name}"] = (entry, name)
+        return out
+
 
 def selection_file(task: str) -> Path:
     """The shipped selection file of ``task`` (``tfrs_lab/configs/selection/<task>.yaml``)."""
@@ -132,6 +149,15 @@ def _error(where: str, message: str):
     from tfrs_lab.config import ConfigError
 
     return ConfigError(f"{where}: {message}")
+
+
+def _objective(value: Any, where: str) -> str:
+    """A selection file's ``objective``: a metric name, or a list of them (joined by commas)."""
+    names = value if isinstance(value, list) else [value]
+    if not names or not all(isinstance(n, str) and n and "," not in n for n in names) or len(set(names)) < len(names):
+        raise _error(where, "is required: a validation metric name such as ndcg@10, or a list of distinct ones such "
+                            f"as [hit_rate@100, rmse]; got {value!r}")
+    return ",".join(names)
 
 
 def _as_overrides(overlay: Any, where: str) -> tuple[str, ...]:
@@ -163,9 +189,9 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
     task = raw.get("task")
     if task not in TASKS:
         raise _error(f"{where}: task", f"must be one of {', '.join(TASKS)}, got {task!r}")
-    for key in ("objective", "split"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            raise _error(f"{where}: {key}", "is required (a validation metric name such as ndcg@10; a split name)")
+    if not isinstance(raw.get("split"), str) or not raw["split"]:
+        raise _error(f"{where}: split", "is required (a split name such as hash)")
+    objective = _objective(raw.get("objective"), f"{where}: objective")
     seeds = raw.get("seeds", 1)
     if not isinstance(seeds, int) or seeds < 1:
         raise _error(f"{where}: seeds", f"must be an integer >= 1, got {seeds!r}")
@@ -194,7 +220,7 @@ def load_selection(path: str | Path, data_root: str | Path = ".") -> Selection:
         except ConfigError as e:
             raise _error(f"{where}: configs", str(e)) from None
     split = raw["split"]
-    selection = Selection(task, raw["objective"], split, seeds, epochs, tuple(datasets), candidates,
+    selection = Selection(task, objective, split, seeds, epochs, tuple(datasets), candidates,
                           tuple(str(o) for o in overrides), tuple(str(c) for c in configs))
     selection = dataclasses.replace(selection, base_config=_read_config_files(selection))
     train = {"train": {"epochs": epochs}} if epochs else {}
@@ -277,12 +303,13 @@ def _candidate_config(selection: Selection, cand: Candidate, base: list[str], ex
         raise _error(f"{prefix}candidates.{cand.name}", str(e)) from None
     names = validation_metric_names(cfg)
     objective = selection.objective if entry is None else selection.objective_of(entry)
-    if objective not in names:
-        own = entry is not None and (entry.objective or entry.split)
-        at = f"datasets.{entry.name}.objective" if own else "objective"
-        split = "" if entry is None else f" on split {selection.split_of(entry)}"
-        raise _error(f"{prefix}{at}", f"the {selection.task} runs report no validation_{objective}{split}; "
-                                      f"choose an objective among {', '.join(sorted(names))}")
+    for metric in objective.split(","):
+        if metric not in names:
+            own = entry is not None and (entry.objective or entry.split)
+            at = f"datasets.{entry.name}.objective" if own else "objective"
+            split = "" if entry is None else f" on split {selection.split_of(entry)}"
+            raise _error(f"{prefix}{at}", f"the {selection.task} runs report no validation_{metric}{split}; "
+                                          f"choose an objective among {', '.join(sorted(names))}")
     return cfg
 
 
@@ -295,12 +322,12 @@ def _dataset(name: str, entry: Any, where: str, root: str) -> DatasetEntry:
         raise _error(where, f"unknown key(s) {', '.join(sorted(unknown))}")
     overrides = tuple(str(o) for o in entry.get("overrides") or ())
     protocol: dict[str, str] = {}
-    for key in ("split", "objective"):
-        if key in entry:
-            if not isinstance(entry[key], str) or not entry[key]:
-                raise _error(f"{where}.{key}", "must be a non-empty string (a split name; a validation metric name), "
-                                               "or left out for the file's")
-            protocol[key] = entry[key]
+    if "split" in entry:
+        if not isinstance(entry["split"], str) or not entry["split"]:
+            raise _error(f"{where}.split", "must be a non-empty string (a split name), or left out for the file's")
+        protocol["split"] = entry["split"]
+    if "objective" in entry:
+        protocol["objective"] = _objective(entry["objective"], f"{where}.objective")
     if "data" in entry:
         if "split" in (entry["data"] or {}):
             raise _error(f"{where}.data.split", f"is set by the selection: write split: {entry['data']['split']} "
@@ -383,10 +410,12 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
     seeds = seeds or selection.seeds
     epochs = epochs or selection.epochs
     task = selection.task
-    key = f"validation_{selection.objective}"
-    objectives = {e.name: selection.objective_of(e) for e in selection.datasets}
+    key = ",".join(f"validation_{o}" for o in selection.objective.split(","))
+    columns = selection.columns()
+    objectives = {c: metric for c, (_, metric) in columns.items()}
+    column_split = {c: selection.split_of(entry) for c, (entry, _) in columns.items()}
     splits = {e.name: selection.split_of(e) for e in selection.datasets}
-    minimise = {d: o in _MINIMISED for d, o in objectives.items()}
+    minimise = {c: o in _MINIMISED for c, o in objectives.items()}
     runs: list[dict[str, Any]] = []
     values: dict[str, dict[str, float]] = {}
     datasets: dict[str, Any] = {}
@@ -399,10 +428,12 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
         datasets[entry.name] = {"dataset": data.dataset, "num_ratings": data.num_ratings,
                                 "num_users": len(set(data.ratings["user_id"])),
                                 "num_items": len(data.movies["movie_id"])}
-        values[entry.name] = {}
+        own = {c: metric for c, (e, metric) in columns.items() if e.name == entry.name}
+        for column in own:
+            values[column] = {}
         for cand in selection.candidates:
             cand_cfg = _candidate_config(selection, cand, base, extra, entry=entry)
-            per_seed = []
+            per_seed: dict[str, list[float]] = {column: [] for column in own}
             for offset in range(seeds):
                 cfg = dataclasses.replace(cand_cfg, train=dataclasses.replace(
                     cand_cfg.train, seed=cand_cfg.train.seed + offset))
@@ -411,16 +442,19 @@ def run_select(selection: Selection, output_dir: Path, *, seeds: int | None = No
                 logger.info("select %s: %s on %s, seed %d", task, cand.name, entry.name, cfg.train.seed)
                 start = time.perf_counter()
                 metrics = run_task(task, cfg, run_dir, TaskInputs(data), verbose=0, evaluate_test=False).metrics
-                value = float(metrics[f"validation_{objectives[entry.name]}"])
-                per_seed.append(value)
+                scored = {metric: float(metrics[f"validation_{metric}"]) for metric in own.values()}
+                for column, metric in own.items():
+                    per_seed[column].append(scored[metric])
                 runs.append({"dataset": entry.name, "candidate": cand.name, "seed": cfg.train.seed,
-                             "value": value, "best_epoch": metrics.get("best_epoch"),
+                             "value": next(iter(scored.values())), "values": scored,
+                             "best_epoch": metrics.get("best_epoch"),
                              "seconds": round(time.perf_counter() - start, 1), "run_dir": str(run_dir)})
-            values[entry.name][cand.name] = float(np.mean(per_seed))
+            for column, per in per_seed.items():
+                values[column][cand.name] = float(np.mean(per))
     winner, relative = choose(values, minimise)
     per_dataset = {d: (min if minimise[d] else max)(per, key=per.get) for d, per in values.items()}
     overlay = merge(*(parse_override(o) for o in next(c for c in selection.candidates if c.name == winner).overrides))
-    protocols = ", ".join(f"{d} ({splits[d]}, {objectives[d]})" for d in values)
+    protocols = ", ".join(f"{d} ({column_split[d]}, {objectives[d]})" for d in values)
     header = (f"# Selected by `python -m tfrs_lab.bench select --tasks {task}` on validation\n"
               f"# (data sets {protocols}; {seeds} seed(s)): candidate {winner}.\n"
               + "".join(f"# Overlays configs/{c} (apply it too).\n" for c in selection.configs))
