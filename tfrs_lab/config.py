@@ -893,10 +893,11 @@ class MultitaskModelConfig(RetrievalModelConfig):
     objective: typing.ClassVar[str] = "explicit"
     """The rating head regresses explicit ratings (what the ranking exporter's ``rating`` output means)."""
 
-    history_length: int | str = 50
-    """Multitask keeps 50: retrieval's ``auto`` was selected on retrieval runs only."""
     retrieval_weight: float = 1.0
-    rating_weight: float = 1.0
+    rating_weight: float = 100.0
+    """The in-batch softmax loss is a sum over the batch (hundreds per batch of 256) against a rating MSE
+    near 1: 100 (with ``history_length: auto``) was selected on validation over 1, 10 and 1000
+    (``configs/selection/multitask.yaml``)."""
     rating_layers: tuple[int, ...] = (256, 128)
     rating_min: float = 1.0
     rating_max: float = 5.0

@@ -70,9 +70,11 @@ def test_the_multitask_selection_scores_both_heads_on_every_data_set(tmp_path):
     columns = sel.columns()
     assert list(columns) == ["ml-100k/hit_rate@100", "ml-100k/rmse", "synthetic/hit_rate@100", "synthetic/rmse"]
     assert {c: m for c, (_, m) in columns.items()}["ml-100k/rmse"] == "rmse"
-    # the candidates move the heads' loss weights and the history: every one a distinct, valid config
-    assert any("model.rating_weight=100.0" in c.overrides for c in sel.candidates)
-    assert any('model.history_length="auto"' in c.overrides for c in sel.candidates)
+    # the candidates move the heads' loss weights and the history; the default before is pinned
+    overlays = {c.name: set(c.overrides) for c in sel.candidates}
+    assert overlays["weights_1_history_50"] == {"model.rating_weight=1.0", "model.history_length=50"}
+    assert {w for o in overlays.values() for w in o if w.startswith("model.rating_weight=")} == {
+        "model.rating_weight=1.0", "model.rating_weight=10.0", "model.rating_weight=1000.0"}  # and the default's 100
 
 
 def test_a_single_objective_names_its_column_after_the_data_set(tmp_path):
