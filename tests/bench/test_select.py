@@ -158,6 +158,15 @@ def test_select_runs_every_candidate_on_validation_only(tmp_path, capsys):
     assert "winner:" in capsys.readouterr().out
 
 
+def _select(tmp_path, sel: dict) -> tuple:
+    """Writes ``sel`` as a selection file, runs ``bench select`` on it; returns (its output dir, results.json)."""
+    path = tmp_path / "sel.yaml"
+    path.write_text(yaml.safe_dump(sel))
+    out = tmp_path / "out"
+    assert main(["select", "--tasks", sel["task"], "--selection", str(path), "--output-dir", str(out)]) == 0
+    return out / "select", json.loads((out / "select" / "results.json").read_text())
+
+
 @pytest.mark.slow
 def test_select_scores_each_data_set_on_its_own_protocol(tmp_path):
     sel = {"task": "retrieval", "objective": "recall@10", "split": "leave-last-out", "seeds": 1, "epochs": 1,
@@ -165,16 +174,12 @@ def test_select_scores_each_data_set_on_its_own_protocol(tmp_path):
            "datasets": {"lol": {"data": TINY},
                         "hashed": {"data": TINY, "split": "hash", "objective": "hit_rate@10"}},
            "candidates": {"default": {}, "short": {"model.history_length": 5}}}
-    path = tmp_path / "sel.yaml"
-    path.write_text(yaml.safe_dump(sel))
-    out = tmp_path / "out"
-    assert main(["select", "--tasks", "retrieval", "--selection", str(path), "--output-dir", str(out)]) == 0
-    r = json.loads((out / "select" / "results.json").read_text())
+    out, r = _select(tmp_path, sel)
     assert r["splits"] == {"lol": "leave-last-out", "hashed": "hash"} and r["test_evaluated"] is False
     assert r["objectives"] == {"lol": "validation_recall@10", "hashed": "validation_hit_rate@10"}
     assert len(r["runs"]) == 4
     for run in r["runs"]:
-        run_dir = out / "select" / "runs" / run["run_dir"].split("/")[-1]
+        run_dir = out / "runs" / run["run_dir"].split("/")[-1]
         metrics = json.loads((run_dir / "metrics.json").read_text())
         config = yaml.safe_load((run_dir / "config.yaml").read_text())
         assert config["data"]["split"] == r["splits"][run["dataset"]]
@@ -182,7 +187,7 @@ def test_select_scores_each_data_set_on_its_own_protocol(tmp_path):
         assert not any(k.startswith(("recall@", "hit_rate@", "ndcg@")) for k in metrics)  # no test metric
         assert metrics[r["objectives"][run["dataset"]]] == pytest.approx(run["value"])
     assert r["winner"] == choose(r["values"], minimise=False)[0]
-    assert "hashed (hash, hit_rate@10)" in (out / "select" / "selected.yaml").read_text()
+    assert "hashed (hash, hit_rate@10)" in (out / "selected.yaml").read_text()
 
 
 @pytest.mark.slow
@@ -191,17 +196,13 @@ def test_select_scores_the_multitask_heads_as_columns_of_their_own(tmp_path):
            "overrides": ["export.index=brute_force", "model.embedding_dim=8", "model.id_embedding_dim=8"],
            "datasets": {"a": {"data": TINY}, "b": {"data": {**TINY, "synthetic": {**TINY["synthetic"], "seed": 5}}}},
            "candidates": {"default": {}, "retrieval_only": {"model.rating_weight": 0.0}}}
-    path = tmp_path / "sel.yaml"
-    path.write_text(yaml.safe_dump(sel))
-    out = tmp_path / "out"
-    assert main(["select", "--tasks", "multitask", "--selection", str(path), "--output-dir", str(out)]) == 0
-    r = json.loads((out / "select" / "results.json").read_text())
+    out, r = _select(tmp_path, sel)
     assert r["objective"] == "validation_hit_rate@10,validation_rmse" and r["test_evaluated"] is False
     assert r["objectives"] == {"a/hit_rate@10": "validation_hit_rate@10", "a/rmse": "validation_rmse",
                                "b/hit_rate@10": "validation_hit_rate@10", "b/rmse": "validation_rmse"}
     assert len(r["runs"]) == 4  # one run per candidate and data set scores both heads
     for run in r["runs"]:
-        metrics = json.loads((out / "select" / "runs" / run["run_dir"].split("/")[-1] / "metrics.json").read_text())
+        metrics = json.loads((out / "runs" / run["run_dir"].split("/")[-1] / "metrics.json").read_text())
         assert metrics["test_evaluated"] is False and "rmse" not in metrics and "hit_rate@10" not in metrics
         assert run["values"] == {"hit_rate@10": pytest.approx(metrics["validation_hit_rate@10"]),
                                  "rmse": pytest.approx(metrics["validation_rmse"])}
@@ -215,7 +216,7 @@ def test_select_scores_the_multitask_heads_as_columns_of_their_own(tmp_path):
     assert r["values"]["a/rmse"]["default"] != r["values"]["a/rmse"]["retrieval_only"]  # the weight reaches the head
     winner, relative = choose(r["values"], minimise={c: c.endswith("/rmse") for c in r["values"]})
     assert r["winner"] == winner and all(r["relative"][c] == pytest.approx(relative[c]) for c in relative)
-    assert "a/rmse (hash, rmse)" in (out / "select" / "selected.yaml").read_text()
+    assert "a/rmse (hash, rmse)" in (out / "selected.yaml").read_text()
 
 
 def test_select_needs_a_task(tmp_path, capsys):
