@@ -27,7 +27,8 @@ from tfrs_lab.training.evaluate import evaluate, query_embeddings
 from tfrs_lab.training.multitask import TASK
 from tfrs_lab.training.ranking import explicit_metrics
 from tfrs_lab.models.multitask import MultitaskModel
-from tfrs_lab.training.retrieval import concat_columns, hyperparameters, seen_table, serving_user_table, split_columns
+from tfrs_lab.training.retrieval import (concat_columns, hyperparameters, resolve_history_length, seen_table,
+                                        serving_user_table, split_columns)
 from tfrs_lab.train import main
 
 SPEC = SyntheticSpec(num_users=300, num_movies=120, ratings_per_user=30, seed=0)
@@ -72,7 +73,7 @@ def fit(data):
                                                       f"model.rating_weight={rating_weight}",
                                                       "model.rating_layers=[64, 32]"])
             tf.keras.utils.set_random_seed(0)
-            hp = hyperparameters(cfg, True)
+            hp = hyperparameters(resolve_history_length(cfg, data, split.train), True)  # history auto, as a run
             cols = columns(data, split, hp)
             model = MultitaskModel(vocab, hp, global_offset=float(np.mean(cols["train"]["label"])))
             model.predict_scores({k: tf.constant(v[:2]) for k, v in cols["train"].items()})  # build every layer
@@ -184,7 +185,7 @@ def test_export_answers_retrieval_and_ranking_like_the_in_memory_model(exported,
 def test_implicit_data_is_refused_with_the_fix(data):
     ones = dataclasses.replace(data, ratings={**data.ratings, "user_rating": np.ones_like(data.ratings["user_rating"])})
     split = make_split("hash", ones.ratings)
-    hp = hyperparameters(load_config("multitask"), True)
+    hp = hyperparameters(resolve_history_length(load_config("multitask"), ones, split.train), True)
     codes = Interactions.of(ones)
     with pytest.raises(DataError, match="model.rating_weight=0"):
         TASK.stream_label(codes, split, hp)
