@@ -253,12 +253,13 @@ autoencoders; every other task also trains with parameter servers; docs/distribu
 
 
 OptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd"]
-"""``train.optimizer`` (tfrs_lab.training.common.optimizer)."""
+"""An optimizer's name (tfrs_lab.training.common.optimizer)."""
 
 AutoOptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd", "auto"]
-"""Retrieval's ``train.optimizer``: an :data:`OptimizerName` or ``auto``, the size rule
-:func:`tfrs_lab.training.retrieval.auto_optimizer` (``adam`` for small id tables, ``lazy_adam`` for
-large ones), resolved by the run once the data is split and written as the name to ``config.yaml``."""
+"""``train.optimizer`` (every task): an :data:`OptimizerName` or ``auto``, the size rule
+:func:`tfrs_lab.training.common.auto_optimizer` (``adam`` while the model's sparse embedding tables are
+small, ``lazy_adam`` for large ones), resolved by the run once the vocabularies are known and written
+as the name to ``config.yaml`` and ``metrics.json``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,7 +269,10 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 0.001
-    optimizer: OptimizerName = "adam"
+    optimizer: AutoOptimizerName = "auto"
+    """``auto`` (docs/tuning.md#optimizer-a-size-rule-every-task): ``adam`` (better on validation)
+    while the embedding tables with sparse gradients are small, ``lazy_adam`` (whose step does not grow
+    with them) above :data:`tfrs_lab.training.common.AUTO_OPTIMIZER_MAX_PARAMETERS`."""
     early_stopping_patience: int = 3
     seed: int = 42
     shuffle_buffer: int = 1_000_000
@@ -319,13 +323,9 @@ SAMPLE_WEIGHTS = ("none", "rating", "log1p")
 
 @dataclass(frozen=True, kw_only=True)
 class RetrievalTrainConfig(TrainConfig):
-    """``TrainConfig`` of the retrieval task: it weighs interactions (``sample_weight``) and defaults
-    to ``optimizer: auto``: ``adam`` (better on validation) while the id embedding tables are small,
-    ``lazy_adam`` (whose step does not grow with the tables) above
-    :data:`tfrs_lab.training.retrieval.AUTO_OPTIMIZER_MAX_PARAMETERS` (docs/tuning.md#retrieval-optimizer-a-size-rule)."""
+    """``TrainConfig`` of the retrieval task: it weighs interactions (``sample_weight``)."""
 
     supported_sample_weights: typing.ClassVar[tuple[str, ...]] = SAMPLE_WEIGHTS
-    optimizer: AutoOptimizerName = "auto"  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -308,6 +308,12 @@ class AutoencoderTask(Task):
         """``data.split: auto`` resolved to the architecture's protocol."""
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=cfg.split_name))
 
+    def embedding_parameters(self, cfg: AutoencoderConfig, vocab: Vocabularies) -> int:
+        """None: AutoRec and Mult-DAE/VAE are dense layers fed whole rating rows (a batch of items or
+        users), so every weight gets a dense gradient and is updated in full each step by ``adam`` and
+        ``lazy_adam`` alike: ``train.optimizer: auto`` is ``adam``."""
+        return 0
+
     def streams(self, cfg: AutoencoderConfig) -> bool:
         """Your own data reaches the task as compact :class:`~tfrs_lab.data.interactions.Interactions`
         on the splits computed from codes (all but ``predefined``)."""

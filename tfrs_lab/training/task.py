@@ -237,6 +237,15 @@ class Task(abc.ABC):
             return Interactions.of(data).vocabularies(train_rows, **fit)
         return build_vocabularies(data.ratings, data.movies, train_rows, **fit)
 
+    def embedding_parameters(self, cfg, vocab: Vocabularies) -> int:
+        """The parameters of the model's embedding tables whose gradient is sparse (a batch's rows):
+        what Keras's ``Adam`` rewrites every step and ``lazy_adam`` skips, counted from the config and
+        ``vocab`` without building the model. ``train.optimizer: auto`` is the size rule of this count
+        (:func:`tfrs_lab.training.common.auto_optimizer`). Default 0: a model whose weights all get
+        dense gradients (the autoencoders' layers) is updated in full every step by either optimizer,
+        so ``auto`` is ``adam`` there."""
+        return 0
+
     def model_shape(self, cfg, has_user_features: bool) -> dict[str, Any] | None:
         """The config values (dotted keys) that fix the shapes of the model's weights: a warm start
         (``train.warm_start``) needs them equal in both runs. ``None`` (the default): the task
