@@ -309,7 +309,7 @@ class AutoencoderTask(Task):
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=cfg.split_name))
 
     def embedding_parameters(self, cfg: AutoencoderConfig, vocab: Vocabularies) -> int:
-        """None: AutoRec and Mult-DAE/VAE are dense layers fed whole rating rows (a batch of items or
+        """0: AutoRec and Mult-DAE/VAE are dense layers fed whole rating rows (a batch of items or
         users), so every weight gets a dense gradient and is updated in full each step by ``adam`` and
         ``lazy_adam`` alike: ``train.optimizer: auto`` is ``adam``."""
         return 0
