@@ -583,8 +583,8 @@ class RankingTask(Task):
         def fit(model: RankingModel, label: str) -> FitResult:
             with dist.strategy.scope():
                 model.compile(optimizer=ctx.optimizer(steps))
-            return ctx.fit(model, train_ds, validate=validator(model), monitor=monitor, label=label,
-                           fit_kwargs=fit_kwargs)
+            return ctx.fit(model, train_ds, steps_per_epoch=steps, validate=validator(model), monitor=monitor,
+                           label=label, fit_kwargs=fit_kwargs)
 
         def build() -> RankingModel:
             table = rating_table("train") if hp.architecture == "autorec" else None
