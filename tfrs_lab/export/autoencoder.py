@@ -167,10 +167,13 @@ class MultServer(AutoencoderServer):
         self.num_catalogue = len(catalogue_ids)
 
     def multi_hot(self, seen_item_ids: tf.Tensor) -> tf.Tensor:
-        """Model input float32 [B, M]: 1 for each known seen catalogue item."""
-        idx = self.catalogue_lookup(seen_item_ids)  # [B, n], 0 = unknown or ''
-        hot = tf.reduce_max(tf.one_hot(idx, self.num_catalogue + 1), axis=1)  # [B, M + 1]
-        return hot[:, 1:]
+        """Model input float32 [B, M]: 1 for each known seen catalogue item. Scattered into [B, M + 1]
+        (never a [B, n, M + 1] one-hot: 8 users with 500 seen items of a 59k catalogue made 0.9 GB)."""
+        idx = self.catalogue_lookup(seen_item_ids)  # int64 [B, n], 0 = unknown or ''
+        rows = tf.broadcast_to(tf.range(tf.shape(idx, out_type=tf.int64)[0])[:, None], tf.shape(idx, out_type=tf.int64))
+        shape = tf.stack([tf.shape(idx, out_type=tf.int64)[0], tf.constant(self.num_catalogue + 1, tf.int64)])
+        counts = tf.scatter_nd(tf.stack([rows, idx], axis=-1), tf.ones_like(idx, tf.float32), shape)  # [B, M + 1]
+        return tf.minimum(counts[:, 1:], 1.0)
 
     def query(self, seen_item_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(query float32 [B, d + 1] = [decoder activations, 1], any-known bool [B, 1])."""
