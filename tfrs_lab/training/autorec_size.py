@@ -9,9 +9,9 @@ has two parts:
   :data:`AUTO_HIDDEN_STEP` and clipped to :data:`AUTO_HIDDEN_RANGE` (selected on validation RMSE:
   docs/tuning.md#ranking-explicit-autorec);
 * **memory**: the two ``[U, h]`` / ``[h, U]`` float32 kernels and their copies while training
-  (:data:`AUTOREC_STATE_COPIES` = 6, measured: the weights, their gradient, Adam's two slots, the
-  early-stopping best-epoch copy and about one more of allocator transients) must fit
-  :data:`AUTOREC_STATE_BUDGET`: ``2 x U x h x 4 B x 6 <= 3 GiB``, i.e. ``h <= 2^30 / (16 U)``, rounded
+  (:data:`AUTOREC_STATE_COPIES` = 7, measured: the weights, their gradient, Adam's two slots, the
+  early-stopping best-epoch copy and about two more of allocator transients) must fit
+  :data:`AUTOREC_STATE_BUDGET`: ``2 x U x h x 4 B x 7 <= 3.5 GiB``, i.e. ``h <= 2^30 / (16 U)``, rounded
   down to a multiple of :data:`AUTO_HIDDEN_STEP` (at least one step). At MovieLens-25M's 162,541
   users that is 400 units (the size part alone says 1,000); up to 67,108 users it never binds (1,000 units fit).
 """
@@ -40,26 +40,26 @@ AUTO_HIDDEN_STEP = 50
 AUTO_HIDDEN_RANGE = (100, 1000)
 """The fewest and most hidden units the size part of :func:`auto_hidden_units` picks (the memory
 part may go below the floor, never below one step)."""
-AUTOREC_STATE_BUDGET = 3 * 2**30
-"""Bytes the AutoRec's kernels and their copies may take while training: 3 GiB (:func:`autorec_state_bytes`),
-which leaves the data, the densified batches and TensorFlow itself about 5 GiB of an 8 GiB machine
+AUTOREC_STATE_BUDGET = 7 * 2**29
+"""Bytes the AutoRec's kernels and their copies may take while training: 3.5 GiB (:func:`autorec_state_bytes`),
+which leaves the data, the densified batches and TensorFlow itself about 4.5 GiB of an 8 GiB machine
 (docs/benchmarks.md "I-AutoRec memory")."""
-AUTOREC_STATE_COPIES = 6
+AUTOREC_STATE_COPIES = 7
 """Copies of the kernels training holds, measured (peak RSS against the hidden size at 162,541 users):
 the weights, their gradient, Adam's first and second moments, the early-stopping best-epoch copy and
-about one of allocator transients."""
+about two of allocator transients (7.0 copies per unit between 400 and 500 units)."""
 
 
 def autorec_state_bytes(num_inputs: int, hidden_units: int) -> int:
     """Bytes of the two float32 kernels ([U, h] encoder, [h, U] decoder; ``U = num_inputs``) times
-    :data:`AUTOREC_STATE_COPIES`: ``2 x U x h x 4 x 6``. Biases (U + h floats) are left out."""
+    :data:`AUTOREC_STATE_COPIES`: ``2 x U x h x 4 x 7``. Biases (U + h floats) are left out."""
     return 2 * int(num_inputs) * int(hidden_units) * 4 * AUTOREC_STATE_COPIES
 
 
 def memory_hidden_cap(num_inputs: int, budget: int = AUTOREC_STATE_BUDGET) -> int:
     """The largest multiple of :data:`AUTO_HIDDEN_STEP` whose :func:`autorec_state_bytes` at
     ``num_inputs`` users fits ``budget`` bytes; at least one step (above 1,342,177 users even 50
-    units pass the 3 GiB budget: the run says so in its log)."""
+    units pass the 3.5 GiB budget: the run says so in its log)."""
     per_unit = autorec_state_bytes(max(int(num_inputs), 1), 1)
     cap = (budget // per_unit) // AUTO_HIDDEN_STEP * AUTO_HIDDEN_STEP
     if cap < AUTO_HIDDEN_STEP:
