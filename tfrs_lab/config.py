@@ -253,12 +253,13 @@ autoencoders; every other task also trains with parameter servers; docs/distribu
 
 
 OptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd"]
-"""``train.optimizer`` (tfrs_lab.training.common.optimizer)."""
+"""An optimizer's name (tfrs_lab.training.common.optimizer)."""
 
 AutoOptimizerName = Literal["adam", "lazy_adam", "adagrad", "sgd", "auto"]
-"""Retrieval's ``train.optimizer``: an :data:`OptimizerName` or ``auto``, the size rule
-:func:`tfrs_lab.training.retrieval.auto_optimizer` (``adam`` for small id tables, ``lazy_adam`` for
-large ones), resolved by the run once the data is split and written as the name to ``config.yaml``."""
+"""``train.optimizer`` (every task): an :data:`OptimizerName` or ``auto``, the size rule
+:func:`tfrs_lab.training.common.auto_optimizer` (``adam`` while the model's sparse embedding tables are
+small, ``lazy_adam`` for large ones), resolved by the run once the vocabularies are known and written
+as the name to ``config.yaml`` and ``metrics.json``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -268,7 +269,10 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 256
     learning_rate: float = 0.001
-    optimizer: OptimizerName = "adam"
+    optimizer: AutoOptimizerName = "auto"
+    """``auto`` (docs/tuning.md#optimizer-a-size-rule-every-task): ``adam`` (better on validation)
+    while the embedding tables with sparse gradients are small, ``lazy_adam`` (whose step does not grow
+    with them) above :data:`tfrs_lab.training.common.AUTO_OPTIMIZER_MAX_PARAMETERS`."""
     early_stopping_patience: int = 3
     seed: int = 42
     shuffle_buffer: int = 1_000_000
@@ -293,6 +297,11 @@ class TrainConfig:
     log(1 + rating). Weights are divided by their mean over the training rows (the loss keeps its
     scale). Tasks that do not read it accept only ``none`` (``supported_sample_weights``)."""
     supported_sample_weights: typing.ClassVar[tuple[str, ...]] = ("none",)
+    max_steps_per_epoch: int | None = None
+    """A budget for benchmarks and smoke runs: each epoch stops after this many optimizer steps (the
+    first steps of that epoch's shuffled order); null = whole epochs. ``metrics.json`` records the
+    share of each epoch trained as ``epoch_fraction`` and counts only trained examples in
+    ``train_examples_per_second``; a cosine learning-rate schedule decays over the capped steps."""
 
     def validate(self, path: str) -> None:
         if self.sample_weight not in self.supported_sample_weights:
@@ -308,6 +317,8 @@ class TrainConfig:
         if self.epochs <= 0:
             raise ConfigError(f"{path}.epochs must be > 0, got {self.epochs} (use --epochs N with N >= 1)")
         positive(self.batch_size, f"{path}.batch_size")
+        if self.max_steps_per_epoch is not None:
+            positive(self.max_steps_per_epoch, f"{path}.max_steps_per_epoch")
         positive(self.learning_rate, f"{path}.learning_rate")
         positive(self.early_stopping_patience, f"{path}.early_stopping_patience", allow_zero=True)
         positive(self.shuffle_buffer, f"{path}.shuffle_buffer")
@@ -319,13 +330,9 @@ SAMPLE_WEIGHTS = ("none", "rating", "log1p")
 
 @dataclass(frozen=True, kw_only=True)
 class RetrievalTrainConfig(TrainConfig):
-    """``TrainConfig`` of the retrieval task: it weighs interactions (``sample_weight``) and defaults
-    to ``optimizer: auto``: ``adam`` (better on validation) while the id embedding tables are small,
-    ``lazy_adam`` (whose step does not grow with the tables) above
-    :data:`tfrs_lab.training.retrieval.AUTO_OPTIMIZER_MAX_PARAMETERS` (docs/tuning.md#retrieval-optimizer-a-size-rule)."""
+    """``TrainConfig`` of the retrieval task: it weighs interactions (``sample_weight``)."""
 
     supported_sample_weights: typing.ClassVar[tuple[str, ...]] = SAMPLE_WEIGHTS
-    optimizer: AutoOptimizerName = "auto"  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, kw_only=True)

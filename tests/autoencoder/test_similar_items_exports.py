@@ -74,7 +74,7 @@ def test_retrieval_export_similar_items(synthetic_data, movie_cluster, tmp_path)
 
 def test_sequential_export_similar_items_is_the_exact_cosine_top_k(synthetic_data, movie_cluster, tmp_path):
     cfg = load_config("sequential", overrides=["model.architecture=gru", "model.max_length=20",
-                                               "model.embedding_dim=32", "model.dropout=0.1"])
+                                               "model.embedding_dim=32", "model.dropout=0.1", "train.optimizer=adam"])
     tf.keras.utils.set_random_seed(0)
     split = make_split("leave-last-out", synthetic_data.ratings)
     vocab = seq.TASK.vocabularies(cfg, synthetic_data, split.train)

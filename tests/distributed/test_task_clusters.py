@@ -37,7 +37,8 @@ COMMON = [*TINY, "--epochs", "1", "--set", "export.verify=false"]
 
 CASES = {  # task -> its arguments; each exercises a batch-dependent loss
     "ranking": ["--set", "model.architecture=mf", "--set", "model.objective=implicit", "--set", "train.loss=listwise",
-                "--set", "train.batch_size=64", "--set", "model.embedding_l2=0.01"],  # listwise + per-row L2 means
+                "--set", "train.batch_size=64", "--set", "model.embedding_l2=0.01",  # listwise + per-row L2 means
+                "--set", "train.optimizer=lazy_adam"],  # train.optimizer: auto's pick above its threshold: row updates
     "sequential": ["--set", "model.dropout=0", "--set", "model.max_length=10", "--set", "model.embedding_dim=16",
                    "--set", "train.batch_size=16"],  # full softmax over every target position of the global batch
     "autoencoder": ["--set", "model.autorec.dropout=0", "--set", "model.autorec.hidden_units=32",

@@ -17,7 +17,7 @@ from tfrs_lab.training.sequential import (TASK, build_model, build_sequences, ev
 pytestmark = pytest.mark.slow
 
 MODEL = ["model.max_length=30", "model.embedding_dim=32", "model.num_blocks=1", "model.dropout=0.1",
-         "train.learning_rate=0.005", "train.batch_size=32"]
+         "train.learning_rate=0.005", "train.batch_size=32", "train.optimizer=adam"]  # build_model compiles it
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,8 @@ def test_cli_quick_path_trains_every_task(task, own_files, tmp_path):
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     assert cfg["data"]["dataset"] == "own"
     assert cfg["data"]["source"]["interactions"]["columns"]["user"] == "listener"
+    # train.optimizer: auto (every task's default) resolved by the size rule, recorded in both files
+    assert metrics["optimizer"] == cfg["train"]["optimizer"] == "adam"
 
 
 def test_cli_retrieval_export_answers_for_an_id_from_the_csv(own_files, tmp_path):

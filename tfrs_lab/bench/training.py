@@ -86,12 +86,14 @@ def _retrieval_setup(cfg):
     from tfrs_lab.evaluation.metrics import REQUIRED_KS
     from tfrs_lab.models.retrieval import RetrievalModel
     from tfrs_lab.training.evaluate import evaluate
+    from tfrs_lab.training.common import resolve_optimizer
     from tfrs_lab.training.retrieval import TASK, hyperparameters, split_columns
     from tfrs_lab.training.runner import prepare
 
     p = prepare("retrieval", cfg)
     data, split, vocab = p.data, p.split, p.vocab
-    cfg = TASK.resolve_data_config(cfg, data, split)  # history_length and optimizer: auto
+    cfg = TASK.resolve_data_config(cfg, data, split)  # history_length: auto
+    cfg = resolve_optimizer(cfg, TASK.embedding_parameters(cfg, vocab))  # optimizer: auto, as run_task
     hp = hyperparameters(cfg, data.has_user_features)
     cols = split_columns(data, split, hp)
     model = RetrievalModel(vocab, hp)
@@ -104,12 +106,14 @@ def _retrieval_setup(cfg):
 
 
 def _ranking_setup(cfg):
+    from tfrs_lab.training.common import resolve_optimizer
     from tfrs_lab.training.ranking import TASK, explicit_metrics, hyperparameters, make_model, split_columns
     from tfrs_lab.training.runner import prepare
 
     p = prepare("ranking", cfg)
     data, split, vocab = p.data, p.split, p.vocab
     cfg = TASK.resolve_data_config(cfg, data, split)  # hidden_units: auto
+    cfg = resolve_optimizer(cfg, TASK.embedding_parameters(cfg, vocab))  # optimizer: auto, as run_task
     hp = hyperparameters(cfg)
     cols = split_columns(data, split, hp)
     model = make_model(vocab, hp, cols["train"], float(np.mean(cols["train"]["label"])))

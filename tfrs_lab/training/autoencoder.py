@@ -334,6 +334,12 @@ class AutoencoderTask(Task):
             return cfg
         return resolve_hidden_units(cfg, data, split.train)
 
+    def embedding_parameters(self, cfg: AutoencoderConfig, vocab: Vocabularies) -> int:
+        """0: AutoRec and Mult-DAE/VAE are dense layers fed whole rating rows (a batch of items or
+        users), so every weight gets a dense gradient and is updated in full each step by ``adam`` and
+        ``lazy_adam`` alike: ``train.optimizer: auto`` is ``adam``."""
+        return 0
+
     def streams(self, cfg: AutoencoderConfig) -> bool:
         """Your own data reaches the task as compact :class:`~tfrs_lab.data.interactions.Interactions`
         on the splits computed from codes (all but ``predefined``)."""
@@ -417,11 +423,12 @@ class AutoencoderTask(Task):
         dist = ctx.distribution
         with dist.strategy.scope():
             model = build()
-            model.compile(optimizer=ctx.optimizer(math.ceil(rows / cfg.train.batch_size)))
+            model.compile(optimizer=ctx.optimizer(steps := math.ceil(rows / cfg.train.batch_size)))
         # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
         dataset, fit_kwargs = distribute.fit_dataset(dist, make, rows, cfg.train.batch_size)
         logger.info("training %s (%d training ratings)", arch, len(split.train))
-        fit = ctx.fit(model, dataset, validate=validate, monitor=monitor, fit_kwargs=fit_kwargs)
+        fit = ctx.fit(model, dataset, steps_per_epoch=steps, validate=validate, monitor=monitor,
+                      fit_kwargs=fit_kwargs)
         del dataset, fit_kwargs
         if dist.name == "default":
             # evaluate and export an uncompiled copy: the optimizer's slots and the traced training

@@ -466,6 +466,22 @@ class RankingTask(Task):
         training rows."""
         return resolve_hidden_units(cfg, data, split.train)
 
+    def embedding_parameters(self, cfg: RankingConfig, vocab: Vocabularies) -> int:
+        """The id tables of ``mf``, ``gmf``, ``mlp`` and ``dcn`` (NeuMF: GMF's and MLP's, two pairs):
+        user ``U + 1`` and item ``M + 1`` rows of ``model.embedding_dim``, plus SVD++'s implicit item
+        table with ``model.history_length > 0``, plus the user and item bias tables (one column) with
+        ``model.use_biases``. ``autorec`` has only those and its decoder's per-user bias (``U + 1``):
+        its other weights are dense layers fed whole rating rows, updated in full every step by either
+        optimizer. The small feature tables (DCN's demographics and genres, typed features) are not
+        counted."""
+        m = cfg.model
+        U, M = vocab.num_users, vocab.num_movies
+        biases = U + M if m.use_biases else 0
+        if m.architecture == "autorec":
+            return U + biases
+        pairs = 2 if m.architecture == "neumf" else 1
+        return pairs * (U + M + (M if m.history_length > 0 else 0)) * m.embedding_dim + biases
+
     def vocabulary_fit(self, cfg: RankingConfig, has_user_features: bool) -> dict[str, Any]:
         return dict(has_user_features=has_user_features, title_vocab_size=10_000, title_max_tokens=16,
                     timestamp_buckets=cfg.model.timestamp_buckets)
@@ -522,8 +538,8 @@ class RankingTask(Task):
         def fit(model: RankingModel, label: str) -> FitResult:
             with dist.strategy.scope():
                 model.compile(optimizer=ctx.optimizer(steps))
-            return ctx.fit(model, train_ds, validate=validator(model), monitor=monitor, label=label,
-                           fit_kwargs=fit_kwargs)
+            return ctx.fit(model, train_ds, steps_per_epoch=steps, validate=validator(model), monitor=monitor,
+                           label=label, fit_kwargs=fit_kwargs)
 
         def build() -> RankingModel:
             table = rating_table("train") if hp.architecture == "autorec" else None

@@ -38,7 +38,6 @@ from tfrs_lab.training.stream import RetrievalStream, SplitRanks, rank_split, sp
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["AUTO_HISTORY_RANGE", "AUTO_HISTORY_SUPPORT", "auto_history_length", "resolve_history_length",
-           "AUTO_OPTIMIZER_MAX_PARAMETERS", "auto_optimizer", "id_table_parameters", "resolve_optimizer",
            "RetrievalState", "RetrievalTask", "StreamState", "TASK", "streamed_tables", "concat_columns", "hyperparameters", "feature_columns", "seen_table", "serving_user_table", "split_columns"]
 
 logger = logging.getLogger(__name__)
@@ -142,58 +141,6 @@ def resolve_history_length(cfg: RetrievalConfig, data: MovieLensData | Interacti
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, history_length=auto_history_length(items)))
 
 
-AUTO_OPTIMIZER_MAX_PARAMETERS = 2_000_000
-"""Id-table parameters (rows x ``model.id_embedding_dim`` of the user and item id embeddings) up to
-which ``train.optimizer: auto`` picks ``adam``; above it ``lazy_adam`` (:func:`auto_optimizer`)."""
-
-
-def id_table_parameters(cfg: RetrievalConfig, data: MovieLensData | Interactions, train: np.ndarray) -> int:
-    """The parameters of the model's id embedding tables for training rows ``train`` (row indices
-    into ``data``): ``(U + 1 + M + 1) * model.id_embedding_dim``, U the distinct users of the training
-    rows, M the catalogue, each with its unknown row: the rows Keras's ``Adam`` rewrites every step."""
-    if isinstance(data, Interactions):  # codes: one O(n) count, no string per row
-        users = int(np.count_nonzero(np.bincount(data.user[train], minlength=len(data.user_ids))))
-        items = data.num_catalogue
-    else:
-        users = len(set(data.ratings["user_id"][train].tolist()))
-        items = len(data.movies["movie_id"])
-    return (users + 1 + items + 1) * cfg.model.id_embedding_dim
-
-
-def auto_optimizer(parameters: int) -> str:
-    """``train.optimizer: auto``: ``adam`` for id tables of at most :data:`AUTO_OPTIMIZER_MAX_PARAMETERS`
-    parameters, ``lazy_adam`` above.
-
-    ``adam`` won the validation selection on every data set (ML-100K both protocols, Last.fm,
-    synthetic: +0.1 to +2 %), but Keras's ``Adam`` decays both moments and rewrites every row of the
-    id tables each step, so its cost per example grows with the tables while ``lazy_adam``'s (the
-    rows a batch touches only) does not. Measured on retrieval's real step at batch 256
-    (docs/tuning.md#retrieval-optimizer-a-size-rule): ``adam`` adds about 17 µs of CPU per example
-    per million id-table parameters while ``lazy_adam`` stays at 21-24 µs; the threshold (2M, 31k
-    rows at dimension 64) is where ``adam``'s extra cost reaches about one ``lazy_adam`` step (2.2x
-    its CPU per example; Last.fm's 1.25M: 1.8x; 25M-sized tables, 14M: 12.6x).
-
-    Args:
-      parameters: :func:`id_table_parameters` of the run.
-
-    Returns:
-      ``"adam"`` or ``"lazy_adam"``.
-    """
-    return "adam" if parameters <= AUTO_OPTIMIZER_MAX_PARAMETERS else "lazy_adam"
-
-
-def resolve_optimizer(cfg: RetrievalConfig, data: MovieLensData | Interactions, train: np.ndarray):
-    """``cfg`` with ``train.optimizer: auto`` replaced by :func:`auto_optimizer` of the id tables that
-    the training rows ``train`` (row indices into ``data``) give; any other ``cfg`` as is."""
-    if cfg.train.optimizer != "auto":
-        return cfg
-    parameters = id_table_parameters(cfg, data, train)
-    name = auto_optimizer(parameters)
-    logger.info("train.optimizer: auto = %s (id tables %d parameters; adam up to %d)", name, parameters,
-                AUTO_OPTIMIZER_MAX_PARAMETERS)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, optimizer=name))
-
-
 def hyperparameters(cfg: RetrievalConfig, has_user_features: bool) -> RetrievalModelConfig:
     """``cfg.model`` without the demographic query features the dataset does not have.
 
@@ -267,9 +214,13 @@ class RetrievalTask(Task):
 
     def resolve_data_config(self, cfg: RetrievalConfig, data: MovieLensData | Interactions,
                             split: Split) -> RetrievalConfig:
-        """``model.history_length: auto`` → :func:`auto_history_length` of the training rows;
-        ``train.optimizer: auto`` → :func:`auto_optimizer` of the id tables they give."""
-        return resolve_optimizer(resolve_history_length(cfg, data, split.train), data, split.train)
+        """``model.history_length: auto`` → :func:`auto_history_length` of the training rows."""
+        return resolve_history_length(cfg, data, split.train)
+
+    def embedding_parameters(self, cfg: RetrievalConfig, vocab: Vocabularies) -> int:
+        """The user and item id tables: ``(U + 1 + M + 1) * model.id_embedding_dim`` (U the training
+        users, M the catalogue, each with its unknown row); multitask's towers are these too."""
+        return (vocab.num_users + vocab.num_movies) * cfg.model.id_embedding_dim
 
     def vocabulary_fit(self, cfg: RetrievalConfig, has_user_features: bool) -> dict[str, Any]:
         m = cfg.model
@@ -333,14 +284,15 @@ class RetrievalTask(Task):
         def validate() -> dict[str, float]:
             return self.validation_metrics(model, state, cfg, split.protocol, validated)
 
-        fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
+        fit = ctx.fit(model, train_ds, steps_per_epoch=steps, validate=validate,
+                      monitor=self.monitor(cfg, split.protocol),
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: self.build_model(vocab, hp, stream), sample, ctx.stage, _query_probe)
         counts = {"sampled_validation_users": sampled, "total_validation_users": total,
                   "sampled_validation_rows": len(validated)}
         return Trained(model, state, [fit], len(split.train), len(split.train),
-                       metrics={"optimizer": cfg.train.optimizer, **({} if cfg.train.include_validation else counts)})
+                       metrics={} if cfg.train.include_validation else counts)
 
     def evaluate(self, ctx: RunContext, trained: Trained) -> dict[str, float]:
         s = trained.state

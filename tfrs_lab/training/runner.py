@@ -30,7 +30,7 @@ from tfrs_lab.data.splits import Split, min_interactions_filter
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.training import distribute, report, rundir
 from tfrs_lab.evaluation.metrics import beyond_accuracy
-from tfrs_lab.training.common import validation_metrics
+from tfrs_lab.training.common import resolve_optimizer, validation_metrics
 from tfrs_lab.training.task import RunContext, Task, TaskInputs, Trained, get_task
 from tfrs_lab.training.warm_start import METRIC as WARM_START_METRIC, WarmStart, load_warm_start
 
@@ -166,9 +166,11 @@ def common_metrics(cfg, data: MovieLensData | Interactions, split: Split, traine
     """The ``metrics.json`` entries every task writes (docs/architecture.md)."""
     final = trained.final
     epochs = max(trained.epochs_run, 1)
-    counted = sum(f.epochs_counted for f in trained.fits)
+    counted = sum(f.epochs_counted * f.epoch_fraction for f in trained.fits)  # whole epochs' worth trained
+    fraction = min(f.epoch_fraction for f in trained.fits) if trained.fits else 1.0
     return {
         "task": cfg.task, "dataset": data.dataset, "split": split.name,
+        "optimizer": cfg.train.optimizer,  # the name train.optimizer: auto resolved to
         **trained.metrics,
         "train_seconds": round(trained.train_seconds, 3),
         "train_seconds_per_epoch": round(trained.train_seconds / epochs, 3),
@@ -178,6 +180,7 @@ def common_metrics(cfg, data: MovieLensData | Interactions, split: Split, traine
         "num_train_examples": int(trained.num_train_examples),
         "num_test_examples": int(len(split.test)),
         "epochs_trained": trained.epochs_run,
+        **({"epoch_fraction": round(fraction, 6)} if fraction < 1 else {}),  # train.max_steps_per_epoch
         "best_epoch": final.stopper.best_epoch,
         **validation_metrics(final.stopper.best_metrics),
         **({} if cfg.train.include_validation else  # a final fit runs no validation: no validation_* keys
@@ -255,6 +258,7 @@ def run_task(task: str, cfg, output_dir: str | Path, inputs: TaskInputs | None =
     if warm is not None:  # the previous run's vocabularies, so its weights keep their meaning
         prepared = dataclasses.replace(prepared, vocab=warm.adopt(t, cfg, prepared.data, prepared.split))
     data, split, vocab = prepared.data, prepared.split, prepared.vocab
+    cfg = resolve_optimizer(cfg, t.embedding_parameters(cfg, vocab))  # train.optimizer: auto, every task
     clock.end("load")
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2

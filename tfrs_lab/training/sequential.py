@@ -199,6 +199,14 @@ class SequentialTask(Task):
         """Your own data reaches the task as :class:`Interactions` (both its splits are computed from codes)."""
         return cfg.split_name in STREAMED_SPLITS
 
+    def embedding_parameters(self, cfg: SequentialConfig, vocab: Vocabularies) -> int:
+        """The transformer's position table (``model.max_length * model.embedding_dim``; the GRU has
+        none). The item table does not count: it is also the output layer (the full softmax multiplies
+        by all of it; the sampled softmax gathers from its slice ``embeddings[1:]``), so its gradient
+        is dense every step and ``lazy_adam`` updates it exactly as ``adam`` does."""
+        m = cfg.model
+        return m.max_length * m.embedding_dim if m.architecture == "transformer" else 0
+
     def train(self, ctx: RunContext) -> Trained:
         cfg, vocab, data = ctx.cfg, ctx.vocab, Interactions.of(ctx.data)
         train, validation, test = build_sequences(data, ctx.split, vocab, cfg.model.max_length,
@@ -217,7 +225,8 @@ class SequentialTask(Task):
 
         # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
         dataset, fit_kwargs = distribute.fit_dataset(dist, make, len(train), cfg.train.batch_size)
-        fit = ctx.fit(model, dataset, monitor=EARLY_STOPPING_METRIC[protocol], label=None, fit_kwargs=fit_kwargs,
+        fit = ctx.fit(model, dataset, steps_per_epoch=steps, monitor=EARLY_STOPPING_METRIC[protocol], label=None,
+                      fit_kwargs=fit_kwargs,
                       validate=lambda: evaluate_sequences(model, validation, state.ks, cfg.eval.batch_size, protocol))
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: build_model(cfg, vocab, steps), window_batch(train, np.arange(min(len(train), 2))),
