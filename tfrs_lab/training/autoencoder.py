@@ -517,7 +517,7 @@ def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensD
         rows, biases = model.user_vectors()
         samples["seen_ratings"] = [[float(known[u, i]) for i in seen_items(known, u)] + [0.0] * (width - len(s))
                                    for u, s in zip(sample_users, seen)]
-        queries = np.concatenate([rows, biases[:, None]], axis=1)[:1000]
+        queries = np.concatenate([rows[:1000], biases[:1000, None]], axis=1)  # not a [U, h + 1] copy first
         return export_autoencoder(
             export_dir, index_vectors=np.concatenate([codes, np.ones((len(codes), 1), np.float32)], 1),
             similarity_vectors=codes, sample_inputs=samples, recall_queries=queries,
