@@ -531,9 +531,10 @@ class AutoRecConfig:
     """I-AutoRec (Sedhain et al. 2015): each movie's rating vector over users -> ``hidden_units``
     -> reconstruction; masked MSE on observed ratings only; ``l2_regularization`` on both kernels.
 
-    ``hidden_units`` is a positive integer or ``auto`` (the ranking task only): the rule
-    :func:`tfrs_lab.training.ranking.auto_hidden_units` of the number of training ratings, resolved by
-    the run once the data is split and written as the integer to the run's ``config.yaml``."""
+    ``hidden_units`` is a positive integer or ``auto``: the rule
+    :func:`tfrs_lab.training.autorec_size.auto_hidden_units` of the distinct training items (size) and
+    users (memory), the same for the ranking and the autoencoder task, resolved by the run once the
+    data is split and written as the integer to the run's ``config.yaml``."""
 
     hidden_units: int | str = 500
     activation: Literal["sigmoid", "tanh", "relu", "elu"] = "sigmoid"
@@ -541,7 +542,7 @@ class AutoRecConfig:
     l2_regularization: float = 0.001
 
     def validate(self, path: str) -> None:
-        if isinstance(self.hidden_units, str):  # auto: a rule of the training ratings, resolved once they are split
+        if isinstance(self.hidden_units, str):  # auto: a rule of the training rows, resolved once they are split
             if self.hidden_units != "auto":
                 raise ConfigError(f"{path}.hidden_units must be a positive integer or auto, got {self.hidden_units!r}")
         else:
@@ -608,9 +609,9 @@ class RankingModelConfig:
     ``history_length > 0`` adds SVD++-style implicit feedback: the mean of a separate embedding of
     the user's last ``history_length`` earlier movies is added to the user vector (0 = off).
     ``autorec`` (item-based AutoRec scored per pair) takes its settings from ``autorec``, the same
-    section as the autoencoder task's, with ``hidden_units: auto`` by default (a rule of the number of
-    training ratings, chosen on validation RMSE across data sets: ``configs/selection/ranking.yaml``;
-    the autoencoder task keeps 500 and refuses ``auto``).
+    section as the autoencoder task's, with ``hidden_units: auto`` by default (a rule of the distinct
+    training items, capped by a memory budget, chosen on validation RMSE across data sets:
+    ``configs/selection/ranking.yaml``; the autoencoder task resolves ``auto`` with the same rule).
     """
 
     architecture: str = "autorec"
@@ -861,9 +862,6 @@ class AutoencoderConfig(TaskConfig):
         if split != "auto" and split not in AUTOENCODER_SPLITS[arch]:
             raise ConfigError(f"data.split must be {' or '.join(AUTOENCODER_SPLITS[arch])} (or auto) for "
                               f"model.architecture={arch}, got {split}")
-        if self.model.autorec.hidden_units == "auto":
-            raise ConfigError("model.autorec.hidden_units: auto is the ranking task's rule; the autoencoder task "
-                              "needs a positive integer: set model.autorec.hidden_units=500 (its default)")
         if arch == "autorec" and self.train.sample_weight != "none":
             raise ConfigError(f"train.sample_weight={self.train.sample_weight} weighs implicit interactions of "
                               "model.architecture=dae or vae; autorec regresses the ratings: set train.sample_weight=none")

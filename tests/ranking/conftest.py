@@ -15,8 +15,9 @@ from tfrs_lab.data.splits import make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.models.ranking import RankingModel
 from tfrs_lab.training.ranking import (NegativeSampler, explicit_dataset, hyperparameters, implicit_dataset,
-                                       make_model, ranking_stream, resolve_hidden_units, serving_user_table,
-                                       split_columns, vocabulary_index)
+                                       make_model, ranking_stream, serving_user_table, split_columns,
+                                       vocabulary_index)
+from tfrs_lab.training.autorec_size import resolve_hidden_units
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """``model.autorec.hidden_units: auto``: ranking AutoRec's code size as a rule of the number of
-distinct training items (:func:`tfrs_lab.training.ranking.auto_hidden_units`): the rule's values at the data
+distinct training items (:func:`tfrs_lab.training.autorec_size.auto_hidden_units`, shared with the
+autoencoder task: tests/autoencoder/test_autorec_size.py): the rule's values at the data
 sets it was selected on, that it reads the training rows only, that a run writes the resolved integer
-to ``config.yaml``, and that a bad value (or ``auto`` where no rule exists) is refused in one line
+to ``config.yaml``, and that a bad value is refused in one line
 naming the field and the fix, exit code 2, nothing written."""
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from tfrs_lab.data.movielens import load_movielens
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.train import main
-from tfrs_lab.training.ranking import (AUTO_HIDDEN_PER_ITEM, AUTO_HIDDEN_RANGE, AUTO_HIDDEN_STEP, auto_hidden_units,
-                                       hyperparameters, resolve_hidden_units)
+from tfrs_lab.training.autorec_size import (AUTO_HIDDEN_PER_ITEM, AUTO_HIDDEN_RANGE, AUTO_HIDDEN_STEP,
+                                           auto_hidden_units, resolve_hidden_units)
+from tfrs_lab.training.ranking import hyperparameters
 
 SMALL = ["--dataset", "synthetic", "--set", "data.synthetic.num_users=150", "--set", "data.synthetic.num_movies=100",
          "--set", "data.synthetic.ratings_per_user=25"]
@@ -30,27 +32,32 @@ def items_with(num_items: int, rows_per_item: int = 3) -> np.ndarray:
     return np.repeat([f"m{i}" for i in range(num_items)], rows_per_item)
 
 
+def units(items: np.ndarray) -> int:
+    """The rule for ``items`` rated by 943 users (ML-100K's count: the memory cap never binds)."""
+    return auto_hidden_units(items, np.arange(len(items)) % 943)
+
+
 def test_auto_hidden_units_grows_with_the_training_items():
     lo, hi = AUTO_HIDDEN_RANGE
     counts = [0, 10, 200, 400, 600, 1_000, 1_637, 1_651, 2_500, 3_706, 20_000]
-    units = [auto_hidden_units(items_with(n)) for n in counts]
-    assert units == sorted(units) and len(set(units)) >= 5  # more items, a larger code
-    assert all(u % AUTO_HIDDEN_STEP == 0 and lo <= u <= hi for u in units)
-    assert units[0] == lo and units[-1] == hi  # clipped at both ends
-    assert auto_hidden_units(items_with(1_000)) == round(AUTO_HIDDEN_PER_ITEM * 1_000 / 50) * 50  # in between: the rate
+    sizes = [units(items_with(n)) for n in counts]
+    assert sizes == sorted(sizes) and len(set(sizes)) >= 5  # more items, a larger code
+    assert all(u % AUTO_HIDDEN_STEP == 0 and lo <= u <= hi for u in sizes)
+    assert sizes[0] == lo and sizes[-1] == hi  # clipped at both ends
+    assert units(items_with(1_000)) == round(AUTO_HIDDEN_PER_ITEM * 1_000 / 50) * 50  # in between: the rate
     # the selection's data sets (docs/tuning.md#ranking-explicit-autorec): each one's validation winner
-    assert auto_hidden_units(items_with(1_651)) == 500  # ML-100K hash
-    assert auto_hidden_units(items_with(1_637)) == 500  # ML-100K u1
-    assert auto_hidden_units(items_with(400)) == 100  # synthetic, 600 users x 400 movies
-    assert auto_hidden_units(items_with(200)) == 100  # synthetic-small, 300 users x 200 movies
+    assert units(items_with(1_651)) == 500  # ML-100K hash
+    assert units(items_with(1_637)) == 500  # ML-100K u1
+    assert units(items_with(400)) == 100  # synthetic, 600 users x 400 movies
+    assert units(items_with(200)) == 100  # synthetic-small, 300 users x 200 movies
 
 
 def test_auto_hidden_units_counts_distinct_items_not_rows_or_id_types():
     ids = items_with(1_000, rows_per_item=2)
     codes = np.unique(ids, return_inverse=True)[1]
-    assert auto_hidden_units(ids) == auto_hidden_units(codes) == auto_hidden_units(ids[::-1])
-    assert auto_hidden_units(items_with(1_000, rows_per_item=40)) == auto_hidden_units(ids)
-    assert auto_hidden_units(np.array([], dtype=object)) == AUTO_HIDDEN_RANGE[0]
+    assert units(ids) == units(codes) == units(ids[::-1])
+    assert units(items_with(1_000, rows_per_item=40)) == units(ids)
+    assert units(np.array([], dtype=object)) == AUTO_HIDDEN_RANGE[0]
 
 
 def test_the_rule_reads_the_training_rows_only(synthetic_data):
@@ -58,7 +65,8 @@ def test_the_rule_reads_the_training_rows_only(synthetic_data):
     assert cfg.model.autorec.hidden_units == "auto"  # the shipped default
     split = make_split("hash", synthetic_data.ratings)
     resolved = resolve_hidden_units(cfg, synthetic_data, split.train)
-    assert resolved.model.autorec.hidden_units == auto_hidden_units(synthetic_data.ratings["movie_id"][split.train])
+    assert resolved.model.autorec.hidden_units == auto_hidden_units(
+        synthetic_data.ratings["movie_id"][split.train], synthetic_data.ratings["user_id"][split.train])
     # every validation / test row's movie made a new one: the rule is unchanged
     ratings = dict(synthetic_data.ratings)
     held_out = np.concatenate([split.validation, split.test])
@@ -88,8 +96,7 @@ def test_hidden_units_that_are_neither_a_positive_integer_nor_auto_are_refused(v
 
 @pytest.mark.parametrize("task, value, messages", [
     ("ranking", "wide", ["model.autorec.hidden_units must be a positive integer or auto, got 'wide'"]),
-    ("autoencoder", "auto", ["model.autorec.hidden_units: auto is the ranking task's rule",
-                             "set model.autorec.hidden_units=500"]),  # no rule there: the fix is an integer
+    ("autoencoder", "wide", ["model.autorec.hidden_units must be a positive integer or auto, got 'wide'"]),
 ])
 def test_the_cli_refuses_bad_hidden_units_in_one_line(tmp_path, capsys, task, value, messages):
     out = tmp_path / "run"
@@ -108,7 +115,7 @@ def test_a_run_with_auto_writes_the_resolved_units(tmp_path, synthetic_data_dir)
     run = tfrs_lab.train("ranking", data=data, output_dir=tmp_path / "run", verbose=0,
                          overrides=["train.epochs=1", "export.verify=false"])
     split = make_split("hash", data.ratings)
-    expected = auto_hidden_units(data.ratings["movie_id"][split.train])
+    expected = auto_hidden_units(data.ratings["movie_id"][split.train], data.ratings["user_id"][split.train])
     assert AUTO_HIDDEN_RANGE[0] < expected < AUTO_HIDDEN_RANGE[1]
     written = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert written["model"]["autorec"]["hidden_units"] == expected == run.config.model.autorec.hidden_units

@@ -49,7 +49,7 @@ from tfrs_lab.export.verify import require_same_answers
 from tfrs_lab.export.warmup import write_warmup_records
 from tfrs_lab.staging import staged_directory
 
-__all__ = ["AutoRecServer", "AutoencoderServer", "FoldIn", "MultServer", "export_autoencoder"]
+__all__ = ["AutoRecServer", "AutoencoderServer", "FoldIn", "MultServer", "export_autoencoder", "multi_hot"]
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +155,17 @@ class AutoRecServer(AutoencoderServer):
         return {sig.RATINGS: tf.clip_by_value(predicted, self.rating_range[0], self.rating_range[1])}
 
 
+def multi_hot(rows: tf.Tensor, num_catalogue: int) -> tf.Tensor:
+    """float32 [B, M]: 1 at each catalogue row of ``rows`` (int64 [B, n], row i + 1 = catalogue item i,
+    0 = unknown or padding, repeats allowed), scattered into [B, M + 1] and the unknown column dropped.
+    Never a [B, n, M + 1] one-hot: 8 users with 500 seen items of a 59k catalogue made 0.9 GB."""
+    shape = tf.shape(rows, out_type=tf.int64)  # [B, n]
+    users = tf.broadcast_to(tf.range(shape[0])[:, None], shape)
+    counts = tf.scatter_nd(tf.stack([users, rows], axis=-1), tf.ones_like(rows, tf.float32),
+                           tf.stack([shape[0], tf.constant(num_catalogue + 1, tf.int64)]))  # [B, M + 1]
+    return tf.minimum(counts[:, 1:], 1.0)
+
+
 class MultServer(AutoencoderServer):
     """Mult-DAE / Mult-VAE export: the model encodes the user's multi-hot vector."""
 
@@ -167,10 +178,8 @@ class MultServer(AutoencoderServer):
         self.num_catalogue = len(catalogue_ids)
 
     def multi_hot(self, seen_item_ids: tf.Tensor) -> tf.Tensor:
-        """Model input float32 [B, M]: 1 for each known seen catalogue item."""
-        idx = self.catalogue_lookup(seen_item_ids)  # [B, n], 0 = unknown or ''
-        hot = tf.reduce_max(tf.one_hot(idx, self.num_catalogue + 1), axis=1)  # [B, M + 1]
-        return hot[:, 1:]
+        """Model input float32 [B, M]: 1 for each known seen catalogue item (:func:`multi_hot`)."""
+        return multi_hot(self.catalogue_lookup(seen_item_ids), self.num_catalogue)
 
     def query(self, seen_item_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(query float32 [B, d + 1] = [decoder activations, 1], any-known bool [B, 1])."""

@@ -29,6 +29,7 @@ rows through two small lookup tables, never a string per interaction.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 from dataclasses import asdict
@@ -43,20 +44,21 @@ from tfrs_lab.config import AutoencoderConfig
 from tfrs_lab.data.features import Vocabularies
 from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions as Coded
 from tfrs_lab.data.movielens import MovieLensData
-from tfrs_lab.data.splits import HELD_OUT_USERS
+from tfrs_lab.data.splits import HELD_OUT_USERS, Split
 from tfrs_lab.evaluation.metrics import (metric_ks, multi_target_metrics, ranking_metrics, ranks_from_scores,
                                          rating_metrics)
 from tfrs_lab.export.autoencoder import FoldIn, export_autoencoder
 from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
 from tfrs_lab.training import distribute, report
+from tfrs_lab.training.autorec_size import resolve_hidden_units
 from tfrs_lab.training.common import sample_weights
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["AutoencoderTask", "TASK", "Interactions", "RatingBaselines", "autorec_dataset", "autorec_predictions",
            "dense_rows", "held_out_inputs", "interactions", "mult_dataset", "rank_targets", "rating_matrix",
            "sparse_rows_dataset", "DENSE_BLOCK_BYTES", "DENSE_IN_FLIGHT_BYTES",
-           "dense_batches_in_flight", "dense_block_rows"]
+           "dense_batches_in_flight", "dense_block_rows", "inference_copy"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +70,8 @@ HELD_OUT_EARLY_STOPPING_METRIC = "ndcg@100"  # dae / vae on held-out-users (Mult
 class Interactions:
     """Rows of one or more splits as matrix coordinates (-1 = user or movie unknown to the vocabularies)."""
 
-    users: np.ndarray  # int64 [n] row in vocab.user_ids
-    items: np.ndarray  # int64 [n] catalogue row
+    users: np.ndarray  # int32 [n] row in vocab.user_ids (int64 where a caller built it so)
+    items: np.ndarray  # int32 [n] catalogue row
     ratings: np.ndarray  # float32 [n]
 
     @property
@@ -78,9 +80,10 @@ class Interactions:
 
 
 def interactions(data: Coded, vocab: Vocabularies, *row_sets: np.ndarray) -> Interactions:
-    """The rows of ``row_sets`` (concatenated) as matrix coordinates of ``vocab``, from the codes."""
+    """The rows of ``row_sets`` (concatenated) as matrix coordinates of ``vocab``, from the codes:
+    int32 users and items (12 bytes a row with the rating; vocabularies stay below 2^31 rows)."""
     rows = np.concatenate(row_sets) if row_sets else np.zeros(0, np.int64)
-    user_rows, item_rows = data.vocabulary_rows(vocab)
+    user_rows, item_rows = (r.astype(np.int32) for r in data.vocabulary_rows(vocab))
     return Interactions(user_rows[data.user[rows]], item_rows[data.item[rows]],
                         np.asarray(data.rating[rows], np.float32))
 
@@ -91,7 +94,7 @@ def rating_matrix(x: Interactions, num_users: int, num_items: int) -> sp.csr_mat
     Memory O(interactions)."""
     k = x.known
     users, items, ratings = x.users[k], x.items[k], x.ratings[k]
-    _, last = np.unique((users * num_items + items)[::-1], return_index=True)
+    _, last = np.unique((users.astype(np.int64) * num_items + items)[::-1], return_index=True)
     keep = len(users) - 1 - last
     return sp.csr_matrix((ratings[keep], (users[keep], items[keep])), shape=(num_users, num_items), dtype=np.float32)
 
@@ -115,13 +118,13 @@ def sparse_rows_dataset(matrix: sp.csr_matrix, batch_size: int, seed: int,
     """
     rows = np.flatnonzero(np.diff(matrix.indptr) > 0).astype(np.int64)
     splits = matrix.indptr.astype(np.int64)
-    columns = tf.RaggedTensor.from_row_splits(matrix.indices.astype(np.int64), splits)
+    columns = tf.RaggedTensor.from_row_splits(matrix.indices.astype(np.int32, copy=False), splits)  # int32: 4 B a value
     values = tf.RaggedTensor.from_row_splits(matrix.data.astype(np.float32), splits)
     width = int(matrix.shape[1])
 
     def densify(batch: tf.Tensor) -> dict[str, tf.Tensor]:
         cols, vals = tf.gather(columns, batch), tf.gather(values, batch)  # ragged [B, None]
-        index = tf.stack([cols.value_rowids(), cols.flat_values], axis=1)
+        index = tf.stack([cols.value_rowids(), tf.cast(cols.flat_values, tf.int64)], axis=1)
         shape = tf.stack([tf.size(batch, out_type=tf.int64), tf.constant(width, tf.int64)])
         dense = tf.ensure_shape(tf.scatter_nd(index, vals.flat_values, shape), (None, width))
         mask = tf.ensure_shape(tf.scatter_nd(index, tf.ones_like(vals.flat_values), shape), (None, width))
@@ -288,6 +291,20 @@ def mult_dataset(items: sp.csr_matrix, batch_size: int, seed: int, *, weighted: 
 # --------------------------------------------------------------------------- the task
 
 
+def inference_copy(model: tf.keras.Model, build: Callable[[], tf.keras.Model]) -> tf.keras.Model:
+    """A fresh, uncompiled ``build()`` holding ``model``'s weights (assigned variable by variable, no
+    numpy copy), for evaluation and export. Once the caller drops ``model`` (the early-stopping
+    callback lets it go at the end of ``fit``), its optimizer slots (Adam: 2 copies of the weights)
+    and traced training step are freed; a SavedModel of the copy holds no optimizer variables."""
+    copy = build()
+    if len(copy.weights) != len(model.weights):
+        raise ValueError(f"build() made {len(copy.weights)} weights, the trained model has {len(model.weights)}")
+    for target, source in zip(copy.weights, model.weights):
+        target.assign(source)
+    return copy
+
+
+
 @dataclasses.dataclass
 class AutoencoderState:
     """Matrices and evaluation closures of one run (``known`` = training + validation inputs)."""
@@ -308,6 +325,15 @@ class AutoencoderTask(Task):
         """``data.split: auto`` resolved to the architecture's protocol."""
         return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, split=cfg.split_name))
 
+    def resolve_data_config(self, cfg: AutoencoderConfig, data: MovieLensData | Coded,
+                            split: Split) -> AutoencoderConfig:
+        """``model.autorec.hidden_units: auto`` → :func:`~tfrs_lab.training.autorec_size.auto_hidden_units`
+        of the training rows (distinct items: the code size; distinct users, the model's width: the
+        memory cap), for ``autorec``; dae / vae do not read the section and keep it as written."""
+        if cfg.model.architecture != "autorec":
+            return cfg
+        return resolve_hidden_units(cfg, data, split.train)
+
     def embedding_parameters(self, cfg: AutoencoderConfig, vocab: Vocabularies) -> int:
         """0: AutoRec and Mult-DAE/VAE are dense layers fed whole rating rows (a batch of items or
         users), so every weight gets a dense gradient and is updated in full each step by ``adam`` and
@@ -324,10 +350,10 @@ class AutoencoderTask(Task):
         arch = cfg.model.architecture
         num_users, num_items = len(vocab.user_ids), len(vocab.movie_ids)
         train = interactions(data, vocab, split.train)
-        train_plus_val = interactions(data, vocab, split.train, split.validation)
         validation, test = interactions(data, vocab, split.validation), interactions(data, vocab, split.test)
         r_train = rating_matrix(train, num_users, num_items)
-        r_known = rating_matrix(train_plus_val, num_users, num_items)
+        # training + validation rows only as the matrix: their coordinates are not kept (O(rows) at 25M)
+        r_known = rating_matrix(interactions(data, vocab, split.train, split.validation), num_users, num_items)
         protocol = split.protocol
         ks = metric_ks("leave-last-out" if arch == "autorec" else protocol, cfg.eval.ks)
         held_out_test = None
@@ -403,9 +429,15 @@ class AutoencoderTask(Task):
         logger.info("training %s (%d training ratings)", arch, len(split.train))
         fit = ctx.fit(model, dataset, steps_per_epoch=steps, validate=validate, monitor=monitor,
                       fit_kwargs=fit_kwargs)
-        sample = {k: v.numpy() for k, v in next(iter(make(2))).items()}
-        # distributed: evaluate and export a single-device copy (the closures above read ``model``)
-        model = distribute.finish_training(dist, model, build, sample, ctx.stage, probe)
+        del dataset, fit_kwargs
+        if dist.name == "default":
+            # evaluate and export an uncompiled copy: the optimizer's slots and the traced training
+            # step are freed here, not held through evaluation and export (the closures read ``model``)
+            model = inference_copy(model, build)
+            gc.collect()  # the trained model and its optimizer form reference cycles
+        else:  # distributed: a single-device copy (uncompiled too)
+            sample = {k: v.numpy() for k, v in next(iter(make(2))).items()}
+            model = distribute.finish_training(dist, model, build, sample, ctx.stage, probe)
         state = AutoencoderState(train, test, r_known, test_metrics, held_out_test)
         return Trained(model, state, [fit], len(split.train), len(split.train), {"architecture": arch})
 
@@ -478,21 +510,24 @@ def _export(cfg: AutoencoderConfig, model, vocab: Vocabularies, data: MovieLensD
                   version=x.version, settings=settings, titles=data.movies["movie_title"], verify=x.verify)
     if isinstance(model, AutoRec):
         by_movie = known.T.tocsr()  # [M, U]
-        codes = np.concatenate([model.encode(tf.constant(dense_rows(by_movie, trained[s : s + 1024]))).numpy()
-                                for s in range(0, len(trained), 1024)])  # [N, hidden]
+        step = dense_block_rows(cfg.eval.batch_size, by_movie.shape[1])  # blocks within DENSE_BLOCK_BYTES
+        codes = np.concatenate([model.encode(tf.constant(dense_rows(by_movie, trained[s : s + step]))).numpy()
+                                for s in range(0, len(trained), step)])  # [N, hidden]
         base = baselines(train, len(vocab.user_ids))
         rows, biases = model.user_vectors()
         samples["seen_ratings"] = [[float(known[u, i]) for i in seen_items(known, u)] + [0.0] * (width - len(s))
                                    for u, s in zip(sample_users, seen)]
-        queries = np.concatenate([rows, biases[:, None]], axis=1)[:1000]
+        queries = np.concatenate([rows[:1000], biases[:1000, None]], axis=1)  # not a [U, h + 1] copy first
         return export_autoencoder(
             export_dir, index_vectors=np.concatenate([codes, np.ones((len(codes), 1), np.float32)], 1),
             similarity_vectors=codes, sample_inputs=samples, recall_queries=queries,
             fold_in=FoldIn(codes=codes, mean_row=rows.mean(axis=0), mean_bias=float(biases.mean()),
                            rating_min=base.rating_min, rating_max=base.rating_max, l2=x.fold_in_l2), **common)
     vectors, bias = model.item_vectors()
-    queries = model.query_vectors(tf.constant(dense_rows(known, np.arange(min(known.shape[0], 1000)),
-                                                         binary=True))).numpy()
+    users = np.arange(min(known.shape[0], 1000))
+    step = dense_block_rows(cfg.eval.batch_size, known.shape[1])
+    queries = np.concatenate([model.query_vectors(tf.constant(dense_rows(known, users[s : s + step], binary=True))).numpy()
+                              for s in range(0, len(users), step)])  # [<= 1000, d]
     queries = np.concatenate([queries, np.ones((len(queries), 1), np.float32)], axis=1)
     return export_autoencoder(
         export_dir, index_vectors=np.concatenate([vectors[trained], bias[trained, None]], 1),

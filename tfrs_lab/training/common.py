@@ -53,6 +53,7 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
         if value > self.best:
             self.best, self.best_epoch, self.wait = value, epoch + 1, 0
             self.best_metrics = dict(metrics)
+            self.best_weights = None  # the previous copy goes first: at most one copy of the weights here
             self.best_weights = self.model.get_weights()
         else:
             self.wait += 1
@@ -62,6 +63,9 @@ class ValidationEarlyStopping(tf.keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+        # the weights live in the model now; and a task that evaluates and exports a copy of the model
+        # (autoencoder) frees the trained one and its optimizer state once it drops it
+        self.best_weights, self.model = None, None
 
 
 def validation_metrics(best_metrics: Mapping[str, float]) -> dict[str, float]:

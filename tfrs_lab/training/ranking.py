@@ -52,13 +52,13 @@ from tfrs_lab.export.tables import ItemTable, latest_items
 from tfrs_lab.models.features import RAW_COLUMNS
 from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID, RankingModel
 from tfrs_lab.training import distribute, report
+from tfrs_lab.training.autorec_size import resolve_hidden_units
 from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import known_rows
 from tfrs_lab.training.stream import RetrievalStream
 from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
 
-__all__ = ["AUTO_HIDDEN_PER_ITEM", "AUTO_HIDDEN_RANGE", "AUTO_HIDDEN_STEP", "AUTOREC_MAX_CELLS", "auto_hidden_units",
-           "check_autorec_size", "resolve_hidden_units", "NegativeSampler", "RankingState", "RankingTask", "TASK",
+__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "RankingState", "RankingTask", "TASK",
            "code_rating_table", "explicit_dataset", "explicit_metrics", "implicit_dataset", "make_model", "ranking_eval",
            "ranking_stream", "SCORE_PAIR_BUDGET", "score_batches", "score_matrix", "split_columns", "stream_explicit_metrics",
            "stream_ranking_eval", "vocabulary_index"]
@@ -66,52 +66,6 @@ __all__ = ["AUTO_HIDDEN_PER_ITEM", "AUTO_HIDDEN_RANGE", "AUTO_HIDDEN_STEP", "AUT
 logger = logging.getLogger(__name__)
 
 Columns = dict[str, np.ndarray]
-
-
-AUTO_HIDDEN_PER_ITEM = 0.3
-"""Hidden units per distinct training item (:func:`auto_hidden_units`)."""
-AUTO_HIDDEN_STEP = 50
-""":func:`auto_hidden_units` rounds to a multiple of this."""
-AUTO_HIDDEN_RANGE = (100, 1000)
-"""The fewest and most hidden units :func:`auto_hidden_units` picks."""
-
-
-def auto_hidden_units(train_items: np.ndarray) -> int:
-    """``model.autorec.hidden_units: auto``: AutoRec's code size for data whose training rows hold ``train_items``.
-
-    Item-based AutoRec learns one code per item from its rating vector over users: the items are its
-    training examples, and the best code size measured on validation RMSE grows with their number.
-    ML-100K (1,651 training items on ``hash``, 1,637 on ``u1``) prefers 500 units to 250; the
-    synthetic sets (400 and 200 items, 8 planted taste clusters) prefer 100 to 50, 150, 200, 250 and
-    500. The rule is ``h = AUTO_HIDDEN_PER_ITEM * (distinct training items)``, rounded to a multiple
-    of :data:`AUTO_HIDDEN_STEP` and clipped to :data:`AUTO_HIDDEN_RANGE` (1,651 -> 500, 1,637 -> 500,
-    400 -> 100, 200 -> 100, ML-1M's 3,706 -> the cap 1,000, which no run has measured). Its constants
-    were fitted to those validation winners (docs/tuning.md#ranking-explicit-autorec).
-
-    Args:
-      train_items: the item id (or code) of every **training** row, any dtype, ``[n]``; never
-        validation or test rows.
-
-    Returns:
-      the hidden units, an int in ``AUTO_HIDDEN_RANGE``, a multiple of ``AUTO_HIDDEN_STEP``.
-    """
-    items = np.asarray(train_items)
-    distinct = len(np.unique(items)) if items.size else 0
-    lo, hi = AUTO_HIDDEN_RANGE
-    units = int(np.clip(round(AUTO_HIDDEN_PER_ITEM * distinct / AUTO_HIDDEN_STEP) * AUTO_HIDDEN_STEP, lo, hi))
-    logger.info("model.autorec.hidden_units: auto = %d (%d distinct training items)", units, distinct)
-    return units
-
-
-def resolve_hidden_units(cfg: RankingConfig, data: MovieLensData | Interactions, train: np.ndarray) -> RankingConfig:
-    """``cfg`` with ``model.autorec.hidden_units: auto`` replaced by :func:`auto_hidden_units` of the
-    training rows ``train`` (row indices into ``data``, int [n]); any other ``cfg`` as is."""
-    autorec = cfg.model.autorec
-    if autorec.hidden_units != "auto":
-        return cfg
-    items = data.item[train] if isinstance(data, Interactions) else data.ratings["movie_id"][train]
-    autorec = replace(autorec, hidden_units=auto_hidden_units(items))
-    return replace(cfg, model=replace(cfg.model, autorec=autorec))
 
 
 def hyperparameters(cfg: RankingConfig, architecture: str | None = None) -> RankingModelConfig:
@@ -508,7 +462,8 @@ class RankingTask(Task):
 
     def resolve_data_config(self, cfg: RankingConfig, data: MovieLensData | Interactions,
                             split: Split) -> RankingConfig:
-        """``model.autorec.hidden_units: auto`` → :func:`auto_hidden_units` of the training rows."""
+        """``model.autorec.hidden_units: auto`` → :func:`~tfrs_lab.training.autorec_size.auto_hidden_units` of the
+        training rows."""
         return resolve_hidden_units(cfg, data, split.train)
 
     def embedding_parameters(self, cfg: RankingConfig, vocab: Vocabularies) -> int:
