@@ -2,8 +2,8 @@
 (the coordinator), two workers and two parameter servers, each ``python -m tfrs_lab.train <task>``
 with its ``TF_CONFIG`` (retrieval: test_cluster_training.py).
 
-Per task, on the tiny seeded synthetic data of test_task_clusters.py, beside a single-process run of
-the same command:
+Per task (ranking twice: explicit, and implicit with its negatives drawn inside ``tf.data``), on the
+tiny seeded synthetic data of test_task_clusters.py, beside a single-process run of the same command:
 
 * the run finishes; the id embedding tables are split row-wise over both parameter servers
   (``train.ps_min_shard_bytes=1024`` makes these tiny tables big enough to split), every variable
@@ -40,8 +40,11 @@ PS_ARGS = ["--set", "train.distribution=parameter_server", "--set", "train.ps_mi
 ROLES = [("ps", 0), ("ps", 1), ("worker", 0), ("worker", 1)]  # the tasks that serve until stopped
 EXPLICIT_MF = ["--set", "model.architecture=mf", "--set", "model.objective=explicit", "--set", "train.loss=pointwise",
                "--set", "train.batch_size=64", "--set", "model.embedding_l2=0.01"]
-PS_CASES = {  # task -> (its arguments, {validation metric: allowed difference, relative to the single process's})
+PS_CASES = {  # case (task[-variant]) -> (its arguments, {validation metric: allowed difference, relative to the
+    # single process's})
     "ranking": (EXPLICIT_MF, {"validation_rmse": 0.03}),
+    # implicit: each worker draws its batches' negatives inside tf.data (listwise over 1 + 4 per positive)
+    "ranking-implicit": (CASES["ranking"], {"validation_hit_rate@10": 0.25, "validation_hit_rate@50": 0.1}),
     "sequential": (CASES["sequential"], {"validation_ndcg@50": 0.15, "validation_recall@50": 0.15}),
     "multitask": (CASES["multitask"], {"validation_rmse": 0.05, "validation_hit_rate@50": 0.15}),
 }
@@ -78,9 +81,10 @@ def ps_cluster(tmp_path_factory, data_dir) -> Iterator[PsCluster]:
         stop(list(servers.values()))
 
 
-@pytest.mark.parametrize("task", sorted(PS_CASES))
-def test_parameter_servers_train_like_one_process(task, tmp_path, data_dir, ps_cluster):
-    args, tolerances = PS_CASES[task]
+@pytest.mark.parametrize("case", sorted(PS_CASES))
+def test_parameter_servers_train_like_one_process(case, tmp_path, data_dir, ps_cluster):
+    args, tolerances = PS_CASES[case]
+    task = case.partition("-")[0]
     args = [*args, *ARGS]
     run, single = tmp_path / "ps", tmp_path / "single"
     log = tmp_path / "chief.log"
