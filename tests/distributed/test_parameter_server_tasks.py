@@ -43,8 +43,11 @@ EXPLICIT_MF = ["--set", "model.architecture=mf", "--set", "model.objective=expli
 PS_CASES = {  # case (task[-variant]) -> (its arguments, {validation metric: allowed difference, relative to the
     # single process's})
     "ranking": (EXPLICIT_MF, {"validation_rmse": 0.03}),
-    # implicit: each worker draws its batches' negatives inside tf.data (listwise over 1 + 4 per positive)
-    "ranking-implicit": (CASES["ranking"], {"validation_hit_rate@10": 0.25, "validation_hit_rate@50": 0.1}),
+    # implicit: each worker draws its batches' negatives inside tf.data (listwise over 1 + 4 per positive);
+    # leave-last-out and a learning rate that learns in 2 epochs: validation ndcg@10 0.18-0.21, ndcg@50 0.27-0.30
+    # (seeds 42, 7) where a random ranking of the ~67 unseen movies scores about 0.07 and 0.19
+    "ranking-implicit": ([*CASES["ranking"], "--split", "leave-last-out", "--set", "train.learning_rate=0.02"],
+                         {"validation_ndcg@10": 0.3, "validation_ndcg@50": 0.2}),
     "sequential": (CASES["sequential"], {"validation_ndcg@50": 0.15, "validation_recall@50": 0.15}),
     "multitask": (CASES["multitask"], {"validation_rmse": 0.05, "validation_hit_rate@50": 0.15}),
 }

@@ -625,8 +625,9 @@ class RankingTask(Task):
             steps = -(-(n_train if grouped else examples_per_epoch) // per_step)
             offset = -float(np.log(t.negatives.count))
             monitor = EARLY_STOPPING_METRIC[protocol]
-        # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
-        train_ds, fit_kwargs = distribute.fit_dataset(dist, make_train, n_train, t.batch_size)
+        # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size;
+        # parameter_server runs ceil(examples / batch) steps an epoch: the scored pairs of `steps` whole batches
+        train_ds, fit_kwargs = distribute.fit_dataset(dist, make_train, steps * t.batch_size, t.batch_size)
 
         def validator(model: RankingModel) -> Callable[[], dict[str, float]]:
             def validate() -> dict[str, float]:
