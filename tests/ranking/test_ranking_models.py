@@ -1,4 +1,4 @@
-"""Ranking architectures learn planted structure; NeuMF pre-training and clipping hold (negatives: test_negatives.py)."""
+"""Ranking architectures learn planted structure; NeuMF pre-training and clipping hold (negatives: test_ranking_negatives.py)."""
 
 import numpy as np
 import pytest
