@@ -416,7 +416,7 @@ def implicit_indices(stream: RetrievalStream, sampler: NegativeSampler, batch_si
         def group(epoch: tf.Tensor, i: tf.Tensor, take: tf.Tensor) -> dict[str, tf.Tensor]:
             return {"position": take, "negative": sampler.sample(user(take), (epoch, i))}
 
-        ds, batches = epoch_batches(n, step, seed).map(group), -(-n // step)
+        ds, batches = epoch_batches(n, step, seed).map(group, num_parallel_calls=tf.data.AUTOTUNE), -(-n // step)
     else:
         def mixed(epoch: tf.Tensor, i: tf.Tensor, take: tf.Tensor) -> dict[str, tf.Tensor]:
             negative = take >= n  # slot < n: a positive; n + j: negative j
@@ -424,7 +424,8 @@ def implicit_indices(stream: RetrievalStream, sampler: NegativeSampler, batch_si
             drawn = sampler.draw(user(position), (epoch, i))
             return {"position": position, "negative": tf.where(negative, drawn, -1)}
 
-        ds, batches = epoch_batches(n * (1 + k), batch_size, seed).map(mixed), -(-(n * (1 + k)) // batch_size)
+        ds = epoch_batches(n * (1 + k), batch_size, seed).map(mixed, num_parallel_calls=tf.data.AUTOTUNE)
+        batches = -(-(n * (1 + k)) // batch_size)
     return ds.apply(tf.data.experimental.assert_cardinality(batches))
 
 
