@@ -14,6 +14,7 @@ from tfrs_lab.data.features import build_vocabularies
 from tfrs_lab.data.movielens import DataError
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID
+from tfrs_lab.train import main
 from tfrs_lab.training.ranking import (NEGATIVES_ERROR, NegativeSampler, hyperparameters, implicit_dataset,
                                        implicit_indices, negative_sampler, ranking_stream, vocabulary_index)
 
@@ -159,3 +160,36 @@ def test_layouts_pointwise_labels_and_grouped_negatives(setup):
     assert all(b[NEGATIVE_MOVIE_ID].shape == (len(b["user_id"]), 3) and "label" not in b for b in grouped)
     assert not any((u.decode(), m.decode()) in rated for b in grouped
                    for u, row in zip(b["user_id"], b[NEGATIVE_MOVIE_ID]) for m in row)
+
+
+def _interactions(path, glutton: list[int]) -> str:
+    """A CSV of 20 users rating 10 of 200 items each (``i0`` .. ``i199`` all rated by someone), and
+    user ``g`` rating ``glutton`` (item numbers, in time order)."""
+    rng = np.random.default_rng(0)
+    lines, t = ["user,item,time"], 0
+    for u in range(20):
+        for i in rng.choice(200, 10, replace=False) if u else range(200):  # user 0 rates every item once
+            t += 1
+            lines.append(f"u{u},i{i},{t if u else 10_000_000 + t}")
+    lines += [f"g,i{i},{t + 1 + j}" for j, i in enumerate(glutton)]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("glutton, when", [
+    (list(range(200)) + [0, 1], "before training"),  # every item in training (the last two rows are repeats)
+    (list(range(199)) + [0, 1], "inside tf.data"),  # all but one: each draw hits a rated item with p = 0.995
+])
+def test_cli_exclude_seen_that_cannot_be_met_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, glutton,
+                                                                                     when):
+    csv = _interactions(tmp_path / "ratings.csv", glutton)
+    out = tmp_path / "run"
+    code = main(["ranking", "--interactions", csv, "--columns", "user=user,item=item,time=time",
+                 "--split", "leave-last-out", "--epochs", "1", "--output-dir", str(out),
+                 *[a for o in ("model.architecture=mf", "model.objective=implicit", "model.history_length=0",
+                               "export.verify=false") for a in ("--set", o)]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, (when, err[-5:])
+    assert err[-1].startswith("error: ") and err[-1].endswith("set train.negatives.exclude_seen=false"), (when, err)
+    assert "Traceback" not in "\n".join(err)
+    assert not out.exists()
