@@ -293,6 +293,11 @@ class TrainConfig:
     log(1 + rating). Weights are divided by their mean over the training rows (the loss keeps its
     scale). Tasks that do not read it accept only ``none`` (``supported_sample_weights``)."""
     supported_sample_weights: typing.ClassVar[tuple[str, ...]] = ("none",)
+    max_steps_per_epoch: int | None = None
+    """A budget for benchmarks and smoke runs: each epoch stops after this many optimizer steps (the
+    first steps of that epoch's shuffled order); null = whole epochs. ``metrics.json`` records the
+    share of each epoch trained as ``epoch_fraction`` and counts only trained examples in
+    ``train_examples_per_second``; a cosine learning-rate schedule decays over the capped steps."""
 
     def validate(self, path: str) -> None:
         if self.sample_weight not in self.supported_sample_weights:
@@ -308,6 +313,8 @@ class TrainConfig:
         if self.epochs <= 0:
             raise ConfigError(f"{path}.epochs must be > 0, got {self.epochs} (use --epochs N with N >= 1)")
         positive(self.batch_size, f"{path}.batch_size")
+        if self.max_steps_per_epoch is not None:
+            positive(self.max_steps_per_epoch, f"{path}.max_steps_per_epoch")
         positive(self.learning_rate, f"{path}.learning_rate")
         positive(self.early_stopping_patience, f"{path}.early_stopping_patience", allow_zero=True)
         positive(self.shuffle_buffer, f"{path}.shuffle_buffer")

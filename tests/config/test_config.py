@@ -40,6 +40,7 @@ def test_resolved_config_round_trips(tmp_path):
     ("model.embedding_dim=0", "model.embedding_dim must be > 0, got 0"),
     ("model.embeding_dim=8", "unknown config key 'model.embeding_dim'"),
     ("train.epochs=0", "train.epochs must be > 0"),
+    ("train.max_steps_per_epoch=0", "train.max_steps_per_epoch must be > 0, got 0"),
     ("data.split=random", "data.split must be one of hash, leave-last-out"),
     ("model.temperature=warm", "model.temperature must be a number"),
     ("model.query_features=[mood]", "model.query_features has unknown value 'mood'"),

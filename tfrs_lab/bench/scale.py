@@ -285,6 +285,8 @@ def _task_rows(size: int, dataset: str, task: str, w: Watched, run_dir: Path) ->
                        work.get(phase), "ok", **extra)
             if phase == "train":  # the fit alone (validation excluded), as metrics.json reports it
                 row["examples_per_second"] = m.get("train_examples_per_second")
+                if "epoch_fraction" in m:  # train.max_steps_per_epoch: a share of one epoch, not a whole one
+                    row["epoch_fraction"] = m["epoch_fraction"]
             rows.append(row)
         return rows
     done = parse_phase_log(w.log)

@@ -391,11 +391,12 @@ class AutoencoderTask(Task):
         dist = ctx.distribution
         with dist.strategy.scope():
             model = build()
-            model.compile(optimizer=ctx.optimizer(math.ceil(rows / cfg.train.batch_size)))
+            model.compile(optimizer=ctx.optimizer(steps := math.ceil(rows / cfg.train.batch_size)))
         # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
         dataset, fit_kwargs = distribute.fit_dataset(dist, make, rows, cfg.train.batch_size)
         logger.info("training %s (%d training ratings)", arch, len(split.train))
-        fit = ctx.fit(model, dataset, validate=validate, monitor=monitor, fit_kwargs=fit_kwargs)
+        fit = ctx.fit(model, dataset, steps_per_epoch=steps, validate=validate, monitor=monitor,
+                      fit_kwargs=fit_kwargs)
         sample = {k: v.numpy() for k, v in next(iter(make(2))).items()}
         # distributed: evaluate and export a single-device copy (the closures above read ``model``)
         model = distribute.finish_training(dist, model, build, sample, ctx.stage, probe)

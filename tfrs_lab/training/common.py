@@ -13,7 +13,7 @@ import tensorflow as tf
 from tfrs_lab.data.movielens import DataError
 from tfrs_lab.training.optimizers import LazyAdam
 
-__all__ = ["ValidationEarlyStopping", "learning_rate", "make_dataset", "optimizer", "sample_weights", "validation_metrics"]
+__all__ = ["ValidationEarlyStopping", "capped_steps", "learning_rate", "make_dataset", "optimizer", "sample_weights", "validation_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,18 @@ def validation_metrics(best_metrics: Mapping[str, float]) -> dict[str, float]:
     return {f"validation_{k}": round(float(v), 6) for k, v in best_metrics.items() if not k.startswith("neg_")}
 
 
+def capped_steps(train_cfg, steps_per_epoch: int) -> int:
+    """Optimizer steps one epoch runs: ``steps_per_epoch`` (whole epochs), or ``train.max_steps_per_epoch``
+    where that is set and smaller."""
+    cap = getattr(train_cfg, "max_steps_per_epoch", None)
+    return steps_per_epoch if cap is None else min(steps_per_epoch, cap)
+
+
 def learning_rate(train_cfg, steps_per_epoch: int):
     """``train.learning_rate``, or with ``train.lr_schedule: cosine`` (configs that have it) a cosine
-    decay to ``train.min_learning_rate`` over ``train.epochs * steps_per_epoch`` steps."""
+    decay to ``train.min_learning_rate`` over ``train.epochs * steps_per_epoch`` steps (``steps_per_epoch``
+    capped at ``train.max_steps_per_epoch`` where it is set)."""
+    steps_per_epoch = capped_steps(train_cfg, steps_per_epoch)
     lr = train_cfg.learning_rate
     if getattr(train_cfg, "lr_schedule", "constant") == "cosine":
         lr = tf.keras.optimizers.schedules.CosineDecay(

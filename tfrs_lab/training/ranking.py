@@ -643,8 +643,8 @@ class RankingTask(Task):
             with dist.strategy.scope():
                 model.compile(optimizer=ctx.optimizer(steps))
             try:
-                return ctx.fit(model, train_ds, validate=validator(model), monitor=monitor, label=label,
-                               fit_kwargs=fit_kwargs)
+                return ctx.fit(model, train_ds, steps_per_epoch=steps, validate=validator(model), monitor=monitor,
+                               label=label, fit_kwargs=fit_kwargs)
             except tf.errors.InvalidArgumentError as e:  # the sampler's check, raised inside tf.data
                 if NEGATIVES_ERROR not in e.message:
                     raise

@@ -333,7 +333,8 @@ class RetrievalTask(Task):
         def validate() -> dict[str, float]:
             return self.validation_metrics(model, state, cfg, split.protocol, validated)
 
-        fit = ctx.fit(model, train_ds, validate=validate, monitor=self.monitor(cfg, split.protocol),
+        fit = ctx.fit(model, train_ds, steps_per_epoch=steps, validate=validate,
+                      monitor=self.monitor(cfg, split.protocol),
                       fit_kwargs=fit_kwargs)
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: self.build_model(vocab, hp, stream), sample, ctx.stage, _query_probe)

@@ -166,7 +166,8 @@ def common_metrics(cfg, data: MovieLensData | Interactions, split: Split, traine
     """The ``metrics.json`` entries every task writes (docs/architecture.md)."""
     final = trained.final
     epochs = max(trained.epochs_run, 1)
-    counted = sum(f.epochs_counted for f in trained.fits)
+    counted = sum(f.epochs_counted * f.epoch_fraction for f in trained.fits)  # whole epochs' worth trained
+    fraction = min(f.epoch_fraction for f in trained.fits) if trained.fits else 1.0
     return {
         "task": cfg.task, "dataset": data.dataset, "split": split.name,
         **trained.metrics,
@@ -178,6 +179,7 @@ def common_metrics(cfg, data: MovieLensData | Interactions, split: Split, traine
         "num_train_examples": int(trained.num_train_examples),
         "num_test_examples": int(len(split.test)),
         "epochs_trained": trained.epochs_run,
+        **({"epoch_fraction": round(fraction, 6)} if fraction < 1 else {}),  # train.max_steps_per_epoch
         "best_epoch": final.stopper.best_epoch,
         **validation_metrics(final.stopper.best_metrics),
         **({} if cfg.train.include_validation else  # a final fit runs no validation: no validation_* keys

@@ -217,7 +217,8 @@ class SequentialTask(Task):
 
         # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
         dataset, fit_kwargs = distribute.fit_dataset(dist, make, len(train), cfg.train.batch_size)
-        fit = ctx.fit(model, dataset, monitor=EARLY_STOPPING_METRIC[protocol], label=None, fit_kwargs=fit_kwargs,
+        fit = ctx.fit(model, dataset, steps_per_epoch=steps, monitor=EARLY_STOPPING_METRIC[protocol], label=None,
+                      fit_kwargs=fit_kwargs,
                       validate=lambda: evaluate_sequences(model, validation, state.ks, cfg.eval.batch_size, protocol))
         model = distribute.finish_training(  # distributed: evaluate and export a single-device copy
             dist, model, lambda: build_model(cfg, vocab, steps), window_batch(train, np.arange(min(len(train), 2))),

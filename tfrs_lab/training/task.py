@@ -33,7 +33,7 @@ from tfrs_lab.data.movielens import DataError, MovieLensData
 from tfrs_lab.data.predefined import movielens_split_rows, own_test_rows
 from tfrs_lab.data.spec import OWN
 from tfrs_lab.data.splits import PREDEFINED, Split, SplitOptions, make_split
-from tfrs_lab.training.common import ValidationEarlyStopping, learning_rate, optimizer
+from tfrs_lab.training.common import ValidationEarlyStopping, capped_steps, learning_rate, optimizer
 
 __all__ = ["data_split_options", "FitResult", "RunContext", "Task", "TaskInputs", "Trained", "VocabularyMismatch",
            "get_task", "rows_digest", "split_options"]
@@ -75,12 +75,14 @@ class TaskInputs:
 class FitResult:
     """One ``model.fit`` with early stopping: the stopper (best epoch, epochs run, best validation
     metrics), training seconds without validation time, and the epochs that counted towards
-    throughput (a resumed distributed run does not count the epochs it skipped)."""
+    throughput (a resumed distributed run does not count the epochs it skipped), and the share of
+    each epoch's steps trained (1.0 for whole epochs; less under ``train.max_steps_per_epoch``)."""
 
     stopper: ValidationEarlyStopping
     seconds: float
     history: dict[str, list[float]]
     epochs_counted: int
+    epoch_fraction: float = 1.0
 
 
 @dataclasses.dataclass
@@ -142,12 +144,23 @@ class RunContext:
         t = self.cfg.train
         return optimizer(t.optimizer, learning_rate(t, steps_per_epoch))
 
-    def fit(self, model: tf.keras.Model, dataset, *, validate: Callable[[], Mapping[str, float]], monitor: str,
-            label: str | None = None, fit_kwargs: Mapping[str, Any] | None = None) -> FitResult:
+    def fit(self, model: tf.keras.Model, dataset, *, steps_per_epoch: int, validate: Callable[[], Mapping[str, float]],
+            monitor: str, label: str | None = None, fit_kwargs: Mapping[str, Any] | None = None) -> FitResult:
         """Fits ``model`` (already compiled) for up to ``train.epochs`` epochs with early stopping on
         ``monitor`` (maximised), TensorBoard logs under ``logs/`` (``logs/<label>`` when a run fits
-        several models) and, with ``train.lr_schedule: plateau``, learning-rate decay on plateaus."""
+        several models) and, with ``train.lr_schedule: plateau``, learning-rate decay on plateaus.
+        ``steps_per_epoch``: the optimizer steps of one whole epoch of ``dataset``; with
+        ``train.max_steps_per_epoch`` below it each epoch stops after that many steps."""
         t = self.cfg.train
+        fit_kwargs = dict(fit_kwargs or {})
+        steps = capped_steps(t, steps_per_epoch)
+        if steps < steps_per_epoch:
+            if "steps_per_epoch" in fit_kwargs:  # parameter_server: the coordinator's step count
+                fit_kwargs["steps_per_epoch"] = min(fit_kwargs["steps_per_epoch"], steps)
+            else:
+                dataset = dataset.take(steps)
+            logger.info("train.max_steps_per_epoch: %d of %d steps per epoch (%.1f%%)", steps, steps_per_epoch,
+                        100.0 * steps / steps_per_epoch)
         stopper = ValidationEarlyStopping(None if t.include_validation else validate, monitor,
                                           t.early_stopping_patience)
         log_dir = self.stage / "logs" / (label or "")
@@ -159,10 +172,10 @@ class RunContext:
         callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False))
         logger.info("training %s for up to %d epochs", label or self.cfg.task, t.epochs)
         start = time.perf_counter()
-        history = model.fit(dataset, epochs=t.epochs, callbacks=callbacks, verbose=self.verbose,
-                            **dict(fit_kwargs or {})).history
+        history = model.fit(dataset, epochs=t.epochs, callbacks=callbacks, verbose=self.verbose, **fit_kwargs).history
         seconds = time.perf_counter() - start - stopper.eval_seconds
-        return FitResult(stopper, seconds, dict(history), stopper.epochs_run - self.initial_epoch())
+        return FitResult(stopper, seconds, dict(history), stopper.epochs_run - self.initial_epoch(),
+                         steps / max(steps_per_epoch, 1))
 
 
 def split_options(cfg) -> SplitOptions:
