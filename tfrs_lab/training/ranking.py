@@ -648,8 +648,8 @@ class RankingTask(Task):
             except tf.errors.InvalidArgumentError as e:  # the sampler's check, raised inside tf.data
                 if NEGATIVES_ERROR not in e.message:
                     raise
-                raise DataError(f"some {NEGATIVES_ERROR} (a user rated nearly every movie the "
-                                f"{t.negatives.distribution} distribution draws)") from None
+                raise DataError(f"a user rated nearly every movie the {t.negatives.distribution} distribution draws, "
+                                f"so some {NEGATIVES_ERROR}") from None
 
         def build() -> RankingModel:
             table = rating_table("train") if hp.architecture == "autorec" else None
