@@ -740,14 +740,10 @@ class RankingConfig(TaskConfig):
         if self.model.objective == "explicit" and self.train.loss != "pointwise":
             raise ConfigError(f"train.loss={self.train.loss} ranks sampled negatives: set model.objective=implicit "
                               "(explicit ratings are regressed pointwise: train.loss=pointwise)")
-        if self.train.distribution == "parameter_server" and (self.model.objective != "explicit"
-                                                               or self.model.architecture == "autorec"):
-            what = ("model.architecture=autorec reads a dense [items x users] rating table every step"
-                    if self.model.architecture == "autorec" else
-                    "model.objective=implicit draws its negatives in a Python generator, which parameter-server "
-                    "workers cannot run")
-            raise ConfigError(f"train.distribution=parameter_server: {what}; use train.distribution="
-                              "multi_worker_mirrored (or model.objective=explicit with mf, gmf, mlp, neumf or dcn)")
+        if self.train.distribution == "parameter_server" and self.model.architecture == "autorec":
+            raise ConfigError("train.distribution=parameter_server: model.architecture=autorec reads a dense "
+                              "[items x users] rating table every step; use train.distribution=multi_worker_mirrored "
+                              "(or model.architecture mf, gmf, mlp, neumf or dcn)")
         if self.model.architecture == "neumf" and self.model.neumf_pretrain and self.train.distribution != "default":
             raise ConfigError(f"model.neumf_pretrain=true fits three models in one run, which a restarted "
                               f"train.distribution={self.train.distribution} run cannot resume from its backup: "

@@ -52,16 +52,16 @@ def test_distribution_keys_validated_per_task():
             assert load_config(task, [], [f"train.distribution={name}"]).train.distribution == name
     ps = "train.distribution=parameter_server"
     for task, sets in (("sequential", []), ("multitask", []), ("ranking", ["model.architecture=mf"]),
-                       ("ranking", ["model.architecture=dcn"])):
+                       ("ranking", ["model.architecture=dcn"]),
+                       ("ranking", ["model.architecture=mf", "model.objective=implicit", "train.loss=listwise"]),
+                       ("ranking", ["model.architecture=neumf", "model.objective=implicit"])):
         assert load_config(task, [], [ps, *sets]).train.distribution == "parameter_server"
-    # the autoencoders and the ranking models that read whole tables or run Python per batch: one line naming the fix
+    # the autoencoders and the ranking model that reads a whole table: one line naming the fix
     with pytest.raises(ConfigError, match=r"^train.distribution=parameter_server is not supported by this task: "
                                           r"choose default or mirrored or multi_worker_mirrored \(an autoencoder's"):
         load_config("autoencoder", [], [ps])
-    for sets, why in ((["model.architecture=autorec"], "reads a dense"),
-                      (["model.architecture=mf", "model.objective=implicit"], "Python generator")):
-        with pytest.raises(ConfigError, match=rf"^{ps}: .*{why}.*; use train.distribution=multi_worker_mirrored"):
-            load_config("ranking", [], [ps, *sets])
+    with pytest.raises(ConfigError, match=rf"^{ps}: .*reads a dense.*; use train.distribution=multi_worker_mirrored"):
+        load_config("ranking", [], [ps, "model.architecture=autorec"])
     with pytest.raises(ConfigError, match="model.neumf_pretrain=true fits three models in one run"):
         load_config("ranking", [], ["train.distribution=multi_worker_mirrored", "model.architecture=neumf",
                                     "model.neumf_pretrain=true"])

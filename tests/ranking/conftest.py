@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrs_lab.config import load_config
+from tfrs_lab.config import NegativeSamplingConfig, load_config
 from tfrs_lab.data.features import Vocabularies, build_vocabularies
 from tfrs_lab.data.movielens import MovieLensData, load_movielens
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.data.synthetic import SyntheticSpec
 from tfrs_lab.models.ranking import RankingModel
-from tfrs_lab.training.ranking import (NegativeSampler, explicit_dataset, hyperparameters, implicit_dataset,
-                                       make_model, ranking_stream, serving_user_table, split_columns,
-                                       vocabulary_index)
 from tfrs_lab.training.autorec_size import resolve_hidden_units
+from tfrs_lab.training.ranking import (explicit_dataset, hyperparameters, implicit_dataset, make_model,
+                                       negative_sampler, ranking_stream, serving_user_table, split_columns)
 
 
 @dataclass
@@ -52,9 +51,7 @@ def train_small(data, architecture: str, *, objective: str = "explicit", split: 
         ds = explicit_dataset(stream, 64, 10_000, seed=0)
         offset = float(cols["train"]["label"].mean())
     else:
-        users, items = vocabulary_index(stream, vocab, "train")
-        sampler = NegativeSampler(len(vocab.movie_ids), users, items, count=4, distribution="uniform",
-                                  exclude_seen=True, seed=0)
+        sampler = negative_sampler(stream, vocab, NegativeSamplingConfig(count=4), seed=0)
         ds = implicit_dataset(stream, vocab, sampler, 256, seed=0, grouped=loss != "pointwise")
         offset = -np.log(4.0)
     model = make_model(vocab, hp, cols["train"], offset, loss)

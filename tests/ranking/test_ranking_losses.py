@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrs_lab.config import load_config
+from tfrs_lab.config import NegativeSamplingConfig, load_config
 from tfrs_lab.data.features import build_vocabularies
 from tfrs_lab.data.splits import make_split
 from tfrs_lab.export import signatures as sig
 from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID, bpr_loss, listwise_loss
 from tfrs_lab.train import main
-from tfrs_lab.training.ranking import (NegativeSampler, hyperparameters, implicit_dataset, make_model, ranking_stream,
-                                       split_columns, vocabulary_index)
+from tfrs_lab.training.ranking import (hyperparameters, implicit_dataset, make_model, negative_sampler, ranking_stream,
+                                       split_columns)
 
 POSITIVE = tf.constant([2.0, 0.0])
 NEGATIVE = tf.constant([[1.0, 3.0], [0.0, -1.0]])
@@ -50,9 +50,7 @@ def implicit_setup(ranking_data):
     hp = hyperparameters(cfg)
     cols = split_columns(ranking_data, split, hp)  # in memory: what the batches are checked against
     stream = ranking_stream(ranking_data, split, hp)
-    users, items = vocabulary_index(stream, vocab, "train")
-    sampler = NegativeSampler(len(vocab.movie_ids), users, items, count=3, distribution="uniform", exclude_seen=True,
-                              seed=0)
+    sampler = negative_sampler(stream, vocab, NegativeSamplingConfig(count=3), seed=0)
     return vocab, hp, cols, stream, sampler
 
 

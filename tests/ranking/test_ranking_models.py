@@ -1,4 +1,4 @@
-"""Ranking architectures learn planted structure; NeuMF pre-training, negatives and clipping hold."""
+"""Ranking architectures learn planted structure; NeuMF pre-training and clipping hold (negatives: test_ranking_negatives.py)."""
 
 import numpy as np
 import pytest
@@ -10,8 +10,8 @@ from tfrs_lab.data.splits import make_split
 from tfrs_lab.evaluation.metrics import ranking_metrics, ranks_from_scores, target_ranks
 from tfrs_lab.models.ranking import RankingModel
 from tfrs_lab.training.evaluate import seen_lists
-from tfrs_lab.training.ranking import (NegativeSampler, explicit_metrics, hyperparameters, item_rating_table,
-                                       ranking_eval, split_columns)
+from tfrs_lab.training.ranking import (explicit_metrics, hyperparameters, item_rating_table, ranking_eval,
+                                       split_columns)
 
 
 @pytest.mark.slow
@@ -105,26 +105,6 @@ def test_neumf_pretraining_copies_gmf_and_mlp_weights(trained_dcn):
     # The fused predictive layer makes NeuMF exactly the alpha-mix of the two pretrained models.
     expected = 0.3 * gmf(batch).numpy() + 0.7 * mlp(batch).numpy()
     np.testing.assert_allclose(neumf(batch).numpy(), expected, rtol=1e-5, atol=1e-5)
-
-
-def test_negative_sampler_never_returns_a_users_rated_movie():
-    rng = np.random.default_rng(0)
-    users = np.repeat(np.arange(1, 31), 12)  # 30 users, 12 positives each, 20-movie catalogue
-    items = np.concatenate([rng.choice(20, 12, replace=False) for _ in range(30)])
-    for distribution in ("uniform", "popularity"):
-        counts = np.bincount(items, minlength=20).astype(float)
-        sampler = NegativeSampler(20, users, items, count=5, distribution=distribution, exclude_seen=True,
-                                  item_counts=counts, seed=1)
-        negatives = sampler.sample(users)
-        assert negatives.shape == (len(users), 5)
-        rated = {(u, i) for u, i in zip(users, items)}
-        assert not any((u, n) in rated for u, row in zip(users, negatives) for n in row)
-    counts = np.zeros(20)
-    counts[[3, 7]] = [1.0, 3.0]
-    sampler = NegativeSampler(20, users[:0], items[:0], count=1000, distribution="popularity", exclude_seen=False,
-                              item_counts=counts, seed=2)
-    draws = sampler.sample(np.array([1]))[0]
-    assert set(draws) == {3, 7} and 0.65 < np.mean(draws == 7) < 0.85  # proportional to 1 : 3
 
 
 def test_ranks_from_scores_matches_target_ranks_ties_and_exclusions():

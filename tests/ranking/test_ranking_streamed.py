@@ -15,7 +15,7 @@ import tensorflow as tf
 import yaml
 
 import tfrs_lab
-from tfrs_lab.config import ConfigError, load_config, to_dict
+from tfrs_lab.config import ConfigError, NegativeSamplingConfig, load_config, to_dict
 from tfrs_lab.data.interactions import Interactions
 from tfrs_lab.data.prepared import PreparedDataset, prepare_dataset
 from tfrs_lab.data.spec import SourceSpec
@@ -26,10 +26,10 @@ from tfrs_lab.train import main
 from tfrs_lab.export.tables import ItemTable
 from tfrs_lab.models.ranking import NEGATIVE_MOVIE_ID
 from tfrs_lab.training.common import make_dataset
-from tfrs_lab.training.ranking import (TASK, NegativeSampler, code_rating_table, explicit_dataset, explicit_metrics,
-                                       hyperparameters, implicit_dataset, item_rating_table, make_model, ranking_eval,
-                                       ranking_stream, serving_user_table, split_columns, stream_explicit_metrics,
-                                       stream_ranking_eval, vocabulary_index)
+from tfrs_lab.training.ranking import (TASK, code_rating_table, explicit_dataset, explicit_metrics, hyperparameters,
+                                       implicit_dataset, implicit_indices, item_rating_table, make_model,
+                                       negative_sampler, ranking_eval, ranking_stream, serving_user_table,
+                                       split_columns, stream_explicit_metrics, stream_ranking_eval)
 from tfrs_lab.training.runner import prepare
 
 pytestmark = pytest.mark.slow
@@ -152,29 +152,19 @@ def _assert_same(got: dict, want: dict, what: str) -> None:
         np.testing.assert_array_equal(got[key], want[key], err_msg=f"{what} {key}")
 
 
-def _column_batches(cols: dict, vocab, sampler: NegativeSampler, batch_size: int, seed: int, grouped: bool):
-    """The implicit batches as the in-memory path built them before the stream (kept here as the
-    reference): numpy columns indexed per batch, negatives as movie id strings."""
-    users = np.asarray(tf.keras.layers.StringLookup(vocabulary=list(vocab.user_ids), mask_token=None)(
-        cols["user_id"]).numpy(), np.int64)
+def _column_batches(cols: dict, vocab, indices: list[dict], grouped: bool):
+    """The implicit batches built from the in-memory string columns (the reference) for the ints the
+    stream drew (:func:`implicit_indices`: positions, negatives as catalogue rows)."""
     base = {k: v for k, v in cols.items() if k != "label"}
-    rng, n, k = np.random.default_rng(seed), len(users), sampler.count
-    if grouped:
-        negatives = vocab.movie_ids[sampler.sample(users)]
-        order, step = rng.permutation(n), max(1, batch_size // (1 + k))
-        for s in range(0, n, step):
-            take = order[s : s + step]
-            yield _tf({**{name: col[take] for name, col in base.items()}, NEGATIVE_MOVIE_ID: negatives[take]})
-        return
-    negatives = sampler.sample(users)
-    rows = np.concatenate([np.arange(n), np.repeat(np.arange(n), k)])
-    movies = np.concatenate([cols["movie_id"], vocab.movie_ids[negatives.reshape(-1)]])
-    labels = np.concatenate([np.ones(n, np.float32), np.zeros(n * k, np.float32)])
-    order = rng.permutation(len(rows))
-    for s in range(0, len(order), batch_size):
-        take = order[s : s + batch_size]
-        yield _tf({**{name: col[rows[take]] for name, col in base.items()}, "movie_id": movies[take],
-                   "label": labels[take]})
+    for batch in indices:
+        take, negative = batch["position"], batch["negative"]
+        rows = {name: col[take] for name, col in base.items()}
+        if grouped:
+            yield _tf({**rows, NEGATIVE_MOVIE_ID: vocab.movie_ids[negative]})
+            continue
+        drawn = negative >= 0
+        yield _tf({**rows, "movie_id": np.where(drawn, vocab.movie_ids[np.maximum(negative, 0)], rows["movie_id"]),
+                   "label": (~drawn).astype(np.float32)})
 
 
 def _assert_streamed_like_columns(data, coded, split, hp, vocab) -> None:
@@ -190,15 +180,15 @@ def _assert_streamed_like_columns(data, coded, split, hp, vocab) -> None:
         pairs = list(zip(streamed.as_numpy_iterator(), in_memory.as_numpy_iterator(), strict=True))
         for i, (got, want) in enumerate(pairs):
             _assert_same(got, want, f"explicit epoch {epoch} batch {i}")
-    users, items = vocabulary_index(stream, vocab, "train")
+    sampler = negative_sampler(stream, vocab, NegativeSamplingConfig(count=2), seed=5)
+    n = len(split.train)
     for grouped in (False, True):
-        def sampler() -> NegativeSampler:
-            return NegativeSampler(len(vocab.movie_ids), users, items, count=2, distribution="uniform",
-                                   exclude_seen=True, seed=5)
-
-        got = list(implicit_dataset(stream, vocab, sampler(), 24, seed=7, grouped=grouped).as_numpy_iterator())
-        want = list(_column_batches(cols["train"], vocab, sampler(), 24, 7, grouped))
+        got = list(implicit_dataset(stream, vocab, sampler, 24, seed=7, grouped=grouped).as_numpy_iterator())
+        indices = list(implicit_indices(stream, sampler, 24, seed=7, grouped=grouped).as_numpy_iterator())
+        want = list(_column_batches(cols["train"], vocab, indices, grouped))
         assert len(got) == len(want) > 1
+        positions = np.concatenate([b["position"] for b in indices])  # each positive once, with its 2 negatives
+        assert np.array_equal(np.bincount(positions, minlength=n), np.full(n, 1 if grouped else 3))
         for i, (g, w) in enumerate(zip(got, want)):
             _assert_same(g, w, f"implicit grouped={grouped} batch {i}")
     tf.keras.utils.set_random_seed(0)

@@ -6,7 +6,9 @@ Objectives (``model.objective``):
   On ``leave-last-out`` the catalogue is also ranked by predicted rating for ``recall@K`` etc.
 * ``implicit``: every training rating is a positive; ``train.negatives.count`` negatives per positive
   are drawn afresh every epoch (uniform or popularity-proportional, optionally never a movie the
-  user rated in training); ``train.loss`` ``pointwise`` (binary cross-entropy), ``pairwise`` (BPR) or
+  user rated in training; drawn inside ``tf.data`` by stateless ops keyed on the seed, the epoch and
+  the batch, :class:`NegativeSampler`, so the input pipeline runs no Python per batch and trains
+  under every ``train.distribution``, ``parameter_server`` included); ``train.loss`` ``pointwise`` (binary cross-entropy), ``pairwise`` (BPR) or
   ``listwise`` (softmax over each positive and its negatives; see :mod:`tfrs_lab.models.ranking`).
   Evaluated by full-catalogue ranking (docs/architecture.md#metric-definitions):
   ``recall@K`` / ``ndcg@K`` / ``mrr`` on ``leave-last-out`` (seen excluded), ``hit_rate@K`` on ``hash``.
@@ -34,12 +36,13 @@ import dataclasses
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from tfrs_lab.config import ConfigError, RankingConfig, RankingModelConfig, check_typed_ranking
+from tfrs_lab.config import (ConfigError, NegativeSamplingConfig, RankingConfig, RankingModelConfig,
+                             check_typed_ranking)
 from tfrs_lab.data.features import Vocabularies, movie_rows
 from tfrs_lab.data.history import recent_history
 from tfrs_lab.data.interactions import STREAMED_SPLITS, Interactions
@@ -55,11 +58,12 @@ from tfrs_lab.training import distribute, report
 from tfrs_lab.training.autorec_size import resolve_hidden_units
 from tfrs_lab.training.common import make_dataset
 from tfrs_lab.training.evaluate import known_rows
-from tfrs_lab.training.stream import RetrievalStream
+from tfrs_lab.training.stream import RetrievalStream, epoch_batches
 from tfrs_lab.training.task import FitResult, RunContext, Task, Trained
 
-__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "RankingState", "RankingTask", "TASK",
-           "code_rating_table", "explicit_dataset", "explicit_metrics", "implicit_dataset", "make_model", "ranking_eval",
+__all__ = ["AUTOREC_MAX_CELLS", "check_autorec_size", "NegativeSampler", "NEGATIVES_ERROR", "negative_sampler",
+           "RankingState", "RankingTask", "TASK", "code_rating_table", "explicit_dataset", "explicit_metrics",
+           "implicit_dataset", "implicit_indices", "make_model", "ranking_eval",
            "ranking_stream", "SCORE_PAIR_BUDGET", "score_batches", "score_matrix", "split_columns", "stream_explicit_metrics",
            "stream_ranking_eval", "vocabulary_index"]
 
@@ -217,56 +221,122 @@ def serving_user_table(data: MovieLensData | Interactions, train_rows: np.ndarra
 # --------------------------------------------------------------------------- negatives
 
 
+NEGATIVES_ERROR = "negatives could not avoid the movies the users rated: set train.negatives.exclude_seen=false"
+"""The end of the error a ``train.negatives.exclude_seen`` run stops with when some user's rated
+movies leave nothing (or too little, after :attr:`NegativeSampler.max_rounds` redraws) to draw."""
+
+
 class NegativeSampler:
-    """Draws negatives (catalogue rows) for training positives.
+    """Draws negatives (catalogue rows) for training positives inside the TF graph (a ``tf.data``
+    map), from stateless random ops keyed on ``(seed, *key)``: the same seed and key, the same draws.
 
     Args:
       num_items: catalogue size M (rows 0 .. M - 1).
-      seen_users, seen_items: int [n] (user index, catalogue row) of every training positive; with
-        ``exclude_seen`` a user is never given a movie they rated in training (so never the positive).
-      distribution: ``uniform`` or ``popularity`` (proportional to ``item_counts``, float [M]).
+      seen_users, seen_items: int [n] (user key, catalogue row) of every training positive (rows
+        < 0, items outside the catalogue, are ignored); with ``exclude_seen`` a user is never given a
+        movie they rated in training (so never the positive). Users are any int keys below 2**31,
+        the same :meth:`draw` is given (the task passes user codes, :func:`negative_sampler`).
+      count: negatives per positive (:meth:`sample`).
+      distribution: ``uniform`` over the catalogue rows or ``popularity`` (proportional to
+        ``item_counts``, float [M]: a CDF searched with ``tf.searchsorted``).
+      max_rounds: with ``exclude_seen``, how many times a draw that hit a seen movie is redrawn
+        before the batch fails with :data:`NEGATIVES_ERROR`.
+
+    Memory: the seen pairs as one sorted int64 key ``user * M + row`` each (8 bytes per distinct
+    training pair) and, for ``popularity``, a float64 [M] CDF, held as TF constants.
+
+    Raises:
+      DataError: with ``exclude_seen``, when a user has rated every movie the distribution can draw.
     """
 
     def __init__(self, num_items: int, seen_users: np.ndarray, seen_items: np.ndarray, *, count: int,
                  distribution: str, exclude_seen: bool, item_counts: np.ndarray | None = None,
                  seed: int = 0, max_rounds: int = 100) -> None:
         self.num_items, self.count, self.exclude_seen, self.max_rounds = num_items, count, exclude_seen, max_rounds
-        self.rng = np.random.default_rng(seed)
-        self.cdf = None
+        self.seed = int(seed)
+        drawable = num_items
+        cdf = None
         if distribution == "popularity":
             if item_counts is None or np.sum(item_counts) <= 0:
                 raise ValueError("popularity sampling needs positive item counts")
-            self.cdf = np.cumsum(np.asarray(item_counts, np.float64))
-            self.cdf /= self.cdf[-1]
+            counts = np.asarray(item_counts, np.float64)
+            cdf = np.cumsum(counts)
+            cdf /= cdf[-1]
+            drawable = int(np.count_nonzero(counts > 0))
         elif distribution != "uniform":
             raise ValueError(f"unknown negative distribution {distribution!r}: choose uniform or popularity")
-        self.seen_keys = np.unique(np.asarray(seen_users, np.int64) * num_items + np.asarray(seen_items, np.int64))
+        seen_users, seen_items = np.asarray(seen_users, np.int64), np.asarray(seen_items, np.int64)
+        keep = seen_items >= 0
+        keys = np.unique(seen_users[keep] * num_items + seen_items[keep]) if exclude_seen else np.zeros(0, np.int64)
+        if len(keys):
+            users, rated = np.unique(keys // num_items, return_counts=True)
+            if cdf is not None:  # only the rated movies the distribution can draw count
+                drawn = np.asarray(item_counts)[keys % num_items] > 0
+                rated = np.bincount(np.searchsorted(users, keys // num_items), weights=drawn, minlength=len(users))
+            full = int(np.count_nonzero(rated >= drawable))
+            if full:
+                raise DataError(f"{full} users rated every movie the {distribution} distribution draws, so their "
+                                f"{NEGATIVES_ERROR}")
+        with tf.init_scope():  # eager constants, also when first built inside a worker's dataset_fn
+            self._cdf = None if cdf is None else tf.constant(cdf)
+            self._seen = tf.constant(keys) if len(keys) else None
 
-    def _draw(self, n: int) -> np.ndarray:
-        if self.cdf is None:
-            return self.rng.integers(0, self.num_items, size=n)
-        return np.minimum(np.searchsorted(self.cdf, self.rng.random(n), side="right"), self.num_items - 1)
+    def _candidates(self, size: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """int64 [size] catalogue rows from the distribution, drawn by the stateless ``seed``."""
+        if self._cdf is None:
+            return tf.random.stateless_uniform([size], seed, minval=0, maxval=self.num_items, dtype=tf.int64)
+        u = tf.random.stateless_uniform([size], seed, dtype=tf.float64)
+        return tf.minimum(tf.searchsorted(self._cdf, u, side="right", out_type=tf.int64), self.num_items - 1)
 
-    def _is_seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    def _is_seen(self, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+        """bool [N]: whether each (user, row) is a seen pair (binary search of the sorted keys)."""
         keys = users * self.num_items + items
-        pos = np.minimum(np.searchsorted(self.seen_keys, keys), len(self.seen_keys) - 1)
-        return self.seen_keys[pos] == keys
+        pos = tf.minimum(tf.searchsorted(self._seen, keys, out_type=tf.int64), tf.size(self._seen, tf.int64) - 1)
+        return tf.equal(tf.gather(self._seen, pos), keys)
 
-    def sample(self, users: np.ndarray) -> np.ndarray:
-        """int64 [len(users), count] negative catalogue rows for each positive's user index."""
-        users = np.repeat(np.asarray(users, np.int64), self.count)
-        items = self._draw(len(users))
-        if self.exclude_seen and len(self.seen_keys):
-            bad = np.flatnonzero(self._is_seen(users, items))
-            for _ in range(self.max_rounds):
-                if not len(bad):
-                    break
-                items[bad] = self._draw(len(bad))
-                bad = bad[self._is_seen(users[bad], items[bad])]
-            if len(bad):  # users who rated (nearly) the whole catalogue
-                raise DataError(f"{len(bad)} negatives could not avoid the users' rated movies: "
-                                "set train.negatives.exclude_seen=false")
-        return items.reshape(-1, self.count)
+    def draw(self, users: tf.Tensor, key: Sequence[int | tf.Tensor] = ()) -> tf.Tensor:
+        """int64 [N]: one negative catalogue row for each entry of ``users`` (int [N] user keys),
+        drawn by stateless ops seeded with ``seed`` and each entry of ``key`` (int64 scalars, e.g.
+        the epoch's key and the batch's step) folded in. With ``exclude_seen`` the draws that hit a
+        seen pair are redrawn (with the round folded in too), at most ``max_rounds`` times; then the
+        batch fails with :data:`NEGATIVES_ERROR` (a ``tf.errors.InvalidArgumentError``)."""
+        users = tf.cast(tf.reshape(users, [-1]), tf.int64)
+        seed = tf.constant([self.seed, 0x6E6567], tf.int64)
+        for k in key:
+            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(k, tf.int64))
+        size = tf.size(users)
+        items = self._candidates(size, seed)
+        if self._seen is None:
+            return items
+
+        def redraw(r: tf.Tensor, items: tf.Tensor, bad: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+            fresh = self._candidates(size, tf.random.experimental.stateless_fold_in(seed, r + 1))
+            items = tf.where(bad, fresh, items)
+            return r + 1, items, self._is_seen(users, items)
+
+        _, items, bad = tf.while_loop(lambda r, items, bad: (r < self.max_rounds) & tf.reduce_any(bad), redraw,
+                                      (tf.constant(0, tf.int64), items, self._is_seen(users, items)))
+        left = tf.reduce_sum(tf.cast(bad, tf.int64))
+        check = tf.debugging.Assert(tf.equal(left, 0), [left, NEGATIVES_ERROR])
+        with tf.control_dependencies([check]):
+            return tf.identity(items)
+
+    def sample(self, users: tf.Tensor | np.ndarray, key: Sequence[int | tf.Tensor] = ()) -> tf.Tensor:
+        """int64 [len(users), count]: ``count`` negatives (:meth:`draw`) for each positive's user key."""
+        users = tf.convert_to_tensor(users, tf.int64)
+        return tf.reshape(self.draw(tf.repeat(users, self.count), key), [-1, self.count])
+
+
+def negative_sampler(stream: RetrievalStream, vocab: Vocabularies, negatives: NegativeSamplingConfig,
+                     seed: int) -> NegativeSampler:
+    """The training run's :class:`NegativeSampler` (``train.negatives``): the seen pairs are the
+    training rows' (user code, catalogue row), users keyed as :func:`implicit_dataset` gathers them
+    (:meth:`RetrievalStream.user_fn`), popularity from the vocabulary's training counts."""
+    part = stream.parts["train"]
+    _, items = vocabulary_index(stream, vocab, "train")
+    return NegativeSampler(len(vocab.movie_ids), stream.data.user[part.rows], items, count=negatives.count,
+                           distribution=negatives.distribution, exclude_seen=negatives.exclude_seen,
+                           item_counts=vocab.item_counts[1:], seed=seed)
 
 
 def explicit_dataset(stream: RetrievalStream, batch_size: int, shuffle_buffer: int, seed: int) -> tf.data.Dataset:
@@ -280,41 +350,55 @@ def explicit_dataset(stream: RetrievalStream, batch_size: int, shuffle_buffer: i
         tf.data.AUTOTUNE)
 
 
+def implicit_indices(stream: RetrievalStream, sampler: NegativeSampler, batch_size: int, seed: int, *,
+                     grouped: bool = False) -> tf.data.Dataset:
+    """The implicit training batches as ints, drawn inside ``tf.data`` (no Python per batch): per
+    batch ``position`` (int64 [b], the positives' training positions) and ``negative`` (pointwise:
+    int64 [b], a catalogue row, -1 for the positives themselves; grouped: int64 [b, count]).
+
+    The order is :func:`~tfrs_lab.training.stream.epoch_batches` (a new stateless shuffle every
+    epoch, keyed on (epoch, ``seed``)) and the negatives are ``sampler`` draws keyed on (epoch,
+    step): re-drawn every epoch, the same epochs for the same seeds, on every worker too.
+    Pointwise: the n positives and n × count negatives (negative j belongs to positive j // count)
+    are shuffled together, ``batch_size`` of them a batch; grouped: ``max(1, batch_size // (1 +
+    count))`` positives a batch, each with its ``count`` negatives. The dataset's cardinality is
+    set: a run resumed from its backup (``train.distribution``) runs whole epochs, as the first did."""
+    n, k = len(stream.parts["train"]), sampler.count
+    user = stream.user_fn("train")
+    if grouped:
+        step = max(1, batch_size // (1 + k))
+
+        def group(epoch: tf.Tensor, i: tf.Tensor, take: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"position": take, "negative": sampler.sample(user(take), (epoch, i))}
+
+        ds, batches = epoch_batches(n, step, seed).map(group, num_parallel_calls=tf.data.AUTOTUNE), -(-n // step)
+    else:
+        def mixed(epoch: tf.Tensor, i: tf.Tensor, take: tf.Tensor) -> dict[str, tf.Tensor]:
+            negative = take >= n  # slot < n: a positive; n + j: negative j
+            position = tf.where(negative, (take - n) // k, take)
+            drawn = sampler.draw(user(position), (epoch, i))
+            return {"position": position, "negative": tf.where(negative, drawn, -1)}
+
+        ds = epoch_batches(n * (1 + k), batch_size, seed).map(mixed, num_parallel_calls=tf.data.AUTOTUNE)
+        batches = -(-(n * (1 + k)) // batch_size)
+    return ds.apply(tf.data.experimental.assert_cardinality(batches))
+
+
 def implicit_dataset(stream: RetrievalStream, vocab: Vocabularies, sampler: NegativeSampler, batch_size: int,
                      seed: int, *, grouped: bool = False) -> tf.data.Dataset:
-    """Batches of training positives and fresh sampled negatives, re-drawn every epoch; a negative
-    copies its positive's user and context columns and swaps in the sampled movie.
+    """Batches of training positives and fresh sampled negatives (:func:`implicit_indices`), re-drawn
+    every epoch; a negative copies its positive's user and context columns and swaps in the sampled movie.
 
     ``grouped=False`` (pointwise loss): ``batch_size`` rows of positives (``label`` 1) and negatives
     (``label`` 0), shuffled together. ``grouped=True`` (pairwise / listwise losses): ``batch_size //
     (1 + count)`` positives (at least one), each row with its ``count`` negatives in the
     ``negative_movie_id`` column (string [b, count]), so a batch scores as many pairs either way.
 
-    A Python generator draws the negatives and the order (int arrays: the positives' positions, each
-    negative's catalogue row); the features of each batch are gathered in the ``tf.data`` map
-    (:meth:`RetrievalStream.batch_fn`), no string per row."""
-    users, _ = vocabulary_index(stream, vocab, "train")
-    shuffle_rng = np.random.default_rng(seed)
-    n, k = len(users), sampler.count
+    Everything runs in the ``tf.data`` graph (so parameter-server workers build it from their
+    ``dataset_fn``): the order and negatives as ints, then each batch's features gathered from the
+    codes (:meth:`RetrievalStream.batch_fn`), no string per row."""
     movies = tf.constant(np.asarray(vocab.movie_ids).astype(str))
     gather = stream.batch_fn("train")
-
-    def epoch() -> Iterator[dict[str, np.ndarray]]:
-        negatives = sampler.sample(users).reshape(-1)  # [n * k]: the negatives of positive i at i * k ...
-        order = shuffle_rng.permutation(n * (1 + k))  # < n: a positive; n + j: negative j
-        for s in range(0, len(order), batch_size):
-            take = order[s : s + batch_size]
-            negative = take >= n
-            j = np.where(negative, take - n, 0)
-            yield {"position": np.where(negative, j // k, take), "negative": np.where(negative, negatives[j], -1)}
-
-    def grouped_epoch() -> Iterator[dict[str, np.ndarray]]:
-        negatives = sampler.sample(users)  # [n, k]
-        order = shuffle_rng.permutation(n)
-        step = max(1, batch_size // (1 + k))
-        for s in range(0, n, step):
-            take = order[s : s + step]
-            yield {"position": take, "negative": negatives[take]}
 
     def features(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         out = gather(batch["position"])
@@ -327,12 +411,7 @@ def implicit_dataset(stream: RetrievalStream, vocab: Vocabularies, sampler: Nega
             out["label"] = tf.cast(negative < 0, tf.float32)
         return out
 
-    spec = {"position": tf.TensorSpec([None], tf.int64),
-            "negative": tf.TensorSpec([None, k] if grouped else [None], tf.int64)}
-    batches = -(-n // max(1, batch_size // (1 + k))) if grouped else -(-(n * (1 + k)) // batch_size)
-    ds = tf.data.Dataset.from_generator(grouped_epoch if grouped else epoch, output_signature=spec)
-    # a known length: a run resumed from its backup (train.distribution) runs whole epochs, as the first did
-    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    ds = implicit_indices(stream, sampler, batch_size, seed, grouped=grouped)
     return ds.map(features, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
@@ -509,11 +588,7 @@ class RankingTask(Task):
             offset = float(np.mean(stream.labels("train")))
             monitor = "neg_rmse"
         else:
-            train_users, train_items = vocabulary_index(stream, vocab, "train")
-            sampler = NegativeSampler(
-                len(vocab.movie_ids), train_users, train_items,
-                count=t.negatives.count, distribution=t.negatives.distribution,
-                exclude_seen=t.negatives.exclude_seen, item_counts=vocab.item_counts[1:], seed=t.seed)
+            sampler = negative_sampler(stream, vocab, t.negatives, t.seed)
             grouped = t.loss != "pointwise"
 
             def make_train(batch: int) -> tf.data.Dataset:  # every worker draws the same negatives (same seed)
@@ -523,8 +598,9 @@ class RankingTask(Task):
             steps = -(-(n_train if grouped else examples_per_epoch) // per_step)
             offset = -float(np.log(t.negatives.count))
             monitor = EARLY_STOPPING_METRIC[protocol]
-        # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size
-        train_ds, fit_kwargs = distribute.fit_dataset(dist, make_train, n_train, t.batch_size)
+        # multi_worker_mirrored: each worker keeps its share of every global batch of train.batch_size;
+        # parameter_server runs ceil(examples / batch) steps an epoch: the scored pairs of `steps` whole batches
+        train_ds, fit_kwargs = distribute.fit_dataset(dist, make_train, steps * t.batch_size, t.batch_size)
 
         def validator(model: RankingModel) -> Callable[[], dict[str, float]]:
             def validate() -> dict[str, float]:
@@ -538,8 +614,14 @@ class RankingTask(Task):
         def fit(model: RankingModel, label: str) -> FitResult:
             with dist.strategy.scope():
                 model.compile(optimizer=ctx.optimizer(steps))
-            return ctx.fit(model, train_ds, steps_per_epoch=steps, validate=validator(model), monitor=monitor,
-                           label=label, fit_kwargs=fit_kwargs)
+            try:
+                return ctx.fit(model, train_ds, steps_per_epoch=steps, validate=validator(model), monitor=monitor,
+                               label=label, fit_kwargs=fit_kwargs)
+            except tf.errors.InvalidArgumentError as e:  # the sampler's check, raised inside tf.data
+                if NEGATIVES_ERROR not in e.message:
+                    raise
+                raise DataError(f"a user rated nearly every movie the {t.negatives.distribution} distribution draws, "
+                                f"so some {NEGATIVES_ERROR}") from None
 
         def build() -> RankingModel:
             table = rating_table("train") if hp.architecture == "autorec" else None

@@ -32,7 +32,7 @@ from tfrs_lab.data.interactions import HistorySource, Interactions
 from tfrs_lab.data.splits import Split
 from tfrs_lab.evaluation.metrics import hit_rate, paired_target_ranks, ranking_metrics, target_ranks
 
-__all__ = ["RetrievalStream", "context_gather", "SplitRanks", "SplitRows", "rank_split", "split_metrics", "stream_metrics", "stream_ranks"]
+__all__ = ["RetrievalStream", "context_gather", "epoch_batches", "SplitRanks", "SplitRows", "rank_split", "split_metrics", "stream_metrics", "stream_ranks"]
 
 _CHUNK = 1 << 16  # evaluated rows per chunk: bounds queries and exclusion lists in memory
 
@@ -71,6 +71,23 @@ def context_gather(column) -> Callable[[tf.Tensor], tf.Tensor]:
         return multi
     values = tf.constant(np.asarray(column.values))
     return lambda r: tf.gather(values, r)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int) -> tf.data.Dataset:
+    """The positions ``0 .. n - 1`` in a new random order every epoch, in batches of ``batch_size``
+    (the last smaller): elements ``(epoch, step, positions)``: ``epoch`` int64 scalar, the epoch's
+    key (drawn afresh each time the dataset is iterated, by ``Dataset.random(seed)``: the same seed
+    gives the same sequence of epochs, also on every worker of a cluster), ``step`` int64 scalar, the
+    batch's index in the epoch, ``positions`` int64 [b]. The order is a stateless shuffle keyed on
+    (epoch, seed); what else a batch draws (the ranking task's negatives) keys on (epoch, step).
+    Memory: one int64 [n] permutation per epoch."""
+
+    def epoch(s: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([s, tf.constant(seed, tf.int64)]))
+        return tf.data.Dataset.range(0, n, batch_size).map(lambda a: (s, a // batch_size, order[a:a + batch_size]))
+
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(epoch)
 
 
 class RetrievalStream:
@@ -156,18 +173,19 @@ class RetrievalStream:
         """The raw columns (numpy; strings as bytes) of ``parts[name].rows[positions]``: for tests and samples."""
         return {k: v.numpy() for k, v in self.batch_fn(name)(tf.constant(np.asarray(positions, np.int64))).items()}
 
+    def user_fn(self, name: str) -> Callable[[tf.Tensor], tf.Tensor]:
+        """``f(positions int64 [b]) -> int64 [b]``: the user codes of rows ``parts[name].rows[positions]``."""
+        rows = self._constants(name)[0]
+        return lambda positions: tf.cast(tf.gather(self.user, tf.gather(rows, positions)), tf.int64)
+
     def training_dataset(self, batch_size: int, seed: int, name: str = "train") -> tf.data.Dataset:
         """Batches of ``parts[name]`` in a new random order every epoch (seeded: the same run gives
-        the same epochs), the last batch smaller; mapped in parallel, order kept, prefetched."""
-        n = len(self.parts[name])
-
-        def epoch(s: tf.Tensor) -> tf.data.Dataset:
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(n, dtype=tf.int64), seed=tf.stack([s, tf.constant(seed, tf.int64)]))
-            return tf.data.Dataset.range(0, n, batch_size).map(lambda a: order[a:a + batch_size])
-
-        ds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(epoch)
-        return ds.map(self.batch_fn(name), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        the same epochs, :func:`epoch_batches`), the last batch smaller; mapped in parallel, order
+        kept, prefetched."""
+        gather = self.batch_fn(name)
+        ds = epoch_batches(len(self.parts[name]), batch_size, seed)
+        return ds.map(lambda epoch, step, positions: gather(positions),
+                      num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def batches(self, name: str, positions: np.ndarray, batch_size: int = 4096) -> tf.data.Dataset:
         """Batches of ``parts[name].rows[positions]`` in that order."""
