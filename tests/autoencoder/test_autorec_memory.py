@@ -76,9 +76,10 @@ def test_explicit_values_are_untouched_and_auto_is_resolved_for_autorec_only(syn
 
 
 @pytest.mark.slow
-def test_an_autoencoder_run_with_auto_writes_the_resolved_units(tmp_path, synthetic_data_dir):
+def test_an_autoencoder_run_with_auto_writes_the_resolved_units(tmp_path):
+    # its own data folder: the session's holds one synthetic data set only (tests/data reads it as such)
     data = load_movielens("synthetic", synthetic=SyntheticSpec(num_users=120, num_movies=600, ratings_per_user=20,
-                                                                seed=0), data_dir=synthetic_data_dir)
+                                                                seed=0), data_dir=tmp_path / "tfds")
     run = tfrs_lab.train("autoencoder", data=data, output_dir=tmp_path / "run", verbose=0,
                          overrides=["model.autorec.hidden_units=auto", "train.epochs=1", "export.verify=false",
                                     "export.index=brute_force"])

@@ -108,10 +108,11 @@ def test_the_cli_refuses_bad_hidden_units_in_one_line(tmp_path, capsys, task, va
 
 
 @pytest.mark.slow
-def test_a_run_with_auto_writes_the_resolved_units(tmp_path, synthetic_data_dir):
-    # many movies for few ratings, so that the rule lands above its floor
+def test_a_run_with_auto_writes_the_resolved_units(tmp_path):
+    # many movies for few ratings, so that the rule lands above its floor; its own data folder (the
+    # session's holds one synthetic data set only: tests/data reads it as such)
     data = load_movielens("synthetic", synthetic=SyntheticSpec(num_users=150, num_movies=700, ratings_per_user=25,
-                                                                seed=0), data_dir=synthetic_data_dir)
+                                                                seed=0), data_dir=tmp_path / "tfds")
     run = tfrs_lab.train("ranking", data=data, output_dir=tmp_path / "run", verbose=0,
                          overrides=["train.epochs=1", "export.verify=false"])
     split = make_split("hash", data.ratings)
