@@ -76,7 +76,7 @@ def validation_metrics(best_metrics: Mapping[str, float]) -> dict[str, float]:
 def capped_steps(train_cfg, steps_per_epoch: int) -> int:
     """Optimizer steps one epoch runs: ``steps_per_epoch`` (whole epochs), or ``train.max_steps_per_epoch``
     where that is set and smaller."""
-    cap = getattr(train_cfg, "max_steps_per_epoch", None)
+    cap = train_cfg.max_steps_per_epoch
     return steps_per_epoch if cap is None else min(steps_per_epoch, cap)
 
 

@@ -167,7 +167,7 @@ def common_metrics(cfg, data: MovieLensData | Interactions, split: Split, traine
     final = trained.final
     epochs = max(trained.epochs_run, 1)
     counted = sum(f.epochs_counted * f.epoch_fraction for f in trained.fits)  # whole epochs' worth trained
-    fraction = min(f.epoch_fraction for f in trained.fits) if trained.fits else 1.0
+    fraction = min(f.epoch_fraction for f in trained.fits)  # the smallest share any fit trained
     return {
         "task": cfg.task, "dataset": data.dataset, "split": split.name,
         "optimizer": cfg.train.optimizer,  # the name train.optimizer: auto resolved to
