@@ -52,7 +52,7 @@ from tfrs_lab.export.index import IndexSettings
 from tfrs_lab.models.autoencoder import AutoRec, MultAutoencoder
 from tfrs_lab.training import distribute, report
 from tfrs_lab.training.autorec_size import resolve_hidden_units
-from tfrs_lab.training.common import sample_weights
+from tfrs_lab.training.common import capped_steps, sample_weights
 from tfrs_lab.training.task import RunContext, Task, Trained
 
 __all__ = ["AutoencoderTask", "TASK", "Interactions", "RatingBaselines", "autorec_dataset", "autorec_predictions",
@@ -383,7 +383,8 @@ class AutoencoderTask(Task):
                                       test.ratings)
         else:
             rows = int(np.count_nonzero(np.diff(r_train.indptr)))  # users with training ratings
-            anneal_steps = cfg.model.mult.kl_anneal_epochs * math.ceil(rows / cfg.train.batch_size)
+            # the optimizer steps of kl_anneal_epochs epochs (capped ones under train.max_steps_per_epoch)
+            anneal_steps = cfg.model.mult.kl_anneal_epochs * capped_steps(cfg.train, math.ceil(rows / cfg.train.batch_size))
 
             def build() -> MultAutoencoder:
                 return MultAutoencoder(num_items, cfg.model.mult, variational=arch == "vae", anneal_steps=anneal_steps)
